@@ -1,0 +1,3 @@
+from kolyric.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Fine-tuning: corpora, dataset, the Lightning module, the runner, and from-scratch setup."""

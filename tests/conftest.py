@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny real models and tokenizers, built once per session and saved to disk.
+
+They go through the same loading code as a hub model: a ``save_pretrained`` directory, a
+copy in the hub repo's own layout (``tokenizer.json`` with no special-token roles, like
+skt/kogpt2-base-v2), and a checkpoint in the ratsnlp tutorial's layout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+NSMC_DIR = SHARED / "nsmc"
+
+# Tests never touch the network: the hub and Korpora's hosts are unreachable here anyway,
+# and a test must not depend on that.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def nsmc_rows(split: str = "train", limit: int = 2000) -> list[tuple[str, int]]:
+    """The first ``limit`` (review, label) rows of the shared NSMC copy (read-only)."""
+    path = NSMC_DIR / f"ratings_{split}.txt"
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 3 and parts[1].strip():
+                rows.append((parts[1], int(parts[2])))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def _polar_texts(limit: int) -> list[str]:
+    return [("긍정 " if label else "부정 ") + text for text, label in nsmc_rows("train", limit)]
+
+
+def _build(tmp: Path, name: str, kind: str, vocab: int) -> Path:
+    from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
+
+    tokenizer = train_tokenizer(_polar_texts(3000), vocab_size=vocab, kind=kind)
+    model = new_model(tokenizer, ModelShape(n_layer=2, n_embd=64, n_head=2, n_positions=128), seed=7)
+    out = tmp / name
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(models_dir) -> Path:
+    """A tiny GPT-2 (random weights) + metaspace BPE tokenizer, in save_pretrained layout."""
+    return _build(models_dir, "tiny", "metaspace", 1200)
+
+
+@pytest.fixture(scope="session")
+def tiny_bytelevel_dir(models_dir) -> Path:
+    """The same with a byte-level tokenizer, whose tokens can split a syllable's bytes."""
+    return _build(models_dir, "tiny-bytes", "bytelevel", 600)
+
+
+@pytest.fixture(scope="session")
+def tiny_hub_layout_dir(tiny_model_dir, models_dir) -> Path:
+    """The tiny model as the skt/kogpt2-base-v2 repo lays it out: config.json, weights and a
+    bare tokenizer.json, with no tokenizer_config.json naming the special tokens."""
+    import shutil
+
+    out = models_dir / "hub-layout"
+    out.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(tiny_model_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir):
+    from kolyric.engine.loading import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_dir(models_dir) -> Path:
+    """A tiny model briefly trained on NSMC, so its continuations are not uniform noise and
+    polarity prefixes matter. About 20 s on 2 CPU cores; built once per session."""
+    import torch
+
+    from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
+
+    texts = _polar_texts(4000)
+    tokenizer = train_tokenizer(texts, vocab_size=1500, kind="metaspace")
+    model = new_model(tokenizer, ModelShape(n_layer=2, n_embd=96, n_head=2, n_positions=64), seed=7)
+    torch.manual_seed(7)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    eos = tokenizer.eos_token
+    for step in range(150):
+        batch = texts[(step * 32) % len(texts):][:32]
+        enc = tokenizer([t + eos for t in batch], return_tensors="pt", padding=True,
+                        truncation=True, max_length=48)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    out = models_dir / "trained-tiny"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
