@@ -44,17 +44,41 @@ def _polar_texts(limit: int) -> list[str]:
 def _build(tmp: Path, name: str, kind: str, vocab: int) -> Path:
     from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
 
-    tokenizer = train_tokenizer(_polar_texts(3000), vocab_size=vocab, kind=kind)
-    model = new_model(tokenizer, ModelShape(n_layer=2, n_embd=64, n_head=2, n_positions=128), seed=7)
-    out = tmp / name
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    def build(out: Path) -> None:
+        tokenizer = train_tokenizer(_polar_texts(3000), vocab_size=vocab, kind=kind)
+        model = new_model(tokenizer, ModelShape(n_layer=2, n_embd=64, n_head=2, n_positions=128), seed=7)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    return _cached(tmp / name, build)
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
+def models_dir(request) -> Path:
+    """Built models live in pytest's cache dir, keyed by this file's content: a rerun reuses
+    them, and any change to how they are built rebuilds them."""
+    import hashlib
+
+    key = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    return Path(request.config.cache.mkdir(f"kolyric-models-{key}"))
+
+
+def _cached(out: Path, build) -> Path:
+    """Build into a temporary sibling and rename: an interrupted build is never reused."""
+    import shutil
+    import tempfile
+
+    if (out / "config.json").is_file():
+        return out
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    build(tmp)
+    try:
+        tmp.rename(out)
+    except OSError:  # another test process finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").is_file():
+            raise
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +99,11 @@ def tiny_hub_layout_dir(tiny_model_dir, models_dir) -> Path:
     bare tokenizer.json, with no tokenizer_config.json naming the special tokens."""
     import shutil
 
-    out = models_dir / "hub-layout"
-    out.mkdir()
-    for name in ("config.json", "model.safetensors", "tokenizer.json"):
-        shutil.copy(tiny_model_dir / name, out / name)
-    return out
+    def build(out: Path) -> None:
+        for name in ("model.safetensors", "tokenizer.json", "config.json"):
+            shutil.copy(tiny_model_dir / name, out / name)
+
+    return _cached(models_dir / "hub-layout", build)
 
 
 @pytest.fixture(scope="session")
@@ -93,10 +117,15 @@ def tiny_loaded(tiny_model_dir):
 def trained_tiny_dir(models_dir) -> Path:
     """A tiny model briefly trained on NSMC, so its continuations are not uniform noise and
     polarity prefixes matter. About 20 s on 2 CPU cores; built once per session."""
+    return _cached(models_dir / "trained-tiny", _train_tiny)
+
+
+def _train_tiny(out: Path) -> None:
     import torch
 
     from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
 
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     texts = _polar_texts(4000)
     tokenizer = train_tokenizer(texts, vocab_size=1500, kind="metaspace")
     model = new_model(tokenizer, ModelShape(n_layer=2, n_embd=96, n_head=2, n_positions=64), seed=7)
@@ -114,7 +143,5 @@ def trained_tiny_dir(models_dir) -> Path:
         opt.step()
         opt.zero_grad()
     model.eval()
-    out = models_dir / "trained-tiny"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return out

@@ -189,8 +189,17 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
             f"{source}: is a {config.model_type!r} model, not a causal language model "
             f"(kolyric needs a GPT-2 style model)") from None
     del model_cls
-    return AutoModelForCausalLM.from_pretrained(
-        name, config=config, local_files_only=local_files_only, trust_remote_code=False)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        name, config=config, local_files_only=local_files_only, trust_remote_code=False,
+        output_loading_info=True)
+    # Weights the files lack would be silently random: a model with another head or another
+    # architecture's checkpoint. Refuse, naming them.
+    missing = [k for k in info.get("missing_keys", []) if not _IGNORABLE.search(k)]
+    if missing:
+        shown = ", ".join(sorted(missing)[:5]) + (f" … (+{len(missing) - 5})" if len(missing) > 5 else "")
+        raise ModelLoadError(f"{source}: the weights do not fit a {config.model_type!r} causal language "
+                             f"model (missing: {shown})")
+    return model
 
 
 def load_tokenizer(name: str, *, local_files_only: bool = True) -> Any:

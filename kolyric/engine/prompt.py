@@ -54,13 +54,15 @@ def prompt_body(line: str, context: Sequence[str] = (), separator: str = "\n") -
 
 
 _SPECIALS_RE = re.compile(r"</s>|<s>|<pad>|<usr>|<sys>|<mask>")
+# Control characters (escape sequences!) from a model's byte tokens must not reach a terminal.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def clean_piece(text: str, unk_token: str | None = "<unk>") -> str:
     """A streamed piece with special tokens removed and ``<unk>`` made visible."""
     if unk_token:
         text = text.replace(unk_token, UNK_SHOWN)
-    return _SPECIALS_RE.sub("", text)
+    return _CONTROL_RE.sub("", _SPECIALS_RE.sub("", text))
 
 
 def clean_output(text: str, unk_token: str | None = "<unk>") -> str:

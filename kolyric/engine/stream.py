@@ -344,12 +344,14 @@ class Generator:
         text = clean_output(raw, self.unk_token)
         joiner = " " if raw[:1].isspace() and request.prompt.strip() else ""
         full = clean_output(request.prompt.strip() + joiner + text, self.unk_token)
+        if getattr(report, "display", None) is not None:  # constrained lines, one per line
+            text, full = report.display
         return Candidate(text, ids, infos, reason, report, full)
 
     def _constraint_state(self, request: GenerationRequest, prompt_len: int, rows: int) -> Any:
         if request.constraints is None:
             return None
-        return request.constraints.start(self, prompt_len, rows)
+        return request.constraints.start(self, prompt_len, rows, request=request)
 
     def _token_text(self, token_id: int) -> str:
         text = self._token_text_cache.get(token_id)

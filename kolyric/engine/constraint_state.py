@@ -1,0 +1,411 @@
+"""The running side of lyric constraints: per-row line state, the logits processor, the report.
+
+A row's state (which line, syllables so far, its last syllables, the rhymes its finished lines
+set) is a pure function of the tokens generated so far, so it is keyed by that token sequence,
+not by the row's index: beam search reorders its beams every step, and a state derived from the
+sequence itself cannot be mixed up. Each step extends the parent sequence's state by one token
+(the parents are the previous step's sequences, kept; anything else is replayed from the root).
+The report replays the final sequence with the same masks, so "satisfied" means every token was
+allowed; then each line is checked again from its text with ``count_syllables``/``rhyme_key``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from kolyric.engine.constraints import (MAX_ZERO_RUN, ConstraintReport, LineReport, LyricConstraints,
+                                        check_lines, key_text)
+from kolyric.engine.prompt import clean_output
+from kolyric.engine.vocab_profile import TAIL, Key, class_of, key_parts, profile_for
+from kolyric.korean.hangul import SYLLABLE_FIRST, count_syllables, hangul_syllables
+
+FALLBACK_SCORE = -1e4  # the end token's score when nothing else may follow: finite, but a last resort
+
+
+@dataclass(frozen=True)
+class PlannedLine:
+    target: int | None
+    """Syllables, or None on uncounted lines."""
+    group: str | None
+    """Scheme letter, or None: no rhyme required."""
+    key: Key | None
+    """The rhyme it must end on, when known before generating (the rhyme target or a draft line)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One sequence's progress through the lines (immutable; each token makes a new one)."""
+
+    line: int = 0
+    """Index of the line being written; -1 while the prompt's line still has to be closed."""
+    count: int = 0
+    tail: tuple[tuple[int, int], ...] = ()
+    """Raw (medial, final) of the line's last Hangul syllables, oldest first (at most 3)."""
+    zero_run: int = 0
+    keys: tuple[tuple[str, Key], ...] = ()
+    """Rhymes set by this sequence's finished lines, per scheme letter."""
+    starts: tuple[int, ...] = ()
+    """Token index where each line begins."""
+    broken: str | None = None
+    done: bool = False
+    ended: bool = False
+    end_pos: int | None = None
+
+
+def _output_size(model: Any) -> int | None:
+    try:
+        return int(model.get_output_embeddings().weight.shape[0])
+    except (AttributeError, TypeError):
+        return getattr(getattr(model, "config", None), "vocab_size", None)
+
+
+def _raw_tail(text: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for ch in hangul_syllables(text)[-TAIL:]:
+        index = ord(ch) - SYLLABLE_FIRST
+        out.append(((index % 588) // 28, index % 28))
+    return tuple(out)
+
+
+class ConstraintState:
+    """What the decoding loop consults (see kolyric.engine.stream): ``processor``, ``advance``,
+    ``row_finished`` and ``report``."""
+
+    def __init__(self, spec: LyricConstraints, generator: Any, prompt_len: int, request: Any = None):
+        self.spec = spec
+        self.generator = generator
+        self.tokenizer = generator.tokenizer
+        self.prompt_len = prompt_len
+        self.profile = profile_for(self.tokenizer, _output_size(generator.model))
+        self.lists = self.profile.lists()
+        self.eos = self.profile.eos_id
+        self.newline = getattr(generator, "_separator", "\n") == "\n" and self.profile.has_newline_token
+        self.bank = self.profile.masks(spec.strict, spec.families, self.newline, str(generator.model.device))
+        self.n = spec.rhyme_syllables
+        self.counted = spec.targets is not None
+        self.prompt = request.prompt.strip() if request is not None else ""
+        context = [c.strip() for c in request.context if c.strip()] if request is not None else []
+        settings = getattr(request, "settings", None)
+        self.max_length = getattr(settings, "max_length", None)
+        self.notes: list[str] = []
+        self.lines = self._plan(context)
+        self.root = self._initial(context)
+        self._states: dict[tuple, Row] = {(): self.root}
+        self._current: list[Row] = []
+        self.failures: dict[tuple, str] = {}
+        self.processor = ConstraintLogitsProcessor(self)
+
+    # -- the plan: each generated line's count, scheme letter and (known) rhyme ------------------
+    def _key_of(self, syllables: str) -> Key:
+        return key_parts(syllables, self.spec.strict, self.spec.families)
+
+    def _plan(self, context: list[str]) -> list[PlannedLine]:
+        spec, k = self.spec, self.spec.n_lines
+        targets = spec.targets or (None,) * k
+        letters = spec.scheme[-k:] if spec.scheme else ("A" if spec.rhyme else "x") * k
+        before = spec.scheme[:-k] if spec.scheme and len(spec.scheme) > k else ""
+        preceding = context + ([self.prompt] if spec.mode == "next" and self.prompt else [])
+        aligned = preceding[-len(before):] if before else []
+        if len(aligned) < len(before):
+            self.notes.append(f"scheme: {len(before)} letter(s) for draft lines, but only {len(aligned)} "
+                              "draft line(s) precede; the first letters are not used")
+            before = before[len(before) - len(aligned):]
+        fixed: dict[str, Key] = {}
+        for letter, text in zip(before, aligned):
+            syllables = hangul_syllables(text)
+            if letter == "x":
+                continue
+            if len(syllables) >= self.n:
+                fixed[letter] = self._key_of(syllables[-self.n:])
+            else:
+                self.notes.append(f"scheme: draft line {text!r} (letter {letter}) has no rhyme to match")
+        if spec.rhyme:
+            first = next((c for c in letters if c != "x"), None)
+            if first:
+                fixed[first] = self._key_of(hangul_syllables(spec.rhyme)[-self.n:])
+        return [PlannedLine(t, None if c == "x" else c, fixed.get(c)) for t, c in zip(targets, letters)]
+
+    def _initial(self, context: list[str]) -> Row:
+        spec = self.spec
+        if spec.mode == "continue":
+            row = Row(line=0, count=count_syllables(self.prompt), tail=_raw_tail(self.prompt), starts=(0,))
+        elif self.prompt or context:
+            row = Row(line=-1)  # the prompt's line is closed first
+        else:
+            row = Row(line=0, starts=(0,))
+        return replace(row, broken=self._impossible(row))
+
+    def _impossible(self, row: Row) -> str | None:
+        """Why the constraints cannot be met with this vocabulary and prompt, before generating."""
+        if not self.counted and len(self.lines) > 1 and not self.newline:
+            return ("lines: this model's vocabulary has no newline token, so lines are told apart by their "
+                    "syllable counts; set syllables or pattern")
+        for j, line in enumerate(self.lines):
+            if line.key is not None and not self.bank.ends_in(line.key):
+                return (f"line {j + 1}: no token in the vocabulary ends in a syllable rhyming "
+                        f"{key_text(line.key)}")
+            if line.target is not None:
+                left = line.target - (row.count if j == 0 else 0)
+                if left < 0:
+                    return (f"line 1: the typed line already has {row.count} syllables, more than "
+                            f"the {line.target} asked")
+                if left > 0 and not self.bank.feasible(line.key, left):
+                    return (f"line {j + 1}: the vocabulary has no tokens that make {left} syllables"
+                            + (f" ending on the rhyme {key_text(line.key)}" if line.key else ""))
+        first = self.lines[0]
+        if row.line == 0 and row.count and first.key and first.target is not None:
+            typed_in_zone = row.count - (first.target - len(first.key))
+            if typed_in_zone > 0 and not self._bits(row.tail, first.key)[min(typed_in_zone, len(first.key))]:
+                return f"line 1: the typed syllables cannot end on the rhyme {key_text(first.key)}"
+        return None
+
+    # -- masks -------------------------------------------------------------------------------------
+    def _key(self, row: Row, j: int) -> Key | None:
+        line = self.lines[j]
+        if line.key is not None or line.group is None:
+            return line.key
+        return dict(row.keys).get(line.group)
+
+    def _avoid(self, row: Row, j: int) -> frozenset:
+        """A scheme group's first line must not end like the other groups (single-syllable rhymes:
+        with 2-3 syllables, letters only bind lines together)."""
+        line = self.lines[j]
+        if self.n != 1 or line.group is None or line.key is not None or line.group in dict(row.keys):
+            return frozenset()
+        others = [ln.key for ln in self.lines if ln.key is not None and ln.group != line.group]
+        others += [k for g, k in row.keys if g != line.group]
+        return frozenset(k[-1] for k in others)
+
+    def _bits(self, tail: tuple, key: Key | None) -> tuple[bool, ...]:
+        """bits[m]: the line's last m syllables equal the key's first m."""
+        if not key:
+            return ()
+        classes = tuple(class_of(m, f, self.spec.strict, self.spec.families) for m, f in tail)
+        return tuple(m == 0 or (len(classes) >= m and classes[-m:] == key[:m]) for m in range(len(key) + 1))
+
+    def _need(self, j: int) -> int:
+        return self.n if self.lines[j].group else 1
+
+    def _first(self, row: Row, j: int) -> Any:
+        """No newline token: tokens that may start line j (word starts)."""
+        line, key, avoid = self.lines[j], self._key(row, j), self._avoid(row, j)
+        last = j == len(self.lines) - 1
+        if self.counted:
+            first = self.bank.counted(key, line.target, avoid=avoid)
+            return self.bank.boundary(first, ("c", key, avoid, line.target))
+        need = self._need(j)
+        first = self.bank.free(key, self._bits((), key), need, 0, last, avoid)
+        return self.bank.boundary(first, ("f", key, avoid, need, last))
+
+    def mask_of(self, row: Row) -> Any:
+        """The tokens allowed next (a bool tensor over the vocabulary; cached, never modified)."""
+        bank = self.bank
+        if row.broken or row.done or row.ended:
+            return bank.eos
+        j = row.line
+        if j == -1:
+            return bank.enders(False) if self.newline else self._first(row, 0)
+        line, key, avoid = self.lines[j], self._key(row, j), self._avoid(row, j)
+        last = j == len(self.lines) - 1
+        if self.counted:
+            left = line.target - row.count
+            if left > 0:
+                return bank.counted(key, left, row.zero_run < MAX_ZERO_RUN, avoid)
+            if self.newline:
+                return bank.enders(last)
+            return bank.eos if last else self._first(row, j + 1)
+        row_last = class_of(*row.tail[-1], self.spec.strict, self.spec.families) if row.tail else None
+        return bank.free(key, self._bits(row.tail, key), self._need(j), len(row.tail), last, avoid, row_last)
+
+    # -- transitions -------------------------------------------------------------------------------
+    def _finish_line(self, row: Row) -> Row:
+        line = self.lines[row.line]
+        if line.group and line.key is None and line.group not in dict(row.keys) and row.tail:
+            learnt = tuple(class_of(m, f, self.spec.strict, self.spec.families) for m, f in row.tail[-self.n:])
+            row = replace(row, keys=row.keys + ((line.group, learnt),))
+        return row
+
+    def _next_line(self, row: Row, start: int) -> Row:
+        if row.line + 1 >= len(self.lines):
+            return replace(row, done=True, end_pos=start)
+        return replace(row, line=row.line + 1, count=0, tail=(), zero_run=0, starts=row.starts + (start,))
+
+    def step(self, row: Row, tid: int, pos: int, seq: Sequence[int]) -> Row:
+        """The state after token ``tid`` at position ``pos`` of ``seq`` (the generated ids)."""
+        if row.ended:
+            return row
+        if tid == self.eos:
+            if row.done or row.broken:
+                return replace(row, ended=True)
+            if bool(self.mask_of(row)[tid]):
+                return replace(row, done=True, ended=True, end_pos=pos)
+            return replace(row, broken=self._why(row, tid, pos, seq), ended=True, end_pos=pos)
+        if row.done or row.broken:
+            return row
+        if not 0 <= tid < self.profile.size or not bool(self.mask_of(row)[tid]):
+            return replace(row, broken=self._why(row, tid, pos, seq), end_pos=pos)
+        lists = self.lists
+        count, hangul = lists["count"][tid], lists["hangul"][tid]
+        med, fin = lists["medial"][tid], lists["final"][tid]
+        token_tail = tuple((med[k], fin[k]) for k in reversed(range(min(hangul, TAIL))))
+        zero = 0 if count else 1
+        if row.line == -1:
+            if self.newline:
+                return replace(row, line=0, starts=(pos + 1,))
+            return replace(row, line=0, count=count, tail=token_tail, zero_run=zero, starts=(pos,))
+        line = self.lines[row.line]
+        if self.counted and row.count == line.target:  # the line is complete: this token ends it
+            row = self._finish_line(row)
+            if self.newline:
+                return self._next_line(row, pos + 1)
+            row = self._next_line(row, pos)  # a word boundary: the token starts the next line
+            return replace(row, count=count, tail=token_tail, zero_run=zero)
+        row = replace(row, count=row.count + count, tail=(row.tail + token_tail)[-TAIL:],
+                      zero_run=row.zero_run + 1 if zero else 0)
+        if lists["has_break"][tid]:
+            return self._next_line(self._finish_line(row), pos + 1)
+        return row
+
+    def state_for(self, seq: tuple[int, ...]) -> Row:
+        row = self._states.get(seq)
+        if row is not None:
+            return row
+        k = len(seq) - 1
+        while k > 0 and seq[:k] not in self._states:
+            k -= 1
+        row = self._states[seq[:k]] if k > 0 else self.root
+        for pos in range(k, len(seq)):
+            row = self.step(row, seq[pos], pos, seq)
+        self._states[seq] = row
+        return row
+
+    def _keep(self, seqs: list[tuple], rows: list[Row]) -> None:
+        self._states = {(): self.root, **dict(zip(seqs, rows))}
+
+    # -- explanations ------------------------------------------------------------------------------
+    def _where(self, row: Row) -> str:
+        if row.line == -1:
+            return "the break after the prompt line"
+        line = self.lines[row.line]
+        have = f", {row.count} of {line.target} syllables" if line.target is not None else ""
+        return f"line {row.line + 1} of {len(self.lines)}{have}"
+
+    def explain(self, row: Row, mask: Any) -> str:
+        """Why no token may follow ``row``."""
+        if bool(mask.any()):
+            return (f"{self._where(row)}: every token that fits was ruled out by the other decoding controls "
+                    "(min_length, no_repeat_ngram_size …)")
+        key = self._key(row, row.line) if row.line >= 0 else None
+        rhyme = f" ending on the rhyme {key_text(key)}" if key else ""
+        return f"{self._where(row)}: no token in the vocabulary can continue the line{rhyme}"
+
+    def _why(self, row: Row, tid: int, pos: int, seq: Sequence[int]) -> str:
+        found = self.failures.get(tuple(seq[:pos]))
+        if found:
+            return found
+        text = self.profile.texts[tid] if 0 <= tid < self.profile.size else "?"
+        return (f"{self._where(row)}: token {text!r} breaks the constraint (forced, or kept by beam search "
+                "after every allowed continuation was ruled out)")
+
+    # -- the decoding loop's hooks -------------------------------------------------------------------
+    def advance(self, seqs: Any) -> None:
+        gens = [tuple(r) for r in seqs[:, self.prompt_len:].tolist()]
+        rows = [self.state_for(g) for g in gens]
+        self._current = rows
+        self._keep(gens, rows)
+
+    def row_finished(self, i: int) -> bool:
+        return i < len(self._current) and self._current[i].done and not self._current[i].ended
+
+    def report(self, i: int, generated_ids: Sequence[int]) -> ConstraintReport:
+        ids = [int(t) for t in generated_ids]
+        row = self.root
+        for pos, tid in enumerate(ids):
+            row = self.step(row, tid, pos, ids)
+            if row.ended:
+                break
+        return self._report(row, ids)
+
+    def _report(self, row: Row, ids: list[int]) -> ConstraintReport:
+        end = row.end_pos
+        if end is None:
+            end = ids.index(self.eos) if self.eos in ids else len(ids)
+        starts = list(row.starts)
+        segments = [ids[s:e] for s, e in zip(starts, starts[1:] + [end])]
+        raw = [self.tokenizer.decode(seg, skip_special_tokens=False) for seg in segments]
+        parts = [clean_output(r, self.tokenizer.unk_token) for r in raw]
+        texts = list(parts)
+        continuing = self.spec.mode == "continue"
+        if continuing and texts:
+            joiner = " " if self.prompt and raw[0][:1].isspace() else ""
+            texts[0] = clean_output(self.prompt + joiner + parts[0], self.tokenizer.unk_token)
+        complete = len(texts) if row.done else max(0, len(texts) - 1)
+        keys = [key_text(line.key) for line in self.lines]
+        checked = check_lines(texts[:complete], [ln.target for ln in self.lines][:complete], keys[:complete],
+                              [ln.group for ln in self.lines][:complete], self.spec.rhyme_options)
+        for j in range(complete, len(texts)):
+            checked.append(LineReport(texts[j], count_syllables(texts[j]), self.lines[j].target, None, keys[j],
+                                      self.lines[j].group, False, "unfinished"))
+        reasons = []
+        if row.broken:
+            reasons.append(row.broken)
+        elif not row.done:
+            reasons.insert(0, f"stopped at {self._where(row)}: {self._stop_cause(len(ids))}")
+        reasons += [f"line {j + 1}: {r.problem}" for j, r in enumerate(checked[:complete]) if not r.ok]
+        satisfied = row.done and not row.broken and complete == len(self.lines) and all(r.ok for r in checked)
+        report = ConstraintReport(satisfied, self.spec.describe(), reasons, checked,
+                                  "newline" if self.newline else "word boundary", notes=list(self.notes))
+        if texts:
+            report.text = "\n".join(parts)
+            head = texts[0] if continuing else "\n".join(([self.prompt] if self.prompt else []) + texts[:1])
+            report.full_text = "\n".join([head] + texts[1:])
+        return report
+
+    def _stop_cause(self, generated: int) -> str:
+        window = getattr(self.generator, "context_window", None)
+        if self.max_length is not None and generated >= self.max_length:
+            return f"max_length ({self.max_length} new tokens) ran out"
+        if window is not None and self.prompt_len + generated >= window:
+            return f"the model's context window ({window} tokens) ran out"
+        return "generation stopped early (cancelled, or the end token was forced)"
+
+
+class ConstraintLogitsProcessor:
+    """A transformers-style logits processor: ``scores`` with every disallowed token at -inf.
+
+    ``input_ids`` are whole sequences (prompt included), one row per candidate or beam. A row
+    with nothing left to choose gets only the end token, and its report says why.
+    """
+
+    def __init__(self, state: ConstraintState):
+        self.state = state
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        st = self.state
+        gens = [tuple(r) for r in input_ids[:, st.prompt_len:].tolist()]
+        rows = [st.state_for(g) for g in gens]
+        masks = [st.mask_of(r) for r in rows]
+        allowed = masks[0].unsqueeze(0) if len(masks) == 1 else torch.stack(masks)
+        width = scores.shape[-1]
+        if allowed.shape[-1] != width:  # a model narrower or wider than the profile
+            allowed = allowed[:, :width] if allowed.shape[-1] > width else torch.nn.functional.pad(
+                allowed, (0, width - allowed.shape[-1]))
+        if allowed.device != scores.device:
+            allowed = allowed.to(scores.device)
+        out = scores.masked_fill(~allowed, float("-inf"))
+        dead = torch.isneginf(out).all(dim=-1)
+        if bool(dead.any()):
+            for i in dead.nonzero().flatten().tolist():
+                if not (rows[i].done or rows[i].broken):
+                    st.failures[gens[i]] = st.explain(rows[i], masks[i])
+                eos_score = float(scores[i, st.eos])
+                out[i] = float("-inf")
+                out[i, st.eos] = eos_score if eos_score > FALLBACK_SCORE else FALLBACK_SCORE
+        st._keep(gens, rows)
+        return out
+
+
+__all__ = ["ConstraintLogitsProcessor", "ConstraintState", "PlannedLine", "Row"]

@@ -1,0 +1,413 @@
+"""Lyric constraints: syllables per line, rhyme, several lines with a pattern and a rhyme scheme.
+
+``LyricConstraints`` is what a user asks for; ``start`` turns it into a state the decoding loop
+consults every step (kolyric.engine.stream), for greedy, sampling and beam search alike. Its
+``processor`` is a transformers-style logits processor that masks the tokens that would break
+the constraint, from per-token tensors profiled once per tokenizer (``vocab_profile``).
+
+Rules, in the order a line is written:
+
+* A token may not overshoot the line's syllable count, nor leave a remainder the vocabulary
+  cannot fill (ending in the rhyme); tokens with zero syllables (spaces, punctuation) are
+  allowed mid-line, at most two in a row. Counts follow ``count_syllables``; tokens holding
+  digits or Latin letters are not used on a counted line (their count depends on their
+  neighbours: "2" + "4" reads 이십사).
+* **Where a line ends.** With a newline token in the vocabulary (and prompts joined by
+  newlines), a line ends with a line break and the last line with a break or the end token.
+  Without one (NSMC-trained models, whose prompts join draft lines with a space), a line ends
+  at its syllable count and the next line begins with the next word (a token starting with a
+  space): lines are word-separated, as the model sees draft lines in its prompt, and the
+  report (and the candidate's text) splits them; the last line ends with the end token. Such a
+  vocabulary needs a syllable count to tell several lines apart.
+* **Byte-level tokens** whose text is only part of a character (U+FFFD when decoded alone)
+  are never used under a constraint: their syllables are unknown until later bytes arrive. The
+  constrained text is therefore made of whole characters and is counted exactly.
+* **Rhyme**: the line's last ``rhyme_syllables`` Hangul syllables must match the target's
+  vowels (and finals with ``strict``), by the vowel families of ``kolyric.korean.rhyme``.
+* **Failure is reported, never ignored**: when no token can continue (nothing in the vocabulary
+  rhymes, other controls ruled out every fitting token, max_length ran out), the row ends and
+  its report says ``satisfied: False`` and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from kolyric.korean.hangul import FINALS, MEDIALS, count_syllables, hangul_syllables
+from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions, rhyme_key
+
+MAX_SYLLABLES = 40
+MAX_LINES = 16
+MAX_SCHEME = 32
+MAX_ZERO_RUN = 2  # zero-syllable tokens in a row on a counted line
+FREE_LETTERS = "xX-."  # scheme letters for "no rhyme required"
+MODES = ("next", "continue")
+
+
+# -- validation --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConstraintProblem:
+    field: str
+    value: Any
+    message: str
+    valid: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else repr(self.value)
+        return {"field": self.field, "value": value, "message": self.message, "valid": self.valid or None}
+
+
+class ConstraintError(ValueError):
+    """Every invalid constraint field at once; ``problems`` names each."""
+
+    def __init__(self, problems: list[ConstraintProblem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+RANGES = {
+    "syllables": f"an integer from 1 to {MAX_SYLLABLES}",
+    "lines": f"an integer from 1 to {MAX_LINES}",
+    "rhyme_syllables": f"an integer from 1 to {MAX_RHYME_SYLLABLES}",
+    "pattern": f"syllable counts 1..{MAX_SYLLABLES} joined by '-', e.g. 8-8-7-9",
+    "scheme": f"letters, one per line (x or - for no rhyme), e.g. AABB; at most {MAX_SCHEME}",
+    "rhyme": "text ending in Hangul syllables, e.g. 랑 or a whole line",
+    "mode": "next or continue",
+}
+
+
+def parse_pattern(value: Any) -> tuple[int, ...]:
+    """``"8-8-7-9"`` / ``[8, 8, 7, 9]`` -> (8, 8, 7, 9); ValueError naming the field otherwise."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace(",", "-").replace("/", "-").replace(" ", "-").split("-") if p]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        raise ValueError(f"must be {RANGES['pattern']}, got {value!r}")
+    out = []
+    for p in parts:
+        n = _int(p)
+        if n is None or not 1 <= n <= MAX_SYLLABLES:
+            raise ValueError(f"must be {RANGES['pattern']}, got {value!r} ({p!r} is not 1..{MAX_SYLLABLES})")
+        out.append(n)
+    if not 1 <= len(out) <= MAX_LINES:
+        raise ValueError(f"must have 1 to {MAX_LINES} counts, got {len(out)} in {value!r}")
+    return tuple(out)
+
+
+def parse_scheme(value: Any) -> str:
+    text = "".join(str(value).split()) if isinstance(value, str) else None
+    if not text or len(text) > MAX_SCHEME or not all(c.isascii() and (c.isalpha() or c in FREE_LETTERS)
+                                                     for c in text):
+        raise ValueError(f"must be {RANGES['scheme']}, got {value!r}")
+    return "".join("x" if c in FREE_LETTERS else c.upper() for c in text)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return None
+
+
+# -- the request ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LyricConstraints:
+    """What the generated lines must satisfy. Construction validates (every problem at once)."""
+
+    syllables: int | None = None
+    """Syllables in every generated line (1..40); in continue mode line 1 counts the typed part."""
+    rhyme: str | None = None
+    """A syllable or a line to rhyme with: the last ``rhyme_syllables`` syllables are compared."""
+    lines: int | None = None
+    """Lines to generate (1..16); default: the pattern's or the scheme's length, else 1."""
+    pattern: tuple[int, ...] | None = None
+    """Syllables per line, e.g. (8, 8, 7, 9) or "8-8-7-9" (instead of ``syllables``)."""
+    scheme: str | None = None
+    """Rhyme scheme, one letter per line; letters before the generated lines' align with the
+    draft's last lines, whose endings then fix those groups' rhymes. x = no rhyme required."""
+    strict: bool = False
+    """Also match the final consonant (받침)."""
+    rhyme_syllables: int = 1
+    """Trailing syllables that must rhyme (1..3)."""
+    families: bool = True
+    """Treat alike vowels (ㅐ/ㅔ …) and finals' sounds as equal."""
+    mode: str = "next"
+    """next: the lines follow the prompt line; continue: line 1 completes the prompt line."""
+
+    def __post_init__(self) -> None:
+        problems: list[ConstraintProblem] = []
+
+        def bad(name: str, message: str) -> None:
+            problems.append(ConstraintProblem(name, getattr(self, name), message, RANGES.get(name, "")))
+
+        for name, high in (("syllables", MAX_SYLLABLES), ("lines", MAX_LINES)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high):
+                bad(name, f"must be {RANGES[name]}, got {value!r}")
+        n = self.rhyme_syllables
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RHYME_SYLLABLES:
+            bad("rhyme_syllables", f"must be {RANGES['rhyme_syllables']}, got {n!r}")
+            n = 1
+        if self.pattern is not None:
+            try:
+                object.__setattr__(self, "pattern", parse_pattern(self.pattern))
+            except ValueError as exc:
+                bad("pattern", str(exc))
+        if self.scheme is not None:
+            try:
+                object.__setattr__(self, "scheme", parse_scheme(self.scheme))
+            except ValueError as exc:
+                bad("scheme", str(exc))
+        for name in ("strict", "families"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, f"must be true or false, got {getattr(self, name)!r}")
+        if self.mode not in MODES:
+            bad("mode", f"must be {RANGES['mode']}, got {self.mode!r}")
+        if self.rhyme is not None:
+            syl = hangul_syllables(self.rhyme) if isinstance(self.rhyme, str) else ""
+            if not syl:
+                bad("rhyme", f"must be {RANGES['rhyme']}, got {self.rhyme!r}")
+            elif len(syl) < n:
+                bad("rhyme", f"{self.rhyme!r} has {len(syl)} Hangul syllable(s) but rhyme_syllables is {n}")
+        if problems:
+            raise ConstraintError(problems)
+        if self.syllables is not None and self.pattern is not None:
+            bad("pattern", "give syllables or pattern, not both")
+        k = self.n_lines
+        if self.lines is not None and self.pattern is not None and len(self.pattern) != self.lines:
+            bad("pattern", f"has {len(self.pattern)} counts for {self.lines} lines")
+        if self.scheme is not None and len(self.scheme) < k:
+            bad("scheme", f"has {len(self.scheme)} letters for {k} lines")
+        targets = self.targets
+        if targets and (self.rhyme is not None or self.scheme) and min(targets) < n:
+            bad("rhyme_syllables", f"{n} rhyming syllables do not fit a {min(targets)}-syllable line")
+        if problems:
+            raise ConstraintError(problems)
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def n_lines(self) -> int:
+        if self.lines is not None:
+            return self.lines
+        if self.pattern is not None:
+            return len(self.pattern)
+        return len(self.scheme) if self.scheme else 1
+
+    @property
+    def targets(self) -> tuple[int, ...] | None:
+        """Syllables per generated line, or None when lines are not counted."""
+        if self.pattern is not None:
+            return self.pattern
+        return (self.syllables,) * self.n_lines if self.syllables is not None else None
+
+    @property
+    def rhyme_options(self) -> RhymeOptions:
+        return RhymeOptions(self.rhyme_syllables, self.strict, self.families)
+
+    def describe(self) -> str:
+        parts = []
+        if self.pattern:
+            parts.append("pattern " + "-".join(map(str, self.pattern)))
+        elif self.syllables:
+            parts.append(f"{self.syllables} syllables")
+        if self.rhyme:
+            parts.append(f"rhyme {self.rhyme}" + (" (strict)" if self.strict else ""))
+        if self.n_lines > 1 or self.scheme:
+            parts.append(f"{self.n_lines} lines" + (f" {self.scheme}" if self.scheme else ""))
+        return " · ".join(parts) or "no constraint"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["pattern"] = list(self.pattern) if self.pattern else None
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "LyricConstraints":
+        """From JSON-ish values (numbers as strings too); every problem reported at once."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        problems = [ConstraintProblem(str(k), v, f"unknown constraint; known: {', '.join(names)}")
+                    for k, v in raw.items() if k not in names]
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in names or value is None or value == "":
+                continue
+            if key in ("syllables", "lines", "rhyme_syllables"):
+                n = _int(value)
+                if n is None:
+                    problems.append(ConstraintProblem(key, value, f"must be {RANGES[key]}, got {value!r}", RANGES[key]))
+                    continue
+                value = n
+            elif key in ("strict", "families"):
+                b = _bool(value)
+                if b is None:
+                    problems.append(ConstraintProblem(key, value, f"must be true or false, got {value!r}"))
+                    continue
+                value = b
+            elif key == "mode":
+                value = str(value).strip().lower()
+            values[key] = value
+        try:
+            made = cls(**values)
+        except ConstraintError as exc:
+            problems += exc.problems
+            made = None
+        if problems:
+            raise ConstraintError(problems)
+        return made
+
+    # -- generation ---------------------------------------------------------------------------
+    def start(self, generator: Any, prompt_len: int, rows: int, request: Any = None) -> "ConstraintState":
+        """The per-generation state: called by the decoding loop once the prompt is built."""
+        from kolyric.engine.constraint_state import ConstraintState
+
+        return ConstraintState(self, generator, prompt_len, request)
+
+
+def from_dict(raw: Mapping[str, Any]) -> LyricConstraints | None:
+    """``LyricConstraints.from_dict``, or None for an empty object."""
+    return LyricConstraints.from_dict(raw) if raw else None
+
+
+# -- command line ------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("lyric constraints (work with every strategy and preset)")
+    group.add_argument("--syllables", default=None, metavar="N",
+                       help=f"syllables per generated line; {RANGES['syllables']}")
+    group.add_argument("--rhyme", default=None, metavar="TEXT",
+                       help="a syllable or line the generated line must rhyme with (its last vowel)")
+    group.add_argument("--lines", default=None, metavar="K", help=f"lines to generate; {RANGES['lines']}")
+    group.add_argument("--pattern", default=None, metavar="8-8-7-9", help="syllables per line, one count a line")
+    group.add_argument("--scheme", default=None, metavar="AABB",
+                       help="rhyme scheme; letters before the generated lines' match the draft's last lines")
+    group.add_argument("--strict", action="store_true", default=None, help="rhymes also match the final consonant")
+    group.add_argument("--rhyme-syllables", dest="rhyme_syllables", default=None, metavar="N",
+                       help=f"trailing syllables that must rhyme; {RANGES['rhyme_syllables']} (default 1)")
+    group.add_argument("--no-families", dest="families", action="store_false", default=None,
+                       help="rhyme vowels exactly (ㅐ and ㅔ differ)")
+    group.add_argument("--mode", default=None, choices=MODES,
+                       help="next: new lines after the prompt line (default); continue: complete the prompt line")
+
+
+_MAIN = ("syllables", "rhyme", "lines", "pattern", "scheme")
+_MODIFIERS = {"strict": "--strict", "rhyme_syllables": "--rhyme-syllables", "families": "--no-families"}
+
+
+def from_arguments(args: argparse.Namespace) -> LyricConstraints | None:
+    """The constraints the flags ask for, or None when none is given; ValueError naming the field."""
+    raw = {name: getattr(args, name, None) for name in (*_MAIN, *_MODIFIERS, "mode")}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    if not any(k in raw for k in _MAIN):
+        extra = [k for k in raw if k != "mode"]
+        if extra:
+            raise ConstraintError([ConstraintProblem(k, raw[k], f"{_MODIFIERS[k]} needs --rhyme or --scheme")
+                                   for k in extra])
+        return None
+    if not any(k in raw for k in ("rhyme", "scheme")):
+        extra = [k for k in _MODIFIERS if k in raw]
+        if extra:
+            raise ConstraintError([ConstraintProblem(k, raw[k], f"{_MODIFIERS[k]} needs --rhyme or --scheme")
+                                   for k in extra])
+    return LyricConstraints.from_dict(raw)
+
+
+# -- the report --------------------------------------------------------------------------------
+@dataclass
+class LineReport:
+    """One generated line, checked with ``count_syllables`` and ``rhyme_key`` on its text."""
+
+    text: str
+    syllables: int
+    target: int | None
+    rhyme: str | None
+    target_rhyme: str | None
+    group: str | None
+    ok: bool
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ConstraintReport:
+    """Whether a candidate meets its constraints, line by line, and why not."""
+
+    satisfied: bool
+    constraints: str
+    reasons: list[str] = field(default_factory=list)
+    lines: list[LineReport] = field(default_factory=list)
+    line_end: str = "newline"
+    """How lines are separated: "newline", or "word boundary" for a vocabulary with no newline token."""
+    notes: list[str] = field(default_factory=list)
+    """Remarks that do not make the result fail (e.g. scheme letters with no draft line to match)."""
+    text: str | None = None
+    """The generated lines joined by newlines (continue mode: line 1 without the typed part)."""
+    full_text: str | None = None
+    """The prompt line and the generated lines, one per line."""
+
+    @property
+    def display(self) -> tuple[str, str] | None:
+        return (self.text, self.full_text) if self.text is not None and self.full_text is not None else None
+
+    def __str__(self) -> str:
+        if self.satisfied:
+            return f"constraints met ({self.constraints})"
+        return f"constraints not met ({self.constraints}): " + "; ".join(self.reasons or ["unknown reason"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"satisfied": self.satisfied, "constraints": self.constraints, "reasons": list(self.reasons),
+                "notes": list(self.notes), "line_end": self.line_end, "lines": [line.to_dict() for line in self.lines]}
+
+
+def key_text(key: tuple[tuple[int, int], ...] | None) -> str | None:
+    """A comparison key written as ``rhyme_key`` writes it ("ㅏ", "ㅏㅇ-ㅗ")."""
+    if not key:
+        return None
+    return "-".join(MEDIALS[m] + (FINALS[f] if f >= 0 else "") for m, f in key)
+
+
+def check_lines(texts: list[str], targets: list[int | None], keys: list[str | None], groups: list[str | None],
+                options: RhymeOptions) -> list[LineReport]:
+    """Check finished lines against their counts and rhymes from their text alone; lines of a
+    group with no given rhyme must share the first such line's key."""
+    first: dict[str, str | None] = {}
+    out = []
+    for text, target, key, group in zip(texts, targets, keys, groups):
+        syllables = count_syllables(text)
+        actual = rhyme_key(text, options)
+        want = key if key is not None else (first.get(group) if group else None)
+        if group and group not in first:
+            first[group] = key if key is not None else actual
+        problems = []
+        if target is not None and syllables != target:
+            problems.append(f"{syllables} syllables, not {target}")
+        if want is not None and actual != want:
+            problems.append(f"ends on rhyme {actual}, not {want}")
+        out.append(LineReport(text, syllables, target, actual, want, group, not problems,
+                              "; ".join(problems) or None))
+    return out
+
+
+__all__ = ["ConstraintError", "ConstraintProblem", "ConstraintReport", "LineReport", "LyricConstraints",
+           "add_arguments", "check_lines", "from_arguments", "from_dict", "key_text", "parse_pattern",
+           "parse_scheme"]

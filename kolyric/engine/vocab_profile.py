@@ -1,0 +1,337 @@
+"""What each vocabulary token adds to a lyric line, as tensors, and the masks built from them.
+
+A constraint step must cost a few vector operations, not a Python loop over 51,200 tokens, so
+every token is profiled once per tokenizer (cached) and the per-step masks are assembled from
+the profile and cached per line state:
+
+* ``count``: syllables of the token's text by ``count_syllables`` (before any line break);
+* ``tail_medial``/``tail_final``: raw jamo indices of its last three Hangul syllables, last
+  first (-1 where it has fewer);
+* flags: ``exact`` (the token's effect on the line is known from the token alone: no U+FFFD,
+  i.e. no partial UTF-8 bytes of a byte-level vocabulary, and no conjoining jamo, which NFC
+  could merge into the neighbouring syllable), ``additive`` (no digits or Latin letters, whose
+  count depends on the neighbouring tokens: "2"+"4" reads 이십사), ``has_break``,
+  ``break_clean`` (only whitespace after the break), ``starts_space``, ``special``.
+
+A token's text is taken *in context*: decoded after a one-syllable reference token, so a
+metaspace ``▁사랑`` reads " 사랑" and a byte-level ``Ġ`` reads " ".
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from kolyric.korean.hangul import SYLLABLE_FIRST, SYLLABLE_LAST, count_syllables
+from kolyric.korean.rhyme import FINAL_SOUND, MEDIAL_FAMILY
+
+MAX_LINE_SYLLABLES = 40
+TAIL = 3  # syllables of a token's ending kept (the most a rhyme compares)
+_BREAK_RE = re.compile(r"[\r\n]")
+_NON_ADDITIVE_RE = re.compile(r"[0-9A-Za-z\uff10-\uff19]")
+_CONJOINING_RE = re.compile(r"[\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff]")
+
+Key = tuple[tuple[int, int], ...]
+"""A rhyme target: per syllable, oldest first, (medial class, final class or -1 when not strict)."""
+
+
+@dataclass
+class VocabProfile:
+    """Per-token tensors over the model's output vocabulary (ids past the tokenizer: unusable)."""
+
+    size: int
+    eos_id: int
+    texts: list[str]
+    count: Any  # int64 [V]
+    hangul: Any  # int64 [V] Hangul syllables before any break
+    tail_medial: Any  # int64 [V, 3], last syllable first, -1 padded
+    tail_final: Any  # int64 [V, 3]
+    exact: Any
+    additive: Any
+    has_break: Any
+    break_clean: Any
+    starts_space: Any
+    special: Any
+    _banks: dict = field(default_factory=dict, repr=False)
+    _lists: dict | None = field(default=None, repr=False)
+
+    @property
+    def has_newline_token(self) -> bool:
+        """Whether some token is a bare line break (nothing but whitespace around it)."""
+        return bool((self.pure_breaks()).any())
+
+    def pure_breaks(self) -> Any:
+        return self.exact & ~self.special & self.has_break & self.break_clean & (self.hangul == 0) & (self.count == 0)
+
+    def masks(self, strict: bool, families: bool, newline: bool, device: str = "cpu") -> "MaskBank":
+        """The (cached) mask builder for one rhyme comparison, line-end kind and device."""
+        key = (strict, families, newline, str(device))
+        with _CACHE_LOCK:
+            bank = self._banks.get(key)
+            if bank is None:
+                bank = self._banks[key] = MaskBank(self, strict, families, newline, device)
+        return bank
+
+    def lists(self) -> dict[str, list]:
+        """The per-token values as Python lists, for the per-row bookkeeping (built once)."""
+        if self._lists is None:
+            self._lists = {"count": self.count.tolist(), "hangul": self.hangul.tolist(),
+                           "medial": self.tail_medial.tolist(), "final": self.tail_final.tolist(),
+                           "has_break": self.has_break.tolist()}
+        return self._lists
+
+
+_CACHE: "weakref.WeakKeyDictionary[Any, dict[int, VocabProfile]]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def profile_for(tokenizer: Any, size: int | None = None) -> VocabProfile:
+    """The profile of ``tokenizer`` padded to ``size`` entries (the model's output width), cached."""
+    size = int(size or len(tokenizer))
+    with _CACHE_LOCK:
+        per = _CACHE.setdefault(tokenizer, {})
+        if size not in per:
+            per[size] = build_profile(tokenizer, size)
+        return per[size]
+
+
+def token_texts(tokenizer: Any) -> list[str]:
+    """Each token's text as it reads after a one-syllable token (keeps its leading space)."""
+    n = len(tokenizer)
+    kwargs = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
+    for ch in ("가", "다", "a", "."):
+        ref = tokenizer.encode(ch, add_special_tokens=False)
+        if len(ref) == 1 and tokenizer.decode(ref, **kwargs) == ch:
+            pairs = tokenizer.batch_decode([[ref[0], i] for i in range(n)], **kwargs)
+            return [p[len(ch):] if p.startswith(ch) else tokenizer.decode([i], **kwargs)
+                    for i, p in enumerate(pairs)]
+    return tokenizer.batch_decode([[i] for i in range(n)], **kwargs)  # no reference: texts alone
+
+
+def build_profile(tokenizer: Any, size: int) -> VocabProfile:
+    import torch
+
+    texts = token_texts(tokenizer)[:size]
+    specials = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items()
+                                                  if getattr(t, "special", True)}
+    rows = [_analyse(t) for t in texts]
+    rows += [(0, 0, (-1,) * TAIL, (-1,) * TAIL, False, False, False, False, False)] * (size - len(rows))
+    count, hangul, med, fin, exact, additive, brk, clean, space = zip(*rows)
+    special = torch.zeros(size, dtype=torch.bool)
+    special[[i for i in specials if i < size]] = True
+    special[len(texts):] = True  # padding rows of a model wider than its tokenizer
+    eos = tokenizer.eos_token_id
+    return VocabProfile(
+        size=size, eos_id=int(eos) if eos is not None else -1, texts=texts + [""] * (size - len(texts)),
+        count=torch.tensor(count, dtype=torch.long), hangul=torch.tensor(hangul, dtype=torch.long),
+        tail_medial=torch.tensor(med, dtype=torch.long), tail_final=torch.tensor(fin, dtype=torch.long),
+        exact=torch.tensor(exact) & ~special, additive=torch.tensor(additive),
+        has_break=torch.tensor(brk), break_clean=torch.tensor(clean), starts_space=torch.tensor(space),
+        special=special)
+
+
+def _analyse(text: str) -> tuple:
+    """(count, hangul, tail medials, tail finals, exact, additive, has_break, break_clean, starts_space)."""
+    brk = _BREAK_RE.search(text)
+    before = text[:brk.start()] if brk else text
+    after = text[brk.end():] if brk else ""
+    clean = brk is not None and not _BREAK_RE.search(after) and not after.strip()
+    if not unicodedata.is_normalized("NFC", before):
+        before = unicodedata.normalize("NFC", before)
+    syllables = [ord(c) - SYLLABLE_FIRST for c in before if SYLLABLE_FIRST <= ord(c) <= SYLLABLE_LAST]
+    tail = syllables[::-1][:TAIL]
+    med = tuple((s % 588) // 28 for s in tail) + (-1,) * (TAIL - len(tail))
+    fin = tuple(s % 28 for s in tail) + (-1,) * (TAIL - len(tail))
+    exact = "\ufffd" not in text and not _CONJOINING_RE.search(text)
+    additive = not _NON_ADDITIVE_RE.search(text)
+    return (count_syllables(before), len(syllables), med, fin, exact, additive, brk is not None, clean,
+            text[:1].isspace())
+
+
+def key_parts(syllables: str, strict: bool, families: bool) -> Key:
+    """The comparison key of some Hangul syllables (oldest first)."""
+    parts = []
+    for ch in syllables:
+        index = ord(ch) - SYLLABLE_FIRST
+        parts.append(class_of((index % 588) // 28, index % 28, strict, families))
+    return tuple(parts)
+
+
+def class_of(medial: int, final: int, strict: bool, families: bool) -> tuple[int, int]:
+    m = MEDIAL_FAMILY[medial] if families else medial
+    f = (FINAL_SOUND[final] if families else final) if strict else -1
+    return (m, f)
+
+
+class MaskBank:
+    """Boolean masks over the vocabulary for each line state, built with vector ops and cached.
+
+    Counted lines (a syllable target): ``counted(key, r)`` are the tokens allowed with ``r``
+    syllables left: they must not overshoot, must leave a remainder that can still be filled
+    (a small dynamic programme over 0..40 per rhyme key), and any of their syllables that land
+    in the last ``len(key)`` positions must match the key there. A line-break token may finish
+    the line when its syllables before the break make exactly ``r``.
+    """
+
+    def __init__(self, profile: VocabProfile, strict: bool, families: bool, newline: bool, device: str = "cpu"):
+        import torch
+
+        self.size = profile.size
+        self.strict, self.families, self.newline = strict, families, newline
+        self.device = torch.device(device)
+        med_lut = torch.tensor([-1] + [MEDIAL_FAMILY[i] if families else i for i in range(21)])
+        fin_lut = torch.tensor([-1] + [FINAL_SOUND[i] if families else i for i in range(28)])
+        to = self.device
+        self.med = med_lut[profile.tail_medial + 1].to(to)
+        self.fin = (fin_lut[profile.tail_final + 1] if strict else torch.full_like(profile.tail_final, -1)).to(to)
+        self.cnt = profile.count.to(to)
+        self.hangul = profile.hangul.to(to)
+        self.starts_space = profile.starts_space.to(to)
+        usable = profile.exact & ~profile.special
+        self.mid_counted = (usable & profile.additive & ~profile.has_break).to(to)
+        self.break_counted = (usable & profile.additive & profile.has_break & profile.break_clean).to(to)
+        self.mid_free = (usable & ~profile.has_break).to(to)
+        self.break_free = (usable & profile.has_break & profile.break_clean).to(to)
+        self.pure_breaks = profile.pure_breaks().to(to)
+        self.eos = torch.zeros(profile.size, dtype=torch.bool, device=to)
+        if 0 <= profile.eos_id < profile.size:
+            self.eos[profile.eos_id] = True
+        self.last_code = self.med[:, 0] * 32 + self.fin[:, 0] + 1  # the last syllable's class as one int
+        self._counted: dict[tuple, tuple[Any, list[bool]]] = {}
+        self._cache: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- rhyme matching ------------------------------------------------------------------------
+    def _tail_match(self, key: Key, offset: Any, z: Any) -> Any:
+        """Tokens whose last ``z`` syllables equal the key's syllables ending at ``offset`` (per token)."""
+        import torch
+
+        n = len(key)
+        key_m = torch.tensor([m for m, _ in key], device=self.device)
+        key_f = torch.tensor([f for _, f in key], device=self.device)
+        ok = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        for k in range(min(n, TAIL)):
+            idx = (offset - k).clamp(0, n - 1)
+            hit = (self.med[:, k] == key_m[idx]) & (self.fin[:, k] == key_f[idx])
+            ok &= (z <= k) | hit
+        return ok
+
+    def ends_in(self, key: Key) -> bool:
+        """Whether any usable token ends in the key's last syllable (a quick impossibility check)."""
+        m, f = key[-1]
+        return bool((self.mid_free & (self.hangul > 0) & (self.med[:, 0] == m) & (self.fin[:, 0] == f)).any())
+
+    # -- counted lines -------------------------------------------------------------------------
+    def _avoided(self, avoid: frozenset) -> Any:
+        """Tokens whose last syllable's class is one of ``avoid``."""
+        import torch
+
+        codes = torch.tensor([m * 32 + f + 1 for m, f in avoid], device=self.device, dtype=torch.long)
+        return torch.isin(self.last_code, codes) & (self.hangul > 0)
+
+    def _counted_bank(self, key: Key | None, avoid: frozenset = frozenset()) -> tuple[Any, list[bool]]:
+        import torch
+
+        with self._lock:
+            found = self._counted.get((key, avoid))
+            if found is not None:
+                return found
+            avoided = self._avoided(avoid) if avoid and not key else None
+            cnt = self.cnt
+            n = len(key) if key else 0
+            feasible = torch.zeros(MAX_LINE_SYLLABLES + 1, dtype=torch.bool, device=self.device)
+            feasible[0] = True
+            bank = torch.zeros(MAX_LINE_SYLLABLES + 1, self.size, dtype=torch.bool, device=self.device)
+            for r in range(1, MAX_LINE_SYLLABLES + 1):
+                d = r - cnt  # syllables still left after the token
+                fits = cnt <= r
+                if key:
+                    z = torch.minimum(cnt, (n - d).clamp(min=0))  # its syllables in the rhyme zone
+                    fits &= self._tail_match(key, n - 1 - d, z)
+                elif avoided is not None:  # a new rhyme group must not end like the others
+                    fits &= ~(avoided & (d == 0))
+                step = self.mid_counted & fits & (cnt > 0) & feasible[d.clamp(0, MAX_LINE_SYLLABLES)]
+                end = self.break_counted & fits & (d == 0) if self.newline else torch.zeros_like(step)
+                feasible[r] = bool(step.any() or end.any())
+                # zero-syllable tokens (spaces, punctuation) are fine wherever the line can still be finished
+                bank[r] = step | end | (self.mid_counted & (cnt == 0) & feasible[r])
+            if len(self._counted) > 256:  # bounded; rebuilt on demand
+                self._counted.clear()
+            self._counted[(key, avoid)] = found = (bank, feasible.tolist())
+            return found
+
+    def counted(self, key: Key | None, r: int, zero_ok: bool = True, avoid: frozenset = frozenset()) -> Any:
+        """Tokens allowed on a counted line with ``r`` (1..40) syllables left, ending on ``key``
+        (or, with no key, on a last syllable of none of the classes in ``avoid``)."""
+        bank, _ = self._counted_bank(key, avoid)
+        if zero_ok:
+            return bank[r]
+        return self.memo(("nozero", key, avoid, r), lambda: bank[r] & (self.cnt > 0))
+
+    def feasible(self, key: Key | None, r: int, avoid: frozenset = frozenset()) -> bool:
+        """Whether ``r`` syllables ending in ``key`` can be written with this vocabulary."""
+        return 0 <= r <= MAX_LINE_SYLLABLES and self._counted_bank(key, avoid)[1][r]
+
+    # -- line ends -------------------------------------------------------------------------------
+    def enders(self, last: bool) -> Any:
+        """A finished line's end: a bare line break (and, after the last line, the end token)."""
+        def build() -> Any:
+            out = self.pure_breaks if self.newline else self.eos.clone().fill_(False)
+            return out | self.eos if last else out
+
+        return self.memo(("enders", last), build)
+
+    def boundary(self, first: Any, signature: tuple) -> Any:
+        """No newline token: the next line starts at a word boundary, with a token allowed to start
+        it (``first``, memoised under ``signature``)."""
+        return self.memo(("boundary", signature), lambda: first & self.starts_space)
+
+    def free(self, key: Key | None, bits: tuple[bool, ...], need: int, tail_len: int, last: bool,
+             avoid: frozenset = frozenset(), row_last: tuple[int, int] | None = None) -> Any:
+        """Tokens allowed on a line with no syllable target: any exact token, and a line end only
+        where the line's last ``len(key)`` syllables rhyme (``bits[m]``: the line's last m
+        syllables equal the key's first m; with no key, its last syllable ``row_last`` is none
+        of ``avoid``) and the line has at least ``need`` syllables."""
+        import torch
+
+        avoid = avoid if not key else frozenset()
+
+        def build() -> Any:
+            n = len(key) if key else 0
+            line_ok = tail_len >= need and (not key or bits[n]) and row_last not in avoid
+            out = self.mid_free.clone()
+            if self.newline:
+                hp = self.hangul
+                enough = (hp + tail_len) >= need
+                if key:
+                    table = torch.tensor(bits, dtype=torch.bool, device=self.device)
+                    z = hp.clamp(max=n)
+                    row_ok = table[(n - hp).clamp(0, n)]
+                    enough &= self._tail_match(key, torch.full_like(hp, n - 1), z) & row_ok
+                elif avoid:
+                    enough &= ~self._avoided(avoid)
+                out |= self.break_free & enough & ((hp > 0) | line_ok)
+            if last and line_ok:
+                out |= self.eos
+            return out
+
+        return self.memo(("free", key, bits, need, min(tail_len, TAIL), last, avoid,
+                          row_last if avoid else None), build)
+
+    def only_eos(self) -> Any:
+        return self.eos
+
+    def memo(self, key: tuple, build: Any) -> Any:
+        with self._lock:
+            found = self._cache.get(key)
+        if found is None:
+            found = build()
+            with self._lock:
+                if len(self._cache) > 4096:  # bounded: drop everything (rebuilt on demand)
+                    self._cache.clear()
+                self._cache[key] = found
+        return found
