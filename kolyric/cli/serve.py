@@ -1,0 +1,203 @@
+"""`kolyric serve --model M [--host 127.0.0.1] [--port 8000] [--queue-depth 8] [--workers 1]`
+
+Serves the model over HTTP (FastAPI + uvicorn; see ``kolyric.serve``). The model loads in
+the background after the server starts, so ``GET /health`` answers ``loading`` at once and
+``ready`` when generation can start. The server binds to 127.0.0.1 unless ``--host`` says
+otherwise; it has no authentication, so a public address is an explicit choice.
+
+`kolyric serve --app` serves the Textual app itself in a browser through textual-serve: each
+browser tab runs its own ``kolyric app`` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import shlex
+import sys
+from typing import Any
+
+from kolyric.cli import CLIError
+from kolyric.cli.options import add_model_arguments
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from kolyric.serve.schema import Limits
+
+    defaults = Limits()
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only; the server has "
+                             "no authentication)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    parser.add_argument("--app", action="store_true",
+                        help="serve the Textual app in a browser (textual-serve) instead of the HTTP API")
+    add_model_arguments(parser)
+    api = parser.add_argument_group("HTTP API limits")
+    api.add_argument("--queue-depth", type=int, default=defaults.queue_depth,
+                     help="requests that may wait while the workers are busy; more are answered 503 with "
+                          f"Retry-After (default {defaults.queue_depth})")
+    api.add_argument("--workers", "--workers-per-model", dest="workers", type=int, default=defaults.workers,
+                     help="generations run at once over the one model in memory "
+                          f"(default {defaults.workers}; more rarely helps on CPU)")
+    api.add_argument("--max-prompt-chars", type=int, default=defaults.max_prompt_chars,
+                     help=f"longest prompt accepted, in characters (default {defaults.max_prompt_chars})")
+    api.add_argument("--max-n", type=int, default=defaults.max_n,
+                     help=f"most candidates per request (default {defaults.max_n})")
+    api.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                     help=f"largest max_length a request may ask for (default {defaults.max_new_tokens})")
+    api.add_argument("--threads", type=int, default=None,
+                     help="CPU threads torch uses per forward pass (default: torch's, one per core); 1 is "
+                          "often fastest on a small or busy machine")
+    api.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                     help="server log level (default info)")
+    web = parser.add_argument_group("--app (the Textual app in a browser)")
+    web.add_argument("--public-url", default=None, help="the URL browsers reach the server at, behind a proxy")
+    web.add_argument("--app-arg", action="append", default=[], metavar="ARG",
+                     help="an argument passed on to `kolyric app` (repeatable)")
+
+
+def limits_from_args(args: argparse.Namespace) -> Any:
+    from kolyric.serve.schema import Limits
+
+    try:
+        return Limits(max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_new_tokens=args.max_new_tokens,
+                      queue_depth=args.queue_depth, workers=args.workers)
+    except ValueError as exc:
+        raise CLIError(_option_message(str(exc))) from exc
+
+
+def _option_message(message: str) -> str:
+    """``queue_depth: …`` → ``--queue-depth: …``."""
+    name, sep, rest = message.partition(": ")
+    flag = {"max_new_tokens": "--max-new-tokens", "max_n": "--max-n", "max_prompt_chars": "--max-prompt-chars",
+            "queue_depth": "--queue-depth", "workers": "--workers"}.get(name)
+    return f"{flag}: {rest}" if flag and sep else message
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def app_command(args: argparse.Namespace) -> str:
+    """The shell command textual-serve runs for each browser session."""
+    argv = [sys.executable, "-m", "kolyric", "app"]
+    if args.model:
+        argv += ["--model", str(args.model)]
+    if getattr(args, "device", "auto") not in (None, "auto"):
+        argv += ["--device", str(args.device)]
+    if getattr(args, "precision", "fp32") not in (None, "fp32"):
+        argv += ["--precision", str(args.precision)]
+    argv += list(getattr(args, "app_arg", []) or [])
+    return shlex.join(argv)
+
+
+def build_app_server(args: argparse.Namespace) -> Any:
+    """The textual-serve Server for ``--app`` (built, not started)."""
+    try:
+        from textual_serve.server import Server
+    except ImportError as exc:
+        raise CLIError("--app needs textual-serve: pip install 'kolyric[serve]'") from exc
+    port = args.port if args.port else DEFAULT_PORT
+    return Server(app_command(args), host=args.host, port=port, title="kolyric", public_url=args.public_url)
+
+
+def _check_port(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port: must be an integer in [0, 65535], got {args.port}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise CLIError(f"--threads: must be a positive integer, got {threads}")
+
+
+def make_loader(args: argparse.Namespace) -> Any:
+    """The function the server calls (in its background thread) to load the model."""
+    from kolyric.cli.generate import load
+
+    def loader() -> Any:
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return load(args)
+
+    return loader
+
+
+def configure_logging(level: str) -> None:
+    """The server's own messages (model ready, cancellations, incidents) beside uvicorn's."""
+    import logging
+
+    logger = logging.getLogger("kolyric")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())
+
+
+def bind_socket(host: str, port: int) -> Any:
+    """A listening socket on host:port; CLIError naming the address when it cannot be had."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CLIError(f"--host {host}: cannot resolve the address ({exc.strerror})") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_port(args)
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: anyone who can reach this address can use the server "
+              "(there is no authentication)", file=sys.stderr)
+    if args.app:
+        if args.base:
+            raise CLIError("--base: the app takes no base model; give the checkpoint with --model "
+                           "(or pass app options with --app-arg)")
+        server = build_app_server(args)
+        print(f"kolyric serve --app: {server.public_url}  (each tab runs: {server.command})", file=sys.stderr)
+        server.serve()
+        return 0
+    limits = limits_from_args(args)
+    try:
+        import uvicorn
+
+        from kolyric.serve.api import create_app
+    except ImportError as exc:
+        raise CLIError(f"the HTTP server needs FastAPI and uvicorn ({exc.name} is missing): "
+                       "pip install 'kolyric[serve]'") from exc
+    configure_logging(args.log_level)
+    sock = bind_socket(args.host, args.port)
+    app = create_app(make_loader(args), limits)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"kolyric serve: http://{shown}:{bound_port}  (the model loads in the background; "
+          f"GET /health says when it is ready)", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5,
+                            limit_concurrency=max(64, 8 * (limits.workers + limits.queue_depth)))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

@@ -1,0 +1,486 @@
+"""Request bodies in, ``GenerationRequest`` out: the server's input validation.
+
+A body carries the same fields as ``kolyric generate``: ``prompt``, ``polarity``, ``preset``,
+every decoding control by its settings name (``strategy``, ``top_k``, ``seed``, ``n`` …),
+``context`` (earlier draft lines, oldest first) and ``constraints`` (the lyric constraints).
+A ``settings`` object is accepted too, so the ``settings`` a result reports can be sent back
+as they are to reproduce it.
+
+The decoding controls are validated by ``DecodingSettings`` itself (``preset`` /
+``from_dict``), the polarity by ``normalize_polarity`` and the constraints by their own
+module, so the server answers with exactly the CLI's and the app's messages and ranges. Every
+problem is collected before answering, and each names its field, the value given and what is
+valid. Problems that are only about size (a prompt over the limit, too many candidates for
+this server) answer 413; anything else 422.
+
+Nothing heavy is imported here: parsing runs before, and without, torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from kolyric.engine.prompt import normalize_polarity
+from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, MAX_SEED, PRESETS, DecodingSettings, SettingsError, preset
+
+# Top-level fields a body may carry besides the decoding controls (which are FIELDS' names).
+REQUEST_FIELDS: dict[str, str] = {
+    "prompt": "the line to continue (may be empty)",
+    "polarity": "긍정, 부정 or none (also positive/negative)",
+    "preset": f"named settings to start from: {', '.join(PRESETS)} (default {DEFAULT_PRESET})",
+    "settings": "an object of decoding controls (as a result's `settings` reports them)",
+    "context": "earlier draft lines, oldest first (a list of strings, or one string of lines)",
+    "constraints": "lyric constraints (syllables, rhyme, lines, pattern, scheme, strict …), or null",
+}
+_SHOWN_VALUE_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server, and how many may wait."""
+
+    max_prompt_chars: int = 2000
+    """Longest prompt line, in characters."""
+    max_context_lines: int = 64
+    """Most draft lines sent as context."""
+    max_context_chars: int = 8000
+    """Longest context, all lines together, in characters."""
+    max_n: int = 8
+    """Most candidates per request (the settings allow up to 16; a server may allow fewer)."""
+    max_new_tokens: int = 512
+    """Largest ``max_length`` a request may ask for."""
+    max_body_bytes: int = 65536
+    """Largest request body."""
+    queue_depth: int = 8
+    """Requests that may wait while the workers are busy; beyond that: 503 with Retry-After."""
+    workers: int = 1
+    """Generations run at once (each on its own Generator over the one model in memory)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_prompt_chars", "max_context_lines", "max_context_chars", "max_n",
+                     "max_new_tokens", "max_body_bytes", "workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        if not isinstance(self.queue_depth, int) or isinstance(self.queue_depth, bool) or self.queue_depth < 0:
+            raise ValueError(f"queue_depth: must be an integer >= 0, got {self.queue_depth!r}")
+        if self.max_n > FIELDS["n"].high:
+            raise ValueError(f"max_n: must be at most {int(FIELDS['n'].high)}, got {self.max_n}")
+        if self.max_new_tokens > FIELDS["max_length"].high:
+            raise ValueError(f"max_new_tokens: must be at most {int(FIELDS['max_length'].high)}, "
+                             f"got {self.max_new_tokens}")
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass
+class RequestProblem:
+    """One thing wrong with a request: the field, what was given, why, and what is valid."""
+
+    field: str
+    value: Any
+    message: str
+    valid: str | None = None
+    limit: int | None = None
+    """Set for size problems (answered 413 when they are the only problems)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"field": _safe(self.field), "value": _shown(self.value), "message": _safe(self.message),
+               "valid": self.valid}
+        if self.limit is not None:
+            out["limit"] = self.limit
+        return out
+
+
+class RequestError(Exception):
+    """A request the server will not run: an HTTP status and every problem found."""
+
+    def __init__(self, status: int, message: str, problems: list[RequestProblem] | None = None):
+        self.status = status
+        self.message = message
+        self.problems = list(problems or [])
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.message}
+        if self.problems:
+            out["problems"] = [p.to_dict() for p in self.problems]
+        return out
+
+
+@dataclass
+class ParsedRequest:
+    request: Any  # GenerationRequest (imported lazily: it pulls in nothing heavy, but stays optional)
+    notes: list[str] = field(default_factory=list)
+
+
+def _safe(text: str) -> str:
+    """Text that encodes as UTF-8 (JSON allows unpaired surrogates; a UTF-8 body cannot hold them)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _shown(value: Any) -> Any:
+    """A value as it is echoed back: JSON scalars as they are, anything long or odd shortened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, (bool, int, float, type(None))):
+        return value if not isinstance(value, int) or abs(value) < 10**15 else repr(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+    if len(text) > _SHOWN_VALUE_CHARS:
+        text = text[:_SHOWN_VALUE_CHARS] + f"… ({len(text)} characters)"
+    return _safe(text)
+
+
+def _bad_unicode(text: str) -> str | None:
+    """Why ``text`` cannot be generated from (an unpaired surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds an unpaired surrogate (\\u{ord(text[exc.start]):04x}) at character {exc.start}"
+    return None
+
+
+def _from_settings_problem(problem: Any) -> RequestProblem:
+    d = problem.to_dict()
+    return RequestProblem(d["field"], problem.value, d["message"], d.get("valid"))
+
+
+def decode_body(body: bytes) -> Any:
+    """The JSON document in ``body``; RequestError 400 when it is not JSON."""
+    if not body.strip():
+        raise RequestError(400, "malformed JSON: the body is empty; send a JSON object such as {\"prompt\": \"…\"}")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"malformed JSON: the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise RequestError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_generation(data: Any, limits: Limits = Limits()) -> ParsedRequest:
+    """Validate a decoded JSON body and build the GenerationRequest it asks for.
+
+    Raises RequestError: 400 when the body is not an object, 413 when the only problems are
+    sizes over this server's limits, 422 otherwise, with every problem listed.
+    """
+    from kolyric.engine.stream import GenerationRequest
+
+    if not isinstance(data, dict):
+        raise RequestError(400, f"malformed request: the body must be a JSON object, got {_json_type(data)}")
+    problems: list[RequestProblem] = []
+    known = list(REQUEST_FIELDS) + list(FIELDS)
+    for key in data:
+        if key not in REQUEST_FIELDS and key not in FIELDS:
+            problems.append(RequestProblem(str(key), data[key], "unknown field", "one of " + ", ".join(known)))
+
+    prompt = _string(data, "prompt", "", problems)
+    if prompt is not None and _bad_unicode(prompt):
+        problems.append(RequestProblem("prompt", prompt, f"must be valid Unicode text: {_bad_unicode(prompt)}",
+                                       "a string"))
+        prompt = None
+    if prompt is not None and len(prompt) > limits.max_prompt_chars:
+        problems.append(RequestProblem("prompt", f"<{len(prompt)} characters>",
+                                       f"the prompt is {len(prompt)} characters; this server allows at most "
+                                       f"{limits.max_prompt_chars}", f"at most {limits.max_prompt_chars} characters",
+                                       limit=limits.max_prompt_chars))
+
+    polarity = None
+    raw_polarity = data.get("polarity")
+    if raw_polarity is not None and not isinstance(raw_polarity, str):
+        problems.append(RequestProblem("polarity", raw_polarity, f"must be a string, got {_json_type(raw_polarity)}",
+                                       "긍정, 부정 or none"))
+    else:
+        try:
+            polarity = normalize_polarity(raw_polarity)
+        except ValueError as exc:
+            problems.append(RequestProblem("polarity", raw_polarity, _strip_field(str(exc), "polarity"),
+                                           "긍정, 부정 or none"))
+
+    context = _context(data.get("context"), limits, problems)
+    settings = _settings(data, limits, problems)
+    constraints = _constraints(data.get("constraints"), problems)
+
+    if problems:
+        sizes_only = all(p.limit is not None for p in problems)
+        if sizes_only:
+            raise RequestError(413, "request too large for this server", problems)
+        raise RequestError(422, "invalid request", problems)
+    assert settings is not None
+    if settings.seed is None:  # fixed here so the stream's first event can report it
+        settings = replace(settings, seed=secrets.randbelow(MAX_SEED + 1))
+    request = GenerationRequest(prompt or "", polarity, settings, context=context, constraints=constraints)
+    return ParsedRequest(request, settings.notes())
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _strip_field(message: str, name: str) -> str:
+    prefix = f"{name}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _string(data: Mapping[str, Any], name: str, default: str, problems: list[RequestProblem]) -> str | None:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        problems.append(RequestProblem(name, value, f"must be a string, got {_json_type(value)}", "a string"))
+        return None
+    return value
+
+
+def _context(raw: Any, limits: Limits, problems: list[RequestProblem]) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        lines = [line for line in raw.splitlines() if line.strip()]
+    elif isinstance(raw, list):
+        bad = [i for i, line in enumerate(raw) if not isinstance(line, str)]
+        if bad:
+            problems.append(RequestProblem("context", raw, f"every line must be a string; item {bad[0]} is "
+                                           f"{_json_type(raw[bad[0]])}", "a list of strings, or one string of lines"))
+            return ()
+        lines = [line for line in raw if line.strip()]
+    else:
+        problems.append(RequestProblem("context", raw,
+                                       f"must be a list of strings or a string, got {_json_type(raw)}",
+                                       "a list of strings, or one string of lines"))
+        return ()
+    for i, line in enumerate(lines):
+        why = _bad_unicode(line)
+        if why:
+            problems.append(RequestProblem("context", raw, f"line {i} {why}", "a list of strings"))
+            return ()
+    if len(lines) > limits.max_context_lines:
+        problems.append(RequestProblem("context", f"<{len(lines)} lines>",
+                                       f"{len(lines)} context lines; this server allows at most "
+                                       f"{limits.max_context_lines}", f"at most {limits.max_context_lines} lines",
+                                       limit=limits.max_context_lines))
+    chars = sum(len(line) for line in lines)
+    if chars > limits.max_context_chars:
+        problems.append(RequestProblem("context", f"<{chars} characters>",
+                                       f"the context is {chars} characters; this server allows at most "
+                                       f"{limits.max_context_chars}",
+                                       f"at most {limits.max_context_chars} characters",
+                                       limit=limits.max_context_chars))
+    return tuple(lines)
+
+
+def _settings(data: Mapping[str, Any], limits: Limits, problems: list[RequestProblem]) -> DecodingSettings | None:
+    """Preset + controls through the settings' own validation; server limits on top."""
+    overrides: dict[str, Any] = {}
+    nested = data.get("settings")
+    if nested is not None and not isinstance(nested, dict):
+        problems.append(RequestProblem("settings", nested, f"must be an object, got {_json_type(nested)}",
+                                       "an object of decoding controls"))
+    elif nested:
+        overrides.update(nested)
+    for name in FIELDS:
+        if name in data:
+            if name in overrides:
+                problems.append(RequestProblem(name, data[name], "given both at the top level and in `settings`; "
+                                               "give it once", FIELDS[name].describe_range()))
+                continue
+            overrides[name] = data[name]
+
+    raw_preset = data.get("preset", DEFAULT_PRESET)
+    if raw_preset is None:
+        raw_preset = DEFAULT_PRESET
+    if not isinstance(raw_preset, str):
+        problems.append(RequestProblem("preset", raw_preset, f"must be a string, got {_json_type(raw_preset)}",
+                                       "one of " + ", ".join(PRESETS)))
+        raw_preset = DEFAULT_PRESET
+    unknown = {k: v for k, v in overrides.items() if k not in FIELDS}
+    if unknown:  # reported with the settings' own message (and kept out of preset()'s keywords)
+        try:
+            DecodingSettings.from_dict(unknown)
+        except SettingsError as exc:
+            problems.extend(_from_settings_problem(p) for p in exc.problems)
+        overrides = {k: v for k, v in overrides.items() if k in FIELDS}
+    settings = None
+    try:
+        settings = preset(raw_preset, **overrides)
+    except SettingsError as exc:
+        problems.extend(_from_settings_problem(p) for p in exc.problems)
+        if any(p.field == "preset" for p in exc.problems) and overrides:
+            # an unknown preset stops preset(); check the controls too, so every problem is listed
+            try:
+                DecodingSettings.from_dict(overrides)
+            except SettingsError as more:
+                problems.extend(_from_settings_problem(p) for p in more.problems)
+        return None
+    if settings.n > limits.max_n:
+        problems.append(RequestProblem("n", settings.n, f"{settings.n} candidates; this server allows at most "
+                                       f"{limits.max_n} per request", f"an integer in [1, {limits.max_n}]",
+                                       limit=limits.max_n))
+    if settings.max_length > limits.max_new_tokens:
+        problems.append(RequestProblem("max_length", settings.max_length,
+                                       f"{settings.max_length} new tokens; this server allows at most "
+                                       f"{limits.max_new_tokens}", f"an integer in [1, {limits.max_new_tokens}]",
+                                       limit=limits.max_new_tokens))
+    return settings
+
+
+CONSTRAINTS_MODULE = "kolyric.engine.constraints"
+
+
+def constraints_module() -> Any:
+    """The lyric constraints module, or None where this build has none yet."""
+    import importlib
+
+    try:
+        return importlib.import_module(CONSTRAINTS_MODULE)
+    except ImportError as exc:
+        if exc.name not in (CONSTRAINTS_MODULE, "kolyric.engine"):
+            raise  # the module is there but broken: that is a bug to see, not a missing feature
+        return None
+
+
+def constraints_available() -> bool:
+    try:
+        return constraints_module() is not None
+    except Exception:  # noqa: BLE001 - a broken module is reported when a request uses it
+        return False
+
+
+def constraint_fields() -> dict[str, Any] | None:
+    """The constraint fields and their defaults, where LyricConstraints is a dataclass."""
+    import dataclasses
+
+    try:
+        module = constraints_module()
+    except Exception:  # noqa: BLE001 - as constraints_available
+        return None
+    cls = getattr(module, "LyricConstraints", None) if module is not None else None
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return None
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out[f.name] = default if isinstance(default, (str, int, float, bool, type(None))) else repr(default)
+    return out
+
+
+def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
+    """Lyric constraints through their own module's validation (absent module: only null is valid)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(RequestProblem("constraints", raw, f"must be an object or null, got {_json_type(raw)}",
+                                       "an object of lyric constraints, or null"))
+        return None
+    if not raw:
+        return None
+    module = constraints_module()
+    if module is None:
+        problems.append(RequestProblem("constraints", raw, "lyric constraints are not available in this build",
+                                       "null"))
+        return None
+    try:
+        return build_constraints(module, raw)
+    except Exception as exc:  # noqa: BLE001 - the constraints module's own messages go back to the client
+        found = getattr(exc, "problems", None)
+        if isinstance(found, (list, tuple)) and found:
+            for item in found:
+                problems.append(_constraint_problem(item, raw))
+        else:
+            problems.append(RequestProblem("constraints", raw, str(exc) or type(exc).__name__))
+        return None
+
+
+def build_constraints(module: Any, raw: dict[str, Any]) -> Any:
+    """``LyricConstraints`` from a JSON object, through whichever constructor the module offers."""
+    for owner, name in ((module, "from_dict"), (getattr(module, "LyricConstraints", None), "from_dict")):
+        build = getattr(owner, name, None) if owner is not None else None
+        if callable(build):
+            return build(raw)
+    cls = getattr(module, "LyricConstraints", None)
+    if cls is None:
+        raise ValueError("lyric constraints are not available in this build")
+    import dataclasses
+
+    if dataclasses.is_dataclass(cls):
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        unknown = [k for k in raw if k not in names]
+        if unknown:
+            raise ValueError(f"unknown constraint {unknown[0]!r}; known: {', '.join(names)}")
+    return cls(**raw)
+
+
+def _constraint_problem(item: Any, raw: dict[str, Any]) -> RequestProblem:
+    to_dict = getattr(item, "to_dict", None)
+    if callable(to_dict):
+        d = to_dict()
+        name = str(d.get("field", ""))
+        return RequestProblem(f"constraints.{name}" if name else "constraints", d.get("value", raw.get(name)),
+                              str(d.get("message", item)), d.get("valid"))
+    name = getattr(item, "field", None)
+    if name:
+        return RequestProblem(f"constraints.{name}", getattr(item, "value", raw.get(name)),
+                              str(getattr(item, "message", item)))
+    return RequestProblem("constraints", raw, str(item))
+
+
+def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
+    """FIELDS with their ranges, the defaults, the request's other fields and this server's limits."""
+    defaults = DecodingSettings().to_dict()
+    out: dict[str, Any] = {
+        "settings": {
+            name: {
+                "type": spec.kind.__name__, "help": spec.help, "valid": spec.describe_range(),
+                "low": spec.low, "high": spec.high, "low_open": spec.low_open,
+                "choices": list(spec.choices) if spec.choices else None, "optional": spec.optional,
+                "default": defaults.get(name),
+            }
+            for name, spec in FIELDS.items()
+        },
+        "request_fields": dict(REQUEST_FIELDS),
+        "default_preset": DEFAULT_PRESET,
+        "constraints_available": constraints_available(),
+        "constraints": constraint_fields(),
+    }
+    if limits is not None:
+        out["limits"] = limits.to_dict()
+    return out
+
+
+def presets_listing() -> dict[str, Any]:
+    """Every preset: the controls it sets and the full settings it gives."""
+    return {
+        "default": DEFAULT_PRESET,
+        "presets": {name: {"sets": dict(values), "settings": preset(name).to_dict()}
+                    for name, values in PRESETS.items()},
+    }
+
+
+__all__ = ["Limits", "ParsedRequest", "REQUEST_FIELDS", "RequestError", "RequestProblem", "decode_body",
+           "parse_generation", "presets_listing", "settings_schema"]
