@@ -1,0 +1,126 @@
+"""`kolyric eval --model M --corpus nsmc --corpus-dir ../shared --limit 2000 [--json]`
+
+Bits per character and polarity accuracy on NSMC's test split (or on a ``.tsv``/``.jsonl``
+file of the user's), and distinct-1/-2 of continuations sampled for a fixed prompt set.
+The definitions are in ``kolyric.evaluate``. The corpus is read (and every option checked)
+before the model loads, so a mistake costs no model load. Progress goes to stderr, the
+report to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kolyric.cli import CLIError
+from kolyric.cli.options import add_model_arguments
+
+DEFAULT_LIMIT = 2000
+METRIC_NAMES = ("bpc", "accuracy", "distinct")  # kolyric.evaluate.METRICS, without importing torch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", default="nsmc",
+                        help="'nsmc' (its test split) or a .tsv/.jsonl file of texts with polarities (default nsmc)")
+    parser.add_argument("--corpus-dir", default=".",
+                        help="directory holding nsmc/ratings_test.txt (default: the current directory)")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                        help=f"evaluate the first N texts; 0 = all (default {DEFAULT_LIMIT})")
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
+    parser.add_argument("--max-seq-length", type=int, default=128,
+                        help="tokens per text (prefix + review + end), longer ones are cut and only the kept "
+                             "part is scored; the model's context window caps it too (default 128)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the distinct-n samples (default 7)")
+    parser.add_argument("--metrics", default=",".join(METRIC_NAMES),
+                        help=f"comma-separated subset of {', '.join(METRIC_NAMES)} (default: all)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_model_arguments(parser)
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    problems = []
+    if args.limit < 0:
+        problems.append(f"--limit: must be 0 (all) or a positive number of texts, got {args.limit}")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size: must be at least 1, got {args.batch_size}")
+    if args.max_seq_length < 2:
+        problems.append(f"--max-seq-length: must be at least 2, got {args.max_seq_length}")
+    if not 0 <= args.seed <= 2**32 - 1:
+        problems.append(f"--seed: must be in [0, {2**32 - 1}], got {args.seed}")
+    bad = [m for m in metrics if m not in METRIC_NAMES]
+    if bad or not metrics:
+        problems.append(f"--metrics: choose from {', '.join(METRIC_NAMES)}, got {args.metrics!r}")
+    if problems:
+        raise CLIError("invalid options:\n  " + "\n  ".join(problems))
+    return metrics
+
+
+def read_examples(corpus: str, corpus_dir: str, limit: int | None) -> tuple[list, str]:
+    """The texts to evaluate and a description of where they came from."""
+    from kolyric.training.corpora import CorpusError, nsmc_files, read_nsmc, read_user_file
+
+    try:
+        if corpus.strip().lower() == "nsmc":
+            path = nsmc_files(corpus_dir)["test"]
+            if not path.is_file():  # eval never downloads: say where it looked instead
+                raise CLIError(f"{path}: NSMC's test split is not there; pass --corpus-dir DIR "
+                               f"with DIR/nsmc/ratings_test.txt")
+            examples, _ = read_nsmc(corpus_dir, "test", limit=limit, download=False)
+            description = f"NSMC test ({path})"
+        else:
+            examples, _ = read_user_file(corpus)
+            examples = examples[:limit] if limit else examples
+            description = corpus
+    except CorpusError as exc:
+        raise CLIError(str(exc)) from exc
+    if not examples:
+        raise CLIError(f"{corpus}: no texts to evaluate")
+    return examples, description
+
+
+class Progress:
+    """One line on stderr: rewritten in place on a terminal, a few plain lines otherwise."""
+
+    LABELS = {"bits": "scoring under the true polarity", "accuracy": "scoring under the other polarity",
+              "distinct": "sampling continuations"}
+
+    def __init__(self, stream=None) -> None:  # noqa: ANN001
+        self.stream = stream or sys.stderr
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.reported: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        label = f"eval: {self.LABELS.get(stage, stage)} {done}/{total}"
+        if self.tty:
+            print("\r" + label, end="\n" if done >= total else "", file=self.stream, flush=True)
+            return
+        quarter = 4 * done // max(total, 1)  # 0 … 4: at most five lines per stage
+        if self.reported.get(stage, -1) < quarter:
+            self.reported[stage] = quarter
+            print(label, file=self.stream, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = _check(args)
+    examples, description = read_examples(args.corpus, args.corpus_dir, args.limit or None)
+    if "accuracy" in metrics and not any(e.polarity for e in examples):
+        raise CLIError(f"{args.corpus}: no text has a polarity, so accuracy cannot be measured "
+                       f"(use --metrics bpc,distinct)")
+
+    from kolyric.cli.generate import load
+    from kolyric.evaluate import evaluate
+
+    loaded = load(args)
+    report = evaluate(loaded, examples, metrics=metrics, batch_size=args.batch_size,
+                      max_seq_length=args.max_seq_length, seed=args.seed, corpus=description,
+                      progress=Progress())
+    if report.bits and report.bits.truncated:
+        print(f"note: {report.bits.truncated} texts were longer than {report.max_seq_length} tokens; "
+              f"only their first {report.max_seq_length} tokens were scored", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(report.format())
+    return 0
