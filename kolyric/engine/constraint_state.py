@@ -81,7 +81,9 @@ class ConstraintState:
         self.lists = self.profile.lists()
         self.eos = self.profile.eos_id
         self.newline = getattr(generator, "_separator", "\n") == "\n" and self.profile.has_newline_token
-        self.bank = self.profile.masks(spec.strict, spec.families, self.newline, str(generator.model.device))
+        # masks stay on the CPU, where the per-row checks read them; the processor keeps a copy of
+        # each one it uses on the scores' device
+        self.bank = self.profile.masks(spec.strict, spec.families, self.newline)
         self.n = spec.rhyme_syllables
         self.counted = spec.targets is not None
         self.prompt = request.prompt.strip() if request is not None else ""
@@ -128,10 +130,10 @@ class ConstraintState:
 
     def _initial(self, context: list[str]) -> Row:
         spec = self.spec
-        if spec.mode == "continue":
+        if spec.mode == "continue" and self.prompt:
             row = Row(line=0, count=count_syllables(self.prompt), tail=_raw_tail(self.prompt), starts=(0,))
         elif self.prompt or context:
-            row = Row(line=-1)  # the prompt's line is closed first
+            row = Row(line=-1)  # the line before is closed first (continue mode with nothing typed: the draft's)
         else:
             row = Row(line=0, starts=(0,))
         return replace(row, broken=self._impossible(row))
@@ -296,7 +298,12 @@ class ConstraintState:
         if bool(mask.any()):
             return (f"{self._where(row)}: every token that fits was ruled out by the other decoding controls "
                     "(min_length, no_repeat_ngram_size …)")
-        key = self._key(row, row.line) if row.line >= 0 else None
+        j = row.line
+        if j == -1 or (self.counted and row.count == self.lines[j].target and j + 1 < len(self.lines)):
+            key = self._key(row, j + 1)  # the next line cannot start
+            rhyme = f" (it must end on the rhyme {key_text(key)})" if key else ""
+            return f"{self._where(row)}: no token in the vocabulary can start line {j + 2}{rhyme}"
+        key = self._key(row, j)
         rhyme = f" ending on the rhyme {key_text(key)}" if key else ""
         return f"{self._where(row)}: no token in the vocabulary can continue the line{rhyme}"
 
@@ -336,7 +343,7 @@ class ConstraintState:
         raw = [self.tokenizer.decode(seg, skip_special_tokens=False) for seg in segments]
         parts = [clean_output(r, self.tokenizer.unk_token) for r in raw]
         texts = list(parts)
-        continuing = self.spec.mode == "continue"
+        continuing = self.spec.mode == "continue" and bool(self.prompt)
         if continuing and texts:
             joiner = " " if self.prompt and raw[0][:1].isspace() else ""
             texts[0] = clean_output(self.prompt + joiner + parts[0], self.tokenizer.unk_token)
@@ -356,7 +363,7 @@ class ConstraintState:
         satisfied = row.done and not row.broken and complete == len(self.lines) and all(r.ok for r in checked)
         report = ConstraintReport(satisfied, self.spec.describe(), reasons, checked,
                                   "newline" if self.newline else "word boundary", notes=list(self.notes))
-        if texts:
+        if texts and not row.broken:  # a broken row's lines are not tracked past the break
             report.text = "\n".join(parts)
             head = texts[0] if continuing else "\n".join(([self.prompt] if self.prompt else []) + texts[:1])
             report.full_text = "\n".join([head] + texts[1:])
@@ -380,6 +387,7 @@ class ConstraintLogitsProcessor:
 
     def __init__(self, state: ConstraintState):
         self.state = state
+        self._inverse: dict[int, tuple[Any, Any]] = {}
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -388,15 +396,12 @@ class ConstraintLogitsProcessor:
         gens = [tuple(r) for r in input_ids[:, st.prompt_len:].tolist()]
         rows = [st.state_for(g) for g in gens]
         masks = [st.mask_of(r) for r in rows]
-        allowed = masks[0].unsqueeze(0) if len(masks) == 1 else torch.stack(masks)
-        width = scores.shape[-1]
-        if allowed.shape[-1] != width:  # a model narrower or wider than the profile
-            allowed = allowed[:, :width] if allowed.shape[-1] > width else torch.nn.functional.pad(
-                allowed, (0, width - allowed.shape[-1]))
-        if allowed.device != scores.device:
-            allowed = allowed.to(scores.device)
-        out = scores.masked_fill(~allowed, float("-inf"))
-        dead = torch.isneginf(out).all(dim=-1)
+        banned = [self._banned(m, scores) for m in masks]
+        if all(b is banned[0] for b in banned):  # one state for every row (greedy, most beam steps)
+            out = scores.masked_fill(banned[0], float("-inf"))
+        else:
+            out = scores.masked_fill(torch.stack(banned), float("-inf"))
+        dead = out.amax(dim=-1) == float("-inf")
         if bool(dead.any()):
             for i in dead.nonzero().flatten().tolist():
                 if not (rows[i].done or rows[i].broken):
@@ -406,6 +411,24 @@ class ConstraintLogitsProcessor:
                 out[i, st.eos] = eos_score if eos_score > FALLBACK_SCORE else FALLBACK_SCORE
         st._keep(gens, rows)
         return out
+
+    def _banned(self, mask: Any, scores: Any) -> Any:
+        """The complement of a cached mask, fitted to the scores' width and device (memoised; the
+        entry holds the mask itself, so its id stays unique)."""
+        import torch
+
+        found = self._inverse.get(id(mask))
+        if found is None:
+            banned = ~mask
+            width = scores.shape[-1]
+            if banned.shape[-1] > width:  # a model narrower or wider than the profile
+                banned = banned[:width]
+            elif banned.shape[-1] < width:
+                banned = torch.cat([banned, banned.new_ones(width - banned.shape[-1])])
+            if len(self._inverse) > 4096:
+                self._inverse.clear()
+            found = self._inverse[id(mask)] = (mask, banned.to(scores.device))
+        return found[1]
 
 
 __all__ = ["ConstraintLogitsProcessor", "ConstraintState", "PlannedLine", "Row"]

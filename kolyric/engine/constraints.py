@@ -221,6 +221,11 @@ class LyricConstraints:
         return (self.syllables,) * self.n_lines if self.syllables is not None else None
 
     @property
+    def active(self) -> bool:
+        """Whether anything is asked for (False when only options such as ``strict`` are set)."""
+        return any(getattr(self, name) is not None for name in ("syllables", "rhyme", "lines", "pattern", "scheme"))
+
+    @property
     def rhyme_options(self) -> RhymeOptions:
         return RhymeOptions(self.rhyme_syllables, self.strict, self.families)
 
@@ -284,8 +289,10 @@ class LyricConstraints:
 
 
 def from_dict(raw: Mapping[str, Any]) -> LyricConstraints | None:
-    """``LyricConstraints.from_dict``, or None for an empty object."""
-    return LyricConstraints.from_dict(raw) if raw else None
+    """``LyricConstraints.from_dict``, or None when it asks for nothing (no syllables, rhyme,
+    lines, pattern or scheme: options such as ``strict`` alone constrain nothing)."""
+    made = LyricConstraints.from_dict(raw) if raw else None
+    return made if made is not None and made.active else None
 
 
 # -- command line ------------------------------------------------------------------------------

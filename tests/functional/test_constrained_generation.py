@@ -1,0 +1,195 @@
+"""Constrained generation on tiny real models, through the real decoding loop, for greedy, sampling
+and beam search: whenever a report says the constraints are met, the text is checked again with
+``count_syllables`` and ``rhyme_key``; impossible requests say why; the CLI flags work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kolyric.engine.constraints import LyricConstraints
+from kolyric.engine.settings import preset
+from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, TokenEvent
+from kolyric.korean.hangul import count_syllables
+from kolyric.korean.rhyme import RhymeOptions, rhyme_key
+
+PROMPTS = ["영화", "사랑", "배우", "연기", "스토리", "감동", "최고", "정말", "노래", "음악",
+           "시간", "처음", "마지막", "기대", "재미", "눈물", "추천", "완전", "진짜", "그냥"]
+PRESETS = {"greedy": "greedy", "sample": "combined", "beam": "beam-3"}
+
+
+@pytest.fixture(scope="module")
+def gen(trained_tiny_dir):
+    from kolyric.engine.loading import load_model
+
+    return Generator(load_model(str(trained_tiny_dir), device="cpu"))
+
+
+def generate(gen, constraints, prompt="영화", strategy="greedy", seed=0, max_length=30, context=(), **extra):
+    settings = preset(PRESETS[strategy], seed=seed, max_length=max_length, **extra)
+    return gen.generate(GenerationRequest(prompt, "긍정", settings, context=tuple(context), constraints=constraints))
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_one_line_meets_its_count_and_rhyme(gen, strategy):
+    c = LyricConstraints(syllables=7, rhyme="랑")
+    met = 0
+    for seed, prompt in enumerate(PROMPTS):
+        result = generate(gen, c, prompt, strategy, seed, max_length=24)
+        assert len(result.candidates) == 1
+        cand = result.candidates[0]
+        report = cand.constraint_report
+        if report.satisfied:
+            met += 1
+            assert count_syllables(cand.text) == 7, cand.text
+            assert rhyme_key(cand.text) == rhyme_key("랑") == "ㅏ"
+            assert "\n" not in cand.text and "\ufffd" not in cand.text
+            assert cand.full_text == f"{prompt}\n{cand.text}"
+        else:
+            assert report.reasons, report
+    assert met == len(PROMPTS)
+
+
+def test_sampled_rows_are_constrained_each_on_its_own(gen):
+    c = LyricConstraints(syllables=5, rhyme="고")
+    for seed in range(5):
+        result = generate(gen, c, strategy="sample", seed=seed, n=4)
+        for cand in result.candidates:
+            assert cand.constraint_report.satisfied, cand.constraint_report
+            assert count_syllables(cand.text) == 5 and rhyme_key(cand.text) == "ㅗ"
+
+
+def check_lines(text, pattern, scheme):
+    lines = text.split("\n")
+    assert [count_syllables(line) for line in lines] == list(pattern), lines
+    keys = [rhyme_key(line) for line in lines]
+    for i, a in enumerate(scheme):
+        for j, b in enumerate(scheme):
+            assert (keys[i] == keys[j]) == (a == b), (lines, scheme)
+    return lines
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_four_lines_with_a_pattern_and_a_scheme(gen, strategy):
+    c = LyricConstraints(pattern="5-4-5-4", scheme="ABAB")
+    for seed in range(3):
+        cand = generate(gen, c, PROMPTS[seed], strategy, seed, max_length=50).candidates[0]
+        assert cand.constraint_report.satisfied, cand.constraint_report
+        check_lines(cand.text, (5, 4, 5, 4), "ABAB")
+        assert cand.constraint_report.line_end == "word boundary"  # NSMC-trained: no newline token
+        assert [line.ok for line in cand.constraint_report.lines] == [True] * 4
+
+
+def test_scheme_letters_rhyme_with_the_draft(gen):
+    draft = ("하늘 위로 날아가", "밤이 오면 잠이 들고")
+    c = LyricConstraints(syllables=6, lines=2, scheme="ABAB")
+    for strategy in PRESETS:
+        cand = generate(gen, c, "", strategy, 1, max_length=40, context=draft).candidates[0]
+        assert cand.constraint_report.satisfied, cand.constraint_report
+        first, second = cand.text.split("\n")
+        assert rhyme_key(first) == rhyme_key(draft[0]) == "ㅏ"
+        assert rhyme_key(second) == rhyme_key(draft[1]) == "ㅗ"
+
+
+def test_continue_mode_counts_the_typed_syllables(gen):
+    c = LyricConstraints(syllables=8, rhyme="해", mode="continue")
+    for strategy in PRESETS:
+        cand = generate(gen, c, "이 영화", strategy, 2).candidates[0]
+        assert cand.constraint_report.satisfied, cand.constraint_report
+        assert cand.full_text.startswith("이 영화") and "\n" not in cand.full_text
+        assert count_syllables(cand.full_text) == 8 and rhyme_key(cand.full_text) == "ㅐ"
+
+
+def unreachable_rhyme(gen):
+    """A syllable no token of this vocabulary ends in, compared strictly and without families."""
+    from kolyric.engine.vocab_profile import key_parts, profile_for
+
+    bank = profile_for(gen.tokenizer, len(gen.tokenizer)).masks(True, False, False)
+    for cp in range(0xD7A3, 0xAC00, -1):
+        if not bank.ends_in(key_parts(chr(cp), True, False)):
+            return chr(cp)
+    raise AssertionError("every syllable is reachable")
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_impossible_constraints_say_why(gen, strategy):
+    target = unreachable_rhyme(gen)
+    c = LyricConstraints(syllables=5, rhyme=target, strict=True, families=False)
+    report = generate(gen, c, strategy=strategy).candidates[0].constraint_report
+    assert not report.satisfied
+    assert "no token in the vocabulary ends in a syllable rhyming" in str(report)
+    short = generate(gen, LyricConstraints(syllables=30), strategy=strategy, max_length=4).candidates[0]
+    assert not short.constraint_report.satisfied
+    assert "max_length (4 new tokens) ran out" in str(short.constraint_report)
+    assert short.constraint_report.to_dict()["satisfied"] is False
+
+
+def test_byte_level_vocabulary_ends_lines_with_newlines(tiny_bytelevel_dir):
+    from kolyric.engine.loading import load_model
+
+    byte_gen = Generator(load_model(str(tiny_bytelevel_dir), device="cpu"))
+    c = LyricConstraints(syllables=4, lines=2, rhyme="다")
+    for strategy in PRESETS:
+        for seed in range(3):
+            cand = generate(byte_gen, c, "영화", strategy, seed, max_length=40).candidates[0]
+            report = cand.constraint_report
+            assert report.satisfied and report.line_end == "newline", report
+            lines = cand.text.split("\n")
+            assert len(lines) == 2 and "\ufffd" not in cand.text
+            assert all(count_syllables(line) == 4 and rhyme_key(line) == "ㅏ" for line in lines)
+            raw = byte_gen.tokenizer.decode(cand.token_ids)
+            assert raw.startswith("\n")  # next-line mode: the prompt's line is closed first
+
+
+def test_streamed_pieces_are_the_same_text(gen):
+    c = LyricConstraints(syllables=5, lines=2, scheme="AA")
+    request = GenerationRequest("영화", "긍정", preset("combined", seed=4, max_length=40), constraints=c)
+    pieces, result = [], None
+    for event in gen.stream(request):
+        if isinstance(event, TokenEvent):
+            pieces.append(event.text)
+        elif isinstance(event, DoneEvent):
+            result = event.result
+    cand = result.candidates[0]
+    assert cand.constraint_report.satisfied
+    assert "".join(pieces).split() == cand.text.split()  # the same words; lines split at a word boundary
+    assert result.to_dict()["candidates"][0]["constraints"]["satisfied"] is True
+
+
+def test_a_forced_token_that_breaks_the_line_is_reported(gen):
+    two = [t for t in range(len(gen.tokenizer)) if count_syllables(gen.tokenizer.decode([t])) == 2]
+    c = LyricConstraints(syllables=1)  # the forced token overshoots
+    request = GenerationRequest("영화", None, preset("greedy", max_length=10), constraints=c, forced_ids=(two[0],))
+    report = gen.generate(request).candidates[0].constraint_report
+    assert not report.satisfied and "breaks the constraint" in report.reasons[0]
+
+
+def test_cli_flags(trained_tiny_dir, capsys):
+    from kolyric.cli import main
+
+    args = ["generate", "영화", "--model", str(trained_tiny_dir), "--device", "cpu", "--seed", "1",
+            "--max-length", "60", "--syllables", "8", "--rhyme", "랑", "--lines", "4", "--scheme", "AABB"]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    cand = out["candidates"][0]
+    assert cand["constraints"]["satisfied"] is True, cand["constraints"]
+    lines = check_lines(cand["text"], (8, 8, 8, 8), "AABB")
+    assert rhyme_key(lines[0]) == "ㅏ"
+    assert main(args + ["--preset", "beam-3"]) == 0
+    printed = capsys.readouterr()
+    assert len(printed.out.strip().split("\n")) == 5  # the prompt line, then four lines
+    assert main(["generate", "x", "--model", str(trained_tiny_dir), "--syllables", "99", "--scheme", "A1"]) == 2
+    err = capsys.readouterr().err
+    assert "syllables: must be an integer from 1 to 40, got 99" in err and "scheme:" in err
+
+
+def test_rhyme_options_reach_the_check(gen):
+    c = LyricConstraints(syllables=6, rhyme="사랑", rhyme_syllables=2, strict=True)
+    cand = generate(gen, c, strategy="beam", seed=3, max_length=30).candidates[0]
+    report = cand.constraint_report
+    if report.satisfied:
+        options = RhymeOptions(2, strict=True)
+        assert rhyme_key(cand.text, options) == rhyme_key("사랑", options) == "ㅏ-ㅏㅇ"
+    else:
+        assert report.reasons
