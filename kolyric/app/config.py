@@ -1,0 +1,120 @@
+"""The app's settings file and where kolyric keeps its files.
+
+``settings.toml`` lives in the platform's config directory (``KOLYRIC_CONFIG_DIR``
+overrides it); drafts live in the data directory (``KOLYRIC_DATA_DIR`` or ``--data-dir``).
+Command-line flags override the file for one run without changing it; choices made in the
+app (theme, preset, model) are written back. A file that cannot be parsed, or holds a value
+of the wrong type, is renamed aside and the defaults are used; the notice says where it went.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kolyric.app.files import atomic_write_text, quarantine
+
+APP_NAME = "kolyric"
+SETTINGS_FILE = "settings.toml"
+DEFAULT_THEME = "kolyric-night"
+RECENT_LIMIT = 8
+
+
+def config_dir() -> Path:
+    """Where settings.toml lives: ``$KOLYRIC_CONFIG_DIR`` or the platform's config dir."""
+    env = os.environ.get("KOLYRIC_CONFIG_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where drafts and training runs go: ``override``, ``$KOLYRIC_DATA_DIR`` or the platform's data dir."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("KOLYRIC_DATA_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass
+class AppConfig:
+    """Everything settings.toml may hold; each field has a safe default."""
+
+    model: str = ""
+    """The model loaded at start (hub id, directory or checkpoint); empty: the engine's default."""
+    preset: str = "combined"
+    """The decoding preset the controls start from (see ``kolyric.engine.settings.PRESETS``)."""
+    precision: str = "fp32"
+    """Weights precision: fp32, fp16, bf16 or int8."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    theme: str = DEFAULT_THEME
+    """The Textual theme, by name (the app's own or a built-in one)."""
+    recent_models: list[str] = field(default_factory=list)
+    """Models loaded before, newest first; offered by the model picker."""
+
+    def remember_model(self, spec: str) -> None:
+        self.model = spec
+        self.recent_models = [spec] + [m for m in self.recent_models if m != spec]
+        del self.recent_models[RECENT_LIMIT:]
+
+
+_TYPES: dict[str, type] = {"model": str, "preset": str, "precision": str, "device": str,
+                           "theme": str, "recent_models": list}
+
+
+def check_values(values: dict[str, Any]) -> list[str]:
+    """Problems with known keys (wrong type or unknown choice); unknown keys are not problems."""
+    from kolyric.engine.settings import PRESETS
+
+    problems = []
+    for key, kind in _TYPES.items():
+        if key in values and not isinstance(values[key], kind):
+            problems.append(f"{key}: expected {kind.__name__}, got {values[key]!r}")
+    if not problems:
+        if "preset" in values and values["preset"] not in PRESETS:
+            problems.append(f"preset: unknown preset {values['preset']!r}")
+        if "precision" in values and values["precision"] not in ("fp32", "fp16", "bf16", "int8"):
+            problems.append(f"precision: must be fp32, fp16, bf16 or int8, got {values['precision']!r}")
+        if any(not isinstance(m, str) for m in values.get("recent_models", [])):
+            problems.append("recent_models: must be a list of strings")
+    return problems
+
+
+def load_config(path: Path) -> tuple[AppConfig, list[str]]:
+    """The config in ``path`` (defaults when absent), and notices for the user."""
+    if not path.exists():
+        return AppConfig(), []
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+        problems = check_values(values)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        problems = [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
+    if problems:
+        moved = quarantine(path)
+        where = f"moved to {moved.name}" if moved else "left in place"
+        return AppConfig(), [f"Settings file {path} was unreadable ({problems[0]}); "
+                             f"using defaults, the bad file was {where}."]
+    notices = []
+    unknown = sorted(set(values) - set(_TYPES))
+    if unknown:
+        notices.append(f"Settings file: ignored unknown keys {', '.join(unknown)}")
+    known = {k: v for k, v in values.items() if k in _TYPES}
+    return AppConfig(**known), notices
+
+
+def save_config(path: Path, config: AppConfig) -> None:
+    """Write ``config`` atomically as TOML; raises OSError when the file cannot be written."""
+    import tomli_w
+
+    atomic_write_text(path, tomli_w.dumps(dataclasses.asdict(config)))

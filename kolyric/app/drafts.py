@@ -1,0 +1,96 @@
+"""The draft on disk: autosave target, restore on the next launch, quarantine of bad files.
+
+The draft is one JSON file (``draft.json`` in the data directory) holding the lyrics and
+the prompt line. Saves are atomic (temp file + fsync + ``os.replace``), so a killed process
+leaves either the previous draft or the new one, never a torn file. Saves may come from
+several worker threads; each carries a sequence number and a save older than the newest
+written one is skipped, so an old snapshot can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kolyric.app.files import atomic_write_text, quarantine
+
+DRAFT_FILE = "draft.json"
+FORMAT = "kolyric-draft"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What is saved: the lyrics, and the prompt line and polarity beside them."""
+
+    text: str = ""
+    prompt: str = ""
+    polarity: str | None = None
+
+    def to_json(self) -> str:
+        data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self)}
+        return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, raw: str) -> "Draft":
+        """Parse a saved draft; ValueError when it is not one."""
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError("not a kolyric draft")
+        text, prompt, polarity = data.get("text"), data.get("prompt", ""), data.get("polarity")
+        if not isinstance(text, str) or not isinstance(prompt, str):
+            raise ValueError("text and prompt must be strings")
+        if polarity not in (None, "긍정", "부정"):
+            raise ValueError(f"unknown polarity {polarity!r}")
+        return cls(text=text, prompt=prompt, polarity=polarity)
+
+
+class DraftStore:
+    """Loads and saves the draft in ``directory``; ``save`` is safe to call from any thread."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.path = self.directory / DRAFT_FILE
+        self._lock = threading.Lock()
+        self._written_seq = -1
+
+    def load(self) -> tuple[Draft | None, list[str]]:
+        """The saved draft (None when there is none or it was unreadable) and notices."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None, []
+        except OSError as exc:
+            return None, [f"Could not read the saved draft {self.path}: {exc.strerror or exc}"]
+        try:
+            return Draft.from_json(raw.decode("utf-8")), []
+        except (UnicodeDecodeError, ValueError) as exc:
+            moved = quarantine(self.path)
+            where = f"renamed to {moved.name}" if moved else "left in place"
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return None, [f"The saved draft was unreadable ({reason}); starting empty. "
+                          f"The file was {where} in {self.directory}."]
+
+    def save(self, draft: Draft, seq: int) -> bool:
+        """Write ``draft`` unless a newer one (higher ``seq``) is already written.
+
+        Returns whether it wrote; raises OSError (disk full, read-only, ...) to the caller.
+        """
+        with self._lock:
+            if seq <= self._written_seq:
+                return False
+            atomic_write_text(self.path, draft.to_json())
+            self._written_seq = seq
+            return True
+
+
+def export_text(path: Path, text: str) -> Path:
+    """Write the lyrics as plain UTF-8 text (atomically); returns the absolute path."""
+    path = Path(path).expanduser().resolve()
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory", str(path))
+    atomic_write_text(path, text if text.endswith("\n") or not text else text + "\n")
+    return path

@@ -1,0 +1,130 @@
+"""Messages between workers and widgets. All dataclasses; the frequent ones are replaceable.
+
+Workers never touch widgets: they post these. ``StreamProgress`` and ``TrainingProgress``
+carry no payload; the worker appends to a shared buffer and the handler drains it, so a
+burst of tokens (or steps) that arrives between two frames collapses into one repaint
+(``can_replace``) without losing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+
+# -- model loading ------------------------------------------------------------------------------
+@dataclass
+class ModelLoadProgress(Message):
+    """A loading phase began ("importing torch", "loading weights", ...)."""
+
+    phase: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ModelLoadProgress)
+
+
+@dataclass
+class ModelLoaded(Message):
+    """A model is ready in the app's ``ModelHost``; ``description`` is for the status bar."""
+
+    spec: str
+    description: str
+    notices: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class ModelLoadFailed(Message):
+    spec: str
+    message: str
+
+
+# -- generation ---------------------------------------------------------------------------------
+@dataclass
+class StreamProgress(Message):
+    """New events are waiting in run ``run_id``'s buffer."""
+
+    run_id: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StreamProgress) and message.run_id == self.run_id
+
+
+@dataclass
+class StreamFailed(Message):
+    run_id: int
+    message: str
+
+
+# -- controls and candidates --------------------------------------------------------------------
+@dataclass
+class SettingsChanged(Message):
+    """The controls hold a valid set of settings (``settings``) or do not (``problems``)."""
+
+    settings: Any  # DecodingSettings, the last valid one
+    problems: list[Any] = field(default_factory=list)  # kolyric.engine.settings.Problem
+    preset: str | None = None
+
+
+@dataclass
+class PresetChosen(Message):
+    """The user chose a preset (the settings file remembers it)."""
+
+    name: str
+
+
+@dataclass
+class TokenSelected(Message):
+    """A token of a candidate was selected (keyboard or mouse): show its alternatives."""
+
+    slot: int
+    index: int
+
+
+@dataclass
+class AlternativeChosen(Message):
+    """Rewrite candidate ``slot`` from token ``index`` on, starting with ``token_id``."""
+
+    slot: int
+    index: int
+    token_id: int
+
+
+@dataclass
+class AcceptCandidate(Message):
+    slot: int
+
+
+# -- training -----------------------------------------------------------------------------------
+@dataclass
+class TrainingProgress(Message):
+    """New events are waiting in the training run's buffer."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TrainingProgress)
+
+
+@dataclass
+class TrainingEnded(Message):
+    """The training process exited: ``ok`` when it finished, else ``message`` says why."""
+
+    ok: bool
+    returncode: int | None
+    message: str
+    cancelled: bool = False
+    result_path: str | None = None
+
+
+# -- the draft ----------------------------------------------------------------------------------
+@dataclass
+class DraftSaved(Message):
+    seq: int
+    draft: Any  # kolyric.app.drafts.Draft, as written
+
+
+@dataclass
+class DraftSaveFailed(Message):
+    seq: int
+    reason: str

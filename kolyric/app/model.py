@@ -1,0 +1,80 @@
+"""The model the app is using, and loading a new one (from a worker thread only).
+
+``ModelHost.load`` imports torch and transformers on first use, so it must never run on
+the UI thread; it reports its phases through a callback so the app can show progress.
+The new model replaces the old one only once it has loaded: a failed load leaves the
+previous model in place.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+Progress = Callable[[str], None]
+
+
+def default_specs() -> list[str]:
+    """What to try when no model is configured: the hub default, then kolyric-mini."""
+    from kolyric.engine.loading import DEFAULT_MODEL, MINI_PATH
+
+    specs = [DEFAULT_MODEL]
+    if (MINI_PATH / "config.json").is_file():
+        specs.append("mini")
+    return specs
+
+
+class ModelHost:
+    """Holds the loaded model and its ``Generator``; thread-safe swaps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.loaded: Any = None  # kolyric.engine.loading.LoadedModel
+        self.generator: Any = None  # kolyric.engine.stream.Generator
+        self.spec: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.generator is not None
+
+    @property
+    def description(self) -> str:
+        return self.loaded.description if self.loaded is not None else "no model loaded"
+
+    def load(self, spec: str, *, device: str = "auto", precision: str = "fp32",
+             progress: Progress = lambda phase: None) -> tuple[str, list[str], float]:
+        """Load ``spec`` (empty: the defaults in order); returns (spec used, notices, seconds).
+
+        Raises ``ModelLoadError`` with a user-ready message when nothing could be loaded.
+        """
+        started = time.perf_counter()
+        progress("importing torch and transformers")
+        # Progress bars written to the terminal would scribble over the app's screen.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        from kolyric.engine.loading import ModelLoadError, load_model
+        from kolyric.engine.stream import Generator
+
+        hf_logging.disable_progress_bar()
+
+        specs = [spec] if spec else default_specs()
+        errors: list[str] = []
+        for candidate in specs:
+            progress(f"loading {candidate}")
+            try:
+                loaded = load_model(candidate, device=device, precision=precision)
+            except ModelLoadError as exc:
+                errors.append(str(exc))
+                continue
+            progress("preparing the generator")
+            generator = Generator(loaded)
+            with self._lock:
+                self.loaded, self.generator, self.spec = loaded, generator, candidate
+            notices = list(loaded.notices)
+            if errors:
+                notices.insert(0, f"fell back to {candidate}: {errors[0]}")
+            return candidate, notices, time.perf_counter() - started
+        raise ModelLoadError(" / ".join(errors) if errors else "no model to load")

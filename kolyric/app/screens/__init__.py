@@ -1,0 +1,1 @@
+"""The app's screens: the playground, training, the model picker and small dialogs."""

@@ -1,0 +1,63 @@
+"""Export the draft to a plain .txt file; a failure is shown in the dialog, which stays open."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from kolyric.app.drafts import export_text
+from kolyric.app.files import describe_os_error
+
+
+def default_export_path() -> str:
+    return str(Path.cwd() / f"kolyric-{time.strftime('%Y%m%d-%H%M')}.txt")
+
+
+class ExportScreen(ModalScreen[str | None]):
+    """Dismisses with the written path, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, text: str, path: str | None = None) -> None:
+        super().__init__()
+        self.text = text
+        self.path = path or default_export_path()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Export the draft as text", classes="dialog-title")
+            yield Input(self.path, id="export-path")
+            yield Static("", classes="dialog-error", id="export-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="export-cancel")
+                yield Button("Export", id="export-ok", variant="primary")
+
+    @on(Button.Pressed, "#export-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted, "#export-path")
+    @on(Button.Pressed, "#export-ok")
+    def _export(self) -> None:
+        raw = self.query_one("#export-path", Input).value.strip()
+        error = self.query_one("#export-error", Static)
+        if not raw:
+            error.update("Give a file name.")
+            return
+        path = Path(raw).expanduser()
+        if path.suffix == "":
+            path = path.with_suffix(".txt")
+        try:
+            written = export_text(path, self.text)
+        except OSError as exc:
+            error.update(f"Could not write {path}: {describe_os_error(exc)}")
+            return
+        self.notify(f"Exported to {written}", title="Draft exported")
+        self.dismiss(str(written))

@@ -1,0 +1,226 @@
+"""The playground: the draft, a prompt line, streamed candidates, controls and the inspector.
+
+This module holds the layout, the key bindings and what the user does with candidates
+(accept, branch from an alternative, browse the history, export). Streaming itself is in
+``streaming.py`` and autosave in ``autosave.py``; both run their work in thread workers, so
+typing in the draft stays instant while a stream runs.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from textual import on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+
+from kolyric.app.drafts import Draft
+from kolyric.app.messages import AcceptCandidate, AlternativeChosen, PresetChosen, SettingsChanged, TokenSelected
+from kolyric.app.screens.autosave import AutosaveMixin
+from kolyric.app.screens.streaming import StreamingMixin
+from kolyric.app.session import CandidateState, HistoryEntry, draft_context
+from kolyric.app.widgets.candidates import CandidateCard, CandidateStrip
+from kolyric.app.widgets.controls import ControlsPanel
+from kolyric.app.widgets.editor import LyricsEditor
+from kolyric.app.widgets.inspector import TokenInspector
+from kolyric.app.widgets.status import StatusBar
+
+POLARITIES = [("polarity: none", "none"), ("긍정 (positive)", "긍정"), ("부정 (negative)", "부정")]
+
+
+class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
+    BINDINGS = [
+        Binding("ctrl+g", "generate", "Generate", priority=True),
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
+        Binding("ctrl+o", "accept", "Accept", priority=True),
+        Binding("f5", "history", "History"),
+        Binding("ctrl+s", "export", "Export .txt", priority=True),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run = None
+        self.states: dict[int, CandidateState] = {}
+        self.slot_requests: dict[int, object] = {}
+        self.history: list[HistoryEntry] = []
+        self.current_slot = 0
+        self.last_request: object | None = None
+        self._dirty_slots: set[int] = set()
+
+    def compose(self) -> ComposeResult:
+        draft, notices = self.app.drafts.load()
+        self._restore_notices = notices + (["Restored your last draft."] if draft and draft.text else [])
+        draft = draft or Draft()
+        self._last_written = draft
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                self.editor = LyricsEditor(draft.text, id="editor")
+                yield self.editor
+                with Horizontal(id="prompt-row"):
+                    yield Label("prompt", classes="row-label")
+                    self.prompt_input = Input(draft.prompt, placeholder="a line to continue (Ctrl+G)",
+                                              compact=True, id="prompt")
+                    yield self.prompt_input
+                    self.polarity_select = Select(POLARITIES, value=draft.polarity or "none", allow_blank=False,
+                                                  compact=True, id="polarity")
+                    yield self.polarity_select
+                    yield Button("Generate", id="generate", variant="primary", compact=True)
+                    yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
+                yield Static("Candidates", id="candidates-title")
+                yield CandidateStrip(Static("Generated lines appear here, token by token.",
+                                            classes="placeholder"), id="candidates")
+            with Vertical(id="right"):
+                self.controls = ControlsPanel(self.app.preset_name, id="controls")
+                yield self.controls
+                yield TokenInspector(id="inspector")
+        yield StatusBar()
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        for notice in self._restore_notices:
+            self.notify(notice, severity="warning" if "unreadable" in notice else "information", timeout=8)
+        if not self.app.cursor_blink:
+            for widget in self.query("Input, TextArea"):
+                widget.cursor_blink = False
+        self.editor.area.focus()
+
+    def on_unmount(self) -> None:
+        if self.run is not None:
+            self.run.cancel.set()
+        self.flush_draft()
+
+    # -- the draft -----------------------------------------------------------------------------
+    def current_draft(self) -> Draft:
+        # Widget references, not queries: this also runs at unmount, when queries find nothing.
+        polarity = self.polarity_select.value
+        return Draft(self.editor.text, self.prompt_input.value, polarity if polarity in ("긍정", "부정") else None)
+
+    @on(TextArea.Changed)
+    @on(Input.Changed, "#prompt")
+    @on(Select.Changed, "#polarity")
+    def _edited(self) -> None:
+        self.draft_changed()
+
+    # -- generating ----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return True if self.streaming else None
+        return True
+
+    def _request_parts(self) -> tuple[str, str | None, tuple[str, ...]]:
+        prompt = self.prompt_input.value
+        polarity = self.polarity_select.value
+        context = draft_context(self.editor.lines(), self.editor.cursor_line)
+        return prompt, polarity if polarity in ("긍정", "부정") else None, context
+
+    def action_generate(self) -> None:
+        prompt, polarity, context = self._request_parts()
+        self.start(prompt, polarity, context)
+
+    def action_regenerate(self) -> None:
+        last = self.last_request
+        if last is None:
+            self.action_generate()
+        else:
+            self.start(last.prompt, last.polarity, last.context)  # type: ignore[attr-defined]
+
+    @on(Button.Pressed, "#generate")
+    def _generate_pressed(self) -> None:
+        self.action_generate()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
+
+    # -- controls, tokens, accepting -------------------------------------------------------------
+    def on_settings_changed(self, message: SettingsChanged) -> None:
+        self.query_one("#generate", Button).disabled = bool(message.problems)
+        if message.problems:
+            return
+        if self.run is not None:
+            self.run.controls.update(message.settings)  # applies from the next token
+
+    def on_preset_chosen(self, message: PresetChosen) -> None:
+        self.app.remember_preset(message.name)
+
+    def on_token_selected(self, message: TokenSelected) -> None:
+        self.current_slot = message.slot
+        state = self.states.get(message.slot)
+        if state is not None and message.index < len(state.tokens):
+            self.query_one(TokenInspector).show(message.slot, message.index, state.tokens[message.index])
+
+    def on_descendant_focus(self, event: object) -> None:
+        widget = getattr(event, "widget", None)
+        if isinstance(widget, CandidateCard):
+            self.current_slot = widget.slot
+
+    def on_alternative_chosen(self, message: AlternativeChosen) -> None:
+        state, request = self.states.get(message.slot), self.slot_requests.get(message.slot)
+        if state is None or request is None or state.streaming:
+            return
+        forced = tuple(t.token_id for t in state.tokens[: message.index]) + (message.token_id,)
+        if self.start(request.prompt, request.polarity, request.context, slot=message.slot, forced=forced):  # type: ignore[attr-defined]
+            card = self.query_one(CandidateStrip).card(message.slot)
+            if card is not None:
+                card.focus()
+
+    def action_accept(self) -> None:
+        self.accept(self.current_slot)
+
+    def on_accept_candidate(self, message: AcceptCandidate) -> None:
+        self.accept(message.slot)
+
+    def accept(self, slot: int) -> None:
+        state = self.states.get(slot)
+        if state is None:
+            self.notify("Nothing to accept yet: generate first (Ctrl+G).", severity="warning")
+            return
+        if state.streaming:
+            self.stop_stream()
+        text = state.accepted_text()
+        if not text:
+            self.notify("That candidate is empty.", severity="warning")
+            return
+        self.accept_text(text)
+        for entry in reversed(self.history):
+            if entry.text == text:
+                entry.accepted = True
+                break
+        card = self.query_one(CandidateStrip).card(slot)
+        if card is not None:
+            card.add_class("-accepted")
+
+    def accept_text(self, text: str) -> None:
+        self.editor.insert_line(text)
+        self.notify(f"Added to the draft: {text[:40]}", timeout=3)
+
+    # -- dialogs ---------------------------------------------------------------------------------
+    def action_history(self) -> None:
+        from kolyric.app.screens.history import HistoryScreen
+
+        def chosen(index: int | None) -> None:
+            if index is not None:
+                self.history[index].accepted = True
+                self.accept_text(self.history[index].text)
+
+        self.app.push_screen(HistoryScreen(self.history), chosen)
+
+    def action_export(self) -> None:
+        from kolyric.app.screens.export import ExportScreen
+
+        self.app.push_screen(ExportScreen(self.editor.text))
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Generate", "Continue the prompt line (Ctrl+G)", self.action_generate)
+        yield SystemCommand("Stop", "Stop the running stream (Esc)", self.action_stop)
+        yield SystemCommand("Export draft", "Write the draft to a .txt file (Ctrl+S)", self.action_export)
+        yield SystemCommand("History", "Browse this session's candidates (F5)", self.action_history)
+        from kolyric.engine.settings import PRESETS
+
+        for name in PRESETS:
+            yield SystemCommand(f"Preset: {name}", "Set every decoding control from this preset",
+                                lambda name=name: self.controls.apply_preset(name))

@@ -1,0 +1,293 @@
+"""The training screen: a form, then a live view of a `kolyric train` child process.
+
+The run is a separate process started from a thread worker (``TrainingProcess``); its JSON
+events land in a buffer and a replaceable ``TrainingProgress`` message tells the screen to
+drain it. A crash is reported with the process's own message; the app never goes down
+with it. When the run finishes, Ctrl+O opens its result in the playground.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Log, OptionList, ProgressBar, Select, Static
+
+from kolyric.app.messages import TrainingEnded, TrainingProgress
+from kolyric.app.trainer import TrainingProcess
+from kolyric.app.training_form import CORPORA, DEFAULTS, SCRATCH_LR, TRAIN_FIELDS, parse_form
+from kolyric.app.widgets.fields import FieldRow
+from kolyric.app.widgets.plot import LossPlot, Series
+from kolyric.app.widgets.status import StatusBar
+
+DEFAULT_BASE = "skt/kogpt2-base-v2"
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA –"
+    seconds = max(0, int(seconds))
+    return f"ETA {seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class TrainingScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+g", "start", "Start", priority=True),
+        Binding("escape", "cancel", "Cancel run"),
+        Binding("ctrl+o", "open_result", "Open in playground", priority=True),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.process: TrainingProcess | None = None
+        self.result_path: str | None = None
+        self._events: list[dict[str, Any]] = []
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._started_at = 0.0
+        self.events_seen = 0
+
+    def compose(self) -> ComposeResult:
+        base = self.app.config.model or DEFAULT_BASE
+        with Horizontal(id="train-main"):
+            with VerticalScroll(id="train-form"):
+                yield FieldRow("corpus", "corpus", "nsmc", choices=CORPORA, prefix="train",
+                               help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
+                yield FieldRow("corpus_file", "corpus file", "", prefix="train", placeholder="one text per line")
+                yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
+                               placeholder="default: in the data folder")
+                yield FieldRow("model", "base model", base, prefix="train", placeholder="hub id, directory, .ckpt")
+                yield Checkbox("train from scratch (no base model)", id="train-from_scratch", compact=True)
+                for name, spec in TRAIN_FIELDS.items():
+                    yield FieldRow(name, name, DEFAULTS[name], help=spec.help, prefix="train",
+                                   placeholder="all" if spec.optional else spec.describe_range())
+                yield FieldRow("out", "output dir", "", prefix="train", placeholder="auto, in the data folder")
+                yield FieldRow("extra", "extra flags", "", prefix="train", placeholder="e.g. --n-layer 2",
+                               help="more `kolyric train` flags, as on the command line")
+                with Horizontal(id="train-buttons"):
+                    yield Button("Start", id="train-start", variant="primary", compact=True)
+                    yield Button("Cancel", id="train-cancel", variant="error", compact=True, disabled=True)
+                    yield Button("Open result", id="train-open", variant="success", compact=True,
+                                 disabled=True)
+            with Vertical(id="train-right"):
+                with Vertical(id="train-progress"):
+                    yield Static("Not started. Fill in the form and press Start (Ctrl+G).", id="train-phase")
+                    with Horizontal(id="train-bar-row"):
+                        yield ProgressBar(total=100, show_eta=False, id="train-bar")
+                        yield Static(fmt_eta(None), id="train-eta")
+                    yield Static("", id="train-metrics")
+                yield LossPlot([Series("loss", "$primary"), Series("val_loss", "$accent")], id="train-plot")
+                yield OptionList(id="train-checkpoints")
+                yield Log(max_lines=300, id="train-log")
+        yield StatusBar()
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#train-progress").border_title = "Progress"
+        self.query_one("#train-plot").border_title = "[$primary]━ loss[/] [$accent]━ val_loss[/]"
+        self.query_one("#train-checkpoints").border_title = "Checkpoints"
+        self.query_one("#train-log").border_title = "Log"
+        self.query_one("#train-form").border_title = "Training run"
+        self._sync_form()
+        if not self.app.cursor_blink:
+            for widget in self.query(Input):
+                widget.cursor_blink = False
+
+    # -- the form ------------------------------------------------------------------------------
+    def raw_form(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {row.field_name: row.raw_value for row in self.query(FieldRow)}
+        raw["from_scratch"] = self.query_one("#train-from_scratch", Checkbox).value
+        return raw
+
+    def validate_form(self) -> Any:
+        request, problems = parse_form(self.raw_form(), data_dir=self.app.data_dir)
+        bad = {p.field: p.message for p in reversed(problems)}
+        for row in self.query(FieldRow):
+            row.set_error(bad.get(row.field_name))
+        return request, problems
+
+    def _sync_form(self) -> None:
+        is_file = self.query_one("#train-corpus", Select).value == "file"
+        self.query_one("#train-row-corpus_file").display = is_file
+        self.query_one("#train-model", Input).disabled = self.query_one("#train-from_scratch", Checkbox).value
+
+    @on(Checkbox.Changed, "#train-from_scratch")
+    def _scratch_toggled(self, event: Checkbox.Changed) -> None:
+        lr = self.query_one("#train-lr", Input)
+        old, new = (DEFAULTS["lr"], SCRATCH_LR) if event.value else (SCRATCH_LR, DEFAULTS["lr"])
+        if lr.value.strip() in (str(old), repr(old)):  # still the default: follow the mode
+            lr.value = str(new)
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def _form_changed(self) -> None:
+        self._sync_form()
+        if any(row.invalid for row in self.query(FieldRow)):
+            self.validate_form()  # clear marks as soon as a value is fixed
+
+    # -- running -------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        running = self.process is not None
+        if action == "cancel":
+            return True if running else None
+        if action == "start":
+            return None if running else True
+        if action == "open_result":
+            return True if self.result_path and not running else None
+        return True
+
+    def action_start(self) -> None:
+        if self.process is not None:
+            return
+        request, problems = self.validate_form()
+        if request is None:
+            first = problems[0]
+            self.notify(f"{first.field}: {first.message}", title="Fix the form first", severity="error")
+            return
+        argv = [*self.app.train_command, *request.argv()]
+        self._reset_view(request.out)
+        self.query_one("#train-log", Log).write_line("$ kolyric train " + " ".join(request.argv()))
+        self.process = TrainingProcess(argv, self._on_event, self._on_line)
+        self._started_at = time.monotonic()
+        self.app.status_activity = "training…"
+        self._set_running(True)
+        self._train_worker(self.process)
+
+    def _reset_view(self, out: str) -> None:
+        self.result_path = None
+        self.events_seen = 0
+        self.query_one("#train-plot", LossPlot).clear()
+        self.query_one("#train-checkpoints", OptionList).clear_options()
+        self.query_one("#train-log", Log).clear()
+        self.query_one("#train-bar", ProgressBar).update(total=100, progress=0)
+        self.query_one("#train-phase", Static).update(f"starting… (output: {out})")
+        self.query_one("#train-metrics", Static).update("")
+
+    @work(thread=True, group="training", exit_on_error=False)
+    def _train_worker(self, process: TrainingProcess) -> None:
+        outcome = process.run()
+        self.post_message(TrainingEnded(outcome.ok, outcome.returncode, outcome.message, outcome.cancelled,
+                                        outcome.result_path))
+
+    def _on_event(self, event: dict[str, Any]) -> None:  # worker thread
+        with self._lock:
+            self._events.append(event)
+        self.post_message(TrainingProgress())
+
+    def _on_line(self, line: str) -> None:  # worker threads
+        with self._lock:
+            self._lines.append(line)
+        self.post_message(TrainingProgress())
+
+    def on_training_progress(self, message: TrainingProgress) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+            lines, self._lines = self._lines, []
+        log = self.query_one("#train-log", Log)
+        if lines:
+            log.write_lines(lines)
+        for event in events:
+            self.events_seen += 1
+            self._show_event(event, log)
+
+    def _show_event(self, event: dict[str, Any], log: Log) -> None:
+        kind = event.get("event")
+        step = event.get("step")
+        if kind == "phase":
+            self.query_one("#train-phase", Static).update(str(event.get("message") or event.get("phase") or ""))
+        elif kind == "step":
+            self._progress(event)
+            if isinstance(event.get("loss"), (int, float)) and step is not None:
+                self.query_one("#train-plot", LossPlot).add("loss", step, event["loss"])
+        elif kind == "val":
+            if isinstance(event.get("val_loss"), (int, float)):
+                self.query_one("#train-plot", LossPlot).add("val_loss", step or 0, event["val_loss"])
+        elif kind == "checkpoint" and event.get("path"):
+            self.query_one("#train-checkpoints", OptionList).add_option(str(event["path"]))
+        elif kind == "finished":
+            self.query_one("#train-bar", ProgressBar).update(progress=self.query_one("#train-bar", ProgressBar).total)
+        elif kind == "error":
+            self.query_one("#train-phase", Static).update(f"error: {event.get('message')}")
+        log.write_line(" ".join(f"{k}={_short(v)}" for k, v in event.items()))
+
+    def _progress(self, event: dict[str, Any]) -> None:
+        bar = self.query_one("#train-bar", ProgressBar)
+        total = next((event[k] for k in ("total_steps", "max_steps", "total") if isinstance(event.get(k), int)), None)
+        eta = event.get("eta_s") if isinstance(event.get("eta_s"), (int, float)) else None
+        step = event.get("step") or 0
+        if total:
+            bar.update(total=total, progress=min(step, total))
+        elif eta is not None:
+            elapsed = time.monotonic() - self._started_at
+            bar.update(total=100, progress=100 * elapsed / max(1e-9, elapsed + eta))
+        self.query_one("#train-eta", Static).update(fmt_eta(eta))
+        parts = [f"epoch {event.get('epoch', '–')}", f"step {step}" + (f"/{total}" if total else "")]
+        for key, label in (("loss", "loss"), ("val_loss", "val_loss"), ("tokens_per_s", "tok/s")):
+            if isinstance(event.get(key), (int, float)):
+                parts.append(f"{label} {event[key]:.4g}")
+        self.query_one("#train-metrics", Static).update(" · ".join(parts))
+
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        self.on_training_progress(TrainingProgress())  # whatever is still buffered
+        self.process = None
+        self._set_running(False)
+        self.result_path = message.result_path if message.ok else None
+        self.query_one("#train-open", Button).disabled = self.result_path is None
+        if message.ok:
+            summary = f"training finished: {self.result_path or 'no model path reported'}"
+            self.notify("Training finished. Ctrl+O opens the result in the playground.", title="Training")
+        elif message.cancelled:
+            summary = "training cancelled"
+            self.notify("Training cancelled.", severity="warning")
+        else:
+            summary = f"training failed (exit status {message.returncode}): {message.message}"
+            self.notify(message.message, title="Training failed", severity="error", timeout=15)
+        self.query_one("#train-phase", Static).update(summary)
+        self.app.status_activity = summary
+        self.refresh_bindings()
+
+    def action_cancel(self) -> None:
+        if self.process is not None:
+            self.query_one("#train-phase", Static).update("cancelling (SIGINT)…")
+            self.process.cancel()
+
+    def action_open_result(self) -> None:
+        if self.result_path and self.process is None:
+            self.app.open_in_playground(self.result_path)
+
+    def _set_running(self, running: bool) -> None:
+        self.query_one("#train-start", Button).disabled = running
+        self.query_one("#train-cancel", Button).disabled = not running
+        if running:
+            self.query_one("#train-open", Button).disabled = True
+        self.refresh_bindings()
+
+    @on(Button.Pressed, "#train-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#train-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    @on(Button.Pressed, "#train-open")
+    def _open_pressed(self) -> None:
+        self.action_open_result()
+
+    def on_unmount(self) -> None:
+        if self.process is not None:
+            self.process.cancel()
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) < 60 else "…" + text[-57:]

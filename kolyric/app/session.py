@@ -1,0 +1,104 @@
+"""The playground's generation state, free of Textual: runs, candidates and the history.
+
+A ``StreamRun`` is one call to ``Generator.stream``. Its worker thread pushes engine events
+into the run's buffer; the UI drains it when a (replaceable) ``StreamProgress`` message
+arrives. Each stream candidate is shown in a *slot* (a card on screen): a fresh generation
+fills slots 0..n-1, a branch (an alternative chosen at token i) rewrites one slot only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_run_ids = itertools.count(1)
+
+
+@dataclass
+class CandidateState:
+    """One candidate as shown: its tokens and the text each token released."""
+
+    slot: int
+    prompt: str
+    tokens: list[Any] = field(default_factory=list)  # engine TokenInfo
+    pieces: list[str] = field(default_factory=list)  # text released by each token
+    full_text: str = ""
+    finish_reason: str | None = None  # None while streaming
+    seed: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def streaming(self) -> bool:
+        return self.finish_reason is None
+
+    def accepted_text(self) -> str:
+        """What goes into the draft: the prompt line and the continuation."""
+        if self.full_text:
+            return self.full_text
+        prompt, text = self.prompt.strip(), self.text.strip()
+        joiner = " " if prompt and self.text[:1].isspace() else ""
+        return f"{prompt}{joiner}{text}".strip()
+
+
+@dataclass
+class StreamRun:
+    """One stream: its request, cancel flag, live controls, and the events not yet shown."""
+
+    request: Any  # GenerationRequest
+    controls: Any  # LiveControls
+    slots: list[int]  # stream candidate i is shown in slot slots[i]
+    run_id: int = field(default_factory=lambda: next(_run_ids))
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.perf_counter)
+    tokens: int = 0
+    _buffer: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, event: Any) -> None:
+        with self._lock:
+            self._buffer.append(event)
+
+    def drain(self) -> list[Any]:
+        with self._lock:
+            events, self._buffer = self._buffer, []
+        return events
+
+    @property
+    def tokens_per_s(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.tokens / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class HistoryEntry:
+    """A finished candidate of this session, as it can be browsed and accepted again."""
+
+    text: str
+    prompt: str
+    polarity: str | None
+    summary: str  # "sample · seed 7 · eos"
+    accepted: bool = False
+    at: float = field(default_factory=time.time)
+
+
+def settings_summary(settings: Any, finish_reason: str | None) -> str:
+    """One short line describing how a candidate was made."""
+    parts = [settings.strategy]
+    if settings.strategy == "sample":
+        parts.append(f"T {settings.temperature:g}")
+    if settings.seed is not None:
+        parts.append(f"seed {settings.seed}")
+    if finish_reason:
+        parts.append(finish_reason)
+    return " · ".join(parts)
+
+
+def draft_context(lines: list[str], before_line: int) -> tuple[str, ...]:
+    """Non-empty draft lines up to and including ``before_line``, oldest first."""
+    return tuple(line for line in lines[: before_line + 1] if line.strip())

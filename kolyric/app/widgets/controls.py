@@ -1,0 +1,164 @@
+"""The decoding controls: one field per entry of ``kolyric.engine.settings.FIELDS``, plus
+the presets. Every edit is validated with ``DecodingSettings.from_dict``; a bad value marks
+its field with the message and the valid range, and the panel reports the problems (the
+playground then refuses to generate). Valid settings are posted as ``SettingsChanged``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Input, Label, Select, Static
+
+from kolyric.app.messages import PresetChosen, SettingsChanged
+from kolyric.app.widgets.fields import FieldRow
+from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, Problem, SettingsError, preset
+
+CUSTOM = "custom"
+
+
+@lru_cache(maxsize=1)
+def _preset_values() -> dict[str, dict[str, Any]]:
+    return {name: {k: v for k, v in preset(name).to_dict().items() if k not in ("seed", "n")}
+            for name in PRESETS}
+
+
+def matching_preset(settings: DecodingSettings) -> str | None:
+    """The preset whose values equal ``settings`` (ignoring seed and n), if any."""
+    mine = {k: v for k, v in settings.to_dict().items() if k not in ("seed", "n")}
+    return next((name for name, theirs in _preset_values().items() if theirs == mine), None)
+
+
+def problem_text(problem: Problem) -> str:
+    spec = FIELDS.get(problem.field)
+    if spec is None or "must be" in problem.message:
+        return problem.message
+    return f"{problem.message} (valid: {spec.describe_range()})"
+
+
+class ControlsPanel(VerticalScroll):
+    """Every decoding control; ``settings`` is the last valid set, ``problems`` the current ones."""
+
+    DEFAULT_CSS = """
+    ControlsPanel {
+        width: 48;
+        height: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+    ControlsPanel:focus-within { border: round $primary; border-title-color: $primary; }
+    ControlsPanel #ctl-preset { margin-bottom: 1; }
+    ControlsPanel #ctl-notes { color: $warning; height: auto; }
+    """
+
+    def __init__(self, preset_name: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Controls"
+        try:
+            self.settings = preset(preset_name)
+        except SettingsError:
+            self.settings = preset("combined")
+        self.problems: list[Problem] = []
+        self.rows: dict[str, FieldRow] = {}
+        self.ready = False  # True once the fields are mounted
+
+    def compose(self) -> ComposeResult:
+        current = matching_preset(self.settings) or CUSTOM
+        yield Label("preset")
+        yield Select([(name, name) for name in (*PRESETS, CUSTOM)], value=current,
+                     allow_blank=False, compact=True, id="ctl-preset")
+
+    def on_mount(self) -> None:
+        # The fields are mounted just after the first frame: the playground paints sooner.
+        self.call_after_refresh(self._mount_fields)
+
+    def _mount_fields(self) -> None:
+        values = self.settings.to_dict()
+        for name, spec in FIELDS.items():
+            self.rows[name] = FieldRow(name, name, values[name], help=spec.help, prefix="ctl",
+                                       placeholder="random" if spec.optional else spec.describe_range(),
+                                       choices=spec.choices)
+        self.mount_all([*self.rows.values(), Static("", id="ctl-notes")])
+        if not self.app.cursor_blink:  # type: ignore[attr-defined]
+            for row in self.rows.values():
+                if isinstance(row.control, Input):
+                    row.control.cursor_blink = False
+        self.ready = True
+
+    # -- reading and checking ------------------------------------------------------------------
+    def raw_values(self) -> dict[str, Any]:
+        return {name: row.raw_value for name, row in self.rows.items()}
+
+    def validate(self) -> bool:
+        """Check every field; mark the bad ones; post SettingsChanged. True when valid."""
+        if not self.ready:
+            return True
+        try:
+            settings = DecodingSettings.from_dict(self.raw_values())
+        except SettingsError as exc:
+            self.problems = exc.problems
+        else:
+            self.problems = []
+            self.settings = settings
+        bad = {p.field: problem_text(p) for p in reversed(self.problems)}
+        for name, row in self.rows.items():
+            row.set_error(bad.get(name))
+        notes = self.query_one("#ctl-notes", Static)
+        notes.update("" if self.problems else "\n".join(self.settings.notes()))
+        name = None if self.problems else matching_preset(self.settings)
+        select = self.query_one("#ctl-preset", Select)
+        with self.prevent(Select.Changed):
+            select.value = name or CUSTOM
+        self.post_message(SettingsChanged(self.settings, list(self.problems), name))
+        return not self.problems
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    # -- changing ------------------------------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        """Set every field from the preset, keeping n and the seed where they still fit."""
+        keep = {"seed": self.settings.seed}
+        base = preset(name)
+        try:
+            base = base.replace(n=self.settings.n)
+        except SettingsError:
+            pass
+        values = {**base.to_dict(), **keep}
+        with self.prevent(Input.Changed, Select.Changed):
+            for field_name, row in self.rows.items():
+                row.set_value(values[field_name])
+        self.validate()
+        self.post_message(PresetChosen(name))
+
+    def set_values(self, **values: Any) -> None:
+        """Set some fields (as if typed) and validate once."""
+        with self.prevent(Input.Changed, Select.Changed):
+            for field_name, value in values.items():
+                self.rows[field_name].set_value(value)
+        self.validate()
+
+    @on(Select.Changed, "#ctl-preset")
+    def _preset_chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        # The Select also reports its first value when mounted: only a different preset is a choice.
+        if isinstance(event.value, str) and event.value in PRESETS and event.value != matching_preset(self.settings):
+            self.apply_preset(event.value)
+
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.validate()
+
+    @on(Select.Changed)
+    def _chosen(self, event: Select.Changed) -> None:
+        if event.select.id != "ctl-preset":
+            event.stop()
+            self.validate()

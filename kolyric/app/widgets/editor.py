@@ -1,0 +1,77 @@
+"""The lyrics editor: a TextArea holding the draft, with the lyric-aids gutter beside it.
+
+Lines do not soft-wrap, so each draft line is one row and the gutter's rows line up with it.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import TextArea
+
+from kolyric.app.widgets.gutter import GutterColumn, LyricGutter
+
+
+class DraftArea(TextArea):
+    """The TextArea of the draft (its own type so CSS and tests can find it)."""
+
+
+class LyricsEditor(Horizontal):
+    """The draft and its gutter. ``text`` is the draft; editing posts ``TextArea.Changed``."""
+
+    DEFAULT_CSS = """
+    LyricsEditor {
+        height: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+    }
+    LyricsEditor:focus-within { border: round $primary; border-title-color: $primary; }
+    LyricsEditor DraftArea { border: none; padding: 0 1; height: 1fr; width: 1fr; }
+    LyricsEditor DraftArea:focus { border: none; }
+    """
+
+    def __init__(self, text: str = "", columns: list[GutterColumn] | None = None,
+                 *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.area = DraftArea(text, soft_wrap=False, show_line_numbers=True, id="draft",
+                              highlight_cursor_line=True)
+        self.lyric_gutter = LyricGutter(self.area, columns, id="gutter")
+        self.border_title = "Draft"
+        self.border_subtitle = "syllables ↑"
+
+    def compose(self) -> ComposeResult:
+        yield self.area
+        yield self.lyric_gutter
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self.lyric_gutter.refresh()  # the event bubbles on to the screen for autosave
+
+    @property
+    def text(self) -> str:
+        return self.area.text
+
+    def load(self, text: str) -> None:
+        self.area.load_text(text)
+        self.lyric_gutter.refresh()
+
+    def lines(self) -> list[str]:
+        doc = self.area.document
+        return [doc.get_line(i) for i in range(doc.line_count)]
+
+    @property
+    def cursor_line(self) -> int:
+        return self.area.cursor_location[0]
+
+    def insert_line(self, text: str) -> None:
+        """Put ``text`` on a new line after the cursor's line (on it, if that line is empty)."""
+        area = self.area
+        row = area.cursor_location[0]
+        current = area.document.get_line(row)
+        end = (row, len(current))
+        if not area.text.strip() or not current.strip():
+            area.replace(text, (row, 0), end)
+            area.move_cursor((row, len(text)))
+        else:
+            area.insert("\n" + text, end)
+            area.move_cursor((row + 1, len(text)))
+        self.lyric_gutter.refresh()

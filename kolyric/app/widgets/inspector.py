@@ -1,0 +1,84 @@
+"""The token inspector: the selected token's top-5 alternatives with their probabilities.
+
+Choosing an alternative (Enter on it, or a click) posts ``AlternativeChosen``; the playground
+then rewrites that candidate from the token on, starting with the alternative.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from kolyric.app.messages import AlternativeChosen
+
+BAR_WIDTH = 10
+
+
+def bar(prob: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar of ``prob`` (0..1) in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, prob)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")).ljust(width)
+
+
+def shown(text: str) -> str:
+    """A token's text made visible: spaces as ␣, empty as ∅."""
+    return text.replace(" ", "␣").replace("\n", "↵") if text else "∅"
+
+
+class TokenInspector(Vertical):
+    """Shows one token (slot, index, TokenInfo) at a time."""
+
+    DEFAULT_CSS = """
+    TokenInspector {
+        height: 10;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+    }
+    TokenInspector:focus-within { border: round $primary; }
+    TokenInspector #inspector-title { color: $text-muted; padding: 0 1; height: 1; }
+    TokenInspector OptionList { border: none; height: 1fr; padding: 0; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Token · top 5"
+        self.slot: int | None = None
+        self.index: int | None = None
+        self.token: Any = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("select a token: focus a candidate, ←/→", id="inspector-title")
+        yield OptionList(id="alternatives")
+
+    def show(self, slot: int, index: int, token: Any) -> None:
+        self.slot, self.index, self.token = slot, index, token
+        title = self.query_one("#inspector-title", Static)
+        title.update(Text.assemble(f"#{slot + 1} token {index + 1}: ", (shown(token.text), "bold"),
+                                   f"  p {token.prob:.1%}"))
+        options = self.query_one("#alternatives", OptionList)
+        options.clear_options()
+        for k, alt in enumerate(token.alternatives):
+            mark = "•" if alt.token_id == token.token_id else " "
+            label = Text.assemble(f"{k + 1}{mark}", (f" {shown(alt.text)[:10]:<10} ", "bold"),
+                                  (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
+            options.add_option(Option(label, id=f"alt-{k}"))
+
+    def clear(self) -> None:
+        self.slot = self.index = self.token = None
+        self.query_one("#inspector-title", Static).update("select a token: focus a candidate, ←/→")
+        self.query_one("#alternatives", OptionList).clear_options()
+
+    @on(OptionList.OptionSelected, "#alternatives")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if self.token is None or self.slot is None or self.index is None:
+            return
+        alt = self.token.alternatives[event.option_index]
+        self.post_message(AlternativeChosen(self.slot, self.index, alt.token_id))

@@ -1,0 +1,176 @@
+"""Nothing is lost: autosave, restore after an unclean exit, export, bad files, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import tomllib
+
+import pytest
+
+import kolyric.app.drafts as drafts_module
+from kolyric.app.app import KolyricApp
+from kolyric.app.screens.export import ExportScreen
+from kolyric.app.screens.playground import PlaygroundScreen
+from kolyric.app.testing import wait_until
+
+SIZE = (120, 36)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def new_app(**kwargs) -> KolyricApp:
+    return KolyricApp(load_on_start=False, cursor_blink=False, **kwargs)
+
+
+def saved_draft(dirs) -> dict | None:
+    path = dirs / "data" / "draft.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+async def test_draft_restored_after_unclean_exit(dirs, monkeypatch):
+    app = new_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        # A killed process never flushes at exit: only the autosave may have written.
+        monkeypatch.setattr(PlaygroundScreen, "flush_draft", lambda self: None)
+        await pilot.press(*"바람이 분다", "enter", *"너를 보낸다")
+        screen.prompt_input.value = "다시"
+        await wait_until(pilot, lambda: (saved_draft(dirs) or {}).get("prompt") == "다시", timeout=3,
+                         what="the autosave (at most a second behind)")
+    assert saved_draft(dirs)["text"] == "바람이 분다\n너를 보낸다"
+    assert not list((dirs / "data").glob(".draft.json.*.tmp"))  # no temp file left behind
+
+    again = new_app()
+    async with again.run_test(size=SIZE) as pilot:
+        screen = again.screen
+        assert screen.editor.text == "바람이 분다\n너를 보낸다"
+        assert screen.prompt_input.value == "다시"
+        assert screen.editor.lyric_gutter.cells(0) == ["  5"]  # 바람이 분다
+        assert any("Restored" in str(n.message) for n in again._notifications)
+
+
+async def test_syllable_gutter_follows_typing():
+    app = new_app()
+    async with app.run_test(size=SIZE) as pilot:
+        gutter = app.screen.editor.lyric_gutter
+        await pilot.press(*"사랑해")
+        assert gutter.cells(0) == ["  3"]
+        await pilot.press(*" 2024", "enter", *"la la")
+        assert gutter.cells(0) == ["  8"]  # 사랑해 + 이천이십사
+        assert gutter.cells(1) == ["  2"]
+        await pilot.press("enter")
+        assert gutter.cells(2) == [""]  # an empty line shows no count
+
+
+async def test_corrupt_draft_and_settings_are_renamed_aside(dirs):
+    (dirs / "data").mkdir()
+    (dirs / "data" / "draft.json").write_bytes(b'{"format": "kolyric-draft", "text": \xff')
+    (dirs / "config").mkdir()
+    (dirs / "config" / "settings.toml").write_text("theme = [unclosed", encoding="utf-8")
+    app = new_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.screen.editor.text == ""
+        assert app.theme == "kolyric-night"
+        messages = " ".join(str(n.message) for n in app._notifications)
+        assert "draft was unreadable" in messages and "Settings file" in messages
+    assert len(list((dirs / "data").glob("draft.json.bad-*"))) == 1
+    assert len(list((dirs / "config").glob("settings.toml.bad-*"))) == 1
+
+
+async def test_full_disk_keeps_the_draft_in_memory_and_recovers(dirs, monkeypatch):
+    real_write = drafts_module.atomic_write_text
+
+    def full_disk(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(drafts_module, "atomic_write_text", full_disk)
+    app = new_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await pilot.press(*"첫 줄")
+        await wait_until(pilot, lambda: not app.status_draft_ok, timeout=3, what="the failed save")
+        await pilot.pause()
+        assert "disk is full" in app.status_draft
+        assert any("kept in memory" in str(n.message) for n in app._notifications)
+        await pilot.press(*" 계속")  # typing goes on
+        assert screen.editor.text == "첫 줄 계속"
+        monkeypatch.setattr(drafts_module, "atomic_write_text", real_write)
+        await pilot.press("!")
+        await wait_until(pilot, lambda: app.status_draft_ok, timeout=3, what="the save after recovery")
+        await pilot.pause()
+        assert any("saved again" in str(n.message) for n in app._notifications)
+    assert saved_draft(dirs)["text"] == "첫 줄 계속!"
+
+
+async def test_export_to_txt(dirs):
+    app = new_app()
+    target = dirs / "out" / "song"
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"하나", "enter", *"둘")
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ExportScreen)
+        app.screen.query_one("#export-path").value = str(target)
+        await pilot.press("enter")
+        assert isinstance(app.screen, PlaygroundScreen)
+    assert (dirs / "out" / "song.txt").read_text(encoding="utf-8") == "하나\n둘\n"
+
+
+async def test_export_failure_is_shown_and_the_dialog_stays(dirs):
+    (dirs / "a-file").write_text("x")
+    app = new_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+s")
+        app.screen.query_one("#export-path").value = str(dirs / "a-file" / "song.txt")
+        await pilot.press("enter")
+        assert isinstance(app.screen, ExportScreen)
+        assert "Could not write" in str(app.screen.query_one("#export-error").render())
+
+
+async def test_theme_and_preset_choices_are_remembered_but_flags_are_not(dirs):
+    path = dirs / "config" / "settings.toml"
+    app = new_app()
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "kolyric-night"
+        app.theme = "kolyric-paper"
+        await wait_until(pilot, lambda: app.screen.controls.ready)
+        app.screen.controls.apply_preset("beam-3")
+        await wait_until(pilot, lambda: path.exists() and 'preset = "beam-3"' in path.read_text()
+                         and "kolyric-paper" in path.read_text(), timeout=3, what="the settings file")
+    flagged = new_app(theme="textual-light", preset="greedy")
+    async with flagged.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: flagged.screen.controls.ready)
+        assert flagged.theme == "textual-light"
+        assert flagged.screen.controls.settings.strategy == "greedy"
+        await pilot.pause(0.3)
+    saved = tomllib.loads(path.read_text())
+    assert (saved["theme"], saved["preset"]) == ("kolyric-paper", "beam-3")
+    remembered = new_app()
+    async with remembered.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: remembered.screen.controls.ready)
+        assert remembered.theme == "kolyric-paper"
+        assert remembered.screen.controls.settings.strategy == "beam"
+
+
+async def test_unwritable_data_dir_is_reported_and_editing_goes_on(dirs):
+    blocker = dirs / "blocker"
+    blocker.write_text("a file where the data folder should be")
+    app = new_app(data_dir_override=blocker / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"그래도 쓴다")
+        await wait_until(pilot, lambda: not app.status_draft_ok, timeout=3, what="the failed save")
+        assert "NOT saved" in app.status_draft
+        await pilot.press(*"!")
+        assert app.screen.editor.text == "그래도 쓴다!"

@@ -1,0 +1,69 @@
+"""Snapshots of the main screens in each of the app's themes.
+
+No model is loaded (``load_on_start=False``) and nothing model-dependent is shown, the
+terminal size is fixed, the cursor does not blink and the data folders are fresh, so each
+picture depends only on the app's layout and theme. Update with ``--snapshot-update`` after
+checking the SVGs in ``__snapshots__/``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kolyric.app.app import KolyricApp
+from kolyric.app.testing import wait_until
+
+SIZE = (120, 36)
+THEMES = ["kolyric-night", "kolyric-paper"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
+
+
+def make_app(theme: str) -> KolyricApp:
+    return KolyricApp(load_on_start=False, theme=theme, cursor_blink=False)
+
+
+async def playground_with_a_draft(pilot) -> None:
+    app = pilot.app
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+    await pilot.press(*"바람이 분다", "enter", *"너를 보낸 날", "enter", *"I love you 2024")
+    screen.prompt_input.value = "다시 만날"
+    await wait_until(pilot, lambda: app.status_draft == "draft saved", what="the autosave")
+
+
+class TestPlayground:
+    @pytest.mark.parametrize("theme", THEMES)
+    def test_draft_and_controls(self, snap_compare, theme):
+        assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=playground_with_a_draft)
+
+    @pytest.mark.parametrize("theme", THEMES)
+    def test_invalid_control(self, snap_compare, theme):
+        async def run_before(pilot) -> None:
+            screen = pilot.app.screen
+            await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+            screen.query_one("#ctl-top_p").focus()
+            screen.query_one("#ctl-top_p").value = "1.5"
+            await pilot.pause()
+
+        assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
+
+
+class TestTraining:
+    @pytest.mark.parametrize("theme", THEMES)
+    def test_form(self, snap_compare, theme):
+        assert snap_compare(make_app(theme), terminal_size=SIZE, press=["f3"])
+
+
+class TestModelPicker:
+    @pytest.mark.parametrize("theme", THEMES)
+    def test_picker(self, snap_compare, theme):
+        async def run_before(pilot) -> None:
+            await wait_until(pilot, lambda: pilot.app.screen.controls.ready, what="the controls")
+            await pilot.press("f4")
+
+        assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
