@@ -12,7 +12,8 @@ import json
 import sys
 
 from kolyric.cli import CLIError
-from kolyric.cli.options import add_decoding_arguments, add_model_arguments, decoding_overrides
+from kolyric.cli.options import (add_decoding_arguments, add_model_arguments, chosen_preset, decoding_overrides,
+                                  user_config)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
 
     problems = []
     try:
-        settings = preset(args.preset, **decoding_overrides(args))
+        settings = preset(chosen_preset(args), **decoding_overrides(args))
     except SettingsError as exc:
         problems += [str(p) for p in exc.problems]
         settings = None
@@ -76,7 +77,8 @@ def load(args: argparse.Namespace):  # noqa: ANN201 - returns LoadedModel
     from kolyric.engine.loading import ModelLoadError, load_model, resolve_model_spec
 
     _quiet_transformers()
-    spec, notice = resolve_model_spec(args.model)
+    config = user_config() if not args.model else None
+    spec, notice = resolve_model_spec(args.model, configured=config.model if config else None)
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     try:
@@ -134,7 +136,11 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         for cand in result.candidates:
             report = cand.constraint_report
-            if report is not None and not getattr(report, "satisfied", True):
+            if report is None:
+                continue
+            if not args.json and settings.strategy != "beam" and "\n" in cand.full_text:
+                print(cand.full_text)  # the lines as the constraint split them (streamed with spaces)
+            if not getattr(report, "satisfied", True):
                 print(f"note: {report}", file=sys.stderr)
     print(f"seed {settings.seed} · {loaded.description}", file=sys.stderr)
     return 0

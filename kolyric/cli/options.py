@@ -23,8 +23,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding controls (lengths count new tokens)")
-    group.add_argument("--preset", default=DEFAULT_PRESET,
-                       help=f"named settings to start from: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    group.add_argument("--preset", default=None,
+                       help=f"named settings to start from: {', '.join(PRESETS)} "
+                            f"(default: the configured preset, else {DEFAULT_PRESET})")
     for name, spec in FIELDS.items():
         flags = ["-n"] if name == "n" else []
         flags.append("--" + name.replace("_", "-"))
@@ -35,3 +36,30 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}
+
+
+def user_config():  # noqa: ANN201 - returns kolyric.app.config.AppConfig or None
+    """The settings file the app writes (default model, preset, precision), or None.
+
+    Read-only here: a command-line run never rewrites or moves the user's file.
+    """
+    import tomllib
+
+    from kolyric.app.config import SETTINGS_FILE, AppConfig, check_values, config_dir
+
+    path = config_dir() / SETTINGS_FILE
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    known = {k: v for k, v in values.items() if k in AppConfig.__dataclass_fields__}
+    if check_values(known):
+        return None
+    return AppConfig(**known)
+
+
+def chosen_preset(args: argparse.Namespace) -> str:
+    if args.preset:
+        return args.preset
+    config = user_config()
+    return (config.preset if config and config.preset else None) or DEFAULT_PRESET
