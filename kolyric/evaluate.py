@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from kolyric.engine.loading import plain_backend
 from kolyric.engine.prompt import POLARITIES, normalize_polarity, prefix_text
 from kolyric.training.corpora import Example
 
@@ -93,24 +94,6 @@ class _Row:
 def context_window(model: Any) -> int:
     config = model.config
     return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024)
-
-
-def plain_backend(tokenizer: Any) -> Any:
-    """A copy of the fast tokenizer's backend with padding and truncation off.
-
-    A ``tokenizer.json`` saved after a padded, truncated call keeps both settings (the
-    tiny test model's does: every row would come back padded to the batch's longest,
-    cut at 48). The copy leaves the shared tokenizer untouched.
-    """
-    from tokenizers import Tokenizer
-
-    backend = tokenizer.backend_tokenizer
-    if backend.padding is None and backend.truncation is None:
-        return backend
-    plain = Tokenizer.from_str(backend.to_str())
-    plain.no_padding()
-    plain.no_truncation()
-    return plain
 
 
 def _encode(tokenizer: Any, texts: Sequence[str], polarities: Sequence[str | None], limit: int) -> list[_Row]:

@@ -232,6 +232,24 @@ def fill_special_tokens(tokenizer: Any) -> Any:
     return tokenizer
 
 
+def plain_backend(tokenizer: Any) -> Any:
+    """The fast tokenizer's Rust backend with padding and truncation off.
+
+    A ``tokenizer.json`` saved after a padded, truncated call keeps both settings, and code
+    that calls the backend directly (batched tokenizing for training and evaluation) would
+    get every row padded and cut. Returns a copy, leaving the shared tokenizer untouched.
+    """
+    from tokenizers import Tokenizer
+
+    backend = tokenizer.backend_tokenizer
+    if backend.padding is None and backend.truncation is None:
+        return backend
+    plain = Tokenizer.from_str(backend.to_str())
+    plain.no_padding()
+    plain.no_truncation()
+    return plain
+
+
 # -- checkpoints ---------------------------------------------------------------------------------
 def checkpoint_val_loss(path: Path) -> float:
     match = _VAL_LOSS_RE.search(path.name)

@@ -1,0 +1,410 @@
+"""The training run: ``TrainConfig`` → corpus → tokenizer/model → Lightning ``Trainer`` → export.
+
+Output folder layout (``out``)::
+
+  epoch=1-val_loss=2.29.ckpt   the best checkpoint so far (lowest val_loss; one kept)
+  last.ckpt                    the latest state, for ``--resume`` (also written on cancel)
+  model/                       the best model as a save_pretrained directory (safetensors + tokenizer)
+  logs/                        Lightning's CSV metrics (loss, val_loss, lr, tokens_per_s)
+
+``load_model(out)`` picks the best checkpoint; ``load_model(out / "model")`` and plain
+``AutoModelForCausalLM.from_pretrained(out / "model")`` load the export.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kolyric.engine.loading import DEFAULT_MODEL
+from kolyric.training.scratch import TOKENIZER_KINDS
+
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
+SCRATCH_LR = 1e-3
+FINETUNE_LR = 5e-5
+EXPORT_DIRNAME = "model"
+LAST_NAME = "last.ckpt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults are the tutorial's (ratsnlp on NSMC)."""
+
+    out: str = "checkpoints"
+    """Folder for checkpoints, the exported model and logs."""
+    model: str = DEFAULT_MODEL
+    """What to fine-tune: a hub id, a model directory, a .ckpt, or ``mini`` (see load_model)."""
+    base: str | None = None
+    """The base model a ``.ckpt`` without its own config is applied over."""
+    corpus: str = "nsmc"
+    """``nsmc`` or the path of a .txt/.tsv/.jsonl file of the user's lyrics."""
+    corpus_dir: str = "."
+    """Root holding ``nsmc/ratings_train.txt`` (downloaded there by Korpora when missing)."""
+    skip_bad_rows: bool = False
+    """Skip malformed corpus rows (and report how many) instead of stopping at the first."""
+    val_share: float = 0.1
+    """Share of a user file held out for validation (0 < share < 1); NSMC uses its test split."""
+    limit_train: int | None = None
+    """Use only the first N training examples (≥ 1)."""
+    limit_val: int | None = None
+    """Use only the first N validation examples (≥ 1)."""
+    max_seq_length: int = 32
+    """Tokens per example, EOS included (1–n_positions); longer texts are cut."""
+    batch_size: int = 32
+    """Examples per batch per device (≥ 1)."""
+    lr: float | None = None
+    """Peak learning rate (0 < lr ≤ 1); default 5e-5 to fine-tune, 1e-3 from scratch."""
+    epochs: int = 3
+    """Passes over the training set (≥ 1)."""
+    max_steps: int | None = None
+    """Stop after this many optimiser steps in all (≥ 1), whatever ``epochs`` says."""
+    warmup_steps: int | None = None
+    """Linear warm-up steps (≥ 0); overrides ``warmup_ratio``."""
+    warmup_ratio: float = 0.05
+    """Warm-up as a share of all steps (0 ≤ ratio < 1)."""
+    seed: int = 7
+    """Seed for model init, shuffling and the validation split (≥ 0)."""
+    precision: str = "32"
+    """Lightning precision: 32, 16-mixed, bf16-mixed (or 16-true, bf16-true, 64)."""
+    accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu, cuda, mps, tpu."""
+    devices: str | int = "auto"
+    """Lightning devices: auto, a count, or a list such as ``0,1``."""
+    num_nodes: int = 1
+    """Machines in a multi-node run (≥ 1)."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, fsdp, deepspeed, …"""
+    val_check_interval: float | int | None = None
+    """Validate every N steps (int ≥ 1) or every share of an epoch (0 < float ≤ 1); default once an epoch."""
+    group_by_length: bool = True
+    """Batch rows of similar length together, so dynamic padding pads almost nothing."""
+    num_workers: int = 2
+    """DataLoader worker processes (≥ 0; the tutorial's cpu_workers)."""
+    resume: str | None = None
+    """Resume from this checkpoint (``last`` = ``out/last.ckpt``): weights, optimiser, step count."""
+    from_scratch: bool = False
+    """Train a new tokenizer and a small GPT-2 on the corpus instead of fine-tuning ``model``."""
+    vocab_size: int = 8000
+    """From scratch: tokenizer vocabulary size (≥ 71)."""
+    tokenizer_kind: str = "metaspace"
+    """From scratch: ``metaspace`` (whole syllables, like KoGPT2) or ``bytelevel``."""
+    n_layer: int = 4
+    """From scratch: transformer blocks (≥ 1)."""
+    n_embd: int = 256
+    """From scratch: model width (≥ 1, divisible by n_head)."""
+    n_head: int = 4
+    """From scratch: attention heads (≥ 1)."""
+    n_positions: int = 128
+    """From scratch: longest context (≥ max_seq_length)."""
+    log_every_s: float = 1.0
+    """At most one step event per this many seconds (the first and last step always)."""
+
+    @property
+    def peak_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return SCRATCH_LR if self.from_scratch else FINETUNE_LR
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, each naming its flag and the valid range."""
+        p: list[str] = []
+
+        def positive(name: str, value: Any, optional: bool = False) -> None:
+            if value is None and optional:
+                return
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                p.append(f"--{_flag(name)}: must be an integer ≥ 1, got {value!r}")
+
+        for name in ("max_seq_length", "batch_size", "epochs", "num_nodes"):
+            positive(name, getattr(self, name))
+        for name in ("limit_train", "limit_val", "max_steps"):
+            positive(name, getattr(self, name), optional=True)
+        if self.lr is not None and not (0 < self.lr <= 1):
+            p.append(f"--lr: must be > 0 and ≤ 1, got {self.lr!r}")
+        if not (0 < self.val_share < 1):
+            p.append(f"--val-share: must be between 0 and 1 (exclusive), got {self.val_share!r}")
+        if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
+            p.append(f"--warmup-steps: must be an integer ≥ 0, got {self.warmup_steps!r}")
+        if not (0 <= self.warmup_ratio < 1):
+            p.append(f"--warmup-ratio: must be ≥ 0 and < 1, got {self.warmup_ratio!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            p.append(f"--seed: must be an integer ≥ 0, got {self.seed!r}")
+        if self.precision not in PRECISIONS:
+            p.append(f"--precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            p.append(f"--num-workers: must be an integer ≥ 0, got {self.num_workers!r}")
+        v = self.val_check_interval
+        if v is not None:
+            if isinstance(v, float) and not (0 < v <= 1):
+                p.append(f"--val-check-interval: a share of an epoch must be > 0 and ≤ 1, got {v!r}")
+            elif isinstance(v, int) and v < 1:
+                p.append(f"--val-check-interval: a step count must be ≥ 1, got {v!r}")
+        if isinstance(self.devices, int) and self.devices < 1:
+            p.append(f"--devices: must be auto, a count ≥ 1 or a list like 0,1, got {self.devices!r}")
+        if self.log_every_s < 0:
+            p.append(f"log_every_s: must be ≥ 0, got {self.log_every_s!r}")
+        if self.from_scratch and not self.resume:
+            if self.tokenizer_kind not in TOKENIZER_KINDS:
+                p.append(f"--tokenizer-kind: must be one of {', '.join(TOKENIZER_KINDS)}, got {self.tokenizer_kind!r}")
+            if not isinstance(self.vocab_size, int) or self.vocab_size < 71:
+                p.append(f"--vocab-size: must be an integer ≥ 71, got {self.vocab_size!r}")
+            for name in ("n_layer", "n_embd", "n_head", "n_positions"):
+                positive(name, getattr(self, name))
+            if (isinstance(self.n_embd, int) and isinstance(self.n_head, int) and self.n_head >= 1
+                    and self.n_embd % self.n_head):
+                p.append(f"--n-embd: must be divisible by --n-head ({self.n_head}), got {self.n_embd}")
+            if (isinstance(self.n_positions, int) and isinstance(self.max_seq_length, int)
+                    and self.max_seq_length > self.n_positions):
+                p.append(f"--max-seq-length: must be ≤ --n-positions ({self.n_positions}), got {self.max_seq_length}")
+        out = Path(self.out).expanduser()
+        if out.exists() and not out.is_dir():
+            p.append(f"--out: {out} exists and is not a folder")
+        elif out.is_dir() and not self.resume and any(out.glob("*.ckpt")):
+            p.append(f"--out: {out} already holds checkpoints; use --resume to continue them or a new --out")
+        if self.resume:
+            path = self.resume_path
+            if not path.is_file():
+                p.append(f"--resume: no checkpoint at {path}")
+        return p
+
+    @property
+    def resume_path(self) -> Path:
+        if self.resume in (None, "last"):
+            return Path(self.out).expanduser() / LAST_NAME
+        return Path(self.resume).expanduser()
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class ConfigError(ValueError):
+    """The configuration has problems; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class TrainResult:
+    best_ckpt: Path | None
+    last_ckpt: Path | None
+    export_dir: Path | None
+    metrics: dict = field(default_factory=dict)
+    cancelled: bool = False
+    diverged: bool = False
+    """Stopped because the loss stayed NaN/infinite (``cancelled`` is then true as well)."""
+
+
+def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainResult:
+    """Run the whole pipeline; user errors raise ``ConfigError``, ``CorpusError`` or ``ModelLoadError``."""
+    problems = config.problems()
+    if problems:
+        raise ConfigError(problems)
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+    import torch
+    from torch.utils.data import DataLoader
+
+    from kolyric.engine.loading import checkpoint_meta, load_model
+    from kolyric.training.corpora import load_corpus
+    from kolyric.training.dataset import (DynamicPaddingCollator, LengthGroupedBatchSampler, format_example,
+                                          tokenize_examples)
+    from kolyric.training.events import (AtomicCheckpointIO, CancelToken, EventWriter, LastCheckpoint,
+                                         ProgressCallback)
+    from kolyric.training.module import CausalLMModule
+    from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
+
+    events = events if events is not None else EventWriter(None, None)
+    cancel = cancel if cancel is not None else CancelToken()
+    started = time.perf_counter()
+    out = Path(config.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if config.num_workers == 0 else "false")
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+
+    # -- corpus --------------------------------------------------------------------------------
+    events.emit("phase", phase="corpus", message=f"reading {config.corpus}", say=f"reading {config.corpus} …")
+    corpus = load_corpus(config.corpus, root=config.corpus_dir, val_share=config.val_share, seed=config.seed,
+                         limit_train=config.limit_train, limit_val=config.limit_val,
+                         skip_bad=config.skip_bad_rows)
+    msg = f"{corpus.description}: {len(corpus.train):,} training, {len(corpus.val):,} validation examples"
+    if corpus.skipped:
+        msg += f"; skipped {corpus.skipped} malformed row(s)"
+    events.emit("phase", phase="corpus", message=msg, say=msg, train=len(corpus.train), val=len(corpus.val),
+                skipped=corpus.skipped)
+
+    # -- tokenizer and model ---------------------------------------------------------------------
+    base: str | None
+    if config.resume:
+        # Our checkpoints carry their config and tokenizer: the base is not needed to resume.
+        loaded = load_model(config.resume_path, device="cpu")
+        model, tokenizer, base = loaded.model, loaded.tokenizer, config.base
+        events.emit("phase", phase="model", message=f"resuming from {config.resume_path}",
+                    say=f"resuming from {config.resume_path}")
+    elif config.from_scratch:
+        events.emit("phase", phase="tokenizer", say="training a tokenizer on the corpus …",
+                    message=f"training a {config.tokenizer_kind} tokenizer, vocab {config.vocab_size}")
+        tokenizer = train_tokenizer((format_example(ex) for ex in corpus.train),
+                                    vocab_size=config.vocab_size, kind=config.tokenizer_kind)
+        shape = ModelShape(n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head,
+                           n_positions=config.n_positions)
+        model, base = new_model(tokenizer, shape, seed=config.seed), None
+        events.emit("phase", phase="model", message=f"new GPT-2 {shape}", say=f"new GPT-2: {shape}")
+    else:
+        events.emit("phase", phase="model", message=f"loading {config.model}", say=f"loading {config.model} …")
+        loaded = load_model(config.model, base=config.base, device="cpu")
+        model, tokenizer = loaded.model, loaded.tokenizer
+        base = config.model if loaded.kind in ("hub", "directory", "mini") else (config.base or None)
+    n_positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if n_positions and config.max_seq_length > n_positions:
+        raise ConfigError([f"--max-seq-length: must be ≤ the model's context ({n_positions}), "
+                           f"got {config.max_seq_length}"])
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    meta = checkpoint_meta(model, tokenizer, base)
+
+    # -- tokenize ------------------------------------------------------------------------------------
+    def progress(done: int, total: int) -> None:
+        events.emit("phase", phase="tokenize", done=done, total=total, message=f"tokenized {done:,}/{total:,}")
+
+    t0 = time.perf_counter()
+    train_data = tokenize_examples(corpus.train, tokenizer, config.max_seq_length, progress=progress)
+    val_data = tokenize_examples(corpus.val, tokenizer, config.max_seq_length, progress=progress)
+    msg = (f"tokenized {len(train_data):,} + {len(val_data):,} examples "
+           f"({train_data.n_tokens + val_data.n_tokens:,} tokens) in {time.perf_counter() - t0:.1f} s")
+    events.emit("phase", phase="tokenize", message=msg, say=msg, done=len(corpus.train), total=len(corpus.train),
+                seconds=time.perf_counter() - t0)
+
+    collate = DynamicPaddingCollator(tokenizer.pad_token_id)
+    loader_args = dict(collate_fn=collate, num_workers=config.num_workers,
+                       persistent_workers=config.num_workers > 0)
+    if config.group_by_length:
+        train_loader = DataLoader(train_data, **loader_args, batch_sampler=LengthGroupedBatchSampler(
+            train_data.lengths(), config.batch_size, shuffle=True, seed=config.seed))
+    else:
+        train_loader = DataLoader(train_data, **loader_args, batch_size=config.batch_size, shuffle=True,
+                                  generator=torch.Generator().manual_seed(config.seed))
+    val_loader = DataLoader(val_data, **loader_args, batch_sampler=LengthGroupedBatchSampler(
+        val_data.lengths(), config.batch_size, shuffle=False))
+
+    # -- trainer -----------------------------------------------------------------------------------
+    model.train()  # load_model hands it over in eval mode; Lightning keeps submodules' modes
+    module = CausalLMModule(model, lr=config.peak_lr, warmup_steps=config.warmup_steps or 0,
+                            warmup_ratio=0.0 if config.warmup_steps is not None else config.warmup_ratio,
+                            meta=meta)
+    last_path = out / LAST_NAME
+
+    def saved(path: Path) -> None:
+        trainer = module.trainer
+        kind = "last" if path.name == LAST_NAME else "best"
+        if kind == "last":
+            progress_cb.last_saved_step = trainer.global_step
+            if progress_cb.stopped_early:
+                kind = "interrupted"
+        events.emit("checkpoint", path=str(path), kind=kind, step=trainer.global_step,
+                    epoch=trainer.current_epoch, say=f"saved {path}")
+
+    progress_cb = ProgressCallback(events, cancel, last_path=last_path, min_interval_s=config.log_every_s)
+    checkpoint_cb = LastCheckpoint(dirpath=out, filename="{epoch}-{val_loss:.2f}", monitor="val_loss",
+                                    mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=True,
+                                    enable_version_counter=False)
+    n_batches = max(1, len(train_loader))
+    if isinstance(config.val_check_interval, int) and config.val_check_interval > n_batches:
+        raise ConfigError([f"--val-check-interval: a step count must be between 1 and the batches in an "
+                           f"epoch ({n_batches}), got {config.val_check_interval}"])
+    plugins = [] if any(s in str(config.strategy) for s in ("deepspeed", "fsdp")) else [AtomicCheckpointIO(saved)]
+    trainer = pl.Trainer(
+        default_root_dir=out, max_epochs=config.epochs, max_steps=config.max_steps or -1,
+        precision=_precision(config.precision), accelerator=config.accelerator, devices=config.devices,
+        num_nodes=config.num_nodes, strategy=config.strategy, val_check_interval=config.val_check_interval,
+        callbacks=[progress_cb, checkpoint_cb], plugins=plugins, gradient_clip_val=1.0,
+        logger=CSVLogger(save_dir=out, name="logs"), log_every_n_steps=min(50, n_batches),
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
+        # The length-grouped batch sampler shards by rank itself; plain shuffling uses Lightning's.
+        use_distributed_sampler=not config.group_by_length)
+    n_params = sum(p.numel() for p in model.parameters())
+    msg = (f"training {n_params / 1e6:.1f}M parameters · {n_batches:,} batches/epoch · "
+           f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '').lower()} · "
+           f"precision {config.precision} · lr {config.peak_lr:g}")
+    events.emit("phase", phase="train", message=msg, say=msg, params=n_params)
+    with warnings.catch_warnings():
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        trainer.fit(module, train_loader, val_loader,
+                    ckpt_path=str(config.resume_path) if config.resume else None)
+
+    # -- export ----------------------------------------------------------------------------------------
+    best = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else None
+    last = last_path if last_path.is_file() else None
+    source = best if best is not None and best.is_file() else last
+    export_dir = None
+    if source is not None and trainer.is_global_zero:
+        events.emit("phase", phase="export", message=f"exporting {source.name}", say=f"exporting {source.name} …")
+        export_dir = export_model(source, out / EXPORT_DIRNAME)
+        events.emit("checkpoint", path=str(export_dir), kind="export", step=trainer.global_step,
+                    epoch=trainer.current_epoch, say=f"exported {export_dir}")
+    val_loss = checkpoint_cb.best_model_score
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    result = TrainResult(best if best and best.is_file() else None, last, export_dir, metrics,
+                         cancelled=cancel.cancelled, diverged=progress_cb.diverged)
+    result.metrics["skipped_steps"] = module.skipped_steps
+    if progress_cb.diverged:
+        events.emit("error", message=cancel.reason, say=f"error: {cancel.reason}")
+    events.emit("finished", cancelled=cancel.cancelled, diverged=progress_cb.diverged,
+                skipped_steps=module.skipped_steps, best_ckpt=result.best_ckpt, last_ckpt=last,
+                export_dir=export_dir, val_loss=float(val_loss) if val_loss is not None else None,
+                step=trainer.global_step, elapsed_s=time.perf_counter() - started,
+                say=("cancelled; " if cancel.cancelled else "done; ")
+                + f"best {result.best_ckpt or '-'}, model in {export_dir or '-'}")
+    return result
+
+
+# Lightning warnings that say nothing useful about a kolyric run.
+_QUIET = (
+    r"Checkpoint directory .* exists and is not empty",  # out holds the export and logs
+    r".*could not find the monitored key",  # a cancel before the first validation
+    r".*isinstance\(treespec, LeafSpec\)",
+    r".*does not have many workers",  # --num-workers is the user's choice
+    r".*The number of training batches .* is smaller than the logging interval",
+    r".*`training_step` returned `None`",  # a skipped non-finite step, reported as an event
+    r".*resuming from a checkpoint that ended before the epoch ended",  # by design after a cancel
+)
+
+
+def _precision(value: str) -> Any:
+    return int(value) if value.isdigit() else value
+
+
+def export_model(checkpoint: Path, target: Path, *, base: str | None = None) -> Path:
+    """Write ``checkpoint``'s model and tokenizer as a save_pretrained folder, replacing ``target``
+    only once the new one is complete."""
+    from kolyric.engine.loading import load_model
+
+    loaded = load_model(checkpoint, base=base, device="cpu")
+    tmp = target.with_name(f".{target.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    loaded.model.save_pretrained(tmp)
+    loaded.tokenizer.save_pretrained(tmp)
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+    return target
+
