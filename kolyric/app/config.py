@@ -98,7 +98,7 @@ def load_config(path: Path) -> tuple[AppConfig, list[str]]:
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
         problems = check_values(values)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         problems = [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
     if problems:
         moved = quarantine(path)

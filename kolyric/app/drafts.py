@@ -10,6 +10,7 @@ written one is skipped, so an old snapshot can never overwrite a newer one.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from kolyric.app.files import atomic_write_text, quarantine
 DRAFT_FILE = "draft.json"
 FORMAT = "kolyric-draft"
 VERSION = 1
+# A lone UTF-16 surrogate (a broken paste) has no UTF-8 form; JSON can still carry it as \uXXXX.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,8 @@ class Draft:
 
     def to_json(self) -> str:
         data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self)}
-        return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
     @classmethod
     def from_json(cls, raw: str) -> "Draft":
@@ -67,7 +71,7 @@ class DraftStore:
             return None, [f"Could not read the saved draft {self.path}: {exc.strerror or exc}"]
         try:
             return Draft.from_json(raw.decode("utf-8")), []
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             moved = quarantine(self.path)
             where = f"renamed to {moved.name}" if moved else "left in place"
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -92,5 +96,6 @@ def export_text(path: Path, text: str) -> Path:
     path = Path(path).expanduser().resolve()
     if path.is_dir():
         raise IsADirectoryError(21, "is a directory", str(path))
+    text = _LONE_SURROGATE.sub("\ufffd", text)  # plain text cannot carry them: shown as �
     atomic_write_text(path, text if text.endswith("\n") or not text else text + "\n")
     return path

@@ -51,6 +51,10 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
     except ValueError as exc:
         problems.append(str(exc))
         polarity = None
+    try:  # bytes that are not UTF-8 reach argv as lone surrogates; the tokenizer would crash on them
+        args.prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        problems.append(f"prompt: not valid UTF-8 text at character {exc.start + 1} (is the terminal set to UTF-8?)")
     constraints = None
     try:
         from kolyric.engine.constraints import from_arguments

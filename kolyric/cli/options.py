@@ -50,7 +50,7 @@ def user_config():  # noqa: ANN201 - returns kolyric.app.config.AppConfig or Non
     path = config_dir() / SETTINGS_FILE
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     known = {k: v for k, v in values.items() if k in AppConfig.__dataclass_fields__}
     if check_values(known):

@@ -130,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         events.emit("error", message="interrupted")
         raise
+    except OSError as exc:  # a full disk, an unwritable --out: the checkpoints written so far are intact
+        where = f" ({exc.filename})" if exc.filename else ""
+        events.emit("error", message=f"{type(exc).__name__}: {exc}")
+        raise CLIError(f"{exc.strerror or exc}{where}; any checkpoints already in {config.out} are "
+                       f"intact (continue with --resume)") from None
     except Exception as exc:  # noqa: BLE001 - the app needs an error event before the traceback
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise

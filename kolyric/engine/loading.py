@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import socket
 import threading
@@ -87,10 +88,22 @@ def load_model(
         loaded = _load_any(spec, base=base, network_timeout=network_timeout)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError, EnvironmentError) as exc:
+    except _file_errors() as exc:
         raise ModelLoadError(f"{spec}: could not load the model: {_one_line(exc)}") from exc
-    _place(loaded, device, precision)
+    try:
+        _place(loaded, device, precision)
+    except ModelLoadError:
+        raise
+    except (RuntimeError, AssertionError, ValueError) as exc:  # an unknown or unavailable device
+        raise ModelLoadError(f"{spec}: cannot use device {device!r}: {_one_line(exc)}") from exc
     return loaded
+
+
+def _file_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the files are not a usable model (a torn weights file, a foreign pickle)."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError, SafetensorError)
 
 
 def _load_any(spec: str, *, base: str | None, network_timeout: float) -> LoadedModel:

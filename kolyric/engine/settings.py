@@ -204,7 +204,10 @@ def _coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
             raw = int(raw)
         return (True, raw) if isinstance(raw, int) else (False, None)
     if isinstance(raw, (int, float)):
-        return True, float(raw)
+        try:
+            return True, float(raw)
+        except OverflowError:  # an integer beyond any float (JSON allows 10**400)
+            return False, None
     return False, None
 
 

@@ -127,7 +127,11 @@ def _read_nsmc_file(path: Path, *, limit: int | None, skip_bad: bool) -> tuple[l
 def read_user_file(path: str | os.PathLike, *, skip_bad: bool = False) -> tuple[list[Example], int]:
     """The examples in a ``.txt``, ``.tsv`` or ``.jsonl`` file and how many bad rows were skipped."""
     path = Path(path).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not exists:
         raise CorpusError(f"{path}: no such file")
     if path.is_dir():
         raise CorpusError(f"{path}: is a directory, not a corpus file")
@@ -203,6 +207,8 @@ def _read_jsonl(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             row, problem = None, f"not valid JSON ({exc.msg}, column {exc.colno})"
+        except RecursionError:
+            row, problem = None, "not valid JSON (nested too deeply)"
         if problem is None:
             if not isinstance(row, dict):
                 problem = f"expected a JSON object, got {type(row).__name__}"

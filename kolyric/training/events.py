@@ -270,7 +270,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
+                sink = _WriteErrorKeeper(handle)
+                try:
+                    torch.save(checkpoint, sink)
+                except RuntimeError:
+                    # torch reports a failed write (a full disk) as "unexpected pos …": raise the real error
+                    if sink.error is not None:
+                        raise OSError(sink.error.errno, sink.error.strerror, str(path)) from None
+                    raise
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -280,6 +287,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_dir(path.parent)
         if self.on_saved is not None:
             self.on_saved(path)
+
+
+class _WriteErrorKeeper:
+    """A file's ``write`` that remembers the OSError it raised (torch.save swallows it)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def _fsync_dir(directory: Path) -> None:

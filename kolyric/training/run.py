@@ -133,8 +133,8 @@ class TrainConfig:
             p.append(f"--warmup-steps: must be an integer ≥ 0, got {self.warmup_steps!r}")
         if not (0 <= self.warmup_ratio < 1):
             p.append(f"--warmup-ratio: must be ≥ 0 and < 1, got {self.warmup_ratio!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            p.append(f"--seed: must be an integer ≥ 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= 2**32 - 1:  # Lightning's (numpy's) range
+            p.append(f"--seed: must be an integer in [0, 4294967295], got {self.seed!r}")
         if self.precision not in PRECISIONS:
             p.append(f"--precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
@@ -163,14 +163,20 @@ class TrainConfig:
                     and self.max_seq_length > self.n_positions):
                 p.append(f"--max-seq-length: must be ≤ --n-positions ({self.n_positions}), got {self.max_seq_length}")
         out = Path(self.out).expanduser()
-        if out.exists() and not out.is_dir():
-            p.append(f"--out: {out} exists and is not a folder")
-        elif out.is_dir() and not self.resume and any(out.glob("*.ckpt")):
-            p.append(f"--out: {out} already holds checkpoints; use --resume to continue them or a new --out")
+        try:
+            if out.exists() and not out.is_dir():
+                p.append(f"--out: {out} exists and is not a folder")
+            elif out.is_dir() and not self.resume and any(out.glob("*.ckpt")):
+                p.append(f"--out: {out} already holds checkpoints; use --resume to continue them or a new --out")
+        except OSError as exc:  # e.g. a name too long for the file system
+            p.append(f"--out: cannot use {out} ({exc.strerror or exc})")
         if self.resume:
             path = self.resume_path
-            if not path.is_file():
-                p.append(f"--resume: no checkpoint at {path}")
+            try:
+                if not path.is_file():
+                    p.append(f"--resume: no checkpoint at {path}")
+            except OSError as exc:
+                p.append(f"--resume: cannot use {path} ({exc.strerror or exc})")
         return p
 
     @property
