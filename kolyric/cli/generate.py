@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from kolyric.cli import CLIError
@@ -95,11 +96,18 @@ def load(args: argparse.Namespace):  # noqa: ANN201 - returns LoadedModel
 
 
 def _quiet_transformers() -> None:
-    """Progress bars and advice from transformers would interleave with streamed text."""
-    from transformers.utils import logging as hf_logging
+    """Progress bars and advice from transformers would interleave with streamed text.
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    Set through the environment, read when transformers is imported, so that a model that is
+    missing is reported before the (slow) import happens at all.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (tests, the app): tell it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -144,15 +144,16 @@ def _load_directory(path: Path, *, source: str) -> LoadedModel:
 
 
 def _load_hub(repo_id: str, *, network_timeout: float) -> LoadedModel:
-    try:  # the local cache first: no network call at all when the model is there
-        model = _model_from_pretrained(repo_id, source=repo_id, local_files_only=True)
-        tokenizer = load_tokenizer(repo_id, local_files_only=True)
-        return LoadedModel(model, tokenizer, source=repo_id, kind="hub", description="")
-    except ModelLoadError as exc:
-        if "not a causal language model" in str(exc):
-            raise
-    except OSError:
-        pass
+    # The local cache first: no network call at all when the model is there. The cache and
+    # the network are checked before transformers is imported, so a missing model is
+    # reported in seconds even on a slow machine.
+    if _hub_cached(repo_id):
+        try:
+            model = _model_from_pretrained(repo_id, source=repo_id, local_files_only=True)
+            tokenizer = load_tokenizer(repo_id, local_files_only=True)
+            return LoadedModel(model, tokenizer, source=repo_id, kind="hub", description="")
+        except OSError:
+            pass  # a partial cache: fetch the rest if the hub answers
     reason = hub_unreachable_reason(network_timeout)
     if reason:
         raise ModelLoadError(

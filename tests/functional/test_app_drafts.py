@@ -47,7 +47,7 @@ async def test_draft_restored_after_unclean_exit(dirs, monkeypatch):
         monkeypatch.setattr(PlaygroundScreen, "flush_draft", lambda self: None)
         await pilot.press(*"바람이 분다", "enter", *"너를 보낸다")
         screen.prompt_input.value = "다시"
-        await wait_until(pilot, lambda: (saved_draft(dirs) or {}).get("prompt") == "다시", timeout=3,
+        await wait_until(pilot, lambda: (saved_draft(dirs) or {}).get("prompt") == "다시", timeout=10,
                          what="the autosave (at most a second behind)")
     assert saved_draft(dirs)["text"] == "바람이 분다\n너를 보낸다"
     assert not list((dirs / "data").glob(".draft.json.*.tmp"))  # no temp file left behind
@@ -58,7 +58,8 @@ async def test_draft_restored_after_unclean_exit(dirs, monkeypatch):
         assert screen.editor.text == "바람이 분다\n너를 보낸다"
         assert screen.prompt_input.value == "다시"
         assert screen.editor.lyric_gutter.cells(0) == ["  5"]  # 바람이 분다
-        assert any("Restored" in str(n.message) for n in again._notifications)
+        await wait_until(pilot, lambda: any("Restored" in str(n.message) for n in again._notifications),
+                         timeout=10, what="the restore notice")
 
 
 async def test_syllable_gutter_follows_typing():
@@ -84,8 +85,12 @@ async def test_corrupt_draft_and_settings_are_renamed_aside(dirs):
         await pilot.pause()
         assert app.screen.editor.text == ""
         assert app.theme == "kolyric-night"
-        messages = " ".join(str(n.message) for n in app._notifications)
-        assert "draft was unreadable" in messages and "Settings file" in messages
+
+        def messages() -> str:
+            return " ".join(str(n.message) for n in app._notifications)
+
+        await wait_until(pilot, lambda: "draft was unreadable" in messages() and "Settings file" in messages(),
+                         timeout=10, what="both notices")
     assert len(list((dirs / "data").glob("draft.json.bad-*"))) == 1
     assert len(list((dirs / "config").glob("settings.toml.bad-*"))) == 1
 
@@ -101,7 +106,7 @@ async def test_full_disk_keeps_the_draft_in_memory_and_recovers(dirs, monkeypatc
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         await pilot.press(*"첫 줄")
-        await wait_until(pilot, lambda: not app.status_draft_ok, timeout=3, what="the failed save")
+        await wait_until(pilot, lambda: not app.status_draft_ok, timeout=10, what="the failed save")
         await pilot.pause()
         assert "disk is full" in app.status_draft
         assert any("kept in memory" in str(n.message) for n in app._notifications)
@@ -109,7 +114,7 @@ async def test_full_disk_keeps_the_draft_in_memory_and_recovers(dirs, monkeypatc
         assert screen.editor.text == "첫 줄 계속"
         monkeypatch.setattr(drafts_module, "atomic_write_text", real_write)
         await pilot.press("!")
-        await wait_until(pilot, lambda: app.status_draft_ok, timeout=3, what="the save after recovery")
+        await wait_until(pilot, lambda: app.status_draft_ok, timeout=10, what="the save after recovery")
         await pilot.pause()
         assert any("saved again" in str(n.message) for n in app._notifications)
     assert saved_draft(dirs)["text"] == "첫 줄 계속!"
@@ -148,7 +153,7 @@ async def test_theme_and_preset_choices_are_remembered_but_flags_are_not(dirs):
         await wait_until(pilot, lambda: app.screen.controls.ready)
         app.screen.controls.apply_preset("beam-3")
         await wait_until(pilot, lambda: path.exists() and 'preset = "beam-3"' in path.read_text()
-                         and "kolyric-paper" in path.read_text(), timeout=3, what="the settings file")
+                         and "kolyric-paper" in path.read_text(), timeout=10, what="the settings file")
     flagged = new_app(theme="textual-light", preset="greedy")
     async with flagged.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: flagged.screen.controls.ready)
@@ -170,7 +175,7 @@ async def test_unwritable_data_dir_is_reported_and_editing_goes_on(dirs):
     app = new_app(data_dir_override=blocker / "data")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(*"그래도 쓴다")
-        await wait_until(pilot, lambda: not app.status_draft_ok, timeout=3, what="the failed save")
+        await wait_until(pilot, lambda: not app.status_draft_ok, timeout=10, what="the failed save")
         assert "NOT saved" in app.status_draft
         await pilot.press(*"!")
         assert app.screen.editor.text == "그래도 쓴다!"
