@@ -23,7 +23,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,8 +30,10 @@ from typing import Any, Callable, TextIO
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from kolyric.files import atomic_write
 
 
 def _is_global_zero() -> bool:
@@ -266,25 +267,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any | None = None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                sink = _WriteErrorKeeper(handle)
-                try:
-                    torch.save(checkpoint, sink)
-                except RuntimeError:
-                    # torch reports a failed write (a full disk) as "unexpected pos …": raise the real error
-                    if sink.error is not None:
-                        raise OSError(sink.error.errno, sink.error.strerror, str(path)) from None
-                    raise
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+
+        def write(handle: Any) -> None:
+            sink = _WriteErrorKeeper(handle)
+            try:
+                torch.save(checkpoint, sink)
+            except RuntimeError:
+                # torch reports a failed write (a full disk) as "unexpected pos …": raise the real error
+                if sink.error is not None:
+                    raise OSError(sink.error.errno, sink.error.strerror, str(path)) from None
+                raise
+
+        atomic_write(path, write)
         if self.on_saved is not None:
             self.on_saved(path)
 
@@ -305,19 +299,6 @@ class _WriteErrorKeeper:
 
     def flush(self) -> None:
         self.handle.flush()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _duration(seconds: float) -> str:

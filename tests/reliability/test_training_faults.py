@@ -56,7 +56,7 @@ def full_disk(request, tmp_path, monkeypatch):
         yield out
         umount(out)
         return
-    import kolyric.training.events as events_module
+    import kolyric.files as files_module  # the atomic writer that checkpoints go through
 
     calls = {"n": 0}
 
@@ -66,8 +66,8 @@ def full_disk(request, tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return os.fsync(fd)
 
-    monkeypatch.setattr(events_module, "os", types.SimpleNamespace(**{**vars(os), "fsync": fsync}))
-    monkeypatch.setattr(events_module, "_fsync_dir", lambda d: None)
+    monkeypatch.setattr(files_module, "os", types.SimpleNamespace(**{**vars(os), "fsync": fsync}))
+    monkeypatch.setattr(files_module, "fsync_dir", lambda d: None)
     yield out
 
 
