@@ -212,25 +212,27 @@ class Generator:
     def _processors(self, settings: DecodingSettings, prompt_len: int, request: GenerationRequest,
                     constraint_state: Any) -> Any:
         from transformers.generation.logits_process import (
-            LogitsProcessorList, MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor,
+            MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor,
             RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-        procs = LogitsProcessorList()
+        procs = _ProcessorChain()  # a LogitsProcessorList without its per-step signature checks
         if settings.repetition_penalty != 1.0:
             procs.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
         if settings.no_repeat_ngram_size > 0:
             procs.append(NoRepeatNGramLogitsProcessor(settings.no_repeat_ngram_size))
         if settings.min_length > 0 and self.eos_id is not None:
-            procs.append(MinNewTokensLengthLogitsProcessor(prompt_len, settings.min_length, self.eos_id,
-                                                           device=str(self.model.device)))
+            procs.append(_MinNewTokens(MinNewTokensLengthLogitsProcessor(prompt_len, settings.min_length, self.eos_id,
+                                                                         device=str(self.model.device))))
         if constraint_state is not None:
             procs.append(constraint_state.processor)
         if settings.strategy == "sample":
             if settings.temperature != 1.0:
                 procs.append(TemperatureLogitsWarper(settings.temperature))
-            if settings.top_k > 0:
+            if settings.top_k > 0 and settings.top_p < 1.0:  # top-p sorts only the top-k survivors
+                procs.append(_TopKThenTopP(TopKLogitsWarper(settings.top_k), TopPLogitsWarper(settings.top_p)))
+            elif settings.top_k > 0:
                 procs.append(TopKLogitsWarper(settings.top_k))
-            if settings.top_p < 1.0:
+            elif settings.top_p < 1.0:
                 procs.append(TopPLogitsWarper(settings.top_p))
         return procs
 
@@ -275,8 +277,10 @@ class Generator:
                         finish[i] = finish[i] or "cancelled"
                     break
                 attention = torch.ones(seqs.shape, dtype=torch.long, device=device)
-                out = self.model(input_ids=step_input, attention_mask=attention, use_cache=True,
-                                 **self._forward_kwargs(past))
+                # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
+                forward = getattr(self.model, "kolyric_decoder", None) or self.model
+                out = forward(input_ids=step_input, attention_mask=attention, use_cache=True,
+                              **self._forward_kwargs(past))
                 past = getattr(out, self._cache_name)
                 logits = out.logits[:, -1, :].float()
                 raw_probs = torch.softmax(logits, dim=-1)
@@ -287,12 +291,17 @@ class Generator:
                     next_ids = scores.argmax(dim=-1)
                 else:
                     probs = torch.softmax(scores, dim=-1)
-                    bad = ~torch.isfinite(probs).all(dim=-1) | (probs.sum(dim=-1) <= 0)
+                    bad = ~(probs.sum(dim=-1) > 0)  # NaN (all -inf) or all zero: every token masked
                     if bool(bad.any()):  # every token masked (e.g. by a constraint): end that row
                         probs[bad] = 0.0
                         probs[bad, self.eos_id] = 1.0
-                    next_ids = torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=rngs[i]).view(1)
-                                          for i in range(rows)])
+                    # Under top-k only k tokens can be drawn (a few more on ties at the k-th score):
+                    # drawing among the 2k most likely is the same distribution, without a random
+                    # number per vocabulary entry (~1 ms at 51,200).
+                    k = 2 * settings.top_k if 0 < 2 * settings.top_k < probs.shape[-1] else 0
+                    pool_p, pool_ids = probs.topk(k, dim=-1) if k else (probs, None)
+                    picks = [torch.multinomial(pool_p[i:i + 1], 1, generator=rngs[i]).view(1) for i in range(rows)]
+                    next_ids = torch.cat([pool_ids[i, p] for i, p in enumerate(picks)] if k else picks)
                 done_rows = [i for i in range(rows) if finish[i]]
                 if done_rows:
                     next_ids[done_rows] = self.pad_id
@@ -424,6 +433,51 @@ class Generator:
         return [TokenInfo(t, self._token_text(t), p, tuple(Alternative(a, self._token_text(a), q)
                                                           for a, q in zip(ai, qi)))
                 for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())]
+
+
+class _ProcessorChain(list):
+    """Logits processors applied in order, as ``LogitsProcessorList`` applies them, minus the
+    ``inspect.signature`` it runs on every processor at every step (~0.1 ms each): processors
+    here take (input_ids, scores) only."""
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        for processor in self:
+            scores = processor(input_ids, scores)
+        return scores
+
+
+class _MinNewTokens:
+    """transformers' MinNewTokensLengthLogitsProcessor, giving the same scores, without building
+    an end-token mask over the whole vocabulary every step (~0.3 ms at 51,200 entries)."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        scores = scores.clone()
+        if input_ids.shape[-1] - self.inner.prompt_length_to_skip < self.inner.min_new_tokens:
+            scores[:, self.inner.eos_token_id] = -float("inf")
+        return scores
+
+
+class _TopKThenTopP:
+    """transformers' TopKLogitsWarper then TopPLogitsWarper, giving the same scores, with
+    top-p's sort over the top-k survivors instead of the whole vocabulary (~3 ms a token at
+    51,200 entries; top-p only ever removes tokens that top-k left in)."""
+
+    def __init__(self, top_k: Any, top_p: Any):
+        self.top_k, self.top_p = top_k, top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        k = min(self.top_k.top_k, scores.shape[-1])
+        if k == scores.shape[-1]:
+            return self.top_p(input_ids, scores)
+        kept, ids = scores.topk(k + 1, dim=-1)
+        if bool((kept[:, k] == kept[:, k - 1]).any()):  # a tie at the k-th score: top-k keeps them all
+            return self.top_p(input_ids, self.top_k(input_ids, scores))
+        return torch.full_like(scores, -float("inf")).scatter_(-1, ids[:, :k], self.top_p(input_ids, kept[:, :k]))
 
 
 class _Detokenizer:
