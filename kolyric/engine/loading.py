@@ -437,17 +437,19 @@ def _place(loaded: LoadedModel, device: str, precision: str) -> None:
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     loaded.model.to(device=device, dtype=dtype)
     loaded.model.eval()
+    n_params = loaded.n_params  # counted before int8 packing hides the weights from parameters()
     if precision == "int8":
         from kolyric.engine import quantize  # the int8 CPU path (issue 8)
 
         notice = quantize.quantize_int8(loaded)
         if notice:
             loaded.notices.append(notice)
+        precision = quantize.precision_of(loaded.model)  # fp32 when it fell back
     if loaded.model.generation_config is not None:
         # Generation settings come from DecodingSettings alone, never from the checkpoint.
         loaded.model.generation_config.pad_token_id = loaded.tokenizer.pad_token_id
     name = "kolyric-mini" if loaded.kind == "mini" else loaded.source
-    loaded.description = (f"{name} · {_human(loaded.n_params)} params · {device} "
+    loaded.description = (f"{name} · {_human(n_params)} params · {device} "
                           f"{precision}")
 
 
