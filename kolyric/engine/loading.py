@@ -196,13 +196,10 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(name, local_files_only=local_files_only, trust_remote_code=False)
-    try:
-        model_cls = AutoModelForCausalLM._model_mapping[type(config)]  # noqa: SLF001 - type check only
-    except KeyError:
+    if type(config) not in AutoModelForCausalLM._model_mapping:  # noqa: SLF001 - a type check only
         raise ModelLoadError(
             f"{source}: is a {config.model_type!r} model, not a causal language model "
-            f"(kolyric needs a GPT-2 style model)") from None
-    del model_cls
+            f"(kolyric needs a GPT-2 style model)")
     model, info = AutoModelForCausalLM.from_pretrained(
         name, config=config, local_files_only=local_files_only, trust_remote_code=False,
         output_loading_info=True)
@@ -378,7 +375,7 @@ def _model_from_meta(meta: dict, path: Path) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_config(config)
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
                                             **meta.get("special_tokens", {}))
-    except (KeyError, ValueError, TypeError, Exception) as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong, the metadata is unusable
         raise ModelLoadError(f"{path}: the checkpoint's kolyric metadata is unusable ({_one_line(exc)})") from exc
     return model, fill_special_tokens(tokenizer)
 

@@ -209,8 +209,7 @@ class Generator:
                 yield from self._loop(request, controls, cancel)
 
     # -- greedy and sampling ----------------------------------------------------------------------
-    def _processors(self, settings: DecodingSettings, prompt_len: int, request: GenerationRequest,
-                    constraint_state: Any) -> Any:
+    def _processors(self, settings: DecodingSettings, prompt_len: int, constraint_state: Any) -> Any:
         from transformers.generation.logits_process import (
             MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor,
             RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
@@ -252,7 +251,7 @@ class Generator:
         # sampled alone or in a batch, so a CLI, the app and the server agree.
         rngs = [torch.Generator(device=device).manual_seed((int(settings.seed) + i) % 2**32) for i in range(rows)]
         constraint_state = self._constraint_state(request, prompt_len, rows)
-        procs = self._processors(settings, prompt_len, request, constraint_state)
+        procs = self._processors(settings, prompt_len, constraint_state)
         detok = [_Detokenizer(self.tokenizer, prompt, self.unk_token) for _ in range(rows)]
         tokens: list[list[TokenInfo]] = [[] for _ in range(rows)]
         finish = [""] * rows
@@ -267,7 +266,7 @@ class Generator:
                     settings = replace(new, seed=settings.seed, n=settings.n,
                                        strategy=new.strategy if new.strategy != "beam" else settings.strategy)
                     version = controls.version
-                    procs = self._processors(settings, prompt_len, request, constraint_state)
+                    procs = self._processors(settings, prompt_len, constraint_state)
                 if step >= settings.max_length or step >= self.context_window - prompt_len:
                     for i in range(rows):
                         finish[i] = finish[i] or "length"

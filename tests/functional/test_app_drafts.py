@@ -15,19 +15,7 @@ from kolyric.app.screens.playground import PlaygroundScreen
 from kolyric.app.testing import wait_until
 
 SIZE = (120, 36)
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
 def new_app(**kwargs) -> KolyricApp:

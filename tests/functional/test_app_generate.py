@@ -10,19 +10,7 @@ from kolyric.app.testing import send_key, wait_for_model, wait_until
 from kolyric.app.widgets.fields import FieldRow
 
 SIZE = (120, 36)
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
 def new_app(model_dir) -> KolyricApp:

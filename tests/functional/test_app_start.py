@@ -15,19 +15,7 @@ from kolyric.app.screens.model_picker import ModelPickerScreen
 from kolyric.app.testing import wait_for_model, wait_until
 
 SIZE = (120, 36)
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
 def test_first_paint_is_fast_and_torch_free(tmp_path):
@@ -65,8 +53,8 @@ async def test_status_bar_names_model_size_and_device(tiny_model_dir):
         assert "params" in shown
 
 
-async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir, isolated):
-    missing = str(isolated / "no-such-model")
+async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir, dirs):
+    missing = str(dirs / "no-such-model")
     app = KolyricApp(model=missing, device="cpu")
     async with app.run_test(size=SIZE) as pilot:
         picker = await wait_until(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen,
@@ -74,7 +62,7 @@ async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir,
         assert "no such file or directory" in str(picker.query_one("#picker-error").render())
         assert not app.host.ready
         # the picker refuses a path that does not exist, without closing
-        picker.query_one("#model-spec").value = str(isolated / "still-missing")
+        picker.query_one("#model-spec").value = str(dirs / "still-missing")
         await pilot.press("enter")
         assert isinstance(app.screen, ModelPickerScreen)
         picker.query_one("#model-spec").value = str(tiny_model_dir)
@@ -82,7 +70,7 @@ async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir,
         await wait_until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen))
         await wait_until(pilot, lambda: app.host.ready and not app.status_busy, what="the picked model")
         assert app.load_error is None
-        await wait_until(pilot, lambda: (isolated / "config" / "settings.toml").exists(), what="settings saved")
-    saved = tomllib.loads((isolated / "config" / "settings.toml").read_text())
+        await wait_until(pilot, lambda: (dirs / "config" / "settings.toml").exists(), what="settings saved")
+    saved = tomllib.loads((dirs / "config" / "settings.toml").read_text())
     assert saved["model"] == str(tiny_model_dir)
     assert saved["recent_models"][0] == str(tiny_model_dir)

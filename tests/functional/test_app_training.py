@@ -19,19 +19,7 @@ SIZE = (120, 36)
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TINY_SHAPE = ("--vocab-size 500 --n-layer 1 --n-embd 32 --n-head 2 --n-positions 64 "
               "--num-workers 0 --val-check-interval 2")
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
 def fill(screen: TrainingScreen, **values) -> None:
