@@ -64,8 +64,9 @@ class SettingsChanged(Message):
     """The controls hold a valid set of settings (``settings``) or do not (``problems``)."""
 
     settings: Any  # DecodingSettings, the last valid one
-    problems: list[Any] = field(default_factory=list)  # kolyric.engine.settings.Problem
+    problems: list[Any] = field(default_factory=list)  # settings.Problem / constraints.ConstraintProblem
     preset: str | None = None
+    constraints: Any = None  # kolyric.engine.constraints.LyricConstraints, or None: unconstrained
 
 
 @dataclass
@@ -95,6 +96,16 @@ class AlternativeChosen(Message):
 @dataclass
 class AcceptCandidate(Message):
     slot: int
+
+
+@dataclass
+class DraftAnalysed(Message):
+    """The draft was analysed again (an edit, or new rhyme options)."""
+
+    analysis: Any  # kolyric.korean.Analysis
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, DraftAnalysed)
 
 
 # -- training -----------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class CandidateState:
     full_text: str = ""
     finish_reason: str | None = None  # None while streaming
     seed: int | None = None
+    joiner: str | None = None  # between the prompt and the text; None: a space where the text has one
+    report: Any = None  # the engine's ConstraintReport when the generation was constrained
 
     @property
     def text(self) -> str:
@@ -42,8 +44,8 @@ class CandidateState:
         if self.full_text:
             return self.full_text
         prompt, text = self.prompt.strip(), self.text.strip()
-        joiner = " " if prompt and self.text[:1].isspace() else ""
-        return f"{prompt}{joiner}{text}".strip()
+        joiner = self.joiner if self.joiner is not None else " " if self.text[:1].isspace() else ""
+        return f"{prompt}{joiner if prompt else ''}{text}".strip()
 
 
 @dataclass
@@ -87,7 +89,7 @@ class HistoryEntry:
     at: float = field(default_factory=time.time)
 
 
-def settings_summary(settings: Any, finish_reason: str | None) -> str:
+def settings_summary(settings: Any, finish_reason: str | None, report: Any = None) -> str:
     """One short line describing how a candidate was made."""
     parts = [settings.strategy]
     if settings.strategy == "sample":
@@ -96,9 +98,24 @@ def settings_summary(settings: Any, finish_reason: str | None) -> str:
         parts.append(f"seed {settings.seed}")
     if finish_reason:
         parts.append(finish_reason)
+    if report is not None:
+        parts.append(f"{report.constraints} {report_badge(report)}")
     return " · ".join(parts)
 
 
-def draft_context(lines: list[str], before_line: int) -> tuple[str, ...]:
-    """Non-empty draft lines up to and including ``before_line``, oldest first."""
-    return tuple(line for line in lines[: before_line + 1] if line.strip())
+def report_badge(report: Any) -> str:
+    """A constraint report in a few cells: "✓ 7 ㅏ", "✓ 6 ㅣ / 6 ㅣ", or "✗" when unmet."""
+    if not report.satisfied:
+        return "✗"
+    return "✓ " + " / ".join(f"{line.syllables}" + (f" {line.rhyme}" if line.rhyme else "")
+                             for line in report.lines)
+
+
+def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple[str, ...]:
+    """Non-empty draft lines up to and including ``before_line``, oldest first. When that
+    last line is the prompt itself it is left out: the model sees the line once, not twice
+    (twice, no_repeat_ngram_size would forbid ending it the way the draft does)."""
+    context = [line for line in lines[: before_line + 1] if line.strip()]
+    if context and prompt.strip() and context[-1].strip() == prompt.strip():
+        context.pop()
+    return tuple(context)

@@ -21,7 +21,7 @@ from kolyric.korean.rhyme import (
     rhymes_with,
     syllable_profile,
 )
-from kolyric.korean.sections import Analysis, Section, analyse, parse_sections
+from kolyric.korean.sections import Analysis, Section, analyse, is_header, parse_sections
 
 __all__ = [
     "Analysis",
@@ -33,6 +33,7 @@ __all__ = [
     "decompose",
     "group_rhymes",
     "is_hangul_syllable",
+    "is_header",
     "last_syllables",
     "number_reading",
     "parse_sections",

@@ -62,6 +62,11 @@ def is_blank(line: str) -> bool:
     return not line.strip()
 
 
+def is_header(line: str) -> bool:
+    """Whether ``line`` is a section header such as ``[Verse 1]`` or ``[후렴]``."""
+    return _HEADER_RE.match(line) is not None
+
+
 def parse_sections(text: str) -> list[Section]:
     """Split a draft into sections at header lines; see the module docstring."""
     text = text.removeprefix("\ufeff")

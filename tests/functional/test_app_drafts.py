@@ -45,7 +45,7 @@ async def test_draft_restored_after_unclean_exit(dirs, monkeypatch):
         screen = again.screen
         assert screen.editor.text == "바람이 분다\n너를 보낸다"
         assert screen.prompt_input.value == "다시"
-        assert screen.editor.lyric_gutter.cells(0) == ["  5"]  # 바람이 분다
+        assert screen.editor.lyric_gutter.cells(0) == ["5", "ㅏ"]  # 바람이 분다: 5 syllables, ends in ㅏ
         await wait_until(pilot, lambda: any("Restored" in str(n.message) for n in again._notifications),
                          timeout=10, what="the restore notice")
 
@@ -55,12 +55,12 @@ async def test_syllable_gutter_follows_typing():
     async with app.run_test(size=SIZE) as pilot:
         gutter = app.screen.editor.lyric_gutter
         await pilot.press(*"사랑해")
-        assert gutter.cells(0) == ["  3"]
+        assert gutter.cells(0) == ["3", "ㅐ"]  # syllables, then the rhyme key of the ending
         await pilot.press(*" 2024", "enter", *"la la")
-        assert gutter.cells(0) == ["  8"]  # 사랑해 + 이천이십사
-        assert gutter.cells(1) == ["  2"]
+        assert gutter.cells(0) == ["8", "ㅐ"]  # 사랑해 + 이천이십사
+        assert gutter.cells(1) == ["2", ""]  # no Hangul: no rhyme key
         await pilot.press("enter")
-        assert gutter.cells(2) == [""]  # an empty line shows no count
+        assert gutter.cells(2) == ["", ""]  # an empty line shows no count
 
 
 async def test_corrupt_draft_and_settings_are_renamed_aside(dirs):

@@ -53,6 +53,23 @@ class TestPlayground:
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
 
 
+    @pytest.mark.parametrize("theme", THEMES)
+    def test_sections_and_rhymes(self, snap_compare, theme):
+        """Rhyme keys in the gutter, coloured by group; the sections panel; constraint fields."""
+
+        async def run_before(pilot) -> None:
+            screen = pilot.app.screen
+            await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+            screen.editor.load("[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나\n사랑한다고 말해\n눈물이 흐르네\n\n"
+                               "[후렴]\n다시 올 수 있을까\n돌아와 다오")
+            screen.editor.area.move_cursor((8, 0))
+            await pilot.press("ctrl+t")
+            screen.controls.scroll_end(animate=False)
+            await pilot.pause()
+
+        assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
+
+
 class TestTraining:
     @pytest.mark.parametrize("theme", THEMES)
     def test_form(self, snap_compare, theme):

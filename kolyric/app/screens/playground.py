@@ -18,7 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
 from kolyric.app.drafts import Draft
-from kolyric.app.messages import AcceptCandidate, AlternativeChosen, PresetChosen, SettingsChanged, TokenSelected
+from kolyric.app.messages import (AcceptCandidate, AlternativeChosen, DraftAnalysed, PresetChosen, SettingsChanged,
+                                  TokenSelected)
 from kolyric.app.screens.autosave import AutosaveMixin
 from kolyric.app.screens.streaming import StreamingMixin
 from kolyric.app.session import CandidateState, HistoryEntry, draft_context
@@ -26,6 +27,8 @@ from kolyric.app.widgets.candidates import CandidateCard, CandidateStrip
 from kolyric.app.widgets.controls import ControlsPanel
 from kolyric.app.widgets.editor import LyricsEditor
 from kolyric.app.widgets.inspector import TokenInspector
+from kolyric.app.widgets.sections import SectionsPanel
+from kolyric.engine.constraints import MAX_SYLLABLES
 from kolyric.app.widgets.status import StatusBar
 
 POLARITIES = [("polarity: none", "none"), ("긍정 (positive)", "긍정"), ("부정 (negative)", "부정")]
@@ -39,6 +42,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         Binding("ctrl+o", "accept", "Accept", priority=True),
         Binding("f5", "history", "History"),
         Binding("ctrl+s", "export", "Export .txt", priority=True),
+        Binding("ctrl+t", "target_line", "Target line", priority=True),
     ]
 
     def __init__(self) -> None:
@@ -76,6 +80,8 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
             with Vertical(id="right"):
                 self.controls = ControlsPanel(self.app.preset_name, id="controls")
                 yield self.controls
+                self.sections = SectionsPanel(id="sections")
+                yield self.sections
                 yield TokenInspector(id="inspector")
         yield StatusBar()
         yield Footer(compact=True)
@@ -87,6 +93,8 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
             for widget in self.query("Input, TextArea"):
                 widget.cursor_blink = False
         self.editor.area.focus()
+        # cursor_location is a property over the ``selection`` reactive: watch that
+        self.watch(self.editor.area, "selection", lambda selection: self.sections.set_cursor(selection.end[0]))
 
     def on_unmount(self) -> None:
         if self.run is not None:
@@ -105,6 +113,30 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
     def _edited(self) -> None:
         self.draft_changed()
 
+    def on_draft_analysed(self, message: DraftAnalysed) -> None:
+        self.sections.show(message.analysis, self.editor.cursor_line)
+
+    def action_target_line(self) -> None:
+        """Use the cursor line's syllable count and ending as the constraints' target."""
+        from kolyric.korean import count_syllables, is_header, last_syllables
+
+        if not self.controls.ready:
+            return
+        line = self.editor.lines()[self.editor.cursor_line]
+        if not line.strip() or is_header(line):
+            self.notify("Put the cursor on a lyric line first: its syllables and rhyme become the target.",
+                        severity="warning")
+            return
+        count = count_syllables(line)
+        ending = last_syllables(line, self.controls.rhyme_options.syllables)
+        if not 1 <= count <= MAX_SYLLABLES:
+            self.notify(f"That line has {count} syllables; a target is 1 to {MAX_SYLLABLES}.", severity="warning")
+            return
+        rhymes = len(ending) == self.controls.rhyme_options.syllables
+        self.controls.set_values(syllables=count, pattern="", rhyme=ending if rhymes else "")
+        rhyme = f", rhyming with {ending}" if rhymes else " (too few Hangul syllables to rhyme with)"
+        self.notify(f"Target: {count} syllables{rhyme}.", timeout=4)
+
     # -- generating ----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
@@ -114,7 +146,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
     def _request_parts(self) -> tuple[str, str | None, tuple[str, ...]]:
         prompt = self.prompt_input.value
         polarity = self.polarity_select.value
-        context = draft_context(self.editor.lines(), self.editor.cursor_line)
+        context = draft_context(self.editor.lines(), self.editor.cursor_line, prompt)
         return prompt, polarity if polarity in ("긍정", "부정") else None, context
 
     def action_generate(self) -> None:
@@ -141,6 +173,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         self.query_one("#generate", Button).disabled = bool(message.problems)
         if message.problems:
             return
+        self.editor.set_rhyme_options(self.controls.rhyme_options)
         if self.run is not None:
             self.run.controls.update(message.settings)  # applies from the next token
 
@@ -219,6 +252,8 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         yield SystemCommand("Stop", "Stop the running stream (Esc)", self.action_stop)
         yield SystemCommand("Export draft", "Write the draft to a .txt file (Ctrl+S)", self.action_export)
         yield SystemCommand("History", "Browse this session's candidates (F5)", self.action_history)
+        yield SystemCommand("Target this line", "Generate to the cursor line's syllables and rhyme (Ctrl+T)",
+                            self.action_target_line)
         from kolyric.engine.settings import PRESETS
 
         for name in PRESETS:

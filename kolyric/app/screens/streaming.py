@@ -61,19 +61,23 @@ class StreamingMixin:
         if slot is not None:  # a branch rewrites one candidate: one row, greedy where beams were
             settings = settings.replace(n=1, strategy="greedy" if settings.strategy == "beam" else settings.strategy,
                                         max_length=min(1024, max(settings.max_length, len(forced) + 1)))
-        request = GenerationRequest(prompt, polarity, settings, context=context, forced_ids=forced)
+        constraints = self.controls.constraints
+        request = GenerationRequest(prompt, polarity, settings, context=context, forced_ids=forced,
+                                    constraints=constraints)
         rows = settings.n if settings.strategy != "greedy" else 1
         slots = [slot] if slot is not None else list(range(rows))
         run = StreamRun(request, LiveControls(settings), slots)
         self.run = run
         strip = self.query_one(CandidateStrip)
+        # constrained "next" lines start on a line of their own; otherwise the text continues the prompt
+        joiner = "\n" if constraints is not None and constraints.mode == "next" else None
         if slot is None:
             self.last_request = request
-            self.states = {s: CandidateState(s, prompt) for s in slots}
+            self.states = {s: CandidateState(s, prompt, joiner=joiner) for s in slots}
             strip.show(list(self.states.values()))
             self.query_one(TokenInspector).clear()
         else:
-            self.states[slot] = CandidateState(slot, prompt)
+            self.states[slot] = CandidateState(slot, prompt, joiner=joiner)
             card = strip.card(slot)
             if card is not None:
                 card.state, card.selected = self.states[slot], None
@@ -148,6 +152,7 @@ class StreamingMixin:
             state.full_text = candidate.full_text
             state.finish_reason = candidate.finish_reason
             state.seed = result.settings.seed
+            state.report = candidate.constraint_report
             if not state.tokens and candidate.tokens:  # beam search: tokens come with the result
                 state.tokens = [t for t in candidate.tokens if t.token_id in candidate.token_ids]
                 state.pieces = [t.text for t in state.tokens]
@@ -162,7 +167,7 @@ class StreamingMixin:
             state = self.states[slot]
             if state.accepted_text():
                 self.history.append(HistoryEntry(state.accepted_text(), state.prompt, run.request.polarity,
-                                                 settings_summary(settings, state.finish_reason)))
+                                                 settings_summary(settings, state.finish_reason, state.report)))
 
     def on_stream_failed(self, message: StreamFailed) -> None:
         if self.run is None or self.run.run_id != message.run_id:

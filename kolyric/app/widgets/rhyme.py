@@ -1,0 +1,93 @@
+"""Rhyme in the playground: the gutter's rhyme-key column and the colour of each rhyme group.
+
+Lines whose endings share a rhyme key (``kolyric.korean.rhyme``) form a group; every group of
+two or more lines gets a colour, in the order the groups first appear in the draft, so the
+gutter, the sections panel and the scheme letters agree. A line that rhymes with no other
+line shows its key dimmed. Colours come from the theme's ``rhyme-1`` …
+``rhyme-6`` variables, or from its accent, secondary, success, primary, warning and error
+colours when it has none (Textual's own themes, users' themes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable
+
+RHYME_VARIABLES = tuple(f"rhyme-{n}" for n in range(1, 7))
+FALLBACK_VARIABLES = ("accent", "secondary", "success", "primary", "warning", "error")
+
+
+def group_colours(analysis: Any) -> dict[int, int]:
+    """Colour number (0, 1, 2 …) of each rhyme group with two or more lines, by first appearance."""
+    sizes = Counter(line.group for line in analysis.lines if line.group is not None)
+    numbers: dict[int, int] = {}
+    for line in analysis.lines:
+        if line.group is not None and sizes[line.group] > 1 and line.group not in numbers:
+            numbers[line.group] = len(numbers)
+    return numbers
+
+
+_palettes: dict[str, list[str]] = {}
+
+
+def rhyme_palette(app: Any) -> list[str]:
+    """The theme's rhyme colours as Rich colour strings (cached per theme)."""
+    name = str(getattr(app, "theme", ""))
+    palette = _palettes.get(name)
+    if palette is None:
+        variables = app.get_css_variables()
+        palette = [variables[v] for v in RHYME_VARIABLES if v in variables]
+        if not palette:
+            palette = [variables[v] for v in FALLBACK_VARIABLES if v in variables] or ["yellow", "cyan", "green"]
+        palette = _palettes[name] = [_rich_colour(c) for c in palette]
+    return palette
+
+
+def _rich_colour(css: str) -> str:
+    """A CSS colour (``#RRGGBB``, ``#RRGGBBAA``, ``rgb(…)``, names) as Rich understands it."""
+    from textual.color import Color
+
+    try:
+        return Color.parse(css).hex6
+    except Exception:  # noqa: BLE001 - Textual raises several types for bad colours
+        return "yellow"
+
+
+class RhymeColumn:
+    """The rhyme key of each lyric line's ending ("ㅏ", "ㅏ-ㅗ", "ㅏㄴ" when strict), in its
+    group's colour when another line shares it. Its width follows the rhyme options."""
+
+    name = "rhyme"
+    align = "left"
+
+    def __init__(self, palette: Callable[[], list[str]]) -> None:
+        self.palette = palette
+        self.width = 2
+        self._keys: dict[int, str] = {}
+        self._colour: dict[int, int] = {}
+
+    def prepare(self, analysis: Any) -> None:
+        options = analysis.options
+        # a vowel jamo is two cells wide, a final adds two, keys join syllables with "-"
+        self.width = options.syllables * (4 if options.strict else 2) + options.syllables - 1
+        colours = group_colours(analysis)
+        self._keys, self._colour = {}, {}
+        for line in analysis.lines:
+            if line.rhyme_key:
+                self._keys[line.number - 1] = line.rhyme_key
+            if line.group in colours:
+                self._colour[line.number - 1] = colours[line.group]
+
+    def cell(self, line: str, index: int) -> str:
+        return self._keys.get(index, "")
+
+    def colour(self, index: int) -> int | None:
+        """The colour number of draft line ``index``; None when it rhymes with no other line."""
+        return self._colour.get(index)
+
+    def style(self, line: str, index: int) -> str | None:
+        number = self._colour.get(index)
+        if number is None:
+            return "dim"  # a key no other line shares
+        palette = self.palette()
+        return f"bold {palette[number % len(palette)]}"

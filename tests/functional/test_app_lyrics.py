@@ -1,0 +1,208 @@
+"""Lyric craft in the playground: rhyme keys and colours in the gutter, the sections panel,
+the constraint controls, Ctrl+T (this line as the target) and constrained generation."""
+
+from __future__ import annotations
+
+import pytest
+from rich.style import Style
+
+from kolyric.app.app import KolyricApp
+from kolyric.app.testing import wait_for_model, wait_until
+from kolyric.app.widgets.rhyme import rhyme_palette
+from kolyric.korean import RhymeOptions, count_syllables, rhymes_with
+
+SIZE = (120, 36)
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
+
+# AABB in the verse (다/나 share ㅏ; 해/네 share ㅐ by the ㅐ/ㅔ family), 5-8-7-6,, a chorus whose second
+# line rhymes with the verse's first pair, and a line that rhymes with nothing (ㅗ).
+DRAFT = """[Verse 1]
+바람이 분다
+너를 보낸 그 날에 나
+사랑한다고 말해
+눈물이 흐르네
+
+[후렴]
+다시 올 수 있을까
+돌아와 다오
+"""
+
+
+def new_app(**kwargs) -> KolyricApp:
+    return KolyricApp(cursor_blink=False, **kwargs)
+
+
+async def controls_ready(pilot):
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+    return screen
+
+
+def rhyme_cells(screen) -> list[str]:
+    gutter = screen.editor.lyric_gutter
+    return [gutter.cells(i)[1] for i in range(screen.editor.area.document.line_count)]
+
+
+def rhyme_colours(screen) -> list[int | None]:
+    column = screen.editor.lyric_gutter.columns[1]
+    return [column.colour(i) for i in range(screen.editor.area.document.line_count)]
+
+
+async def test_gutter_shows_rhyme_keys_and_colours_groups():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        await pilot.pause()
+        gutter = screen.editor.lyric_gutter
+        assert [gutter.cells(i)[0] for i in range(10)] == ["", "5", "8", "7", "6", "", "", "7", "5", ""]
+        assert rhyme_cells(screen) == ["", "ㅏ", "ㅏ", "ㅐ", "ㅐ", "", "", "ㅏ", "ㅗ", ""]
+        colours = rhyme_colours(screen)
+        # the ㅏ group (lines 2, 3 and the chorus's first) shares one colour, ㅐ/ㅔ another;
+        # the lone ㅗ line and the headers have none
+        assert colours[1] == colours[2] == colours[7] == 0
+        assert colours[3] == colours[4] == 1
+        assert colours[8] is None and colours[0] is None and colours[6] is None
+        palette = rhyme_palette(app)
+        column = gutter.columns[1]
+        assert Style.parse(column.style("", 1)).color == Style.parse(palette[0]).color
+        assert Style.parse(column.style("", 3)).color == Style.parse(palette[1]).color
+        assert [c.lower() for c in palette[:2]] == ["#8ab4f8", "#7bc97b"]  # the theme's rhyme-1 and rhyme-2
+        # editing a line regroups at once: 다오 -> 다시 (ㅣ) still rhymes with nothing
+        screen.editor.area.replace("다시", (8, 4), (8, 6))
+        await pilot.pause()
+        assert rhyme_cells(screen)[8] == "ㅣ"
+        # and a line that now ends in ㅗ gets no colour until another line shares it
+        screen.editor.area.insert("\n그대 오오", (8, len(screen.editor.lines()[8])))
+        await pilot.pause()
+        assert rhyme_cells(screen)[9] == "ㅗ" and rhyme_colours(screen)[9] is None
+
+
+async def test_rhyme_options_in_the_controls_change_the_keys():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        gutter = screen.editor.lyric_gutter
+        width = gutter.columns[1].width
+        screen.controls.set_values(strict=True, rhyme_syllables=2)
+        await pilot.pause()
+        keys = rhyme_cells(screen)
+        assert keys[1] == "ㅜㄴ-ㅏ"  # 분다: two syllables, finals compared
+        assert keys[2] == "ㅐ-ㅏ"  # 에 나: ㅔ shows as its family, ㅐ
+        assert gutter.columns[1].width > width
+        # strict two-syllable keys split the old ㅏ group: no line of the verse shares 분다's
+        assert rhyme_colours(screen)[1] is None
+        screen.controls.set_values(rhyme_syllables=9)  # invalid: the gutter keeps the last valid options
+        await pilot.pause()
+        assert rhyme_cells(screen)[1] == "ㅜㄴ-ㅏ"
+        assert screen.controls.constraint_rows["rhyme_syllables"].invalid
+
+
+async def test_sections_panel_shows_scheme_and_pattern_and_follows_the_cursor():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        screen.editor.area.move_cursor((2, 0))
+        await pilot.pause()
+        panel = screen.sections
+        rows = str(panel.render()).splitlines()
+        assert len(rows) == 2
+        assert rows[0].startswith("▸ Verse 1") and "AABB" in rows[0] and rows[0].endswith("5-8-7-6")
+        assert rows[1].lstrip().startswith("후렴") and "AB" in rows[1] and rows[1].endswith("7-5")
+        assert panel.border_subtitle == "line 3: 8 syl · rhyme ㅏ (A)"
+        screen.editor.area.move_cursor((8, 0))
+        await pilot.pause()
+        rows = str(panel.render()).splitlines()
+        assert rows[1].startswith("▸ 후렴") and not rows[0].startswith("▸")
+        assert panel.border_subtitle == "line 9: 5 syl · rhyme ㅗ (B)"
+
+
+async def test_constraint_fields_are_validated_and_block_generation():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.controls.set_values(syllables="99", rhyme="abc")
+        await pilot.pause()
+        rows = screen.controls.constraint_rows
+        assert rows["syllables"].invalid and "1 to 40" in str(rows["syllables"].error.render())
+        assert rows["rhyme"].invalid and "Hangul" in str(rows["rhyme"].error.render())
+        assert screen.query_one("#generate").disabled
+        assert {p.field for p in screen.controls.problems} == {"syllables", "rhyme"}
+        screen.controls.set_values(syllables="7", rhyme="랑")
+        await pilot.pause()
+        assert not screen.query_one("#generate").disabled
+        assert screen.controls.constraints.syllables == 7 and screen.controls.constraints.rhyme == "랑"
+        assert "constrained: 7 syllables · rhyme 랑" in str(screen.query_one("#ctl-notes").render())
+        screen.controls.set_values(syllables="", rhyme="")
+        await pilot.pause()
+        assert screen.controls.constraints is None  # nothing asked: generation is unconstrained
+
+
+async def test_target_line_then_constrained_generation_and_accept(tiny_model_dir):
+    app = new_app(model=str(tiny_model_dir), device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_model(pilot)
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        screen.editor.area.move_cursor((3, 2))  # 사랑한다고 말해: 7 syllables, ends in 해
+        await pilot.press("ctrl+t")
+        values = screen.controls.raw_constraints()
+        assert (values["syllables"], values["rhyme"]) == ("7", "해")
+        screen.controls.set_values(strategy="sample", n=3, seed=11, max_length=40)
+        screen.prompt_input.value = "사랑한다고 말해"
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: not screen.streaming, what="the constrained stream")
+        cards = screen.query_one("#candidates").cards()
+        assert len(cards) == 3
+        met = 0
+        for card in cards:
+            state = card.state
+            assert state.report is not None
+            line = state.accepted_text().split("\n")[-1]
+            if state.report.satisfied:
+                met += 1
+                assert "✓" in str(card.border_title)
+                assert count_syllables(line) == 7, line  # recounted here, not taken from the report
+                assert rhymes_with(line, "해", RhymeOptions()), line
+            else:
+                assert "✗" in str(card.border_title)
+        assert met >= 1
+        # accepting puts the prompt line and the new line into the draft, one per line
+        card = next(c for c in cards if c.state.report.satisfied)
+        before = len(screen.editor.lines())
+        screen.editor.area.move_cursor((4, 0))
+        screen.accept(card.slot)
+        lines = screen.editor.lines()
+        assert len(lines) == before + 2
+        assert lines[5:7] == card.state.accepted_text().split("\n")
+        assert "rhyme 해 ✓" in screen.history[-1].summary or any("✓" in h.summary for h in screen.history)
+
+
+async def test_an_unmet_constraint_is_reported_on_the_card(tiny_model_dir):
+    app = new_app(model=str(tiny_model_dir), device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_model(pilot)
+        screen = await controls_ready(pilot)
+        # 30 syllables cannot fit in 4 new tokens of the tiny vocabulary
+        screen.controls.set_values(strategy="greedy", syllables="30", max_length=4)
+        screen.prompt_input.value = "너를"
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: not screen.streaming, what="the stream")
+        card = screen.query_one("#candidates").cards()[0]
+        assert card.state.report is not None and not card.state.report.satisfied
+        assert "✗" in str(card.border_title)
+        assert "✗ " in str(card.render()) and "max_length" in str(card.render())  # the reason, under the text
+
+
+async def test_target_line_on_a_header_or_empty_line_explains(tiny_model_dir):
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        screen.editor.area.move_cursor((0, 0))
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert screen.controls.raw_constraints()["syllables"] == ""
+        assert any("lyric line" in str(n.message) for n in app._notifications)

@@ -1,0 +1,40 @@
+"""The playground's Textual-free parts: the prompt's draft context, rhyme colours, report badges."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from kolyric.app.session import CandidateState, draft_context, report_badge
+from kolyric.app.widgets.rhyme import group_colours
+from kolyric.korean import RhymeOptions, analyse
+
+
+def test_draft_context_keeps_lines_up_to_the_cursor():
+    lines = ["바람이 분다", "", "너를 보낸 날", "다시 만날", "아직 안 쓴 줄"]
+    assert draft_context(lines, 3) == ("바람이 분다", "너를 보낸 날", "다시 만날")
+    assert draft_context(lines, 0) == ("바람이 분다",)
+
+
+def test_draft_context_leaves_out_the_prompt_when_it_is_the_cursor_line():
+    lines = ["바람이 분다", "다시 만날"]
+    assert draft_context(lines, 1, "다시 만날 ") == ("바람이 분다",)
+    assert draft_context(lines, 1, "다른 줄") == ("바람이 분다", "다시 만날")
+    assert draft_context(lines, 0, "다시 만날") == ("바람이 분다",)  # only the last line is compared
+
+
+def test_group_colours_skip_lines_that_rhyme_with_nothing():
+    analysis = analyse("[A]\n가다\n오고\n나다\n\n[B]\n보고\n하늘", RhymeOptions())
+    colours = group_colours(analysis)
+    groups = [line.group for line in analysis.lines]
+    assert colours == {groups[0]: 0, groups[1]: 1}  # ㅏ (가다, 나다) first, then ㅗ (오고, 보고)
+    assert groups[4] not in colours  # 하늘 (ㅡ) is alone
+
+
+def test_report_badge_and_constrained_joiner():
+    line = SimpleNamespace(syllables=7, rhyme="ㅐ")
+    assert report_badge(SimpleNamespace(satisfied=True, lines=[line, line])) == "✓ 7 ㅐ / 7 ㅐ"
+    assert report_badge(SimpleNamespace(satisfied=False, lines=[line])) == "✗"
+    state = CandidateState(0, "너를 사랑해", joiner="\n", pieces=["그대", " 곁에"])
+    assert state.accepted_text() == "너를 사랑해\n그대 곁에"
+    assert CandidateState(0, "너를", pieces=[" 사랑해"]).accepted_text() == "너를 사랑해"
+    assert CandidateState(0, "너를", pieces=["는"]).accepted_text() == "너를는"
