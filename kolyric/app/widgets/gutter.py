@@ -89,11 +89,13 @@ class LyricGutter(Widget):
     def set_analysis(self, analysis: object) -> None:
         """Give the columns that want it the draft's analysis, then repaint (and re-measure:
         a column's width may depend on the rhyme options)."""
+        widths = [c.width for c in self.columns]
         for column in self.columns:
             prepare = getattr(column, "prepare", None)
             if prepare is not None:
                 prepare(analysis)
-        self.refresh(layout=True)
+        # a layout pass only when a width changed: typing must not re-lay out the screen
+        self.refresh(layout=widths != [c.width for c in self.columns])
 
     def cells(self, index: int) -> list[str]:
         """The column texts for draft line ``index`` (for tests and other widgets)."""
