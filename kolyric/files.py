@@ -3,13 +3,16 @@
 A write goes to a temporary file in the target's own folder (``.<name>.*.tmp``), is flushed
 and fsynced, then renamed over the target with ``os.replace`` (atomic on POSIX and Windows),
 and the folder is fsynced so the rename itself survives a crash. A failure at any point
-leaves the previous file untouched and removes the temporary one.
+leaves the previous file untouched and removes the temporary one. A process killed mid-write
+(``kill -9``, power loss) cannot remove its temporary file: ``sweep_stale_temps`` does, at the
+next start, once the file is old enough that no live writer can own it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -53,3 +56,27 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+STALE_AFTER_S = 60.0  # a live atomic write holds its temp file for milliseconds, not a minute
+
+
+def sweep_stale_temps(directory: str | os.PathLike, name: str = "*",
+                      older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the temporary files ``atomic_write`` left in ``directory`` (for target ``name``, or
+    any) when a process died mid-write; only files older than ``older_than_s``. Returns what
+    was removed; never raises (a folder that cannot be listed is simply skipped)."""
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        candidates = list(Path(directory).glob(f".{name}.*.tmp"))
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime > older_than_s:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kolyric.app.files import atomic_write_text, quarantine
+from kolyric.files import sweep_stale_temps
 
 APP_NAME = "kolyric"
 SETTINGS_FILE = "settings.toml"
@@ -93,6 +94,7 @@ def check_values(values: dict[str, Any]) -> list[str]:
 
 def load_config(path: Path) -> tuple[AppConfig, list[str]]:
     """The config in ``path`` (defaults when absent), and notices for the user."""
+    sweep_stale_temps(path.parent, path.name)  # left by a save that was killed mid-write
     if not path.exists():
         return AppConfig(), []
     try:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kolyric.app.files import atomic_write_text, quarantine
+from kolyric.files import sweep_stale_temps
 
 DRAFT_FILE = "draft.json"
 FORMAT = "kolyric-draft"
@@ -63,6 +64,7 @@ class DraftStore:
 
     def load(self) -> tuple[Draft | None, list[str]]:
         """The saved draft (None when there is none or it was unreadable) and notices."""
+        sweep_stale_temps(self.directory, DRAFT_FILE)  # left by a save that was killed mid-write
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:

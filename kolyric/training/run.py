@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kolyric.engine.loading import DEFAULT_MODEL
+from kolyric.files import sweep_stale_temps
 from kolyric.training.scratch import TOKENIZER_KINDS
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
@@ -234,6 +235,9 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     started = time.perf_counter()
     out = Path(config.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+    for stale in sweep_stale_temps(out):  # checkpoint writes of a run that was killed mid-save
+        message = f"removed {stale.name}, left by an interrupted checkpoint write"
+        events.emit("phase", phase="warning", message=message, say=message)
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if config.num_workers == 0 else "false")

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,12 @@ def test_events_are_json_lines_with_the_documented_fields(scratch):
 def test_resume_continues_the_step_count(scratch, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(scratch[0], out)
+    torn = out / ".last.ckpt.x7q2.tmp"  # what a run killed mid-save leaves: swept, with a warning
+    torn.write_bytes(b"PK\x03\x04 torn")
+    os.utime(torn, (time.time() - 3600,) * 2)
     result, events = run(out, resume="last", epochs=4)
+    assert not torn.exists()
+    assert any(".last.ckpt.x7q2.tmp" in e.get("message", "") for e in of(events, "phase"))
     steps = [e["step"] for e in of(events, "step")]
     assert steps[0] == 3 * STEPS_PER_EPOCH + 1 and steps[-1] == 4 * STEPS_PER_EPOCH
     assert torch.load(result.last_ckpt, weights_only=True)["global_step"] == 4 * STEPS_PER_EPOCH
