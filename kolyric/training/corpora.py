@@ -23,6 +23,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 POSITIVE, NEGATIVE = "긍정", "부정"
 NSMC_LABELS = {"0": NEGATIVE, "1": POSITIVE}
@@ -164,7 +165,11 @@ def _read_txt(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
     return songs, skipped
 
 
-def _read_tsv(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
+def _read_rows(path: Path, skip_bad: bool,
+               parse: Callable[[int, str], "Example | str | None"]) -> tuple[list[Example], int]:
+    """The row loop of the ``.tsv`` and ``.jsonl`` readers. ``parse(number, line)`` returns an
+    Example, None for a row to pass over (a header), or a string naming what is wrong; a bad
+    row is an error naming file and line, or skipped and counted with ``skip_bad``."""
     examples: list[Example] = []
     skipped = 0
     for number, line in _lines(path, skip_bad=skip_bad):
@@ -173,56 +178,53 @@ def _read_tsv(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
             continue
         if not line.strip():
             continue
-        parts = line.split("\t")
-        if number == 1 and [p.strip().lower() for p in parts] in (["text"], ["text", "polarity"]):
-            continue  # header
-        problem = None
-        if len(parts) > 2:
-            problem = f"expected 'text' or 'text<TAB>polarity', got {len(parts)} columns"
-        elif not parts[0].strip():
-            problem = "the text column is empty"
-        elif len(parts) == 2 and parts[1].strip().lower() not in _POLARITY_WORDS:
-            problem = f"polarity must be 긍정, 부정 or empty, got {parts[1].strip()!r}"
-        if problem:
+        parsed = parse(number, line)
+        if isinstance(parsed, str):
             if skip_bad:
                 skipped += 1
                 continue
-            raise CorpusError(f"{path}:{number}: {problem}")
-        polarity = _POLARITY_WORDS[parts[1].strip().lower()] if len(parts) == 2 else None
-        examples.append(Example(parts[0].strip(), polarity))
+            raise CorpusError(f"{path}:{number}: {parsed}")
+        if parsed is not None:
+            examples.append(parsed)
     return examples, skipped
+
+
+def _read_tsv(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
+    return _read_rows(path, skip_bad, _tsv_row)
+
+
+def _tsv_row(number: int, line: str) -> Example | str | None:
+    parts = line.split("\t")
+    if number == 1 and [p.strip().lower() for p in parts] in (["text"], ["text", "polarity"]):
+        return None  # header
+    if len(parts) > 2:
+        return f"expected 'text' or 'text<TAB>polarity', got {len(parts)} columns"
+    if not parts[0].strip():
+        return "the text column is empty"
+    if len(parts) == 2 and parts[1].strip().lower() not in _POLARITY_WORDS:
+        return f"polarity must be 긍정, 부정 or empty, got {parts[1].strip()!r}"
+    polarity = _POLARITY_WORDS[parts[1].strip().lower()] if len(parts) == 2 else None
+    return Example(parts[0].strip(), polarity)
 
 
 def _read_jsonl(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
-    examples: list[Example] = []
-    skipped = 0
-    for number, line in _lines(path, skip_bad=skip_bad):
-        if line is None:
-            skipped += 1
-            continue
-        if not line.strip():
-            continue
-        problem = None
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            row, problem = None, f"not valid JSON ({exc.msg}, column {exc.colno})"
-        except RecursionError:
-            row, problem = None, "not valid JSON (nested too deeply)"
-        if problem is None:
-            if not isinstance(row, dict):
-                problem = f"expected a JSON object, got {type(row).__name__}"
-            elif not isinstance(row.get("text"), str) or not row["text"].strip():
-                problem = "'text' must be a non-empty string"
-            elif row.get("polarity") not in (POSITIVE, NEGATIVE, None):
-                problem = f"'polarity' must be \"긍정\", \"부정\" or null, got {row['polarity']!r}"
-        if problem:
-            if skip_bad:
-                skipped += 1
-                continue
-            raise CorpusError(f"{path}:{number}: {problem}")
-        examples.append(Example(row["text"].strip(), row.get("polarity")))
-    return examples, skipped
+    return _read_rows(path, skip_bad, _jsonl_row)
+
+
+def _jsonl_row(number: int, line: str) -> Example | str:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg}, column {exc.colno})"
+    except RecursionError:
+        return "not valid JSON (nested too deeply)"
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    if not isinstance(row.get("text"), str) or not row["text"].strip():
+        return "'text' must be a non-empty string"
+    if row.get("polarity") not in (POSITIVE, NEGATIVE, None):
+        return f"'polarity' must be \"긍정\", \"부정\" or null, got {row['polarity']!r}"
+    return Example(row["text"].strip(), row.get("polarity"))
 
 
 def _lines(path: Path, *, skip_bad: bool = False):
