@@ -28,14 +28,16 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True)
 class Draft:
-    """What is saved: the lyrics, and the prompt line and polarity beside them."""
+    """What is saved: the lyrics, and the prompt line, polarity and constraint fields beside them."""
 
     text: str = ""
     prompt: str = ""
     polarity: str | None = None
+    constraints: tuple[tuple[str, str], ...] = ()  # the lyric-constraint fields as typed (name, value)
 
     def to_json(self) -> str:
-        data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self)}
+        data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self),
+                "constraints": dict(self.constraints)}
         text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
         return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
@@ -50,7 +52,11 @@ class Draft:
             raise ValueError("text and prompt must be strings")
         if polarity not in (None, "긍정", "부정"):
             raise ValueError(f"unknown polarity {polarity!r}")
-        return cls(text=text, prompt=prompt, polarity=polarity)
+        constraints = data.get("constraints") or {}  # absent in drafts saved before constraints existed
+        if not isinstance(constraints, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                        for k, v in constraints.items()):
+            raise ValueError("constraints must map field names to strings")
+        return cls(text=text, prompt=prompt, polarity=polarity, constraints=tuple(constraints.items()))
 
 
 class DraftStore:
@@ -91,6 +97,16 @@ class DraftStore:
             atomic_write_text(self.path, draft.to_json())
             self._written_seq = seq
             return True
+
+
+def export_record(path: Path, record: dict) -> Path:
+    """Write ``record`` (how the exported lines were made) as JSON beside the exported text:
+    ``song.txt`` -> ``song.kolyric.json``. Atomic; returns the absolute path."""
+    path = Path(path).expanduser().resolve()
+    target = path.with_name(f"{path.stem}.kolyric.json")
+    text = json.dumps(record, ensure_ascii=False, indent=1) + "\n"
+    atomic_write_text(target, _LONE_SURROGATE.sub("\ufffd", text))
+    return target
 
 
 def export_text(path: Path, text: str) -> Path:

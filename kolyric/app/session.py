@@ -87,6 +87,20 @@ class HistoryEntry:
     summary: str  # "sample · seed 7 · eos"
     accepted: bool = False
     at: float = field(default_factory=time.time)
+    # what made it, to save with the text (export) and to make it again
+    settings: dict[str, Any] | None = None  # DecodingSettings.to_dict(), with the seed used
+    candidate: int = 0  # its index among the run's candidates (candidate i samples with seed + i)
+    context: tuple[str, ...] = ()  # the draft lines the model saw before the prompt
+    constraints: dict[str, Any] | None = None
+    forced_ids: tuple[int, ...] = ()  # tokens chosen in the inspector (a branch)
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "prompt": self.prompt, "polarity": self.polarity, "context": list(self.context),
+                "summary": self.summary, "accepted": self.accepted,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.at)), "model": self.model,
+                "settings": self.settings, "candidate": self.candidate, "constraints": self.constraints,
+                "forced_ids": list(self.forced_ids)}
 
 
 def settings_summary(settings: Any, finish_reason: str | None, report: Any = None) -> str:

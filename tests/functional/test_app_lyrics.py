@@ -206,3 +206,61 @@ async def test_target_line_on_a_header_or_empty_line_explains(tiny_model_dir):
         await pilot.pause()
         assert screen.controls.raw_constraints()["syllables"] == ""
         assert any("lyric line" in str(n.message) for n in app._notifications)
+
+
+async def test_constraint_fields_are_saved_with_the_draft_and_restored():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.controls.set_values(syllables="8", rhyme="랑", strict=True, scheme="AABB", lines="4")
+        await wait_until(pilot, lambda: app.status_draft == "draft saved", what="the autosave")
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        await pilot.pause()
+        values = screen.controls.raw_constraints()
+        assert (values["syllables"], values["rhyme"], values["strict"], values["scheme"], values["lines"]) == \
+            ("8", "랑", "on", "AABB", "4")
+        made = screen.controls.constraints
+        assert made is not None and (made.syllables, made.rhyme, made.strict, made.n_lines) == (8, "랑", True, 4)
+        assert screen.editor.rhyme_options.strict  # the gutter follows the restored options
+
+
+async def test_export_writes_how_each_accepted_line_was_made(tiny_model_dir, dirs):
+    import json
+
+    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.loading import load_model
+    from kolyric.engine.settings import DecodingSettings
+    from kolyric.engine.stream import GenerationRequest, Generator
+
+    app = new_app(model=str(tiny_model_dir), device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_model(pilot)
+        screen = await controls_ready(pilot)
+        screen.editor.load("바람이 분다\n너를 보낸 날")
+        screen.editor.area.move_cursor((1, 0))
+        screen.controls.set_values(strategy="sample", n=2, seed=5, max_length=12, syllables="6")
+        screen.prompt_input.value = "다시 만날"
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: not screen.streaming, what="the stream")
+        screen.editor.area.move_cursor((1, 0))
+        screen.accept(1)  # the second candidate: sampled with seed 5 + 1
+        await pilot.press("ctrl+s")
+        screen_export = app.screen
+        screen_export.query_one("#export-path").value = str(dirs / "song")
+        await pilot.press("enter")
+        accepted_text = screen.history[-1].text if screen.history[-1].accepted else None
+    assert (dirs / "song.txt").read_text(encoding="utf-8").startswith("바람이 분다\n너를 보낸 날\n")
+    record = json.loads((dirs / "song.kolyric.json").read_text(encoding="utf-8"))
+    assert record["format"] == "kolyric-export" and record["model"] == str(tiny_model_dir)
+    [line] = record["accepted"]
+    assert line["candidate"] == 1 and line["settings"]["seed"] == 5 and line["settings"]["n"] == 2
+    assert line["context"] == ["바람이 분다", "너를 보낸 날"] and line["constraints"]["syllables"] == 6
+    assert accepted_text is not None and line["text"] == accepted_text
+    # the record is enough to make the same line again, outside the app
+    generator = Generator(load_model(record["model"], device="cpu"))
+    again = generator.generate(GenerationRequest(
+        line["prompt"], line["polarity"], DecodingSettings.from_dict(line["settings"]),
+        context=tuple(line["context"]), constraints=LyricConstraints.from_dict(line["constraints"])))
+    assert again.candidates[line["candidate"]].full_text == line["text"]

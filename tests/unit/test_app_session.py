@@ -38,3 +38,18 @@ def test_report_badge_and_constrained_joiner():
     assert state.accepted_text() == "너를 사랑해\n그대 곁에"
     assert CandidateState(0, "너를", pieces=[" 사랑해"]).accepted_text() == "너를 사랑해"
     assert CandidateState(0, "너를", pieces=["는"]).accepted_text() == "너를는"
+
+
+def test_drafts_round_trip_constraints_and_older_drafts_still_load():
+    import json
+
+    import pytest
+
+    from kolyric.app.drafts import Draft
+
+    draft = Draft("바람이 분다", "다시", "긍정", (("syllables", "8"), ("rhyme", "랑")))
+    assert Draft.from_json(draft.to_json()) == draft
+    old = json.dumps({"format": "kolyric-draft", "version": 1, "text": "가", "prompt": "", "polarity": None})
+    assert Draft.from_json(old) == Draft("가")  # saved before constraints existed
+    with pytest.raises(ValueError, match="constraints"):
+        Draft.from_json(json.dumps({"format": "kolyric-draft", "text": "", "constraints": {"syllables": 8}}))

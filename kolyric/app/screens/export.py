@@ -1,4 +1,6 @@
-"""Export the draft to a plain .txt file; a failure is shown in the dialog, which stays open."""
+"""Export the draft to a plain .txt file, with how it was made in a ``.kolyric.json`` beside it
+(model, controls, and each accepted line's settings and seed). A failure is shown in the
+dialog, which stays open."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from kolyric.app.drafts import export_text
+from kolyric.app.drafts import export_record, export_text
 from kolyric.app.files import describe_os_error
 
 
@@ -25,10 +27,11 @@ class ExportScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, text: str, path: str | None = None) -> None:
+    def __init__(self, text: str, path: str | None = None, record: dict | None = None) -> None:
         super().__init__()
         self.text = text
         self.path = path or default_export_path()
+        self.record = record
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -56,8 +59,10 @@ class ExportScreen(ModalScreen[str | None]):
             path = path.with_suffix(".txt")
         try:
             written = export_text(path, self.text)
+            record = export_record(written, self.record) if self.record is not None else None
         except OSError as exc:
             error.update(f"Could not write {path}: {describe_os_error(exc)}")
             return
-        self.notify(f"Exported to {written}", title="Draft exported")
+        also = f"; how it was made: {record.name}" if record is not None else ""
+        self.notify(f"Exported to {written}{also}", title="Draft exported")
         self.dismiss(str(written))

@@ -8,6 +8,7 @@ typing in the draft stays instant while a stream runs.
 
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 from textual import on
@@ -78,7 +79,8 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
                 yield CandidateStrip(Static("Generated lines appear here, token by token.",
                                             classes="placeholder"), id="candidates")
             with Vertical(id="right"):
-                self.controls = ControlsPanel(self.app.preset_name, id="controls")
+                self.controls = ControlsPanel(self.app.preset_name, constraints=dict(draft.constraints),
+                                              id="controls")
                 yield self.controls
                 self.sections = SectionsPanel(id="sections")
                 yield self.sections
@@ -105,7 +107,8 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
     def current_draft(self) -> Draft:
         # Widget references, not queries: this also runs at unmount, when queries find nothing.
         polarity = self.polarity_select.value
-        return Draft(self.editor.text, self.prompt_input.value, polarity if polarity in ("긍정", "부정") else None)
+        return Draft(self.editor.text, self.prompt_input.value, polarity if polarity in ("긍정", "부정") else None,
+                     tuple(self.controls.changed_constraints().items()))
 
     @on(TextArea.Changed)
     @on(Input.Changed, "#prompt")
@@ -171,6 +174,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
     # -- controls, tokens, accepting -------------------------------------------------------------
     def on_settings_changed(self, message: SettingsChanged) -> None:
         self.query_one("#generate", Button).disabled = bool(message.problems)
+        self.draft_changed()  # the constraint fields are saved with the draft
         if message.problems:
             return
         self.editor.set_rhyme_options(self.controls.rhyme_options)
@@ -245,7 +249,22 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
     def action_export(self) -> None:
         from kolyric.app.screens.export import ExportScreen
 
-        self.app.push_screen(ExportScreen(self.editor.text))
+        self.app.push_screen(ExportScreen(self.editor.text, record=self.export_record()))
+
+    def export_record(self) -> dict:
+        """How the draft was made, written beside an export: the model, the current controls,
+        and every accepted line with the settings, seed and context that made it."""
+        draft = self.current_draft()
+        constraints = self.controls.constraints
+        return {
+            "format": "kolyric-export", "version": 1,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "model": self.app.host.spec, "model_description": self.app.host.description,
+            "prompt": draft.prompt, "polarity": draft.polarity,
+            "settings": self.controls.settings.to_dict(),
+            "constraints": constraints.to_dict() if constraints is not None else None,
+            "accepted": [entry.to_dict() for entry in self.history if entry.accepted],
+        }
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Generate", "Continue the prompt line (Ctrl+G)", self.action_generate)

@@ -163,11 +163,16 @@ class StreamingMixin:
                                     f"({result.tokens_per_s:.1f} tok/s)")
 
     def _record(self, run: StreamRun, settings: Any) -> None:
-        for slot in run.slots:
+        request = run.request
+        constraints = request.constraints.to_dict() if request.constraints is not None else None
+        for i, slot in enumerate(run.slots):
             state = self.states[slot]
             if state.accepted_text():
-                self.history.append(HistoryEntry(state.accepted_text(), state.prompt, run.request.polarity,
-                                                 settings_summary(settings, state.finish_reason, state.report)))
+                self.history.append(HistoryEntry(
+                    state.accepted_text(), state.prompt, request.polarity,
+                    settings_summary(settings, state.finish_reason, state.report),
+                    settings=settings.to_dict(), candidate=i, context=tuple(request.context),
+                    constraints=constraints, forced_ids=tuple(request.forced_ids), model=self.app.host.spec))
 
     def on_stream_failed(self, message: StreamFailed) -> None:
         if self.run is None or self.run.run_id != message.run_id:

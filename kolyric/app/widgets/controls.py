@@ -97,8 +97,12 @@ class ControlsPanel(VerticalScroll):
     ControlsPanel .ctl-heading { color: $primary; text-style: bold; margin-top: 1; }
     """
 
-    def __init__(self, preset_name: str, *, id: str | None = None) -> None:
+    def __init__(self, preset_name: str, *, constraints: dict[str, str] | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
+        known = {spec.name for spec in CONSTRAINT_FIELDS}
+        # the constraint fields as the draft saved them (unknown names from other versions dropped)
+        self.initial_constraints = {k: v for k, v in (constraints or {}).items() if k in known}
         self.border_title = "Controls"
         try:
             self.settings = preset(preset_name)
@@ -128,7 +132,10 @@ class ControlsPanel(VerticalScroll):
                                        placeholder="random" if spec.optional else spec.describe_range(),
                                        choices=spec.choices)
         for spec in CONSTRAINT_FIELDS:
-            self.constraint_rows[spec.name] = FieldRow(spec.name, spec.label, spec.default, help=spec.help,
+            value = self.initial_constraints.get(spec.name, spec.default)
+            if spec.choices and value not in spec.choices:
+                value = spec.default
+            self.constraint_rows[spec.name] = FieldRow(spec.name, spec.label, value, help=spec.help,
                                                        prefix="ctl", placeholder=spec.placeholder,
                                                        choices=spec.choices)
         self.mount_all([*self.rows.values(), Label("lyric constraints", classes="ctl-heading"),
@@ -138,6 +145,8 @@ class ControlsPanel(VerticalScroll):
                 if isinstance(row.control, Input):
                     row.control.cursor_blink = False
         self.ready = True
+        if self.initial_constraints:  # restored from the draft: check them and make them current
+            self.validate()
 
     # -- reading and checking ------------------------------------------------------------------
     def raw_values(self) -> dict[str, Any]:
@@ -145,6 +154,13 @@ class ControlsPanel(VerticalScroll):
 
     def raw_constraints(self) -> dict[str, Any]:
         return {name: row.raw_value for name, row in self.constraint_rows.items()}
+
+    def changed_constraints(self) -> dict[str, str]:
+        """The constraint fields that differ from their defaults, as typed (what a draft saves)."""
+        if not self.ready:
+            return dict(self.initial_constraints)
+        return {spec.name: str(value) for spec in CONSTRAINT_FIELDS
+                if (value := self.constraint_rows[spec.name].raw_value) not in (spec.default, None)}
 
     def all_rows(self) -> dict[str, FieldRow]:
         return {**self.rows, **self.constraint_rows}
