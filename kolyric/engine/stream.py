@@ -3,8 +3,11 @@
 ``Generator.stream`` runs its own decoding loop over the model's forward pass with a KV
 cache instead of ``model.generate``: the loop must check a cancel flag every step, pick up a
 settings change from the next token, report each token's top-5 alternatives, and let lyric
-constraints see every step. The logits processing itself is transformers' own processors
-and warpers (``LogitsProcessorList``), in the order ``generate`` applies them.
+constraints see every step. The logits processing is transformers' processors and warpers, in
+the order ``generate`` applies them, except where an exact equivalent in
+``kolyric.engine.processors`` was measured to be much cheaper (repetition penalty, no-repeat
+n-grams, minimum length, top-k/top-p): with int8 weights a step's forward pass takes ~6 ms on a
+CPU and the rest of the step must stay under 10% of it.
 
 Greedy and sampling stream token by token (several sampled candidates run as one batch).
 Beam search runs through ``model.generate`` and emits its tokens when the search ends:
@@ -23,6 +26,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
+from kolyric.engine import processors as lean
 from kolyric.engine.prompt import UNK_SHOWN, clean_output, clean_piece, line_separator, normalize_polarity, \
     prefix_text, prompt_body
 from kolyric.engine.settings import DecodingSettings
@@ -210,27 +214,27 @@ class Generator:
 
     # -- greedy and sampling ----------------------------------------------------------------------
     def _processors(self, settings: DecodingSettings, prompt_len: int, constraint_state: Any) -> Any:
-        from transformers.generation.logits_process import (
-            MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor,
-            RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-        procs = _ProcessorChain()  # a LogitsProcessorList without its per-step signature checks
+        # kolyric.engine.processors' exact equivalents of transformers' processors where those
+        # were measured to cost a step 40-100 µs each (see that module); transformers' own
+        # elsewhere. The chain is a LogitsProcessorList without its per-step signature checks.
+        procs = lean.ProcessorChain()
         if settings.repetition_penalty != 1.0:
-            procs.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+            procs.append(lean.RepetitionPenalty(float(settings.repetition_penalty)))
         if settings.no_repeat_ngram_size > 0:
-            procs.append(NoRepeatNGramLogitsProcessor(settings.no_repeat_ngram_size))
+            procs.append(lean.NoRepeatNGram(settings.no_repeat_ngram_size))
         if settings.min_length > 0 and self.eos_id is not None:
-            procs.append(_MinNewTokens(MinNewTokensLengthLogitsProcessor(prompt_len, settings.min_length, self.eos_id,
-                                                                         device=str(self.model.device))))
+            procs.append(lean.MinNewTokens(prompt_len, settings.min_length, self.eos_id))
         if constraint_state is not None:
             procs.append(constraint_state.processor)
         if settings.strategy == "sample":
             if settings.temperature != 1.0:
                 procs.append(TemperatureLogitsWarper(settings.temperature))
             if settings.top_k > 0 and settings.top_p < 1.0:  # top-p sorts only the top-k survivors
-                procs.append(_TopKThenTopP(TopKLogitsWarper(settings.top_k), TopPLogitsWarper(settings.top_p)))
+                procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p))
             elif settings.top_k > 0:
-                procs.append(TopKLogitsWarper(settings.top_k))
+                procs.append(lean.TopK(settings.top_k))
             elif settings.top_p < 1.0:
                 procs.append(TopPLogitsWarper(settings.top_p))
         return procs
@@ -283,30 +287,19 @@ class Generator:
                 past = getattr(out, self._cache_name)
                 logits = out.logits[:, -1, :].float()
                 raw_probs = torch.softmax(logits, dim=-1)
-                scores = procs(seqs, logits)
+                top_ps, top_ids = lean.top_k(raw_probs, TOP_ALTERNATIVES)
+                # the processors may change ``logits`` in place: it is not used after this
                 if step < len(forced):
                     next_ids = torch.full((rows,), forced[step], dtype=torch.long, device=device)
                 elif settings.strategy == "greedy":
-                    next_ids = scores.argmax(dim=-1)
+                    next_ids = lean.argmax(procs(seqs, logits))
                 else:
-                    probs = torch.softmax(scores, dim=-1)
-                    bad = ~(probs.sum(dim=-1) > 0)  # NaN (all -inf) or all zero: every token masked
-                    if bool(bad.any()):  # every token masked (e.g. by a constraint): end that row
-                        probs[bad] = 0.0
-                        probs[bad, self.eos_id] = 1.0
-                    # Under top-k only k tokens can be drawn (a few more on ties at the k-th score):
-                    # drawing among the 2k most likely is the same distribution, without a random
-                    # number per vocabulary entry (~1 ms at 51,200).
-                    k = 2 * settings.top_k if 0 < 2 * settings.top_k < probs.shape[-1] else 0
-                    pool_p, pool_ids = probs.topk(k, dim=-1) if k else (probs, None)
-                    picks = [torch.multinomial(pool_p[i:i + 1], 1, generator=rngs[i]).view(1) for i in range(rows)]
-                    next_ids = torch.cat([pool_ids[i, p] for i, p in enumerate(picks)] if k else picks)
+                    next_ids = self._sample(procs, seqs, logits, settings, rngs)
                 done_rows = [i for i in range(rows) if finish[i]]
                 if done_rows:
                     next_ids[done_rows] = self.pad_id
-                top = torch.topk(raw_probs, TOP_ALTERNATIVES, dim=-1)
                 chosen_p = raw_probs.gather(1, next_ids.unsqueeze(1)).squeeze(1).tolist()
-                top_ids, top_ps = top.indices.tolist(), top.values.tolist()
+                top_ids, top_ps = top_ids.tolist(), top_ps.tolist()
                 next_list = next_ids.tolist()
                 seqs = torch.cat([seqs, next_ids.unsqueeze(1)], dim=1)
                 step_input = next_ids.unsqueeze(1)
@@ -337,6 +330,30 @@ class Generator:
             candidates.append(self._candidate(request, ids, tokens[i], finish[i] or "length", report))
         new_tokens = sum(len(t) for t in tokens)
         yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
+
+    def _sample(self, procs: Any, seqs: Any, logits: Any, settings: DecodingSettings, rngs: list) -> Any:
+        """One token per row, drawn from the processed scores with each row's generator."""
+        import torch
+
+        scores, pool_ids = procs.pool(seqs, logits)
+        if pool_ids is None and 0 < 2 * settings.top_k < scores.shape[-1]:
+            # Top-k with a tie at the k-th score keeps a few more than k tokens: drawing among the
+            # 2k most likely is the same distribution, without a random number per vocabulary
+            # entry (~1 ms at 51,200).
+            scores, pool_ids = lean.top_k(scores, 2 * settings.top_k)
+        probs = torch.softmax(scores, dim=-1)
+        bad = ~(probs.sum(dim=-1) > 0)  # NaN (all -inf) or all zero: every token masked
+        if bool(bad.any()):  # every token masked (e.g. by a constraint): end that row
+            probs[bad] = 0.0
+            probs[bad, 0] = 1.0
+            if pool_ids is None:
+                pool_ids = torch.arange(scores.shape[-1], device=scores.device).expand_as(scores)
+            pool_ids = pool_ids.clone()
+            pool_ids[bad, 0] = self.eos_id
+        picks = [torch.multinomial(probs[i:i + 1], 1, generator=rngs[i]).view(1) for i in range(len(rngs))]
+        if pool_ids is None:
+            return torch.cat(picks)
+        return torch.cat([pool_ids[i, p] for i, p in enumerate(picks)])
 
     def _forward_kwargs(self, past: Any) -> dict:
         """The cache argument under this transformers version's name (``cache`` since 5.x, before
@@ -432,51 +449,6 @@ class Generator:
         return [TokenInfo(t, self._token_text(t), p, tuple(Alternative(a, self._token_text(a), q)
                                                           for a, q in zip(ai, qi)))
                 for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())]
-
-
-class _ProcessorChain(list):
-    """Logits processors applied in order, as ``LogitsProcessorList`` applies them, minus the
-    ``inspect.signature`` it runs on every processor at every step (~0.1 ms each): processors
-    here take (input_ids, scores) only."""
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        for processor in self:
-            scores = processor(input_ids, scores)
-        return scores
-
-
-class _MinNewTokens:
-    """transformers' MinNewTokensLengthLogitsProcessor, giving the same scores, without building
-    an end-token mask over the whole vocabulary every step (~0.3 ms at 51,200 entries)."""
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        scores = scores.clone()
-        if input_ids.shape[-1] - self.inner.prompt_length_to_skip < self.inner.min_new_tokens:
-            scores[:, self.inner.eos_token_id] = -float("inf")
-        return scores
-
-
-class _TopKThenTopP:
-    """transformers' TopKLogitsWarper then TopPLogitsWarper, giving the same scores, with
-    top-p's sort over the top-k survivors instead of the whole vocabulary (~3 ms a token at
-    51,200 entries; top-p only ever removes tokens that top-k left in)."""
-
-    def __init__(self, top_k: Any, top_p: Any):
-        self.top_k, self.top_p = top_k, top_p
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        k = min(self.top_k.top_k, scores.shape[-1])
-        if k == scores.shape[-1]:
-            return self.top_p(input_ids, scores)
-        kept, ids = scores.topk(k + 1, dim=-1)
-        if bool((kept[:, k] == kept[:, k - 1]).any()):  # a tie at the k-th score: top-k keeps them all
-            return self.top_p(input_ids, self.top_k(input_ids, scores))
-        return torch.full_like(scores, -float("inf")).scatter_(-1, ids[:, :k], self.top_p(input_ids, kept[:, :k]))
 
 
 class _Detokenizer:

@@ -72,12 +72,16 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
     """Per-token milliseconds of the decoding steps after the first, split by where they go.
 
     The forward pass is timed by wrapping what the loop calls (the model, or the ONNX Runtime
-    decoder), the processors by wrapping the list the loop builds, the detokenizer by wrapping
-    its ``push``; the rest is the step's remainder.
+    decoder), each logits processor by wrapping it inside the chain the loop builds (its
+    ``pool`` too: the top-k that hands sampling its survivors), the detokenizer by wrapping its
+    ``push``; the rest is the step's remainder (softmax, top-5, argmax or sampling, bookkeeping,
+    the event itself). ``per_processor_us`` has each processor's microseconds per token.
     """
+    from kolyric.engine import processors as lean
     from kolyric.engine import stream as stream_mod
 
-    forward, procs, detok = _Timer(), _Timer(), _Timer()
+    forward, detok = _Timer(), _Timer()
+    per_processor: dict[str, _Timer] = {}
     model = generator.model
     decoder = getattr(model, "kolyric_decoder", None)
     inner = decoder if decoder is not None else model
@@ -89,19 +93,28 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
         forward.calls += 1
         return out
 
-    class TimedProcessors(list):
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
+    class Timed:
+        """One processor, timed; ``pool`` is there only when the processor has one."""
+
+        def __init__(self, processor: Any):
+            self.processor = processor
+            self.timer = per_processor.setdefault(type(processor).__name__, _Timer())
+
+        def _timed(self, fn: Any, *args: Any) -> Any:
             t = bg.clock()
-            out = self.inner(input_ids, scores)
-            procs.total += bg.clock() - t
-            procs.calls += 1
+            out = fn(*args)
+            self.timer.total += bg.clock() - t
+            self.timer.calls += 1
             return out
 
-        @classmethod
-        def around(cls, inner: Any) -> "TimedProcessors":
-            timed = cls(inner)  # still a list of the processors, for anything that looks inside
-            timed.inner = inner
-            return timed
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            return self._timed(self.processor, input_ids, scores)
+
+        def __getattr__(self, name: str) -> Any:
+            if name != "pool":
+                raise AttributeError(name)
+            pool = self.processor.pool  # AttributeError when it has none
+            return lambda input_ids, scores: self._timed(pool, input_ids, scores)
 
     original_processors = generator._processors
     original_push = stream_mod._Detokenizer.push
@@ -114,16 +127,17 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
         return out
 
     model.kolyric_decoder = timed_forward  # what the loop calls for each step
-    generator._processors = lambda *a, **k: TimedProcessors.around(original_processors(*a, **k))
+    generator._processors = lambda *a, **k: lean.ProcessorChain(Timed(p) for p in original_processors(*a, **k))
     stream_mod._Detokenizer.push = timed_push
     try:
         events = []
-        first_forward = first_procs = first_detok = 0.0
+        first: dict[str, float] = {}
         for event in generator.stream(stream_mod.GenerationRequest(text, settings=settings)):
             if isinstance(event, stream_mod.TokenEvent):
                 events.append(bg.clock())
                 if len(events) == 1:  # everything before this belongs to the prompt and token 1
-                    first_forward, first_procs, first_detok = forward.total, procs.total, detok.total
+                    first = {"forward": forward.total, "detokenizer": detok.total,
+                             **{name: timer.total for name, timer in per_processor.items()}}
     finally:
         if decoder is not None:
             model.kolyric_decoder = decoder
@@ -133,11 +147,13 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
         stream_mod._Detokenizer.push = original_push
     steps = len(events) - 1
     step_ms = (events[-1] - events[0]) / steps * 1e3
-    parts = {"forward": (forward.total - first_forward) / steps * 1e3,
-             "processors": (procs.total - first_procs) / steps * 1e3,
-             "detokenizer": (detok.total - first_detok) / steps * 1e3}
+    per_us = {name: (timer.total - first.get(name, 0.0)) / steps * 1e6 for name, timer in per_processor.items()}
+    parts = {"forward": (forward.total - first["forward"]) / steps * 1e3,
+             "processors": sum(per_us.values()) / 1e3,
+             "detokenizer": (detok.total - first["detokenizer"]) / steps * 1e3}
     parts["rest"] = step_ms - sum(parts.values())
-    return {"step_ms": step_ms, **parts, "outside_forward_share": 1 - parts["forward"] / step_ms}
+    return {"step_ms": step_ms, **parts, "outside_forward_share": 1 - parts["forward"] / step_ms,
+            "per_processor_us": per_us}
 
 
 # -- 4. quality ----------------------------------------------------------------------------------------
@@ -463,10 +479,15 @@ def speed(args: Any, report: dict) -> list[tuple]:
             settings = bg.settings_for(name, args.tokens)
             samples = [at_threads(label, threads, breakdown)(gen, text, settings)
                        for _ in range(max(2, args.reps // 2) + 1)][1:]
-            b = {k: bg.median([s[k] for s in samples]) for k in samples[0]}
+            b = {k: bg.median([s[k] for s in samples]) for k in samples[0] if k != "per_processor_us"}
+            b["per_processor_us"] = {k: bg.median([s["per_processor_us"][k] for s in samples])
+                                     for k in samples[0]["per_processor_us"]}
             report["breakdown"][f"{label} {name}"] = b
             print(f"  {label + ' ' + name:26} {b['step_ms']:7.2f} {b['forward']:8.2f} {b['processors']:7.2f} "
                   f"{b['detokenizer']:7.2f} {b['rest']:7.2f} {b['outside_forward_share'] * 100:10.1f}%")
+            if b["per_processor_us"]:
+                print(" " * 30 + "processors, µs a token: " + ", ".join(
+                    f"{k} {v:.0f}" for k, v in b["per_processor_us"].items()))
             if label == best_int8:
                 goals.append((f"{label} {name}: work outside the forward pass <= 10% of a step",
                               b["outside_forward_share"] <= 0.10, f"{b['outside_forward_share'] * 100:.1f}%"))

@@ -108,6 +108,31 @@ def test_repetition_penalty_and_no_repeat_ngram(gen):
         assert len(grams) == len(set(grams))
 
 
+@pytest.mark.parametrize("controls", [
+    {"repetition_penalty": 1.5, "no_repeat_ngram_size": 3},
+    {"repetition_penalty": 1.1, "no_repeat_ngram_size": 2, "min_length": 30},
+    {"no_repeat_ngram_size": 1},
+    {"repetition_penalty": 2.0, "min_length": 40},
+])
+def test_greedy_with_penalties_is_what_transformers_generate_picks(gen, controls):
+    """kolyric's own repetition-penalty, no-repeat-n-gram and minimum-length processors
+    (kolyric.engine.processors) pick the tokens transformers' processors pick."""
+    import torch
+
+    settings = preset("greedy", max_length=40, **controls)
+    result = gen.generate(GenerationRequest("영화", "긍정", settings))
+    prompt, _ = gen.prompt_ids(GenerationRequest("영화", "긍정", settings), settings.max_length)
+    ids_in = torch.tensor([prompt])
+    with torch.inference_mode():
+        out = gen.model.generate(ids_in, attention_mask=torch.ones_like(ids_in), do_sample=False,
+                                 max_new_tokens=40, min_new_tokens=controls.get("min_length") or None,
+                                 repetition_penalty=controls.get("repetition_penalty", 1.0),
+                                 no_repeat_ngram_size=controls.get("no_repeat_ngram_size") or None,
+                                 eos_token_id=gen.eos_id, pad_token_id=gen.pad_id)
+    theirs = [t for t in out[0, len(prompt):].tolist() if t != gen.eos_id]
+    assert ids(result) == theirs
+
+
 def test_min_and_max_length_count_new_tokens(gen):
     for s in range(3):
         result = run(gen, min_length=12, max_length=12, seed=s)

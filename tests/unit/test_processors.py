@@ -1,0 +1,171 @@
+"""kolyric.engine.processors: each replacement gives exactly the scores of the transformers
+processor it replaces, step after step, over random sequences, batch rows, sizes and ties."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from transformers.generation.logits_process import (  # noqa: E402
+    MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+    TopKLogitsWarper, TopPLogitsWarper)
+
+from kolyric.engine import processors as lean  # noqa: E402
+
+
+def random_scores(rng: random.Random, rows: int, vocab: int, ties: bool) -> torch.Tensor:
+    """Scores with negatives, zeros and (with ``ties``) many equal values, sometimes -inf."""
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    scores = torch.randn(rows, vocab, generator=gen) * 3
+    if ties:
+        scores = (scores * 2).round() / 2  # few distinct values: ties everywhere
+    scores[torch.rand(rows, vocab, generator=gen) < 0.05] = 0.0
+    if rng.random() < 0.2:
+        scores[torch.rand(rows, vocab, generator=gen) < 0.3] = -float("inf")
+    return scores
+
+
+def grow(rng: random.Random, rows: int, prompt_len: int, steps: int, alphabet: int, vocab: int):
+    """Sequences growing one column a step, from a small alphabet so tokens and n-grams repeat;
+    now and then an id past the scores' vocabulary (an embedding table larger than the head)."""
+    seqs = torch.tensor([[rng.randrange(alphabet) for _ in range(prompt_len)] for _ in range(rows)])
+    for _ in range(steps):
+        yield seqs
+        column = [[rng.randrange(alphabet) if rng.random() > 0.02 else vocab + rng.randrange(3)]
+                  for _ in range(rows)]
+        seqs = torch.cat([seqs, torch.tensor(column)], dim=1)
+
+
+CASES = [(rows, vocab, ties) for rows in (1, 3) for vocab in (37, 5000) for ties in (False, True)]
+DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["numpy-path", "torch-path"])
+"""float32 CPU scores take the NumPy path, anything else torch's."""
+
+
+@DTYPES
+@pytest.mark.parametrize("penalty", [0.5, 0.9, 1.0, 1.3, 2.0])
+@pytest.mark.parametrize("rows, vocab, ties", CASES)
+def test_repetition_penalty_matches_transformers(penalty, rows, vocab, ties, dtype):
+    rng = random.Random(f"{penalty}{rows}{vocab}{ties}")
+    for prompt_len in (1, 4, 17):  # one instance over sequences of different lengths: it starts over
+        ours, theirs = lean.RepetitionPenalty(penalty), RepetitionPenaltyLogitsProcessor(penalty)
+        for seqs in grow(rng, rows, prompt_len, 25, alphabet=min(vocab, 30), vocab=vocab):
+            scores = random_scores(rng, rows, vocab, ties).to(dtype)
+            assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
+
+
+@DTYPES
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("rows, vocab, ties", CASES)
+def test_no_repeat_ngram_matches_transformers(n, rows, vocab, ties, dtype):
+    rng = random.Random(f"{n}{rows}{vocab}{ties}")
+    ours, theirs = lean.NoRepeatNGram(n), NoRepeatNGramLogitsProcessor(n)
+    for prompt_len in (1, 3, 12):
+        for seqs in grow(rng, rows, prompt_len, 40, alphabet=6, vocab=vocab):
+            scores = random_scores(rng, rows, vocab, ties).to(dtype)
+            assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone())), (n, seqs.shape)
+
+
+def test_incremental_processors_start_over_on_a_different_sequence():
+    """Called with something other than the last sequence plus one token (a new prompt, a
+    reordered batch), they rebuild from the whole input instead of trusting their state."""
+    rng = random.Random(5)
+    pairs = [(lean.RepetitionPenalty(1.7), RepetitionPenaltyLogitsProcessor(1.7)),
+             (lean.NoRepeatNGram(2), NoRepeatNGramLogitsProcessor(2))]
+    for _ in range(200):
+        rows = rng.choice((1, 2))
+        seqs = torch.tensor([[rng.randrange(5) for _ in range(rng.randrange(1, 12))]] * rows)
+        if rng.random() < 0.5:
+            seqs = seqs.flip(0)
+        scores = random_scores(rng, rows, 20, ties=True)
+        for ours, theirs in pairs:
+            assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
+
+
+@DTYPES
+@pytest.mark.parametrize("eos", [0, 7, [3, 9]])
+def test_min_new_tokens_matches_transformers(eos, dtype):
+    rng = random.Random(str(eos))
+    ours, theirs = lean.MinNewTokens(5, 4, eos), MinNewTokensLengthLogitsProcessor(5, 4, eos)
+    for seqs in grow(rng, 2, 5, 8, alphabet=20, vocab=20):
+        scores = random_scores(rng, 2, 20, ties=False).to(dtype)
+        assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
+
+
+@pytest.mark.parametrize("vocab", [37, 5000, 51200])
+@pytest.mark.parametrize("k", [1, 5, 50, 51, 200])
+def test_top_k_gives_torch_topk_values(vocab, k):
+    rng = random.Random(f"{vocab}{k}")
+    for _ in range(30):
+        ties = rng.random() < 0.5
+        scores = random_scores(rng, rng.choice((1, 3)), vocab, ties)
+        if k > vocab:
+            continue
+        values, indices = lean.top_k(scores, k)
+        expected_values, expected_indices = torch.topk(scores, k)
+        assert torch.equal(values, expected_values)
+        assert torch.equal(scores.gather(1, indices), values)  # the ids hold those values
+        assert all(len(set(row)) == k for row in indices.tolist())
+        if not ties and not torch.isinf(expected_values).any():
+            assert torch.equal(indices, expected_indices)
+
+
+def test_top_k_falls_back_on_nan_and_flat_rows():
+    scores = torch.randn(2, 8192)
+    scores[0, 100] = float("nan")
+    scores[1] = 0.0
+    for k in (1, 5):
+        values, indices = lean.top_k(scores, k)
+        expected = torch.topk(scores, k)
+        torch.testing.assert_close(values, expected.values, rtol=0, atol=0, equal_nan=True)
+        assert indices[0, 0].item() == 100
+
+
+@pytest.mark.parametrize("vocab", [37, 51200])
+def test_argmax_is_torch_argmax(vocab):
+    rng = random.Random(vocab)
+    for _ in range(50):
+        scores = random_scores(rng, rng.choice((1, 4)), vocab, ties=rng.random() < 0.5)
+        assert torch.equal(lean.argmax(scores), scores.argmax(dim=-1))
+    scores = torch.randn(2, vocab)
+    scores[1, 3] = float("nan")
+    assert torch.equal(lean.argmax(scores), scores.argmax(dim=-1))
+
+
+@DTYPES
+@pytest.mark.parametrize("vocab", [37, 51200])
+@pytest.mark.parametrize("k, p", [(1, 0.5), (5, 0.92), (50, 0.92), (50, 0.3), (50, 0.999), (40, 0.0)])
+def test_top_k_then_top_p_matches_transformers(vocab, k, p, dtype):
+    rng = random.Random(f"{vocab}{k}{p}")
+    ours, top_k_only = lean.TopKThenTopP(k, p), lean.TopK(k)
+    their_k, their_p = TopKLogitsWarper(k), TopPLogitsWarper(p)
+    for _ in range(30):
+        rows = rng.choice((1, 3))
+        scores = (random_scores(rng, rows, vocab, ties=rng.random() < 0.5) / rng.choice((0.3, 1.0, 4.0))).to(dtype)
+        ids = torch.zeros(rows, 1, dtype=torch.long)
+        expected = their_p(ids, their_k(ids, scores.clone()))
+        assert torch.equal(ours(ids, scores.clone()), expected)
+        assert torch.equal(top_k_only(ids, scores.clone()), their_k(ids, scores.clone()))
+        for processor, full in ((ours, expected), (top_k_only, their_k(ids, scores.clone()))):
+            pooled = processor.pool(ids, scores.clone())
+            if pooled is None:  # a tie at the k-th score: the caller uses the full row
+                continue
+            values, pool_ids = pooled
+            assert torch.equal(_spread(full, values, pool_ids), full)
+            assert bool((values[:, :-1] >= values[:, 1:]).all() | torch.isinf(values[:, 1:]).all())
+
+
+def _spread(like, values, ids):
+    return torch.full_like(like, -float("inf")).scatter_(-1, ids, values)
+
+
+def test_the_chain_pools_only_behind_a_top_k():
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    scores = torch.randn(1, 100)
+    chain = lean.ProcessorChain([lean.RepetitionPenalty(1.5), lean.TopK(10)])
+    values, pool_ids = chain.pool(ids, scores.clone())
+    assert values.shape == (1, 10) and pool_ids.shape == (1, 10)
+    plain = lean.ProcessorChain([lean.RepetitionPenalty(1.5)])
+    out, none = plain.pool(ids, scores.clone())
+    assert none is None and out.shape == (1, 100)
