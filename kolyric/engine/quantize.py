@@ -11,11 +11,11 @@ every weight once, and int8 weights are a quarter of the bytes. Two layers of it
    GELU, the same formula. The model stays the same ``transformers`` object: prompts, the KV
    cache, ``model.generate`` (beam search), scoring and evaluation all run over it.
 2. **ONNX Runtime decoding steps, when ``onnxruntime`` is installed** (``pip install
-   kolyric[int8]``) and the model is a GPT-2. The one-token decoding step with its KV cache is
-   exported once per model to ONNX, quantized by ONNX Runtime (int8 weights per output channel,
-   8-bit dynamic activations) and cached on disk (the first load of a model takes a minute). The
-   step is ~1.6x faster than PyTorch's: less per-operation overhead and faster int8 kernels
-   for one row at a time. kolyric's loop calls it through ``model.kolyric_decoder``; the
+   kolyric[int8]``) and the model is a GPT-2 (``kolyric.engine.onnx_decoder``). The one-token
+   decoding step with its KV cache is exported once per model to ONNX, quantized by ONNX Runtime
+   (int8 weights per output channel, 8-bit dynamic activations) and cached on disk (the first
+   load of a model takes a minute). The step is ~1.8x faster than PyTorch's: less per-operation
+   overhead and faster int8 kernels for one row at a time. kolyric's loop calls it through ``model.kolyric_decoder``; the
    prompt still runs on PyTorch int8, and sampling, logits processors, constraints and top-5
    stay in kolyric. While it is on, ONNX Runtime gets PyTorch's CPU threads and PyTorch runs
    on one (see ``OnnxDecoder``). ``KOLYRIC_INT8_BACKEND=torch`` turns this layer off.
@@ -33,29 +33,17 @@ and put back when it is switched off.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
-import logging
 import os
 import re
-import shutil
-import tempfile
-import threading
-import warnings
-import weakref
-from pathlib import Path
 from typing import Any
+
+from kolyric.engine import onnx_decoder as _onnx
+from kolyric.engine.onnx_decoder import OnnxDecoder, onnx_cache_dir
 
 _ORIGINALS = "_kolyric_float_layers"
 """Model attribute holding {qualified name: float module} while the int8 layers are in."""
-DECODER = "kolyric_decoder"
-"""Model attribute holding the ONNX Runtime decoding step, when there is one."""
+DECODER = _onnx.DECODER
 BACKENDS = ("auto", "torch", "onnxruntime")
-_FORMAT = "gpt2-step-v1"
-"""Changes whenever the exported graph changes, so old cached graphs are not reused."""
-_CORES = {"holders": 0, "torch_threads": 0}
-_CORES_LOCK = threading.Lock()
 
 
 def is_quantized(model: Any) -> bool:
@@ -101,7 +89,7 @@ def quantize_int8(loaded: Any, backend: str | None = None) -> str | None:
 
     decoder, decoder_notice = None, None
     if backend != "torch":  # exported from the fp32 model, so before the int8 layers go in
-        decoder, decoder_notice = _onnx_decoder(model, required=backend == "onnxruntime")
+        decoder, decoder_notice = _onnx.decoder_for(model, required=backend == "onnxruntime")
     with _quiet():
         engine = _pick_engine()
         previous_engine = torch.backends.quantized.engine
@@ -165,6 +153,23 @@ def set_precision(loaded: Any, precision: str, backend: str | None = None) -> st
     if notice:
         loaded.notices.append(notice)
     return notice
+
+
+AUTO_INT8_MIN_PARAMS = 50_000_000
+"""``auto_precision`` picks int8 on a CPU from this many parameters up (see the README's Speed
+section): a KoGPT2-sized model (125M) decodes ~3.5x faster in int8 with its bits per character
+within 0.003 of fp32, while a small one (kolyric-mini, 4M) gains little and would pay the
+one-time ONNX export."""
+
+
+def auto_precision(model: Any, device: str) -> str:
+    """The precision ``--precision auto`` means for ``model`` on ``device``: int8 on a CPU when the
+    model has at least ``AUTO_INT8_MIN_PARAMS`` parameters (quantizing may still fall back to
+    fp32, with a notice), else fp32 (CUDA included: fp16 and bf16 there are unmeasured)."""
+    if not str(device).startswith("cpu"):
+        return "fp32"
+    n_params = sum(p.numel() for p in model.parameters())
+    return "int8" if n_params >= AUTO_INT8_MIN_PARAMS else "fp32"
 
 
 def weight_bytes(model: Any) -> int:
@@ -309,325 +314,12 @@ def _check_forward(model: Any) -> None:
         raise RuntimeError("the int8 model gives non-finite logits")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+_first_line = _onnx.first_line
 
 
-@contextlib.contextmanager
-def _quiet():
-    """torch.ao.quantization warns that it is moving to torchao on every use; the API is still
-    shipped and tested in this PyTorch, and the warning would only clutter the terminal. The
-    ONNX exporter and quantizer log their progress and optional parts they skip."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "root")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(deprecated|torchao).*")
-        for logger in loggers[:-1]:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
+_quiet = _onnx.quiet
 
 
-# -- ONNX Runtime decoding steps -------------------------------------------------------------------
-class OnnxDecoder:
-    """One decoding step of a GPT-2 (one new token per row, over a KV cache) in ONNX Runtime.
-
-    Called like the model's forward. A call it does not cover (a prompt of several tokens, no
-    cache yet) goes to the PyTorch model; its cache is taken over at the next step. The cache it
-    returns holds ONNX Runtime's arrays and is only for passing back to this decoder.
-
-    While it is attached, ONNX Runtime has the CPU threads PyTorch had and PyTorch runs on one
-    (restored when the last decoder goes): PyTorch's work between steps is small operations,
-    and its idle OpenMP threads spinning beside ONNX Runtime's made each step ~40% slower on
-    2 cores. The prompt, passed through here, gets every thread back while it runs; beam
-    search (``model.generate`` on PyTorch int8) runs on one.
-    """
-
-    def __init__(self, model: Any, session: Any, weight_bytes: int):
-        import inspect
-
-        self._model = weakref.ref(model)  # no cycle: the model going frees this at once
-        self.session = session
-        self.weight_bytes = weight_bytes
-        self.n_layer = int(model.config.n_layer)
-        self.past_names = [f"past_{i}" for i in range(2 * self.n_layer)]
-        params = inspect.signature(model.forward).parameters
-        self.cache_name = "cache" if "cache" in params else "past_key_values"
-        self._holds_cores = False
-        self._release = None
-
-    @property
-    def model(self) -> Any:
-        return self._model()
-
-    def take_cores(self) -> None:
-        import torch
-
-        with _CORES_LOCK:
-            if self._holds_cores:
-                return
-            if _CORES["holders"] == 0:
-                _CORES["torch_threads"] = torch.get_num_threads()
-            _CORES["holders"] += 1
-            self._holds_cores = True
-            torch.set_num_threads(1)
-        self._release = weakref.finalize(self, _release_cores)
-
-    @contextlib.contextmanager
-    def _all_threads(self):
-        import torch
-
-        with _CORES_LOCK:
-            threads = _CORES["torch_threads"] if self._holds_cores else 0
-        if threads <= 1:
-            yield
-            return
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(1)
-
-    def release_cores(self) -> None:
-        if self._release is not None:
-            self._release()  # runs once, here or when the decoder is collected
-            self._holds_cores = False
-
-    def __call__(self, input_ids: Any = None, attention_mask: Any = None, **kwargs: Any) -> Any:
-        import types
-
-        import numpy as np
-        import torch
-
-        past = kwargs.get(self.cache_name)
-        arrays = self._arrays(past) if input_ids is not None and input_ids.shape[-1] == 1 else None
-        if arrays is None:
-            if isinstance(past, _OnnxPast):
-                raise ValueError("an ONNX Runtime cache can only continue one token at a time")
-            with self._all_threads():  # the prompt: many tokens at once, worth every thread
-                return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        rows, length = input_ids.shape[0], arrays[0].shape[2] + 1
-        mask = attention_mask if attention_mask is not None else torch.ones(rows, length, dtype=torch.long)
-        feeds = {"input_ids": input_ids.cpu().numpy().astype(np.int64, copy=False),
-                 "attention_mask": mask.cpu().numpy().astype(np.int64, copy=False),
-                 **dict(zip(self.past_names, arrays))}
-        out = self.session.run(None, feeds)
-        logits = torch.from_numpy(out[0]).unsqueeze(1)
-        return types.SimpleNamespace(logits=logits, **{self.cache_name: _OnnxPast(out[1:])})
-
-    def _arrays(self, past: Any) -> list | None:
-        """The cache as 2 x n_layer float32 arrays (rows, heads, positions, head size), or None."""
-        if isinstance(past, _OnnxPast):
-            return past.arrays
-        pairs = _cache_pairs(past)
-        if pairs is None or len(pairs) != self.n_layer or pairs[0][0].shape[2] < 1:
-            return None
-        return [t.detach().float().contiguous().numpy() for pair in pairs for t in pair]
-
-    def check(self) -> None:
-        """A prompt on PyTorch then two steps here: finite logits, the same shapes as PyTorch's."""
-        import torch
-
-        with torch.inference_mode():
-            ids = torch.zeros((2, 3), dtype=torch.long)
-            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-            past = getattr(out, self.cache_name, None)
-            if past is None:
-                past = out.past_key_values
-            for step in range(2):
-                mask = torch.ones((2, 4 + step), dtype=torch.long)
-                out = self(input_ids=ids[:, :1], attention_mask=mask, use_cache=True, **{self.cache_name: past})
-                past = getattr(out, self.cache_name)
-        if out.logits.shape != (2, 1, self.model.config.vocab_size) or not bool(torch.isfinite(out.logits).all()):
-            raise RuntimeError(f"bad logits from the ONNX graph: shape {tuple(out.logits.shape)}")
-
-
-def _release_cores() -> None:
-    import torch
-
-    with _CORES_LOCK:
-        _CORES["holders"] -= 1
-        if _CORES["holders"] == 0 and _CORES["torch_threads"]:
-            torch.set_num_threads(_CORES["torch_threads"])
-
-
-def _cpu_threads() -> int:
-    """The threads PyTorch has, or had before a decoder took them."""
-    import torch
-
-    with _CORES_LOCK:
-        return _CORES["torch_threads"] if _CORES["holders"] else torch.get_num_threads()
-
-
-class _OnnxPast:
-    def __init__(self, arrays: list):
-        self.arrays = arrays
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return int(self.arrays[0].shape[2])
-
-
-def _cache_pairs(past: Any) -> list | None:
-    """[(keys, values)] per layer from a transformers cache of any recent version, or None."""
-    if past is None:
-        return None
-    layers = getattr(past, "layers", None)
-    if layers is not None and all(hasattr(layer, "keys") for layer in layers):
-        return [(layer.keys, layer.values) for layer in layers]
-    if hasattr(past, "key_cache") and hasattr(past, "value_cache"):
-        return list(zip(past.key_cache, past.value_cache))
-    if isinstance(past, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in past):
-        return [tuple(p) for p in past]
-    return None
-
-
-def _onnx_decoder(model: Any, required: bool) -> tuple[OnnxDecoder | None, str | None]:
-    """The decoder for ``model`` (built and cached on first use), or None and a notice."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return None, ("int8: onnxruntime is not installed; decoding steps run on PyTorch int8"
-                      if required else None)
-    if getattr(getattr(model, "config", None), "model_type", None) != "gpt2":
-        kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        return None, (f"int8: ONNX Runtime decoding covers GPT-2 models, not {kind}; using PyTorch int8"
-                      if required else None)
-    try:
-        path = _decoder_path(model)
-        if not path.is_file():
-            _build_decoder(model, path)
-        return _load_decoder(model, path), None
-    except Exception as exc:  # noqa: BLE001 - a graph that cannot be built means: PyTorch int8
-        return None, f"int8: ONNX Runtime decoding unavailable ({_first_line(exc)}); using PyTorch int8"
-
-
-def onnx_cache_dir() -> Path:
-    """Where exported graphs live: ``$KOLYRIC_ONNX_CACHE``, else the user cache dir."""
-    explicit = os.environ.get("KOLYRIC_ONNX_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("kolyric")) / "onnx"
-
-
-def _decoder_path(model: Any) -> Path:
-    """The cached graph's path, named by a hash of the weights, the config and the versions."""
-    import onnxruntime
-    import torch
-    import transformers
-
-    digest = hashlib.blake2b(digest_size=12)
-    for text in (_FORMAT, torch.__version__, transformers.__version__, onnxruntime.__version__,
-                 model.config.to_json_string(use_diff=False)):
-        digest.update(text.encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return onnx_cache_dir() / digest.hexdigest() / "decoder-int8.onnx"
-
-
-def _build_decoder(model: Any, path: Path) -> None:
-    """Export the decoding step to ONNX (fp32), quantize it with ONNX Runtime, keep the int8 graph."""
-    import copy
-
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import DynamicCache
-
-    n_layer, heads = int(model.config.n_layer), int(model.config.n_head)
-    head_size = int(model.config.n_embd) // heads
-    step_model = copy.deepcopy(model).float().eval()
-    # The output head shares the token embeddings; a weight of its own lets the quantizer take it.
-    step_model.lm_head.weight = torch.nn.Parameter(step_model.lm_head.weight.detach().clone())
-    if hasattr(step_model, "set_attn_implementation"):
-        step_model.set_attn_implementation("eager")
-    else:
-        step_model.config._attn_implementation = "eager"  # noqa: SLF001
-    cache_name = OnnxDecoder(step_model, None, 0).cache_name
-
-    class Step(torch.nn.Module):
-        def __init__(self, inner: Any):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, *past: Any) -> Any:
-            cache = DynamicCache()
-            for i in range(n_layer):
-                cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
-                             **{cache_name: cache})
-            cache = getattr(out, cache_name, None)
-            pairs = _cache_pairs(cache if cache is not None else out.past_key_values)
-            return (out.logits[:, -1, :], *[t for pair in pairs for t in pair])
-
-    rows, positions = 2, 4  # examples above 1, so neither size is fixed into the graph
-    example = (torch.zeros((rows, 1), dtype=torch.long), torch.ones((rows, positions + 1), dtype=torch.long),
-               *[torch.zeros((rows, heads, positions, head_size)) for _ in range(2 * n_layer)])
-    batch, total, past_len = (torch.export.Dim(n) for n in ("batch", "total", "past"))
-    shapes = ({0: batch}, {0: batch, 1: total}, tuple({0: batch, 2: past_len} for _ in range(2 * n_layer)))
-    path.parent.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=path.parent.parent, prefix=".build-"))
-    try:
-        with _quiet(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
-            torch.onnx.export(Step(step_model).eval(), example, str(work / "fp32.onnx"), dynamo=True,
-                              dynamic_shapes=shapes, external_data=True,
-                              input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
-                              output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)]])
-            quantize_dynamic(str(work / "fp32.onnx"), str(work / path.name), weight_type=QuantType.QInt8,
-                             per_channel=True, use_external_data_format=True)
-        for leftover in work.glob("fp32.onnx*"):
-            leftover.unlink()
-        if path.parent.exists() and not path.is_file():  # left by an interrupted build
-            shutil.rmtree(path.parent, ignore_errors=True)
-        try:
-            work.rename(path.parent)
-        except OSError:  # another process built the same graph first
-            if not path.is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _load_decoder(model: Any, path: Path) -> OnnxDecoder:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _cpu_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return OnnxDecoder(model, session, _graph_weight_bytes(path))
-
-
-def _graph_weight_bytes(path: Path) -> int:
-    """Bytes of the graph's weights one step reads: all initializers but the embedding tables,
-    of which a step gathers one row."""
-    import onnx
-    from onnx import helper
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    gathered = {n.input[0] for n in graph.node if n.op_type == "Gather"}
-    users: dict[str, set] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, set()).add(node.op_type)
-    total = 0
-    for init in graph.initializer:
-        if init.name in gathered and users.get(init.name) == {"Gather"}:
-            continue
-        size = 1
-        for dim in init.dims:
-            size *= dim
-        total += size * helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
-    return total
-
-
-__all__ = ["BACKENDS", "DECODER", "OnnxDecoder", "dequantize", "int8_backend", "is_quantized", "onnx_cache_dir",
-           "precision_of", "quantize_int8", "set_precision", "weight_bytes"]
+__all__ = ["AUTO_INT8_MIN_PARAMS", "BACKENDS", "DECODER", "OnnxDecoder", "auto_precision", "dequantize",
+           "int8_backend", "is_quantized", "onnx_cache_dir", "precision_of", "quantize_int8", "set_precision",
+           "weight_bytes"]

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kolyric.engine import quantize  # noqa: E402
+from kolyric.engine import onnx_decoder, quantize  # noqa: E402
 from kolyric.engine.loading import LoadedModel, load_model  # noqa: E402
 from kolyric.engine.settings import preset  # noqa: E402
 from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, LiveControls, TokenEvent  # noqa: E402
@@ -190,9 +190,9 @@ def test_onnx_runtime_runs_every_step_after_the_prompt(peaked_dir, monkeypatch):
     session = decoder.session
 
     class Counting:
-        def run(self, *args, **kwargs):
+        def run_with_ort_values(self, *args, **kwargs):
             calls.append(1)
-            return session.run(*args, **kwargs)
+            return session.run_with_ort_values(*args, **kwargs)
 
     decoder.session = Counting()
     result = run(loaded, max_length=6)
@@ -206,14 +206,14 @@ def test_onnx_runtime_has_the_cpu_threads_while_it_decodes(peaked_dir):
 
     gc.collect()  # decoders of models other tests dropped give their threads back
     before = torch.get_num_threads()
-    holders = quantize._CORES["holders"]
+    holders = onnx_decoder._CORES["holders"]
     torch.set_num_threads(2)
     try:
         loaded = load_model(str(peaked_dir), device="cpu", precision="fp32")
         quantize.set_precision(loaded, "int8", backend="onnxruntime")
-        assert torch.get_num_threads() == 1 and quantize._CORES["holders"] == holders + 1
+        assert torch.get_num_threads() == 1 and onnx_decoder._CORES["holders"] == holders + 1
         quantize.set_precision(loaded, "fp32")
-        assert quantize._CORES["holders"] == holders
+        assert onnx_decoder._CORES["holders"] == holders
         assert torch.get_num_threads() == (2 if holders == 0 else 1)
     finally:
         torch.set_num_threads(before)
@@ -222,8 +222,8 @@ def test_onnx_runtime_has_the_cpu_threads_while_it_decodes(peaked_dir):
 @needs_onnx
 def test_the_onnx_graph_is_built_once_per_model(peaked_dir, monkeypatch):
     builds = []
-    real = quantize._build_decoder
-    monkeypatch.setattr(quantize, "_build_decoder", lambda *a: (builds.append(1), real(*a)))
+    real = onnx_decoder._build_decoder
+    monkeypatch.setattr(onnx_decoder, "_build_decoder", lambda *a: (builds.append(1), real(*a)))
     for _ in range(2):
         loaded = load_model(str(peaked_dir), device="cpu", precision="int8")
         assert quantize.int8_backend(loaded.model) == "onnxruntime" and not loaded.notices
@@ -238,7 +238,7 @@ def test_an_onnx_graph_that_cannot_be_built_leaves_pytorch_int8(peaked_dir, tmp_
     def broken(*_):
         raise RuntimeError("export failed")
 
-    monkeypatch.setattr(quantize, "_build_decoder", broken)
+    monkeypatch.setattr(onnx_decoder, "_build_decoder", broken)
     loaded = load_model(str(peaked_dir), device="cpu", precision="int8")
     assert quantize.int8_backend(loaded.model) == "torch"
     assert loaded.notices == ["int8: ONNX Runtime decoding unavailable (export failed); using PyTorch int8"]
@@ -351,3 +351,44 @@ def test_the_same_engine_runs_on_cuda(peaked_dir, precision):
         assert all(c.tokens for c in result.candidates)
     notice = quantize.set_precision(loaded, "int8")
     assert notice and "CPU path" in notice and not quantize.is_quantized(loaded.model)
+
+
+# -- the default precision ------------------------------------------------------------------------
+def test_auto_keeps_a_small_model_in_fp32(peaked_dir):
+    """The default (``auto``) quantizes on a CPU only from AUTO_INT8_MIN_PARAMS parameters up: a
+    small model stays fp32 and no ONNX graph is built for it."""
+    loaded = load_model(str(peaked_dir), device="cpu", precision="auto")
+    assert quantize.precision_of(loaded.model) == "fp32" and not loaded.notices
+    assert loaded.description.endswith("cpu fp32")
+
+
+def test_auto_picks_int8_for_a_large_model_on_the_cpu(peaked_dir, monkeypatch):
+    monkeypatch.setattr(quantize, "AUTO_INT8_MIN_PARAMS", 1)
+    monkeypatch.setenv("KOLYRIC_INT8_BACKEND", "torch")  # no ONNX export in this test
+    loaded = load_model(str(peaked_dir), device="cpu", precision="auto")
+    assert quantize.precision_of(loaded.model) == "int8" and loaded.description.endswith("cpu int8")
+    assert run(loaded, max_length=4).candidates[0].tokens
+
+
+def test_auto_means_fp32_off_the_cpu():
+    model = torch.nn.Linear(4, 4)
+    assert quantize.auto_precision(model, "cuda") == "fp32"
+    assert quantize.auto_precision(model, "cuda:1") == "fp32"
+    assert quantize.auto_precision(model, "cpu") == "fp32"  # 20 parameters: too small to pay
+
+
+def test_auto_falls_back_to_fp32_with_a_notice(peaked_dir, monkeypatch):
+    monkeypatch.setattr(quantize, "AUTO_INT8_MIN_PARAMS", 1)
+    monkeypatch.setattr(quantize, "_pick_engine", lambda: None)
+    loaded = load_model(str(peaked_dir), device="cpu", precision="auto")
+    assert quantize.precision_of(loaded.model) == "fp32"
+    assert any("quantized CPU engine" in n for n in loaded.notices)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_on_cuda_is_fp32_and_fp16_needs_no_code_change(peaked_dir):
+    loaded = load_model(str(peaked_dir), device="cuda", precision="auto")
+    assert quantize.precision_of(loaded.model) == "fp32" and loaded.device.startswith("cuda")
+    assert quantize.set_precision(loaded, "fp16") is None and quantize.precision_of(loaded.model) == "fp16"
+    result = run(loaded, "combined", max_length=8, n=2)
+    assert all(c.tokens for c in result.candidates)
