@@ -17,8 +17,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--base", default=None,
                        help="base model a tutorial checkpoint is applied over (default skt/kogpt2-base-v2)")
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: auto)")
-    group.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"),
-                       help="weights' precision (default fp32)")
+    group.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+                       help="weights' precision (default auto: int8 on a CPU for models of 50M parameters "
+                            "or more, else fp32)")
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:

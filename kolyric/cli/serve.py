@@ -94,7 +94,7 @@ def app_command(args: argparse.Namespace) -> str:
         argv += ["--model", str(args.model)]
     if getattr(args, "device", "auto") not in (None, "auto"):
         argv += ["--device", str(args.device)]
-    if getattr(args, "precision", "fp32") not in (None, "fp32"):
+    if getattr(args, "precision", "fp32") not in (None, "fp32", "auto"):  # auto: the app's own setting
         argv += ["--precision", str(args.precision)]
     argv += list(getattr(args, "app_arg", []) or [])
     return shlex.join(argv)

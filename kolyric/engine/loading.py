@@ -41,7 +41,8 @@ KOGPT2_SPECIAL_TOKENS = {
 }
 _VAL_LOSS_RE = re.compile(r"val_loss=(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+"""auto: int8 on a CPU for a model large enough for it to pay, else fp32 (``quantize.auto_precision``)."""
 
 
 class ModelLoadError(Exception):
@@ -431,6 +432,10 @@ def _place(loaded: LoadedModel, device: str, precision: str) -> None:
     import torch
 
     device = resolve_device(device)
+    if precision == "auto":
+        from kolyric.engine import quantize
+
+        precision = quantize.auto_precision(loaded.model, device)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     loaded.model.to(device=device, dtype=dtype)
     loaded.model.eval()

@@ -169,3 +169,29 @@ def test_the_chain_pools_only_behind_a_top_k():
     plain = lean.ProcessorChain([lean.RepetitionPenalty(1.5)])
     out, none = plain.pool(ids, scores.clone())
     assert none is None and out.shape == (1, 100)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_processors_on_cuda_match_transformers():
+    """On a GPU the same processors run as torch operations (no NumPy): the same scores."""
+    rng = random.Random(11)
+    pairs = [(lean.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)),
+             (lean.NoRepeatNGram(3), NoRepeatNGramLogitsProcessor(3)),
+             (lean.MinNewTokens(4, 20, 2), MinNewTokensLengthLogitsProcessor(4, 20, 2, device="cuda")),
+             (lean.TopKThenTopP(50, 0.92), _Chain(TopKLogitsWarper(50), TopPLogitsWarper(0.92)))]
+    for seqs in grow(rng, 2, 4, 30, alphabet=8, vocab=51200):
+        seqs = seqs.cuda()
+        scores = random_scores(rng, 2, 51200, ties=False).to("cuda")
+        for ours, theirs in pairs:
+            assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
+        assert torch.equal(lean.argmax(scores), scores.argmax(dim=-1))
+
+
+class _Chain:
+    def __init__(self, *processors):
+        self.processors = processors
+
+    def __call__(self, ids, scores):
+        for processor in self.processors:
+            scores = processor(ids, scores)
+        return scores
