@@ -1,7 +1,7 @@
 """Keypress-to-screen latency in the playground's editor: idle, while a stream runs, and while
 a training run goes on. Prints p50/p95/max per scenario.
 
-    .venv/bin/python tests/benchmarks/bench_app_latency.py [--model DIR] [--keys 80]
+    .venv/bin/python tests/benchmarks/bench_app_latency.py [--model DIR] [--keys 80] [--draft-lines 200]
 
 A key is sent the way a terminal driver sends it (``driver.send_message``), and the latency
 is the time until the first frame composed after the editor's text holds the new character.
@@ -116,8 +116,17 @@ async def main(args: argparse.Namespace) -> None:
         screen = app.screen
         await wait_until(pilot, lambda: screen.controls.ready)
         print(f"model: {app.status_model} · CPUs: {os.cpu_count()}", flush=True)
+        if args.draft_lines:  # a long draft: every keypress re-analyses all of it (rhyme groups)
+            verse = ["[Verse]", "바람이 불어오는 곳 그곳으로 가네", "너를 보낸 그 날에 나", "사랑한다고 말해",
+                     "눈물이 흐르네", ""]
+            screen.editor.load("\n".join((verse * (args.draft_lines // len(verse) + 1))[: args.draft_lines]))
+            screen.editor.area.move_cursor((args.draft_lines - 1, 0))
+            await pilot.pause()
+            print(f"draft: {args.draft_lines} lines before typing", flush=True)
 
         report("idle", await type_keys(pilot, clock, args.keys, args.gap))
+        if args.idle_only:
+            return
 
         screen.controls.set_values(strategy="sample", n=args.n, max_length=1024, seed=7)
         await pilot.pause()
@@ -162,5 +171,7 @@ if __name__ == "__main__":
     parser.add_argument("--gap", type=float, default=0.066, help="seconds between keypresses")
     parser.add_argument("-n", type=int, default=3, help="candidates streamed at once")
     parser.add_argument("--train-steps", type=int, default=400, help="max steps of the training run")
+    parser.add_argument("--idle-only", action="store_true", help="measure typing with nothing else running only")
+    parser.add_argument("--draft-lines", type=int, default=0, help="lines of lyrics in the draft before typing")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     asyncio.run(main(parser.parse_args()))

@@ -38,6 +38,7 @@ class SectionsPanel(Static):
         self.border_title = "Sections · scheme · pattern"
         self.analysis: Any = None
         self.cursor_line = 0  # 0-based draft line
+        self._shown: Text | None = None
 
     def show(self, analysis: Any, cursor_line: int | None = None) -> None:
         self.analysis = analysis
@@ -62,7 +63,7 @@ class SectionsPanel(Static):
     def _paint_sections(self) -> None:
         analysis = self.analysis
         if analysis is None or not analysis.lines:
-            self.update(Text("Sections appear as you write: [Verse 1], [후렴] …", style="dim"))
+            self._show(Text("Sections appear as you write: [Verse 1], [후렴] …", style="dim"))
             self.border_subtitle = ""
             return
         palette = rhyme_palette(self.app)
@@ -86,8 +87,17 @@ class SectionsPanel(Static):
                 text.append(line.letter, style=f"bold {palette[colour % len(palette)]}" if colour is not None
                             else "dim")
             text.append(f"  {section.pattern}", style="" if here else "dim")
-        self.update(text)
+        self._show(text)
         self.border_subtitle = self._line_summary()
+
+    def _show(self, text: Text) -> None:
+        """Repaint only when the text changed, and lay out only when its row count did: this
+        runs on every keypress in the draft, and a layout pass costs more than the analysis."""
+        if text == self._shown:
+            return
+        rows = text.plain.count("\n")
+        self.update(text, layout=self._shown is None or rows != self._shown.plain.count("\n"))
+        self._shown = text
 
     def _line_summary(self) -> str:
         for line in self.analysis.lines:
