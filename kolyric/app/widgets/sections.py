@@ -63,7 +63,7 @@ class SectionsPanel(Static):
     def _paint_sections(self) -> None:
         analysis = self.analysis
         if analysis is None or not analysis.lines:
-            self._show(Text("Sections appear as you write: [Verse 1], [후렴] …", style="dim"))
+            self._show(Text("Sections show here: [Verse 1], [후렴] …", style="dim", no_wrap=True, overflow="ellipsis"))
             self.border_subtitle = ""
             return
         palette = rhyme_palette(self.app)
@@ -91,8 +91,9 @@ class SectionsPanel(Static):
         self.border_subtitle = self._line_summary()
 
     def _show(self, text: Text) -> None:
-        """Repaint only when the text changed, and lay out only when its row count did: this
-        runs on every keypress in the draft, and a layout pass costs more than the analysis."""
+        """Repaint only when the text changed, and lay out only when its row count did (every
+        text here is no_wrap, so rows are lines): this runs on every keypress in the draft, and
+        a layout pass costs more than the analysis."""
         if text == self._shown:
             return
         rows = text.plain.count("\n")
