@@ -1,7 +1,10 @@
 """Issue 8: the int8 CPU path, measured. One run prints:
 
-1. the machine's read bandwidth (a 1 GiB tensor summed, copied, and multiplied by a vector; the
-   fastest counts) and each precision's roofline (bandwidth / bytes of weights one token reads);
+1. the machine's memory bandwidth as the issue defines it, a large (1 GiB) tensor copy, counting
+   the bytes read and written (STREAM's convention); beside it the stricter figures of the same
+   tensor summed and multiplied by a vector (bytes read), and the copy counting bytes read only
+   (half the traffic: a lenient figure). Each precision's roofline is bandwidth / bytes of
+   weights one token reads;
 2. on a KoGPT2-shaped model (random weights, vocab 51,200, 12 layers, width 768): tokens/s and
    time to first token (32-token prompt) of plain ``model.generate`` fp32, kolyric fp32 and
    kolyric int8, greedy and combined, interleaved; each as a multiple of plain generate fp32
@@ -42,9 +45,10 @@ from tests.benchmarks._kogpt2_shape import CACHE, kogpt2_shaped_dir, nsmc_review
 
 # -- 1. bandwidth --------------------------------------------------------------------------------
 def read_bandwidth(gib: float = 1.0, reps: int = 5) -> dict:
-    """GB/s read from memory, best of ``reps``, three ways over a 1 GiB tensor: summing it,
-    copying it (bytes read; as many are written) and a matrix-vector product over it (what a
-    decoding step does with its weights). The roofline uses the fastest."""
+    """GB/s, best of ``reps``, over a 1 GiB float32 tensor: copying it into another (``copy_rw``:
+    bytes read + bytes written, 2 GiB a copy; ``copy_read``: bytes read only), summing it and a
+    matrix-vector product over it (bytes read: what a decoding step does with its weights).
+    ``roofline_gb_s``, the figure the goals use, is the copy (read + written)."""
     import torch
 
     n = int(gib * 2**30) // 4
@@ -58,7 +62,13 @@ def read_bandwidth(gib: float = 1.0, reps: int = 5) -> dict:
             fn()
             best[name] = min(best[name], bg.clock() - t)
     rates = {f"{name}_gb_s": n * 4 / seconds / 1e9 for name, seconds in best.items()}
-    return {"read_gb_s": max(rates.values()), **rates}
+    rates["copy_rw_gb_s"] = 2 * rates.pop("copy_gb_s")
+    rates["copy_read_gb_s"] = rates["copy_rw_gb_s"] / 2
+    return {"roofline_gb_s": rates["copy_rw_gb_s"], **rates}
+
+
+BANDWIDTHS = (("copy_rw", "copy, read+written"), ("sum", "sum, read"), ("matvec", "matrix-vector, read"),
+              ("copy_read", "copy, read only"))
 
 
 # -- 3. breakdown ------------------------------------------------------------------------------------
@@ -418,8 +428,9 @@ def speed(args: Any, report: dict) -> list[tuple]:
     threads = torch.get_num_threads()
     bw = read_bandwidth()
     report["bandwidth"] = bw
-    print(f"read bandwidth: {bw['read_gb_s']:.1f} GB/s, the best of: sum {bw['sum_gb_s']:.1f}, copy "
-          f"{bw['copy_gb_s']:.1f} (bytes read), matrix-vector {bw['matvec_gb_s']:.1f} (1 GiB each)")
+    print(f"memory bandwidth (the roofline's): {bw['roofline_gb_s']:.1f} GB/s, a 1 GiB tensor copy counting bytes "
+          f"read + written; stricter: sum {bw['sum_gb_s']:.1f}, matrix-vector {bw['matvec_gb_s']:.1f} (bytes "
+          f"read); lenient: the copy counting bytes read only {bw['copy_read_gb_s']:.1f}")
 
     path = kogpt2_shaped_dir()
     models = {"fp32": load_model(str(path), device="cpu", precision="fp32")}
@@ -433,7 +444,8 @@ def speed(args: Any, report: dict) -> list[tuple]:
     roof = {}
     for label, loaded in models.items():
         size = quantize.weight_bytes(loaded.model)
-        roof[label] = bw["read_gb_s"] * 1e9 / size
+        roof[label] = bw["roofline_gb_s"] * 1e9 / size
+        report.setdefault("weight_bytes", {})[label] = size
         print(f"weights read per token, {label}: {size / 1e6:.1f} MB -> roofline {roof[label]:.1f} tok/s")
     report["roofline_tok_s"] = roof
     print()
@@ -467,8 +479,13 @@ def speed(args: Any, report: dict) -> list[tuple]:
         k8 = next(r for r in rows if r["name"] == f"kolyric {best_int8}")
         goals.append((f"{name}: kolyric {best_int8} >= 2x plain generate fp32", k8["x_plain_fp32"] >= 2.0,
                       f"x{k8['x_plain_fp32']:.2f}"))
-        goals.append((f"{name}: kolyric {best_int8} >= 60% of its roofline (decode)",
+        goals.append((f"{name}: kolyric {best_int8} >= 60% of its roofline (decode, copy bandwidth)",
                       k8["decode_roofline_share"] >= 0.6, f"{k8['decode_roofline_share'] * 100:.0f}%"))
+        size = report["weight_bytes"][best_int8]
+        shares = {key: k8["decode_tokens_per_s"] / (bw[f"{key}_gb_s"] * 1e9 / size) for key, _ in BANDWIDTHS}
+        k8["decode_roofline_shares"] = shares
+        print(f"  kolyric {best_int8} decode, share of its roofline by bandwidth: " + ", ".join(
+            f"{text} {bw[key + '_gb_s']:.1f} GB/s -> {shares[key] * 100:.0f}%" for key, text in BANDWIDTHS))
         print()
 
     print("per-token breakdown of kolyric's loop (decoding steps after the first, ms per token):")
