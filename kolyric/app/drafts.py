@@ -52,11 +52,7 @@ class Draft:
             raise ValueError("text and prompt must be strings")
         if polarity not in (None, "긍정", "부정"):
             raise ValueError(f"unknown polarity {polarity!r}")
-        constraints = data.get("constraints") or {}  # absent in drafts saved before constraints existed
-        if not isinstance(constraints, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                        for k, v in constraints.items()):
-            raise ValueError("constraints must map field names to strings")
-        return cls(text=text, prompt=prompt, polarity=polarity, constraints=tuple(constraints.items()))
+        return cls(text=text, prompt=prompt, polarity=polarity, constraints=_constraint_fields(data.get("constraints")))
 
 
 class DraftStore:
@@ -97,6 +93,17 @@ class DraftStore:
             atomic_write_text(self.path, draft.to_json())
             self._written_seq = seq
             return True
+
+
+def _constraint_fields(raw: object) -> tuple[tuple[str, str], ...]:
+    """The constraint fields of a saved draft. They are optional extras beside the lyrics: a
+    value of another shape (an older or newer kolyric, a hand edit) is dropped, never a reason
+    to set the whole draft aside. Numbers and booleans are kept as the text a field shows."""
+    if not isinstance(raw, dict):
+        return ()
+    shown = {True: "on", False: "off"}
+    return tuple((k, shown[v] if isinstance(v, bool) else str(v)) for k, v in raw.items()
+                 if isinstance(k, str) and isinstance(v, (str, int, float, bool)))
 
 
 def export_record(path: Path, record: dict) -> Path:

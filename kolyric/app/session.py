@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kolyric.korean.sections import is_header
+
 _run_ids = itertools.count(1)
 
 
@@ -94,13 +96,14 @@ class HistoryEntry:
     constraints: dict[str, Any] | None = None
     forced_ids: tuple[int, ...] = ()  # tokens chosen in the inspector (a branch)
     model: str | None = None
+    finish_reason: str | None = None  # eos, length, constraint, stopped (a stopped line cannot be remade)
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "prompt": self.prompt, "polarity": self.polarity, "context": list(self.context),
                 "summary": self.summary, "accepted": self.accepted,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.at)), "model": self.model,
                 "settings": self.settings, "candidate": self.candidate, "constraints": self.constraints,
-                "forced_ids": list(self.forced_ids)}
+                "forced_ids": list(self.forced_ids), "finish_reason": self.finish_reason}
 
 
 def settings_summary(settings: Any, finish_reason: str | None, report: Any = None) -> str:
@@ -126,10 +129,12 @@ def report_badge(report: Any) -> str:
 
 
 def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple[str, ...]:
-    """Non-empty draft lines up to and including ``before_line``, oldest first. When that
-    last line is the prompt itself it is left out: the model sees the line once, not twice
-    (twice, no_repeat_ngram_size would forbid ending it the way the draft does)."""
-    context = [line for line in lines[: before_line + 1] if line.strip()]
+    """The lyric lines up to and including ``before_line``, oldest first: blank lines and
+    section headers (``[후렴]``) are left out, so a rhyme scheme's leading letters line up with
+    lyric lines, never with a header. When the last line is the prompt itself it is left out
+    too: the model sees the line once, not twice (twice, no_repeat_ngram_size would forbid
+    ending it the way the draft does)."""
+    context = [line for line in lines[: before_line + 1] if line.strip() and not is_header(line)]
     if context and prompt.strip() and context[-1].strip() == prompt.strip():
         context.pop()
     return tuple(context)

@@ -235,7 +235,7 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     started = time.perf_counter()
     out = Path(config.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in sweep_stale_temps(out):  # checkpoint writes of a run that was killed mid-save
+    for stale in sweep_stale_temps(out, "*.ckpt"):  # checkpoint writes of a run killed mid-save
         message = f"removed {stale.name}, left by an interrupted checkpoint write"
         events.emit("phase", phase="warning", message=message, say=message)
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):

@@ -14,7 +14,7 @@ from kolyric.korean import RhymeOptions, count_syllables, rhymes_with
 SIZE = (120, 36)
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
-# AABB in the verse (다/나 share ㅏ; 해/네 share ㅐ by the ㅐ/ㅔ family), 5-8-7-6,, a chorus whose second
+# AABB in the verse (다/나 share ㅏ; 해/네 share ㅐ by the ㅐ/ㅔ family), 5-8-7-6;, a chorus whose second
 # line rhymes with the verse's first pair, and a line that rhymes with nothing (ㅗ).
 DRAFT = """[Verse 1]
 바람이 분다
@@ -119,6 +119,68 @@ async def test_sections_panel_shows_scheme_and_pattern_and_follows_the_cursor():
         assert panel.border_subtitle == "line 9: 5 syl · rhyme ㅗ (B)"
 
 
+def panel_rows(panel) -> list[str]:
+    """The content rows as painted on screen, not the text's logical lines."""
+    return [panel.render_line(y).text.rstrip() for y in range(panel.size.height)]
+
+
+async def test_sections_panel_rows_never_wrap_and_grow_with_the_sections():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        long_verse = "\n".join(["[Verse 1]"] + ["그대여 다시 한번 돌아와 줄래요 나에게로 바람이 분다"] * 8)
+        screen.editor.load(long_verse + "\n\n[후렴]\n다시 올 수 있을까\n돌아와 다오")
+        screen.editor.area.move_cursor((11, 0))
+        await pilot.pause()
+        panel = screen.sections
+        rows = panel_rows(panel)
+        assert len(rows) == 2  # one row per section, however long its pattern
+        assert rows[0].startswith("  Verse 1") and rows[0].endswith("…") and rows[1].startswith("▸ 후렴")
+        screen.editor.area.insert("\n[Bridge]\n너를 보낸 날", (12, len(screen.editor.lines()[12])))
+        await pilot.pause()
+        rows = panel_rows(panel)
+        assert len(rows) == 3 and rows[1].startswith("▸ 후렴")  # the cursor did not move
+        assert rows[2].lstrip().startswith("Bridge") and rows[2].endswith("5")
+        screen.editor.load("[Verse 1]\n[후렴]")  # headers only: the sections, each without lines
+        await pilot.pause()
+        assert [r.split()[-1] for r in panel_rows(panel)] == ["—", "—"]
+
+
+async def test_theme_change_recolours_gutter_and_panel_alike():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        await pilot.pause()
+
+        def letter_colour() -> str:
+            text = screen.sections.render()
+            span = next(s for s in text.spans if text.plain[s.start:s.end] == "A")
+            return Style.parse(str(span.style)).color.get_truecolor()
+
+        night = letter_colour()
+        app.theme = "textual-light"  # a theme with no rhyme-N colours: the fallback palette
+        await pilot.pause()
+        palette = rhyme_palette(app)
+        assert len(set(palette)) == len(palette) >= 3  # distinct colours, none of them repeated
+        assert letter_colour() == Style.parse(palette[0]).color.get_truecolor() != night
+        gutter_style = screen.editor.lyric_gutter.columns[1].style("", 1)
+        assert Style.parse(gutter_style).color == Style.parse(palette[0]).color
+
+
+async def test_rhyme_options_reach_the_gutter_while_another_field_is_wrong():
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        screen.controls.set_values(temperature="abc", syllables="99")
+        await pilot.pause()
+        screen.controls.set_values(rhyme_syllables="2")
+        await pilot.pause()
+        assert screen.query_one("#generate").disabled  # generation still waits for the fixes
+        assert rhyme_cells(screen)[1] == "ㅜ-ㅏ"  # … but the gutter shows two-syllable keys at once
+
+
 async def test_constraint_fields_are_validated_and_block_generation():
     app = new_app(load_on_start=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -169,15 +231,19 @@ async def test_target_line_then_constrained_generation_and_accept(tiny_model_dir
             else:
                 assert "✗" in str(card.border_title)
         assert met >= 1
-        # accepting puts the prompt line and the new line into the draft, one per line
+        # the cursor is on the prompt line: accepting adds only the new line, below it
         card = next(c for c in cards if c.state.report.satisfied)
-        before = len(screen.editor.lines())
-        screen.editor.area.move_cursor((4, 0))
+        before = screen.editor.lines()
         screen.accept(card.slot)
         lines = screen.editor.lines()
-        assert len(lines) == before + 2
-        assert lines[5:7] == card.state.accepted_text().split("\n")
-        assert "rhyme 해 ✓" in screen.history[-1].summary or any("✓" in h.summary for h in screen.history)
+        new_line = card.state.accepted_text().split("\n")[-1]
+        assert lines == before[:4] + [new_line] + before[4:]
+        entry = next(h for h in screen.history if h.accepted)
+        assert entry.text == card.state.accepted_text() and "7 syllables · rhyme 해 ✓ 7 ㅐ" in entry.summary
+        # elsewhere in the draft, the prompt line comes with it
+        screen.editor.area.move_cursor((len(lines) - 1, 0))
+        screen.accept(card.slot)
+        assert screen.editor.lines()[-2:] == card.state.accepted_text().split("\n")
 
 
 async def test_an_unmet_constraint_is_reported_on_the_card(tiny_model_dir):
@@ -196,16 +262,18 @@ async def test_an_unmet_constraint_is_reported_on_the_card(tiny_model_dir):
         assert "✗ " in str(card.render()) and "max_length" in str(card.render())  # the reason, under the text
 
 
-async def test_target_line_on_a_header_or_empty_line_explains(tiny_model_dir):
+async def test_target_line_on_a_header_or_empty_line_explains():
     app = new_app(load_on_start=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = await controls_ready(pilot)
         screen.editor.load(DRAFT)
-        screen.editor.area.move_cursor((0, 0))
-        await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert screen.controls.raw_constraints()["syllables"] == ""
-        assert any("lyric line" in str(n.message) for n in app._notifications)
+        for row in (0, 5):  # [Verse 1], then the blank line before [후렴]
+            app.clear_notifications()
+            screen.editor.area.move_cursor((row, 0))
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            assert screen.controls.raw_constraints()["syllables"] == ""
+            assert any("lyric line" in str(n.message) for n in app._notifications)
 
 
 async def test_constraint_fields_are_saved_with_the_draft_and_restored():

@@ -15,6 +15,12 @@ def test_draft_context_keeps_lines_up_to_the_cursor():
     assert draft_context(lines, 0) == ("바람이 분다",)
 
 
+def test_draft_context_leaves_out_section_headers():
+    lines = ["[Verse 1]", "바람이 분다", "", "[후렴]", "다시 올 수 있을까"]
+    assert draft_context(lines, 4) == ("바람이 분다", "다시 올 수 있을까")
+    assert draft_context(lines, 3, "다시") == ("바람이 분다",)  # never a header as the last context line
+
+
 def test_draft_context_leaves_out_the_prompt_when_it_is_the_cursor_line():
     lines = ["바람이 분다", "다시 만날"]
     assert draft_context(lines, 1, "다시 만날 ") == ("바람이 분다",)
@@ -51,5 +57,11 @@ def test_drafts_round_trip_constraints_and_older_drafts_still_load():
     assert Draft.from_json(draft.to_json()) == draft
     old = json.dumps({"format": "kolyric-draft", "version": 1, "text": "가", "prompt": "", "polarity": None})
     assert Draft.from_json(old) == Draft("가")  # saved before constraints existed
-    with pytest.raises(ValueError, match="constraints"):
-        Draft.from_json(json.dumps({"format": "kolyric-draft", "text": "", "constraints": {"syllables": 8}}))
+    # odd constraint values never cost the lyrics: numbers and switches become field text, the rest is dropped
+    odd = {"format": "kolyric-draft", "text": "바람이 분다", "constraints": {"syllables": 8, "strict": True,
+                                                                         "rhyme": ["랑"], "lines": None}}
+    assert Draft.from_json(json.dumps(odd)) == Draft("바람이 분다", constraints=(("syllables", "8"), ("strict", "on")))
+    for shape in ([["syllables", "8"]], "8", 3):
+        assert Draft.from_json(json.dumps({**odd, "constraints": shape})) == Draft("바람이 분다")
+    with pytest.raises(ValueError):
+        Draft.from_json(json.dumps({"format": "kolyric-draft", "text": 5}))

@@ -59,10 +59,15 @@ class ExportScreen(ModalScreen[str | None]):
             path = path.with_suffix(".txt")
         try:
             written = export_text(path, self.text)
-            record = export_record(written, self.record) if self.record is not None else None
         except OSError as exc:
             error.update(f"Could not write {path}: {describe_os_error(exc)}")
             return
-        also = f"; how it was made: {record.name}" if record is not None else ""
+        also = ""
+        if self.record is not None:
+            try:
+                also = f"; how it was made: {export_record(written, self.record).name}"
+            except OSError as exc:  # the lyrics are out: say what is missing, do not undo that
+                self.notify(f"The settings record beside it could not be written: {describe_os_error(exc)}",
+                            title="Record not written", severity="warning", timeout=10)
         self.notify(f"Exported to {written}{also}", title="Draft exported")
         self.dismiss(str(written))

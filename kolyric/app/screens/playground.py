@@ -36,6 +36,9 @@ POLARITIES = [("polarity: none", "none"), ("긍정 (positive)", "긍정"), ("부
 
 
 class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
+    # classes for small terminals (app.tcss): a narrower right column, shorter panels
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
         Binding("ctrl+g", "generate", "Generate", priority=True),
         Binding("escape", "stop", "Stop"),
@@ -124,6 +127,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         from kolyric.korean import count_syllables, is_header, last_syllables
 
         if not self.controls.ready:
+            self.notify("The controls are still loading; press Ctrl+T again in a moment.", severity="warning")
             return
         line = self.editor.lines()[self.editor.cursor_line]
         if not line.strip() or is_header(line):
@@ -175,9 +179,9 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
     def on_settings_changed(self, message: SettingsChanged) -> None:
         self.query_one("#generate", Button).disabled = bool(message.problems)
         self.draft_changed()  # the constraint fields are saved with the draft
+        self.editor.set_rhyme_options(self.controls.rhyme_options)  # valid even when other fields are not
         if message.problems:
             return
-        self.editor.set_rhyme_options(self.controls.rhyme_options)
         if self.run is not None:
             self.run.controls.update(message.settings)  # applies from the next token
 
@@ -222,7 +226,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         if not text:
             self.notify("That candidate is empty.", severity="warning")
             return
-        self.accept_text(text)
+        self.accept_text(text, state.prompt)
         for entry in reversed(self.history):
             if entry.text == text:
                 entry.accepted = True
@@ -231,8 +235,20 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         if card is not None:
             card.add_class("-accepted")
 
-    def accept_text(self, text: str) -> None:
-        self.editor.insert_line(text)
+    def accept_text(self, text: str, prompt: str = "") -> None:
+        """Put an accepted candidate (its prompt line, then what was generated) into the draft.
+        When the cursor's line is that prompt line, it is not written twice: new lines go
+        below it, and a completed line replaces it."""
+        editor, prompt = self.editor, prompt.strip()
+        row = editor.cursor_line
+        if prompt and editor.lines()[row].strip() == prompt and text.startswith(prompt):
+            rest = text[len(prompt):]
+            if rest.startswith("\n"):
+                editor.insert_line(rest[1:])
+            else:
+                editor.replace_line(row, text)
+        else:
+            editor.insert_line(text)
         self.notify(f"Added to the draft: {text[:40]}", timeout=3)
 
     # -- dialogs ---------------------------------------------------------------------------------
@@ -242,7 +258,7 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         def chosen(index: int | None) -> None:
             if index is not None:
                 self.history[index].accepted = True
-                self.accept_text(self.history[index].text)
+                self.accept_text(self.history[index].text, self.history[index].prompt)
 
         self.app.push_screen(HistoryScreen(self.history), chosen)
 
@@ -263,7 +279,9 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
             "prompt": draft.prompt, "polarity": draft.polarity,
             "settings": self.controls.settings.to_dict(),
             "constraints": constraints.to_dict() if constraints is not None else None,
-            "accepted": [entry.to_dict() for entry in self.history if entry.accepted],
+            # accepted this session and still in the draft (an accept undone with Ctrl+Z is not)
+            "accepted": [entry.to_dict() for entry in self.history
+                         if entry.accepted and all(line in draft.text for line in entry.text.split("\n"))],
         }
 
     def palette_commands(self) -> Iterable[SystemCommand]:

@@ -172,7 +172,8 @@ class StreamingMixin:
                     state.accepted_text(), state.prompt, request.polarity,
                     settings_summary(settings, state.finish_reason, state.report),
                     settings=settings.to_dict(), candidate=i, context=tuple(request.context),
-                    constraints=constraints, forced_ids=tuple(request.forced_ids), model=self.app.host.spec))
+                    constraints=constraints, forced_ids=tuple(request.forced_ids), model=self.app.host.spec,
+                    finish_reason=state.finish_reason))
 
     def on_stream_failed(self, message: StreamFailed) -> None:
         if self.run is None or self.run.run_id != message.run_id:

@@ -133,8 +133,9 @@ class ControlsPanel(VerticalScroll):
                                        choices=spec.choices)
         for spec in CONSTRAINT_FIELDS:
             value = self.initial_constraints.get(spec.name, spec.default)
-            if spec.choices and value not in spec.choices:
-                value = spec.default
+            if spec.choices:
+                value = value.strip().lower()
+                value = value if value in spec.choices else spec.default
             self.constraint_rows[spec.name] = FieldRow(spec.name, spec.label, value, help=spec.help,
                                                        prefix="ctl", placeholder=spec.placeholder,
                                                        choices=spec.choices)
@@ -180,7 +181,7 @@ class ControlsPanel(VerticalScroll):
             problems += exc.problems
         else:
             self.constraints = made if made.active else None
-            self.rhyme_options = made.rhyme_options
+        self.rhyme_options = self._rhyme_options() or self.rhyme_options
         self.problems = problems
         bad = {p.field: problem_text(p) for p in reversed(self.problems)}
         for field_name, row in self.all_rows().items():
@@ -198,6 +199,16 @@ class ControlsPanel(VerticalScroll):
         self.post_message(SettingsChanged(self.settings, list(self.problems), name,
                                           None if self.problems else self.constraints))
         return not self.problems
+
+    def _rhyme_options(self) -> RhymeOptions | None:
+        """The rhyme options the gutter shows, from their two fields alone: a mistake in any
+        other field must not freeze the gutter. None while one of the two is invalid."""
+        try:
+            made = LyricConstraints.from_dict({name: self.constraint_rows[name].raw_value
+                                               for name in ("rhyme_syllables", "strict")})
+        except ConstraintError:
+            return None
+        return made.rhyme_options
 
     @property
     def valid(self) -> bool:

@@ -86,6 +86,12 @@ class LyricsEditor(Horizontal):
     def cursor_line(self) -> int:
         return self.area.cursor_location[0]
 
+    def replace_line(self, row: int, text: str) -> None:
+        """Put ``text`` in place of line ``row`` (one undo step), the cursor at its end."""
+        area = self.area
+        edit = area.replace(text, (row, 0), (row, len(area.document.get_line(row))))
+        area.move_cursor(edit.end_location)
+
     def insert_line(self, text: str) -> None:
         """Put ``text`` on a new line after the cursor's line (on it, if that line is empty)."""
         area = self.area

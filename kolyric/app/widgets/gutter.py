@@ -51,7 +51,10 @@ class SyllableColumn:
         return n
 
     def cell(self, line: str, index: int) -> str:
-        return str(self.count(line)) if line.strip() and not is_header(line) else ""
+        if not line.strip() or is_header(line):
+            return ""
+        n = self.count(line)
+        return str(n) if n < 1000 else "1k+"  # a pasted wall of text: never a cropped, wrong number
 
     def style(self, line: str, index: int) -> str | None:
         return None

@@ -14,7 +14,8 @@ from collections import Counter
 from typing import Any, Callable
 
 RHYME_VARIABLES = tuple(f"rhyme-{n}" for n in range(1, 7))
-FALLBACK_VARIABLES = ("accent", "secondary", "success", "primary", "warning", "error")
+# not $error: red is what an unmet constraint is shown in
+FALLBACK_VARIABLES = ("accent", "secondary", "success", "primary", "warning")
 
 
 def group_colours(analysis: Any) -> dict[int, int]:
@@ -27,19 +28,20 @@ def group_colours(analysis: Any) -> dict[int, int]:
     return numbers
 
 
-_palettes: dict[str, list[str]] = {}
+_palettes: dict[int, tuple[Any, list[str]]] = {}
 
 
 def rhyme_palette(app: Any) -> list[str]:
-    """The theme's rhyme colours as Rich colour strings (cached per theme)."""
-    name = str(getattr(app, "theme", ""))
-    palette = _palettes.get(name)
-    if palette is None:
-        variables = app.get_css_variables()
-        palette = [variables[v] for v in RHYME_VARIABLES if v in variables]
-        if not palette:
-            palette = [variables[v] for v in FALLBACK_VARIABLES if v in variables] or ["yellow", "cyan", "green"]
-        palette = _palettes[name] = [_rich_colour(c) for c in palette]
+    """The current theme's rhyme colours as Rich colour strings, distinct, at least one.
+    Cached per theme object (a theme registered again under the same name is a new object)."""
+    theme = app.current_theme
+    cached = _palettes.get(id(theme))
+    if cached is not None and cached[0] is theme:
+        return cached[1]
+    variables = app.get_css_variables()
+    names = [v for v in RHYME_VARIABLES if v in variables] or [v for v in FALLBACK_VARIABLES if v in variables]
+    palette = list(dict.fromkeys(_rich_colour(variables[v]) for v in names)) or ["yellow"]
+    _palettes[id(theme)] = (theme, palette)
     return palette
 
 

@@ -30,6 +30,8 @@ class SectionsPanel(Static):
         padding: 0 1;
         overflow-y: auto;
         scrollbar-size-vertical: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 
@@ -39,6 +41,15 @@ class SectionsPanel(Static):
         self.analysis: Any = None
         self.cursor_line = 0  # 0-based draft line
         self._shown: Text | None = None
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._repaint_all())
+
+    def _repaint_all(self) -> None:
+        """The rhyme colours come from the theme: paint again, even when the text is the same."""
+        self._shown = None
+        if self.analysis is not None:
+            self._paint_sections()
 
     def show(self, analysis: Any, cursor_line: int | None = None) -> None:
         self.analysis = analysis
@@ -62,14 +73,14 @@ class SectionsPanel(Static):
 
     def _paint_sections(self) -> None:
         analysis = self.analysis
-        if analysis is None or not analysis.lines:
-            self._show(Text("Sections show here: [Verse 1], [후렴] …", style="dim", no_wrap=True, overflow="ellipsis"))
+        if analysis is None or not analysis.sections:
+            self._show(Text("Sections show here: [Verse 1], [후렴] …", style="dim"))
             self.border_subtitle = ""
             return
         palette = rhyme_palette(self.app)
         colours = group_colours(analysis)
         current = self.current_section()
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         for n, section in enumerate(analysis.sections):
             if n:
                 text.append("\n")
@@ -91,9 +102,9 @@ class SectionsPanel(Static):
         self.border_subtitle = self._line_summary()
 
     def _show(self, text: Text) -> None:
-        """Repaint only when the text changed, and lay out only when its row count did (every
-        text here is no_wrap, so rows are lines): this runs on every keypress in the draft, and
-        a layout pass costs more than the analysis."""
+        """Repaint only when the text changed, and lay out only when its row count did (the
+        panel's CSS does not wrap, so rows are lines): this runs on every keypress in the draft,
+        and a layout pass costs more than the analysis."""
         if text == self._shown:
             return
         rows = text.plain.count("\n")
