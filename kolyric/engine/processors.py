@@ -16,12 +16,12 @@ So this module holds, for exactly those, replacements that give the same scores:
   Each step adds the one new token (its seen-token set; its one new n-gram) instead of
   rescanning the sequence, and changes only the affected scores, in place.
 - ``MinNewTokens``: bans the end token in place instead of building a vocabulary mask.
-- ``TopKThenTopP`` / ``TopK``: top-k (and top-p over its survivors only) with one top-k call,
-  and a ``pool`` form that hands the loop the k survivors, so sampling never touches the rest of
-  the vocabulary.
+- ``TopKThenTopP`` / ``TopK``: the temperature over the k survivors only, top-k (and top-p over
+  its survivors only) with one top-k call, and a ``pool`` form that hands the loop the k
+  survivors, so sampling never touches the rest of the vocabulary.
 
-Everything else (temperature, top-p alone, lyric constraints) is transformers' own or the
-constraint module's. ``tests/unit/test_processors.py`` checks each replacement against the
+Everything else (temperature without top-k, top-p alone, lyric constraints) is transformers' own
+or the constraint module's. ``tests/unit/test_processors.py`` checks each replacement against the
 transformers processor it replaces, score for score, over many random steps.
 
 Processors in a ``ProcessorChain`` may change the score tensor they are given in place: the
@@ -46,19 +46,36 @@ def _numpy_rows(scores: Any) -> Any:
     return _numpy_view(scores)
 
 
+_last_view: tuple[Any, Any] = (None, None)
+"""(tensor, its view): the chain passes one tensor along. One tuple, read and replaced whole, so
+generations on other threads can never pair a tensor with another's view."""
+
+
 def _numpy_view(scores: Any) -> Any:
     """A NumPy view sharing memory with ``scores`` (2-D float32, contiguous, on the CPU), else None.
 
     A decoding step's forward pass streams every weight through the CPU caches, so the small
     calls after it run cold: each torch call costs 10-20 µs there, a NumPy call a few. NumPy's
     float32 ``*``, ``/`` and comparisons round as torch's do (the tests check scores bit for bit).
+    The processors of one step all ask for the same tensor's view; the checks and the view are
+    made once for it (~10 µs each time otherwise, measured in the decoding loop).
     """
-    import torch
+    global _last_view
+    tensor, view = _last_view
+    if tensor is scores:
+        return view
+    import numpy as np
 
-    if (scores.device.type != "cpu" or scores.dtype != torch.float32 or scores.dim() != 2
-            or not scores.is_contiguous() or scores.requires_grad):
+    # torch refuses a GPU tensor, one that requires grad or a dtype NumPy lacks (bfloat16); the
+    # rest is checked on the view, whose attributes cost a fraction of torch's (~8 µs a call)
+    try:
+        view = scores.numpy()
+    except (RuntimeError, TypeError):
         return None
-    return scores.numpy()
+    if view.dtype != np.float32 or view.ndim != 2 or not view.flags.c_contiguous:
+        return None
+    _last_view = (scores, view)
+    return view
 
 
 def top_k(scores: Any, k: int) -> tuple[Any, Any]:
@@ -124,8 +141,13 @@ class ProcessorChain(list):
     here take (input_ids, scores) only."""
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        for processor in self:
-            scores = processor(input_ids, scores)
+        global _step_ids
+        _step_ids = (input_ids, None)  # converted once, by the first processor that needs it
+        try:
+            for processor in self:
+                scores = processor(input_ids, scores)
+        finally:
+            _step_ids = (None, None)
         return scores
 
     def pool(self, input_ids: Any, scores: Any) -> tuple[Any, Any]:
@@ -135,13 +157,19 @@ class ProcessorChain(list):
         last = self[-1] if self else None
         if not hasattr(last, "pool"):
             return self(input_ids, scores), None
-        for processor in self[:-1]:
-            scores = processor(input_ids, scores)
+        scores = ProcessorChain(self[:-1])(input_ids, scores)
         pooled = last.pool(input_ids, scores)
         return pooled if pooled is not None else (last(input_ids, scores), None)
 
 
 # -- processors -------------------------------------------------------------------------------------
+_step_ids: tuple[Any, Any] = (None, None)
+"""(input_ids, a NumPy copy of it or None) while a ``ProcessorChain`` runs one step: the
+incremental processors of the step convert the sequences once between them (~10 µs each after a
+forward pass). Read and replaced as one tuple, so another thread's step never matches; cleared
+when the chain returns, so a caller changing ``input_ids`` in place between steps is safe."""
+
+
 class _Incremental:
     """Follows the sequences a processor is called with, one new column per call.
 
@@ -157,8 +185,13 @@ class _Incremental:
     def _advance(self, input_ids: Any) -> tuple[bool, list[list[int]]]:
         import numpy as np
 
-        ids = input_ids.detach().cpu().numpy()
-        previous, self._previous = self._previous, ids.copy()
+        global _step_ids
+        tensor, ids = _step_ids
+        if tensor is not input_ids or ids is None:
+            ids = input_ids.detach().cpu().numpy().copy()  # a copy: kept as the next call's previous
+            if tensor is input_ids:
+                _step_ids = (tensor, ids)
+        previous, self._previous = self._previous, ids
         if (previous is not None and ids.shape[0] == previous.shape[0] and ids.shape[-1] == previous.shape[-1] + 1
                 and np.array_equal(ids[:, :-1], previous)):
             return False, ids[:, -1:].tolist()
@@ -171,9 +204,9 @@ class RepetitionPenalty(_Incremental):
 
     Replaced because it rebuilt the work from the whole sequence every step and padded and
     copied the score row twice (~50 µs a step at 51,200 entries). Here each row's seen tokens are
-    kept as a set plus one index tensor into the flattened scores, extended by the step's new
-    token only, and the penalty is one ``index_select``, one ``where`` and one ``index_copy_``
-    over those entries (the same arithmetic as transformers').
+    kept as a set plus their positions in the flattened scores, extended by the step's new
+    token only, and the penalty is a gather, a ``where`` and a scatter over those entries (the
+    same arithmetic as transformers'), in NumPy on a CPU.
     """
 
     def __init__(self, penalty: float):
@@ -182,6 +215,7 @@ class RepetitionPenalty(_Incremental):
         super().__init__()
         self.penalty = penalty
         self._seen: list[set[int]] = []
+        self._positions: list[int] = []
         self._index: Any = None
         self._flat: Any = None
         self._vocab = 0
@@ -191,10 +225,10 @@ class RepetitionPenalty(_Incremental):
 
         rebuilt, new = self._advance(input_ids)
         vocab = scores.shape[-1]
-        if (rebuilt or self._index is None or self._index.device != scores.device
-                or self._vocab != vocab):
+        if rebuilt or self._vocab != vocab or (self._index is not None and self._index.device != scores.device):
             self._seen = [set() for _ in new]
-            self._index = torch.empty(0, dtype=torch.long, device=scores.device)
+            self._positions = []  # row * vocab + token for every (row, seen token)
+            self._index = self._flat = None  # the positions as a torch index / a NumPy array
             self._vocab = vocab
         added = []
         for row, tokens in enumerate(new):
@@ -204,16 +238,16 @@ class RepetitionPenalty(_Incremental):
                     seen.add(token)
                     added.append(row * vocab + token)
         if added:
-            self._index = torch.cat([self._index, torch.tensor(added, device=scores.device)])
-            self._flat = None
-        if not self._index.numel():
+            self._positions += added
+            self._index = self._flat = None  # rebuilt below, for the path that runs
+        if not self._positions:
             return scores
         array = _numpy_view(scores)
         if array is not None:
             import numpy as np
 
             if self._flat is None:
-                self._flat = self._index.cpu().numpy()
+                self._flat = np.array(self._positions, dtype=np.int64)
             flat = array.reshape(-1)
             picked = flat[self._flat]
             penalty = np.float32(self.penalty)
@@ -221,6 +255,8 @@ class RepetitionPenalty(_Incremental):
             return scores
         if not scores.is_contiguous():
             scores = scores.contiguous()
+        if self._index is None:
+            self._index = torch.tensor(self._positions, dtype=torch.long, device=scores.device)
         flat = scores.view(-1)
         picked = flat.index_select(0, self._index)
         picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
@@ -306,33 +342,53 @@ class MinNewTokens:
 
 
 class TopK:
-    """transformers' ``TopKLogitsWarper(top_k)``: scores below the k-th largest become -inf (ties
-    at the k-th score all stay). The same scores, with ``top_k`` and a pool form."""
+    """transformers' ``TemperatureLogitsWarper(temperature)`` (when not 1) then
+    ``TopKLogitsWarper(top_k)``: scores below the k-th largest become -inf (ties at the k-th
+    score all stay). The same scores, with ``top_k`` and a pool form.
 
-    def __init__(self, k: int):
-        from transformers.generation.logits_process import TopKLogitsWarper
+    The temperature divides the k survivors only: dividing by a positive number keeps the order,
+    so the same k survive, and each keeps exactly the value ``scores / temperature`` gives it
+    (the same torch division). That saves a pass over the vocabulary (~50 µs a token at 51,200
+    entries). Where the division makes the k-th and the next score equal (top-k would then keep
+    both), the whole row is divided and handed to transformers' warper instead."""
+
+    def __init__(self, k: int, temperature: float = 1.0):
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper
 
         self.inner = TopKLogitsWarper(k)
         self.k = self.inner.top_k
+        self.temperature = TemperatureLogitsWarper(temperature) if temperature != 1.0 else None
 
     def _survivors(self, scores: Any) -> tuple[Any, Any] | None:
-        """The k best (scores, ids), largest first, or None when the k-th score is tied with the
-        next (top-k then keeps more than k) or k covers the vocabulary."""
+        """The k best (scores, ids), largest first, the temperature applied, or None when the
+        k-th score is tied with the next (top-k then keeps more than k) or k covers the vocabulary."""
         import torch
 
         k = min(self.k, scores.shape[-1])
         if k >= scores.shape[-1]:
             return None
         found = _top_k_numpy(scores, k + 1)
-        if found is not None:  # the tie check on the NumPy arrays: no torch call
+        if found is not None:  # the division and the tie check in NumPy: no torch call
+            import numpy as np
+
             kept, ids = found
+            if self.temperature is not None:  # float32 / float32, rounded as torch's ``scores / t``
+                kept = kept / np.float32(self.temperature.temperature)
             if (kept[:, k] == kept[:, k - 1]).any():
                 return None
             return torch.from_numpy(kept[:, :k]), torch.from_numpy(ids[:, :k])
         kept, ids = torch.topk(scores, k + 1, dim=-1)
+        if self.temperature is not None:
+            kept = self.temperature(None, kept)
         if bool((kept[:, k] == kept[:, k - 1]).any()):
             return None
         return kept[:, :k], ids[:, :k]
+
+    def _full_row(self, scores: Any) -> Any:
+        """transformers' own warpers over the whole row (the fallback)."""
+        if self.temperature is not None:
+            scores = self.temperature(None, scores)
+        return self.inner(None, scores)
 
     def pool(self, input_ids: Any, scores: Any) -> tuple[Any, Any] | None:
         return self._survivors(scores)
@@ -340,19 +396,20 @@ class TopK:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         survivors = self._survivors(scores)
         if survivors is None:
-            return self.inner(input_ids, scores)
+            return self._full_row(scores)
         return _spread(scores, *survivors)
 
 
 class TopKThenTopP(TopK):
-    """transformers' ``TopKLogitsWarper`` then ``TopPLogitsWarper``. The same scores, with top-p's
-    sort over the k survivors instead of the whole vocabulary (~3 ms a token at 51,200 entries:
-    top-p only ever removes tokens that top-k left in) and a pool form."""
+    """transformers' ``TemperatureLogitsWarper`` (when not 1), ``TopKLogitsWarper`` then
+    ``TopPLogitsWarper``. The same scores, with top-p's sort over the k survivors instead of the
+    whole vocabulary (~3 ms a token at 51,200 entries: top-p only ever removes tokens that top-k
+    left in) and a pool form."""
 
-    def __init__(self, k: int, p: float):
+    def __init__(self, k: int, p: float, temperature: float = 1.0):
         from transformers.generation.logits_process import TopPLogitsWarper
 
-        super().__init__(k)
+        super().__init__(k, temperature)
         self.top_p = TopPLogitsWarper(p)
 
     def pool(self, input_ids: Any, scores: Any) -> tuple[Any, Any] | None:
@@ -393,7 +450,7 @@ class TopKThenTopP(TopK):
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         pooled = self.pool(input_ids, scores)
         if pooled is None:
-            return self.top_p(input_ids, self.inner(input_ids, scores))
+            return self.top_p(input_ids, self._full_row(scores))
         return _spread(scores, *pooled)
 
 
@@ -404,5 +461,7 @@ def _spread(scores: Any, values: Any, ids: Any) -> Any:
     return torch.full_like(scores, -float("inf")).scatter_(-1, ids, values)
 
 
+numpy_view = _numpy_view
+
 __all__ = ["MinNewTokens", "NoRepeatNGram", "ProcessorChain", "RepetitionPenalty", "TopK", "TopKThenTopP",
-           "argmax", "top_k"]
+           "argmax", "numpy_view", "top_k"]

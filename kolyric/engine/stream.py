@@ -229,14 +229,16 @@ class Generator:
         if constraint_state is not None:
             procs.append(constraint_state.processor)
         if settings.strategy == "sample":
-            if settings.temperature != 1.0:
-                procs.append(TemperatureLogitsWarper(settings.temperature))
+            temperature = settings.temperature
             if settings.top_k > 0 and settings.top_p < 1.0:  # top-p sorts only the top-k survivors
-                procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p))
-            elif settings.top_k > 0:
-                procs.append(lean.TopK(settings.top_k))
-            elif settings.top_p < 1.0:
-                procs.append(TopPLogitsWarper(settings.top_p))
+                procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p, temperature))
+            elif settings.top_k > 0:  # the temperature divides only the survivors
+                procs.append(lean.TopK(settings.top_k, temperature))
+            else:
+                if temperature != 1.0:
+                    procs.append(TemperatureLogitsWarper(temperature))
+                if settings.top_p < 1.0:
+                    procs.append(TopPLogitsWarper(settings.top_p))
         return procs
 
     def _loop(self, request: GenerationRequest, controls: LiveControls,
@@ -342,6 +344,9 @@ class Generator:
             # entry (~1 ms at 51,200).
             scores, pool_ids = lean.top_k(scores, 2 * settings.top_k)
         probs = torch.softmax(scores, dim=-1)
+        drawn = self._draw_numpy(probs, pool_ids, rngs)
+        if drawn is not None:
+            return drawn
         bad = ~(probs.sum(dim=-1) > 0)  # NaN (all -inf) or all zero: every token masked
         if bool(bad.any()):  # every token masked (e.g. by a constraint): end that row
             probs[bad] = 0.0
@@ -354,6 +359,34 @@ class Generator:
         if pool_ids is None:
             return torch.cat(picks)
         return torch.cat([pool_ids[i, p] for i, p in enumerate(picks)])
+
+    def _draw_numpy(self, probs: Any, pool_ids: Any, rngs: list) -> Any:
+        """``torch.multinomial(probs[i], 1, generator=rngs[i])`` for each row, token for token,
+        or None where this fast path does not apply (not a CPU float32 pool; a row with every
+        token masked).
+
+        torch draws one sample as an exponential race: Exp(1) noise from the generator, then
+        the largest probability / noise. The same noise from the same generator, divided and
+        compared in NumPy, picks the same token and leaves the generator in the same state
+        (``tests/functional/test_stream.py`` checks both), at a fraction of multinomial's
+        checks and calls after a forward pass (~50 µs a token measured).
+        """
+        import numpy as np
+        import torch
+
+        if pool_ids is None:
+            return None
+        array = lean.numpy_view(probs)
+        if array is None or not (array.sum(axis=-1) > 0).all():
+            return None
+        ids = pool_ids.numpy() if pool_ids.device.type == "cpu" else None
+        if ids is None:
+            return None
+        picks = []
+        for i, rng in enumerate(rngs):
+            noise = torch.empty(array.shape[-1], dtype=probs.dtype).exponential_(1, generator=rng).numpy()
+            picks.append(int(ids[i, int(np.argmax(array[i] / noise))]))
+        return torch.tensor(picks, dtype=torch.long)
 
     def _forward_kwargs(self, past: Any) -> dict:
         """The cache argument under this transformers version's name (``cache`` since 5.x, before

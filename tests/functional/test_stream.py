@@ -246,3 +246,29 @@ def test_control_characters_never_reach_the_screen():
     from kolyric.engine.prompt import clean_piece
 
     assert clean_piece("가\x1b[31m나\x07다\n라\t마") == "가[31m나다\n라\t마"
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_the_numpy_draw_is_torch_multinomial_token_for_token(gen, rows):
+    """The fast sampling path draws exactly what torch.multinomial draws from the same
+    generators, step after step (so the generators stay in step too); masked rows and
+    non-float32 pools are left to multinomial."""
+    import random
+
+    import torch
+
+    rng = random.Random(rows)
+    for seed in range(40):
+        ours = [torch.Generator().manual_seed(seed + i) for i in range(rows)]
+        theirs = [torch.Generator().manual_seed(seed + i) for i in range(rows)]
+        for _ in range(12):
+            k = rng.choice((1, 7, 50, 100))
+            probs = torch.softmax(torch.randn(rows, k) * rng.choice((0.5, 3.0)), dim=-1)
+            pool_ids = torch.randint(0, 51200, (rows, k))
+            drawn = gen._draw_numpy(probs, pool_ids, ours)
+            expected = [int(pool_ids[i, torch.multinomial(probs[i:i + 1], 1, generator=theirs[i])]) for i in range(rows)]
+            assert drawn.tolist() == expected
+    masked = torch.zeros(rows, 5)
+    assert gen._draw_numpy(masked, torch.zeros(rows, 5, dtype=torch.long), ours) is None
+    doubles = torch.softmax(torch.randn(rows, 5, dtype=torch.float64), dim=-1)
+    assert gen._draw_numpy(doubles, torch.zeros(rows, 5, dtype=torch.long), ours) is None

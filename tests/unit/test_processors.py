@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from transformers.generation.logits_process import (  # noqa: E402
     MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-    TopKLogitsWarper, TopPLogitsWarper)
+    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from kolyric.engine import processors as lean  # noqa: E402
 
@@ -154,6 +154,36 @@ def test_top_k_then_top_p_matches_transformers(vocab, k, p, dtype):
             values, pool_ids = pooled
             assert torch.equal(_spread(full, values, pool_ids), full)
             assert bool((values[:, :-1] >= values[:, 1:]).all() | torch.isinf(values[:, 1:]).all())
+
+
+@DTYPES
+@pytest.mark.parametrize("temperature", [0.9, 0.3, 1.7, 1e-3])
+@pytest.mark.parametrize("k, p", [(5, 0.92), (50, 0.92), (50, 1.0)])
+def test_temperature_on_the_survivors_matches_transformers(temperature, k, p, dtype):
+    """The temperature divides only the top-k survivors: the scores equal transformers'
+    temperature, top-k and top-p warpers over the whole row, and so does the pool."""
+    rng = random.Random(f"{temperature}{k}{p}")
+    ours = lean.TopKThenTopP(k, p, temperature) if p < 1 else lean.TopK(k, temperature)
+    warpers = [TemperatureLogitsWarper(temperature), TopKLogitsWarper(k)] + ([TopPLogitsWarper(p)] if p < 1 else [])
+    for _ in range(25):
+        rows = rng.choice((1, 3))
+        scores = (random_scores(rng, rows, 51200, ties=rng.random() < 0.5) * rng.choice((0.3, 1.0, 4.0))).to(dtype)
+        collide = rng.random() < 0.3
+        if collide:  # the k-th and the next score differ, but not once divided (for T 0.9 and 1.7)
+            a = torch.tensor(3.622565269470215, dtype=dtype)
+            scores = scores.clamp(max=1.0)
+            scores[:, :k - 1] = 50.0
+            scores[:, k - 1], scores[:, k] = a, torch.nextafter(a, torch.zeros((), dtype=dtype))
+        ids = torch.zeros(rows, 1, dtype=torch.long)
+        expected = scores.clone()
+        for warper in warpers:
+            expected = warper(ids, expected)
+        assert torch.equal(ours(ids, scores.clone()), expected)
+        pooled = ours.pool(ids, scores.clone())
+        if collide and dtype == torch.float32 and temperature in (0.9, 1.7):
+            assert pooled is None  # top-k keeps both: the whole row goes to transformers' warpers
+        if pooled is not None:
+            assert torch.equal(_spread(expected, *pooled), expected)
 
 
 def _spread(like, values, ids):
