@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kolyric.app.files import atomic_write_text, quarantine
+from kolyric.engine.loading import PRECISIONS
 from kolyric.files import sweep_stale_temps
 
 APP_NAME = "kolyric"
@@ -55,8 +56,9 @@ class AppConfig:
     """The model loaded at start (hub id, directory or checkpoint); empty: the engine's default."""
     preset: str = "combined"
     """The decoding preset the controls start from (see ``kolyric.engine.settings.PRESETS``)."""
-    precision: str = "fp32"
-    """Weights precision: fp32, fp16, bf16 or int8."""
+    precision: str = "auto"
+    """Weights precision: auto (int8 on a CPU for models of 50M parameters or more, else fp32),
+    fp32, fp16, bf16 or int8."""
     device: str = "auto"
     """auto, cpu or cuda."""
     theme: str = DEFAULT_THEME
@@ -85,8 +87,8 @@ def check_values(values: dict[str, Any]) -> list[str]:
     if not problems:
         if "preset" in values and values["preset"] not in PRESETS:
             problems.append(f"preset: unknown preset {values['preset']!r}")
-        if "precision" in values and values["precision"] not in ("fp32", "fp16", "bf16", "int8"):
-            problems.append(f"precision: must be fp32, fp16, bf16 or int8, got {values['precision']!r}")
+        if "precision" in values and values["precision"] not in PRECISIONS:
+            problems.append(f"precision: must be {', '.join(PRECISIONS)}, got {values['precision']!r}")
         if any(not isinstance(m, str) for m in values.get("recent_models", [])):
             problems.append("recent_models: must be a list of strings")
     return problems

@@ -43,7 +43,7 @@ class ModelHost:
     def description(self) -> str:
         return self.loaded.description if self.loaded is not None else "no model loaded"
 
-    def load(self, spec: str, *, device: str = "auto", precision: str = "fp32",
+    def load(self, spec: str, *, device: str = "auto", precision: str = "auto",
              progress: Progress = lambda phase: None) -> tuple[str, list[str], float]:
         """Load ``spec`` (empty: the defaults in order); returns (spec used, notices, seconds).
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hub id, model directory, .ckpt checkpoint or 'mini' (default: the settings "
                              "file's model, else skt/kogpt2-base-v2, else kolyric-mini)")
     parser.add_argument("--precision", default=None, choices=PRECISIONS,
-                        help="weights' precision (default: the settings file's, else fp32)")
+                        help="weights' precision (default: the settings file's, else auto: int8 on a CPU for "
+                             "models of 50M parameters or more, fp32 otherwise)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda … (default: auto)")
     parser.add_argument("--theme", default=None,
                         help="theme name, e.g. kolyric-night or kolyric-paper (default: the last one chosen)")

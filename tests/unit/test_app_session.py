@@ -65,3 +65,16 @@ def test_drafts_round_trip_constraints_and_older_drafts_still_load():
         assert Draft.from_json(json.dumps({**odd, "constraints": shape})) == Draft("바람이 분다")
     with pytest.raises(ValueError):
         Draft.from_json(json.dumps({"format": "kolyric-draft", "text": 5}))
+
+
+def test_the_app_defaults_to_the_measured_precision_and_checks_the_setting(tmp_path):
+    from kolyric.app.config import AppConfig, load_config
+    from kolyric.engine.loading import PRECISIONS
+
+    assert AppConfig().precision == "auto" and "auto" in PRECISIONS
+    path = tmp_path / "settings.toml"
+    path.write_text('precision = "int8"\n', encoding="utf-8")
+    assert load_config(path)[0].precision == "int8"
+    path.write_text('precision = "int4"\n', encoding="utf-8")
+    config, notices = load_config(path)
+    assert config.precision == "auto" and "precision: must be auto, fp32" in notices[0]

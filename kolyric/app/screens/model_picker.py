@@ -19,7 +19,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
+
 DEFAULT_HUB_MODEL = "skt/kogpt2-base-v2"
 
 
@@ -76,7 +77,7 @@ class ModelPickerScreen(ModalScreen[tuple[str, str] | None]):
                  *, error: str | None = None) -> None:
         super().__init__()
         self.current = current
-        self.precision = precision if precision in PRECISIONS else "fp32"
+        self.precision = precision if precision in PRECISIONS else "auto"
         self.recent = recent
         self.data_dir = data_dir
         self.error = error
@@ -114,7 +115,7 @@ class ModelPickerScreen(ModalScreen[tuple[str, str] | None]):
             error.display = True
             return
         precision = self.query_one("#model-precision", Select).value
-        self.dismiss((spec, precision if isinstance(precision, str) else "fp32"))
+        self.dismiss((spec, precision if isinstance(precision, str) else "auto"))
 
     @on(Input.Submitted, "#model-spec")
     @on(Button.Pressed, "#picker-load")
