@@ -121,11 +121,15 @@ def settings_summary(settings: Any, finish_reason: str | None, report: Any = Non
 
 
 def report_badge(report: Any) -> str:
-    """A constraint report in a few cells: "✓ 7 ㅏ", "✓ 6 ㅣ / 6 ㅣ", or "✗" when unmet."""
+    """A constraint report in a few cells: "✓ 7 ㅏ", "✓ 6 ㅣ / 6 ㅣ", for more lines the
+    pattern and the endings ("✓ 8-8-7-9 ㅏㅏㅓㅓ"), or "✗" when unmet."""
     if not report.satisfied:
         return "✗"
-    return "✓ " + " / ".join(f"{line.syllables}" + (f" {line.rhyme}" if line.rhyme else "")
-                             for line in report.lines)
+    lines = report.lines
+    if len(lines) > 2:  # a card title is short: the pattern, then one key per line
+        keys = "".join((line.rhyme or "·").split("-")[-1] for line in lines)
+        return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
+    return "✓ " + " / ".join(f"{line.syllables}" + (f" {line.rhyme}" if line.rhyme else "") for line in lines)
 
 
 def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple[str, ...]:

@@ -40,6 +40,8 @@ def test_report_badge_and_constrained_joiner():
     line = SimpleNamespace(syllables=7, rhyme="ㅐ")
     assert report_badge(SimpleNamespace(satisfied=True, lines=[line, line])) == "✓ 7 ㅐ / 7 ㅐ"
     assert report_badge(SimpleNamespace(satisfied=False, lines=[line])) == "✗"
+    verse = [SimpleNamespace(syllables=n, rhyme=r) for n, r in ((8, "ㅏ"), (8, "ㅏ"), (7, "ㅜ-ㅓ"), (9, None))]
+    assert report_badge(SimpleNamespace(satisfied=True, lines=verse)) == "✓ 8-8-7-9 ㅏㅏㅓ·"
     state = CandidateState(0, "너를 사랑해", joiner="\n", pieces=["그대", " 곁에"])
     assert state.accepted_text() == "너를 사랑해\n그대 곁에"
     assert CandidateState(0, "너를", pieces=[" 사랑해"]).accepted_text() == "너를 사랑해"

@@ -140,9 +140,11 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
             self.notify(f"That line has {count} syllables; a target is 1 to {MAX_SYLLABLES}.", severity="warning")
             return
         rhymes = len(ending) == self.controls.rhyme_options.syllables
+        had_pattern = bool(str(self.controls.raw_constraints().get("pattern") or "").strip())
         self.controls.set_values(syllables=count, pattern="", rhyme=ending if rhymes else "")
         rhyme = f", rhyming with {ending}" if rhymes else " (too few Hangul syllables to rhyme with)"
-        self.notify(f"Target: {count} syllables{rhyme}.", timeout=4)
+        cleared = " The syllable pattern was cleared: one count applies to every line." if had_pattern else ""
+        self.notify(f"Target: {count} syllables{rhyme}.{cleared}", timeout=5)
 
     # -- generating ----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
