@@ -41,6 +41,23 @@ class CandidateState:
     def streaming(self) -> bool:
         return self.finish_reason is None
 
+    def line_breaks(self) -> list[int]:
+        """Offsets in ``text`` where a finished constrained candidate's next line begins and the
+        stream has no line break (a vocabulary without a newline token streams the lines joined
+        by spaces; the report has them apart). Empty when the text and report do not align."""
+        report = self.report
+        if report is None or self.streaming or len(report.lines) < 2:
+            return []
+        text, at, breaks = self.text, 0, []
+        for line in report.lines[1:]:  # the first may hold the typed prompt (continue mode)
+            found = text.find(line.text.strip(), at)
+            if found < 0:
+                return []
+            if found > 0 and text[found - 1] != "\n":
+                breaks.append(found)
+            at = found + len(line.text.strip())
+        return breaks
+
     def accepted_text(self) -> str:
         """What goes into the draft: the prompt line and the continuation."""
         if self.full_text:

@@ -80,3 +80,16 @@ def test_the_app_defaults_to_the_measured_precision_and_checks_the_setting(tmp_p
     path.write_text('precision = "int4"\n', encoding="utf-8")
     config, notices = load_config(path)
     assert config.precision == "auto" and "precision: must be auto, fp32" in notices[0]
+
+
+def test_constrained_lines_streamed_with_spaces_are_broken_where_the_report_says():
+    lines = [SimpleNamespace(text=t) for t in ("보려주던게", "해도 있는거", "같아요 꼭")]
+    report = SimpleNamespace(lines=lines, satisfied=True)
+    state = CandidateState(0, "너를", joiner="\n", pieces=["보려", "주던게", " 해도", " 있는거", " 같아요", " 꼭"],
+                           finish_reason="eos", report=report)
+    assert state.line_breaks() == [len("보려주던게 "), len("보려주던게 해도 있는거 ")]
+    with_newlines = CandidateState(0, "", pieces=["보려주던게", "\n해도 있는거", "\n같아요 꼭"], finish_reason="eos",
+                                   report=report)
+    assert with_newlines.line_breaks() == []  # the stream already breaks them
+    state.pieces = ["딴말"]
+    assert state.line_breaks() == []  # text and report disagree: shown as streamed

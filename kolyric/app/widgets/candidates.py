@@ -61,8 +61,10 @@ class CandidateCard(Widget, can_focus=True):
         """Repaint after ``state`` changed. No layout pass: the card's size never depends on it."""
         state = self.state
         status = "streaming…" if state.streaming else state.finish_reason
-        badge = f" · {report_badge(state.report)}" if state.report is not None else ""
-        self.border_title = f"#{state.slot + 1} · {status}{badge}"
+        if state.report is not None:  # the badge says more than "eos"; other endings still show
+            badge = report_badge(state.report)
+            status = badge if status in ("eos", "constraint") else f"{status} · {badge}"
+        self.border_title = f"#{state.slot + 1} · {status}"
         self.border_subtitle = f"{len(state.tokens)} tok" + (f" · seed {state.seed}" if state.seed is not None else "")
         self.set_class(state.streaming, "-streaming")
         self.refresh()
@@ -85,12 +87,20 @@ class CandidateCard(Widget, can_focus=True):
         highlight = self._span_owner(self.selected) if self.selected is not None else None
         accent = self.get_component_rich_style("candidate--selected")
         focus_at = len(text)
+        breaks = state.line_breaks()  # constrained lines the stream joined with spaces
+        offset = 0
         for i, piece in enumerate(state.pieces):
             style = Style(meta={"token": i})
             if i == highlight:
                 style = accent + style
                 focus_at = len(text)
+            while breaks and breaks[0] < offset + len(piece):
+                cut = max(0, breaks.pop(0) - offset)
+                text.append(piece[:cut].rstrip(" "), style=style)
+                text.append("\n")
+                piece, offset = piece[cut:], offset + cut
             text.append(piece, style=style)
+            offset += len(piece)
         if state.streaming:
             text.append("▌", style="dim")
             focus_at = len(text)
