@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -236,8 +237,12 @@ def decoder_for(model: Any, required: bool) -> tuple[OnnxDecoder | None, str | N
                       if required else None)
     try:
         path = _decoder_path(model)
-        if not path.is_file():
-            _build_decoder(model, path)
+        if path.is_file():
+            try:
+                return _load_decoder(model, path), None
+            except Exception:  # noqa: BLE001 - a damaged cached graph (a torn write, a lost file): build anew
+                shutil.rmtree(path.parent, ignore_errors=True)
+        _build_decoder(model, path)
         return _load_decoder(model, path), None
     except Exception as exc:  # noqa: BLE001 - a graph that cannot be built means: PyTorch int8
         return None, f"int8: ONNX Runtime decoding unavailable ({first_line(exc)}); using PyTorch int8"
@@ -260,8 +265,10 @@ def _decoder_path(model: Any) -> Path:
     import transformers
 
     digest = hashlib.blake2b(digest_size=12)
+    config = model.config.to_dict()
+    config.pop("_name_or_path", None)  # where the weights were loaded from does not change the graph
     for text in (_FORMAT, torch.__version__, transformers.__version__, onnxruntime.__version__,
-                 model.config.to_json_string(use_diff=False)):
+                 json.dumps(config, sort_keys=True, default=str)):
         digest.update(text.encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())

@@ -334,59 +334,65 @@ class Generator:
         yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
 
     def _sample(self, procs: Any, seqs: Any, logits: Any, settings: DecodingSettings, rngs: list) -> Any:
-        """One token per row, drawn from the processed scores with each row's generator."""
+        """One token per row, drawn from the processed scores with each row's generator.
+
+        A row's draw depends on its own scores only, so candidate i is the same sampled alone or
+        in a batch: another row's tie at the k-th score, or a row a constraint has closed,
+        changes nothing for it. The row's pool is its tokens with a finite score, in token-id
+        order (the processors' pool of k survivors when they can give one, else the full row),
+        and a row with none ends with the end token.
+        """
         import torch
 
-        scores, pool_ids = procs.pool(seqs, logits)
-        if pool_ids is None and 0 < 2 * settings.top_k < scores.shape[-1]:
-            # Top-k with a tie at the k-th score keeps a few more than k tokens: drawing among the
-            # 2k most likely is the same distribution, without a random number per vocabulary
-            # entry (~1 ms at 51,200).
-            scores, pool_ids = lean.top_k(scores, 2 * settings.top_k)
-        probs = torch.softmax(scores, dim=-1)
-        drawn = self._draw_numpy(probs, pool_ids, rngs)
-        if drawn is not None:
-            return drawn
-        bad = ~(probs.sum(dim=-1) > 0)  # NaN (all -inf) or all zero: every token masked
-        if bool(bad.any()):  # every token masked (e.g. by a constraint): end that row
-            probs[bad] = 0.0
-            probs[bad, 0] = 1.0
-            if pool_ids is None:
-                pool_ids = torch.arange(scores.shape[-1], device=scores.device).expand_as(scores)
-            pool_ids = pool_ids.clone()
-            pool_ids[bad, 0] = self.eos_id
-        picks = [torch.multinomial(probs[i:i + 1], 1, generator=rngs[i]).view(1) for i in range(len(rngs))]
-        if pool_ids is None:
-            return torch.cat(picks)
-        return torch.cat([pool_ids[i, p] for i, p in enumerate(picks)])
+        scores, pool_ids = procs.pool(seqs, logits)  # pool_ids None: full-vocabulary rows
+        if scores.device.type == "cpu" and scores.dtype == torch.float32:
+            values, ids = scores.numpy(), None if pool_ids is None else pool_ids.numpy()
+            picks = [self._draw_numpy(values[i], None if ids is None else ids[i], rng) for i, rng in enumerate(rngs)]
+        else:
+            picks = [self._draw_torch(scores[i], None if pool_ids is None else pool_ids[i], rng)
+                     for i, rng in enumerate(rngs)]
+        return torch.tensor(picks, dtype=torch.long, device=scores.device)
 
-    def _draw_numpy(self, probs: Any, pool_ids: Any, rngs: list) -> Any:
-        """``torch.multinomial(probs[i], 1, generator=rngs[i])`` for each row, token for token,
-        or None where this fast path does not apply (not a CPU float32 pool; a row with every
-        token masked).
-
-        torch draws one sample as an exponential race: Exp(1) noise from the generator, then
-        the largest probability / noise. The same noise from the same generator, divided and
-        compared in NumPy, picks the same token and leaves the generator in the same state
-        (``tests/functional/test_stream.py`` checks both), at a fraction of multinomial's
-        checks and calls after a forward pass (~50 µs a token measured).
-        """
+    # One draw is torch.multinomial's own for one sample, an exponential race: Exp(1) noise from
+    # the row's generator, then the largest probability / noise (``tests/functional/
+    # test_stream.py`` checks it token for token, and the generator's state, against
+    # multinomial). On a CPU it runs in NumPy: after a forward pass multinomial's checks and
+    # calls cost ~50 µs a token.
+    def _draw_numpy(self, values: Any, ids: Any, rng: Any) -> int:
+        """One token from a row of float32 scores (NumPy) over ``ids``, or the whole vocabulary."""
         import numpy as np
         import torch
 
-        if pool_ids is None:
-            return None
-        array = lean.numpy_view(probs)
-        if array is None or not (array.sum(axis=-1) > 0).all():
-            return None
-        ids = pool_ids.numpy() if pool_ids.device.type == "cpu" else None
         if ids is None:
-            return None
-        picks = []
-        for i, rng in enumerate(rngs):
-            noise = torch.empty(array.shape[-1], dtype=probs.dtype).exponential_(1, generator=rng).numpy()
-            picks.append(int(ids[i, int(np.argmax(array[i] / noise))]))
-        return torch.tensor(picks, dtype=torch.long)
+            pool = np.flatnonzero(np.isfinite(values))
+            values = values[pool]
+        else:
+            keep = np.isfinite(values)
+            pool, values = ids[keep], values[keep]
+            order = np.argsort(pool, kind="stable")
+            pool, values = pool[order], values[order]
+        if not len(pool):  # every token masked (e.g. by a constraint): the row ends
+            return self.eos_id
+        weights = np.exp(values - values.max())
+        noise = torch.empty(len(pool), dtype=torch.float32).exponential_(1, generator=rng).numpy()
+        return int(pool[np.argmax(weights / weights.sum() / noise)])
+
+    def _draw_torch(self, scores: Any, ids: Any, rng: Any) -> int:
+        """``_draw_numpy`` in torch, for a GPU or another dtype."""
+        import torch
+
+        if ids is None:
+            ids = torch.isfinite(scores).nonzero().squeeze(1)
+            scores = scores[ids]
+        else:
+            keep = torch.isfinite(scores)
+            ids, order = ids[keep].sort()
+            scores = scores[keep][order]
+        if ids.numel() == 0:
+            return self.eos_id
+        probs = torch.softmax(scores.float(), dim=-1)
+        noise = torch.empty_like(probs).exponential_(1, generator=rng)
+        return int(ids[(probs / noise).argmax()])
 
     def _forward_kwargs(self, past: Any) -> dict:
         """The cache argument under this transformers version's name (``cache`` since 5.x, before

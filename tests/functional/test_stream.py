@@ -248,27 +248,63 @@ def test_control_characters_never_reach_the_screen():
     assert clean_piece("가\x1b[31m나\x07다\n라\t마") == "가[31m나다\n라\t마"
 
 
-@pytest.mark.parametrize("rows", [1, 3])
-def test_the_numpy_draw_is_torch_multinomial_token_for_token(gen, rows):
-    """The fast sampling path draws exactly what torch.multinomial draws from the same
-    generators, step after step (so the generators stay in step too); masked rows and
-    non-float32 pools are left to multinomial."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_row_draw_is_torch_multinomial_over_its_pool(gen, dtype):
+    """Token for token and generator state for generator state: the pool is the row's tokens
+    with a finite score in id order, and the draw is multinomial's own over it."""
     import random
 
     import torch
 
-    rng = random.Random(rows)
-    for seed in range(40):
-        ours = [torch.Generator().manual_seed(seed + i) for i in range(rows)]
-        theirs = [torch.Generator().manual_seed(seed + i) for i in range(rows)]
-        for _ in range(12):
-            k = rng.choice((1, 7, 50, 100))
-            probs = torch.softmax(torch.randn(rows, k) * rng.choice((0.5, 3.0)), dim=-1)
-            pool_ids = torch.randint(0, 51200, (rows, k))
-            drawn = gen._draw_numpy(probs, pool_ids, ours)
-            expected = [int(pool_ids[i, torch.multinomial(probs[i:i + 1], 1, generator=theirs[i])]) for i in range(rows)]
-            assert drawn.tolist() == expected
-    masked = torch.zeros(rows, 5)
-    assert gen._draw_numpy(masked, torch.zeros(rows, 5, dtype=torch.long), ours) is None
-    doubles = torch.softmax(torch.randn(rows, 5, dtype=torch.float64), dim=-1)
-    assert gen._draw_numpy(doubles, torch.zeros(rows, 5, dtype=torch.long), ours) is None
+    rng = random.Random(dtype)
+    dt = getattr(torch, dtype)
+    for seed in range(60):
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        for _ in range(8):
+            k = rng.choice((1, 7, 50, 120))
+            scores = (torch.randn(k, dtype=dt) * rng.choice((0.5, 3.0)))
+            scores[torch.rand(k) < 0.2] = -float("inf")  # some filtered out (top-p, bans)
+            ids = torch.randperm(51200)[:k]
+            draw = (lambda: gen._draw_numpy(scores.numpy(), ids.numpy(), ours)) if dtype == "float32" else \
+                (lambda: gen._draw_torch(scores, ids, ours))
+            if not torch.isfinite(scores).any():
+                assert draw() == gen.eos_id
+                continue
+            keep = torch.isfinite(scores)
+            pool, order = ids[keep].sort()
+            probs = torch.softmax(scores[keep][order].double(), dim=-1)
+            expected = int(pool[torch.multinomial(probs.float(), 1, generator=theirs)])
+            assert draw() == expected
+        assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_candidate_i_is_the_same_alone_or_in_a_batch_under_constraints(gen):
+    """A row that a constraint closes (only the end token left: a tie at the k-th score) must not
+    change how the other rows are drawn."""
+    from kolyric.engine.constraints import LyricConstraints
+
+    settings = preset("combined").replace(max_length=24)
+    constraints = LyricConstraints(syllables=5, rhyme="고")
+    for seed in range(12):
+        batch = gen.generate(GenerationRequest("영화", None, settings.replace(seed=seed, n=3), constraints=constraints))
+        for i, candidate in enumerate(batch.candidates):
+            alone = gen.generate(GenerationRequest("영화", None, settings.replace(seed=seed + i, n=1),
+                                                   constraints=constraints))
+            assert alone.candidates[0].token_ids == candidate.token_ids, (seed, i)
+
+
+@pytest.mark.parametrize("name", ["combined", "repetition-1.5", "top-p-0.92", "temperature-1.5"])
+def test_numpy_fast_paths_give_the_same_text_as_torch_paths(gen, monkeypatch, name):
+    """The tiny model's vocabulary is below the size where the NumPy top-k/argmax take over; force
+    them on, and the decoding loop must give the very tokens torch's paths give."""
+    from kolyric.engine import processors as lean
+    from kolyric.engine.constraints import LyricConstraints
+    n = 1 if preset(name).strategy == "greedy" else 2
+    for constraints in (None, LyricConstraints(syllables=5, rhyme="고")):
+        requests = [GenerationRequest("영화", "긍정", preset(name).replace(seed=seed, n=n, max_length=20),
+                                      constraints=constraints) for seed in range(6)]
+        monkeypatch.setattr(lean, "_NUMPY_MIN_VOCAB", 10**9)
+        torch_paths = [[c.token_ids for c in gen.generate(r).candidates] for r in requests]
+        monkeypatch.setattr(lean, "_NUMPY_MIN_VOCAB", 0)
+        numpy_paths = [[c.token_ids for c in gen.generate(r).candidates] for r in requests]
+        assert numpy_paths == torch_paths

@@ -225,3 +225,29 @@ class _Chain:
         for processor in self.processors:
             scores = processor(ids, scores)
         return scores
+
+
+def test_repetition_penalty_counts_every_token_again_when_the_width_changes():
+    ours, theirs = lean.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)
+    ids = torch.tensor([[3, 4, 5]])
+    for width, token in ((20, 6), (20, 7), (24, 8)):  # a wider output row at the third step
+        scores = torch.randn(1, width, generator=torch.Generator().manual_seed(width + token))
+        assert torch.equal(ours(ids, scores.clone()), theirs(ids, scores.clone()))
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+
+
+def test_the_chain_shares_the_sequences_between_incremental_processors():
+    """Both incremental processors in one chain read one conversion of input_ids, and the same
+    scores come out as from transformers' processors in sequence."""
+    chain = lean.ProcessorChain([lean.RepetitionPenalty(1.3), lean.NoRepeatNGram(2)])
+    theirs = [RepetitionPenaltyLogitsProcessor(1.3), NoRepeatNGramLogitsProcessor(2)]
+    rng = random.Random(5)
+    ids = torch.tensor([[rng.randrange(50) for _ in range(6)] for _ in range(2)])
+    for _ in range(20):
+        scores = torch.randn(2, 50, generator=torch.Generator().manual_seed(len(ids[0])))
+        expected = scores.clone()
+        for processor in theirs:
+            expected = processor(ids, expected)
+        assert torch.equal(chain(ids, scores.clone()), expected)
+        assert lean._step_ids == (None, None)  # cleared once the step is done
+        ids = torch.cat([ids, torch.tensor([[rng.randrange(50)], [rng.randrange(50)]])], dim=1)
