@@ -136,7 +136,7 @@ class OnnxDecoder:
         rows, length = input_ids.shape[0], _seq_length(arrays[0]) + 1
         mask = attention_mask if attention_mask is not None else torch.ones(rows, length, dtype=torch.long)
         feeds = {"input_ids": _ort_value(input_ids.cpu().numpy().astype(np.int64, copy=False)),
-                 "attention_mask": _ort_value(mask.cpu().numpy().astype(np.int64, copy=False)),
+                 "attention_mask": _ort_value(np.ascontiguousarray(mask.cpu().numpy(), dtype=np.int64)),
                  **dict(zip(self.past_names, arrays))}
         # ONNX Runtime's own tensors in and out: the KV cache stays in the buffers ONNX Runtime
         # wrote it to, instead of being copied into NumPy arrays after every step (2 x 12 layers,

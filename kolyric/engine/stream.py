@@ -263,6 +263,7 @@ class Generator:
         finish = [""] * rows
         forced = list(request.forced_ids)
         past = None
+        ones = torch.ones((rows, 0), dtype=torch.long, device=device)
         step_input = seqs
         step = 0
         with torch.inference_mode():
@@ -281,7 +282,9 @@ class Generator:
                     for i in range(rows):
                         finish[i] = finish[i] or "cancelled"
                     break
-                attention = torch.ones(seqs.shape, dtype=torch.long, device=device)
+                if ones.shape[1] < seqs.shape[1]:  # one mask of ones, grown by doubling, sliced per step
+                    ones = torch.ones((rows, 2 * seqs.shape[1]), dtype=torch.long, device=device)
+                attention = ones[:, :seqs.shape[1]]
                 # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
                 forward = getattr(self.model, "kolyric_decoder", None) or self.model
                 out = forward(input_ids=step_input, attention_mask=attention, use_cache=True,
@@ -300,7 +303,9 @@ class Generator:
                 done_rows = [i for i in range(rows) if finish[i]]
                 if done_rows:
                     next_ids[done_rows] = self.pad_id
-                chosen_p = raw_probs.gather(1, next_ids.unsqueeze(1)).squeeze(1).tolist()
+                probs_view = lean.numpy_view(raw_probs)
+                chosen_p = (probs_view[range(rows), next_ids.numpy()].tolist() if probs_view is not None
+                            else raw_probs.gather(1, next_ids.unsqueeze(1)).squeeze(1).tolist())
                 top_ids, top_ps = top_ids.tolist(), top_ps.tolist()
                 next_list = next_ids.tolist()
                 seqs = torch.cat([seqs, next_ids.unsqueeze(1)], dim=1)
