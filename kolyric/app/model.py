@@ -65,7 +65,7 @@ class ModelHost:
         for candidate in specs:
             progress(f"loading {candidate}")
             try:
-                loaded = load_model(candidate, device=device, precision=precision)
+                loaded = load_model(candidate, device=device, precision=precision, progress=progress)
             except ModelLoadError as exc:
                 errors.append(str(exc))
                 continue

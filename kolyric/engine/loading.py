@@ -24,7 +24,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
@@ -76,11 +76,13 @@ def load_model(
     device: str = "auto",
     precision: str = "fp32",
     network_timeout: float = 3.0,
+    progress: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer from ``spec`` (see the module docstring).
 
     ``base`` is the model a checkpoint is applied over when the checkpoint does not carry its
-    own config (tutorial checkpoints: default ``skt/kogpt2-base-v2``).
+    own config (tutorial checkpoints: default ``skt/kogpt2-base-v2``). ``progress`` hears the
+    slow phases as they begin (quantizing; building a model's int8 graph, once per model).
     """
     spec = str(spec) if spec is not None else DEFAULT_MODEL
     if precision not in PRECISIONS:
@@ -92,7 +94,7 @@ def load_model(
     except _file_errors() as exc:
         raise ModelLoadError(f"{spec}: could not load the model: {_one_line(exc)}") from exc
     try:
-        _place(loaded, device, precision)
+        _place(loaded, device, precision, progress)
     except ModelLoadError:
         raise
     except (RuntimeError, AssertionError, ValueError) as exc:  # an unknown or unavailable device
@@ -428,7 +430,8 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def _place(loaded: LoadedModel, device: str, precision: str) -> None:
+def _place(loaded: LoadedModel, device: str, precision: str,
+           progress: Callable[[str], None] | None = None) -> None:
     import torch
 
     device = resolve_device(device)
@@ -443,7 +446,7 @@ def _place(loaded: LoadedModel, device: str, precision: str) -> None:
     if precision == "int8":
         from kolyric.engine import quantize  # the int8 CPU path (issue 8)
 
-        notice = quantize.quantize_int8(loaded)
+        notice = quantize.quantize_int8(loaded, progress=progress)
         if notice:
             loaded.notices.append(notice)
         precision = quantize.precision_of(loaded.model)  # fp32 when it fell back

@@ -224,8 +224,11 @@ def _cache_pairs(past: Any) -> list | None:
     return None
 
 
-def decoder_for(model: Any, required: bool) -> tuple[OnnxDecoder | None, str | None]:
-    """The decoder for ``model`` (built and cached on first use), or None and a notice."""
+def decoder_for(model: Any, required: bool,
+                progress: Any = None) -> tuple[OnnxDecoder | None, str | None]:
+    """The decoder for ``model`` (built and cached on first use), or None and a notice.
+    ``progress(phase)`` hears when a graph is built (seconds for a small model, ~35 s for a
+    KoGPT2-sized one), so a waiting user is told why."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -242,6 +245,8 @@ def decoder_for(model: Any, required: bool) -> tuple[OnnxDecoder | None, str | N
                 return _load_decoder(model, path), None
             except Exception:  # noqa: BLE001 - a damaged cached graph (a torn write, a lost file): build anew
                 shutil.rmtree(path.parent, ignore_errors=True)
+        if progress is not None:
+            progress("building this model's int8 graph for ONNX Runtime (once per model; ~35 s for KoGPT2)")
         _build_decoder(model, path)
         return _load_decoder(model, path), None
     except Exception as exc:  # noqa: BLE001 - a graph that cannot be built means: PyTorch int8

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 from kolyric.engine import onnx_decoder as _onnx
 from kolyric.engine.onnx_decoder import OnnxDecoder, onnx_cache_dir
@@ -68,13 +68,15 @@ def int8_backend(model: Any) -> str | None:
     return "onnxruntime" if getattr(model, DECODER, None) is not None else "torch"
 
 
-def quantize_int8(loaded: Any, backend: str | None = None) -> str | None:
+def quantize_int8(loaded: Any, backend: str | None = None,
+                  progress: Callable[[str], None] | None = None) -> str | None:
     """Put int8 layers into ``loaded.model`` in place; None when done, else a notice saying why
     the model stays in floating point (or why decoding steps run on PyTorch int8). Idempotent.
 
     ``backend`` (default ``$KOLYRIC_INT8_BACKEND``, else auto): auto runs the decoding steps on
     ONNX Runtime when it is installed and on PyTorch int8 otherwise; torch always on PyTorch int8;
-    onnxruntime as auto, with a notice when ONNX Runtime is missing.
+    onnxruntime as auto, with a notice when ONNX Runtime is missing. ``progress`` hears the
+    slow phases as they begin.
     """
     backend = (backend or os.environ.get("KOLYRIC_INT8_BACKEND") or "auto").strip().lower()
     if backend not in BACKENDS:
@@ -89,7 +91,9 @@ def quantize_int8(loaded: Any, backend: str | None = None) -> str | None:
 
     decoder, decoder_notice = None, None
     if backend != "torch":  # exported from the fp32 model, so before the int8 layers go in
-        decoder, decoder_notice = _onnx.decoder_for(model, required=backend == "onnxruntime")
+        decoder, decoder_notice = _onnx.decoder_for(model, required=backend == "onnxruntime", progress=progress)
+    if progress is not None:
+        progress("quantizing to int8")
     with _quiet():
         engine = _pick_engine()
         previous_engine = torch.backends.quantized.engine

@@ -232,6 +232,23 @@ def test_the_onnx_graph_is_built_once_per_model(peaked_dir, monkeypatch):
 
 
 @needs_onnx
+def test_the_slow_phases_are_reported_and_a_damaged_graph_is_built_again(peaked_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOLYRIC_ONNX_CACHE", str(tmp_path))
+    phases: list[str] = []
+    loaded = load_model(str(peaked_dir), device="cpu", precision="int8", progress=phases.append)
+    assert quantize.int8_backend(loaded.model) == "onnxruntime"
+    assert any("int8 graph" in p for p in phases) and "quantizing to int8" in phases
+    phases.clear()
+    load_model(str(peaked_dir), device="cpu", precision="int8", progress=phases.append)
+    assert not any("int8 graph" in p for p in phases)  # cached: nothing to build
+    [graph] = tmp_path.glob("*/decoder-int8.onnx")
+    graph.write_bytes(b"torn")  # a write cut short, a disk error
+    loaded = load_model(str(peaked_dir), device="cpu", precision="int8", progress=phases.append)
+    assert quantize.int8_backend(loaded.model) == "onnxruntime" and not loaded.notices
+    assert any("int8 graph" in p for p in phases) and graph.stat().st_size > 1000
+
+
+@needs_onnx
 def test_an_onnx_graph_that_cannot_be_built_leaves_pytorch_int8(peaked_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KOLYRIC_ONNX_CACHE", str(tmp_path))
 
