@@ -65,8 +65,8 @@ async def test_gutter_shows_rhyme_keys_and_colours_groups():
         assert colours[8] is None and colours[0] is None and colours[6] is None
         palette = rhyme_palette(app)
         column = gutter.columns[1]
-        assert Style.parse(column.style("", 1)).color == Style.parse(palette[0]).color
-        assert Style.parse(column.style("", 3)).color == Style.parse(palette[1]).color
+        assert Style.parse(column.style(screen.editor.lines()[1], 1)).color == Style.parse(palette[0]).color
+        assert Style.parse(column.style(screen.editor.lines()[3], 3)).color == Style.parse(palette[1]).color
         assert [c.lower() for c in palette[:2]] == ["#8ab4f8", "#7bc97b"]  # the theme's rhyme-1 and rhyme-2
         # editing a line regroups at once: 다오 -> 다시 (ㅣ) still rhymes with nothing
         screen.editor.area.replace("다시", (8, 4), (8, 6))
@@ -164,7 +164,7 @@ async def test_theme_change_recolours_gutter_and_panel_alike():
         palette = rhyme_palette(app)
         assert len(set(palette)) == len(palette) >= 3  # distinct colours, none of them repeated
         assert letter_colour() == Style.parse(palette[0]).color.get_truecolor() != night
-        gutter_style = screen.editor.lyric_gutter.columns[1].style("", 1)
+        gutter_style = screen.editor.lyric_gutter.columns[1].style(screen.editor.lines()[1], 1)
         assert Style.parse(gutter_style).color == Style.parse(palette[0]).color
 
 

@@ -34,26 +34,29 @@ class GutterColumn(Protocol):
 
 
 class SyllableColumn:
-    """The syllable count of each non-empty line (``kolyric.korean.hangul.count_syllables``)."""
+    """The syllable count of each lyric line: ``LineAnalysis.syllables`` from the draft's
+    analysis (``prepare``), so the gutter, the sections panel and ``lyrics check`` share one
+    count. A line the analysis has not seen yet (the frame between an edit and its analysis) is
+    counted directly."""
 
     name = "syllables"
     width = 3
 
     def __init__(self) -> None:
-        self._cache: dict[str, int] = {}
+        self._counts: dict[int, tuple[str, int]] = {}  # line index -> (its text, syllables)
 
-    def count(self, line: str) -> int:
-        n = self._cache.get(line)
-        if n is None:
-            if len(self._cache) > 4096:  # a long session of edits: forget old lines
-                self._cache.clear()
-            n = self._cache[line] = count_syllables(line)
-        return n
+    def prepare(self, analysis: object) -> None:
+        self._counts = {line.number - 1: (line.text, line.syllables)
+                        for line in analysis.lines}  # type: ignore[attr-defined]
 
     def cell(self, line: str, index: int) -> str:
-        if not line.strip() or is_header(line):
+        known = self._counts.get(index)
+        if known is not None and known[0] == line:
+            n = known[1]
+        elif line.strip() and not is_header(line):
+            n = count_syllables(line)
+        else:  # a blank line or a section header
             return ""
-        n = self.count(line)
         return str(n) if n < 1000 else "1k+"  # a pasted wall of text: never a cropped, wrong number
 
     def style(self, line: str, index: int) -> str | None:

@@ -67,27 +67,32 @@ class RhymeColumn:
         self.width = 2
         self._keys: dict[int, str] = {}
         self._colour: dict[int, int] = {}
+        self._texts: dict[int, str] = {}  # the analysed text of each line, to spot a stale index
 
     def prepare(self, analysis: Any) -> None:
         options = analysis.options
         # a vowel jamo is two cells wide, a final adds two, keys join syllables with "-"
         self.width = options.syllables * (4 if options.strict else 2) + options.syllables - 1
         colours = group_colours(analysis)
-        self._keys, self._colour = {}, {}
+        self._keys, self._colour, self._texts = {}, {}, {}
         for line in analysis.lines:
+            self._texts[line.number - 1] = line.text
             if line.rhyme_key:
                 self._keys[line.number - 1] = line.rhyme_key
             if line.group in colours:
                 self._colour[line.number - 1] = colours[line.group]
 
     def cell(self, line: str, index: int) -> str:
-        return self._keys.get(index, "")
+        # the frame between an edit and its analysis shows nothing rather than another line's key
+        return self._keys.get(index, "") if self._texts.get(index) == line else ""
 
     def colour(self, index: int) -> int | None:
         """The colour number of draft line ``index``; None when it rhymes with no other line."""
         return self._colour.get(index)
 
     def style(self, line: str, index: int) -> str | None:
+        if self._texts.get(index) != line:
+            return None
         number = self._colour.get(index)
         if number is None:
             return "dim"  # a key no other line shares
