@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (the benchmark's subject) or cuda")
+    parser.add_argument("--precision", default="fp32", help="fp32, int8 (the CPU default for this size: auto), ...")
     args = parser.parse_args(argv)
 
     import torch
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from kolyric.engine.loading import load_model
     from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir
 
-    loaded = load_model(str(kogpt2_shaped_dir()), device=args.device, precision="fp32")
+    loaded = load_model(str(kogpt2_shaped_dir()), device=args.device, precision=args.precision)
     gen = Generator(loaded)
-    size = gen.model.get_output_embeddings().weight.shape[0]
+    size = int(gen.model.config.vocab_size)
     constraints = LyricConstraints(syllables=args.syllables, rhyme=args.rhyme, lines=args.lines, scheme=args.scheme)
     print(f"model: {loaded.description}; vocabulary {len(gen.tokenizer)} (output {size}); "
           f"torch threads {torch.get_num_threads()}")
@@ -144,7 +145,7 @@ def processor_cost(gen, constraints, outputs, strategy: str, device: str = "cpu"
         request_ids = [gen.tokenizer.bos_token_id or 0] * prompt_len
         state = constraints.start(gen, prompt_len, rows, request=_Request(prompt, settings))
         seqs = torch.tensor([request_ids] * rows, device=device)
-        width = gen.model.get_output_embeddings().weight.shape[0]
+        width = int(gen.model.config.vocab_size)
         for tid in ids:
             scores = torch.randn(rows, width, device=device)
             _sync(device)
