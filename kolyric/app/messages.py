@@ -66,7 +66,6 @@ class SettingsChanged(Message):
     settings: Any  # DecodingSettings, the last valid one
     problems: list[Any] = field(default_factory=list)  # settings.Problem / constraints.ConstraintProblem
     preset: str | None = None
-    constraints: Any = None  # kolyric.engine.constraints.LyricConstraints, or None: unconstrained
 
 
 @dataclass

@@ -99,29 +99,17 @@ def _download_nsmc(root: str | os.PathLike) -> None:
 
 
 def _read_nsmc_file(path: Path, *, limit: int | None, skip_bad: bool) -> tuple[list[Example], int]:
-    examples: list[Example] = []
-    skipped = 0
-    for number, line in _lines(path, skip_bad=skip_bad):
-        if line is None:
-            skipped += 1
-            continue
-        if number == 1 and line.startswith("id\t"):
-            continue
-        parts = line.split("\t")
-        if len(parts) != 3 or parts[2].strip() not in NSMC_LABELS:
-            if not line.strip():
-                continue
-            if skip_bad:
-                skipped += 1
-                continue
-            raise CorpusError(f"{path}:{number}: expected 'id<TAB>document<TAB>label (0 or 1)', "
-                              f"got {_preview(line)}")
-        text = parts[1].strip()
-        if text:
-            examples.append(Example(text, NSMC_LABELS[parts[2].strip()]))
-            if limit is not None and len(examples) >= limit:
-                break
-    return examples, skipped
+    return _read_rows(path, skip_bad, _nsmc_row, limit=limit)
+
+
+def _nsmc_row(number: int, line: str) -> Example | str | None:
+    if number == 1 and line.startswith("id\t"):
+        return None  # header
+    parts = line.split("\t")
+    if len(parts) != 3 or parts[2].strip() not in NSMC_LABELS:
+        return f"expected 'id<TAB>document<TAB>label (0 or 1)', got {_preview(line)}"
+    text = parts[1].strip()
+    return Example(text, NSMC_LABELS[parts[2].strip()]) if text else None
 
 
 # -- the user's files --------------------------------------------------------------------------------
@@ -165,11 +153,12 @@ def _read_txt(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
     return songs, skipped
 
 
-def _read_rows(path: Path, skip_bad: bool,
-               parse: Callable[[int, str], "Example | str | None"]) -> tuple[list[Example], int]:
-    """The row loop of the ``.tsv`` and ``.jsonl`` readers. ``parse(number, line)`` returns an
-    Example, None for a row to pass over (a header), or a string naming what is wrong; a bad
-    row is an error naming file and line, or skipped and counted with ``skip_bad``."""
+def _read_rows(path: Path, skip_bad: bool, parse: Callable[[int, str], "Example | str | None"],
+               limit: int | None = None) -> tuple[list[Example], int]:
+    """The row loop of the NSMC, ``.tsv`` and ``.jsonl`` readers. ``parse(number, line)`` returns
+    an Example, None for a row to pass over (a header), or a string naming what is wrong; a bad
+    row is an error naming file and line, or skipped and counted with ``skip_bad``. Blank lines
+    are passed over; reading stops after ``limit`` examples."""
     examples: list[Example] = []
     skipped = 0
     for number, line in _lines(path, skip_bad=skip_bad):
@@ -186,6 +175,8 @@ def _read_rows(path: Path, skip_bad: bool,
             raise CorpusError(f"{path}:{number}: {parsed}")
         if parsed is not None:
             examples.append(parsed)
+            if limit is not None and len(examples) >= limit:
+                break
     return examples, skipped
 
 

@@ -214,13 +214,18 @@ def _request(text: str) -> Any:
     return GenerationRequest(text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tokens, --reps, --threads and --clock: how the generation benchmarks time a contender."""
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per run (min = max length)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per contender")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall-clock time, or this thread's CPU time (one thread; for a busy machine)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_timing_arguments(parser)
     parser.add_argument("--presets", default=",".join(PRESET_NAMES), help="comma-separated presets")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = parser.parse_args(argv)

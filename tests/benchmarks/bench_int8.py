@@ -379,11 +379,7 @@ def load_int8(path: Path, backend: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokens", type=int, default=64, help="new tokens per run (min = max length)")
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per contender")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall-clock time, or this thread's CPU time (one thread; for a busy machine)")
+    bg.add_timing_arguments(parser)
     parser.add_argument("--quality-model", default=None,
                         help="model directory for BPC and agreement (default: kolyric-mini, else train one)")
     parser.add_argument("--train-steps", type=int, default=800, help="steps when training the quality model")

@@ -64,7 +64,12 @@ class TestPlayground:
                                "[후렴]\n다시 올 수 있을까\n돌아와 다오")
             screen.editor.area.move_cursor((8, 0))
             await pilot.press("ctrl+t")
-            screen.controls.scroll_end(animate=False)
+            controls = screen.controls
+            controls.scroll_end(animate=False)
+            # settled: the fields scrolled to the end, the gutter and panel analysed, the toast up
+            await wait_until(pilot, lambda: controls.max_scroll_y > 0 and controls.scroll_y == controls.max_scroll_y
+                             and screen.sections.analysis is not None and pilot.app._notifications,
+                             what="the settled playground")
             await pilot.pause()
 
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)

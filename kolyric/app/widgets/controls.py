@@ -196,8 +196,7 @@ class ControlsPanel(VerticalScroll):
         select = self.query_one("#ctl-preset", Select)
         with self.prevent(Select.Changed):
             select.value = name or CUSTOM
-        self.post_message(SettingsChanged(self.settings, list(self.problems), name,
-                                          None if self.problems else self.constraints))
+        self.post_message(SettingsChanged(self.settings, list(self.problems), name))
         return not self.problems
 
     def _rhyme_options(self) -> RhymeOptions | None:

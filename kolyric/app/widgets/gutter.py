@@ -10,7 +10,7 @@ draft or the rhyme options change. Widths are terminal cells: jamo such as ㅏ t
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -43,16 +43,15 @@ class SyllableColumn:
     width = 3
 
     def __init__(self) -> None:
-        self._counts: dict[int, tuple[str, int]] = {}  # line index -> (its text, syllables)
+        self._lines: dict[int, Any] = {}  # line index -> its LineAnalysis
 
-    def prepare(self, analysis: object) -> None:
-        self._counts = {line.number - 1: (line.text, line.syllables)
-                        for line in analysis.lines}  # type: ignore[attr-defined]
+    def prepare(self, analysis: Any) -> None:
+        self._lines = {line.number - 1: line for line in analysis.lines}
 
     def cell(self, line: str, index: int) -> str:
-        known = self._counts.get(index)
-        if known is not None and known[0] == line:
-            n = known[1]
+        known = self._lines.get(index)
+        if known is not None and known.text == line:
+            n = known.syllables
         elif line.strip() and not is_header(line):
             n = count_syllables(line)
         else:  # a blank line or a section header

@@ -65,35 +65,36 @@ class RhymeColumn:
     def __init__(self, palette: Callable[[], list[str]]) -> None:
         self.palette = palette
         self.width = 2
-        self._keys: dict[int, str] = {}
-        self._colour: dict[int, int] = {}
-        self._texts: dict[int, str] = {}  # the analysed text of each line, to spot a stale index
+        self._lines: dict[int, Any] = {}  # line index -> its LineAnalysis
+        self._colours: dict[int, int] = {}  # rhyme group -> colour number (``group_colours``)
 
     def prepare(self, analysis: Any) -> None:
         options = analysis.options
         # a vowel jamo is two cells wide, a final adds two, keys join syllables with "-"
         self.width = options.syllables * (4 if options.strict else 2) + options.syllables - 1
-        colours = group_colours(analysis)
-        self._keys, self._colour, self._texts = {}, {}, {}
-        for line in analysis.lines:
-            self._texts[line.number - 1] = line.text
-            if line.rhyme_key:
-                self._keys[line.number - 1] = line.rhyme_key
-            if line.group in colours:
-                self._colour[line.number - 1] = colours[line.group]
+        self._lines = {line.number - 1: line for line in analysis.lines}
+        self._colours = group_colours(analysis)
+
+    def _analysed(self, line: str, index: int) -> Any:
+        """Line ``index``'s analysis, or None; also None in the frame between an edit and its
+        analysis, so another line's key or colour is never shown."""
+        known = self._lines.get(index)
+        return known if known is not None and known.text == line else None
 
     def cell(self, line: str, index: int) -> str:
-        # the frame between an edit and its analysis shows nothing rather than another line's key
-        return self._keys.get(index, "") if self._texts.get(index) == line else ""
+        known = self._analysed(line, index)
+        return (known.rhyme_key or "") if known is not None else ""
 
     def colour(self, index: int) -> int | None:
         """The colour number of draft line ``index``; None when it rhymes with no other line."""
-        return self._colour.get(index)
+        known = self._lines.get(index)
+        return self._colours.get(known.group) if known is not None and known.group is not None else None
 
     def style(self, line: str, index: int) -> str | None:
-        if self._texts.get(index) != line:
+        known = self._analysed(line, index)
+        if known is None:
             return None
-        number = self._colour.get(index)
+        number = self._colours.get(known.group) if known.group is not None else None
         if number is None:
             return "dim"  # a key no other line shares
         palette = self.palette()
