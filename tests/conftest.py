@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The corpus tests read: a small NSMC sample in Korpora's layout (tests/data/nsmc/ratings_*.txt,
+# see tests/data/README.md), so it works as a --corpus-dir and a bare clone needs nothing else.
+CORPUS_DIR = ROOT / "tests" / "data"
+NSMC_DIR = CORPUS_DIR / "nsmc"
+# The full corpora (150,000 + 50,000 NSMC reviews), beside the checkout in CI only: long runs
+# read them through the ``shared_corpus_dir`` fixture, which skips when they are absent.
 SHARED = ROOT.parent / "shared"
-NSMC_DIR = SHARED / "nsmc"
 
 # Tests never touch the network: the hub and Korpora's hosts are unreachable here anyway,
 # and a test must not depend on that.
@@ -30,8 +35,17 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def shared_corpus_dir() -> Path:
+    """``../shared`` as a --corpus-dir, for a long run that needs the full NSMC; skips without it."""
+    if not (SHARED / "nsmc" / "ratings_train.txt").is_file():
+        pytest.skip(f"{SHARED / 'nsmc'} not found: a long run needs the full corpus "
+                    "(the normal run uses the sample in tests/data)")
+    return SHARED
+
+
 def nsmc_rows(split: str = "train", limit: int = 2000) -> list[tuple[str, int]]:
-    """The first ``limit`` (review, label) rows of the shared NSMC copy (read-only)."""
+    """The first ``limit`` (review, label) rows of the NSMC sample (at most 4,000 train, 1,000 test)."""
     path = NSMC_DIR / f"ratings_{split}.txt"
     rows = []
     with path.open(encoding="utf-8") as f:

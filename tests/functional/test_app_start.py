@@ -18,29 +18,80 @@ SIZE = (120, 36)
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
-def test_first_paint_is_fast_and_torch_free(tmp_path):
-    # A fresh interpreter: in this one, other tests may have imported torch already. CPU time
-    # is the measure (wall time on a shared test machine depends on its other load).
-    script = textwrap.dedent("""
-        import asyncio, sys, time
-        cpu, wall = time.process_time(), time.perf_counter()
-        from kolyric.app.app import KolyricApp
+# Each script paints one 120×36 screen in a fresh interpreter (in this one, other tests may have
+# imported torch already) and prints the CPU seconds from its first line to the painted screen,
+# then whether torch and transformers were imported.
+_FIRST_PAINT = """
+import asyncio, sys, time
+cpu = time.process_time()
+{setup}
+async def main():
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        print(time.process_time() - cpu, "torch" in sys.modules, "transformers" in sys.modules)
+asyncio.run(main())
+"""
+_KOLYRIC_APP = """
+from kolyric.app.app import KolyricApp
+app = KolyricApp(load_on_start=False)
+"""
+# The same kinds of widgets as the playground (an editor, inputs, a select, buttons, a column
+# of labelled fields, a footer) in a plain Textual app: what any app of this size costs here.
+_PLAIN_APP = """
+from textual.app import App
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
-        async def main():
-            app = KolyricApp(load_on_start=False)
-            async with app.run_test(size=(120, 36)) as pilot:
-                await pilot.pause()
-                print(f"{time.process_time() - cpu:.3f} {time.perf_counter() - wall:.3f}",
-                      "torch" in sys.modules, "transformers" in sys.modules)
+class Plain(App):
+    def compose(self):
+        with Horizontal():
+            with Vertical():
+                yield TextArea("가사 한 줄\\n" * 20)
+                with Horizontal():
+                    yield Input(placeholder="prompt")
+                    yield Select([("긍정", 1), ("부정", 0)], value=1, allow_blank=False)
+                    yield Button("Generate")
+                yield Static("Candidates")
+            with VerticalScroll():
+                for i in range(12):
+                    yield Label(f"field {i}")
+                    yield Input(str(i))
+        yield Footer()
+app = Plain()
+"""
+# The playground's first paint costs about 3× the plain app's CPU time (0.65 s against 0.25 s
+# on an idle 2-core machine); 5× leaves room for noise and a few more widgets, and still fails
+# on, say, a model or tokenizer read before the first paint.
+FIRST_PAINT_RATIO = 5.0
 
-        asyncio.run(main())
-    """)
-    env = {**os.environ, "KOLYRIC_CONFIG_DIR": str(tmp_path / "c"), "KOLYRIC_DATA_DIR": str(tmp_path / "d")}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+def _first_paint(setup: str, env: dict[str, str]) -> tuple[float, bool, bool]:
+    script = textwrap.dedent(_FIRST_PAINT).format(setup=textwrap.dedent(setup))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    cpu_s, wall_s, torch_loaded, transformers_loaded = out.stdout.split()
-    assert torch_loaded == "False" and transformers_loaded == "False"
-    assert float(cpu_s) < 1.0, f"first paint took {cpu_s} s of CPU ({wall_s} s wall)"
+    cpu_s, torch_loaded, transformers_loaded = out.stdout.split()
+    return float(cpu_s), torch_loaded == "True", transformers_loaded == "True"
+
+
+def test_first_paint_is_fast_and_torch_free(tmp_path):
+    """The window paints at once, without torch or transformers (README, "The window paints at once").
+
+    Importing either is the slow part of a start, so that check is exact. The time is CPU time
+    (a busy machine stretches wall time, not the work done), against a plain Textual app painted
+    in the same run, so a slower or busier machine moves both; the best of up to three rounds
+    is kept, as the first may also compile the package's bytecode.
+    """
+    env = {**os.environ, "KOLYRIC_CONFIG_DIR": str(tmp_path / "c"), "KOLYRIC_DATA_DIR": str(tmp_path / "d")}
+    kolyric_s = plain_s = float("inf")
+    for _ in range(3):
+        plain_s = min(plain_s, _first_paint(_PLAIN_APP, env)[0])
+        cpu_s, torch_loaded, transformers_loaded = _first_paint(_KOLYRIC_APP, env)
+        assert not torch_loaded and not transformers_loaded, "torch or transformers imported before the first paint"
+        kolyric_s = min(kolyric_s, cpu_s)
+        if kolyric_s <= FIRST_PAINT_RATIO * plain_s:
+            break
+    assert kolyric_s <= FIRST_PAINT_RATIO * plain_s, (
+        f"first paint took {kolyric_s:.2f} s of CPU, over {FIRST_PAINT_RATIO:g}× a plain Textual app's {plain_s:.2f} s")
 
 
 async def test_status_bar_names_model_size_and_device(tiny_model_dir):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +13,9 @@ from kolyric.app.screens.training import TrainingScreen
 from kolyric.app.testing import wait_for_model, wait_until
 from kolyric.app.widgets.fields import FieldRow
 from kolyric.app.widgets.plot import LossPlot
+from tests.conftest import CORPUS_DIR
 
 SIZE = (120, 36)
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TINY_SHAPE = ("--vocab-size 500 --n-layer 1 --n-embd 32 --n-head 2 --n-positions 64 "
               "--num-workers 0 --val-check-interval 2")
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
@@ -66,7 +65,7 @@ async def test_tiny_training_run_from_the_screen_then_open_it(dirs):
         screen.query_one("#train-from_scratch").value = True
         await pilot.pause()
         assert screen.query_one("#train-lr").value == "0.001"  # the from-scratch default
-        fill(screen, corpus_dir=str(SHARED), batch_size="8", epochs="1", limit_train="64", limit_val="32",
+        fill(screen, corpus_dir=str(CORPUS_DIR), batch_size="8", epochs="1", limit_train="64", limit_val="32",
              max_steps="3", out=str(out), extra=TINY_SHAPE)
         await pilot.press("ctrl+g")
         assert screen.process is not None

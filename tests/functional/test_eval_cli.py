@@ -16,10 +16,8 @@ import pytest
 from kolyric.cli import main
 from kolyric.engine import loading
 from kolyric.engine.loading import DEFAULT_MODEL, load_model, resolve_model_spec
+from tests.conftest import CORPUS_DIR
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-needs_nsmc = pytest.mark.skipif(not (SHARED / "nsmc" / "ratings_test.txt").is_file(),
-                                reason="the shared NSMC copy is not here")
 
 TSV = "text\tpolarity\n너무 재밌다\t긍정\n시간 낭비\t부정\n배우 연기 최고\t1\n별로였다\t0\n그냥 그럼\t\n음악이 좋다\t긍정\n지루함\t부정\n"
 
@@ -44,9 +42,8 @@ def tsv(tmp_path: Path) -> Path:
 
 
 # -- the figures move the right way ------------------------------------------------------------------
-@needs_nsmc
 def test_a_trained_model_beats_a_random_one(capsys, tiny_model_dir, trained_tiny_dir):
-    common = ["--corpus", "nsmc", "--corpus-dir", str(SHARED), "--limit", "300", "--batch-size", "32"]
+    common = ["--corpus", "nsmc", "--corpus-dir", str(CORPUS_DIR), "--limit", "300", "--batch-size", "32"]
     rand, _ = eval_json(capsys, "--model", str(tiny_model_dir), "--metrics", "bpc,accuracy", *common)
     trained, err = eval_json(capsys, "--model", str(trained_tiny_dir), *common)
     assert rand["examples"] == trained["examples"] == 300
@@ -172,7 +169,7 @@ def _no_network_prefix() -> list[str] | None:
 
 @pytest.mark.parametrize("argv", [
     ["generate", "사랑"],
-    pytest.param(["eval", "--corpus-dir", str(SHARED), "--limit", "5"], marks=needs_nsmc),
+    ["eval", "--corpus-dir", str(CORPUS_DIR), "--limit", "5"],
 ])
 def test_hub_id_without_any_network_fails_fast_naming_it(argv, tmp_path):
     prefix = _no_network_prefix()

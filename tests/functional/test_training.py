@@ -1,4 +1,4 @@
-"""Real tiny trainings on slices of the shared NSMC: checkpoints, export, resume, cancel, events, CLI.
+"""Real tiny trainings on slices of the NSMC sample: checkpoints, export, resume, cancel, events, CLI.
 
 Shapes are tiny (2 layers × 64) and slices short, so each run takes a few seconds on 2 cores.
 """
@@ -21,13 +21,13 @@ import torch
 from kolyric.engine.loading import CHECKPOINT_META_KEY, load_model
 from kolyric.training.events import CancelToken, EventWriter, ProgressCallback
 from kolyric.training.run import TrainConfig, train
-from tests.conftest import ROOT, SHARED
+from tests.conftest import CORPUS_DIR, ROOT
 
-TINY = dict(corpus="nsmc", corpus_dir=str(SHARED), from_scratch=True, limit_train=640, limit_val=128,
+TINY = dict(corpus="nsmc", corpus_dir=str(CORPUS_DIR), from_scratch=True, limit_train=640, limit_val=128,
             vocab_size=600, n_layer=2, n_embd=64, n_head=2, n_positions=64, max_seq_length=32,
             batch_size=32, epochs=3, num_workers=0, accelerator="cpu", lr=3e-3, log_every_s=0)
 STEPS_PER_EPOCH = 640 // 32
-CLI_TINY = ["--from-scratch", "--corpus", "nsmc", "--corpus-dir", str(SHARED), "--limit-val", "64",
+CLI_TINY = ["--from-scratch", "--corpus", "nsmc", "--corpus-dir", str(CORPUS_DIR), "--limit-val", "64",
             "--vocab-size", "400", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--n-positions", "64",
             "--num-workers", "0", "--accelerator", "cpu"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-SHARED = ROOT.parent / "shared"
+CORPUS_DIR = ROOT / "tests" / "data"  # the NSMC sample, as a --corpus-dir (see tests/data/README.md)
 COUNTS_FILE = ROOT / ".pytest_cache" / "kolyric-reliability-counts.json"  # git-ignored
 
 # Fuzz cases and trials run in this session, printed at the end of a pytest run (see conftest)

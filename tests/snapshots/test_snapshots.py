@@ -9,8 +9,10 @@ checking the SVGs in ``__snapshots__/``.
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 from kolyric.app.app import KolyricApp
+from kolyric.app.screens.model_picker import ModelPickerScreen
 from kolyric.app.testing import wait_until
 
 SIZE = (120, 36)
@@ -85,7 +87,15 @@ class TestModelPicker:
     @pytest.mark.parametrize("theme", THEMES)
     def test_picker(self, snap_compare, theme):
         async def run_before(pilot) -> None:
-            await wait_until(pilot, lambda: pilot.app.screen.controls.ready, what="the controls")
+            app = pilot.app
+            await wait_until(pilot, lambda: app.screen.controls.ready, what="the controls")
             await pilot.press("f4")
+            picker = await wait_until(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen,
+                                      what="the model picker")
+            spec = picker.query_one("#model-spec", Input)
+            await wait_until(pilot, lambda: spec.has_focus, what="the model field's focus")
+            # A blinking cursor makes the picture depend on when it is taken (it was off half
+            # the time, on a busy machine): the app was started with cursor_blink=False.
+            assert not spec.cursor_blink, "the picker's model field blinks although cursor_blink=False"
 
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)

@@ -14,7 +14,7 @@ import pytest
 
 from kolyric.training.corpora import (CorpusError, Example, load_corpus, read_nsmc, read_user_file,
                                       split_validation)
-from tests.conftest import NSMC_DIR, ROOT, SHARED
+from tests.conftest import CORPUS_DIR, NSMC_DIR, ROOT
 
 
 def write(path: Path, text: str, *, bom: bool = False) -> Path:
@@ -137,7 +137,7 @@ def test_nsmc_local_read_makes_no_network_call(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    corpus = load_corpus("nsmc", root=SHARED, limit_train=1000, limit_val=200)
+    corpus = load_corpus("nsmc", root=CORPUS_DIR, limit_train=1000, limit_val=200)
     assert (len(corpus.train), len(corpus.val)) == (1000, 200)
     assert {ex.polarity for ex in corpus.train} == {"긍정", "부정"}
     first = NSMC_DIR.joinpath("ratings_train.txt").read_text(encoding="utf-8").splitlines()[1].split("\t")
@@ -151,7 +151,7 @@ def test_nsmc_reads_in_a_process_with_no_network_at_all():
         pytest.skip("unshare -n is not permitted here")
     code = textwrap.dedent(f"""
         from kolyric.training.corpora import load_corpus
-        c = load_corpus("nsmc", root={str(SHARED)!r}, limit_train=500, limit_val=100)
+        c = load_corpus("nsmc", root={str(CORPUS_DIR)!r}, limit_train=500, limit_val=100)
         print(len(c.train), len(c.val))
     """)
     result = subprocess.run(["unshare", "-n", sys.executable, "-c", code], capture_output=True, text=True,
