@@ -76,13 +76,17 @@ def _build(tmp: Path, name: str, kind: str, vocab: int) -> Path:
 
 
 @pytest.fixture(scope="session")
-def models_dir(request) -> Path:
+def models_dir(request, tmp_path_factory) -> Path:
     """Built models live in pytest's cache dir, keyed by this file's content: a rerun reuses
-    them, and any change to how they are built rebuilds them."""
+    them, and any change to how they are built rebuilds them. With ``-p no:cacheprovider``
+    there is no cache dir, and they are built once for the session."""
     import hashlib
 
     key = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    return Path(request.config.cache.mkdir(f"kolyric-models-{key}"))
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp(f"kolyric-models-{key}")
+    return Path(cache.mkdir(f"kolyric-models-{key}"))
 
 
 def _cached(out: Path, build) -> Path:

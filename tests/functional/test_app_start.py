@@ -74,7 +74,7 @@ def _first_paint(setup: str, env: dict[str, str]) -> tuple[float, bool, bool]:
 
 
 def test_first_paint_is_fast_and_torch_free(tmp_path):
-    """The window paints at once, without torch or transformers (README, "The window paints at once").
+    """The README's promise: the window paints at once, and torch is not imported before it.
 
     Importing either is the slow part of a start, so that check is exact. The time is CPU time
     (a busy machine stretches wall time, not the work done), against a plain Textual app painted
