@@ -23,14 +23,15 @@ def _int_or_float(value: str) -> int | float:
 
 
 def _devices(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
+    return int(value) if value.isdigit() and len(value) <= 4 else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--corpus", default="nsmc", metavar="nsmc|FILE",
+    data.add_argument("--corpus", action="append", metavar="nsmc|FILE[,repeat=N]",
                       help="nsmc, or a .txt (blank line between songs), .tsv (text<TAB>polarity) or "
-                           ".jsonl ({\"text\", \"polarity\"}) file (default nsmc)")
+                           ".jsonl ({\"text\", \"polarity\"}; a poems file as it is) file (default nsmc); "
+                           "give it again to train on several, and add ,repeat=N to show one N times an epoch")
     data.add_argument("--corpus-dir", default=".", metavar="DIR",
                       help="root holding nsmc/ratings_train.txt; downloaded there if missing (default .)")
     data.add_argument("--skip-bad-rows", action="store_true",
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training examples")
     data.add_argument("--limit-val", type=int, metavar="N", help="use only the first N validation examples")
     data.add_argument("--max-seq-length", type=int, default=32, metavar="N",
-                      help="tokens per example, EOS included (default 32)")
+                      help="tokens per training row, EOS included (default 32); longer texts are split "
+                           "into overlapping windows that end on line breaks, never cut off")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC",
@@ -93,7 +95,7 @@ def config_from_args(args: argparse.Namespace):
     from kolyric.training.run import TrainConfig
 
     return TrainConfig(
-        out=args.out, model=args.model, base=args.base, corpus=args.corpus, corpus_dir=args.corpus_dir,
+        out=args.out, model=args.model, base=args.base, corpus=args.corpus or ["nsmc"], corpus_dir=args.corpus_dir,
         skip_bad_rows=args.skip_bad_rows, val_share=args.val_share, limit_train=args.limit_train,
         limit_val=args.limit_val, max_seq_length=args.max_seq_length, batch_size=args.batch_size, lr=args.lr,
         epochs=args.epochs, max_steps=args.max_steps, warmup_steps=args.warmup_steps,

@@ -10,7 +10,15 @@
   ``.tsv``  ``text<TAB>polarity`` per row (polarity column optional, an optional
   ``text<TAB>polarity`` header);
   ``.jsonl`` one ``{"text": …, "polarity": "긍정" | "부정" | null}`` object per line.
+
+  A verse file such as ``poems.jsonl`` (``{"author", "title", "text"}``, one poem a line) reads
+  as it is: one poem an example, ``text`` keeping its line (``\n``) and stanza (``\n\n``)
+  breaks; other keys are ignored.
   The validation split is a seeded share of the file.
+
+Several corpora train together (``load_corpora``): each spec is ``nsmc`` or a path, optionally
+followed by ``,repeat=N`` to show its training examples N times an epoch, so a small verse file
+is not drowned by 150,000 reviews. Validation examples are never repeated.
 
 Every problem is a ``CorpusError`` naming the file (and line, for a malformed row). With
 ``skip_bad=True`` malformed rows are skipped and counted instead.
@@ -34,6 +42,8 @@ _POLARITY_WORDS = {
     "": None, "none": None, "null": None, "-": None,
 }
 USER_SUFFIXES = (".txt", ".tsv", ".jsonl")
+MAX_LINE_BYTES = 4 * 2**20
+"""A longer line is not text (a link to a device, a binary file) and would exhaust memory."""
 
 
 class CorpusError(Exception):
@@ -121,6 +131,8 @@ def read_user_file(path: str | os.PathLike, *, skip_bad: bool = False) -> tuple[
     except OSError as exc:  # e.g. a name too long for the file system
         raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not exists:
+        if path.is_symlink():
+            raise CorpusError(f"{path}: a symbolic link that leads nowhere (or loops)")
         raise CorpusError(f"{path}: no such file")
     if path.is_dir():
         raise CorpusError(f"{path}: is a directory, not a corpus file")
@@ -146,10 +158,10 @@ def _read_txt(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
         elif line.strip():
             lines.append(line.strip())
         elif lines:
-            songs.append(Example("\n".join(lines)))
+            songs.append(Example(normalize_text("\n".join(lines))))
             lines = []
     if lines:
-        songs.append(Example("\n".join(lines)))
+        songs.append(Example(normalize_text("\n".join(lines))))
     return songs, skipped
 
 
@@ -193,7 +205,7 @@ def _tsv_row(number: int, line: str) -> Example | str | None:
     if not parts[0].strip():
         return "the text column is empty"
     if len(parts) == 2 and parts[1].strip().lower() not in _POLARITY_WORDS:
-        return f"polarity must be 긍정, 부정 or empty, got {parts[1].strip()!r}"
+        return f"polarity must be 긍정, 부정 or empty, got {_preview(parts[1].strip(), 40)}"
     polarity = _POLARITY_WORDS[parts[1].strip().lower()] if len(parts) == 2 else None
     return Example(parts[0].strip(), polarity)
 
@@ -209,13 +221,39 @@ def _jsonl_row(number: int, line: str) -> Example | str:
         return f"not valid JSON ({exc.msg}, column {exc.colno})"
     except RecursionError:
         return "not valid JSON (nested too deeply)"
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+        return f"not valid JSON ({_one_line(exc)[:80]})"
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
-    if not isinstance(row.get("text"), str) or not row["text"].strip():
+    text = row.get("text")
+    if not isinstance(text, str) or not text.strip():
         return "'text' must be a non-empty string"
-    if row.get("polarity") not in (POSITIVE, NEGATIVE, None):
-        return f"'polarity' must be \"긍정\", \"부정\" or null, got {row['polarity']!r}"
-    return Example(row["text"].strip(), row.get("polarity"))
+    if not _is_unicode(text):
+        return "'text' holds a lone surrogate escape (\\ud800-\\udfff), which is not text"
+    polarity = row.get("polarity")
+    if polarity not in (POSITIVE, NEGATIVE, None):
+        return f"'polarity' must be \"긍정\", \"부정\" or null, got {_preview(repr(polarity), 40)}"
+    return Example(normalize_text(text), polarity)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def normalize_text(text: str) -> str:
+    """A training text with its line structure kept: ``\r\n`` becomes ``\n``, each line loses its
+    trailing spaces, runs of blank lines become one stanza break (``\n\n``), and the ends are
+    stripped."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
 
 
 def _lines(path: Path, *, skip_bad: bool = False):
@@ -225,6 +263,9 @@ def _lines(path: Path, *, skip_bad: bool = False):
     back as ``None`` for the caller to count as skipped.
     """
     try:
+        if not path.is_file():  # a FIFO, a device, a link to /dev/zero: reading would hang or never end
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise CorpusError(f"{path}: {kind}; a corpus must be a plain text file")
         handle = path.open("rb")
     except FileNotFoundError:
         raise CorpusError(f"{path}: no such file") from None
@@ -233,7 +274,12 @@ def _lines(path: Path, *, skip_bad: bool = False):
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise CorpusError(f"{path}:{number}: the line is longer than {MAX_LINE_BYTES // 2**20} MiB; "
+                                  f"is this a text corpus?")
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
@@ -282,6 +328,56 @@ def load_corpus(spec: str, *, root: str | os.PathLike = ".", val_share: float = 
         corpus = Corpus(train, val, str(spec), skipped)
     if corpus.skipped:
         corpus.notices.append(f"skipped {corpus.skipped} malformed row(s)")
+    return corpus
+
+
+MAX_REPEAT = 1000
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """One ``--corpus`` value: ``nsmc`` or a path, and how many times an epoch its training
+    examples are shown (``poems.jsonl,repeat=8``)."""
+
+    source: str
+    repeat: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "CorpusSpec":
+        source, sep, option = text.rpartition(",repeat=")
+        if not sep:
+            return cls(text)
+        option = option.strip()
+        if not (option.isdigit() and len(option) <= 4 and 1 <= int(option) <= MAX_REPEAT):
+            raise CorpusError(f"--corpus {text}: repeat must be an integer in [1, {MAX_REPEAT}], "
+                              f"got {_preview(option, 20)}")
+        if not source.strip():
+            raise CorpusError(f"--corpus {text}: name a corpus before ',repeat='")
+        return cls(source, int(option))
+
+    def __str__(self) -> str:
+        return self.source if self.repeat == 1 else f"{self.source},repeat={self.repeat}"
+
+
+def load_corpora(specs: list[str], *, root: str | os.PathLike = ".", val_share: float = 0.1, seed: int = 7,
+                 limit_train: int | None = None, limit_val: int | None = None,
+                 skip_bad: bool = False) -> Corpus:
+    """Several corpora as one: each ``spec`` as ``load_corpus`` reads it (limits apply to each),
+    its training examples repeated as the spec says. The validation sets are joined unrepeated,
+    so ``val_loss`` weighs every corpus by its own size."""
+    if not specs:
+        raise CorpusError("--corpus: name at least one corpus (nsmc or a file)")
+    parsed = [CorpusSpec.parse(spec) for spec in specs]
+    parts = [load_corpus(spec.source, root=root, val_share=val_share, seed=seed, limit_train=limit_train,
+                         limit_val=limit_val, skip_bad=skip_bad) for spec in parsed]
+    if len(parts) == 1 and parsed[0].repeat == 1:
+        return parts[0]
+    train = [ex for spec, part in zip(parsed, parts) for _ in range(spec.repeat) for ex in part.train]
+    val = [ex for part in parts for ex in part.val]
+    descriptions = [part.description + (f" ×{spec.repeat}" if spec.repeat > 1 else "")
+                    for spec, part in zip(parsed, parts)]
+    corpus = Corpus(train, val, " + ".join(descriptions), sum(part.skipped for part in parts))
+    corpus.notices = [notice for part in parts for notice in part.notices]
     return corpus
 
 

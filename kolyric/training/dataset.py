@@ -1,9 +1,13 @@
 """Examples → token ids → padded batches.
 
 Each example becomes ``"<polarity> <text>"`` (e.g. ``긍정 너무 재밌다``; just the text when it
-has no polarity) followed by the EOS token, truncated to ``max_seq_length`` tokens. A text
-that had to be cut keeps no EOS: it did not end there, and teaching the model that it did
-would make it stop mid-sentence.
+has no polarity) followed by the EOS token. A text longer than ``max_seq_length`` tokens is not
+cut off: it is split into windows (``split_windows``) that end on a line break where the text
+has lines (else on a word break), overlap by about a quarter window so each window's first
+lines have context, and each start with the example's polarity word. Only the last window of a
+text ends in EOS: the others did not end there, and teaching the model that they did would
+make it stop mid-song. ``Coverage`` reports what this did: every token of the corpus is trained
+on, and a line longer than a whole window (cut mid-line) is counted and warned about.
 
 Rows are stored unpadded in one flat ``int32`` tensor. Batches are padded only to their own
 longest row (dynamic padding), and padding positions get label -100 so they count neither in
@@ -14,6 +18,8 @@ trains on that padding: most of each batch is then padding, which costs compute 
 
 from __future__ import annotations
 
+import bisect
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,6 +43,7 @@ class TokenizedDataset(Dataset):
     def __init__(self, flat: torch.Tensor, offsets: torch.Tensor) -> None:
         self.flat = flat
         self.offsets = offsets
+        self.coverage = Coverage()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -52,34 +59,176 @@ class TokenizedDataset(Dataset):
         return int(self.flat.numel())
 
 
+@dataclass
+class Coverage:
+    """How a corpus became training rows."""
+
+    examples: int = 0
+    rows: int = 0
+    corpus_tokens: int = 0
+    """Tokens of the texts themselves (polarity word and EOS included once per example)."""
+    trained_tokens: int = 0
+    """Of those, the ones inside some row: all of them, since long texts are windowed."""
+    row_tokens: int = 0
+    """Tokens in all rows: more than ``corpus_tokens`` by the overlaps and repeated prefixes."""
+    split_examples: int = 0
+    """Examples longer than one row, split into windows."""
+    cut_lines: int = 0
+    """Windows of a text with lines that had to end inside a line (no line break in the window's
+    second half)."""
+    cut_words: int = 0
+    """Windows that had to end inside a word (no word break in the window's second half)."""
+
+    def add(self, other: "Coverage") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def summary(self) -> str:
+        share = self.trained_tokens / self.corpus_tokens if self.corpus_tokens else 1.0
+        text = f"{self.trained_tokens:,} of {self.corpus_tokens:,} corpus tokens trained on ({share:.0%})"
+        if self.split_examples:
+            extra = self.row_tokens - self.corpus_tokens
+            text += (f"; {self.split_examples:,} long text(s) split into windows"
+                     f" (+{extra:,} tokens of overlap and prefixes)")
+        return text
+
+    def warning(self, max_seq_length: int) -> str | None:
+        parts = []
+        if self.cut_lines:
+            parts.append(f"{self.cut_lines:,} window(s) had to end mid-line")
+        if self.cut_words:
+            parts.append(f"{self.cut_words:,} mid-word")
+        if not parts:
+            return None
+        return (f"{' and '.join(parts)}: some lines are longer than half of --max-seq-length "
+                f"{max_seq_length} tokens; nothing is lost (the next window goes on from there), but a "
+                f"longer --max-seq-length keeps such lines whole")
+
+
+class _Boundaries:
+    """Which token ids end a line and which begin a word, for one tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        vocab = tokenizer.get_vocab()
+        self.line_ends = {i for t, i in vocab.items() if t and t.strip("\n") == "" and "\n" in t}
+        # Metaspace marks a word start with ▁, byte-level BPE with Ġ (its space byte).
+        self.word_starts = {i for t, i in vocab.items() if t[:1] in ("▁", "Ġ")}
+
+
+@dataclass
+class Windows:
+    """One text as rows: the ``spans`` of the body each row holds, and how many had to end
+    inside a line or a word."""
+
+    rows: list[list[int]]
+    spans: list[tuple[int, int]]
+    cut_lines: int = 0
+    cut_words: int = 0
+
+    def covered(self) -> int:
+        """Body positions inside some row (all of them, unless a window skipped some)."""
+        seen, last = 0, 0
+        for start, end in self.spans:
+            seen += max(0, end - max(start, last))
+            last = max(last, end)
+        return seen
+
+
+def split_windows(body: Sequence[int], prefix: Sequence[int], eos: int, max_seq_length: int,
+                  boundaries: _Boundaries) -> Windows:
+    """``prefix + body + [eos]`` as rows of at most ``max_seq_length`` tokens: one row when it
+    fits, else windows as the module docstring says."""
+    if len(prefix) + len(body) + 1 <= max_seq_length:
+        return Windows([[*prefix, *body, eos]], [(0, len(body))])
+    room = max_seq_length - len(prefix)
+    if room < 2:  # the prefix leaves no room: plain windows, no prefix
+        prefix, room = (), max_seq_length
+    line_starts = [i for i in range(1, len(body)) if body[i - 1] in boundaries.line_ends]
+    word_starts = [i for i in range(1, len(body)) if body[i] in boundaries.word_starts]
+    out = Windows([], [])
+    start = 0
+    while True:
+        if len(body) - start + 1 <= room:
+            out.rows.append([*prefix, *body[start:], eos])
+            out.spans.append((start, len(body)))
+            return out
+        low, high = start + room // 2, start + room
+        end = _last_in(line_starts, low, high)
+        if end is None:
+            out.cut_lines += bool(line_starts)
+            end = _last_in(word_starts, low, high)
+            if end is None:
+                out.cut_words += 1
+                end = high
+        out.rows.append([*prefix, *body[start:end]])
+        out.spans.append((start, end))
+        # The next window starts at a line (else word) start about a quarter window back.
+        back = max(end - room // 4, start + 1)
+        start = _first_in(line_starts, back, end) or _first_in(word_starts, back, end) or end
+
+
+def _last_in(sorted_positions: list[int], low: int, high: int) -> int | None:
+    i = bisect.bisect_right(sorted_positions, high) - 1
+    return sorted_positions[i] if i >= 0 and sorted_positions[i] > low else None
+
+
+def _first_in(sorted_positions: list[int], low: int, high: int) -> int | None:
+    i = bisect.bisect_left(sorted_positions, low)
+    return sorted_positions[i] if i < len(sorted_positions) and sorted_positions[i] <= high else None
+
+
 def tokenize_examples(examples: Sequence[Example], tokenizer: Any, max_seq_length: int, *,
                       chunk_size: int = 20_000, progress: ProgressFn | None = None) -> TokenizedDataset:
-    """Tokenize ``examples`` in batches with the fast tokenizer; ``progress(done, total)`` per chunk."""
+    """Tokenize ``examples`` in batches with the fast tokenizer; ``progress(done, total)`` per chunk.
+    The result's ``coverage`` says how many tokens were trained on and whether any line was cut."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no EOS token")
+    if max_seq_length < 2:
+        raise ValueError(f"max_seq_length: must be at least 2, got {max_seq_length}")
     # The backend (Rust) tokenizer directly: the transformers wrapper's batching costs twice
     # the time of the encoding itself.
     from kolyric.engine.loading import plain_backend
 
     backend = plain_backend(tokenizer)
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    boundaries = _Boundaries(tokenizer)
+    prefixes: dict[str, list[int]] = {}
+    coverage = Coverage()
     total = len(examples)
     rows: list[list[int]] = []
     for start in range(0, total, chunk_size):
-        texts = [format_example(ex) for ex in examples[start:start + chunk_size]]
-        for enc in encode(texts, add_special_tokens=False):
-            row = enc.ids
-            # Shorter than the limit: the whole text fitted, so its end is real; mark it with EOS.
-            rows.append(row[:max_seq_length] if len(row) >= max_seq_length else row + [eos])
+        chunk = examples[start:start + chunk_size]
+        for example, enc in zip(chunk, encode([format_example(ex) for ex in chunk], add_special_tokens=False)):
+            ids = enc.ids
+            prefix = _prefix(example.polarity, ids, prefixes, backend)
+            windows = split_windows(ids[len(prefix):], prefix, eos, max_seq_length, boundaries)
+            rows.extend(windows.rows)
+            coverage.add(Coverage(examples=1, rows=len(windows.rows), corpus_tokens=len(ids) + 1,
+                                  trained_tokens=len(prefix) + windows.covered() + 1,
+                                  row_tokens=sum(map(len, windows.rows)),
+                                  split_examples=int(len(windows.rows) > 1), cut_lines=windows.cut_lines,
+                                  cut_words=windows.cut_words))
         if progress is not None:
             progress(min(start + chunk_size, total), total)
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
     flat = np.fromiter((t for r in rows for t in r), dtype=np.int32, count=int(lengths.sum()))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat, offsets = torch.from_numpy(flat), torch.from_numpy(offsets)
-    return TokenizedDataset(flat, offsets)
+    dataset = TokenizedDataset(torch.from_numpy(flat), torch.from_numpy(offsets))
+    dataset.coverage = coverage
+    return dataset
+
+
+def _prefix(polarity: str | None, ids: list[int], cache: dict[str, list[int]], backend: Any) -> list[int]:
+    """The polarity word's tokens at the head of ``ids`` (none when the tokenizer merged them
+    with the text, so they cannot be repeated on their own)."""
+    if not polarity:
+        return []
+    if polarity not in cache:
+        cache[polarity] = backend.encode(polarity, add_special_tokens=False).ids
+    prefix = cache[polarity]
+    return prefix if ids[:len(prefix)] == prefix else []
 
 
 class DynamicPaddingCollator:

@@ -43,8 +43,9 @@ class TrainConfig:
     """What to fine-tune: a hub id, a model directory, a .ckpt, or ``mini`` (see load_model)."""
     base: str | None = None
     """The base model a ``.ckpt`` without its own config is applied over."""
-    corpus: str = "nsmc"
-    """``nsmc`` or the path of a .txt/.tsv/.jsonl file of the user's lyrics."""
+    corpus: str | list[str] = "nsmc"
+    """``nsmc`` or the path of a .txt/.tsv/.jsonl file, or a list of them trained together; each may
+    end in ``,repeat=N`` (see ``kolyric.training.corpora.CorpusSpec``)."""
     corpus_dir: str = "."
     """Root holding ``nsmc/ratings_train.txt`` (downloaded there by Korpora when missing)."""
     skip_bad_rows: bool = False
@@ -107,6 +108,10 @@ class TrainConfig:
     """At most one step event per this many seconds (the first and last step always)."""
 
     @property
+    def corpus_specs(self) -> list[str]:
+        return [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
+
+    @property
     def peak_lr(self) -> float:
         if self.lr is not None:
             return self.lr
@@ -146,8 +151,15 @@ class TrainConfig:
                 p.append(f"--val-check-interval: a share of an epoch must be > 0 and ≤ 1, got {v!r}")
             elif isinstance(v, int) and v < 1:
                 p.append(f"--val-check-interval: a step count must be ≥ 1, got {v!r}")
-        if isinstance(self.devices, int) and self.devices < 1:
-            p.append(f"--devices: must be auto, a count ≥ 1 or a list like 0,1, got {self.devices!r}")
+        if self.accelerator not in ACCELERATORS:
+            p.append(f"--accelerator: must be one of {', '.join(ACCELERATORS)}, got {_short(self.accelerator)}")
+        if not _valid_devices(self.devices):
+            p.append(f"--devices: must be auto, -1 (all), a count ≥ 1 or a list of device numbers like 0,1, "
+                     f"got {_short(self.devices)}")
+        if isinstance(self.num_nodes, int) and self.num_nodes > 1 and not _multi_node_launch():
+            p.append(f"--num-nodes: {self.num_nodes} machines need a multi-machine launcher (torchrun, SLURM "
+                     f"or MPI setting MASTER_ADDR and NODE_RANK on each); none is set here, so the run "
+                     f"would wait for the others forever")
         if self.log_every_s < 0:
             p.append(f"log_every_s: must be ≥ 0, got {self.log_every_s!r}")
         if self.from_scratch and not self.resume:
@@ -168,14 +180,23 @@ class TrainConfig:
             if out.exists() and not out.is_dir():
                 p.append(f"--out: {out} exists and is not a folder")
             elif out.is_dir() and not self.resume and any(out.glob("*.ckpt")):
-                p.append(f"--out: {out} already holds checkpoints; use --resume to continue them or a new --out")
+                hint = "--resume" if (out / LAST_NAME).is_file() else _resume_hint(out)
+                p.append(f"--out: {out} already holds checkpoints; continue them with {hint}, or use a new --out")
         except OSError as exc:  # e.g. a name too long for the file system
             p.append(f"--out: cannot use {out} ({exc.strerror or exc})")
+        if self.base is not None and _looks_like_path(self.base):
+            try:
+                if not Path(self.base).expanduser().exists():
+                    p.append(f"--base: no such file or folder: {self.base}")
+            except OSError as exc:
+                p.append(f"--base: cannot use {self.base} ({exc.strerror or exc})")
         if self.resume:
             path = self.resume_path
             try:
                 if not path.is_file():
-                    p.append(f"--resume: no checkpoint at {path}")
+                    others = _resume_hint(path.parent) if self.resume in (None, "last") else ""
+                    p.append(f"--resume: no checkpoint at {path}" + (f"; to go on from the best one, use {others}"
+                                                                     if others.startswith("--resume ") else ""))
             except OSError as exc:
                 p.append(f"--resume: cannot use {path} ({exc.strerror or exc})")
         return p
@@ -185,6 +206,51 @@ class TrainConfig:
         if self.resume in (None, "last"):
             return Path(self.out).expanduser() / LAST_NAME
         return Path(self.resume).expanduser()
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width] + "…"
+
+
+def _valid_devices(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 1 or value == -1
+    if not isinstance(value, str) or len(value) > 200:
+        return False
+    if value in ("auto", "-1"):
+        return True
+    parts = [part.strip() for part in value.strip().strip("[]").split(",") if part.strip()]
+    return bool(parts) and all(part.isdigit() and len(part) <= 4 for part in parts)
+
+
+def _multi_node_launch() -> bool:
+    env = os.environ
+    return ("MASTER_ADDR" in env and ("NODE_RANK" in env or "GROUP_RANK" in env)) or "SLURM_NTASKS" in env \
+        or "OMPI_COMM_WORLD_SIZE" in env or "TORCHELASTIC_RUN_ID" in env
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.endswith(".ckpt") or os.sep in spec and spec.count("/") != 1
+
+
+def _resume_hint(folder: Path) -> str:
+    """How to continue a run folder: ``--resume FILE`` naming its best complete checkpoint."""
+    from kolyric.engine.loading import checkpoint_val_loss
+
+    try:
+        best = sorted((p for p in folder.glob("*.ckpt") if p.name != LAST_NAME and p.is_file()),
+                      key=checkpoint_val_loss)
+    except OSError:
+        best = []
+    return f"--resume {best[0]}" if best else "--resume"
+
+
+def _has_line_breaks(corpus: Any) -> bool:
+    return any("\n" in ex.text for ex in corpus.train)
 
 
 def _flag(name: str) -> str:
@@ -222,13 +288,13 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     from torch.utils.data import DataLoader
 
     from kolyric.engine.loading import checkpoint_meta, load_model
-    from kolyric.training.corpora import load_corpus
+    from kolyric.training.corpora import load_corpora
     from kolyric.training.dataset import (DynamicPaddingCollator, LengthGroupedBatchSampler, format_example,
                                           tokenize_examples)
     from kolyric.training.events import (AtomicCheckpointIO, CancelToken, EventWriter, LastCheckpoint,
                                          ProgressCallback)
     from kolyric.training.module import CausalLMModule
-    from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
+    from kolyric.training.scratch import ModelShape, add_line_tokens, new_model, train_tokenizer
 
     events = events if events is not None else EventWriter(None, None)
     cancel = cancel if cancel is not None else CancelToken()
@@ -244,10 +310,11 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     # -- corpus --------------------------------------------------------------------------------
-    events.emit("phase", phase="corpus", message=f"reading {config.corpus}", say=f"reading {config.corpus} …")
-    corpus = load_corpus(config.corpus, root=config.corpus_dir, val_share=config.val_share, seed=config.seed,
-                         limit_train=config.limit_train, limit_val=config.limit_val,
-                         skip_bad=config.skip_bad_rows)
+    names = " + ".join(config.corpus_specs)
+    events.emit("phase", phase="corpus", message=f"reading {names}", say=f"reading {names} …")
+    corpus = load_corpora(config.corpus_specs, root=config.corpus_dir, val_share=config.val_share,
+                          seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
+                          skip_bad=config.skip_bad_rows)
     msg = f"{corpus.description}: {len(corpus.train):,} training, {len(corpus.val):,} validation examples"
     if corpus.skipped:
         msg += f"; skipped {corpus.skipped} malformed row(s)"
@@ -280,6 +347,11 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     if n_positions and config.max_seq_length > n_positions:
         raise ConfigError([f"--max-seq-length: must be ≤ the model's context ({n_positions}), "
                            f"got {config.max_seq_length}"])
+    if not config.resume and _has_line_breaks(corpus) and add_line_tokens(tokenizer):
+        # A base without line tokens (KoGPT2's vocabulary has none) would see every lyric as one line.
+        model.resize_token_embeddings(len(tokenizer))
+        message = "added line and stanza break tokens to the vocabulary, so lines are learned as lines"
+        events.emit("phase", phase="model", message=message, say=message)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -292,10 +364,16 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     t0 = time.perf_counter()
     train_data = tokenize_examples(corpus.train, tokenizer, config.max_seq_length, progress=progress)
     val_data = tokenize_examples(corpus.val, tokenizer, config.max_seq_length, progress=progress)
-    msg = (f"tokenized {len(train_data):,} + {len(val_data):,} examples "
-           f"({train_data.n_tokens + val_data.n_tokens:,} tokens) in {time.perf_counter() - t0:.1f} s")
+    msg = (f"tokenized {len(corpus.train):,} + {len(corpus.val):,} examples into {len(train_data):,} + "
+           f"{len(val_data):,} rows ({train_data.n_tokens + val_data.n_tokens:,} tokens) in "
+           f"{time.perf_counter() - t0:.1f} s; {train_data.coverage.summary()}")
+    cov = train_data.coverage
     events.emit("phase", phase="tokenize", message=msg, say=msg, done=len(corpus.train), total=len(corpus.train),
-                seconds=time.perf_counter() - t0)
+                seconds=time.perf_counter() - t0, corpus_tokens=cov.corpus_tokens, trained_tokens=cov.trained_tokens,
+                row_tokens=cov.row_tokens, split_examples=cov.split_examples, cut_lines=cov.cut_lines)
+    cut_warning = train_data.coverage.warning(config.max_seq_length)
+    if cut_warning:
+        events.emit("phase", phase="warning", message=cut_warning, say=f"warning: {cut_warning}")
 
     collate = DynamicPaddingCollator(tokenizer.pad_token_id)
     loader_args = dict(collate_fn=collate, num_workers=config.num_workers,

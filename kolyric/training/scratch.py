@@ -9,6 +9,10 @@ The tokenizer mirrors KoGPT2's on-disk format: a BPE ``tokenizer.json`` loaded t
   whole syllables, which keeps the syllable/rhyme constraints exact.
 - ``bytelevel`` (GPT-2's): bytes are the base units, nothing is ever unknown, but a token can
   hold part of a syllable's UTF-8 bytes.
+
+Both keep line structure: a line break (``\n``) and a stanza break (``\n\n``) are ordinary
+tokens of their own, so the model can learn where lines end and write lines by itself. Runs of
+newlines are split off before BPE, so no token ever joins a newline to a syllable.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<usr>", "<pad>", "<sys>", "<unk>", "<mask>"]
+LINE_BREAK, STANZA_BREAK = "\n", "\n\n"
+# Longest first: the added-token matcher then reads "\n\n" as one stanza break, not two lines.
+LINE_TOKENS = (STANZA_BREAK, LINE_BREAK)
 TOKENIZER_KINDS = ("metaspace", "bytelevel")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "metaspace",
                     min_frequency: int = 2, alphabet_size: int = 2500) -> Any:
     """Train a BPE tokenizer on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     if kind not in TOKENIZER_KINDS:
@@ -32,22 +39,55 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "m
         raise ValueError(f"vocab_size: must be at least {len(SPECIAL_TOKENS) + 64}, got {vocab_size}")
     if kind == "metaspace":
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            _newline_split(pre_tokenizers, Regex),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")])
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                       special_tokens=SPECIAL_TOKENS, limit_alphabet=alphabet_size,
                                       show_progress=False)
     else:
         tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            _newline_split(pre_tokenizers, Regex), pre_tokenizers.ByteLevel(add_prefix_space=False)])
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                       special_tokens=SPECIAL_TOKENS, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="</s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", mask_token="<mask>")
+        pad_token="<pad>", mask_token="<mask>", clean_up_tokenization_spaces=False)
+    add_line_tokens(wrapped)
+    return wrapped
+
+
+def _newline_split(pre_tokenizers: Any, regex: Any) -> Any:
+    return pre_tokenizers.Split(regex(r"\n+"), behavior="isolated")
+
+
+def keeps_line_breaks(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` reads a line and a stanza break as tokens of their own, and gives
+    them back unchanged."""
+    probe = f"가{LINE_BREAK}나{STANZA_BREAK}다"
+    ids = tokenizer.encode(probe, add_special_tokens=False)
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+        return False
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    return (LINE_BREAK in pieces and STANZA_BREAK in pieces
+            and tokenizer.decode(ids, clean_up_tokenization_spaces=False) == probe)
+
+
+def add_line_tokens(tokenizer: Any) -> int:
+    """Give ``tokenizer`` line and stanza break tokens where it lacks them (a KoGPT2 or other base
+    whose vocabulary has none); returns how many were added. The caller resizes the model's
+    embeddings to ``len(tokenizer)``."""
+    from tokenizers import AddedToken
+
+    if keeps_line_breaks(tokenizer):
+        return 0
+    # normalized=False: matched before any normaliser could fold a newline into a space.
+    return tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in LINE_TOKENS])
 
 
 @dataclass(frozen=True)
