@@ -6,7 +6,10 @@ the background after the server starts, so ``GET /health`` answers ``loading`` a
 otherwise; it has no authentication, so a public address is an explicit choice.
 
 `kolyric serve --app` serves the Textual app itself in a browser through textual-serve: each
-browser tab runs its own ``kolyric app`` process.
+browser tab runs its own ``kolyric app`` process. That server needs the secret token in the URL
+it prints, refuses pages of other origins, runs at most ``--max-sessions`` apps at once, and
+starts each with ``KOLYRIC_CONFINED_DIR`` (``<data dir>/browser``), the only folder the app
+writes to (see ``kolyric.serve.browser``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import ipaddress
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from kolyric.cli import CLIError
@@ -22,6 +26,8 @@ from kolyric.cli.options import add_model_arguments
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DEFAULT_MAX_SESSIONS = 2  # kolyric.serve.browser's; not imported here, so --help stays light
+CONFINED_SUBDIR = "browser"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     defaults = Limits()
     parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only; the server has "
-                             "no authentication)")
+                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only; the HTTP API has "
+                             "no authentication, --app needs the token in the URL it prints)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     parser.add_argument("--app", action="store_true",
@@ -54,7 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "often fastest on a small or busy machine")
     api.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                      help="server log level (default info)")
+    api.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                     help="open connections served in full; more get 503 with Retry-After (GET /health still "
+                          f"answers) (default {defaults.max_connections})")
+    api.add_argument("--header-timeout", type=float, default=defaults.header_timeout_s, metavar="SECONDS",
+                     help="a request's head must arrive within this, however slowly it is sent (default "
+                          f"{defaults.header_timeout_s:g})")
+    api.add_argument("--body-timeout", type=float, default=defaults.body_timeout_s, metavar="SECONDS",
+                     help=f"a request's body must arrive within this (default {defaults.body_timeout_s:g})")
+    api.add_argument("--docs", action="store_true",
+                     help="publish the OpenAPI description and its pages (/docs, /redoc, /openapi.json)")
     web = parser.add_argument_group("--app (the Textual app in a browser)")
+    web.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                     help="app sessions (browser tabs) at once, each its own process "
+                          f"(default {DEFAULT_MAX_SESSIONS})")
     web.add_argument("--public-url", default=None, help="the URL browsers reach the server at, behind a proxy")
     web.add_argument("--app-arg", action="append", default=[], metavar="ARG",
                      help="an argument passed on to `kolyric app` (repeatable)")
@@ -65,7 +84,8 @@ def limits_from_args(args: argparse.Namespace) -> Any:
 
     try:
         return Limits(max_prompt_chars=args.max_prompt_chars, max_n=args.max_n, max_new_tokens=args.max_new_tokens,
-                      queue_depth=args.queue_depth, workers=args.workers)
+                      queue_depth=args.queue_depth, workers=args.workers, max_connections=args.max_connections,
+                      header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout)
     except ValueError as exc:
         raise CLIError(_option_message(str(exc))) from exc
 
@@ -74,7 +94,8 @@ def _option_message(message: str) -> str:
     """``queue_depth: …`` → ``--queue-depth: …``."""
     name, sep, rest = message.partition(": ")
     flag = {"max_new_tokens": "--max-new-tokens", "max_n": "--max-n", "max_prompt_chars": "--max-prompt-chars",
-            "queue_depth": "--queue-depth", "workers": "--workers"}.get(name)
+            "queue_depth": "--queue-depth", "workers": "--workers", "max_connections": "--max-connections",
+            "header_timeout_s": "--header-timeout", "body_timeout_s": "--body-timeout"}.get(name)
     return f"{flag}: {rest}" if flag and sep else message
 
 
@@ -100,14 +121,27 @@ def app_command(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
+def confined_dir(args: argparse.Namespace) -> Path:
+    """``<data dir>/browser``: the data dir an app session uses (its ``--data-dir``, if passed on)."""
+    from kolyric.app.config import data_dir
+
+    picked = argparse.ArgumentParser(add_help=False)
+    picked.add_argument("--data-dir", default=None)
+    known, _ = picked.parse_known_args(list(getattr(args, "app_arg", []) or []))
+    return data_dir(known.data_dir).resolve() / CONFINED_SUBDIR
+
+
 def build_app_server(args: argparse.Namespace) -> Any:
-    """The textual-serve Server for ``--app`` (built, not started)."""
+    """The textual-serve server for ``--app`` (built, not started): token, origins, cap, confinement."""
     try:
-        from textual_serve.server import Server
+        from kolyric.serve.browser import BrowserServer
     except ImportError as exc:
         raise CLIError("--app needs textual-serve: pip install 'kolyric[serve]'") from exc
+    if not 1 <= args.max_sessions <= 64:
+        raise CLIError(f"--max-sessions: must be an integer in [1, 64], got {args.max_sessions}")
     port = args.port if args.port else DEFAULT_PORT
-    return Server(app_command(args), host=args.host, port=port, title="kolyric", public_url=args.public_url)
+    return BrowserServer(app_command(args), host=args.host, port=port, public_url=args.public_url,
+                         max_sessions=args.max_sessions, confined_dir=confined_dir(args))
 
 
 def _check_port(args: argparse.Namespace) -> None:
@@ -169,15 +203,23 @@ def bind_socket(host: str, port: int) -> Any:
 def run(args: argparse.Namespace) -> int:
     _check_port(args)
     if not is_loopback(args.host):
-        print(f"warning: listening on {args.host}: anyone who can reach this address can use the server "
-              "(there is no authentication)", file=sys.stderr)
+        who = ("anyone who can reach this address and has the URL's token can use the app" if args.app else
+               "anyone who can reach this address can use the server (there is no authentication)")
+        print(f"warning: listening on {args.host}: {who}", file=sys.stderr)
     if args.app:
         if args.base:
             raise CLIError("--base: the app takes no base model; give the checkpoint with --model "
                            "(or pass app options with --app-arg)")
         server = build_app_server(args)
-        print(f"kolyric serve --app: {server.public_url}  (each tab runs: {server.command})", file=sys.stderr)
-        server.serve()
+        try:
+            server.confined_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CLIError(f"cannot create the browser sessions' folder {server.confined_dir}: "
+                           f"{exc.strerror or exc}") from exc
+        try:
+            server.serve()
+        except OSError as exc:  # the port is taken, the address is not this machine's …
+            raise CLIError(f"cannot listen on {args.host}:{server.port}: {exc.strerror or exc}") from exc
         return 0
     limits = limits_from_args(args)
     try:
@@ -189,13 +231,14 @@ def run(args: argparse.Namespace) -> int:
                        "pip install 'kolyric[serve]'") from exc
     configure_logging(args.log_level)
     sock = bind_socket(args.host, args.port)
-    app = create_app(make_loader(args), limits)
+    app = create_app(make_loader(args), limits, docs=args.docs)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"kolyric serve: http://{shown}:{bound_port}  (the model loads in the background; "
           f"GET /health says when it is ready)", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5,
-                            limit_concurrency=max(64, 8 * (limits.workers + limits.queue_depth)))
+    from kolyric.serve.guard import server_config
+
+    config = server_config(app, limits, log_level=args.log_level)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -18,6 +18,11 @@ from typing import Any, Literal, Mapping
 Strategy = Literal["greedy", "beam", "sample"]
 STRATEGIES: tuple[str, ...] = ("greedy", "beam", "sample")
 MAX_SEED = 2**32 - 1
+MAX_NUMBER_CHARS = 100
+"""Longest text read as a number. Anything longer is outside every range here, and converting
+it could hit Python's 4,300-digit limit (a ValueError about int conversion instead of the
+range message): its size is checked first."""
+_SHOWN_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,45 @@ class FieldSpec:
             text += ", or empty for a random seed"
         return text
 
+    def contains(self, value: float) -> bool:
+        low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        return not low_bad and not (self.high is not None and value > self.high)
+
 
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+@dataclass(frozen=True)
+class OversizedNumber:
+    """A number whose text is too long to convert (JSON allows any length). Never in range."""
+
+    digits: int
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit number"
+
+
+def json_int(text: str) -> int | OversizedNumber:
+    """``json.loads(parse_int=json_int)``: an integer, or an OversizedNumber past MAX_NUMBER_CHARS."""
+    return int(text) if len(text) <= MAX_NUMBER_CHARS else OversizedNumber(len(text.lstrip("-")))
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, shortened, and never a conversion error.
+
+    ``repr`` of an integer over 4,300 digits raises ValueError, and a 5,000-character value
+    would bury the message.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return f"{value[:_SHOWN_CHARS]!r}… ({len(value)} characters)"
+    try:
+        text = repr(value)
+    except ValueError:  # a container holding a huge integer
+        return f"a {type(value).__name__} holding a number too long to show"
+    return text if len(text) <= 2 * _SHOWN_CHARS else text[:2 * _SHOWN_CHARS] + "…"
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -88,9 +129,13 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         spec = FIELDS.get(self.field)
-        value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else repr(self.value)
+        value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else shown(self.value)
         if isinstance(value, float) and not math.isfinite(value):
             value = repr(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+            value = shown(value)
+        elif isinstance(value, str) and len(value) > _SHOWN_CHARS:
+            value = shown(value)
         return {"field": self.field, "value": value, "message": self.message,
                 "valid": spec.describe_range() if spec else None}
 
@@ -150,7 +195,7 @@ class DecodingSettings:
                 continue
             ok, value = _coerce(FIELDS[key], raw)
             if not ok:
-                problems.append(Problem(key, raw, f"must be {FIELDS[key].describe_range()}, got {raw!r}"))
+                problems.append(Problem(key, raw, f"must be {FIELDS[key].describe_range()}, got {shown(raw)}"))
                 continue
             merged[key] = value
         if problems:
@@ -190,6 +235,8 @@ def _coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
         return (True, raw.strip().lower()) if isinstance(raw, str) else (False, None)
     if isinstance(raw, str):
         text = raw.strip()
+        if len(text) > MAX_NUMBER_CHARS:  # out of every range; int() of it could raise another error
+            return False, None
         try:
             raw = int(text) if spec.kind is int else float(text)
         except ValueError:
@@ -205,10 +252,33 @@ def _coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
         return (True, raw) if isinstance(raw, int) else (False, None)
     if isinstance(raw, (int, float)):
         try:
-            return True, float(raw)
+            value = float(raw)
         except OverflowError:  # an integer beyond any float (JSON allows 10**400)
             return False, None
+        return (True, value) if math.isfinite(value) else (False, None)
     return False, None
+
+
+def parse_int(raw: Any, low: int, high: int) -> int:
+    """``raw`` (text, as typed, or a number) as an integer in [low, high].
+
+    Raises ValueError("must be an integer in [low, high], got …"): the same words as every
+    decoding control, whatever was given (a 5,000-digit string included). Callers prefix the
+    field's name.
+    """
+    return _parse(FieldSpec("value", int, "", low, high), raw)
+
+
+def parse_float(raw: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    """``raw`` as a finite number in [low, high] (``(low, high]`` with ``low_open``); ValueError as parse_int."""
+    return _parse(FieldSpec("value", float, "", low, high, low_open=low_open), raw)
+
+
+def _parse(spec: FieldSpec, raw: Any) -> Any:
+    ok, value = _coerce(spec, raw)
+    if not ok or value is None or (isinstance(value, float) and not math.isfinite(value)) or not spec.contains(value):
+        raise ValueError(f"must be {spec.describe_range()}, got {shown(raw)}")
+    return value
 
 
 def check(values: Mapping[str, Any]) -> list[Problem]:
@@ -220,18 +290,13 @@ def check(values: Mapping[str, Any]) -> list[Problem]:
             continue
         if spec.choices is not None:
             if value not in spec.choices:
-                problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {value!r}"))
+                problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {shown(value)}"))
             continue
         typed = isinstance(value, (int, float)) and not isinstance(value, bool)
         if spec.kind is int and not isinstance(value, int):
             typed = False
-        if not typed or (isinstance(value, float) and not math.isfinite(value)):
-            problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {value!r}"))
-            continue
-        low_bad = spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low)
-        high_bad = spec.high is not None and value > spec.high
-        if low_bad or high_bad:
-            problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {value!r}"))
+        if not typed or (isinstance(value, float) and not math.isfinite(value)) or not spec.contains(value):
+            problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {shown(value)}"))
     if problems:
         return problems
     if values["min_length"] > values["max_length"]:

@@ -13,6 +13,10 @@ Endpoints::
     POST /generate           one JSON answer: the candidates and the settings actually used
     POST /generate/stream    Server-Sent Events: start, token …, then done (or error)
 
+POST bodies must be ``application/json`` (415 otherwise: a cross-site page can send
+``text/plain`` without a CORS preflight). ``/docs`` and ``/openapi.json`` exist only when
+asked for (``docs=True``). Slow clients and the connection cap are ``kolyric.serve.guard``'s.
+
 A client that goes away cancels its generation: the cancel flag the decoding loop checks
 before every step is set when the ASGI disconnect arrives (streaming: Starlette cancels the
 response when it hears the disconnect; plain: a watcher waits for it), and a request still
@@ -39,7 +43,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
 
+from kolyric.serve.guard import check_media_type
 from kolyric.serve.schema import (Limits, RequestError, constraints_available, decode_body, parse_generation,
                                   presets_listing, settings_schema)
 
@@ -193,6 +199,11 @@ class ModelHost:
             self._jobs.add(job)
             self.counters["admitted"] += 1
         return job
+
+    def reject(self) -> None:
+        """Count a request refused before admission (the connection cap)."""
+        with self._lock:
+            self.counters["rejected"] += 1
 
     def _retry_after(self, pending: int) -> int:
         mean = self._mean_s if self._mean_s is not None else 1.0
@@ -349,18 +360,22 @@ def _busy_response(exc: Busy) -> JSONResponse:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it is known to be over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+    """The JSON body: 413 as soon as it is known to be over ``limit`` bytes, 415 unless it is JSON."""
+    declared = (request.headers.get("content-length") or "").strip()
     too_big = RequestError(413, f"request body over {limit} bytes")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+    if declared.isdigit() and (len(declared) > 20 or int(declared) > limit):
         raise too_big
+    check_media_type(request.headers.get("content-type"))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone (or cut off by the body deadline): nobody reads the answer
+        raise RequestError(400, "the client went away before its body arrived") from None
     return b"".join(chunks)
 
 
@@ -412,11 +427,13 @@ class _CatchAll:
 
 
 # -- the app ---------------------------------------------------------------------------------------
-def create_app(source: Any, limits: Limits | None = None, *, description: str | None = None) -> FastAPI:
+def create_app(source: Any, limits: Limits | None = None, *, description: str | None = None,
+               docs: bool = False) -> FastAPI:
     """The FastAPI app serving ``source`` (a Generator, a LoadedModel, or a callable loading one).
 
     A callable is called in a background thread when the app starts (its lifespan), so the
-    server answers ``/health`` with ``loading`` at once.
+    server answers ``/health`` with ``loading`` at once. ``docs`` publishes ``/docs``,
+    ``/redoc`` and ``/openapi.json``; by default they are not served.
     """
     host = ModelHost(source, limits, description=description)
 
@@ -429,7 +446,8 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
             host.close()
 
     app = FastAPI(title="kolyric", summary="Korean lyric continuation with a Korean GPT-2",
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.host = host
 
     app.add_middleware(_CatchAll)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from kolyric.engine.prompt import normalize_polarity
-from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, MAX_SEED, PRESETS, DecodingSettings, SettingsError, preset
+from kolyric.engine.settings import (DEFAULT_PRESET, FIELDS, MAX_SEED, PRESETS, DecodingSettings, OversizedNumber,
+                                     SettingsError, json_int, preset, shown)
 
 # Top-level fields a body may carry besides the decoding controls (which are FIELDS' names).
 REQUEST_FIELDS: dict[str, str] = {
@@ -59,22 +60,32 @@ class Limits:
     """Requests that may wait while the workers are busy; beyond that: 503 with Retry-After."""
     workers: int = 1
     """Generations run at once (each on its own Generator over the one model in memory)."""
+    max_connections: int = 64
+    """Open connections served in full; past it: 503 with Retry-After (``/health`` still answers)."""
+    header_timeout_s: float = 10.0
+    """A request's whole head must arrive within this, however slowly it trickles in (else 408)."""
+    body_timeout_s: float = 30.0
+    """A request's whole body must arrive within this (else 408)."""
 
     def __post_init__(self) -> None:
         for name in ("max_prompt_chars", "max_context_lines", "max_context_chars", "max_n",
-                     "max_new_tokens", "max_body_bytes", "workers"):
+                     "max_new_tokens", "max_body_bytes", "workers", "max_connections"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+                raise ValueError(f"{name}: must be a positive integer, got {shown(value)}")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise ValueError(f"{name}: must be a number of seconds in (0, 3600], got {shown(value)}")
         if not isinstance(self.queue_depth, int) or isinstance(self.queue_depth, bool) or self.queue_depth < 0:
-            raise ValueError(f"queue_depth: must be an integer >= 0, got {self.queue_depth!r}")
+            raise ValueError(f"queue_depth: must be an integer >= 0, got {shown(self.queue_depth)}")
         if self.max_n > FIELDS["n"].high:
             raise ValueError(f"max_n: must be at most {int(FIELDS['n'].high)}, got {self.max_n}")
         if self.max_new_tokens > FIELDS["max_length"].high:
             raise ValueError(f"max_new_tokens: must be at most {int(FIELDS['max_length'].high)}, "
                              f"got {self.max_new_tokens}")
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
@@ -129,8 +140,13 @@ def _shown(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     if isinstance(value, (bool, int, float, type(None))):
-        return value if not isinstance(value, int) or abs(value) < 10**15 else repr(value)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+        return value if not isinstance(value, int) or isinstance(value, bool) or value.bit_length() < 50 else shown(value)
+    if isinstance(value, OversizedNumber):
+        return repr(value)
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+    except ValueError:  # a container holding a number too long to print
+        text = shown(value)
     if len(text) > _SHOWN_VALUE_CHARS:
         text = text[:_SHOWN_VALUE_CHARS] + f"… ({len(text)} characters)"
     return _safe(text)
@@ -159,7 +175,9 @@ def decode_body(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"malformed JSON: the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        # Integers of any length are valid JSON; past MAX_NUMBER_CHARS digits they become an
+        # OversizedNumber, which validation names with its field and range.
+        return json.loads(text, parse_constant=_reject_constant, parse_int=json_int)
     except ValueError as exc:
         raise RequestError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
@@ -230,7 +248,7 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, OversizedNumber)):
         return "a number"
     if isinstance(value, str):
         return "a string"

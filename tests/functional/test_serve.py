@@ -263,14 +263,14 @@ def test_invalid_settings_list_every_field(server):
     assert {p["field"] for p in r.json()["problems"]} == {"prompt", "context", "constraints"}
     # unpaired surrogates are valid JSON but not text: named, and echoed back safely
     r = httpx.post(server.url + "/generate", content=b'{"prompt": "\\ud800", "context": "a\\udfff", "\\ud83d": 1}',
-                   timeout=10)
+                   headers={"content-type": "application/json"}, timeout=10)
     assert r.status_code == 422
     assert [p["field"] for p in r.json()["problems"]] == ["?", "prompt", "context"]
     assert "surrogate" in r.json()["problems"][1]["message"]
 
 
 @pytest.mark.parametrize("content", [b"{bad", b"", b"[1, 2]", b"\xff\xfe{", b'{"top_k": NaN}',
-                                     b"[" * 30000 + b"]" * 30000, b'{"seed": 1' + b"0" * 5000 + b"}"])
+                                     b"[" * 30000 + b"]" * 30000])
 def test_malformed_bodies_are_400(server, content):
     r = httpx.post(server.url + "/generate", content=content, headers={"content-type": "application/json"},
                    timeout=10)
