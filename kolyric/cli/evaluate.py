@@ -2,7 +2,10 @@
 
 Bits per character and polarity accuracy on NSMC's test split (or on a ``.tsv``/``.jsonl``
 file of the user's), and distinct-1/-2 of continuations sampled for a fixed prompt set.
-The definitions are in ``kolyric.evaluate``. The corpus is read (and every option checked)
+The definitions are in ``kolyric.evaluate``. A file of texts with line breaks and no
+polarities (a poems ``.jsonl``) gets the verse report of ``kolyric.evaluate_verse`` instead:
+``--split val`` measures exactly the poems ``kolyric train`` held out of that file (same
+``--val-share`` and ``--seed``), with the copy rate taken against the rest. The corpus is read (and every option checked)
 before the model loads, so a mistake costs no model load. Progress goes to stderr, the
 report to stdout.
 """
@@ -17,7 +20,8 @@ from kolyric.cli import CLIError
 from kolyric.cli.options import add_model_arguments
 
 DEFAULT_LIMIT = 2000
-METRIC_NAMES = ("bpc", "accuracy", "distinct")  # kolyric.evaluate.METRICS, without importing torch
+METRIC_NAMES = ("bpc", "accuracy", "distinct", "verse")  # kolyric.evaluate.METRICS + verse, without torch
+SPLITS = ("all", "val", "train")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,15 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokens per text (prefix + review + end), longer ones are cut and only the kept "
                              "part is scored; the model's context window caps it too (default 128)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the distinct-n samples (default 7)")
-    parser.add_argument("--metrics", default=",".join(METRIC_NAMES),
-                        help=f"comma-separated subset of {', '.join(METRIC_NAMES)} (default: all)")
+    parser.add_argument("--metrics",
+                        help=f"comma-separated subset of {', '.join(METRIC_NAMES)} (default: verse for a file of "
+                             f"poems, else bpc,accuracy,distinct)")
+    parser.add_argument("--split", choices=SPLITS, default="all",
+                        help="of a file: all of it, or the validation (val) or training share that kolyric train "
+                             "splits off with the same --val-share and --seed (default all)")
+    parser.add_argument("--val-share", type=float, default=0.1,
+                        help="the share kolyric train held out of the file (default 0.1, as train)")
+    parser.add_argument("--samples", type=int, default=20,
+                        help="verse: continuations to sample for line lengths and the copy rate (default 20)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_model_arguments(parser)
 
 
 def _check(args: argparse.Namespace) -> list[str]:
-    metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    metrics = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
     problems = []
+    if not 0 < args.val_share < 1:
+        problems.append(f"--val-share: must be between 0 and 1 (exclusive), got {args.val_share}")
+    if not 0 <= args.samples <= 1000:
+        problems.append(f"--samples: must be an integer in [0, 1000], got {args.samples}")
     if args.limit < 0:
         problems.append(f"--limit: must be 0 (all) or a positive number of texts, got {args.limit}")
     if args.batch_size < 1:
@@ -50,16 +66,18 @@ def _check(args: argparse.Namespace) -> list[str]:
     if not 0 <= args.seed <= 2**32 - 1:
         problems.append(f"--seed: must be in [0, {2**32 - 1}], got {args.seed}")
     bad = [m for m in metrics if m not in METRIC_NAMES]
-    if bad or not metrics:
+    if bad or (args.metrics is not None and not metrics):
         problems.append(f"--metrics: choose from {', '.join(METRIC_NAMES)}, got {args.metrics!r}")
     if problems:
         raise CLIError("invalid options:\n  " + "\n  ".join(problems))
     return metrics
 
 
-def read_examples(corpus: str, corpus_dir: str, limit: int | None) -> tuple[list, str]:
-    """The texts to evaluate and a description of where they came from."""
-    from kolyric.training.corpora import CorpusError, nsmc_files, read_nsmc, read_user_file
+def read_examples(corpus: str, corpus_dir: str, limit: int | None, *, split: str = "all", val_share: float = 0.1,
+                  seed: int = 7) -> tuple[list, str, list]:
+    """The texts to evaluate, a description of where they came from, and the rest of the file
+    (what ``kolyric train`` trained on when ``split`` is ``val``)."""
+    from kolyric.training.corpora import CorpusError, nsmc_files, read_nsmc, read_user_file, split_validation
 
     try:
         if corpus.strip().lower() == "nsmc":
@@ -71,20 +89,34 @@ def read_examples(corpus: str, corpus_dir: str, limit: int | None) -> tuple[list
             description = f"NSMC test ({path})"
         else:
             examples, _ = read_user_file(corpus)
+            rest: list = []
+            if split != "all":
+                train, val = split_validation(examples, val_share, seed)
+                examples, rest = (val, train) if split == "val" else (train, val)
             examples = examples[:limit] if limit else examples
-            description = corpus
+            description = corpus if split == "all" else f"{corpus} ({split} split, {val_share:g} held out, seed {seed})"
+            return _checked(examples, corpus), description, rest
     except CorpusError as exc:
         raise CLIError(str(exc)) from exc
+    return _checked(examples, corpus), description, []
+
+
+def _checked(examples: list, corpus: str) -> list:
     if not examples:
         raise CLIError(f"{corpus}: no texts to evaluate")
-    return examples, description
+    return examples
+
+
+def is_verse(examples: list) -> bool:
+    """Texts with line breaks and no polarity: poems or lyrics, measured as verse."""
+    return not any(e.polarity for e in examples) and sum("\n" in e.text for e in examples) * 2 >= len(examples)
 
 
 class Progress:
     """One line on stderr: rewritten in place on a terminal, a few plain lines otherwise."""
 
     LABELS = {"bits": "scoring under the true polarity", "accuracy": "scoring under the other polarity",
-              "distinct": "sampling continuations"}
+              "distinct": "sampling continuations", "verse": "scoring poems", "samples": "sampling verse"}
 
     def __init__(self, stream=None) -> None:  # noqa: ANN001
         self.stream = stream or sys.stderr
@@ -104,7 +136,14 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     metrics = _check(args)
-    examples, description = read_examples(args.corpus, args.corpus_dir, args.limit or None)
+    if args.split != "all" and args.corpus.strip().lower() == "nsmc":
+        raise CLIError("--split: NSMC is always evaluated on its test split; --split is for a file")
+    examples, description, rest = read_examples(args.corpus, args.corpus_dir, args.limit or None, split=args.split,
+                                                val_share=args.val_share, seed=args.seed)
+    if not metrics:
+        metrics = ["verse"] if is_verse(examples) else ["bpc", "accuracy", "distinct"]
+    if "verse" in metrics:
+        return _run_verse(args, examples, description, rest, [m for m in metrics if m != "verse"])
     if "accuracy" in metrics and not any(e.polarity for e in examples):
         raise CLIError(f"{args.corpus}: no text has a polarity, so accuracy cannot be measured "
                        f"(use --metrics bpc,distinct)")
@@ -122,5 +161,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
+        print(report.format())
+    return 0
+
+
+def _run_verse(args: argparse.Namespace, examples: list, description: str, rest: list, others: list[str]) -> int:
+    if others:
+        raise CLIError(f"--metrics: verse is reported on its own; run {', '.join(others)} separately")
+    from kolyric.cli.generate import load
+    from kolyric.evaluate_verse import evaluate_verse
+
+    loaded = load(args)
+    train_texts = [e.text for e in (rest if args.split == "val" else examples)]
+    report = evaluate_verse(loaded, [e.text for e in examples], train_texts=train_texts, samples=args.samples,
+                            seed=args.seed, progress=Progress())
+    model = getattr(loaded, "description", "") or str(getattr(loaded, "source", ""))
+    if args.json:
+        print(json.dumps({"model": model, "corpus": description, **report.to_dict()}, ensure_ascii=False, indent=2))
+    else:
+        print(f"model              {model}\ncorpus             {description} · {len(examples)} texts")
         print(report.format())
     return 0

@@ -349,10 +349,10 @@ class CorpusSpec:
             return cls(text)
         option = option.strip()
         if not (option.isdigit() and len(option) <= 4 and 1 <= int(option) <= MAX_REPEAT):
-            raise CorpusError(f"--corpus {text}: repeat must be an integer in [1, {MAX_REPEAT}], "
+            raise CorpusError(f"--corpus {_preview(text, 80)}: repeat must be an integer in [1, {MAX_REPEAT}], "
                               f"got {_preview(option, 20)}")
         if not source.strip():
-            raise CorpusError(f"--corpus {text}: name a corpus before ',repeat='")
+            raise CorpusError(f"--corpus {_preview(text, 80)}: name a corpus before ',repeat='")
         return cls(source, int(option))
 
     def __str__(self) -> str:

@@ -93,14 +93,12 @@ class Coverage:
         return text
 
     def warning(self, max_seq_length: int) -> str | None:
-        parts = []
-        if self.cut_lines:
-            parts.append(f"{self.cut_lines:,} window(s) had to end mid-line")
-        if self.cut_words:
-            parts.append(f"{self.cut_words:,} mid-word")
+        parts = [f"{n:,} window(s) had to end mid-{what}"
+                 for n, what in ((self.cut_lines, "line"), (self.cut_words, "word")) if n]
         if not parts:
             return None
-        return (f"{' and '.join(parts)}: some lines are longer than half of --max-seq-length "
+        return (f"{' and '.join(parts)}: some lines (or texts without lines) run longer than half of "
+                f"--max-seq-length "
                 f"{max_seq_length} tokens; nothing is lost (the next window goes on from there), but a "
                 f"longer --max-seq-length keeps such lines whole")
 

@@ -370,7 +370,8 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
     cov = train_data.coverage
     events.emit("phase", phase="tokenize", message=msg, say=msg, done=len(corpus.train), total=len(corpus.train),
                 seconds=time.perf_counter() - t0, corpus_tokens=cov.corpus_tokens, trained_tokens=cov.trained_tokens,
-                row_tokens=cov.row_tokens, split_examples=cov.split_examples, cut_lines=cov.cut_lines)
+                rows=len(train_data), row_tokens=cov.row_tokens, split_examples=cov.split_examples,
+                cut_lines=cov.cut_lines)
     cut_warning = train_data.coverage.warning(config.max_seq_length)
     if cut_warning:
         events.emit("phase", phase="warning", message=cut_warning, say=f"warning: {cut_warning}")

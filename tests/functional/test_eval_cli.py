@@ -102,8 +102,11 @@ def test_missing_nsmc_names_the_path(capsys, tmp_path):
 def test_corpus_without_polarities_cannot_give_accuracy(capsys, tmp_path):
     path = tmp_path / "lyrics.txt"
     path.write_text("하늘 위로\n날아가\n\n밤이 오면\n", encoding="utf-8")
-    code, _, err = eval_cli(capsys, "--model", "/nonexistent/model", "--corpus", str(path))
+    code, _, err = eval_cli(capsys, "--model", "/nonexistent/model", "--corpus", str(path), "--metrics", "accuracy")
     assert code == 2 and "no text has a polarity" in err
+    # Without --metrics, texts with line breaks and no polarity get the verse report.
+    code, _, err = eval_cli(capsys, "--model", "/nonexistent/model", "--corpus", str(path))
+    assert code == 2 and "no text has a polarity" not in err and "/nonexistent/model" in err
 
 
 # -- which model when none is named -------------------------------------------------------------------------

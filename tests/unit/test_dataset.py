@@ -23,13 +23,16 @@ def test_polarity_word_comes_first():
     assert format_example(Example("가사 한 줄")) == "가사 한 줄"
 
 
-def test_eos_appended_unless_cut(tokenizer):
+def test_eos_appended_and_long_texts_windowed_not_cut(tokenizer):
     short, long = Example("좋다", "긍정"), Example("정말 " * 40, "부정")
     data = tokenize_examples([short, long], tokenizer, max_seq_length=16)
     ids = tokenizer(format_example(short), add_special_tokens=False)["input_ids"]
     assert data[0].tolist() == ids + [tokenizer.eos_token_id]
-    assert len(data[1]) == 16 and data[1][-1].item() != tokenizer.eos_token_id  # cut: no false ending
-    assert data.lengths().tolist() == [len(ids) + 1, 16]
+    windows = [data[i].tolist() for i in range(1, len(data))]
+    assert len(windows) > 1 and all(len(w) <= 16 for w in windows)
+    # Only the last window ends the text; the others did not end there.
+    assert [w[-1] == tokenizer.eos_token_id for w in windows] == [False] * (len(windows) - 1) + [True]
+    assert data.coverage.trained_tokens == data.coverage.corpus_tokens
 
 
 def test_progress_is_reported(tokenizer):
