@@ -235,3 +235,28 @@ def test_the_api_has_no_place_for_a_model_or_a_path(client):
     for key in PATHLIKE_KEYS:
         r = client.post("/generate", json={key: "/etc/passwd", "max_length": 1})
         assert r.status_code == 422 and r.json()["problems"][0]["field"] == key
+
+
+NUMERIC_FIELDS = [name for name, spec in FIELDS.items() if spec.kind in (int, float)]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(NUMERIC_FIELDS + ["constraints.syllables", "constraints.lines", "settings.top_k"]),
+       st.integers(101, 9000), st.sampled_from(["", "-"]), st.sampled_from(["", ".5", "e3"]))
+def test_json_numbers_of_any_length_are_a_422_naming_the_field(client, name, digits, sign, tail):
+    """JSON numbers have no size limit; Python's int() stops at 4,300 digits. Either way the
+    answer is 422 naming the field, never a 400 about integer conversion or a 500."""
+    count("fuzz: server numbers of any length")
+    number = (sign + "1" + "0" * (digits - 1) + tail).encode()
+    outer, _, inner = name.partition(".")
+    field = b'"%s": %s' % (inner.encode(), number) if inner else b'"%s": %s' % (outer.encode(), number)
+    raw = b"{%s}" % (b'"%s": {%s}' % (outer.encode(), field) if inner else field)
+    if name != "max_length":  # the default (40) is over this server's 8
+        raw = raw[:-1] + b', "max_length": 1}' if name != "settings.top_k" else raw[:-2] + b', "max_length": 1}}'
+
+    r = client.post("/generate", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, (r.status_code, r.text[:300])
+    fields = [p["field"] for p in r.json()["problems"]]
+    assert fields == [name if outer == "constraints" else inner or outer], fields
+    assert "4300" not in r.text and len(r.text) < 2000

@@ -95,3 +95,36 @@ def test_huge_integers_in_float_fields_are_a_message(name, value):
         assert [p.field for p in exc.problems] == [name]
     else:
         raise AssertionError(f"{name}={value} accepted")
+
+
+NUMERIC = [name for name, spec in FIELDS.items() if spec.kind in (int, float)]
+DIGITS = st.builds(lambda sign, head, n, pad: f"{pad}{sign}{head}{'0' * n}{pad}", st.sampled_from(["", "-", "+"]),
+                   st.integers(1, 9), st.integers(4290, 6000), st.sampled_from(["", " "]))
+HUGE = st.one_of(st.builds(lambda e, k: k * 10**e, st.integers(4290, 6000), st.sampled_from([1, -1, 7])),
+                 DIGITS, DIGITS.map(lambda t: t.strip() + ".5"), DIGITS.map(lambda t: t.strip() + "e5"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(NUMERIC), HUGE)
+def test_numbers_of_any_size_in_every_numeric_field(name, value):
+    """Python refuses to convert a number of over 4,300 digits from or to text; that limit must
+    never reach the user: each such value is that field's range message, of bounded length."""
+    from kolyric.engine.settings import parse_float, parse_int
+
+    count("fuzz: numbers of any size")
+    try:
+        DecodingSettings.from_dict({name: value})
+    except SettingsError as exc:
+        (problem,) = [p for p in exc.problems if p.field == name]
+        assert FIELDS[name].describe_range() in problem.message and "4300" not in problem.message
+        assert len(str(problem)) < 300
+        json.dumps(problem.to_dict(), allow_nan=False)
+    else:
+        raise AssertionError(f"{name}={str(value)[:20]}… accepted")
+    for parse in (lambda v: parse_int(v, 0, 100), lambda v: parse_float(v, 0, 100)):
+        try:
+            parse(value)
+        except ValueError as exc:
+            assert str(exc).startswith("must be ") and "4300" not in str(exc) and len(str(exc)) < 300
+        else:
+            raise AssertionError("accepted")
