@@ -414,9 +414,9 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
         raise ConfigError([f"--val-check-interval: a step count must be between 1 and the batches in an "
                            f"epoch ({n_batches}), got {config.val_check_interval}"])
     plugins = [] if any(s in str(config.strategy) for s in ("deepspeed", "fsdp")) else [AtomicCheckpointIO(saved)]
-    trainer = pl.Trainer(
-        default_root_dir=out, max_epochs=config.epochs, max_steps=config.max_steps or -1,
-        precision=_precision(config.precision), accelerator=config.accelerator, devices=config.devices,
+    trainer = _make_trainer(
+        pl, config, default_root_dir=out, max_epochs=config.epochs, max_steps=config.max_steps or -1,
+        precision=_precision(config.precision), accelerator=config.accelerator, devices=_devices(config.devices),
         num_nodes=config.num_nodes, strategy=config.strategy, val_check_interval=config.val_check_interval,
         callbacks=[progress_cb, checkpoint_cb], plugins=plugins, gradient_clip_val=1.0,
         logger=CSVLogger(save_dir=out, name="logs"), log_every_n_steps=min(50, n_batches),
@@ -470,6 +470,25 @@ _QUIET = (
     r".*`training_step` returned `None`",  # a skipped non-finite step, reported as an event
     r".*resuming from a checkpoint that ended before the epoch ended",  # by design after a cancel
 )
+
+
+def _make_trainer(pl: Any, config: TrainConfig, **kwargs: Any) -> Any:
+    """Lightning's ``Trainer``; a hardware choice this machine cannot meet (no GPU, an unknown
+    strategy, more devices than there are) is a ``ConfigError`` naming the flags, not a traceback."""
+    try:
+        return pl.Trainer(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - Lightning raises ValueError, TypeError, MisconfigurationException
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ConfigError([f"--accelerator {config.accelerator} --devices {config.devices} "
+                           f"--strategy {config.strategy} --precision {config.precision}: {text}"]) from None
+
+
+def _devices(value: str | int) -> str | int | list[int]:
+    if isinstance(value, str) and "," in value:
+        return [int(part) for part in value.strip("[] ").split(",") if part.strip()]
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
 
 
 def _precision(value: str) -> Any:
