@@ -5,49 +5,46 @@
 - a local model directory in ``save_pretrained`` layout;
 - a PyTorch Lightning checkpoint (``.ckpt``; ``state_dict`` keys prefixed ``model.``, as the
   ratsnlp tutorial and ``kolyric train`` write them) applied over its base model;
-- a directory of such checkpoints: the one with the lowest ``val_loss`` in its file name.
+- a directory of such checkpoints: the one with the lowest ``val_loss`` in its file name (a
+  damaged one is skipped, with a notice, for the next best).
 
 Nothing here executes code from a file: checkpoints load with ``weights_only=True`` (unknown
 pickled classes, such as ratsnlp's argument dataclass, are replaced by inert placeholders),
 weights prefer safetensors, and ``trust_remote_code`` is always off. Every failure is a
 ``ModelLoadError`` whose message names the path or id; a hub id with no network and no cache
-fails within a few seconds instead of waiting on the network.
+fails within a few seconds instead of waiting on the network (``hub.py``). Files that lie are
+refused before they can do harm (``integrity.py``): a config too big for memory before any
+allocation, a tokenizer with ids beyond the embedding, a kolyric checkpoint whose weights fail
+their digest. Checkpoint files themselves are read in ``checkpoints.py``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import re
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlparse
+
+from kolyric.engine.checkpoints import (CHECKPOINT_META_KEY, CorruptCheckpoint, ModelLoadError, best_checkpoint,
+                                        checkpoint_meta, checkpoint_val_loss, meta_of, ranked_checkpoints,
+                                        read_checkpoint)
+from kolyric.engine.hub import hub_unreachable_reason
+from kolyric.engine.integrity import human_count, size_refusal, vocab_refusal
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
 # The tutorial (ratsnlp) checkpoints are fine-tunes of this model.
 DEFAULT_CHECKPOINT_BASE = DEFAULT_MODEL
 MINI_PATH = Path(__file__).resolve().parent.parent / "models" / "kolyric-mini"
-# Key under which kolyric's own checkpoints carry the model config and tokenizer, so a
-# checkpoint made from scratch needs no base model. Plain types only (weights_only-safe).
-CHECKPOINT_META_KEY = "kolyric"
 # KoGPT2's tokenizer.json defines no special-token roles; the tutorial passes these.
 KOGPT2_SPECIAL_TOKENS = {
     "bos_token": "</s>", "eos_token": "</s>", "unk_token": "<unk>",
     "pad_token": "<pad>", "mask_token": "<mask>",
 }
-_VAL_LOSS_RE = re.compile(r"val_loss=(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 """auto: int8 on a CPU for a model large enough for it to pay, else fp32 (``quantize.auto_precision``)."""
-
-
-class ModelLoadError(Exception):
-    """A model could not be loaded; the message names the path or id and says why."""
 
 
 @dataclass
@@ -94,6 +91,9 @@ def load_model(
         raise
     except _file_errors() as exc:
         raise ModelLoadError(f"{spec}: could not load the model: {_one_line(exc)}") from exc
+    why = vocab_refusal(loaded.model, loaded.tokenizer)
+    if why:
+        raise ModelLoadError(f"{spec}: {why}")
     try:
         _place(loaded, device, precision, progress)
     except ModelLoadError:
@@ -123,16 +123,28 @@ def _load_any(spec: str, *, base: str | None, network_timeout: float) -> LoadedM
     if path.is_dir():
         if (path / "config.json").is_file():
             return _load_directory(path, source=spec)
-        ckpt = best_checkpoint(path)
-        if ckpt is None:
-            raise ModelLoadError(
-                f"{path}: not a model directory (no config.json) and holds no .ckpt checkpoint")
-        loaded = _load_checkpoint(ckpt, base=base, network_timeout=network_timeout)
-        loaded.notices.append(f"chose {ckpt.name} (lowest val_loss in {path})")
-        return loaded
+        return _load_checkpoint_folder(path, base=base, network_timeout=network_timeout)
+    _refuse_broken_link(spec, path)
     if _looks_like_path(spec) or not _HUB_ID_RE.match(spec):
         raise ModelLoadError(f"{spec}: no such file or directory")
     return _load_hub(spec, network_timeout=network_timeout)
+
+
+def _refuse_broken_link(spec: str, path: Path) -> None:
+    """A symbolic link loop or a dangling link is reported as such, not taken for a hub id."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelLoadError(f"{spec}: a loop of symbolic links (following them never reaches a file)") from None
+        if os.path.islink(path):
+            raise ModelLoadError(f"{spec}: a symbolic link to {os.readlink(path)}, which does not exist") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise ModelLoadError(f"{spec}: permission denied") from None
+    except ValueError:  # an embedded NUL byte
+        raise ModelLoadError(f"{spec!r}: not a valid path") from None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -168,65 +180,6 @@ def _load_hub(repo_id: str, *, network_timeout: float) -> LoadedModel:
     return LoadedModel(model, tokenizer, source=repo_id, kind="hub", description="")
 
 
-def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
-    """None when the hub answers an HTTP request within ``timeout`` s; else why not.
-
-    The deadline covers the whole exchange (name resolution, connecting, TLS, sending and
-    reading the status line), so a hub that accepts and never answers, or answers a byte a
-    second, fails as fast as one that refuses. Name resolution can block far longer than a
-    socket timeout, so the probe runs in a daemon thread and is abandoned at the deadline.
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    secure = parsed.scheme != "http"
-    host = parsed.hostname or "huggingface.co"
-    try:
-        port = parsed.port or (443 if secure else 80)
-    except ValueError:  # a port that is not a number, or out of range
-        return f"HF_ENDPOINT {endpoint!r} is not a valid URL"
-    deadline = time.monotonic() + timeout
-    result: list[str | None] = []
-
-    def left() -> float:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("timed out")
-        return remaining
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=left()) as raw:
-                sock = raw
-                if secure:
-                    import ssl
-
-                    sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
-                target = parsed.path or "/"
-                sock.settimeout(left())
-                sock.sendall(f"HEAD {target} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUser-Agent: kolyric\r\n"
-                             f"Connection: close\r\n\r\n".encode("ascii", "replace"))
-                data = b""
-                while b"\n" not in data and len(data) < 4096:
-                    sock.settimeout(left())
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        raise ConnectionError("closed the connection without answering")
-                    data += chunk
-            result.append(None if data.startswith(b"HTTP/") else f"{host}: answered, but not with HTTP")
-        except (OSError, ValueError, UnicodeError) as exc:
-            result.append(f"{host} did not answer within {timeout:g} s" if isinstance(exc, socket.timeout)
-                          else f"{host}: {_one_line(exc)}")
-
-    thread = threading.Thread(target=probe, name="kolyric-hub-probe", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not result:
-        return f"{host} did not answer within {timeout:g} s"
-    return result[0]
-
-
 def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -235,9 +188,19 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
         raise ModelLoadError(
             f"{source}: is a {config.model_type!r} model, not a causal language model "
             f"(kolyric needs a GPT-2 style model)")
+    why = size_refusal(config, "its config.json")
+    if why:
+        raise ModelLoadError(f"{source}: {why}")
+    # Shapes that differ are loaded as "mismatched" (and refused below, by name) instead of
+    # raising transformers' "look at the above report", whose report is a log line we silence.
     model, info = AutoModelForCausalLM.from_pretrained(
         name, config=config, local_files_only=local_files_only, trust_remote_code=False,
-        output_loading_info=True)
+        output_loading_info=True, ignore_mismatched_sizes=True)
+    mismatched = sorted(f"{key} {tuple(ckpt)} vs {tuple(own)}" for key, ckpt, own in info.get("mismatched_keys", []))
+    if mismatched:
+        shown = ", ".join(mismatched[:5]) + (f" … (+{len(mismatched) - 5})" if len(mismatched) > 5 else "")
+        raise ModelLoadError(f"{source}: the weights do not fit its config.json (shape differs, weights vs "
+                             f"config: {shown})")
     # Weights the files lack would be silently random: a model with another head or another
     # architecture's checkpoint. Refuse, naming them.
     missing = [k for k in info.get("missing_keys", []) if not _IGNORABLE.search(k)]
@@ -256,11 +219,22 @@ def load_tokenizer(name: str, *, local_files_only: bool = True) -> Any:
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    folder = Path(name)
+    where = f"{folder / 'tokenizer.json'}" if folder.is_dir() else f"{name}'s tokenizer.json"
+    if folder.is_dir() and not (folder / "tokenizer.json").exists() and not (folder / "vocab.json").is_file():
+        raise ModelLoadError(f"{folder}: no tokenizer.json (the model's tokenizer) in the folder")
+    if (folder / "tokenizer.json").is_dir():
+        raise ModelLoadError(f"{where}: a folder, where the tokenizer file should be")
     try:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(name, local_files_only=local_files_only)
-    except (OSError, ValueError, TypeError):
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
-                                                  trust_remote_code=False)
+        try:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(name, local_files_only=local_files_only)
+        except (OSError, ValueError, TypeError):
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
+                                                      trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - JSON, decoding and schema errors alike: the file is unusable
+        raise ModelLoadError(f"{where}: not a usable tokenizer ({_one_line(exc)})") from exc
+    if len(tokenizer) < 2:
+        raise ModelLoadError(f"{where}: the tokenizer holds {len(tokenizer)} token(s); it cannot encode text")
     return fill_special_tokens(tokenizer)
 
 
@@ -297,77 +271,42 @@ def plain_backend(tokenizer: Any) -> Any:
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
-def checkpoint_val_loss(path: Path) -> float:
-    match = _VAL_LOSS_RE.search(path.name)
-    if not match:
-        return math.inf
-    try:
-        return float(match.group(1))
-    except ValueError:
-        return math.inf
-
-
-def best_checkpoint(directory: Path) -> Path | None:
-    """The ``.ckpt`` in ``directory`` with the lowest ``val_loss=`` in its name (ties: newest)."""
-    candidates = [p for p in Path(directory).glob("*.ckpt") if p.is_file()]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda p: (checkpoint_val_loss(p), -p.stat().st_mtime))
-
-
-def read_checkpoint(path: Path) -> dict:
-    """``torch.load`` with ``weights_only=True``; pickled classes it does not know become inert stubs.
-
-    ratsnlp checkpoints pickle the tutorial's own argument classes; we never import or run
-    them, we only need the tensors.
-    """
-    import torch
-    import torch.serialization as ser
-
-    try:
-        unsafe = ser.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt or foreign file
-        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({_one_line(exc)})") from exc
-    stubs = [(_make_stub(name), name) for name in unsafe]
-    try:
-        with ser.safe_globals(stubs):
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{path}: could not read the checkpoint ({_one_line(exc)})") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: a checkpoint must hold a dict, found {type(data).__name__}")
-    return data
-
-
-def _make_stub(qualified_name: str) -> type:
-    """A class that accepts any construction or state and does nothing with it."""
-
-    def _init(self, *args, **kwargs):  # noqa: ANN001
-        self._args, self._kwargs = args, kwargs
-
-    def _setstate(self, state):  # noqa: ANN001
-        self._state = state
-
-    module, _, name = qualified_name.rpartition(".")
-    stub = type(name or "Stub", (), {"__init__": _init, "__setstate__": _setstate,
-                                     "__module__": module or __name__})
-    return stub
+def _load_checkpoint_folder(path: Path, *, base: str | None, network_timeout: float) -> LoadedModel:
+    """The best checkpoint in ``path``; past a damaged one, the next best, with a notice naming it."""
+    ranked = ranked_checkpoints(path)
+    if not ranked:
+        raise ModelLoadError(f"{path}: not a model directory (no config.json) and holds no .ckpt checkpoint")
+    damaged: list[CorruptCheckpoint] = []
+    for ckpt in ranked:
+        try:
+            loaded = _load_checkpoint(ckpt, base=base, network_timeout=network_timeout)
+        except CorruptCheckpoint as exc:
+            damaged.append(exc)
+            continue
+        for exc in damaged:
+            loaded.notices.append(f"skipped a damaged checkpoint: {exc}")
+        which = "the best one left" if damaged else "lowest val_loss"
+        loaded.notices.append(f"chose {ckpt.name} ({which} in {path})")
+        return loaded
+    if len(damaged) == 1:
+        raise damaged[0]
+    raise CorruptCheckpoint(f"{path}: all {len(damaged)} checkpoints are damaged; the best: {damaged[0]}")
 
 
 def _load_checkpoint(path: Path, *, base: str | None, network_timeout: float) -> LoadedModel:
     data = read_checkpoint(path)
     state = data.get("state_dict", data)
     if not isinstance(state, dict) or not state:
-        raise ModelLoadError(f"{path}: no state_dict in the checkpoint")
+        raise CorruptCheckpoint(f"{path}: no state_dict in the checkpoint")
     import torch
 
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ModelLoadError(f"{path}: the checkpoint's state_dict holds no tensors")
+        raise CorruptCheckpoint(f"{path}: the checkpoint's state_dict holds no tensors")
     # Lightning modules hold the HF model as `self.model`; strip only that leading prefix.
     if any(k.startswith("model.") for k in tensors):
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    meta = _checkpoint_meta(data)
+    meta = meta_of(data)
     if meta is not None and base is None:
         model, tokenizer = _model_from_meta(meta, path)
         base_desc = "its own config"
@@ -382,23 +321,6 @@ def _load_checkpoint(path: Path, *, base: str | None, network_timeout: float) ->
     return loaded
 
 
-def _checkpoint_meta(data: dict) -> dict | None:
-    for holder in (data, data.get("hyper_parameters") or {}):
-        if isinstance(holder, dict) and isinstance(holder.get(CHECKPOINT_META_KEY), dict):
-            return holder[CHECKPOINT_META_KEY]
-    return None
-
-
-def checkpoint_meta(model: Any, tokenizer: Any, base: str | None) -> dict:
-    """What kolyric stores in its own checkpoints so they load without the base model."""
-    return {
-        "config": model.config.to_dict(),
-        "tokenizer_json": tokenizer.backend_tokenizer.to_str(),
-        "special_tokens": {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)},
-        "base": base,
-    }
-
-
 def _model_from_meta(meta: dict, path: Path) -> tuple[Any, Any]:
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -407,11 +329,21 @@ def _model_from_meta(meta: dict, path: Path) -> tuple[Any, Any]:
         config_dict = dict(meta["config"])
         model_type = config_dict.pop("model_type")
         config = AutoConfig.for_model(model_type, **config_dict)
-        model = AutoModelForCausalLM.from_config(config)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong, the metadata is unusable
+        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({_one_line(exc)})") from exc
+    why = size_refusal(config, "its config")
+    if why:
+        raise ModelLoadError(f"{path}: {why}")
+    try:
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
                                             **meta.get("special_tokens", {}))
-    except Exception as exc:  # noqa: BLE001 - whatever is wrong, the metadata is unusable
-        raise ModelLoadError(f"{path}: the checkpoint's kolyric metadata is unusable ({_one_line(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: the tokenizer stored in the checkpoint (its tokenizer.json) is unusable "
+                             f"({_one_line(exc)})") from exc
+    try:
+        model = AutoModelForCausalLM.from_config(config)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({_one_line(exc)})") from exc
     return model, fill_special_tokens(tokenizer)
 
 
@@ -454,11 +386,21 @@ def _tied_names(model: Any) -> set[str]:
 
 
 # -- device and precision ---------------------------------------------------------------------------
+RUNNABLE_DEVICES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(device: str = "auto") -> str:
+    """``auto`` → cuda when there is one, else cpu; anything else must name a device that runs models."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"device: {device!r} is not a device (use cpu, cuda or cuda:N)") from exc
+    if kind not in RUNNABLE_DEVICES:
+        raise ModelLoadError(f"device: {device!r} cannot run a model (use cpu, cuda or cuda:N)")
     return device
 
 
@@ -491,15 +433,13 @@ def _place(loaded: LoadedModel, device: str, precision: str,
 
 
 def _human(n: int) -> str:
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
+    return human_count(n)
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    from kolyric.engine.checkpoints import one_line
+
+    return one_line(exc)
 
 
 def resolve_model_spec(spec: str | None, configured: str | None = None,

@@ -3,7 +3,8 @@
 The model is held as ``self.model``, so checkpoint ``state_dict`` keys read ``model.…`` exactly
 like the tutorial's ratsnlp ``GenerationTask`` checkpoints, and ``load_model`` reads both.
 Each checkpoint also carries ``checkpoint["kolyric"]`` (config + tokenizer) so it loads
-without its base model.
+without its base model, and ``checkpoint["kolyric_weights"]``, a SHA-256 of its tensors that
+every load verifies.
 
 Optimiser: AdamW (weight decay 0.01, none on biases and LayerNorm weights). Learning rate:
 linear warm-up from 0 to ``lr`` over ``warmup_steps``, then cosine decay to ``lr × 0.1`` at the
@@ -20,6 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from kolyric.engine.integrity import WEIGHTS_DIGEST_KEY, weights_digest
 from kolyric.engine.loading import CHECKPOINT_META_KEY
 
 MIN_LR_RATIO = 0.1
@@ -105,3 +107,8 @@ class CausalLMModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.meta is not None:
             checkpoint[CHECKPOINT_META_KEY] = self.meta
+        # Lightning calls this after the state_dict is in place: the digest covers exactly the
+        # tensors written, and every load checks it (a flipped bit is refused, by file name).
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            checkpoint[WEIGHTS_DIGEST_KEY] = weights_digest(state)
