@@ -6,7 +6,13 @@ not by the row's index: beam search reorders its beams every step, and a state d
 sequence itself cannot be mixed up. Each step extends the parent sequence's state by one token
 (the parents are the previous step's sequences, kept; anything else is replayed from the root).
 The report replays the final sequence with the same masks, so "satisfied" means every token was
-allowed; then each line is checked again from its text with ``count_syllables``/``rhyme_key``.
+allowed; then each line is checked again from its text with ``count_syllables``/``rhyme_key``,
+and against the whole-word rule with the probabilities measured while it was written.
+
+The whole-word rule's bookkeeping lives here too (the search that takes a token back is
+``kolyric.engine.lookahead``): a row *awaits its word end* when its last token completed the
+current line's count; the next step's distribution then gives the rule's measure
+(``word_end_mass``), recorded per token sequence (``word_masses``) for the report.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
+from kolyric.engine.constraint_processor import FALLBACK_SCORE, WORD_PENALTY, ConstraintLogitsProcessor
 from kolyric.engine.constraints import (MAX_ZERO_RUN, ConstraintReport, LineReport, LyricConstraints,
                                         check_lines, key_text)
 from kolyric.engine.prompt import clean_output
 from kolyric.engine.vocab_profile import TAIL, Key, class_of, key_parts, profile_for
+from kolyric.engine.word_ends import WordEndRule
 from kolyric.korean.hangul import SYLLABLE_FIRST, count_syllables, hangul_syllables
 
-FALLBACK_SCORE = -1e4  # the end token's score when nothing else may follow: finite, but a last resort
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class Row:
     done: bool = False
     ended: bool = False
     end_pos: int | None = None
+    word_ends: tuple[int, ...] = ()
+    """Per counted line whose count is complete: the position of the token that completed it, or
+    -1 when no generated token's word end is in question (the token's own text breaks the line,
+    or the typed line had the count)."""
 
 
 def _output_size(model: Any) -> int | None:
@@ -68,7 +79,7 @@ def _raw_tail(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-class ConstraintState:
+class ConstraintState(WordEndRule):
     """What the decoding loop consults (see kolyric.engine.stream): ``processor``, ``advance``,
     ``row_finished`` and ``report``."""
 
@@ -81,6 +92,7 @@ class ConstraintState:
         self.lists = self.profile.lists()
         self.eos = self.profile.eos_id
         self.newline = getattr(generator, "_separator", "\n") == "\n" and self.profile.has_newline_token
+        self.whole_words = bool(spec.whole_words) and spec.targets is not None
         # masks stay on the CPU, where the per-row checks read them; the processor keeps a copy of
         # each one it uses on the scores' device
         self.bank = self.profile.masks(spec.strict, spec.families, self.newline)
@@ -95,7 +107,11 @@ class ConstraintState:
         self.root = self._initial(context)
         self._states: dict[tuple, Row] = {(): self.root}
         self._current: list[Row] = []
+        self._gens: list[tuple[int, ...]] = []
         self.failures: dict[tuple, str] = {}
+        self.word_masses: dict[tuple[int, ...], float] = {}
+        """The whole-word measure after each line-completing token sequence that was looked at."""
+        self._break_vectors: dict[tuple, Any] = {}
         self.processor = ConstraintLogitsProcessor(self)
 
     # -- the plan: each generated line's count, scheme letter and (known) rhyme ------------------
@@ -235,6 +251,20 @@ class ConstraintState:
 
     def step(self, row: Row, tid: int, pos: int, seq: Sequence[int]) -> Row:
         """The state after token ``tid`` at position ``pos`` of ``seq`` (the generated ids)."""
+        new = self._step(row, tid, pos, seq)
+        if not self.counted or new is row or new.broken:
+            return new
+        complete = len(self.lines) if new.done else \
+            max(0, new.line + (new.line >= 0 and new.count == self.lines[new.line].target))
+        if len(new.word_ends) < complete:  # lines whose count this token completed
+            ends = list(new.word_ends)
+            while len(ends) < complete:
+                mine = len(ends) == new.line and not new.done
+                ends.append(pos if mine else -1)
+            new = replace(new, word_ends=tuple(ends))
+        return new
+
+    def _step(self, row: Row, tid: int, pos: int, seq: Sequence[int]) -> Row:
         if row.ended:
             return row
         if tid == self.eos:
@@ -283,7 +313,45 @@ class ConstraintState:
         return row
 
     def _keep(self, seqs: list[tuple], rows: list[Row]) -> None:
-        self._states = {(): self.root, **dict(zip(seqs, rows))}
+        """Keep the states of these sequences and of the ones a token shorter: a step taken back
+        (``kolyric.engine.lookahead``) and beam search's parents then extend a kept state."""
+        longest = max((len(g) for g in seqs), default=0)
+        kept = {g: r for g, r in self._states.items() if len(g) >= longest - 1}
+        kept[()] = self.root
+        kept.update(zip(seqs, rows))
+        self._states = kept
+
+    # -- the stream's view of the rows -----------------------------------------------------------
+    def generated(self, i: int) -> tuple[int, ...]:
+        """Row ``i``'s generated tokens at the last ``advance``."""
+        return self._gens[i]
+
+    def line_of(self, i: int) -> int:
+        return self._current[i].line
+
+    def boundary_starts(self, ids: Sequence[int]) -> set[int]:
+        """Positions in ``ids`` where a line begins that no break token separates from the one
+        before (``starts_line`` for a finished sequence)."""
+        if self.newline:
+            return set()
+        out, row = set(), self.root
+        for pos, tid in enumerate(ids):
+            new = self.step(row, int(tid), pos, ids)
+            if new.broken or new.ended:
+                break
+            if len(new.starts) > len(row.starts) and new.starts[-1] == pos and (new.line > 0 or row.line == -1):
+                out.add(pos)
+            row = new
+        return out
+
+    def starts_line(self, i: int) -> bool:
+        """Whether row ``i``'s last token began a line that no break token separates from the one
+        before (a vocabulary with no newline token: the stream shows the break)."""
+        if self.newline or i >= len(self._current):
+            return False
+        row, length = self._current[i], len(self._gens[i])
+        return (not row.broken and length > 0 and bool(row.starts) and row.starts[-1] == length - 1
+                and (row.line > 0 or self.root.line == -1))
 
     # -- explanations ------------------------------------------------------------------------------
     def _where(self, row: Row) -> str:
@@ -320,6 +388,7 @@ class ConstraintState:
         gens = [tuple(r) for r in seqs[:, self.prompt_len:].tolist()]
         rows = [self.state_for(g) for g in gens]
         self._current = rows
+        self._gens = gens
         self._keep(gens, rows)
 
     def row_finished(self, i: int) -> bool:
@@ -351,6 +420,8 @@ class ConstraintState:
         keys = [key_text(line.key) for line in self.lines]
         checked = check_lines(texts[:complete], [ln.target for ln in self.lines][:complete], keys[:complete],
                               [ln.group for ln in self.lines][:complete], self.spec.rhyme_options)
+        for j, line in enumerate(checked):
+            self.check_word_end(line, row.word_ends[j] if j < len(row.word_ends) else -1, ids)
         for j in range(complete, len(texts)):
             checked.append(LineReport(texts[j], count_syllables(texts[j]), self.lines[j].target, None, keys[j],
                                       self.lines[j].group, False, "unfinished"))
@@ -378,57 +449,5 @@ class ConstraintState:
         return "generation stopped early (cancelled, or the end token was forced)"
 
 
-class ConstraintLogitsProcessor:
-    """A transformers-style logits processor: ``scores`` with every disallowed token at -inf.
-
-    ``input_ids`` are whole sequences (prompt included), one row per candidate or beam. A row
-    with nothing left to choose gets only the end token, and its report says why.
-    """
-
-    def __init__(self, state: ConstraintState):
-        self.state = state
-        self._inverse: dict[int, tuple[Any, Any]] = {}
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        st = self.state
-        gens = [tuple(r) for r in input_ids[:, st.prompt_len:].tolist()]
-        rows = [st.state_for(g) for g in gens]
-        masks = [st.mask_of(r) for r in rows]
-        banned = [self._banned(m, scores) for m in masks]
-        if all(b is banned[0] for b in banned):  # one state for every row (greedy, most beam steps)
-            out = scores.masked_fill(banned[0], float("-inf"))
-        else:
-            out = scores.masked_fill(torch.stack(banned), float("-inf"))
-        dead = out.amax(dim=-1) == float("-inf")
-        if bool(dead.any()):
-            for i in dead.nonzero().flatten().tolist():
-                if not (rows[i].done or rows[i].broken):
-                    st.failures[gens[i]] = st.explain(rows[i], masks[i])
-                eos_score = float(scores[i, st.eos])
-                out[i] = float("-inf")
-                out[i, st.eos] = eos_score if eos_score > FALLBACK_SCORE else FALLBACK_SCORE
-        st._keep(gens, rows)
-        return out
-
-    def _banned(self, mask: Any, scores: Any) -> Any:
-        """The complement of a cached mask, fitted to the scores' width and device (memoised; the
-        entry holds the mask itself, so its id stays unique)."""
-        import torch
-
-        found = self._inverse.get(id(mask))
-        if found is None:
-            banned = ~mask
-            width = scores.shape[-1]
-            if banned.shape[-1] > width:  # a model narrower or wider than the profile
-                banned = banned[:width]
-            elif banned.shape[-1] < width:
-                banned = torch.cat([banned, banned.new_ones(width - banned.shape[-1])])
-            if len(self._inverse) > 4096:
-                self._inverse.clear()
-            found = self._inverse[id(mask)] = (mask, banned.to(scores.device))
-        return found[1]
-
-
-__all__ = ["ConstraintLogitsProcessor", "ConstraintState", "PlannedLine", "Row"]
+__all__ = ["FALLBACK_SCORE", "WORD_PENALTY", "ConstraintLogitsProcessor", "ConstraintState", "PlannedLine",
+           "Row"]

@@ -24,6 +24,23 @@ Rules, in the order a line is written:
   constrained text is therefore made of whole characters and is counted exactly.
 * **Rhyme**: the line's last ``rhyme_syllables`` Hangul syllables must match the target's
   vowels (and finals with ``strict``), by the vowel families of ``kolyric.korean.rhyme``.
+* **Whole words** (``whole_words``, on by default): on a counted line, the token that completes
+  the count must also complete a word, by the model's own choice. Precisely: after that token,
+  the word-break tokens (text starting with whitespace, ``▁`` or a line break, or with
+  punctuation, and the end token: ``vocab_profile``'s ``word_break``) must together hold at
+  least ``WORD_END_MASS`` (one half) of the model's next-token probability. The model itself
+  would then more likely than not end the word there; the line break that follows is not
+  forced after a stem (``좋``, ``싶``, ``줬``) that it would have continued (``좋아``). A token
+  whose own text ends the line (``좋아\n``) completes its word by definition. The probability
+  is the model's own distribution (greedy and sampling: before repetition penalty, temperature
+  and top-k/top-p; beam search: the log-probabilities its processors see). It is a look-ahead:
+  the next step's forward pass gives it, so a completing token that passes costs nothing. One
+  that fails is taken back (the KV cache is cropped by one position and the step redone with
+  the next choice; ``kolyric.engine.lookahead``), at most ``WORD_END_TRIES`` times a line; then
+  the tried ending most likely to end its word is kept, and the report marks the line
+  ``ends mid-word`` with that probability. Beam search ranks a hypothesis that fails the rule
+  below every one that does not (a finite penalty, so it survives only when nothing else
+  does). Each line's report gives the probability (``word_end``).
 * **Failure is reported, never ignored**: when no token can continue (nothing in the vocabulary
   rhymes, other controls ruled out every fitting token, max_length ran out), the row ends and
   its report says ``satisfied: False`` and why.
@@ -43,6 +60,13 @@ MAX_SYLLABLES = 40
 MAX_LINES = 16
 MAX_SCHEME = 32
 MAX_ZERO_RUN = 2  # zero-syllable tokens in a row on a counted line
+WORD_END_MASS = 0.5
+"""The whole-word rule: the share of the model's next-token probability on word breaks after the
+token that completes a line's count (see the module's docstring)."""
+WORD_END_TRIES = 32
+"""Completing tokens taken back per line before the line keeps its best ending and is reported."""
+FREE_LINE_TOKENS = 32
+"""The default length budget of a line with no syllable count, in tokens."""
 FREE_LETTERS = "xX-."  # scheme letters for "no rhyme required"
 MODES = ("next", "continue")
 
@@ -153,6 +177,8 @@ class LyricConstraints:
     """Treat alike vowels (ㅐ/ㅔ …) and finals' sounds as equal."""
     mode: str = "next"
     """next: the lines follow the prompt line; continue: line 1 completes the prompt line."""
+    whole_words: bool = True
+    """A counted line ends where the model itself would end the word (see the module's docstring)."""
 
     def __post_init__(self) -> None:
         problems: list[ConstraintProblem] = []
@@ -178,7 +204,7 @@ class LyricConstraints:
                 object.__setattr__(self, "scheme", parse_scheme(self.scheme))
             except ValueError as exc:
                 bad("scheme", str(exc))
-        for name in ("strict", "families"):
+        for name in ("strict", "families", "whole_words"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.mode not in MODES:
@@ -229,6 +255,13 @@ class LyricConstraints:
     def rhyme_options(self) -> RhymeOptions:
         return RhymeOptions(self.rhyme_syllables, self.strict, self.families)
 
+    def length_budget(self) -> int:
+        """New tokens that comfortably fit the lines asked for: per counted line 1.5 tokens a
+        syllable (a token holds at least one syllable or a space, punctuation at most twice in a
+        row) plus its break, ``FREE_LINE_TOKENS`` per uncounted line, and the prompt line's break."""
+        targets = self.targets or (None,) * self.n_lines
+        return 2 + sum(FREE_LINE_TOKENS if t is None else (3 * t + 1) // 2 + 3 for t in targets)
+
     def describe(self) -> str:
         parts = []
         if self.pattern:
@@ -262,7 +295,7 @@ class LyricConstraints:
                     problems.append(ConstraintProblem(key, value, f"must be {RANGES[key]}, got {value!r}", RANGES[key]))
                     continue
                 value = n
-            elif key in ("strict", "families"):
+            elif key in ("strict", "families", "whole_words"):
                 b = _bool(value)
                 if b is None:
                     problems.append(ConstraintProblem(key, value, f"must be true or false, got {value!r}"))
@@ -313,6 +346,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="rhyme vowels exactly (ㅐ and ㅔ differ)")
     group.add_argument("--mode", default=None, choices=MODES,
                        help="next: new lines after the prompt line (default); continue: complete the prompt line")
+    group.add_argument("--no-whole-words", dest="whole_words", action="store_false", default=None,
+                       help="let a counted line end wherever its count does, even inside a word")
 
 
 _MAIN = ("syllables", "rhyme", "lines", "pattern", "scheme")
@@ -321,13 +356,16 @@ _MODIFIERS = {"strict": "--strict", "rhyme_syllables": "--rhyme-syllables", "fam
 
 def from_arguments(args: argparse.Namespace) -> LyricConstraints | None:
     """The constraints the flags ask for, or None when none is given; ValueError naming the field."""
-    raw = {name: getattr(args, name, None) for name in (*_MAIN, *_MODIFIERS, "mode")}
+    raw = {name: getattr(args, name, None) for name in (*_MAIN, *_MODIFIERS, "mode", "whole_words")}
     raw = {k: v for k, v in raw.items() if v is not None}
     if not any(k in raw for k in _MAIN):
-        extra = [k for k in raw if k != "mode"]
+        extra = [k for k in raw if k not in ("mode", "whole_words")]
         if extra:
             raise ConstraintError([ConstraintProblem(k, raw[k], f"{_MODIFIERS[k]} needs --rhyme or --scheme")
                                    for k in extra])
+        if "whole_words" in raw:
+            raise ConstraintError([ConstraintProblem("whole_words", False,
+                                                     "--no-whole-words needs --syllables or --pattern")])
         return None
     if not any(k in raw for k in ("rhyme", "scheme")):
         extra = [k for k in _MODIFIERS if k in raw]
@@ -350,6 +388,9 @@ class LineReport:
     group: str | None
     ok: bool
     problem: str | None = None
+    word_end: float | None = None
+    """The model's probability of a word break right after the line's last token (the whole-word
+    rule's measure); None where it was not measured (no count, the typed line, a forced token)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -415,6 +456,7 @@ def check_lines(texts: list[str], targets: list[int | None], keys: list[str | No
     return out
 
 
-__all__ = ["ConstraintError", "ConstraintProblem", "ConstraintReport", "LineReport", "LyricConstraints",
+__all__ = ["WORD_END_MASS", "WORD_END_TRIES", "ConstraintError", "ConstraintProblem", "ConstraintReport",
+           "LineReport", "LyricConstraints",
            "add_arguments", "check_lines", "from_arguments", "from_dict", "key_text", "parse_pattern",
            "parse_scheme"]

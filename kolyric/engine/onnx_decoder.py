@@ -198,6 +198,29 @@ class _OnnxPast:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return _seq_length(self.arrays[0])
 
+    def crop(self, tokens_to_remove: int) -> None:
+        """Drop the last ``-tokens_to_remove`` positions (transformers' ``DynamicCache.crop``
+        convention), so a decoding step can be taken back: the next step then continues from the
+        positions kept, as a step never taken."""
+        import numpy as np
+
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative count of positions to drop, got {tokens_to_remove}")
+        keep = _seq_length(self.arrays[0]) + tokens_to_remove
+        if tokens_to_remove == 0:
+            return
+        if keep < 1:
+            raise ValueError(f"cannot drop {-tokens_to_remove} of {_seq_length(self.arrays[0])} positions")
+        self.arrays = [_ort_value(np.ascontiguousarray(value.numpy()[:, :, :keep])) for value in self.arrays]
+
+    def rows(self, indices: list[int], length: int) -> "_OnnxPast":
+        """A new cache of the given rows (repeats allowed) and first ``length`` positions, to run
+        a few candidate tokens from one row's state; this cache is left as it is."""
+        import numpy as np
+
+        index = np.asarray(indices, dtype=np.int64)
+        return _OnnxPast([_ort_value(np.ascontiguousarray(value.numpy()[index, :, :length])) for value in self.arrays])
+
 
 def _ort_value(array: Any) -> Any:
     """An ONNX Runtime value sharing ``array``'s memory (it keeps a reference to the array)."""

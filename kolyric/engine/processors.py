@@ -134,6 +134,18 @@ def argmax(scores: Any) -> Any:
     return torch.from_numpy(rows.argmax(axis=-1)).to(torch.long)
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def overflows_float32(magnitude: float, divisor: float) -> bool:
+    """Whether ``magnitude / divisor`` (a score over a temperature) overflows float32, where the
+    scores are divided: the divisor itself rounds to 0 there, or the quotient passes the largest
+    float32 (with a factor 2 of room for the rounding of either)."""
+    import numpy as np
+
+    return np.float32(divisor) == 0 or magnitude / divisor > _FLOAT32_MAX / 2
+
+
 # -- the chain --------------------------------------------------------------------------------------
 class ProcessorChain(list):
     """Logits processors applied in order, as ``LogitsProcessorList`` applies them, minus the
@@ -474,4 +486,4 @@ def _spread(scores: Any, values: Any, ids: Any) -> Any:
 numpy_view = _numpy_view
 
 __all__ = ["MinNewTokens", "NoRepeatNGram", "ProcessorChain", "RepetitionPenalty", "TopK", "TopKThenTopP",
-           "argmax", "numpy_view", "top_k"]
+           "argmax", "numpy_view", "overflows_float32", "top_k"]

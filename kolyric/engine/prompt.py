@@ -3,6 +3,11 @@
 The polarity word is the training-time prefix (``긍정 …`` / ``부정 …``), exactly as the
 tutorial and ``kolyric train`` put it before each review. Output shown to a person never
 holds the prefix, ``</s>`` or padding; ``<unk>`` is shown as ``⁇`` so a gap is visible.
+
+Line breaks are text: a model whose vocabulary has ``\n`` (line) and ``\n\n`` (stanza) tokens
+writes lines by itself, and they reach the screen as written, except that a run of three or
+more newlines is folded to a stanza break and a line never starts with spaces. Every other
+control character (a byte-level model can write escape sequences) is dropped.
 """
 
 from __future__ import annotations
@@ -54,8 +59,11 @@ def prompt_body(line: str, context: Sequence[str] = (), separator: str = "\n") -
 
 
 _SPECIALS_RE = re.compile(r"</s>|<s>|<pad>|<usr>|<sys>|<mask>")
-# Control characters (escape sequences!) from a model's byte tokens must not reach a terminal.
+# Control characters (escape sequences!) from a model's byte tokens must not reach a terminal;
+# tab and newline are text. \r goes too: a lone carriage return would overwrite the line.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+STANZA = "\n\n"
+"""The longest run of newlines shown: a stanza break."""
 
 
 def clean_piece(text: str, unk_token: str | None = "<unk>") -> str:
@@ -69,4 +77,73 @@ def clean_output(text: str, unk_token: str | None = "<unk>") -> str:
     """Final display text: specials removed, ``<unk>`` visible, runs of spaces folded, ends trimmed."""
     text = clean_piece(text, unk_token)
     text = re.sub(r"[ \t\u00a0]+", " ", text)
-    return "\n".join(line.strip() for line in text.split("\n")).strip()
+    text = "\n".join(line.strip() for line in text.split("\n")).strip()
+    return re.sub(r"\n{3,}", STANZA, text)
+
+
+class Detokenizer:
+    """Incremental decoding that releases text only when it is complete.
+
+    Decoding each token alone would lose the spaces a Metaspace/byte-level decoder derives from
+    neighbouring tokens, and would show half of a syllable's bytes; decoding everything each
+    step costs O(n²). So each step decodes a short window ending at the new token and releases
+    the part past what the window's prefix already produced, unless it ends in U+FFFD (bytes of
+    an unfinished character).
+
+    Line breaks pass through, with the released text kept as ``clean_output`` would show it
+    across pieces: no spaces at the start of a line (a metaspace decoder gives ``"\n 봄"``) and
+    at most two newlines in a row. ``push(..., new_line=True)`` starts a line before the token's
+    text: the lines of a vocabulary with no newline token are separated by the constraint, and
+    the stream then shows them as the final text does.
+    """
+
+    def __init__(self, tokenizer: Any, prompt: Sequence[int], unk_token: str | None):
+        self.tokenizer = tokenizer
+        self.ids = list(prompt[-4:])  # a little prompt context for the first token's spacing
+        self.prefix_offset = 0
+        self.read_offset = len(self.ids)
+        self.unk_token = unk_token
+        self.newlines = 0
+        """Newlines at the end of the text released so far."""
+
+    def push(self, token_id: int, new_line: bool = False) -> str:
+        self.ids.append(token_id)
+        decode = self.tokenizer.decode
+        prefix = decode(self.ids[self.prefix_offset:self.read_offset], skip_special_tokens=False)
+        full = decode(self.ids[self.prefix_offset:], skip_special_tokens=False)
+        pending = len(self.ids) - self.read_offset
+        # A UTF-8 character spans at most 4 byte tokens: past that the bytes are invalid, not
+        # unfinished, and are released (as U+FFFD, as the final text shows them).
+        if len(full) <= len(prefix) or (full.endswith("\ufffd") and pending < 4):
+            return "\n" * self._break(1) if new_line else ""
+        piece = full[len(prefix):]
+        self.prefix_offset = self.read_offset
+        self.read_offset = len(self.ids)
+        piece = clean_piece(piece, self.unk_token)
+        if new_line:
+            piece = "\n" + piece.lstrip(" \t\u00a0")
+        return self._lines(piece)
+
+    def _break(self, n: int) -> int:
+        """How many of ``n`` newlines to release (at most two in a row), counting them."""
+        keep = max(0, min(n, 2 - self.newlines))
+        self.newlines += keep
+        return keep
+
+    def _lines(self, piece: str) -> str:
+        out = []
+        for part in re.split(r"(\n+)", piece):
+            if not part:
+                continue
+            if part[0] == "\n":
+                if out:  # spaces before a break end a line: not shown
+                    out[-1] = out[-1].rstrip(" \t\u00a0")
+                out.append("\n" * self._break(len(part)))
+                continue
+            if self.newlines:
+                part = part.lstrip(" \t\u00a0")
+                if not part:
+                    continue
+            self.newlines = 0
+            out.append(part)
+        return "".join(out)

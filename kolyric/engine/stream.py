@@ -14,7 +14,17 @@ Beam search runs through ``model.generate`` and emits its tokens when the search
 beams are re-ranked until the last step, so a streamed "best beam" would rewrite itself.
 
 Pieces never split a character: text is released only up to the last complete character
-(a byte-level token can hold part of a syllable's UTF-8 bytes).
+(a byte-level token can hold part of a syllable's UTF-8 bytes). Line breaks are text: a
+vocabulary with ``\n``/``\n\n`` tokens streams its lines as it writes them, and each event says
+whether its piece breaks a line (``TokenEvent.line_break``); lines that a constraint separates in
+a vocabulary with no newline token are streamed as lines too, as the final text shows them.
+
+Under a syllable count, lines end on whole words (``kolyric.engine.constraints``): greedy and
+sampling hold a line-completing token back until the next step's distribution says the model
+would end its word there, and take it back otherwise (``kolyric.engine.lookahead``).
+
+A constrained request with no explicit ``max_length`` gets one that fits its lines
+(``LyricConstraints.length_budget``, within the model's window) instead of running out.
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from kolyric.engine import processors as lean
-from kolyric.engine.prompt import UNK_SHOWN, clean_output, clean_piece, line_separator, normalize_polarity, \
-    prefix_text, prompt_body
+from kolyric.engine import sampling
+from kolyric.engine.lookahead import Choice, WordEndSearch, take_back
+from kolyric.engine.prompt import UNK_SHOWN, Detokenizer, clean_output, clean_piece, line_separator, \
+    normalize_polarity, prefix_text, prompt_body
 from kolyric.engine.settings import DecodingSettings
 
 TOP_ALTERNATIVES = 5
@@ -50,6 +62,11 @@ class GenerationRequest:
     """Generated token ids to force first (branching from a chosen alternative), then continue."""
     constraints: Any = None
     """Lyric constraints (kolyric.engine.constraints), or None."""
+    max_length_set: bool | None = None
+    """Whether the user chose ``settings.max_length``. When not, a constrained run gets a
+    max_length that fits its lines (``LyricConstraints.length_budget``, within the model's
+    window), if that is more. None (a caller that cannot tell): chosen unless it is
+    DecodingSettings' default."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,9 @@ class TokenEvent:
     text: str
     """New display text released by this token (may be empty while a character is incomplete)."""
     token: TokenInfo
+    line_break: bool = False
+    """Whether ``text`` holds a line break: the token ends a line (``\n``, a stanza ``\n\n``),
+    or begins the next line of a vocabulary with no newline token."""
 
 
 @dataclass
@@ -228,6 +248,7 @@ class Generator:
             procs.append(lean.MinNewTokens(prompt_len, settings.min_length, self.eos_id))
         if constraint_state is not None:
             procs.append(constraint_state.processor)
+        base = lean.ProcessorChain(procs)
         if settings.strategy == "sample":
             temperature = settings.temperature
             if settings.top_k > 0 and settings.top_p < 1.0:  # top-p sorts only the top-k survivors
@@ -239,7 +260,23 @@ class Generator:
                     procs.append(TemperatureLogitsWarper(temperature))
                 if settings.top_p < 1.0:
                     procs.append(TopPLogitsWarper(settings.top_p))
+        # the same processors in two parts: the scores before the warpers rank every allowed
+        # token (the limit of sampling as the temperature goes to 0; the look-ahead's fallback)
+        procs.base, procs.warpers = base, lean.ProcessorChain(procs[len(base):])
         return procs
+
+    def _max_new(self, request: GenerationRequest, settings: DecodingSettings) -> int:
+        """The new-token limit: ``settings.max_length``, or for a constrained request whose
+        max_length the user did not choose, what its lines need if that is more (within the
+        window, leaving room for the prompt line itself)."""
+        chosen = request.max_length_set
+        if chosen is None:
+            chosen = settings.max_length != DecodingSettings.__dataclass_fields__["max_length"].default
+        if request.constraints is None or chosen:
+            return settings.max_length
+        line = prefix_text(request.polarity) + request.prompt.strip()
+        room = self.context_window - max(1, len(self.tokenizer.encode(line, add_special_tokens=False)))
+        return max(settings.max_length, min(request.constraints.length_budget(), room, 1024))
 
     def _loop(self, request: GenerationRequest, controls: LiveControls,
               cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
@@ -249,18 +286,23 @@ class Generator:
         settings = controls.current
         version = controls.version
         device = self.model.device
-        prompt, prompt_text = self.prompt_ids(request, settings.max_length)
+        max_new = self._max_new(request, settings)
+        prompt, prompt_text = self.prompt_ids(request, max_new)
         rows = settings.n if settings.strategy == "sample" else 1
         prompt_len = len(prompt)
         seqs = torch.tensor([prompt] * rows, dtype=torch.long, device=device)
         # One generator per candidate, seeded seed+i: candidate i is the same whether it is
         # sampled alone or in a batch, so a CLI, the app and the server agree.
         rngs = [torch.Generator(device=device).manual_seed((int(settings.seed) + i) % 2**32) for i in range(rows)]
-        constraint_state = self._constraint_state(request, prompt_len, rows)
+        constraint_state = self._constraint_state(request, prompt_len, rows, max_new)
         procs = self._processors(settings, prompt_len, constraint_state)
-        detok = [_Detokenizer(self.tokenizer, prompt, self.unk_token) for _ in range(rows)]
+        search = (WordEndSearch(rows, constraint_state.completes_line)
+                  if constraint_state is not None and constraint_state.whole_words else None)
+        detok = [Detokenizer(self.tokenizer, prompt, self.unk_token) for _ in range(rows)]
         tokens: list[list[TokenInfo]] = [[] for _ in range(rows)]
         finish = [""] * rows
+        held: list[tuple[int, bool] | None] = [None] * rows
+        """A line-completing token not yet streamed: (its step, whether it starts a line)."""
         forced = list(request.forced_ids)
         past = None
         ones = torch.ones((rows, 0), dtype=torch.long, device=device)
@@ -274,7 +316,10 @@ class Generator:
                                        strategy=new.strategy if new.strategy != "beam" else settings.strategy)
                     version = controls.version
                     procs = self._processors(settings, prompt_len, constraint_state)
-                if step >= settings.max_length or step >= self.context_window - prompt_len:
+                    max_new = self._max_new(request, settings)
+                    if constraint_state is not None:
+                        constraint_state.max_length = max_new
+                if step >= max_new or step >= self.context_window - prompt_len:
                     for i in range(rows):
                         finish[i] = finish[i] or "length"
                     break
@@ -292,12 +337,30 @@ class Generator:
                 past = getattr(out, self._cache_name)
                 logits = out.logits[:, -1, :].float()
                 raw_probs = torch.softmax(logits, dim=-1)
+                if any(h is not None for h in held):  # the look-ahead: do those tokens end their words?
+                    past = take_back(self, search, constraint_state, seqs, logits, raw_probs, past, forward,
+                                     attention, tokens, finish)
+                    for i in range(rows):
+                        yield from self._release(i, held, tokens, detok, finish, constraint_state)
                 top_ps, top_ids = lean.top_k(raw_probs, TOP_ALTERNATIVES)
                 # the processors may change ``logits`` in place: it is not used after this
-                if step < len(forced):
+                keys: Any = None
+                races: list | None = [] if search is not None else None
+                is_forced = step < len(forced)
+                if is_forced:
                     next_ids = torch.full((rows,), forced[step], dtype=torch.long, device=device)
-                elif settings.strategy == "greedy":
-                    next_ids = lean.argmax(procs(seqs, logits))
+                elif settings.strategy == "greedy" or sampling.acts_greedy(settings, logits):
+                    scores = procs.base(seqs, logits)
+                    next_ids = lean.argmax(scores)
+                    if search is not None:
+                        view = lean.numpy_view(scores)
+                        keys = view if view is not None else scores
+                elif search is not None:  # the warpers leave the scores before them as they are
+                    base = procs.base(seqs, logits)
+                    next_ids = self._sample(procs.warpers, seqs, base, settings, rngs, races)
+                    view = lean.numpy_view(base)
+                    base = view if view is not None else base
+                    races = [(pool, race, base[i]) for i, (pool, race) in enumerate(races)]
                 else:
                     next_ids = self._sample(procs, seqs, logits, settings, rngs)
                 done_rows = [i for i in range(rows) if finish[i]]
@@ -316,19 +379,35 @@ class Generator:
                     if finish[i]:
                         continue
                     tid = next_list[i]
-                    info = TokenInfo(tid, self._token_text(tid), chosen_p[i], tuple(
-                        Alternative(a, self._token_text(a), p) for a, p in zip(top_ids[i], top_ps[i])))
+                    alternatives = tuple(Alternative(a, self._token_text(a), p) for a, p in zip(top_ids[i], top_ps[i]))
+                    info = TokenInfo(tid, self._token_text(tid), chosen_p[i], alternatives)
                     tokens[i].append(info)
                     if tid == self.eos_id:
                         finish[i] = "eos"
                         continue
+                    if search is not None:  # how it was chosen, to choose again without it (not forced)
+                        if is_forced:
+                            choice = None
+                        elif keys is not None:
+                            choice = Choice(step, keys[i], None, raw_probs[i], alternatives)
+                        else:
+                            pool, race, fallback = races[i] if races else (None, None, None)
+                            choice = (Choice(step, race, pool, raw_probs[i], alternatives, fallback=fallback)
+                                      if pool is not None else None)
+                        search.remember(i, choice)
+                    new_line = constraint_state is not None and constraint_state.starts_line(i)
+                    if search is not None and constraint_state.needs_word_end(i):
+                        held[i] = (step, new_line)  # streamed once the next step says it ends its word
+                        continue
                     if constraint_state is not None and constraint_state.row_finished(i):
                         finish[i] = "constraint"
-                    piece = detok[i].push(tid)
-                    yield TokenEvent(i, step, piece, info)
+                    piece = detok[i].push(tid, new_line)
+                    yield TokenEvent(i, step, piece, info, "\n" in piece)
                 step += 1
                 if all(finish):
                     break
+        for i in range(rows):  # stopped with a token still held: it is streamed as it is
+            yield from self._release(i, held, tokens, detok, finish, constraint_state)
         elapsed = time.perf_counter() - started
         candidates = []
         for i in range(rows):
@@ -338,66 +417,35 @@ class Generator:
         new_tokens = sum(len(t) for t in tokens)
         yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
 
-    def _sample(self, procs: Any, seqs: Any, logits: Any, settings: DecodingSettings, rngs: list) -> Any:
-        """One token per row, drawn from the processed scores with each row's generator.
+    def _release(self, i: int, held: list, tokens: list[list[TokenInfo]], detok: list[Detokenizer],
+                 finish: list[str], state: Any) -> Iterator[TokenEvent]:
+        """Stream row ``i``'s held token (the one in place after the look-ahead), if any."""
+        if held[i] is None:
+            return
+        step, new_line = held[i]
+        held[i] = None
+        info = tokens[i][-1]
+        if info.token_id == self.eos_id:  # chosen in place of a token that did not end its word
+            finish[i] = "eos"
+            return
+        if state.row_finished(i):
+            finish[i] = finish[i] or "constraint"
+        piece = detok[i].push(info.token_id, new_line)
+        yield TokenEvent(i, step, piece, info, "\n" in piece)
 
-        A row's draw depends on its own scores only, so candidate i is the same sampled alone or
-        in a batch: another row's tie at the k-th score, or a row a constraint has closed,
-        changes nothing for it. The row's pool is its tokens with a finite score, in token-id
-        order (the processors' pool of k survivors when they can give one, else the full row),
-        and a row with none ends with the end token.
-        """
-        import torch
+    def _sample(self, procs: Any, seqs: Any, logits: Any, settings: DecodingSettings, rngs: list,
+                races: list | None = None) -> Any:
+        return sampling.sample(procs, seqs, logits, rngs, self.eos_id, races)
 
-        scores, pool_ids = procs.pool(seqs, logits)  # pool_ids None: full-vocabulary rows
-        if scores.device.type == "cpu" and scores.dtype == torch.float32:
-            values, ids = scores.numpy(), None if pool_ids is None else pool_ids.numpy()
-            picks = [self._draw_numpy(values[i], None if ids is None else ids[i], rng) for i, rng in enumerate(rngs)]
-        else:
-            picks = [self._draw_torch(scores[i], None if pool_ids is None else pool_ids[i], rng)
-                     for i, rng in enumerate(rngs)]
-        return torch.tensor(picks, dtype=torch.long, device=scores.device)
-
-    # One draw is torch.multinomial's own for one sample, an exponential race: Exp(1) noise from
-    # the row's generator, then the largest probability / noise (``tests/functional/
-    # test_stream.py`` checks it token for token, and the generator's state, against
-    # multinomial). On a CPU it runs in NumPy: after a forward pass multinomial's checks and
-    # calls cost ~50 µs a token.
     def _draw_numpy(self, values: Any, ids: Any, rng: Any) -> int:
         """One token from a row of float32 scores (NumPy) over ``ids``, or the whole vocabulary."""
-        import numpy as np
-        import torch
-
-        if ids is None:
-            pool = np.flatnonzero(np.isfinite(values))
-            values = values[pool]
-        else:
-            keep = np.isfinite(values)
-            pool, values = ids[keep], values[keep]
-            order = np.argsort(pool, kind="stable")
-            pool, values = pool[order], values[order]
-        if not len(pool):  # every token masked (e.g. by a constraint): the row ends
-            return self.eos_id
-        weights = np.exp(values - values.max())
-        noise = torch.empty(len(pool), dtype=torch.float32).exponential_(1, generator=rng).numpy()
-        return int(pool[np.argmax(weights / weights.sum() / noise)])
+        pool, keys = sampling.race_numpy(values, ids, rng)
+        return self.eos_id if pool is None else int(pool[keys.argmax()])
 
     def _draw_torch(self, scores: Any, ids: Any, rng: Any) -> int:
         """``_draw_numpy`` in torch, for a GPU or another dtype."""
-        import torch
-
-        if ids is None:
-            ids = torch.isfinite(scores).nonzero().squeeze(1)
-            scores = scores[ids]
-        else:
-            keep = torch.isfinite(scores)
-            ids, order = ids[keep].sort()
-            scores = scores[keep][order]
-        if ids.numel() == 0:
-            return self.eos_id
-        probs = torch.softmax(scores.float(), dim=-1)
-        noise = torch.empty_like(probs).exponential_(1, generator=rng)
-        return int(ids[(probs / noise).argmax()])
+        pool, keys = sampling.race_torch(scores, ids, rng)
+        return self.eos_id if pool is None else int(pool[keys.argmax()])
 
     def _forward_kwargs(self, past: Any) -> dict:
         """The cache argument under this transformers version's name (``cache`` since 5.x, before
@@ -417,10 +465,18 @@ class Generator:
             text, full = report.display
         return Candidate(text, ids, infos, reason, report, full)
 
-    def _constraint_state(self, request: GenerationRequest, prompt_len: int, rows: int) -> Any:
+    def _constraint_state(self, request: GenerationRequest, prompt_len: int, rows: int, max_new: int) -> Any:
         if request.constraints is None:
             return None
-        return request.constraints.start(self, prompt_len, rows, request=request)
+        state = request.constraints.start(self, prompt_len, rows, request=request)
+        state.max_length = max_new  # what the report names when it runs out
+        return state
+
+    def _beam(self, request: GenerationRequest, settings: DecodingSettings,
+              cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
+        from kolyric.engine.beam import beam_stream
+
+        return beam_stream(self, request, settings, cancel)
 
     def _token_text(self, token_id: int) -> str:
         text = self._token_text_cache.get(token_id)
@@ -431,101 +487,7 @@ class Generator:
             self._token_text_cache[token_id] = text
         return text
 
-    # -- beam search ------------------------------------------------------------------------------
-    def _beam(self, request: GenerationRequest, settings: DecodingSettings,
-              cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
-        import torch
-        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
-                                  device=input_ids.device)
-
-        started = time.perf_counter()
-        prompt, prompt_text = self.prompt_ids(request, settings.max_length)
-        prompt_len = len(prompt)
-        input_ids = torch.tensor([prompt + list(request.forced_ids)], device=self.model.device)
-        config = GenerationConfig(
-            num_beams=settings.num_beams, num_return_sequences=settings.n, do_sample=False,
-            max_new_tokens=max(1, settings.max_length - len(request.forced_ids)), min_new_tokens=settings.min_length or None,
-            repetition_penalty=settings.repetition_penalty,
-            no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
-            eos_token_id=self.eos_id, pad_token_id=self.pad_id, bos_token_id=self.tokenizer.bos_token_id,
-        )
-        constraint_state = self._constraint_state(request, prompt_len, settings.num_beams)
-        extra = [constraint_state.processor] if constraint_state is not None else []
-        with torch.inference_mode():
-            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                      generation_config=config, logits_processor=extra,
-                                      stopping_criteria=StoppingCriteriaList([_Cancelled()]))
-            candidates = []
-            new_tokens = 0
-            for i, row in enumerate(out):
-                gen = row[prompt_len:].tolist()
-                while gen and gen[-1] == self.pad_id and self.pad_id != self.eos_id:
-                    gen.pop()
-                infos = self._score_tokens(prompt, gen)
-                ended = bool(gen) and gen[-1] == self.eos_id
-                detok = _Detokenizer(self.tokenizer, prompt, self.unk_token)
-                for step, info in enumerate(infos):
-                    if info.token_id == self.eos_id:
-                        break
-                    yield TokenEvent(i, step, detok.push(info.token_id), info)
-                ids = [t for t in gen if t != self.eos_id]
-                new_tokens += len(gen)
-                reason = "cancelled" if cancel.is_set() else ("eos" if ended else "length")
-                report = constraint_state.report(i, gen) if constraint_state else None
-                candidates.append(self._candidate(request, ids, infos, reason, report))
-        elapsed = time.perf_counter() - started
-        yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
-
-    def _score_tokens(self, prompt: list[int], generated: list[int]) -> list[TokenInfo]:
-        """Probability and top-5 of each generated token, from one forward pass over the sequence."""
-        import torch
-
-        if not generated:
-            return []
-        ids = torch.tensor([prompt + generated], device=self.model.device)
-        probs = torch.softmax(self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), dim=-1)
-        top = torch.topk(probs, TOP_ALTERNATIVES, dim=-1)
-        chosen = probs.gather(1, torch.tensor(generated, device=probs.device).unsqueeze(1)).squeeze(1).tolist()
-        return [TokenInfo(t, self._token_text(t), p, tuple(Alternative(a, self._token_text(a), q)
-                                                          for a, q in zip(ai, qi)))
-                for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())]
-
-
-class _Detokenizer:
-    """Incremental decoding that releases text only when it is complete.
-
-    Decoding each token alone would lose the spaces a Metaspace/byte-level decoder derives from
-    neighbouring tokens, and would show half of a syllable's bytes; decoding everything each
-    step costs O(n²). So each step decodes a short window ending at the new token and releases
-    the part past what the window's prefix already produced, unless it ends in U+FFFD (bytes of
-    an unfinished character).
-    """
-
-    def __init__(self, tokenizer: Any, prompt: list[int], unk_token: str | None):
-        self.tokenizer = tokenizer
-        self.ids = list(prompt[-4:])  # a little prompt context for the first token's spacing
-        self.prefix_offset = 0
-        self.read_offset = len(self.ids)
-        self.unk_token = unk_token
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        decode = self.tokenizer.decode
-        prefix = decode(self.ids[self.prefix_offset:self.read_offset], skip_special_tokens=False)
-        full = decode(self.ids[self.prefix_offset:], skip_special_tokens=False)
-        pending = len(self.ids) - self.read_offset
-        # A UTF-8 character spans at most 4 byte tokens: past that the bytes are invalid, not
-        # unfinished, and are released (as U+FFFD, as the final text shows them).
-        if len(full) <= len(prefix) or (full.endswith("\ufffd") and pending < 4):
-            return ""
-        piece = full[len(prefix):]
-        self.prefix_offset = self.read_offset
-        self.read_offset = len(self.ids)
-        return clean_piece(piece, self.unk_token)
+_Detokenizer = Detokenizer  # its old name here (the int8 benchmark times its pushes)
 
 
 __all__ = ["Alternative", "Candidate", "DoneEvent", "GenerationRequest", "GenerationResult", "Generator",

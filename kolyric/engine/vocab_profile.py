@@ -11,7 +11,11 @@ the profile and cached per line state:
   i.e. no partial UTF-8 bytes of a byte-level vocabulary, and no conjoining jamo, which NFC
   could merge into the neighbouring syllable), ``additive`` (no digits or Latin letters, whose
   count depends on the neighbouring tokens: "2"+"4" reads 이십사), ``has_break``,
-  ``break_clean`` (only whitespace after the break), ``starts_space``, ``special``.
+  ``break_clean`` (one break, only spaces after it: a stanza break ``\n\n`` is not a line end
+  under a constraint, so constrained lines come out one a line), ``starts_space``, ``special``;
+* ``word_break``: the token ends the word before it: its text starts with whitespace (a space,
+  ``▁``, a line break) or punctuation, or it is the end token. What the whole-word rule of
+  ``kolyric.engine.constraints`` sums the model's probability over.
 
 A token's text is taken *in context*: decoded after a one-syllable reference token, so a
 metaspace ``▁사랑`` reads " 사랑" and a byte-level ``Ġ`` reads " ".
@@ -56,6 +60,7 @@ class VocabProfile:
     break_clean: Any
     starts_space: Any
     special: Any
+    word_break: Any
     _banks: dict = field(default_factory=dict, repr=False)
     _lists: dict | None = field(default=None, repr=False)
 
@@ -132,13 +137,22 @@ def build_profile(tokenizer: Any, size: int) -> VocabProfile:
     special[[i for i in specials if i < size]] = True
     special[len(texts):] = True  # padding rows of a model wider than its tokenizer
     eos = tokenizer.eos_token_id
+    word_break = torch.tensor([_ends_word(t) for t in texts] + [False] * (size - len(texts))) & ~special
+    if eos is not None and 0 <= eos < size:
+        word_break[eos] = True
     return VocabProfile(
         size=size, eos_id=int(eos) if eos is not None else -1, texts=texts + [""] * (size - len(texts)),
         count=torch.tensor(count, dtype=torch.long), hangul=torch.tensor(hangul, dtype=torch.long),
         tail_medial=torch.tensor(med, dtype=torch.long), tail_final=torch.tensor(fin, dtype=torch.long),
         exact=torch.tensor(exact) & ~special, additive=torch.tensor(additive),
         has_break=torch.tensor(brk), break_clean=torch.tensor(clean), starts_space=torch.tensor(space),
-        special=special)
+        special=special, word_break=word_break)
+
+
+def _ends_word(text: str) -> bool:
+    """Whether a token reading ``text`` (in context) ends the word before it."""
+    first = text[:1]
+    return bool(first) and (first.isspace() or unicodedata.category(first).startswith("P"))
 
 
 def _analyse(text: str) -> tuple:
@@ -148,7 +162,8 @@ def _analyse(text: str) -> tuple:
     after = text[brk.end():] if brk else ""
     if after.startswith("\n") and text[brk.start()] == "\r":
         after = after[1:]  # \r\n is one break
-    # a line may end only with \n (or \r\n) followed by nothing but spaces
+    # a line may end only with \n (or \r\n) followed by nothing but spaces: one line break. A
+    # stanza break (\n\n) is not used inside constrained lines, so they come out one a line.
     clean = brk is not None and (text[brk.start()] == "\n" or text[brk.start():brk.end() + 1] == "\r\n") \
         and not _BREAK_RE.search(after) and not after.strip()
     if not unicodedata.is_normalized("NFC", before):

@@ -1,6 +1,11 @@
 """Constrained generation on tiny real models, through the real decoding loop, for greedy, sampling
 and beam search: whenever a report says the constraints are met, the text is checked again with
-``count_syllables`` and ``rhyme_key``; impossible requests say why; the CLI flags work."""
+``count_syllables`` and ``rhyme_key``; impossible requests say why; the CLI flags work.
+
+These fixture models are barely trained: after most syllables they give a word break ~20%, so
+the whole-word rule (tests/functional/test_whole_words.py) often has no ending to offer. Counts
+and rhymes are checked on every line regardless; the one failure accepted here is a line the
+report marks as ending mid-word."""
 
 from __future__ import annotations
 
@@ -26,6 +31,17 @@ def gen(trained_tiny_dir):
     return Generator(load_model(str(trained_tiny_dir), device="cpu"))
 
 
+def met_but_for_word_ends(report):
+    """The report is satisfied, or fails only the whole-word rule (lines kept, counts exact)."""
+    return report.satisfied or (bool(report.reasons) and all("ends mid-word" in r for r in report.reasons))
+
+
+def line_end_of(gen):
+    from kolyric.engine.vocab_profile import profile_for
+
+    return "newline" if gen._separator == "\n" and profile_for(gen.tokenizer).has_newline_token else "word boundary"
+
+
 def generate(gen, constraints, prompt="영화", strategy="greedy", seed=0, max_length=30, context=(), **extra):
     settings = preset(PRESETS[strategy], seed=seed, max_length=max_length, **extra)
     return gen.generate(GenerationRequest(prompt, "긍정", settings, context=tuple(context), constraints=constraints))
@@ -40,7 +56,7 @@ def test_one_line_meets_its_count_and_rhyme(gen, strategy):
         assert len(result.candidates) == 1
         cand = result.candidates[0]
         report = cand.constraint_report
-        if report.satisfied:
+        if met_but_for_word_ends(report):
             met += 1
             assert count_syllables(cand.text) == 7, cand.text
             assert rhyme_key(cand.text) == rhyme_key("랑") == "ㅏ"
@@ -56,7 +72,7 @@ def test_sampled_rows_are_constrained_each_on_its_own(gen):
     for seed in range(5):
         result = generate(gen, c, strategy="sample", seed=seed, n=4)
         for cand in result.candidates:
-            assert cand.constraint_report.satisfied, cand.constraint_report
+            assert met_but_for_word_ends(cand.constraint_report), cand.constraint_report
             assert count_syllables(cand.text) == 5 and rhyme_key(cand.text) == "ㅗ"
 
 
@@ -75,10 +91,11 @@ def test_four_lines_with_a_pattern_and_a_scheme(gen, strategy):
     c = LyricConstraints(pattern="5-4-5-4", scheme="ABAB")
     for seed in range(3):
         cand = generate(gen, c, PROMPTS[seed], strategy, seed, max_length=50).candidates[0]
-        assert cand.constraint_report.satisfied, cand.constraint_report
+        report = cand.constraint_report
+        assert met_but_for_word_ends(report), report
         check_lines(cand.text, (5, 4, 5, 4), "ABAB")
-        assert cand.constraint_report.line_end == "word boundary"  # NSMC-trained: no newline token
-        assert [line.ok for line in cand.constraint_report.lines] == [True] * 4
+        assert report.line_end == line_end_of(gen)
+        assert [line.ok or "ends mid-word" in line.problem for line in report.lines] == [True] * 4
 
 
 def test_scheme_letters_rhyme_with_the_draft(gen):
@@ -86,7 +103,7 @@ def test_scheme_letters_rhyme_with_the_draft(gen):
     c = LyricConstraints(syllables=6, lines=2, scheme="ABAB")
     for strategy in PRESETS:
         cand = generate(gen, c, "", strategy, 1, max_length=40, context=draft).candidates[0]
-        assert cand.constraint_report.satisfied, cand.constraint_report
+        assert met_but_for_word_ends(cand.constraint_report), cand.constraint_report
         first, second = cand.text.split("\n")
         assert rhyme_key(first) == rhyme_key(draft[0]) == "ㅏ"
         assert rhyme_key(second) == rhyme_key(draft[1]) == "ㅗ"
@@ -96,7 +113,7 @@ def test_continue_mode_counts_the_typed_syllables(gen):
     c = LyricConstraints(syllables=8, rhyme="해", mode="continue")
     for strategy in PRESETS:
         cand = generate(gen, c, "이 영화", strategy, 2).candidates[0]
-        assert cand.constraint_report.satisfied, cand.constraint_report
+        assert met_but_for_word_ends(cand.constraint_report), cand.constraint_report
         assert cand.full_text.startswith("이 영화") and "\n" not in cand.full_text
         assert count_syllables(cand.full_text) == 8 and rhyme_key(cand.full_text) == "ㅐ"
 
@@ -134,7 +151,7 @@ def test_byte_level_vocabulary_ends_lines_with_newlines(tiny_bytelevel_dir):
         for seed in range(3):
             cand = generate(byte_gen, c, "영화", strategy, seed, max_length=40).candidates[0]
             report = cand.constraint_report
-            assert report.satisfied and report.line_end == "newline", report
+            assert met_but_for_word_ends(report) and report.line_end == "newline", report
             lines = cand.text.split("\n")
             assert len(lines) == 2 and "\ufffd" not in cand.text
             assert all(count_syllables(line) == 4 and rhyme_key(line) == "ㅏ" for line in lines)
@@ -152,9 +169,9 @@ def test_streamed_pieces_are_the_same_text(gen):
         elif isinstance(event, DoneEvent):
             result = event.result
     cand = result.candidates[0]
-    assert cand.constraint_report.satisfied
-    assert "".join(pieces).split() == cand.text.split()  # the same words; lines split at a word boundary
-    assert result.to_dict()["candidates"][0]["constraints"]["satisfied"] is True
+    assert met_but_for_word_ends(cand.constraint_report)
+    assert "".join(pieces).strip() == cand.text  # the same text, lines as lines
+    assert result.to_dict()["candidates"][0]["constraints"]["satisfied"] is cand.constraint_report.satisfied
 
 
 def test_a_forced_token_that_breaks_the_line_is_reported(gen):
@@ -170,7 +187,7 @@ def test_cli_flags(trained_tiny_dir, capsys):
 
     args = ["generate", "영화", "--model", str(trained_tiny_dir), "--device", "cpu", "--seed", "1",
             "--max-length", "60", "--syllables", "8", "--rhyme", "랑", "--lines", "4", "--scheme", "AABB"]
-    assert main(args + ["--json"]) == 0
+    assert main(args + ["--json", "--no-whole-words"]) == 0
     out = json.loads(capsys.readouterr().out)
     cand = out["candidates"][0]
     assert cand["constraints"]["satisfied"] is True, cand["constraints"]

@@ -1,0 +1,104 @@
+"""Beam search for ``Generator.stream``: through ``model.generate``, emitted when it ends.
+
+Beams are re-ranked until the last step, so a streamed "best beam" would rewrite itself; each
+token's top-5 is scored afterwards in one extra forward pass. Lyric constraints run as a logits
+processor; their whole-word rule looks ahead inside the search (``lookahead.BeamLookAhead``),
+since no step can be taken back there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+from kolyric.engine.lookahead import BeamLookAhead
+from kolyric.engine.prompt import Detokenizer
+from kolyric.engine.settings import DecodingSettings
+from kolyric.engine.stream import (TOP_ALTERNATIVES, Alternative, DoneEvent, GenerationRequest, GenerationResult,
+                                   Generator, TokenEvent, TokenInfo)
+
+
+def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSettings,
+                cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
+    """Beam search over ``request``: each candidate's TokenEvents once the search ends, then a DoneEvent."""
+    import torch
+    from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
+                              device=input_ids.device)
+
+    started = time.perf_counter()
+    max_new = gen._max_new(request, settings)
+    prompt, prompt_text = gen.prompt_ids(request, max_new)
+    prompt_len = len(prompt)
+    input_ids = torch.tensor([prompt + list(request.forced_ids)], device=gen.model.device)
+    config = GenerationConfig(
+        num_beams=settings.num_beams, num_return_sequences=settings.n, do_sample=False,
+        max_new_tokens=max(1, max_new - len(request.forced_ids)), min_new_tokens=settings.min_length or None,
+        repetition_penalty=settings.repetition_penalty,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
+        eos_token_id=gen.eos_id, pad_token_id=gen.pad_id, bos_token_id=gen.tokenizer.bos_token_id,
+    )
+    constraint_state = gen._constraint_state(request, prompt_len, settings.num_beams, max_new)
+    extra = []
+    look_ahead = None
+    if constraint_state is not None:
+        # no step can be taken back inside model.generate: the endings a hypothesis may
+        # choose are measured before it chooses, and one that ends inside a word ranks it
+        # below the others
+        constraint_state.processor.penalize_mid_word = True
+        if constraint_state.whole_words:
+            look_ahead = BeamLookAhead(constraint_state, gen.model, gen._cache_name, 2 * settings.num_beams)
+            constraint_state.processor.beam_look_ahead = look_ahead.attach()
+        extra.append(constraint_state.processor)
+    with torch.inference_mode():
+        try:
+            out = gen.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                     generation_config=config, logits_processor=extra,
+                                     stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+        finally:
+            if look_ahead is not None:
+                look_ahead.detach()
+        candidates = []
+        new_tokens = 0
+        for i, row in enumerate(out):
+            generated = row[prompt_len:].tolist()
+            while generated and generated[-1] == gen.pad_id and gen.pad_id != gen.eos_id:
+                generated.pop()
+            infos = score_tokens(gen, prompt, generated)
+            ended = bool(generated) and generated[-1] == gen.eos_id
+            detok = Detokenizer(gen.tokenizer, prompt, gen.unk_token)
+            starts = constraint_state.boundary_starts(generated) if constraint_state is not None else set()
+            for step, info in enumerate(infos):
+                if info.token_id == gen.eos_id:
+                    break
+                piece = detok.push(info.token_id, step in starts)
+                yield TokenEvent(i, step, piece, info, "\n" in piece)
+            ids = [t for t in generated if t != gen.eos_id]
+            new_tokens += len(generated)
+            reason = "cancelled" if cancel.is_set() else ("eos" if ended else "length")
+            report = constraint_state.report(i, generated) if constraint_state else None
+            candidates.append(gen._candidate(request, ids, infos, reason, report))
+    elapsed = time.perf_counter() - started
+    yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
+
+
+def score_tokens(gen: Generator, prompt: list[int], generated: list[int]) -> list[TokenInfo]:
+    """Probability and top-5 of each generated token, from one forward pass over the sequence."""
+    import torch
+
+    if not generated:
+        return []
+    ids = torch.tensor([prompt + generated], device=gen.model.device)
+    probs = torch.softmax(gen.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), dim=-1)
+    top = torch.topk(probs, TOP_ALTERNATIVES, dim=-1)
+    chosen = probs.gather(1, torch.tensor(generated, device=probs.device).unsqueeze(1)).squeeze(1).tolist()
+    return [TokenInfo(t, gen._token_text(t), p, tuple(Alternative(a, gen._token_text(a), q)
+                                                      for a, q in zip(ai, qi)))
+            for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())]
+
+
+__all__ = ["beam_stream", "score_tokens"]

@@ -1,0 +1,359 @@
+"""Whole-word line ends for greedy and sampled decoding: a line-completing token is taken back
+when the model would not end its word after it.
+
+The rule is ``kolyric.engine.constraints``' (``WORD_END_MASS``): after the token that completes a
+line's syllable count, the word-break tokens must hold at least half of the model's next-token
+probability. The decoding loop (``kolyric.engine.stream``) runs it as a look-ahead that costs
+nothing when the rule holds:
+
+1. Every step, each row's choice is remembered (``Choice``): the ranking its token won
+   (greedy: the processed scores; sampling: the exponential race's keys, in which the first of
+   any set of tokens is a draw from the distribution restricted to that set) and the model's
+   probabilities there.
+2. A token that completes a line's count is held back from the stream.
+3. The next step's forward pass, which decoding needs anyway, gives the distribution after it;
+   ``WordEndSearch.resolve`` measures the rule there. A row that passes releases its token.
+4. A row that fails takes its token back and walks down its ranking: the next tokens that
+   would also complete the count are measured together, in one forward pass over copies of
+   the row's KV cache (``sub_cache``), ``WORD_END_BATCH`` at first and twice as many each pass. The first in ranking
+   order that passes is chosen. A token ranked before any passing one that does not complete
+   the count (a shorter token, a space) is chosen instead: the line goes on, and ends later.
+   Sampling's ranking holds only the tokens top-k/top-p left; when none of them will do, the
+   search goes on down the model's own ranking of every token the constraint allows
+   (``Choice.fallback``), as greedy's does.
+5. After ``WORD_END_TRIES`` tokens measured on one line, or when the ranking has nothing left,
+   the row keeps the ending it tried that was most likely to end its word, and the constraint
+   report marks the line ``ends mid-word``.
+
+Beam search (``model.generate``) cannot take a step back; it looks ahead instead
+(``BeamLookAhead``): a forward hook keeps the KV cache of the step just run, and at each step
+the constraint processor measures, for every hypothesis, the tokens among its best
+``2 × num_beams`` (all that beam search can pick from it) that would complete the line's count,
+in one forward pass over copies of its cache rows. A token that fails the rule is penalised
+(``WORD_PENALTY``), so the search keeps it only when nothing else is left; the next best tokens
+that move up are measured in turn, within ``BEAM_SCREEN`` candidates a step.
+
+When a row's token changes, the loop crops the KV cache by one position (``crop_cache``) and
+redoes the step's forward pass; the rows that kept their tokens feed the same token again and
+keep the logits they had. Tokens forced by a branch (``forced_ids``) are measured, never taken
+back. In sampling the choice stays a draw: the first token of the race among those allowed
+(passing, or not completing the line) is distributed as the model's probabilities restricted
+to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from kolyric.engine.constraints import WORD_END_MASS, WORD_END_TRIES
+
+WORD_END_BATCH = 4
+"""Candidate endings measured in the first extra forward pass of a line end; each further pass
+measures twice as many (the first choices usually include an ending that passes, while a hard
+line end is searched deep at a few passes' cost)."""
+
+
+@dataclass
+class Choice:
+    """How one row's token was chosen at one step: enough to choose again without it."""
+
+    step: int
+    keys: Any
+    """The ranking, higher wins (a NumPy array or a torch tensor that nothing else reads):
+    greedy's processed scores, or sampling's race keys."""
+    ids: Any = None
+    """Token ids of ``keys``' entries (NumPy or torch), or None: ``keys`` spans the vocabulary."""
+    probs: Any = None
+    """The model's next-token probabilities at that step (a torch row)."""
+    alternatives: tuple = ()
+    """The model's top-5 there, as the loop reports it."""
+    fallback: Any = None
+    """Sampling: the scores before top-k/top-p/temperature over the whole vocabulary, ranked when
+    ``keys`` has nothing left."""
+    tried: dict[int, float] = field(default_factory=dict)
+    """Tokens measured at this step, with their word-break probability."""
+    settled: bool = False
+    """The token in place is kept without another look (it passed, does not complete the line,
+    or the tries are spent)."""
+
+    def strike(self, token_id: int) -> None:
+        import numpy as np
+
+        if self.ids is None:
+            if 0 <= token_id < self.keys.shape[-1]:
+                self.keys[token_id] = -float("inf")
+            return
+        hit = self.ids == token_id
+        if isinstance(self.keys, np.ndarray):
+            self.keys[np.asarray(hit)] = -np.inf
+        else:
+            self.keys.masked_fill_(hit, -float("inf"))
+
+    def widen(self) -> bool:
+        """Rank the whole vocabulary (``fallback``) from now on, without the tokens tried; False
+        when there is nothing wider."""
+        if self.fallback is None:
+            return False
+        self.keys, self.ids, self.fallback = self.fallback, None, None
+        for token_id in self.tried:
+            self.strike(token_id)
+        return True
+
+    def ranked(self, limit: int) -> list[int]:
+        """The best ``limit`` token ids left, best first (ties: the lower index first)."""
+        import numpy as np
+
+        keys = self.keys
+        if isinstance(keys, np.ndarray):
+            limit = min(limit, keys.shape[0])
+            if limit <= 0:
+                return []
+            top = np.argpartition(-keys, limit - 1)[:limit] if limit < keys.shape[0] else np.arange(keys.shape[0])
+            top = top[np.lexsort((top, -keys[top]))]
+            top = [int(j) for j in top if keys[j] > -np.inf]
+        else:
+            import torch
+
+            limit = min(limit, keys.shape[0])
+            values, top = torch.topk(keys, limit) if limit > 0 else (keys[:0], keys[:0].long())
+            top = [int(j) for j, v in zip(top.tolist(), values.tolist()) if v > -float("inf")]
+        return top if self.ids is None else [int(self.ids[j]) for j in top]
+
+
+Measure = Callable[[int, list[int]], list[float]]
+"""measure(row, tokens): the word-break probability after each token put in place of the row's
+last one."""
+
+
+class WordEndSearch:
+    """Per generation: each row's last choice and the endings measured on its current line."""
+
+    def __init__(self, rows: int, completes: Callable[[int, int], bool], tries: int = WORD_END_TRIES,
+                 batch: int = WORD_END_BATCH, threshold: float = WORD_END_MASS):
+        self.completes = completes
+        """completes(row, token): whether the token, in place of the row's last, completes the line's count."""
+        self.tries, self.batch, self.threshold = tries, batch, threshold
+        self.choices: list[Choice | None] = [None] * rows
+        self._spent = [0] * rows
+        self._line = [-2] * rows
+        self.taken_back = 0
+        """Tokens taken back in this generation."""
+        self.measured = 0
+        """Candidate endings measured in extra forward passes."""
+
+    def remember(self, i: int, choice: Choice | None) -> None:
+        """Row ``i``'s token of this step was chosen so (None: it was forced)."""
+        self.choices[i] = choice
+
+    def resolve(self, i: int, token_id: int, mass: float, line: int, measure: Measure) -> int | None:
+        """Row ``i``'s last token ``token_id`` completed line ``line``'s count, and the word-break
+        tokens hold ``mass`` of the distribution after it: None to keep it, else the token to
+        put in its place."""
+        choice = self.choices[i]
+        if self._line[i] != line:
+            self._line[i], self._spent[i] = line, 0
+        if choice is None or choice.settled or mass >= self.threshold:
+            return None
+        choice.tried[token_id] = mass
+        choice.strike(token_id)
+        batch = self.batch
+        while self._spent[i] < self.tries:
+            endings, other = [], None
+            size = min(batch, self.tries - self._spent[i])
+            batch *= 2
+            for t in choice.ranked(size + 1):
+                if not self.completes(i, t):
+                    other = t  # goes on with the line: allowed, and ranked before what follows
+                    break
+                if len(endings) == size:
+                    break
+                endings.append(t)
+            masses = measure(i, endings) if endings else []
+            self._spent[i] += len(endings)
+            self.measured += len(endings)
+            for t, m in zip(endings, masses):
+                choice.tried[t] = m
+                choice.strike(t)
+                if m >= self.threshold:
+                    return self._settle(choice, t)
+            if other is not None:
+                return self._settle(choice, other)
+            if not endings and not choice.widen():
+                break  # the ranking has nothing left
+        kept = max(choice.tried, key=choice.tried.__getitem__)  # the likeliest word end tried
+        choice.settled = True
+        return None if kept == token_id else self._settle(choice, kept)
+
+    def _settle(self, choice: Choice, token_id: int) -> int:
+        choice.settled = True
+        self.taken_back += 1
+        return token_id
+
+
+BEAM_SCREEN = 48
+"""Candidate endings beam search measures per step, at most."""
+
+
+class BeamLookAhead:
+    """The whole-word look-ahead inside ``model.generate``'s beam search (see the module's
+    docstring). ``attach`` registers the forward hook; ``detach`` removes it."""
+
+    def __init__(self, state: Any, model: Any, cache_name: str, keep: int):
+        self.state = state
+        self.model = model
+        self.cache_name = cache_name
+        self.keep = keep
+        """Candidates per hypothesis that beam search chooses among (2 x num_beams)."""
+        self.cache: Any = None
+        self.measured = 0
+        self._busy = False
+        self._handle: Any = None
+
+    def attach(self) -> "BeamLookAhead":
+        def hook(module: Any, args: Any, output: Any) -> None:
+            if not self._busy:  # the look-ahead's own passes are not generate's
+                self.cache = getattr(output, self.cache_name, None)
+
+        self._handle = self.model.register_forward_hook(hook)
+        return self
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self.cache = None
+
+    def screen(self, gens: list[tuple[int, ...]], rows: list[Any], scores: Any, penalty: float) -> None:
+        """Measure the line-completing candidates of each hypothesis (``scores``: its processed
+        log-probabilities, changed in place) and penalise those that fail the rule."""
+        import torch
+
+        state = self.state
+        if self.cache is None or not state.whole_words:
+            return
+        length = len(gens[0]) + state.prompt_len if gens else 0
+        open_rows = [b for b, r in enumerate(rows) if state.line_open(r)]
+        seen: set[tuple[int, int]] = set()
+        budget = BEAM_SCREEN
+        while open_rows and budget > 0:
+            k = min(self.keep, scores.shape[-1])
+            values, top = torch.topk(scores[open_rows], k, dim=-1)
+            todo = []
+            for b, ids, vals in zip(open_rows, top.tolist(), values.tolist()):
+                for t, v in zip(ids, vals):
+                    if v > -float("inf") and (b, t) not in seen and state.completes_after(gens[b], rows[b], t):
+                        todo.append((b, t))
+            if not todo:
+                return
+            todo = todo[:budget]
+            seen.update(todo)
+            budget -= len(todo)
+            self._busy = True
+            try:
+                past = sub_cache(self.cache, [b for b, _ in todo], length)
+                ids = torch.tensor([t for _, t in todo], dtype=torch.long, device=scores.device).unsqueeze(1)
+                mask = torch.ones((len(todo), length + 1), dtype=torch.long, device=scores.device)
+                out = self.model(input_ids=ids, attention_mask=mask, use_cache=True, **{self.cache_name: past})
+            finally:
+                self._busy = False
+            masses = state.word_end_mass(torch.softmax(out.logits[:, -1, :].float(), dim=-1))
+            self.measured += len(todo)
+            for (b, t), mass in zip(todo, masses):
+                state.word_masses[gens[b] + (t,)] = mass
+                if mass < WORD_END_MASS:
+                    scores[b, t] -= penalty
+
+
+def take_back(gen: Any, search: WordEndSearch, state: Any, seqs: Any, logits: Any, raw_probs: Any, past: Any,
+              forward: Any, attention: Any, tokens: list[list[Any]], finish: list[str]) -> Any:
+    """The whole-word rule for the rows whose last token completed a line's count, measured
+    on this step's distribution (``kolyric.engine.lookahead``). A row that fails gets another
+    token in that place, and the step is redone with the KV cache cropped by one position.
+    ``seqs``, ``logits``, ``raw_probs`` and ``tokens`` are updated in place; the cache is
+    returned."""
+    import torch
+
+    length = seqs.shape[1] - 1  # the positions before the tokens looked at
+
+    def measure(i: int, candidates: list[int]) -> list[float]:
+        rows = sub_cache(past, [i] * len(candidates), length)
+        ids = torch.tensor(candidates, dtype=torch.long, device=seqs.device).unsqueeze(1)
+        out = forward(input_ids=ids, attention_mask=attention[i:i + 1].expand(len(candidates), -1),
+                      use_cache=True, **gen._forward_kwargs(rows))
+        masses = state.word_end_mass(torch.softmax(out.logits[:, -1, :].float(), dim=-1))
+        for t, mass in zip(candidates, masses):
+            state.word_masses[state.generated(i)[:-1] + (t,)] = mass
+        return masses
+
+    while True:
+        waiting = [i for i in range(len(finish)) if not finish[i] and state.needs_word_end(i)]
+        if not waiting:
+            return past
+        redo = {}
+        for i, mass in zip(waiting, state.word_end_mass(raw_probs[waiting])):
+            state.word_masses[state.generated(i)] = mass
+            other = search.resolve(i, int(seqs[i, -1]), mass, state.line_of(i), measure)
+            if other is not None:
+                redo[i] = other
+        if not redo:
+            return past
+        past = crop_cache(past, length)
+        for i, tid in redo.items():
+            seqs[i, -1] = tid
+            choice = search.choices[i]
+            tokens[i][-1] = replace(tokens[i][-1], token_id=tid, text=gen._token_text(tid),
+                                    prob=float(choice.probs[tid]), alternatives=choice.alternatives)
+        state.advance(seqs)
+        # every row feeds its last token again (the same one, but for the rows redone); the
+        # rows not redone keep the logits they had, so no row's result depends on another's
+        out = forward(input_ids=seqs[:, -1:], attention_mask=attention, use_cache=True,
+                      **gen._forward_kwargs(past))
+        past = getattr(out, gen._cache_name)
+        idx = list(redo)
+        fresh = out.logits[idx, -1, :].float()
+        logits[idx] = fresh
+        raw_probs[idx] = torch.softmax(fresh, dim=-1)
+
+
+def crop_cache(past: Any, length: int) -> Any:
+    """``past`` holding its first ``length`` positions: a transformers cache or kolyric's ONNX
+    Runtime cache in place (their ``crop`` with a negative count drops that many from the end),
+    a legacy tuple of (keys, values) per layer as a new tuple."""
+    if hasattr(past, "crop") and hasattr(past, "get_seq_length"):
+        remove = int(past.get_seq_length()) - length
+        if remove > 0:
+            past.crop(-remove)
+        return past
+    if isinstance(past, (tuple, list)):
+        return tuple((k[..., :length, :], v[..., :length, :]) for k, v in past)
+    raise TypeError(f"cannot take a step back in a {type(past).__name__} cache")
+
+
+def sub_cache(past: Any, rows: list[int], length: int) -> Any:
+    """A new cache of the given rows of ``past`` (repeats allowed), first ``length`` positions;
+    ``past`` is left as it is."""
+    from kolyric.engine.onnx_decoder import _cache_pairs
+
+    if hasattr(past, "rows"):  # kolyric's ONNX Runtime cache
+        return past.rows(rows, length)
+    pairs = _cache_pairs(past)
+    if pairs is None:
+        raise TypeError(f"cannot copy rows of a {type(past).__name__} cache")
+    import torch
+
+    index = torch.tensor(rows, dtype=torch.long, device=pairs[0][0].device)
+    picked = [(k.index_select(0, index)[..., :length, :], v.index_select(0, index)[..., :length, :])
+              for k, v in pairs]
+    if isinstance(past, (tuple, list)):
+        return tuple(picked)
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(picked):
+        cache.update(k, v, layer)
+    return cache
+
+
+__all__ = ["BEAM_SCREEN", "WORD_END_BATCH", "BeamLookAhead", "Choice", "Measure", "WordEndSearch", "crop_cache",
+           "sub_cache", "take_back"]

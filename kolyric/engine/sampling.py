@@ -1,0 +1,97 @@
+"""Drawing a token from processed scores, row by row, as ``torch.multinomial`` would.
+
+One draw is torch.multinomial's own for one sample, an exponential race: Exp(1) noise from the
+row's generator, then the largest probability / noise (``tests/functional/test_stream.py``
+checks it token for token, and the generator's state, against multinomial). On a CPU it runs
+in NumPy: after a forward pass multinomial's checks and calls cost ~50 µs a token.
+
+The race's keys rank every token of the pool, and the first of any subset of the pool in that
+ranking is a draw from the distribution restricted to the subset: the whole-word look-ahead
+(``kolyric.engine.lookahead``) chooses again from a row's race so when it takes a token back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kolyric.engine import processors as lean
+
+
+def sample(procs: Any, seqs: Any, logits: Any, rngs: list, eos_id: int, races: list | None = None) -> Any:
+    """One token per row, drawn from the processed scores with each row's generator.
+
+    A row's draw depends on its own scores only, so candidate i is the same sampled alone or in
+    a batch: another row's tie at the k-th score, or a row a constraint has closed, changes
+    nothing for it. The row's pool is its tokens with a finite score, in token-id order (the
+    processors' pool of k survivors when they can give one, else the full row), and a row with
+    none ends with the end token. ``races`` gets each row's (pool ids, race keys).
+    """
+    import torch
+
+    scores, pool_ids = procs.pool(seqs, logits)  # pool_ids None: full-vocabulary rows
+    picks = []
+    on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32
+    values, ids = (scores.numpy(), None if pool_ids is None else pool_ids.numpy()) if on_cpu else (None, None)
+    for i, rng in enumerate(rngs):
+        if on_cpu:
+            pool, keys = race_numpy(values[i], None if ids is None else ids[i], rng)
+        else:
+            pool, keys = race_torch(scores[i], None if pool_ids is None else pool_ids[i], rng)
+        picks.append(eos_id if pool is None else int(pool[int(keys.argmax())]))
+        if races is not None:
+            races.append((pool, keys))
+    return torch.tensor(picks, dtype=torch.long, device=scores.device)
+
+
+def race_numpy(values: Any, ids: Any, rng: Any) -> tuple[Any, Any]:
+    """(pool ids, race keys) of a row of float32 scores (NumPy) over ``ids`` or the whole
+    vocabulary, or (None, None) when every token is masked (e.g. by a constraint)."""
+    import numpy as np
+    import torch
+
+    if ids is None:
+        pool = np.flatnonzero(np.isfinite(values))
+        values = values[pool]
+    else:
+        keep = np.isfinite(values)
+        pool, values = ids[keep], values[keep]
+        order = np.argsort(pool, kind="stable")
+        pool, values = pool[order], values[order]
+    if not len(pool):
+        return None, None
+    weights = np.exp(values - values.max())
+    noise = torch.empty(len(pool), dtype=torch.float32).exponential_(1, generator=rng).numpy()
+    return pool, weights / weights.sum() / noise
+
+
+def race_torch(scores: Any, ids: Any, rng: Any) -> tuple[Any, Any]:
+    """``race_numpy`` in torch, for a GPU or another dtype."""
+    import torch
+
+    if ids is None:
+        ids = torch.isfinite(scores).nonzero().squeeze(1)
+        scores = scores[ids]
+    else:
+        keep = torch.isfinite(scores)
+        ids, order = ids[keep].sort()
+        scores = scores[keep][order]
+    if ids.numel() == 0:
+        return None, None
+    probs = torch.softmax(scores.float(), dim=-1)
+    noise = torch.empty_like(probs).exponential_(1, generator=rng)
+    return ids, probs / noise
+
+
+def acts_greedy(settings: Any, logits: Any) -> bool:
+    """Whether a sampling step is greedy in effect: its temperature is too small to divide the
+    scores by in float32 (they would overflow to infinity, and the probabilities to NaN: an
+    empty candidate). The limit of sampling as the temperature goes to 0 is the most likely
+    token of the scores before temperature and top-k/top-p, which is what the step then takes."""
+    temperature = settings.temperature
+    if temperature >= 1e-3:  # |score| / t overflows only past 3.4e35, far beyond any model's logits
+        return False
+    magnitude = float(logits.abs().amax()) * max(1.0, float(settings.repetition_penalty))
+    return lean.overflows_float32(magnitude, temperature)
+
+
+__all__ = ["acts_greedy", "race_numpy", "race_torch", "sample"]
