@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any, TextIO
 
 from kolyric.cli import CLIError
 from kolyric.cli.options import (add_decoding_arguments, add_model_arguments, chosen_preset, decoding_overrides,
@@ -110,6 +111,53 @@ def _quiet_transformers() -> None:
         hf_logging.disable_progress_bar()
 
 
+class CandidateWriter:
+    """Writes one candidate to the terminal as its text arrives: ``[2] `` before it when there
+    are several, its later lines indented under the first, its check mark at the end."""
+
+    def __init__(self, out: TextIO, number: int | None):
+        self.out = out
+        self.indent = " " * len(f"[{number}] ") if number is not None else ""
+        self.pending = 0  # line breaks not written yet: trailing ones are dropped
+        if number is not None:
+            out.write(f"[{number}] ")
+
+    def write(self, text: str) -> None:
+        for i, part in enumerate(text.split("\n")):
+            if i:
+                self.pending += 1
+            if self.pending:
+                part = part.lstrip(" ")  # a word-boundary vocabulary's space before the next line
+            if not part:
+                continue
+            if self.pending:
+                self.out.write("\n" * (self.pending - 1) + "\n" + self.indent)
+                self.pending = 0
+            self.out.write(part)
+        self.out.flush()
+
+    def end(self, report: Any = None) -> None:
+        mark = check_mark(report)
+        self.out.write(f"  {mark}\n" if mark else "\n")
+        self.out.flush()
+
+
+def check_mark(report: Any) -> str:
+    """A constraint report in a few characters: "✓ 8 ㅏ", "✓ 8-8-7-9 ㅏㅏㅓㅓ", "✗"; "" without constraints."""
+    if report is None:
+        return ""
+    if not getattr(report, "satisfied", True):
+        return "✗"
+    lines = list(getattr(report, "lines", []) or [])
+    if not lines:
+        return "✓"
+    if len(lines) > 2:
+        keys = "".join((getattr(line, "rhyme", None) or "·").split("-")[-1] for line in lines)
+        return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
+    return "✓ " + " / ".join(f"{line.syllables}" + (f" {line.rhyme}" if getattr(line, "rhyme", None) else "")
+                             for line in lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -124,35 +172,33 @@ def run(args: argparse.Namespace) -> int:
 
         settings = replace(settings, seed=secrets.randbelow(2**32))
     results = []
-    if args.json or settings.strategy == "beam":
+    if args.json or settings.strategy == "beam":  # beam search emits its candidates at the end
         results.append(generator.generate(replace(request, settings=settings)))
+        candidates = results[0].candidates
+        if not args.json:
+            for i, cand in enumerate(candidates):
+                writer = CandidateWriter(sys.stdout, i + 1 if len(candidates) > 1 else None)
+                writer.write(cand.full_text)
+                writer.end(cand.constraint_report)
     else:
         for i in range(settings.n):  # one at a time, so each candidate streams on its own line
             one = replace(request, settings=replace(settings, n=1, seed=(settings.seed + i) % 2**32))
-            if settings.n > 1:
-                print(f"[{i + 1}] ", end="", flush=True)
-            print(request.prompt.strip(), end="", flush=True)
+            writer = CandidateWriter(sys.stdout, i + 1 if settings.n > 1 else None)
+            writer.write(request.prompt.strip())
             for event in generator.stream(one):
                 if isinstance(event, TokenEvent):
-                    print(event.text, end="", flush=True)
+                    writer.write(event.text)
                 elif isinstance(event, DoneEvent):
                     results.append(event.result)
-            print(flush=True)
+            writer.end(results[-1].candidates[0].constraint_report if results else None)
     if args.json:
         out = results[0].to_dict()
         out["model"] = loaded.description
         print(json.dumps(out, ensure_ascii=False, indent=2))
-    elif settings.strategy == "beam":
-        for i, cand in enumerate(results[0].candidates):
-            print(f"[{i + 1}] {cand.full_text}" if len(results[0].candidates) > 1 else cand.full_text)
-    for result in results:
-        for cand in result.candidates:
-            report = cand.constraint_report
-            if report is None:
-                continue
-            if not args.json and settings.strategy != "beam" and "\n" in cand.full_text:
-                print(cand.full_text)  # the lines as the constraint split them (streamed with spaces)
-            if not getattr(report, "satisfied", True):
-                print(f"note: {report}", file=sys.stderr)
+    for number, cand in enumerate((c for result in results for c in result.candidates), start=1):
+        report = cand.constraint_report
+        if report is not None and not getattr(report, "satisfied", True):
+            which = f"[{number}] " if settings.n > 1 else ""
+            print(f"note: {which}{report}", file=sys.stderr)
     print(f"seed {settings.seed} · {loaded.description}", file=sys.stderr)
     return 0

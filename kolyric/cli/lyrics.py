@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import unicodedata
 from pathlib import Path
@@ -24,15 +23,13 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def _rhyme_syllables(value: str) -> int:
+    from kolyric.engine.settings import parse_int, shown  # bounded: a 5,000-digit value is a range message too
+
     try:
-        n = int(value)
+        return parse_int(value, 1, MAX_RHYME_SYLLABLES)
     except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_RHYME_SYLLABLES:
         raise argparse.ArgumentTypeError(
-            f"must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {value!r}"
-        )
-    return n
+            f"must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {shown(value)}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,16 +146,10 @@ def _write(text: str) -> None:
     if encoding not in ("utf8", "utf16", "utf32") and hasattr(out, "reconfigure"):
         # A terminal that cannot show Hangul gets escapes instead of a crash.
         out.reconfigure(errors="backslashreplace")
-    try:
-        out.write(text)
-        out.flush()
-    except BrokenPipeError:
-        # `kolyric lyrics check song.txt | head`: the reader left, which is fine.  Point
-        # stdout at devnull so the interpreter's final flush does not fail again.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+    # `| head` (the reader left) and `> /dev/full` are kolyric.cli.main's: it ends quietly or
+    # says, in one line, that the output could not be written.
+    out.write(text)
+    out.flush()
 
 
 def run(args: argparse.Namespace) -> int:

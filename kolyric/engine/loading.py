@@ -390,7 +390,8 @@ RUNNABLE_DEVICES = ("cpu", "cuda", "mps")
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` → cuda when there is one, else cpu; anything else must name a device that runs models."""
+    """``auto`` → cuda when there is one, else cpu; anything else must name a device that runs
+    models (ValueError otherwise: ``meta`` holds no data, ``bogus`` is no device)."""
     import torch
 
     if device == "auto":
@@ -398,9 +399,9 @@ def resolve_device(device: str = "auto") -> str:
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"device: {device!r} is not a device (use cpu, cuda or cuda:N)") from exc
+        raise ValueError("not a device (use cpu, cuda or cuda:N)") from exc
     if kind not in RUNNABLE_DEVICES:
-        raise ModelLoadError(f"device: {device!r} cannot run a model (use cpu, cuda or cuda:N)")
+        raise ValueError(f"a {kind} device cannot run a model (use cpu, cuda or cuda:N)")
     return device
 
 
