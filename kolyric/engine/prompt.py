@@ -46,8 +46,9 @@ def line_separator(tokenizer: Any) -> str:
     A model trained only on single-line reviews maps ``\\n`` to ``<unk>``; a space keeps the
     context readable to it.
     """
-    ids = tokenizer.encode("가\n나", add_special_tokens=False)
-    return "\n" if tokenizer.unk_token_id not in ids else " "
+    ids = tokenizer.encode("\n", add_special_tokens=False)
+    known = bool(ids) and tokenizer.unk_token_id not in ids
+    return "\n" if known and "\n" in tokenizer.decode(ids, skip_special_tokens=False) else " "
 
 
 def prompt_body(line: str, context: Sequence[str] = (), separator: str = "\n") -> str:

@@ -170,6 +170,28 @@ def test_flags():
         from_arguments(parse("--syllables", "8", "--strict"))
 
 
+def test_whole_words_is_on_unless_asked_off():
+    assert LyricConstraints(syllables=8).whole_words is True
+    assert from_arguments(parse("--syllables", "8")).whole_words is True
+    assert from_arguments(parse("--syllables", "8", "--no-whole-words")).whole_words is False
+    with pytest.raises(ValueError, match="whole_words: --no-whole-words needs --syllables or --pattern"):
+        from_arguments(parse("--no-whole-words"))
+    assert LyricConstraints.from_dict({"syllables": "7", "whole_words": "false"}).whole_words is False
+    assert LyricConstraints.from_dict(LyricConstraints(syllables=7, whole_words=False).to_dict()).whole_words is False
+    with pytest.raises(ConstraintError, match="whole_words: must be true or false"):
+        LyricConstraints.from_dict({"syllables": 7, "whole_words": "maybe"})
+
+
+def test_the_length_budget_fits_the_lines():
+    """Per counted line 1.5 tokens a syllable and its break, 32 tokens per uncounted line, and the
+    prompt line's break: never less than one token per syllable plus the breaks."""
+    assert LyricConstraints(syllables=8, lines=4).length_budget() == 2 + 4 * (12 + 3)
+    assert LyricConstraints(pattern="7-5").length_budget() == 2 + (11 + 3) + (8 + 3)
+    assert LyricConstraints(lines=4).length_budget() == 2 + 4 * 32
+    for c in (LyricConstraints(syllables=40, lines=16), LyricConstraints(syllables=1)):
+        assert c.length_budget() >= sum(c.targets) + len(c.targets) + 1
+
+
 def test_the_module_imports_no_torch():
     code = "import sys, kolyric.engine.constraints; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
