@@ -472,3 +472,11 @@ def _hub_cached(repo_id: str) -> bool:
         return isinstance(found, str)
     except Exception:  # noqa: BLE001 - a broken cache is the same as no cache here
         return False
+
+
+__all__ = [  # checkpoint-file helpers live in checkpoints.py and the hub probe in hub.py; both re-exported here
+    "CHECKPOINT_META_KEY", "CorruptCheckpoint", "DEFAULT_MODEL", "LoadedModel", "MINI_PATH", "ModelLoadError",
+    "PRECISIONS", "apply_state_dict", "best_checkpoint", "checkpoint_meta", "checkpoint_val_loss",
+    "fill_special_tokens", "hub_unreachable_reason", "load_model", "load_tokenizer", "plain_backend",
+    "read_checkpoint", "resolve_device", "resolve_model_spec",
+]
