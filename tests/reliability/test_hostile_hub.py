@@ -131,3 +131,26 @@ def test_cli_generate_from_a_silent_hub_says_so_in_seconds(tmp_path):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert took < 20, took  # interpreter start and imports, then the 3 s probe
     assert os.environ.get("HF_ENDPOINT") != hub.url
+
+
+def test_an_abandoned_probe_ends_quietly_whatever_it_meets_later(online, monkeypatch):
+    """The probe is abandoned at its deadline and finishes in its own thread; what it meets
+    then (here a patched ``create_connection`` that returns None after the caller is gone) must
+    be a result, never an unhandled exception in that thread."""
+    release = threading.Event()
+
+    def late(*args, **kwargs):
+        release.wait(10)
+        return None
+
+    errors: list = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+    monkeypatch.setattr(socket, "create_connection", late)
+    assert hub_unreachable_reason(timeout=0.3) == "huggingface.co did not answer within 0.3 s"
+    probes = [t for t in threading.enumerate() if t.name == "kolyric-hub-probe"]
+    assert probes
+    release.set()
+    for thread in probes:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in probes)
+    assert errors == []
