@@ -100,7 +100,7 @@ def _option_message(message: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.strip().lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -131,25 +131,28 @@ def confined_dir(args: argparse.Namespace) -> Path:
     return data_dir(known.data_dir).resolve() / CONFINED_SUBDIR
 
 
-def build_app_server(args: argparse.Namespace) -> Any:
-    """The textual-serve server for ``--app`` (built, not started): token, origins, cap, confinement."""
+def build_app_server(args: argparse.Namespace, port: int | None = None) -> Any:
+    """The textual-serve server for ``--app`` (built, not started): token, origins, cap, confinement.
+
+    ``port``: the one a socket is already bound to (``--port 0`` picks any free one).
+    """
     try:
         from kolyric.serve.browser import BrowserServer
     except ImportError as exc:
         raise CLIError("--app needs textual-serve: pip install 'kolyric[serve]'") from exc
-    if not 1 <= args.max_sessions <= 64:
-        raise CLIError(f"--max-sessions: must be an integer in [1, 64], got {args.max_sessions}")
-    port = args.port if args.port else DEFAULT_PORT
+    port = port or args.port or DEFAULT_PORT
     return BrowserServer(app_command(args), host=args.host, port=port, public_url=args.public_url,
                          max_sessions=args.max_sessions, confined_dir=confined_dir(args))
 
 
-def _check_port(args: argparse.Namespace) -> None:
+def _check_options(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port: must be an integer in [0, 65535], got {args.port}")
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise CLIError(f"--threads: must be a positive integer, got {threads}")
+    if args.app and not 1 <= args.max_sessions <= 64:
+        raise CLIError(f"--max-sessions: must be an integer in [1, 64], got {args.max_sessions}")
 
 
 def make_loader(args: argparse.Namespace) -> Any:
@@ -201,7 +204,7 @@ def bind_socket(host: str, port: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_port(args)
+    _check_options(args)
     if not is_loopback(args.host):
         who = ("anyone who can reach this address and has the URL's token can use the app" if args.app else
                "anyone who can reach this address can use the server (there is no authentication)")
@@ -210,16 +213,17 @@ def run(args: argparse.Namespace) -> int:
         if args.base:
             raise CLIError("--base: the app takes no base model; give the checkpoint with --model "
                            "(or pass app options with --app-arg)")
-        server = build_app_server(args)
+        sock = bind_socket(args.host, args.port)
         try:
-            server.confined_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CLIError(f"cannot create the browser sessions' folder {server.confined_dir}: "
-                           f"{exc.strerror or exc}") from exc
-        try:
-            server.serve()
-        except OSError as exc:  # the port is taken, the address is not this machine's …
-            raise CLIError(f"cannot listen on {args.host}:{server.port}: {exc.strerror or exc}") from exc
+            server = build_app_server(args, port=sock.getsockname()[1])
+            try:
+                server.confined_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CLIError(f"cannot create the browser sessions' folder {server.confined_dir}: "
+                               f"{exc.strerror or exc}") from exc
+            server.serve(sock=sock)
+        finally:
+            sock.close()
         return 0
     limits = limits_from_args(args)
     try:
@@ -229,15 +233,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CLIError(f"the HTTP server needs FastAPI and uvicorn ({exc.name} is missing): "
                        "pip install 'kolyric[serve]'") from exc
+    from kolyric.serve.guard import LOOPBACK_HOSTS, server_config
+
     configure_logging(args.log_level)
     sock = bind_socket(args.host, args.port)
-    app = create_app(make_loader(args), limits, docs=args.docs)
+    # On a loopback address any other Host is a page on a name rebound to 127.0.0.1.
+    allowed = LOOPBACK_HOSTS if is_loopback(args.host) else None
+    app = create_app(make_loader(args), limits, docs=args.docs, allowed_hosts=allowed)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"kolyric serve: http://{shown}:{bound_port}  (the model loads in the background; "
           f"GET /health says when it is ready)", file=sys.stderr, flush=True)
-    from kolyric.serve.guard import server_config
-
     config = server_config(app, limits, log_level=args.log_level)
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -14,8 +14,12 @@ Endpoints::
     POST /generate/stream    Server-Sent Events: start, token …, then done (or error)
 
 POST bodies must be ``application/json`` (415 otherwise: a cross-site page can send
-``text/plain`` without a CORS preflight). ``/docs`` and ``/openapi.json`` exist only when
-asked for (``docs=True``). Slow clients and the connection cap are ``kolyric.serve.guard``'s.
+``text/plain`` without a CORS preflight). With ``allowed_hosts`` (``kolyric serve`` on a
+loopback address passes localhost, 127.0.0.1 and [::1]) a request naming another host is
+answered 400: a page on a name rebound to 127.0.0.1 is same-origin with the server as far as
+its browser knows, so only the Host header gives it away. ``/docs`` and ``/openapi.json``
+exist only when asked for (``docs=True``). Slow clients and the connection cap are
+``kolyric.serve.guard``'s.
 
 A client that goes away cancels its generation: the cancel flag the decoding loop checks
 before every step is set when the ASGI disconnect arrives (streaming: Starlette cancels the
@@ -31,11 +35,12 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
 from kolyric.serve.guard import check_media_type
@@ -128,12 +133,13 @@ class _CatchAll:
 
 # -- the app ---------------------------------------------------------------------------------------
 def create_app(source: Any, limits: Limits | None = None, *, description: str | None = None,
-               docs: bool = False) -> FastAPI:
+               docs: bool = False, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The FastAPI app serving ``source`` (a Generator, a LoadedModel, or a callable loading one).
 
     A callable is called in a background thread when the app starts (its lifespan), so the
     server answers ``/health`` with ``loading`` at once. ``docs`` publishes ``/docs``,
-    ``/redoc`` and ``/openapi.json``; by default they are not served.
+    ``/redoc`` and ``/openapi.json``; by default they are not served. ``allowed_hosts``: the
+    only host names (any port) a request's Host header may carry; None takes any.
     """
     host = ModelHost(source, limits, description=description)
 
@@ -151,6 +157,8 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
     app.state.host = host
 
     app.add_middleware(_CatchAll)
+    if allowed_hosts is not None:  # added last, so it runs first
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:

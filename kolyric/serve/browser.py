@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,12 @@ from aiohttp import web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
+from kolyric.serve.guard import LOOPBACK_HOSTS
+
 log = logging.getLogger("kolyric.serve.browser")
 
 CONFINED_ENV = "KOLYRIC_CONFINED_DIR"
 DEFAULT_MAX_SESSIONS = 2
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
 
@@ -70,6 +72,8 @@ class BrowserServer(Server):
     def __init__(self, command: str, *, host: str, port: int, confined_dir: Path,
                  max_sessions: int = DEFAULT_MAX_SESSIONS, public_url: str | None = None,
                  title: str = "kolyric", token: str | None = None) -> None:
+        if public_url is None:  # textual-serve's own default would write an IPv6 address unbracketed
+            public_url = f"{'https' if port == 443 else 'http'}://{_host_port(host, port)}"
         super().__init__(command, host=host, port=port, title=title, public_url=public_url)
         self.token = token or secrets.token_urlsafe(32)
         self.confined_dir = Path(confined_dir)
@@ -78,7 +82,7 @@ class BrowserServer(Server):
         # Cookies ignore the port: one name per port keeps two servers on one machine apart.
         self.cookie_name = f"kolyric-serve-{port}"
         self.wildcard = host.strip() in _WILDCARDS
-        own = {_host_port(name, port) for name in (*LOOPBACK_NAMES, host)}
+        own = {_host_port(name, port) for name in (*LOOPBACK_HOSTS, host)}
         public = urlsplit(self.public_url)
         if public.netloc:
             own.add(public.netloc.lower())
@@ -139,7 +143,8 @@ class BrowserServer(Server):
         if self.sessions >= self.max_sessions:
             return web.Response(status=503, headers={"Retry-After": "5"}, text=self._full_message() + "\n")
         response = await super().handle_index(request)
-        response.set_cookie(self.cookie_name, self.token, httponly=True, samesite="Strict", path="/")
+        response.set_cookie(self.cookie_name, self.token, httponly=True, samesite="Strict", path="/",
+                            secure=self.public_url.lower().startswith("https:"))
         response.headers["Cache-Control"] = "no-store"  # the page's URL holds the token
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
@@ -191,8 +196,9 @@ class BrowserServer(Server):
               f"its own `kolyric app` (at most {self.max_sessions} at once), which writes files only "
               f"under {self.confined_dir}", file=sys.stderr, flush=True)
 
-    def serve(self, debug: bool = False) -> None:
-        """textual-serve's ``serve``, announcing the URL (with its token) when the port is open."""
+    def serve(self, debug: bool = False, sock: socket.socket | None = None) -> None:
+        """textual-serve's ``serve``, announcing the URL (with its token) when the port is open;
+        on ``sock`` (already listening on this server's port) if given, else on host:port."""
         self.debug = debug
         self.initialize_logging()
         loop = asyncio.new_event_loop()
@@ -202,8 +208,8 @@ class BrowserServer(Server):
                 loop.add_signal_handler(sig, self.request_exit)
             except (NotImplementedError, RuntimeError):
                 pass
-        web.run_app(self._make_app(), host=self.host, port=self.port, handle_signals=False, loop=loop,
-                    print=self.announce)
+        where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": self.host, "port": self.port}
+        web.run_app(self._make_app(), handle_signals=False, loop=loop, print=self.announce, **where)
 
 
 __all__ = ["CONFINED_ENV", "BrowserServer", "ConfinedAppService", "DEFAULT_MAX_SESSIONS"]

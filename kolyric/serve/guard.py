@@ -13,7 +13,9 @@
   and closed, so a flood cannot run the process out of file descriptors.
 - **Cross-site requests.** A page on any site may POST ``text/plain`` (or a typeless Blob) to
   a local server without a CORS preflight. Bodies must be ``application/json``, which a
-  browser sends cross-site only after a preflight that this server never approves.
+  browser sends cross-site only after a preflight that this server never approves. A page on
+  a name rebound to 127.0.0.1 needs no preflight at all; a server on a loopback address
+  answers only ``LOOPBACK_HOSTS`` (``create_app(allowed_hosts=…)``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from kolyric.serve.schema import Limits, RequestError
 
 JSON_MEDIA_TYPE = "application/json"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+"""The names a loopback server answers to, as a Host header spells them."""
 OVER_CAP_HEAD_TIMEOUT_S = 2.0
 HARD_CAP_FACTOR = 4
 
@@ -171,4 +175,4 @@ def server_config(app: Any, limits: Limits, *, log_level: str = "info", **kwargs
                           timeout_graceful_shutdown=5, limit_concurrency=None, **kwargs)
 
 
-__all__ = ["JSON_MEDIA_TYPE", "check_media_type", "guarded_protocol", "retry_after_s", "server_config"]
+__all__ = ["JSON_MEDIA_TYPE", "LOOPBACK_HOSTS", "check_media_type", "guarded_protocol", "retry_after_s", "server_config"]

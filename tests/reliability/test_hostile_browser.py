@@ -73,11 +73,11 @@ class Running:
         await asyncio.wait_for(self.runner.cleanup(), 20)
 
 
-def make_server(tmp_path: Path, max_sessions: int = 2) -> BrowserServer:
+def make_server(tmp_path: Path, max_sessions: int = 2, **kwargs) -> BrowserServer:
     script = tmp_path / "stand_in_app.py"
     script.write_text(STAND_IN, encoding="utf-8")
     return BrowserServer(shlex.join([sys.executable, str(script)]), host="127.0.0.1", port=free_port(),
-                         confined_dir=tmp_path / "data" / "browser", max_sessions=max_sessions)
+                         confined_dir=tmp_path / "data" / "browser", max_sessions=max_sessions, **kwargs)
 
 
 def browser():
@@ -188,6 +188,66 @@ def test_a_rebound_host_name_is_refused(tmp_path):
     run(go())
 
 
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+def test_an_ipv6_loopback_server_works_from_its_own_page(tmp_path):
+    """`--host ::1`: the URL and the page's WebSocket address bracket the address; a session opens."""
+    script = tmp_path / "stand_in_app.py"
+    script.write_text(STAND_IN, encoding="utf-8")
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    server = BrowserServer(shlex.join([sys.executable, str(script)]), host="::1", port=port,
+                           confined_dir=tmp_path / "data" / "browser")
+    base = f"http://[::1]:{port}"
+    assert server.url == f"{base}/?token={server.token}"
+
+    async def go():
+        app = await server._make_app()
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "::1", port).start()
+        try:
+            async with browser() as http:
+                async with http.get(server.url) as r:
+                    assert r.status == 200
+                    page = await r.text()
+                assert f'data-session-websocket-url="ws://[::1]:{port}/ws"' in page
+                assert f"{base}/static/js/textual.js" in page
+                ws = await http.ws_connect(f"ws://[::1]:{port}/ws", origin=base)
+                assert json.loads(await first_bytes(ws))["confined"]
+                await ws.close()
+                await ended(server)
+        finally:
+            await asyncio.wait_for(runner.cleanup(), 20)
+
+    run(go())
+
+
+def test_the_cookie_is_secure_behind_an_https_url(tmp_path):
+    server = make_server(tmp_path, public_url="https://lyrics.example")  # behind a TLS proxy; the test talks http
+
+    async def go():
+        async with Running(server) as live, browser() as http:
+            async with http.get(f"{live.base}/?token={server.token}", headers={"Host": "lyrics.example"}) as r:
+                assert r.status == 200
+                assert "Secure" in r.headers["Set-Cookie"]
+        plain = make_server(tmp_path)
+        async with Running(plain) as live, browser() as http:
+            async with http.get(f"{live.base}/?token={plain.token}") as r:
+                assert "Secure" not in r.headers["Set-Cookie"]  # a browser would drop it on http
+
+    run(go())
+
+
 # -- sessions: confinement and the cap ------------------------------------------------------------------
 def test_each_session_is_confined_and_the_count_is_capped(tmp_path):
     server = make_server(tmp_path, max_sessions=1)
@@ -238,9 +298,8 @@ def test_the_app_command_and_folder_come_from_the_cli(tmp_path, monkeypatch):
 
 # -- the real thing ----------------------------------------------------------------------------------------
 def test_cli_serve_app_end_to_end(tmp_path):
-    port = free_port()
     env = quiet_env(KOLYRIC_DATA_DIR=str(tmp_path / "data"), KOLYRIC_CONFIG_DIR=str(tmp_path / "config"))
-    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--app", "--port", str(port), "--model", "mini",
+    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--app", "--port", "0", "--model", "mini",
                              "--app-arg=--no-load"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -253,7 +312,8 @@ def test_cli_serve_app_end_to_end(tmp_path):
             lines.append(line)
             found = re.search(r"open (http://\S+\?token=\S+)", line)
             url = found.group(1) if found else None
-        assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+        port = int(re.match(r"http://127\.0\.0\.1:(\d+)/\?token=", url).group(1))
+        assert port != 8000  # --port 0: any free port, as --help says, not the default
         assert (tmp_path / "data" / "browser").is_dir()
 
         async def go():

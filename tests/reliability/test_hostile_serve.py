@@ -277,3 +277,66 @@ def test_a_flood_past_four_times_the_cap_is_answered_at_once(live):
     finally:
         for s in held:
             s.close()
+
+
+# -- item 2: a page on a name rebound to 127.0.0.1 (DNS rebinding) -----------------------------------------
+FOREIGN_HOSTS = ["evil.example:{port}", "localhost.evil.example:{port}", "127.0.0.1.nip.io:{port}", "EVIL.example",
+                 "localhost.:{port}", ""]
+OWN_HOSTS = ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}", "127.0.0.1"]
+
+
+def test_a_loopback_server_answers_only_loopback_host_names(tiny_loaded):
+    """The rebound page is same-origin with the server for its browser: no preflight, and it
+    can read the answer. Its Host header names the foreign site, so that is what is refused."""
+    from kolyric.serve import create_app
+    from kolyric.serve.guard import LOOPBACK_HOSTS
+
+    with GuardedServer(create_app(tiny_loaded, LIMITS, allowed_hosts=LOOPBACK_HOSTS), LIMITS) as server:
+        for host in FOREIGN_HOSTS:
+            host = host.format(port=server.port)
+            for method, path in (("GET", "/health"), ("POST", "/generate"), ("GET", "/settings/schema")):
+                r = httpx.request(method, server.url + path, headers={"Host": host}, timeout=10,
+                                  json={"prompt": "가", "max_length": 1})
+                assert r.status_code == 400, (host, path, r.status_code)
+                count("hostile serve: rebound host names")
+        for host in OWN_HOSTS:
+            r = httpx.get(server.url + "/health", headers={"Host": host.format(port=server.port)}, timeout=10)
+            assert r.status_code == 200, host
+        assert server.health().json()["admitted"] == 0  # no foreign request ran
+
+
+def test_cli_serve_on_loopback_refuses_rebound_host_names():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.reliability._util import quiet_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--model", "mini", "--port", str(port),
+                             "--log-level", "warning"], cwd=Path(__file__).resolve().parents[2], env=quiet_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "kolyric serve did not start"
+            try:
+                own = httpx.get(url + "/health", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert own.status_code in (200, 503) and "status" in own.json()
+        foreign = httpx.get(url + "/health", headers={"Host": f"evil.example:{port}"}, timeout=5)
+        assert foreign.status_code == 400
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, 9)
+            _, err = proc.communicate()
+    assert "Traceback" not in err
