@@ -1,4 +1,5 @@
-"""Checkpoint files: reading them safely, checking them whole, and choosing among them.
+"""Checkpoint files: reading them safely, checking them whole, choosing among them, and
+applying their tensors to a model.
 
 Used by ``kolyric.engine.loading`` (which re-exports these names). A checkpoint is read with
 ``torch.load(weights_only=True)``: classes it pickles that torch does not know (ratsnlp's
@@ -105,6 +106,44 @@ def _make_stub(qualified_name: str) -> type:
     return stub
 
 
+# Buffers some transformers versions store and others rebuild; never a reason to refuse.
+IGNORABLE_KEYS = re.compile(r"(\.attn\.bias|\.attn\.masked_bias|\.rotary_emb\.inv_freq)$")
+
+
+def apply_state_dict(model: Any, tensors: dict, *, source: str) -> None:
+    """Load ``tensors`` into ``model``, refusing with the differing names if they do not fit."""
+    own = model.state_dict()
+    tensors = {k: v for k, v in tensors.items() if not IGNORABLE_KEYS.search(k)}
+    tied = _tied_names(model)
+    missing = [k for k in own if k not in tensors and not IGNORABLE_KEYS.search(k) and k not in tied]
+    unexpected = [k for k in tensors if k not in own]
+    shapes = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
+              for k in tensors if k in own and tuple(tensors[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)):
+            if names:
+                shown = ", ".join(names[:5]) + (f" … (+{len(names) - 5})" if len(names) > 5 else "")
+                parts.append(f"{label}: {shown}")
+        raise ModelLoadError(f"{source}: the checkpoint does not fit the base model ({'; '.join(parts)})")
+    model.load_state_dict(tensors, strict=False)
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+
+
+def _tied_names(model: Any) -> set[str]:
+    """Parameter names that share storage with another (e.g. lm_head.weight tied to wte)."""
+    seen: dict[int, str] = {}
+    tied = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        ptr = tensor.data_ptr()
+        if ptr in seen:
+            tied.add(name)
+        else:
+            seen[ptr] = name
+    return tied
+
+
 def meta_of(data: dict) -> dict | None:
     """The kolyric metadata a checkpoint carries (top level, or in its hyper_parameters), or None."""
     for holder in (data, data.get("hyper_parameters") or {}):
@@ -123,5 +162,6 @@ def checkpoint_meta(model: Any, tokenizer: Any, base: str | None) -> dict:
     }
 
 
-__all__ = ["CHECKPOINT_META_KEY", "CorruptCheckpoint", "ModelLoadError", "best_checkpoint", "checkpoint_meta",
-           "checkpoint_val_loss", "meta_of", "one_line", "ranked_checkpoints", "read_checkpoint"]
+__all__ = ["CHECKPOINT_META_KEY", "IGNORABLE_KEYS", "CorruptCheckpoint", "ModelLoadError", "apply_state_dict",
+           "best_checkpoint", "checkpoint_meta", "checkpoint_val_loss", "meta_of", "one_line", "ranked_checkpoints",
+           "read_checkpoint"]

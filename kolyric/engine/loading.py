@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kolyric.engine.checkpoints import (CHECKPOINT_META_KEY, CorruptCheckpoint, ModelLoadError, best_checkpoint,
-                                        checkpoint_meta, checkpoint_val_loss, meta_of, ranked_checkpoints,
-                                        read_checkpoint)
+from kolyric.engine.checkpoints import (CHECKPOINT_META_KEY, IGNORABLE_KEYS, CorruptCheckpoint, ModelLoadError,
+                                        apply_state_dict, best_checkpoint, checkpoint_meta, checkpoint_val_loss,
+                                        meta_of, one_line, ranked_checkpoints, read_checkpoint)
 from kolyric.engine.hub import hub_unreachable_reason
 from kolyric.engine.integrity import human_count, size_refusal, vocab_refusal
 
@@ -90,7 +90,7 @@ def load_model(
     except ModelLoadError:
         raise
     except _file_errors() as exc:
-        raise ModelLoadError(f"{spec}: could not load the model: {_one_line(exc)}") from exc
+        raise ModelLoadError(f"{spec}: could not load the model: {one_line(exc)}") from exc
     why = vocab_refusal(loaded.model, loaded.tokenizer)
     if why:
         raise ModelLoadError(f"{spec}: {why}")
@@ -99,7 +99,7 @@ def load_model(
     except ModelLoadError:
         raise
     except (RuntimeError, AssertionError, ValueError) as exc:  # an unknown or unavailable device
-        raise ModelLoadError(f"{spec}: cannot use device {device!r}: {_one_line(exc)}") from exc
+        raise ModelLoadError(f"{spec}: cannot use device {device!r}: {one_line(exc)}") from exc
     return loaded
 
 
@@ -203,7 +203,7 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
                              f"config: {shown})")
     # Weights the files lack would be silently random: a model with another head or another
     # architecture's checkpoint. Refuse, naming them.
-    missing = [k for k in info.get("missing_keys", []) if not _IGNORABLE.search(k)]
+    missing = [k for k in info.get("missing_keys", []) if not IGNORABLE_KEYS.search(k)]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (f" … (+{len(missing) - 5})" if len(missing) > 5 else "")
         raise ModelLoadError(f"{source}: the weights do not fit a {config.model_type!r} causal language "
@@ -232,7 +232,7 @@ def load_tokenizer(name: str, *, local_files_only: bool = True) -> Any:
             tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
                                                       trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - JSON, decoding and schema errors alike: the file is unusable
-        raise ModelLoadError(f"{where}: not a usable tokenizer ({_one_line(exc)})") from exc
+        raise ModelLoadError(f"{where}: not a usable tokenizer ({one_line(exc)})") from exc
     if len(tokenizer) < 2:
         raise ModelLoadError(f"{where}: the tokenizer holds {len(tokenizer)} token(s); it cannot encode text")
     return fill_special_tokens(tokenizer)
@@ -330,7 +330,7 @@ def _model_from_meta(meta: dict, path: Path) -> tuple[Any, Any]:
         model_type = config_dict.pop("model_type")
         config = AutoConfig.for_model(model_type, **config_dict)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong, the metadata is unusable
-        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({_one_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({one_line(exc)})") from exc
     why = size_refusal(config, "its config")
     if why:
         raise ModelLoadError(f"{path}: {why}")
@@ -339,50 +339,12 @@ def _model_from_meta(meta: dict, path: Path) -> tuple[Any, Any]:
                                             **meta.get("special_tokens", {}))
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"{path}: the tokenizer stored in the checkpoint (its tokenizer.json) is unusable "
-                             f"({_one_line(exc)})") from exc
+                             f"({one_line(exc)})") from exc
     try:
         model = AutoModelForCausalLM.from_config(config)
     except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({_one_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({one_line(exc)})") from exc
     return model, fill_special_tokens(tokenizer)
-
-
-# Buffers some transformers versions store and others rebuild; never a reason to refuse.
-_IGNORABLE = re.compile(r"(\.attn\.bias|\.attn\.masked_bias|\.rotary_emb\.inv_freq)$")
-
-
-def apply_state_dict(model: Any, tensors: dict, *, source: str) -> None:
-    """Load ``tensors`` into ``model``, refusing with the differing names if they do not fit."""
-    own = model.state_dict()
-    tensors = {k: v for k, v in tensors.items() if not _IGNORABLE.search(k)}
-    tied = _tied_names(model)
-    missing = [k for k in own if k not in tensors and not _IGNORABLE.search(k) and k not in tied]
-    unexpected = [k for k in tensors if k not in own]
-    shapes = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
-              for k in tensors if k in own and tuple(tensors[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)):
-            if names:
-                shown = ", ".join(names[:5]) + (f" … (+{len(names) - 5})" if len(names) > 5 else "")
-                parts.append(f"{label}: {shown}")
-        raise ModelLoadError(f"{source}: the checkpoint does not fit the base model ({'; '.join(parts)})")
-    model.load_state_dict(tensors, strict=False)
-    if hasattr(model, "tie_weights"):
-        model.tie_weights()
-
-
-def _tied_names(model: Any) -> set[str]:
-    """Parameter names that share storage with another (e.g. lm_head.weight tied to wte)."""
-    seen: dict[int, str] = {}
-    tied = set()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        ptr = tensor.data_ptr()
-        if ptr in seen:
-            tied.add(name)
-        else:
-            seen[ptr] = name
-    return tied
 
 
 # -- device and precision ---------------------------------------------------------------------------
@@ -429,18 +391,8 @@ def _place(loaded: LoadedModel, device: str, precision: str,
         # Generation settings come from DecodingSettings alone, never from the checkpoint.
         loaded.model.generation_config.pad_token_id = loaded.tokenizer.pad_token_id
     name = "kolyric-mini" if loaded.kind == "mini" else loaded.source
-    loaded.description = (f"{name} · {_human(n_params)} params · {device} "
+    loaded.description = (f"{name} · {human_count(n_params)} params · {device} "
                           f"{precision}")
-
-
-def _human(n: int) -> str:
-    return human_count(n)
-
-
-def _one_line(exc: BaseException) -> str:
-    from kolyric.engine.checkpoints import one_line
-
-    return one_line(exc)
 
 
 def resolve_model_spec(spec: str | None, configured: str | None = None,

@@ -151,6 +151,19 @@ def test_kolyric_checkpoints_carry_a_digest_of_their_weights(run_folder):
     load_model(str(best), device="cpu")
 
 
+def test_checkpoints_written_before_digests_still_load(run_folder, tmp_path):
+    """A kolyric checkpoint from before the digest (no ``kolyric_weights`` key) loads, unchanged."""
+    _, best = run_folder
+    data = torch.load(best, map_location="cpu", weights_only=True)
+    del data[WEIGHTS_DIGEST_KEY]
+    older = tmp_path / best.name
+    torch.save(data, older)
+    loaded = load_model(str(older), device="cpu")
+    own = loaded.model.state_dict()
+    for name, tensor in data["state_dict"].items():
+        assert torch.equal(own[name.removeprefix("model.")], tensor), name
+
+
 def test_a_flipped_bit_is_refused_naming_the_file(run_folder, tmp_path):
     _, best = run_folder
     for smallest in (False, True):  # the biggest weight and a small one
