@@ -45,8 +45,8 @@ from starlette.requests import ClientDisconnect
 
 from kolyric.serve.guard import check_media_type
 from kolyric.serve.host import Busy, Job, ModelHost, _Failure
-from kolyric.serve.schema import (Limits, RequestError, constraints_available, decode_body, parse_generation,
-                                  presets_listing, settings_schema)
+from kolyric.serve.describe import presets_listing, settings_schema
+from kolyric.serve.schema import Limits, RequestError, constraints_available, decode_body, parse_generation
 
 log = logging.getLogger("kolyric.serve")
 

@@ -370,7 +370,7 @@ CONSTRAINTS_MODULE = "kolyric.engine.constraints"
 
 
 def constraints_module() -> Any:
-    """The lyric constraints module, or None where this build has none yet."""
+    """The lyric constraints module, or None where this build lacks it."""
     import importlib
 
     try:
@@ -386,26 +386,6 @@ def constraints_available() -> bool:
         return constraints_module() is not None
     except Exception:  # noqa: BLE001 - a broken module is reported when a request uses it
         return False
-
-
-def constraint_fields() -> dict[str, Any] | None:
-    """The constraint fields and their defaults, where LyricConstraints is a dataclass."""
-    import dataclasses
-
-    try:
-        module = constraints_module()
-    except Exception:  # noqa: BLE001 - as constraints_available
-        return None
-    cls = getattr(module, "LyricConstraints", None) if module is not None else None
-    if cls is None or not dataclasses.is_dataclass(cls):
-        return None
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else None
-        out[f.name] = default if isinstance(default, (str, int, float, bool, type(None))) else repr(default)
-    return out
 
 
 def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
@@ -468,37 +448,5 @@ def _constraint_problem(item: Any, raw: dict[str, Any]) -> RequestProblem:
     return RequestProblem("constraints", raw, str(item))
 
 
-def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
-    """FIELDS with their ranges, the defaults, the request's other fields and this server's limits."""
-    defaults = DecodingSettings().to_dict()
-    out: dict[str, Any] = {
-        "settings": {
-            name: {
-                "type": spec.kind.__name__, "help": spec.help, "valid": spec.describe_range(),
-                "low": spec.low, "high": spec.high, "low_open": spec.low_open,
-                "choices": list(spec.choices) if spec.choices else None, "optional": spec.optional,
-                "default": defaults.get(name),
-            }
-            for name, spec in FIELDS.items()
-        },
-        "request_fields": dict(REQUEST_FIELDS),
-        "default_preset": DEFAULT_PRESET,
-        "constraints_available": constraints_available(),
-        "constraints": constraint_fields(),
-    }
-    if limits is not None:
-        out["limits"] = limits.to_dict()
-    return out
-
-
-def presets_listing() -> dict[str, Any]:
-    """Every preset: the controls it sets and the full settings it gives."""
-    return {
-        "default": DEFAULT_PRESET,
-        "presets": {name: {"sets": dict(values), "settings": preset(name).to_dict()}
-                    for name, values in PRESETS.items()},
-    }
-
-
-__all__ = ["Limits", "ParsedRequest", "REQUEST_FIELDS", "RequestError", "RequestProblem", "decode_body",
-           "parse_generation", "presets_listing", "settings_schema"]
+__all__ = ["Limits", "ParsedRequest", "REQUEST_FIELDS", "RequestError", "RequestProblem", "constraints_available",
+           "constraints_module", "decode_body", "parse_generation"]

@@ -1,0 +1,65 @@
+"""What the server says about its inputs: every decoding control with its range and default,
+the presets, the lyric constraints' fields and this server's limits (``GET /settings/schema``
+and ``GET /presets``). Validation itself is ``kolyric.serve.schema``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, preset
+from kolyric.serve.schema import REQUEST_FIELDS, Limits, constraints_available, constraints_module
+
+
+def constraint_fields() -> dict[str, Any] | None:
+    """The constraint fields and their defaults, where LyricConstraints is a dataclass."""
+    try:
+        module = constraints_module()
+    except Exception:  # noqa: BLE001 - as constraints_available
+        return None
+    cls = getattr(module, "LyricConstraints", None) if module is not None else None
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return None
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out[f.name] = default if isinstance(default, (str, int, float, bool, type(None))) else repr(default)
+    return out
+
+
+def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
+    """FIELDS with their ranges, the defaults, the request's other fields and this server's limits."""
+    defaults = DecodingSettings().to_dict()
+    out: dict[str, Any] = {
+        "settings": {
+            name: {
+                "type": spec.kind.__name__, "help": spec.help, "valid": spec.describe_range(),
+                "low": spec.low, "high": spec.high, "low_open": spec.low_open,
+                "choices": list(spec.choices) if spec.choices else None, "optional": spec.optional,
+                "default": defaults.get(name),
+            }
+            for name, spec in FIELDS.items()
+        },
+        "request_fields": dict(REQUEST_FIELDS),
+        "default_preset": DEFAULT_PRESET,
+        "constraints_available": constraints_available(),
+        "constraints": constraint_fields(),
+    }
+    if limits is not None:
+        out["limits"] = limits.to_dict()
+    return out
+
+
+def presets_listing() -> dict[str, Any]:
+    """Every preset: the controls it sets and the full settings it gives."""
+    return {
+        "default": DEFAULT_PRESET,
+        "presets": {name: {"sets": dict(values), "settings": preset(name).to_dict()}
+                    for name, values in PRESETS.items()},
+    }
+
+
+__all__ = ["constraint_fields", "presets_listing", "settings_schema"]
