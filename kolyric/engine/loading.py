@@ -381,7 +381,7 @@ def _place(loaded: LoadedModel, device: str, precision: str,
     loaded.model.eval()
     n_params = loaded.n_params  # counted before int8 packing hides the weights from parameters()
     if precision == "int8":
-        from kolyric.engine import quantize  # the int8 CPU path (issue 8)
+        from kolyric.engine import quantize  # the int8 CPU path
 
         notice = quantize.quantize_int8(loaded, progress=progress)
         if notice:

@@ -1,9 +1,8 @@
 """The HTTP API: ``create_app(source, limits) -> FastAPI``.
 
-One model is loaded once (in a background thread, so ``/health`` answers at once) and shared
-by every request. Generations run on worker threads (one by default): a ``Generator`` runs one
-stream at a time, so requests wait their turn in a bounded queue, and a request that finds
-the queue full is answered 503 with ``Retry-After`` at once instead of piling up.
+The model, its worker threads and the bounded queue in front of them are
+``kolyric.serve.host``'s: a request that finds the queue full is answered 503 with
+``Retry-After`` at once instead of piling up.
 
 Endpoints::
 
