@@ -21,6 +21,7 @@ from textual.screen import Screen
 from kolyric.app.config import SETTINGS_FILE, AppConfig, config_dir, data_dir, load_config, save_config
 from kolyric.app.drafts import DraftStore
 from kolyric.app.files import describe_os_error
+from kolyric.app.guard import ErrorGuard, Guarded
 from kolyric.app.messages import ModelLoaded, ModelLoadFailed, ModelLoadProgress
 from kolyric.app.model import ModelHost
 from kolyric.app.screens.playground import PlaygroundScreen
@@ -28,8 +29,11 @@ from kolyric.app.screens.training import TrainingScreen
 from kolyric.app.themes import load_themes
 
 
-class KolyricApp(App[None]):
-    """The lyric playground. Keyword arguments override the settings file for this run."""
+class KolyricApp(Guarded, App[None]):
+    """The lyric playground. Keyword arguments override the settings file for this run.
+
+    An unexpected error anywhere is reported (``kolyric.app.guard``), never the end of the app.
+    """
 
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "kolyric"
@@ -50,6 +54,7 @@ class KolyricApp(App[None]):
     status_busy: var[bool] = var(False)
     status_draft: var[str] = var("draft: new")
     status_draft_ok: var[bool] = var(True)
+    model_window: var[int | None] = var(None)  # the loaded model's context window, in tokens
 
     def __init__(self, *, model: str | None = None, precision: str | None = None,
                  device: str | None = None, theme: str | None = None, preset: str | None = None,
@@ -70,6 +75,9 @@ class KolyricApp(App[None]):
         self.train_command = train_command or [sys.executable, "-m", "kolyric", "train"]
         self.cursor_blink = cursor_blink
         self.load_error: str | None = None
+        self.draft_screen: object | None = None  # the playground, once mounted: saved before any error report
+        self.errors = ErrorGuard(self.data_dir, self._notify_error, self._save_draft_for_report)
+        self._guarding = False  # until mounted, an error is Textual's to handle (it exits)
         self._remember = False
         self._config_lock = threading.Lock()
         # Themes are set before the first style pass: setting one later restyles every widget.
@@ -84,6 +92,7 @@ class KolyricApp(App[None]):
 
     # -- start ---------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        self._guarding = True
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         for notice in self.startup_notices:
             self.notify(notice, severity="warning", timeout=10)
@@ -91,6 +100,39 @@ class KolyricApp(App[None]):
             self.load_model(self.model_spec or "")
         else:
             self.status_activity = "no model loaded: F4 chooses one"
+
+    def on_unmount(self) -> None:
+        self.errors.close()
+
+    # -- errors ----------------------------------------------------------------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual's hook for any unhandled error (it would exit): reported, and the app goes on."""
+        if not self._guarding or self._exit:
+            super()._handle_exception(error)
+            return
+        try:
+            self.report_error(error)
+        except Exception:  # noqa: BLE001 - if even the report fails, Textual's own exit is left
+            super()._handle_exception(error)
+
+    def report_error(self, error: BaseException, where: str = "", detail: str = "") -> None:
+        self.errors.report(error, where, detail)
+
+    def _notify_error(self, line: str) -> None:
+        self.notify(line, title="Something went wrong", severity="error", timeout=20, markup=False)
+
+    def _save_draft_for_report(self) -> str:
+        screen = self.draft_screen
+        if screen is None:
+            return "no draft was open"
+        return "the draft is saved" if screen.flush_draft() else "the draft could NOT be saved (it is still open)"  # type: ignore[attr-defined]
+
+    def settle_cursors(self, node: object) -> None:
+        """Stop the text cursors under ``node`` blinking when the app was started with
+        ``cursor_blink=False`` (tests and snapshots: a picture must not depend on its moment)."""
+        if not self.cursor_blink:
+            for widget in node.query("Input, TextArea"):  # type: ignore[attr-defined]
+                widget.cursor_blink = False
 
     def _theme_changed(self, theme: object) -> None:
         name = getattr(theme, "name", None)
@@ -134,6 +176,7 @@ class KolyricApp(App[None]):
         self.load_error = None
         self.status_busy = False
         self.status_model = message.description
+        self.model_window = getattr(self.host.generator, "context_window", None)
         self.status_activity = f"ready ({message.elapsed_s:.1f} s)"
         for notice in message.notices:
             self.notify(notice, timeout=6)

@@ -51,3 +51,9 @@ def send_key(pilot: Any, key: str, character: str | None = None) -> None:
     event = events.Key(key, character)
     event.set_sender(app)
     app._driver.send_message(event)
+
+
+def screen_lines(app: Any) -> list[str]:
+    """The current screen as plain text, one string per terminal row (what a user reads)."""
+    strips = app.screen._compositor.render_strips()
+    return ["".join(segment.text for segment in strip) for strip in strips]

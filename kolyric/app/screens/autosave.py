@@ -51,17 +51,19 @@ class AutosaveMixin:
         else:
             self.post_message(DraftSaved(seq, draft))  # type: ignore[attr-defined]
 
-    def flush_draft(self) -> None:
-        """Save now, on this thread (when the screen goes away)."""
+    def flush_draft(self) -> bool:
+        """Save now, on this thread (when the screen goes away, or before an error is reported).
+        True when the draft on disk is the current one."""
         draft = self.current_draft()  # type: ignore[attr-defined]
         if draft == self._last_written:
-            return
+            return True
         self._save_seq += 1
         try:
             self.app.drafts.save(draft, self._save_seq)  # type: ignore[attr-defined]
-            self._last_written = draft
         except OSError:
-            pass  # the user was told when saving first failed; nothing more to do at exit
+            return False  # the user was told when saving first failed
+        self._last_written = draft
+        return True
 
     def on_draft_saved(self, message: DraftSaved) -> None:
         if message.seq == self._save_seq:

@@ -1,7 +1,8 @@
 """The lyrics editor: a TextArea holding the draft, with the lyric-aids gutter beside it.
 
-Lines do not soft-wrap, so each draft line is one row and the gutter's rows line up with it.
-Every edit re-analyses the draft (sections, syllables, rhyme groups; about 2 ms for 200
+Long lines soft-wrap (a lyric line is never cut off at the edge, and there is no sideways
+scrolling to lose a line's first cells after a resize); the gutter shows a line's cells on the
+first row it takes. Every edit re-analyses the draft (sections, syllables, rhyme groups; about 2 ms for 200
 lines) under the current rhyme options, feeds the gutter's columns and posts
 ``DraftAnalysed`` for the sections panel.
 """
@@ -12,17 +13,31 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import TextArea
 
+from kolyric.app.guard import Guarded
 from kolyric.app.messages import DraftAnalysed
 from kolyric.app.widgets.gutter import GutterColumn, LyricGutter, SyllableColumn
 from kolyric.app.widgets.rhyme import RhymeColumn, rhyme_palette
 from kolyric.korean import Analysis, RhymeOptions, analyse
 
 
-class DraftArea(TextArea):
+class DraftArea(Guarded, TextArea):
     """The TextArea of the draft (its own type so CSS and tests can find it)."""
 
+    def _recompute_cursor_offset(self) -> None:
+        # Textual's undo re-measures the document before it moves the cursor back inside it; when
+        # that shows or hides a scrollbar, it asks where the cursor is while the cursor still
+        # points past the last line (an undo of two new lines at 80x24 raised ValueError). Ask
+        # about the nearest place inside the document instead; the cursor moves there next.
+        document = self.document
+        row, column = self.cursor_location
+        last = document.line_count - 1
+        if row > last:
+            row, column = last, len(document.get_line(last))
+        self._cursor_offset = self.wrapped_document.location_to_offset(
+            (row, min(column, len(document.get_line(row)))))
 
-class LyricsEditor(Horizontal):
+
+class LyricsEditor(Guarded, Horizontal):
     """The draft and its gutter. ``text`` is the draft; editing posts ``TextArea.Changed``."""
 
     DEFAULT_CSS = """
@@ -39,7 +54,7 @@ class LyricsEditor(Horizontal):
     def __init__(self, text: str = "", columns: list[GutterColumn] | None = None,
                  *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.area = DraftArea(text, soft_wrap=False, show_line_numbers=True, id="draft",
+        self.area = DraftArea(text, soft_wrap=True, show_line_numbers=True, id="draft",
                               highlight_cursor_line=True)
         if columns is None:
             columns = [SyllableColumn(), RhymeColumn(lambda: rhyme_palette(self.app))]

@@ -1,4 +1,4 @@
-"""The lyric-aids gutter: one row per draft line, beside the editor, made of columns.
+"""The lyric-aids gutter: a line's cells beside the first row the line takes in the editor.
 
 A column is any object with a ``width``, a ``name``, ``cell(line, index) -> str`` and
 ``style(line, index)``; the gutter paints the columns side by side for the visible lines and
@@ -15,10 +15,12 @@ from typing import Any, Protocol
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
+from textual.geometry import Offset
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import TextArea
 
+from kolyric.app.guard import Guarded
 from kolyric.korean.hangul import count_syllables
 from kolyric.korean.sections import is_header
 
@@ -62,8 +64,9 @@ class SyllableColumn:
         return None
 
 
-class LyricGutter(Widget):
-    """Paints its columns for the lines the editor shows, row for row."""
+class LyricGutter(Guarded, Widget):
+    """Paints its columns for the lines the editor shows, beside each line's first row (a long
+    line wraps onto more rows; those stay blank here)."""
 
     COMPONENT_CLASSES = {"lyric-gutter--cell", "lyric-gutter--cursor"}
     DEFAULT_CSS = """
@@ -87,6 +90,7 @@ class LyricGutter(Widget):
     def on_mount(self) -> None:
         self.watch(self.text_area, "scroll_y", lambda _: self.refresh(), init=False)
         self.watch(self.text_area, "selection", lambda _: self.refresh(), init=False)  # the cursor's row
+        self.watch(self.text_area, "virtual_size", lambda _: self.refresh(), init=False)  # wrapped again
 
     def get_content_width(self, container, viewport) -> int:  # noqa: ANN001 - Textual's signature
         return sum(c.width for c in self.columns) + len(self.columns) - 1
@@ -107,12 +111,25 @@ class LyricGutter(Widget):
         line = self.text_area.document.get_line(index)
         return [c.cell(line, index) for c in self.columns]
 
+    def line_at_row(self, y: int) -> int | None:
+        """The draft line whose first row is row ``y`` of the editor's view, or None (a wrapped
+        line's later rows, or below the last line)."""
+        area = self.text_area
+        row = int(area.scroll_y) + y
+        wrapped = area.wrapped_document
+        if row >= wrapped.height:
+            return None
+        index, column = wrapped.offset_to_location(Offset(0, row))
+        if column or index >= area.document.line_count:
+            return None
+        return index
+
     def render_line(self, y: int) -> Strip:
         document = self.text_area.document
-        index = int(self.text_area.scroll_y) + y
+        index = self.line_at_row(y)
         width = self.size.width
         base = self.rich_style
-        if index >= document.line_count:
+        if index is None:
             return Strip([Segment(" " * width, base)], width)
         line = document.get_line(index)
         on_cursor = index == self.text_area.cursor_location[0]
