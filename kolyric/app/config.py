@@ -2,6 +2,9 @@
 
 ``settings.toml`` lives in the platform's config directory (``KOLYRIC_CONFIG_DIR``
 overrides it); drafts live in the data directory (``KOLYRIC_DATA_DIR`` or ``--data-dir``).
+With ``KOLYRIC_CONFINED_DIR`` set (``kolyric serve --app`` sets it for browser sessions), the
+app writes only inside that folder: both directories move into it when they lie outside, and
+``outside_confinement`` refuses exports and training folders elsewhere.
 Command-line flags override the file for one run without changing it; choices made in the
 app (theme, preset, model) are written back. A file that cannot be parsed, or holds a value
 of the wrong type, is renamed aside and the defaults are used; the notice says where it went.
@@ -22,6 +25,7 @@ from kolyric.files import sweep_stale_temps
 
 APP_NAME = "kolyric"
 SETTINGS_FILE = "settings.toml"
+CONFINED_ENV = "KOLYRIC_CONFINED_DIR"
 DEFAULT_THEME = "kolyric-night"
 RECENT_LIMIT = 8
 
@@ -30,22 +34,61 @@ def config_dir() -> Path:
     """Where settings.toml lives: ``$KOLYRIC_CONFIG_DIR`` or the platform's config dir."""
     env = os.environ.get("KOLYRIC_CONFIG_DIR", "").strip()
     if env:
-        return Path(env).expanduser()
-    import platformdirs
+        chosen = Path(env).expanduser()
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+        chosen = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    return _inside_confinement(chosen, "config")
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
     """Where drafts and training runs go: ``override``, ``$KOLYRIC_DATA_DIR`` or the platform's data dir."""
-    if override:
-        return Path(override).expanduser()
     env = os.environ.get("KOLYRIC_DATA_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    if override:
+        chosen = Path(override).expanduser()
+    elif env:
+        chosen = Path(env).expanduser()
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+        chosen = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    return _inside_confinement(chosen, "data")
+
+
+# -- confinement (browser sessions) -------------------------------------------------------------
+def confined_dir() -> Path | None:
+    """The one folder this session may write in (``$KOLYRIC_CONFINED_DIR``, resolved), or None."""
+    raw = os.environ.get(CONFINED_ENV, "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
+
+
+def user_path(raw: str | os.PathLike) -> Path:
+    """A path the user typed, absolute: ``~`` expanded; relative to the confined folder when
+    there is one (else to the current folder); symlinks and ``..`` resolved."""
+    path = Path(raw).expanduser()
+    root = confined_dir()
+    if not path.is_absolute():
+        path = (root if root is not None else Path.cwd()) / path
+    return path.resolve()
+
+
+def outside_confinement(path: str | os.PathLike) -> str | None:
+    """A one-line refusal when this session may not write ``path``; None when it may."""
+    root = confined_dir()
+    if root is None:
+        return None
+    target = user_path(path)
+    if target == root or root in target.parents:
+        return None
+    return f"this session may write only inside {root}; {target} is outside it"
+
+
+def _inside_confinement(chosen: Path, name: str) -> Path:
+    root = confined_dir()
+    if root is None or outside_confinement(chosen) is None:
+        return chosen
+    return root / name
 
 
 @dataclass
@@ -102,8 +145,8 @@ def load_config(path: Path) -> tuple[AppConfig, list[str]]:
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
         problems = check_values(values)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
-        problems = [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: TOML errors, and int()'s digit limit
+        problems = [str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__]
     if problems:
         moved = quarantine(path)
         where = f"moved to {moved.name}" if moved else "left in place"

@@ -5,6 +5,11 @@ the prompt line. Saves are atomic (temp file + fsync + ``os.replace``), so a kil
 leaves either the previous draft or the new one, never a torn file. Saves may come from
 several worker threads; each carries a sequence number and a save older than the newest
 written one is skipped, so an old snapshot can never overwrite a newer one.
+
+A file that is not a draft at all is renamed aside. A draft with one field that cannot be read
+(a number of thousands of digits, which ``int()`` refuses; a polarity kolyric does not know)
+loses that field only: the file as it was is copied aside, and the rest is restored and
+written back, so a poisoned field never stops a later start.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kolyric.app.files import atomic_write_text, quarantine
+from kolyric.app.files import atomic_write_text, keep_copy, quarantine
 from kolyric.files import sweep_stale_temps
 
 DRAFT_FILE = "draft.json"
@@ -24,6 +29,16 @@ FORMAT = "kolyric-draft"
 VERSION = 1
 # A lone UTF-16 surrogate (a broken paste) has no UTF-8 form; JSON can still carry it as \uXXXX.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_NUMBER_DIGITS = 64  # no number a draft holds is longer; longer ones are never given to int()
+MAX_FIELD_CHARS = 500  # a constraint field as typed (a rhyme may be a whole line)
+
+
+class _LongNumber(str):
+    """A JSON integer too long to convert: kept as its digits, and set aside."""
+
+
+def _parse_int(digits: str) -> int | str:
+    return int(digits) if len(digits.lstrip("-")) <= MAX_NUMBER_DIGITS else _LongNumber(digits)
 
 
 @dataclass(frozen=True)
@@ -43,16 +58,32 @@ class Draft:
 
     @classmethod
     def from_json(cls, raw: str) -> "Draft":
-        """Parse a saved draft; ValueError when it is not one."""
-        data = json.loads(raw)
+        """Parse a saved draft, strictly; ValueError naming the first field that cannot be read."""
+        draft, set_aside = cls.read(raw)
+        if set_aside:
+            raise ValueError(set_aside[0])
+        return draft
+
+    @classmethod
+    def read(cls, raw: str) -> tuple["Draft", list[str]]:
+        """Parse a saved draft: the draft and the fields left out because they could not be
+        read (one line each). ValueError when it is not a draft or its lyrics cannot be read."""
+        data = json.loads(raw, parse_int=_parse_int)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError("not a kolyric draft")
-        text, prompt, polarity = data.get("text"), data.get("prompt", ""), data.get("polarity")
-        if not isinstance(text, str) or not isinstance(prompt, str):
-            raise ValueError("text and prompt must be strings")
+        text = data.get("text")
+        if not isinstance(text, str) or isinstance(text, _LongNumber):
+            raise ValueError(f"text: must be the lyrics as a string, got {_describe(text)}")
+        set_aside: list[str] = []
+        prompt, polarity = data.get("prompt", ""), data.get("polarity")
+        if not isinstance(prompt, str) or isinstance(prompt, _LongNumber):
+            set_aside.append(f"prompt: must be a string, got {_describe(prompt)}")
+            prompt = ""
         if polarity not in (None, "긍정", "부정"):
-            raise ValueError(f"unknown polarity {polarity!r}")
-        return cls(text=text, prompt=prompt, polarity=polarity, constraints=_constraint_fields(data.get("constraints")))
+            set_aside.append(f"polarity: must be 긍정, 부정 or none, got {_describe(polarity)}")
+            polarity = None
+        constraints, bad = _constraint_fields(data.get("constraints"))
+        return cls(text=text, prompt=prompt, polarity=polarity, constraints=constraints), set_aside + bad
 
 
 class DraftStore:
@@ -74,13 +105,23 @@ class DraftStore:
         except OSError as exc:
             return None, [f"Could not read the saved draft {self.path}: {exc.strerror or exc}"]
         try:
-            return Draft.from_json(raw.decode("utf-8")), []
+            draft, set_aside = Draft.read(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             moved = quarantine(self.path)
             where = f"renamed to {moved.name}" if moved else "left in place"
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             return None, [f"The saved draft was unreadable ({reason}); starting empty. "
                           f"The file was {where} in {self.directory}."]
+        if not set_aside:
+            return draft, []
+        kept = keep_copy(self.path)
+        try:  # the readable part replaces the file: the bad field cannot trouble the next start
+            atomic_write_text(self.path, draft.to_json())
+        except OSError:
+            pass
+        where = f"the file as it was is kept as {kept.name}" if kept else "the file could not be copied aside"
+        return draft, [f"Restored your last draft, but left out what could not be read "
+                       f"({'; '.join(set_aside)[:300]}); {where} in {self.directory}."]
 
     def save(self, draft: Draft, seq: int) -> bool:
         """Write ``draft`` unless a newer one (higher ``seq``) is already written.
@@ -95,15 +136,34 @@ class DraftStore:
             return True
 
 
-def _constraint_fields(raw: object) -> tuple[tuple[str, str], ...]:
-    """The constraint fields of a saved draft. They are optional extras beside the lyrics: a
-    value of another shape (an older or newer kolyric, a hand edit) is dropped, never a reason
-    to set the whole draft aside. Numbers and booleans are kept as the text a field shows."""
+def _constraint_fields(raw: object) -> tuple[tuple[tuple[str, str], ...], list[str]]:
+    """The constraint fields of a saved draft, and those left out. They are optional extras
+    beside the lyrics: a value of another shape (an older or newer kolyric, a hand edit) is
+    dropped silently, never a reason to set the whole draft aside; a number too long to read
+    or a value too long for a field is left out with a notice. Numbers and booleans are kept
+    as the text a field shows."""
     if not isinstance(raw, dict):
-        return ()
+        return (), []
     shown = {True: "on", False: "off"}
-    return tuple((k, shown[v] if isinstance(v, bool) else str(v)) for k, v in raw.items()
-                 if isinstance(k, str) and isinstance(v, (str, int, float, bool)))
+    fields: list[tuple[str, str]] = []
+    bad: list[str] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            continue
+        if isinstance(value, _LongNumber) or (isinstance(value, str) and len(value) > MAX_FIELD_CHARS):
+            bad.append(f"constraints.{key[:40]}: {_describe(value)}")
+            continue
+        fields.append((key, shown[value] if isinstance(value, bool) else str(value)))
+    return tuple(fields), bad
+
+
+def _describe(value: object) -> str:
+    """A value from a draft file in a few words, however large it is."""
+    if isinstance(value, _LongNumber):
+        return f"a number of {len(value.lstrip('-')):,} digits"
+    if isinstance(value, str) and len(value) > 60:
+        return f"a text of {len(value):,} characters"
+    return repr(value) if not isinstance(value, (dict, list)) else f"a {type(value).__name__}"
 
 
 def export_record(path: Path, record: dict) -> Path:

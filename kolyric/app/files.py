@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -17,17 +18,32 @@ from kolyric.files import atomic_write_text  # noqa: F401 - re-exported for the 
 
 def quarantine(path: Path) -> Path | None:
     """Rename an unreadable file to ``<name>.bad-<timestamp>`` beside it; the new path or None."""
-    path = Path(path)
+    target = _bad_name(Path(path))
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    return target
+
+
+def keep_copy(path: Path) -> Path | None:
+    """Copy a file that was only partly readable to ``<name>.bad-<timestamp>`` beside it (the
+    readable part is then written back in its place); the copy's path, or None."""
+    target = _bad_name(Path(path))
+    try:
+        shutil.copy2(path, target)
+    except OSError:
+        return None
+    return target
+
+
+def _bad_name(path: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.bad-{stamp}")
     n = 1
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.bad-{stamp}-{n}")
-    try:
-        os.replace(path, target)
-    except OSError:
-        return None
     return target
 
 

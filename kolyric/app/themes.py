@@ -56,7 +56,7 @@ def load_themes(dirs: list[Path] | None = None) -> tuple[list[Any], list[str]]:
         for path in sorted(directory.glob("*.toml")):
             try:
                 theme = parse_theme(tomllib.loads(path.read_text(encoding="utf-8")), path.name)
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:  # ValueError: TOML, colours, int()
                 notices.append(f"Theme {path} skipped: {str(exc).splitlines()[0]}")
                 continue
             themes.setdefault(theme.name, theme)

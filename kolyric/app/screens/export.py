@@ -1,12 +1,14 @@
 """Export the draft to a plain .txt file, with how it was made in a ``.kolyric.json`` beside it
 (model, controls, and each accepted line's settings and seed). A failure is shown in the
-dialog, which stays open."""
+dialog, which stays open. A browser session (``KOLYRIC_CONFINED_DIR``) may export only inside
+its folder; a relative name is taken there."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,15 +16,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from kolyric.app.config import confined_dir, outside_confinement, user_path
 from kolyric.app.drafts import export_record, export_text
 from kolyric.app.files import describe_os_error
+from kolyric.app.guard import Guarded
 
 
 def default_export_path() -> str:
-    return str(Path.cwd() / f"kolyric-{time.strftime('%Y%m%d-%H%M')}.txt")
+    return str((confined_dir() or Path.cwd()) / f"kolyric-{time.strftime('%Y%m%d-%H%M')}.txt")
 
 
-class ExportScreen(ModalScreen[str | None]):
+class ExportScreen(Guarded, ModalScreen[str | None]):
     """Dismisses with the written path, or None when cancelled."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
@@ -42,6 +46,9 @@ class ExportScreen(ModalScreen[str | None]):
                 yield Button("Cancel", id="export-cancel")
                 yield Button("Export", id="export-ok", variant="primary")
 
+    def on_mount(self) -> None:
+        self.app.settle_cursors(self)
+
     @on(Button.Pressed, "#export-cancel")
     def _cancel(self) -> None:
         self.dismiss(None)
@@ -54,13 +61,17 @@ class ExportScreen(ModalScreen[str | None]):
         if not raw:
             error.update("Give a file name.")
             return
-        path = Path(raw).expanduser()
+        path = user_path(raw)
         if path.suffix == "":
             path = path.with_suffix(".txt")
+        refusal = outside_confinement(path)
+        if refusal:
+            error.update(Text(f"Not exported: {refusal}."))
+            return
         try:
             written = export_text(path, self.text)
         except OSError as exc:
-            error.update(f"Could not write {path}: {describe_os_error(exc)}")
+            error.update(Text(f"Could not write {path}: {describe_os_error(exc)}"))
             return
         also = ""
         if self.record is not None:
@@ -69,5 +80,5 @@ class ExportScreen(ModalScreen[str | None]):
             except OSError as exc:  # the lyrics are out: say what is missing, do not undo that
                 self.notify(f"The settings record beside it could not be written: {describe_os_error(exc)}",
                             title="Record not written", severity="warning", timeout=10)
-        self.notify(f"Exported to {written}{also}", title="Draft exported")
+        self.notify(f"Exported to {written}{also}", title="Draft exported", markup=False)
         self.dismiss(str(written))
