@@ -84,6 +84,13 @@ class TokenSelected(Message):
 
 
 @dataclass
+class CardFocused(Message):
+    """Candidate ``slot`` got the focus with no token selected: the inspector shows nothing stale."""
+
+    slot: int
+
+
+@dataclass
 class AlternativeChosen(Message):
     """Rewrite candidate ``slot`` from token ``index`` on, starting with ``token_id``."""
 

@@ -32,6 +32,7 @@ class CandidateState:
     seed: int | None = None
     joiner: str | None = None  # between the prompt and the text; None: a space where the text has one
     report: Any = None  # the engine's ConstraintReport when the generation was constrained
+    window_limit: int | None = None  # set when it stopped because the model's window was full
 
     @property
     def text(self) -> str:
@@ -62,7 +63,7 @@ class CandidateState:
         """What goes into the draft: the prompt line and the continuation."""
         if self.full_text:
             return self.full_text
-        prompt, text = self.prompt.strip(), self.text.strip()
+        prompt, text = self.prompt.strip(), "\n".join(line.strip() for line in self.text.split("\n")).strip()
         joiner = self.joiner if self.joiner is not None else " " if self.text[:1].isspace() else ""
         return f"{prompt}{joiner if prompt else ''}{text}".strip()
 
@@ -114,13 +115,44 @@ class HistoryEntry:
     forced_ids: tuple[int, ...] = ()  # tokens chosen in the inspector (a branch)
     model: str | None = None
     finish_reason: str | None = None  # eos, length, constraint, stopped (a stopped line cannot be remade)
+    # controls changed while it streamed: from which token on which values applied (``settings``
+    # made the tokens before the first change)
+    settings_changes: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "prompt": self.prompt, "polarity": self.polarity, "context": list(self.context),
                 "summary": self.summary, "accepted": self.accepted,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.at)), "model": self.model,
-                "settings": self.settings, "candidate": self.candidate, "constraints": self.constraints,
+                "settings": self.settings, "settings_changes": [dict(c) for c in self.settings_changes],
+                "candidate": self.candidate, "constraints": self.constraints,
                 "forced_ids": list(self.forced_ids), "finish_reason": self.finish_reason}
+
+
+# what a live change cannot alter in a running stream (the engine keeps the run's own)
+_FIXED_MID_STREAM = ("seed", "n")
+
+
+def settings_changes(timeline: list[tuple[int, Any]], tokens: int | None = None) -> tuple[dict[str, Any], ...]:
+    """``timeline`` ((first token, settings) in order, from ``RecordingControls``) as the
+    changes after the first: ``{"from_token": 12, "changed": {"temperature": 1.5}}``, 0-based
+    token numbers. Changes that took effect after a candidate's last token (``tokens``) are
+    left out: they made none of its text."""
+    out: list[dict[str, Any]] = []
+    for (_, before), (step, after) in zip(timeline, timeline[1:]):
+        old, new = before.to_dict(), after.to_dict()
+        changed = {k: v for k, v in new.items() if k not in _FIXED_MID_STREAM and old.get(k) != v}
+        if new.get("strategy") == "beam":  # a running stream does not turn into beam search
+            changed.pop("strategy", None)
+        if changed and (tokens is None or step < tokens):
+            out.append({"from_token": step, "changed": changed})
+    return tuple(out)
+
+
+def changes_summary(changes: tuple[dict[str, Any], ...]) -> str:
+    """"from token 13: temperature 1.5, top_k 20" for each change (1-based for people)."""
+    return "; ".join(f"from token {c['from_token'] + 1}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float)
+                                                                    else f"{k} {v}" for k, v in c["changed"].items())
+                     for c in changes)
 
 
 def settings_summary(settings: Any, finish_reason: str | None, report: Any = None) -> str:

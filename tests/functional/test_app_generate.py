@@ -85,8 +85,9 @@ async def test_invalid_control_is_marked_and_blocks_generation(tiny_model_dir):
         await pilot.pause()
         row = screen.query_one("#ctl-row-top_p", FieldRow)
         assert row.invalid
-        message = str(screen.query_one("#ctl-error-top_p").render())
+        message = row.message
         assert "(0, 1]" in message and "got 0" in message
+        assert f"top_p: {message}" in str(screen.query_one("#ctl-problems").render())
         assert screen.query_one("#generate").disabled
         await pilot.press("ctrl+g")
         assert not screen.streaming and not screen.query_one("#candidates").cards()
@@ -97,7 +98,7 @@ async def test_invalid_control_is_marked_and_blocks_generation(tiny_model_dir):
         # a cross-field rule marks the field it names
         screen.controls.set_values(strategy="greedy", n=2)
         assert screen.query_one("#ctl-row-n", FieldRow).invalid
-        assert "greedy" in str(screen.query_one("#ctl-error-n").render())
+        assert "greedy" in screen.query_one("#ctl-row-n", FieldRow).message
 
 
 async def test_change_while_streaming_applies_live(tiny_model_dir):

@@ -13,10 +13,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from kolyric.app.guard import Guarded
 from kolyric.app.session import HistoryEntry
 
 
-class HistoryScreen(ModalScreen[int | None]):
+class HistoryScreen(Guarded, ModalScreen[int | None]):
     """Dismisses with the index (in ``entries``) of the candidate to accept, or None."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close")]

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from kolyric.app.guard import Guarded
 from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
 
 DEFAULT_HUB_MODEL = "skt/kogpt2-base-v2"
@@ -64,7 +65,7 @@ def suggestions(recent: list[str], data_dir: Path) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-class ModelPickerScreen(ModalScreen[tuple[str, str] | None]):
+class ModelPickerScreen(Guarded, ModalScreen[tuple[str, str] | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
     DEFAULT_CSS = """
     ModelPickerScreen #model-row { height: 1; margin-bottom: 1; }
@@ -103,6 +104,7 @@ class ModelPickerScreen(ModalScreen[tuple[str, str] | None]):
                 yield Button("Load", id="picker-load", variant="primary")
 
     def on_mount(self) -> None:
+        self.app.settle_cursors(self)
         self.query_one("#picker-error").display = bool(self.error)
         self.query_one("#model-spec", Input).focus()
 

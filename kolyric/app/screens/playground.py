@@ -16,37 +16,42 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from kolyric.app.drafts import Draft
-from kolyric.app.messages import (AcceptCandidate, AlternativeChosen, DraftAnalysed, PresetChosen, SettingsChanged,
-                                  TokenSelected)
+from kolyric.app.guard import Guarded
+from kolyric.app.messages import (AcceptCandidate, AlternativeChosen, CardFocused, DraftAnalysed, PresetChosen,
+                                  SettingsChanged, TokenSelected)
 from kolyric.app.screens.autosave import AutosaveMixin
 from kolyric.app.screens.streaming import StreamingMixin
 from kolyric.app.session import CandidateState, HistoryEntry, draft_context
 from kolyric.app.widgets.candidates import CandidateCard, CandidateStrip
 from kolyric.app.widgets.controls import ControlsPanel
 from kolyric.app.widgets.editor import LyricsEditor
+from kolyric.app.widgets.fields import CalmFocus
 from kolyric.app.widgets.inspector import TokenInspector
 from kolyric.app.widgets.sections import SectionsPanel
 from kolyric.engine.constraints import MAX_SYLLABLES
-from kolyric.app.widgets.status import StatusBar
+from kolyric.app.widgets.status import FittingFooter, StatusBar
 
-POLARITIES = [("polarity: none", "none"), ("긍정 (positive)", "긍정"), ("부정 (negative)", "부정")]
+POLARITIES = [("polarity –", "none"), ("긍정 (+)", "긍정"), ("부정 (−)", "부정")]
+PROMPT_HINT = "a line to continue (Ctrl+G)"
 
 
-class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
+class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen):
     # classes for small terminals (app.tcss): a narrower right column, shorter panels
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
+        # short words: the footer holds them all at 80 columns
         Binding("ctrl+g", "generate", "Generate", priority=True),
         Binding("escape", "stop", "Stop"),
-        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
+        Binding("ctrl+r", "regenerate", "Again", tooltip="Regenerate with the last request", priority=True),
         Binding("ctrl+o", "accept", "Accept", priority=True),
         Binding("f5", "history", "History"),
-        Binding("ctrl+s", "export", "Export .txt", priority=True),
-        Binding("ctrl+t", "target_line", "Target line", priority=True),
+        Binding("ctrl+s", "export", "Export", tooltip="Export the draft as .txt", priority=True),
+        Binding("ctrl+t", "target_line", "Target", tooltip="Target the cursor line's syllables and rhyme",
+                priority=True),
     ]
 
     def __init__(self) -> None:
@@ -61,7 +66,11 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
 
     def compose(self) -> ComposeResult:
         draft, notices = self.app.drafts.load()
-        self._restore_notices = notices + (["Restored your last draft."] if draft and draft.text else [])
+        restored = bool(draft and draft.text)
+        if restored and not any(n.startswith("Restored") for n in notices):
+            notices = [*notices, "Restored your last draft."]
+        self._restore_notices = notices
+        self._restored = restored
         draft = draft or Draft()
         self._last_written = draft
         with Horizontal(id="main"):
@@ -70,15 +79,16 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
                 yield self.editor
                 with Horizontal(id="prompt-row"):
                     yield Label("prompt", classes="row-label")
-                    self.prompt_input = Input(draft.prompt, placeholder="a line to continue (Ctrl+G)",
+                    self.prompt_input = Input(draft.prompt, placeholder=PROMPT_HINT,
                                               compact=True, id="prompt")
                     yield self.prompt_input
                     self.polarity_select = Select(POLARITIES, value=draft.polarity or "none", allow_blank=False,
                                                   compact=True, id="polarity")
                     yield self.polarity_select
+                with Horizontal(id="candidates-bar"):
+                    yield Static("Candidates", id="candidates-title")
                     yield Button("Generate", id="generate", variant="primary", compact=True)
                     yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
-                yield Static("Candidates", id="candidates-title")
                 yield CandidateStrip(Static("Generated lines appear here, token by token.",
                                             classes="placeholder"), id="candidates")
             with Vertical(id="right"):
@@ -89,22 +99,32 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
                 yield self.sections
                 yield TokenInspector(id="inspector")
         yield StatusBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
+        self.app.draft_screen = self  # saved first whenever an unexpected error is reported
+        if self._restored:
+            self.app.status_draft, self.app.status_draft_ok = "draft restored", True
         for notice in self._restore_notices:
-            self.notify(notice, severity="warning" if "unreadable" in notice else "information", timeout=8)
-        if not self.app.cursor_blink:
-            for widget in self.query("Input, TextArea"):
-                widget.cursor_blink = False
+            warn = "unreadable" in notice or "could not be read" in notice
+            self.notify(notice, severity="warning" if warn else "information", timeout=12 if warn else 8,
+                        markup=False)
+        self.app.settle_cursors(self)
         self.editor.area.focus()
         # cursor_location is a property over the ``selection`` reactive: watch that
         self.watch(self.editor.area, "selection", lambda selection: self.sections.set_cursor(selection.end[0]))
+
+    def on_resize(self) -> None:
+        # narrow screens hide the "prompt" label (app.tcss): the empty box says what it is for
+        narrow = self.has_class("-narrow")
+        self.prompt_input.placeholder = f"prompt: {PROMPT_HINT}" if narrow else PROMPT_HINT
 
     def on_unmount(self) -> None:
         if self.run is not None:
             self.run.cancel.set()
         self.flush_draft()
+        if self.app.draft_screen is self:
+            self.app.draft_screen = None
 
     # -- the draft -----------------------------------------------------------------------------
     def current_draft(self) -> Draft:
@@ -196,6 +216,21 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
         if state is not None and message.index < len(state.tokens):
             self.query_one(TokenInspector).show(message.slot, message.index, state.tokens[message.index])
 
+    def on_card_focused(self, message: CardFocused) -> None:
+        inspector = self.query_one(TokenInspector)
+        if inspector.slot != message.slot:
+            inspector.clear(f"#{message.slot + 1}: ←/→ selects a token")
+
+    def on_candidate_strip_range_changed(self, message: CandidateStrip.RangeChanged) -> None:
+        title = self.query_one("#candidates-title", Static)
+        if message.total <= 1:
+            title.update("Candidates")
+        elif message.first == 1 and message.last == message.total:
+            title.update(f"Candidates · {message.total}")
+        else:
+            shown = f"{message.first}" if message.first == message.last else f"{message.first}–{message.last}"
+            title.update(f"Candidates · {shown} of {message.total} · Tab/scroll: more")
+
     def on_descendant_focus(self, event: object) -> None:
         widget = getattr(event, "widget", None)
         if isinstance(widget, CandidateCard):
@@ -239,19 +274,29 @@ class PlaygroundScreen(StreamingMixin, AutosaveMixin, Screen):
 
     def accept_text(self, text: str, prompt: str = "") -> None:
         """Put an accepted candidate (its prompt line, then what was generated) into the draft.
-        When the cursor's line is that prompt line, it is not written twice: new lines go
-        below it, and a completed line replaces it."""
+        The prompt line is not written twice when the draft has it at the cursor, or as the
+        last line written above the cursor (blank lines between): new lines go below it, and
+        a completed line replaces it."""
         editor, prompt = self.editor, prompt.strip()
-        row = editor.cursor_line
-        if prompt and editor.lines()[row].strip() == prompt and text.startswith(prompt):
+        row = self._prompt_row(prompt) if prompt and text.startswith(prompt) else None
+        if row is not None:
             rest = text[len(prompt):]
             if rest.startswith("\n"):
+                editor.area.move_cursor((row, len(editor.lines()[row])))
                 editor.insert_line(rest[1:])
             else:
                 editor.replace_line(row, text)
         else:
             editor.insert_line(text)
-        self.notify(f"Added to the draft: {text[:40]}", timeout=3)
+        self.notify(f"Added to the draft: {text[:40]}", timeout=3, markup=False)
+
+    def _prompt_row(self, prompt: str) -> int | None:
+        """The draft line holding ``prompt``: the cursor's line, or the nearest written line
+        above a blank cursor line."""
+        lines, row = self.editor.lines(), self.editor.cursor_line
+        while row > 0 and not lines[row].strip():
+            row -= 1
+        return row if lines[row].strip() == prompt else None
 
     # -- dialogs ---------------------------------------------------------------------------------
     def action_history(self) -> None:

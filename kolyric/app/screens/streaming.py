@@ -5,10 +5,13 @@ thread worker that only pushes engine events into the run's buffer and posts
 ``StreamProgress``. The handler drains the buffer into the candidates' states and repaints
 the cards at most ``PAINT_INTERVAL`` apart, so a fast model never starves the editor of
 frames. A stop takes effect on screen at once; the stopped run's late tokens are dropped.
+Controls changed while a stream runs apply from its next token; the history records from
+which token on (``kolyric.app.live``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -17,7 +20,8 @@ from textual.timer import Timer
 from textual.widgets import Button
 
 from kolyric.app.messages import StreamFailed, StreamProgress
-from kolyric.app.session import CandidateState, HistoryEntry, StreamRun, settings_summary
+from kolyric.app.session import (CandidateState, HistoryEntry, StreamRun, changes_summary, settings_changes,
+                                 settings_summary)
 from kolyric.app.widgets.candidates import CandidateStrip
 from kolyric.app.widgets.inspector import TokenInspector
 
@@ -55,7 +59,8 @@ class StreamingMixin:
             self.query_one(f"#ctl-{problem.field}").focus()
             return False
         self.stop_stream(quiet=True)
-        from kolyric.engine.stream import GenerationRequest, LiveControls
+        from kolyric.app.live import RecordingControls
+        from kolyric.engine.stream import GenerationRequest
 
         settings = self.controls.settings
         if slot is not None:  # a branch rewrites one candidate: one row, greedy where beams were
@@ -66,7 +71,7 @@ class StreamingMixin:
                                     constraints=constraints)
         rows = settings.n if settings.strategy != "greedy" else 1
         slots = [slot] if slot is not None else list(range(rows))
-        run = StreamRun(request, LiveControls(settings), slots)
+        run = StreamRun(request, RecordingControls(settings), slots)
         self.run = run
         strip = self.query_one(CandidateStrip)
         # constrained "next" lines start on a line of their own; otherwise the text continues the prompt
@@ -78,6 +83,9 @@ class StreamingMixin:
             self.query_one(TokenInspector).clear()
         else:
             self.states[slot] = CandidateState(slot, prompt, joiner=joiner)
+            inspector = self.query_one(TokenInspector)
+            if inspector.slot == slot:  # its tokens are about to be rewritten
+                inspector.clear()
             card = strip.card(slot)
             if card is not None:
                 card.state, card.selected = self.states[slot], None
@@ -92,8 +100,13 @@ class StreamingMixin:
 
     @work(thread=True, group="stream", exit_on_error=False)
     def _stream_worker(self, run: StreamRun, generator: Any) -> None:
+        from kolyric.engine.stream import TokenEvent
+
+        run.controls.stream_thread = threading.get_ident()
         try:
             for event in generator.stream(run.request, cancel=run.cancel, controls=run.controls):
+                if isinstance(event, TokenEvent):  # before the stream goes on to its next step
+                    run.controls.steps_done = event.step + 1
                 run.push(event)
                 self.post_message(StreamProgress(run.run_id))
                 time.sleep(0)  # let the UI thread take the GIL between tokens: typing stays instant
@@ -147,6 +160,7 @@ class StreamingMixin:
             self.app.status_activity = f"generating… {run.tokens} tokens · {run.tokens_per_s:.1f} tok/s"
 
     def _finish(self, run: StreamRun, result: Any) -> None:
+        window = getattr(self.app.host.generator, "context_window", None)
         for i, candidate in enumerate(result.candidates):
             state = self.states[run.slots[i]]
             state.full_text = candidate.full_text
@@ -156,6 +170,9 @@ class StreamingMixin:
             if not state.tokens and candidate.tokens:  # beam search: tokens come with the result
                 state.tokens = [t for t in candidate.tokens if t.token_id in candidate.token_ids]
                 state.pieces = [t.text for t in state.tokens]
+            # "length" before max_length: the prompt and the new tokens filled the model's window
+            if candidate.finish_reason == "length" and window and len(candidate.tokens) < result.settings.max_length:
+                state.window_limit = int(window)
         self._record(run, result.settings)
         self.run = None
         self._set_streaming(False)
@@ -163,17 +180,29 @@ class StreamingMixin:
                                     f"({result.tokens_per_s:.1f} tok/s)")
 
     def _record(self, run: StreamRun, settings: Any) -> None:
+        """Add the run's candidates to the history. ``settings`` are those in force at the end
+        (with the seed used); when the controls changed mid-stream the entry keeps the settings
+        that began it and, token by token, the changes."""
         request = run.request
         constraints = request.constraints.to_dict() if request.constraints is not None else None
+        timeline = run.controls.marks()
         for i, slot in enumerate(run.slots):
             state = self.states[slot]
-            if state.accepted_text():
-                self.history.append(HistoryEntry(
-                    state.accepted_text(), state.prompt, request.polarity,
-                    settings_summary(settings, state.finish_reason, state.report),
-                    settings=settings.to_dict(), candidate=i, context=tuple(request.context),
-                    constraints=constraints, forced_ids=tuple(request.forced_ids), model=self.app.host.spec,
-                    finish_reason=state.finish_reason))
+            if not state.accepted_text():
+                continue
+            changes = settings_changes(timeline, len(state.tokens))
+            began = settings
+            if changes:
+                began = timeline[0][1]
+                began = began.replace(seed=settings.seed) if began.seed is None else began
+            summary = settings_summary(began, state.finish_reason, state.report)
+            if changes:
+                summary += f" · changed {changes_summary(changes)}"
+            self.history.append(HistoryEntry(
+                state.accepted_text(), state.prompt, request.polarity, summary,
+                settings=began.to_dict(), candidate=i, context=tuple(request.context),
+                constraints=constraints, forced_ids=tuple(request.forced_ids), model=self.app.host.spec,
+                finish_reason=state.finish_reason, settings_changes=changes))
 
     def on_stream_failed(self, message: StreamFailed) -> None:
         if self.run is None or self.run.run_id != message.run_id:

@@ -2,23 +2,35 @@
 
 A card is focusable. ←/→ select a token (its top-5 show in the inspector), 1–5 rewrite the
 candidate from that token with that alternative, Enter accepts the candidate into the draft.
-A mouse click on a token selects it too.
+A mouse click on a token selects it too. Generated line breaks show as lines, each without
+the space a tokenizer puts before a word; why a candidate stopped short (an unmet constraint,
+the model's window) stays visible at the bottom of its card however long the text is.
+
+The strip sizes the cards to fit: all of them side by side when each gets ``MIN_CARD_WIDTH``
+cells, else as many as fit, with the strip saying which ones show (``RangeChanged``) and
+Tab moving to the next.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.containers import HorizontalScroll
+from textual.message import Message
 from textual.widget import Widget
 
-from kolyric.app.messages import AcceptCandidate, AlternativeChosen, TokenSelected
+from kolyric.app.guard import Guarded
+from kolyric.app.messages import AcceptCandidate, AlternativeChosen, CardFocused, TokenSelected
 from kolyric.app.session import CandidateState, report_badge
 
+MIN_CARD_WIDTH = 22  # cells, borders included: room for a line of about eight syllables
 
-class CandidateCard(Widget, can_focus=True):
+
+class CandidateCard(Guarded, Widget, can_focus=True):
     """One candidate; ``state`` is updated by the playground, then ``refresh_state()``."""
 
     BINDINGS = [
@@ -32,7 +44,6 @@ class CandidateCard(Widget, can_focus=True):
     DEFAULT_CSS = """
     CandidateCard {
         width: 1fr;
-        min-width: 24;
         height: 100%;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
@@ -44,12 +55,14 @@ class CandidateCard(Widget, can_focus=True):
     CandidateCard.-accepted { border: round $success; }
     CandidateCard > .candidate--selected { background: $accent; color: $background; text-style: bold; }
     CandidateCard > .candidate--unmet { color: $error; }
+    CandidateCard > .candidate--limit { color: $warning; }
     """
-    COMPONENT_CLASSES = {"candidate--selected", "candidate--unmet"}
+    COMPONENT_CLASSES = {"candidate--selected", "candidate--unmet", "candidate--limit"}
 
-    def __init__(self, state: CandidateState) -> None:
+    def __init__(self, state: CandidateState, total: int = 1) -> None:
         super().__init__()  # no id: a fresh set of cards is mounted while the old one is removed
         self.state = state
+        self.total = total  # cards in the strip: the title says "#2 of 4"
         self.selected: int | None = None
         self.refresh_state()
 
@@ -61,10 +74,13 @@ class CandidateCard(Widget, can_focus=True):
         """Repaint after ``state`` changed. No layout pass: the card's size never depends on it."""
         state = self.state
         status = "streaming…" if state.streaming else state.finish_reason
+        if state.window_limit is not None and status == "length":
+            status = "window full"
         if state.report is not None:  # the badge says more than "eos"; other endings still show
             badge = report_badge(state.report)
             status = badge if status in ("eos", "constraint") else f"{status} · {badge}"
-        self.border_title = f"#{state.slot + 1} · {status}"
+        number = f"#{state.slot + 1}" + (f" of {self.total}" if self.total > 1 else "")
+        self.border_title = f"{number} · {status}"
         self.border_subtitle = f"{len(state.tokens)} tok" + (f" · seed {state.seed}" if state.seed is not None else "")
         self.set_class(state.streaming, "-streaming")
         self.refresh()
@@ -96,38 +112,55 @@ class CandidateCard(Widget, can_focus=True):
                 focus_at = len(text)
             while breaks and breaks[0] < offset + len(piece):
                 cut = max(0, breaks.pop(0) - offset)
-                text.append(piece[:cut].rstrip(" "), style=style)
+                _append_lines(text, piece[:cut].rstrip(" "), style)
                 text.append("\n")
                 piece, offset = piece[cut:], offset + cut
-            text.append(piece, style=style)
+            _append_lines(text, piece, style)
             offset += len(piece)
         if state.streaming:
             text.append("▌", style="dim")
             focus_at = len(text)
-        elif state.report is not None and not state.report.satisfied:
-            text.append(f"\n✗ {'; '.join(state.report.reasons) or 'constraint not met'}",
-                        style=self.get_component_rich_style("candidate--unmet"))
+        footer = self._footer()
         if highlight is not None:
-            return self._window(text, focus_at, centre=True)
-        return self._window(text, focus_at if state.streaming else 0, centre=False)
+            return self._window(text, focus_at, centre=True, footer=footer)
+        return self._window(text, focus_at if state.streaming else 0, centre=False, footer=footer)
 
-    def _window(self, text: Text, offset: int, *, centre: bool) -> Text:
+    def _footer(self) -> Text | None:
+        """Why the candidate stopped short, shown below its text whatever its length."""
+        state = self.state
+        if state.streaming:
+            return None
+        if state.report is not None and not state.report.satisfied:
+            return Text(f"✗ {'; '.join(state.report.reasons) or 'constraint not met'}",
+                        style=self.get_component_rich_style("candidate--unmet"))
+        if state.window_limit is not None and state.finish_reason == "length":
+            return Text(f"⚠ stopped at the model's window of {state.window_limit} tokens (the prompt and "
+                        "the new tokens share it), not at max_length",
+                        style=self.get_component_rich_style("candidate--limit"))
+        return None
+
+    def _window(self, text: Text, offset: int, *, centre: bool, footer: Text | None = None) -> Text:
         """The wrapped lines that fit, showing character ``offset``: the selected token in the
-        middle, or the end while streaming (a long candidate follows its output)."""
+        middle, or the end while streaming (a long candidate follows its output). ``footer``
+        always shows, below them."""
         width, height = self.content_size.width, self.content_size.height
         if width <= 0 or height <= 0:
-            return text
-        lines = text.wrap(self.app.console, width, overflow="fold")
-        if len(lines) <= height:
-            return text
+            return text if footer is None else Text("\n").join([text, footer])
+        console = self.app.console
+        tail = list(footer.wrap(console, width, overflow="fold")) if footer is not None else []
+        tail = tail[-height:]
+        room = height - len(tail)
+        lines = text.wrap(console, width, overflow="fold")
+        if len(lines) <= room:
+            return Text("\n").join([*lines, *tail]) if tail else text
         position, row = 0, 0
         for row, line in enumerate(lines):
             position += len(line.plain)
             if position >= offset:
                 break
-        start = row - height // 2 if centre else row - height + 1
-        start = max(0, min(start, len(lines) - height))
-        return Text("\n").join(lines[start:start + height])
+        start = row - room // 2 if centre else row - room + 1
+        start = max(0, min(start, len(lines) - room))
+        return Text("\n").join([*lines[start:start + room], *tail]) if room > 0 else Text("\n").join(tail)
 
     # -- actions -------------------------------------------------------------------------------
     def select_token(self, index: int | None) -> None:
@@ -163,27 +196,87 @@ class CandidateCard(Widget, can_focus=True):
             self.select_token(token)
 
     def on_focus(self) -> None:
+        # the inspector follows the focused card: its selected token, or nothing yet
         if self.selected is not None:
             self.post_message(TokenSelected(self.slot, self.selected))
+        else:
+            self.post_message(CardFocused(self.slot))
 
 
-class CandidateStrip(HorizontalScroll):
-    """The cards side by side (n of them); scrolls sideways when they do not fit."""
+def _append_lines(text: Text, piece: str, style: Style) -> None:
+    """Append ``piece``; a line's first piece loses the space the tokenizer put before its word."""
+    for n, part in enumerate(piece.split("\n")):
+        if n:
+            text.append("\n")
+        if not text.plain or text.plain.endswith("\n"):
+            part = part.lstrip(" ")
+        if part:
+            text.append(part, style=style)
+
+
+class CandidateStrip(Guarded, HorizontalScroll):
+    """The cards side by side; as many as fit at ``MIN_CARD_WIDTH`` or more each, the rest a
+    scroll (or Tab) away, with ``RangeChanged`` saying which show."""
 
     DEFAULT_CSS = """
     CandidateStrip { height: 10; scrollbar-size-horizontal: 1; }
     CandidateStrip > .placeholder { color: $text-muted; padding: 1 2; width: 1fr; }
     """
 
+    @dataclass
+    class RangeChanged(Message):
+        """Cards ``first``..``last`` (1-based) of ``total`` are in view."""
+
+        first: int
+        last: int
+        total: int
+
     def __init__(self, *children: Widget, id: str | None = None) -> None:
         super().__init__(*children, id=id)
         self._cards: dict[int, CandidateCard] = {}
+        self._range: tuple[int, int, int] | None = None
 
     def show(self, states: list[CandidateState]) -> None:
         """Replace whatever is shown with one card per state."""
         self.remove_children()
-        self._cards = {state.slot: CandidateCard(state) for state in states}
+        self._cards = {state.slot: CandidateCard(state, total=len(states)) for state in states}
+        self._fit()
         self.mount_all(self._cards.values())
+        self.call_after_refresh(self._report_range)
+
+    def per_view(self) -> int:
+        """How many cards fit side by side."""
+        return max(1, self.size.width // MIN_CARD_WIDTH) if self.size.width else len(self._cards) or 1
+
+    def _fit(self) -> None:
+        """Equal widths: every card when they fit, else ``per_view`` cards fill the view."""
+        cards = list(self._cards.values())
+        if not cards or not self.size.width:
+            return
+        shown = min(len(cards), self.per_view())
+        width = self.size.width // shown
+        for card in cards:
+            card.styles.width = width if shown < len(cards) else "1fr"
+
+    def on_resize(self) -> None:
+        self._fit()
+        self.call_after_refresh(self._report_range)
+
+    def watch_scroll_x(self, old: float, new: float) -> None:
+        super().watch_scroll_x(old, new)
+        self._report_range()
+
+    def _report_range(self) -> None:
+        cards = list(self._cards.values())
+        if not cards:
+            return
+        left, right = self.scroll_x, self.scroll_x + max(1, self.size.width)
+        seen = [n for n, card in enumerate(cards, 1)
+                if card.virtual_region.x < right and card.virtual_region.right > left]
+        first, last = (seen[0], seen[-1]) if seen else (1, min(len(cards), self.per_view()))
+        if (first, last, len(cards)) != self._range:
+            self._range = (first, last, len(cards))
+            self.post_message(self.RangeChanged(first, last, len(cards)))
 
     def cards(self) -> list[CandidateCard]:
         return list(self._cards.values())

@@ -4,10 +4,16 @@ the presets, then the lyric constraints (syllables, rhyme, lines, strict … of
 ``DecodingSettings.from_dict`` and ``LyricConstraints.from_dict``; a bad value marks its field
 with the message and the valid range, and the panel reports the problems (the playground then
 refuses to generate). Valid settings and constraints are posted as ``SettingsChanged``.
+
+Numbers are checked for their size as text before anything converts them (``int()`` refuses
+more than 4,300 digits with an error of its own): a field holding a number no range could
+hold is marked like any other bad value. With a model loaded, a ``max_length`` beyond its
+window is noted: the window, not ``max_length``, then ends a long candidate.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -17,14 +23,19 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Select, Static
 
+from kolyric.app.guard import Guarded
 from kolyric.app.messages import PresetChosen, SettingsChanged
-from kolyric.app.widgets.fields import FieldRow
-from kolyric.engine.constraints import RANGES, ConstraintError, LyricConstraints
-from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, SettingsError, preset
+from kolyric.app.widgets.fields import FieldRow, ProblemsBox
+from kolyric.engine.constraints import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
+from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, Problem, SettingsError, preset
 from kolyric.korean import RhymeOptions
 
 CUSTOM = "custom"
 SWITCH = ("off", "on")
+MAX_NUMBER_CHARS = 40  # longer than any value a numeric range takes ("0.000000001", "4294967295")
+MAX_TEXT_CHARS = 500  # a rhyme may be a whole line, not a page
+_COUNT = re.compile(r"[+-]?[0-9]{1,6}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
+COUNT_FIELDS = ("syllables", "lines", "rhyme_syllables")
 
 
 @dataclass(frozen=True)
@@ -43,16 +54,16 @@ CONSTRAINT_FIELDS = (
     ConstraintField("syllables", "syllables/line", "every generated line has exactly this many syllables "
                     f"({RANGES['syllables']}); Ctrl+T takes the cursor line's", "off · 1–40"),
     ConstraintField("rhyme", "rhyme with", "the generated line's last syllable(s) rhyme with this "
-                    f"({RANGES['rhyme']}); Ctrl+T takes the cursor line's", "off · e.g. 랑"),
+                    f"({RANGES['rhyme']}); Ctrl+T takes the cursor line's", "off · 랑"),
     ConstraintField("lines", "lines", f"how many lines to generate ({RANGES['lines']})", "1 · 1–16"),
     ConstraintField("strict", "strict rhyme", "also match the final consonant (받침)", choices=SWITCH,
                     default="off"),
     ConstraintField("rhyme_syllables", "rhyming syllables", "how many trailing syllables must rhyme "
                     f"({RANGES['rhyme_syllables']}); also what the gutter shows", "1 · 1–3", default="1"),
     ConstraintField("pattern", "syllable pattern", f"syllables per line instead of one count ({RANGES['pattern']})",
-                    "off · e.g. 8-8-7-9"),
+                    "off · 8-8-7-9"),
     ConstraintField("scheme", "rhyme scheme", f"rhyme letters per line ({RANGES['scheme']}); letters before "
-                    "the new lines match the draft's last lines", "off · e.g. AABB"),
+                    "the new lines match the draft's last lines", "off · AABB"),
     ConstraintField("mode", "mode", "next: new lines after the prompt; continue: finish the prompt line",
                     choices=("next", "continue"), default="next"),
 )
@@ -70,6 +81,41 @@ def matching_preset(settings: DecodingSettings) -> str | None:
     return next((name for name, theirs in _preset_values().items() if theirs == mine), None)
 
 
+def oversized(raw_values: dict[str, Any], raw_constraints: dict[str, Any]) -> list[Any]:
+    """Problems with values too long to be numbers (or field text) at all, found before any
+    conversion: such a field is then left out of the checks that convert."""
+    problems: list[Any] = []
+    for name, raw in raw_values.items():
+        spec = FIELDS.get(name)
+        text = str(raw).strip() if isinstance(raw, str) else ""
+        if spec is not None and spec.kind in (int, float) and len(text) > MAX_NUMBER_CHARS:
+            problems.append(Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, "
+                                    f"got {len(text):,} characters"))
+    for name, raw in raw_constraints.items():
+        text = str(raw).strip() if isinstance(raw, str) else ""
+        if not text:
+            continue
+        if name in COUNT_FIELDS and _not_a_count(text):
+            problems.append(ConstraintProblem(name, text[:20], f"must be {RANGES[name]}, got "
+                                              + (f"{len(text):,} characters" if len(text) > 12 else repr(text)),
+                                              RANGES[name]))
+        elif name == "pattern" and (len(text) > MAX_TEXT_CHARS or any(_not_a_count(part) for part in
+                                                                      re.split(r"[-,/ ]+", text) if part)):
+            problems.append(ConstraintProblem(name, text[:20], f"must be {RANGES[name]}, got "
+                                              + (f"{len(text):,} characters" if len(text) > 24 else repr(text)),
+                                              RANGES[name]))
+        elif len(text) > MAX_TEXT_CHARS:
+            problems.append(ConstraintProblem(name, text[:20], f"must be {RANGES.get(name, 'shorter')}, got "
+                                              f"{len(text):,} characters", RANGES.get(name, "")))
+    return problems
+
+
+def _not_a_count(text: str) -> bool:
+    """True for text that looks like a whole number but is not one ``int()`` can safely take: too
+    many digits, non-ASCII digits ("²"), doubled signs. Other text is left to the field's checks."""
+    return not _COUNT.fullmatch(text) and (len(text) > 6 or text.lstrip("+-").isdigit())
+
+
 def problem_text(problem: Any) -> str:
     """A settings ``Problem`` or a ``ConstraintProblem`` as shown under its field."""
     spec = FIELDS.get(problem.field)
@@ -79,7 +125,7 @@ def problem_text(problem: Any) -> str:
     return f"{problem.message} (valid: {valid})"
 
 
-class ControlsPanel(VerticalScroll):
+class ControlsPanel(Guarded, VerticalScroll):
     """Every decoding control; ``settings`` is the last valid set, ``problems`` the current ones."""
 
     DEFAULT_CSS = """
@@ -114,16 +160,19 @@ class ControlsPanel(VerticalScroll):
         self.constraints: LyricConstraints | None = None  # None: nothing is asked for
         self.rhyme_options = RhymeOptions()
         self.ready = False  # True once the fields are mounted
+        self.window: int | None = None  # the loaded model's context window, in tokens
 
     def compose(self) -> ComposeResult:
         current = matching_preset(self.settings) or CUSTOM
         yield Label("preset")
         yield Select([(name, name) for name in (*PRESETS, CUSTOM)], value=current,
                      allow_blank=False, compact=True, id="ctl-preset")
+        yield ProblemsBox(id="ctl-problems")
 
     def on_mount(self) -> None:
         # The fields are mounted just after the first frame: the playground paints sooner.
         self.call_after_refresh(self._mount_fields)
+        self.watch(self.app, "model_window", self.set_window)
 
     def _mount_fields(self) -> None:
         values = self.settings.to_dict()
@@ -141,10 +190,7 @@ class ControlsPanel(VerticalScroll):
                                                        choices=spec.choices)
         self.mount_all([*self.rows.values(), Label("lyric constraints", classes="ctl-heading"),
                         *self.constraint_rows.values(), Static("", id="ctl-notes")])
-        if not self.app.cursor_blink:  # type: ignore[attr-defined]
-            for row in self.all_rows().values():
-                if isinstance(row.control, Input):
-                    row.control.cursor_blink = False
+        self.app.settle_cursors(self)  # type: ignore[attr-defined]
         self.ready = True
         if self.initial_constraints:  # restored from the draft: check them and make them current
             self.validate()
@@ -160,8 +206,13 @@ class ControlsPanel(VerticalScroll):
         """The constraint fields that differ from their defaults, as typed (what a draft saves)."""
         if not self.ready:
             return dict(self.initial_constraints)
-        return {spec.name: str(value) for spec in CONSTRAINT_FIELDS
-                if (value := self.constraint_rows[spec.name].raw_value) not in (spec.default, None)}
+        changed = {}
+        for spec in CONSTRAINT_FIELDS:
+            value = self.constraint_rows[spec.name].raw_value
+            # a Select holds no string while it is (un)mounted: nothing to save then
+            if isinstance(value, str) and value != spec.default and (not spec.choices or value in spec.choices):
+                changed[spec.name] = value
+        return changed
 
     def all_rows(self) -> dict[str, FieldRow]:
         return {**self.rows, **self.constraint_rows}
@@ -170,28 +221,32 @@ class ControlsPanel(VerticalScroll):
         """Check every field; mark the bad ones; post SettingsChanged. True when valid."""
         if not self.ready:
             return True
-        problems: list[Any] = []
+        values, constraints = self.raw_values(), self.raw_constraints()
+        problems: list[Any] = oversized(values, constraints)
+        skip = {p.field for p in problems}  # never converted
+        values = {k: v for k, v in values.items() if k not in skip}
+        constraints = {k: v for k, v in constraints.items() if k not in skip}
         try:
-            self.settings = DecodingSettings.from_dict(self.raw_values())
+            self.settings = DecodingSettings.from_dict(values)
         except SettingsError as exc:
             problems += exc.problems
+        except (ValueError, OverflowError) as exc:  # a value the checks above did not foresee
+            problems.append(Problem("max_length" if not values else next(iter(values)), None, str(exc)[:120]))
         try:
-            made = LyricConstraints.from_dict(self.raw_constraints())
+            made = LyricConstraints.from_dict(constraints)
         except ConstraintError as exc:
             problems += exc.problems
+        except (ValueError, OverflowError) as exc:
+            problems.append(ConstraintProblem(next(iter(constraints), "syllables"), None, str(exc)[:120]))
         else:
             self.constraints = made if made.active else None
-        self.rhyme_options = self._rhyme_options() or self.rhyme_options
+        self.rhyme_options = self._rhyme_options(constraints) or self.rhyme_options
         self.problems = problems
         bad = {p.field: problem_text(p) for p in reversed(self.problems)}
         for field_name, row in self.all_rows().items():
             row.set_error(bad.get(field_name))
-        notes = self.query_one("#ctl-notes", Static)
-        if self.problems:
-            notes.update("")
-        else:
-            wanted = [f"constrained: {self.constraints.describe()}"] if self.constraints else []
-            notes.update("\n".join([*self.settings.notes(), *wanted]))
+        self.query_one("#ctl-problems", ProblemsBox).show_rows(list(self.all_rows().values()))
+        self._show_notes()
         name = None if any(p.field in FIELDS for p in self.problems) else matching_preset(self.settings)
         select = self.query_one("#ctl-preset", Select)
         with self.prevent(Select.Changed):
@@ -199,13 +254,35 @@ class ControlsPanel(VerticalScroll):
         self.post_message(SettingsChanged(self.settings, list(self.problems), name))
         return not self.problems
 
-    def _rhyme_options(self) -> RhymeOptions | None:
+    def _show_notes(self) -> None:
+        notes = self.query_one("#ctl-notes", Static)
+        if self.problems:
+            notes.update("")
+            return
+        wanted = [f"constrained: {self.constraints.describe()}"] if self.constraints else []
+        window = self.window
+        if window is not None and self.settings.max_length >= window:
+            wanted.append(f"max_length {self.settings.max_length} is beyond the model's window of {window} "
+                          f"tokens: the prompt and the new tokens share it, so the window ends a long "
+                          f"candidate (and a long prompt is cut from its start to make room)")
+        notes.update("\n".join([*self.settings.notes(), *wanted]))
+
+    def set_window(self, window: int | None) -> None:
+        """The loaded model's context window (None: no model): its limit is noted in the panel."""
+        self.window = window
+        if self.ready:
+            self._show_notes()
+
+    def _rhyme_options(self, constraints: dict[str, Any]) -> RhymeOptions | None:
         """The rhyme options the gutter shows, from their two fields alone: a mistake in any
-        other field must not freeze the gutter. None while one of the two is invalid."""
+        other field must not freeze the gutter. None while one of the two is invalid (or was
+        too long to check, and so is not in ``constraints``)."""
+        names = ("rhyme_syllables", "strict")
+        if any(name not in constraints for name in names):
+            return None
         try:
-            made = LyricConstraints.from_dict({name: self.constraint_rows[name].raw_value
-                                               for name in ("rhyme_syllables", "strict")})
-        except ConstraintError:
+            made = LyricConstraints.from_dict({name: constraints[name] for name in names})
+        except (ValueError, OverflowError):  # ConstraintError, or a value the checks did not foresee
             return None
         return made.rhyme_options
 

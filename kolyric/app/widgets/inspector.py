@@ -1,13 +1,15 @@
 """The token inspector: the selected token's top-5 alternatives with their probabilities.
 
 Choosing an alternative (Enter on it, or a click) posts ``AlternativeChosen``; the playground
-then rewrites that candidate from the token on, starting with the alternative.
+then rewrites that candidate from the token on, starting with the alternative. Columns are
+measured in terminal cells (a Hangul syllable takes two), so the bars line up.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -15,9 +17,12 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from kolyric.app.guard import Guarded
 from kolyric.app.messages import AlternativeChosen
 
 BAR_WIDTH = 10
+TEXT_CELLS = 10  # a token's text, cut or padded to this many cells
+HINT = "focus a candidate, then ←/→"
 
 
 def bar(prob: float, width: int = BAR_WIDTH) -> str:
@@ -32,7 +37,14 @@ def shown(text: str) -> str:
     return text.replace(" ", "␣").replace("\n", "↵") if text else "∅"
 
 
-class TokenInspector(Vertical):
+def fit_cells(text: str, cells: int = TEXT_CELLS) -> str:
+    """``text`` in exactly ``cells`` terminal cells: cut with … when longer, padded when shorter."""
+    if cell_len(text) > cells:
+        return set_cell_size(text, cells - 1) + "…"
+    return set_cell_size(text, cells)
+
+
+class TokenInspector(Guarded, Vertical):
     """Shows one token (slot, index, TokenInfo) at a time."""
 
     DEFAULT_CSS = """
@@ -54,7 +66,7 @@ class TokenInspector(Vertical):
         self.token: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Static("select a token: focus a candidate, ←/→", id="inspector-title")
+        yield Static(HINT, id="inspector-title")
         yield OptionList(id="alternatives")
 
     def show(self, slot: int, index: int, token: Any) -> None:
@@ -66,13 +78,13 @@ class TokenInspector(Vertical):
         options.clear_options()
         for k, alt in enumerate(token.alternatives):
             mark = "•" if alt.token_id == token.token_id else " "
-            label = Text.assemble(f"{k + 1}{mark}", (f" {shown(alt.text)[:10]:<10} ", "bold"),
+            label = Text.assemble(f"{k + 1}{mark}", (f" {fit_cells(shown(alt.text))} ", "bold"),
                                   (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
             options.add_option(Option(label, id=f"alt-{k}"))
 
-    def clear(self) -> None:
+    def clear(self, hint: str = HINT) -> None:
         self.slot = self.index = self.token = None
-        self.query_one("#inspector-title", Static).update("select a token: focus a candidate, ←/→")
+        self.query_one("#inspector-title", Static).update(hint)
         self.query_one("#alternatives", OptionList).clear_options()
 
     @on(OptionList.OptionSelected, "#alternatives")

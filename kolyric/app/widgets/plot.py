@@ -14,6 +14,8 @@ from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
 
+from kolyric.app.guard import Guarded
+
 MARGIN = 7  # columns for the y labels
 # braille dot bits, indexed [row][column] within a cell
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -45,7 +47,7 @@ def _line(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
             y0 += sy
 
 
-class LossPlot(Widget):
+class LossPlot(Guarded, Widget):
     """Plots ``series``; call ``add(name, x, y)`` then it repaints itself."""
 
     DEFAULT_CSS = """

@@ -14,12 +14,13 @@ from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual.widgets import Static
 
+from kolyric.app.guard import Guarded
 from kolyric.app.widgets.rhyme import group_colours, rhyme_palette
 
 NAME_WIDTH = 12
 
 
-class SectionsPanel(Static):
+class SectionsPanel(Guarded, Static):
     DEFAULT_CSS = """
     SectionsPanel {
         height: auto;

@@ -1,18 +1,25 @@
-"""The status bar: which model (size, device), what is happening, and whether the draft is saved.
+"""The bottom bars: the status bar (which model, what is happening, whether the draft is saved)
+and a footer of keys that fits the terminal's width.
 
-It shows the app's ``status_*`` reactives, so every screen's bar stays in step.
+The status bar shows the app's ``status_*`` reactives, so every screen's bar stays in step.
 """
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import ProgressBar, Static
+from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets._footer import FooterKey
+
+from kolyric.app.guard import Guarded
+
+PALETTE_CELLS = 12  # the command palette's key, docked right: "▏^p palette "
 
 
-class ActivityText(Widget):
+class ActivityText(Guarded, Widget):
     """One line of text that changes often (tokens/s): repaints without a layout pass, which a
     ``Static.update`` would cost on every change."""
 
@@ -22,7 +29,7 @@ class ActivityText(Widget):
         return self.text
 
 
-class StatusBar(Horizontal):
+class StatusBar(Guarded, Horizontal):
     DEFAULT_CSS = """
     StatusBar { height: 1; background: $panel; color: $text-muted; }
     StatusBar > Static { width: auto; padding: 0 1; }
@@ -52,3 +59,43 @@ class StatusBar(Horizontal):
         draft = self.query_one("#status-draft", Static)
         draft.update(self.app.status_draft)  # type: ignore[attr-defined]
         draft.set_class(not self.app.status_draft_ok, "-unsaved")  # type: ignore[attr-defined]
+
+
+class FittingFooter(Guarded, Footer):
+    """A compact footer that leaves out its least needed keys (``DROP_FIRST``, in order) when
+    they would not all fit: Textual's footer would run them under the palette key, garbled.
+    Every key stays in the command palette (Ctrl+P)."""
+
+    DROP_FIRST = ("target_line", "history", "pick_model", "switch_mode", "export", "regenerate", "stop")
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
+        self._fitted_width = 0
+
+    def compose(self) -> ComposeResult:
+        keys = list(super().compose())
+        room = self.size.width - PALETTE_CELLS
+        if room <= 0:
+            yield from keys
+            return
+
+        def cells(key: Widget) -> int:  # compact: key, space, description, one cell of margin
+            if not isinstance(key, FooterKey) or key.has_class("-command-palette"):
+                return 0
+            return cell_len(key.key_display) + (1 + cell_len(key.description) if key.description else 0) + 1
+
+        used = sum(cells(key) for key in keys)
+        dropped: set[int] = set()
+        for action in self.DROP_FIRST:
+            if used <= room:
+                break
+            for n, key in enumerate(keys):
+                if isinstance(key, FooterKey) and key.action.split("(")[0] == action and n not in dropped:
+                    dropped.add(n)
+                    used -= cells(key)
+        yield from (key for n, key in enumerate(keys) if n not in dropped)
+
+    def on_resize(self) -> None:
+        if self.size.width != self._fitted_width:
+            self._fitted_width = self.size.width
+            self.refresh(recompose=True)
