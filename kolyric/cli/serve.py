@@ -237,11 +237,11 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level)
     sock = bind_socket(args.host, args.port)
-    # On a loopback address any other Host is a page on a name rebound to 127.0.0.1.
-    allowed = LOOPBACK_HOSTS if is_loopback(args.host) else None
-    app = create_app(make_loader(args), limits, docs=args.docs, allowed_hosts=allowed)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    # On a loopback address any other Host is a page on a name rebound to 127.0.0.1.
+    allowed = (*LOOPBACK_HOSTS, shown) if is_loopback(args.host) else None
+    app = create_app(make_loader(args), limits, docs=args.docs, allowed_hosts=allowed)
     print(f"kolyric serve: http://{shown}:{bound_port}  (the model loads in the background; "
           f"GET /health says when it is ready)", file=sys.stderr, flush=True)
     config = server_config(app, limits, log_level=args.log_level)

@@ -306,6 +306,7 @@ def test_a_loopback_server_answers_only_loopback_host_names(tiny_loaded):
 
 
 def test_cli_serve_on_loopback_refuses_rebound_host_names():
+    """On 127.0.0.2 (loopback too, on Linux): its own address and the loopback names answer."""
     import os
     import subprocess
     import sys
@@ -313,13 +314,17 @@ def test_cli_serve_on_loopback_refuses_rebound_host_names():
 
     from tests.reliability._util import quiet_env
 
+    address = "127.0.0.2"
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            pytest.skip(f"{address} is not a loopback address here")
         port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--model", "mini", "--port", str(port),
-                             "--log-level", "warning"], cwd=Path(__file__).resolve().parents[2], env=quiet_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://{address}:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--model", "mini", "--host", address,
+                             "--port", str(port), "--log-level", "warning"], cwd=Path(__file__).resolve().parents[2],
+                            env=quiet_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -330,6 +335,8 @@ def test_cli_serve_on_loopback_refuses_rebound_host_names():
             except httpx.TransportError:
                 time.sleep(0.1)
         assert own.status_code in (200, 503) and "status" in own.json()
+        named = httpx.get(url + "/health", headers={"Host": f"localhost:{port}"}, timeout=5)
+        assert named.status_code in (200, 503) and "status" in named.json()
         foreign = httpx.get(url + "/health", headers={"Host": f"evil.example:{port}"}, timeout=5)
         assert foreign.status_code == 400
     finally:
