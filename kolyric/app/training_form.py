@@ -3,10 +3,17 @@
 Defaults are the tutorial's (max_seq_length 32, batch 32, lr 5e-5, 3 epochs, seed 7). Fields
 are ``FieldSpec``s like the decoding controls, so a bad value is reported the same way:
 ``parse_form`` returns every problem at once, each naming its field and the valid range.
+
+The extra-flags field is read with `kolyric train`'s own argument parser, so a flag the form
+sets itself (``--out``, ``--events``, ``--resume``, ``--corpus-dir``) is refused in any spelling
+argparse takes (``--out=/x``, ``--ou /x``), and so is a flag `kolyric train` does not know. An
+output folder that already holds checkpoints is refused unless the form's resume box is
+ticked; with ``KOLYRIC_CONFINED_DIR`` set, folders outside it are refused.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import shlex
 import time
@@ -14,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kolyric.app.config import outside_confinement, user_path
 from kolyric.engine.settings import FieldSpec, Problem
+
+MAX_NUMBER_CHARS = 40  # longer text is no number any field takes: refused before float() or int() sees it
+LAST_CKPT = "last.ckpt"  # what `kolyric train --resume` continues by default
+# flags the form sets itself, and where the form sets them
+FORM_FLAGS = {"out": "the output dir field", "events": "the form", "resume": "the form's resume box",
+              "corpus_dir": "the corpus dir field"}
 
 TRAIN_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
@@ -48,6 +62,7 @@ class TrainingRequest:
     out: str
     values: dict[str, Any]
     extra: tuple[str, ...] = ()
+    resume: str | None = None  # "last" (out/last.ckpt) or a checkpoint file to continue from
 
     def argv(self) -> list[str]:
         """Arguments after ``kolyric train`` (events as JSON lines on stdout)."""
@@ -58,6 +73,8 @@ class TrainingRequest:
         for name, value in self.values.items():
             if value is not None:
                 args += ["--" + name.replace("_", "-"), repr(value) if isinstance(value, float) else str(value)]
+        if self.resume is not None:
+            args += ["--resume"] if self.resume == "last" else ["--resume", self.resume]
         return args + ["--out", self.out, *self.extra, "--events", "-"]
 
 
@@ -66,9 +83,11 @@ def coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
     text = str(raw).strip() if raw is not None else ""
     if not text:
         return (True, None) if spec.optional else (False, f"must be {spec.describe_range()}, got nothing")
+    if len(text) > MAX_NUMBER_CHARS:
+        return False, f"must be {spec.describe_range()}, got {len(text):,} characters"
     try:
         value: Any = float(text) if spec.kind is float else int(float(text)) if _integral(text) else None
-    except ValueError:
+    except (ValueError, OverflowError):
         value = None
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return False, f"must be {spec.describe_range()}, got {text!r}"
@@ -86,7 +105,65 @@ def _integral(text: str) -> bool:
 
 
 def default_out(data_dir: Path) -> str:
-    return str(data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S"))
+    """A fresh run folder in the data folder (never one that exists: a second run would be refused)."""
+    base = data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return str(out)
+
+
+def checkpoints_in(folder: Path) -> list[Path]:
+    """The .ckpt files in ``folder`` (none when it is not a readable folder)."""
+    try:
+        return sorted(p for p in folder.glob("*.ckpt") if p.is_file()) if folder.is_dir() else []
+    except OSError:
+        return []
+
+
+def resume_target(folder: Path) -> str | None:
+    """What ``--resume`` continues in ``folder``: "last" when it has last.ckpt, else its best
+    complete checkpoint (lowest val_loss in the name), else None."""
+    found = checkpoints_in(folder)
+    if any(p.name == LAST_CKPT for p in found):
+        return "last"
+    if not found:
+        return None
+    from kolyric.engine.loading import best_checkpoint  # no torch at import
+
+    best = best_checkpoint(folder)
+    return str(best) if best is not None else None
+
+
+class _FlagParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(message)
+
+
+_UNSET = object()
+
+
+def check_extra(extra: tuple[str, ...]) -> str | None:
+    """Why the extra flags cannot be used (one line), or None. Read by `kolyric train`'s own
+    parser, so every spelling argparse takes (``--out=/x``, ``--ou /x``) is caught."""
+    from kolyric.cli.train import add_arguments
+
+    parser = _FlagParser(prog="kolyric train", add_help=False)
+    add_arguments(parser)
+    namespace = argparse.Namespace(**{dest: _UNSET for dest in FORM_FLAGS})
+    try:
+        parsed, unknown = parser.parse_known_args(list(extra), namespace=namespace)
+    except ValueError as exc:
+        return str(exc)
+    for dest, owner in FORM_FLAGS.items():
+        if getattr(parsed, dest) is not _UNSET:
+            return f"--{dest.replace('_', '-')} is set by {owner}, not here"
+    if unknown:
+        word = unknown[0]
+        return (f"kolyric train has no flag {word!r}" if word.startswith("-")
+                else f"{word!r} is not a flag (flags start with --)")
+    return None
 
 
 def parse_form(raw: dict[str, Any], *, data_dir: Path) -> tuple[TrainingRequest | None, list[Problem]]:
@@ -120,11 +197,38 @@ def parse_form(raw: dict[str, Any], *, data_dir: Path) -> tuple[TrainingRequest 
     except ValueError as exc:
         problems.append(Problem("extra", raw.get("extra"), f"cannot split into flags: {exc}"))
         extra = ()
-    if any(flag in ("--events", "--out") for flag in extra):
-        problems.append(Problem("extra", raw.get("extra"), "--out and --events are set by the form"))
+    refused = check_extra(extra) if extra else None
+    if refused:
+        problems.append(Problem("extra", raw.get("extra"), refused))
+    typed_out = str(raw.get("out") or "").strip()
+    out = str(user_path(typed_out)) if typed_out else default_out(data_dir)
+    resume, out_problem = _check_out(Path(out), bool(raw.get("resume")), typed=bool(typed_out))
+    if out_problem:
+        problems.append(Problem("out", typed_out, out_problem))
+    for name, folder in (("out", out), ("corpus_dir", corpus_dir)):
+        refusal = outside_confinement(folder) if folder else None
+        if refusal and not any(p.field == name for p in problems):
+            problems.append(Problem(name, folder, refusal))
     if problems:
         return None, problems
-    out = str(raw.get("out") or "").strip() or default_out(data_dir)
     request = TrainingRequest(corpus=corpus_file if corpus == "file" else "nsmc", corpus_dir=corpus_dir,
-                              model=None if scratch else model, out=out, values=values, extra=extra)
+                              model=None if scratch else model, out=out, values=values, extra=extra, resume=resume)
     return request, []
+
+
+def _check_out(out: Path, resume: bool, *, typed: bool) -> tuple[str | None, str | None]:
+    """(what --resume takes, why ``out`` cannot be used) for the output folder."""
+    if out.exists() and not out.is_dir():
+        return None, "this is a file, not a folder"
+    target = resume_target(out)
+    if resume:
+        if not typed:
+            return None, "give the folder of the run to resume"
+        if target is None:
+            return None, "this folder holds no checkpoint to resume; untick 'resume' to start a new run there"
+        return target, None
+    if checkpoints_in(out):
+        how = "last.ckpt" if target == "last" else Path(target).name if target else "its checkpoints"
+        return None, (f"this folder already holds a run's checkpoints: tick 'resume' to go on from {how}, "
+                      f"or press 'New folder'")
+    return None, None

@@ -4,12 +4,19 @@ The run is a separate process started from a thread worker (``TrainingProcess``)
 events land in a buffer and a replaceable ``TrainingProgress`` message tells the screen to
 drain it. A crash is reported with the process's own message; the app never goes down
 with it. When the run finishes, Ctrl+O opens its result in the playground.
+
+The events drive the widgets (progress, plot, checkpoints); the log shows the trainer's own
+readable lines, never the machine events. The checkpoints list shows the files that exist:
+a run keeps its best checkpoint only, so an earlier best is dropped when it is replaced. A
+folder holding an earlier run's checkpoints is offered to resume, or a new folder.
 """
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -17,14 +24,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Log, OptionList, ProgressBar, Select, Static
+from textual.widgets import Button, Checkbox, Input, Log, OptionList, ProgressBar, Select, Static
 
+from kolyric.app.guard import Guarded
 from kolyric.app.messages import TrainingEnded, TrainingProgress
 from kolyric.app.trainer import TrainingProcess
-from kolyric.app.training_form import CORPORA, DEFAULTS, SCRATCH_LR, TRAIN_FIELDS, parse_form
-from kolyric.app.widgets.fields import FieldRow
+from kolyric.app.training_form import CORPORA, DEFAULTS, SCRATCH_LR, TRAIN_FIELDS, default_out, parse_form
+from kolyric.app.widgets.fields import CalmFocus, FieldRow, ProblemsBox
 from kolyric.app.widgets.plot import LossPlot, Series
-from kolyric.app.widgets.status import StatusBar
+from kolyric.app.widgets.status import FittingFooter, StatusBar
 
 DEFAULT_BASE = "skt/kogpt2-base-v2"
 
@@ -36,7 +44,8 @@ def fmt_eta(seconds: float | None) -> str:
     return f"ETA {seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-class TrainingScreen(Screen):
+class TrainingScreen(Guarded, CalmFocus, Screen):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # app.tcss: a narrower form at 80 columns
     BINDINGS = [
         Binding("ctrl+g", "start", "Start", priority=True),
         Binding("escape", "cancel", "Cancel run"),
@@ -52,6 +61,8 @@ class TrainingScreen(Screen):
         self._lock = threading.Lock()
         self._started_at = 0.0
         self.events_seen = 0
+        self.checkpoints: dict[str, tuple[str, Any]] = {}  # path -> (kind, step), as the run reported them
+        self._last_step: tuple[int, int | None] = (0, None)  # (step, total) of the latest step event
 
     def compose(self) -> ComposeResult:
         base = self.app.config.model or DEFAULT_BASE
@@ -61,17 +72,20 @@ class TrainingScreen(Screen):
                                help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
                 yield FieldRow("corpus_file", "corpus file", "", prefix="train", placeholder="one text per line")
                 yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
-                               placeholder="default: in the data folder")
+                               placeholder="default: the data folder")
                 yield FieldRow("model", "base model", base, prefix="train", placeholder="hub id, directory, .ckpt")
                 yield Checkbox("train from scratch (no base model)", id="train-from_scratch", compact=True)
                 for name, spec in TRAIN_FIELDS.items():
                     yield FieldRow(name, name, DEFAULTS[name], help=spec.help, prefix="train",
                                    placeholder="all" if spec.optional else spec.describe_range())
-                yield FieldRow("out", "output dir", "", prefix="train", placeholder="auto, in the data folder")
+                yield FieldRow("out", "output dir", "", prefix="train", placeholder="auto: new, in data")
+                yield Checkbox("resume the run in the output dir", id="train-resume", compact=True)
                 yield FieldRow("extra", "extra flags", "", prefix="train", placeholder="e.g. --n-layer 2",
                                help="more `kolyric train` flags, as on the command line")
+                yield ProblemsBox(id="train-problems")
                 with Horizontal(id="train-buttons"):
                     yield Button("Start", id="train-start", variant="primary", compact=True)
+                    yield Button("New folder", id="train-new-folder", compact=True)
                     yield Button("Cancel", id="train-cancel", variant="error", compact=True, disabled=True)
                     yield Button("Open result", id="train-open", variant="success", compact=True,
                                  disabled=True)
@@ -86,7 +100,7 @@ class TrainingScreen(Screen):
                 yield OptionList(id="train-checkpoints")
                 yield Log(max_lines=300, id="train-log")
         yield StatusBar()
-        yield Footer(compact=True)
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         self.query_one("#train-progress").border_title = "Progress"
@@ -95,21 +109,22 @@ class TrainingScreen(Screen):
         self.query_one("#train-log").border_title = "Log"
         self.query_one("#train-form").border_title = "Training run"
         self._sync_form()
-        if not self.app.cursor_blink:
-            for widget in self.query(Input):
-                widget.cursor_blink = False
+        self.app.settle_cursors(self)
 
     # -- the form ------------------------------------------------------------------------------
     def raw_form(self) -> dict[str, Any]:
         raw: dict[str, Any] = {row.field_name: row.raw_value for row in self.query(FieldRow)}
         raw["from_scratch"] = self.query_one("#train-from_scratch", Checkbox).value
+        raw["resume"] = self.query_one("#train-resume", Checkbox).value
         return raw
 
     def validate_form(self) -> Any:
         request, problems = parse_form(self.raw_form(), data_dir=self.app.data_dir)
         bad = {p.field: p.message for p in reversed(problems)}
-        for row in self.query(FieldRow):
+        rows = list(self.query(FieldRow))
+        for row in rows:
             row.set_error(bad.get(row.field_name))
+        self.query_one("#train-problems", ProblemsBox).show_rows(rows)
         return request, problems
 
     def _sync_form(self) -> None:
@@ -123,6 +138,13 @@ class TrainingScreen(Screen):
         old, new = (DEFAULTS["lr"], SCRATCH_LR) if event.value else (SCRATCH_LR, DEFAULTS["lr"])
         if lr.value.strip() in (str(old), repr(old)):  # still the default: follow the mode
             lr.value = str(new)
+
+    @on(Button.Pressed, "#train-new-folder")
+    def _new_folder(self) -> None:
+        """A fresh output folder in the data folder: the way out of one that holds a run."""
+        self.query_one("#train-out", Input).value = default_out(self.app.data_dir)
+        self.query_one("#train-resume", Checkbox).value = False
+        self.validate_form()
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -149,11 +171,12 @@ class TrainingScreen(Screen):
         request, problems = self.validate_form()
         if request is None:
             first = problems[0]
-            self.notify(f"{first.field}: {first.message}", title="Fix the form first", severity="error")
+            self.notify(f"{first.field}: {first.message}", title="Fix the form first", severity="error",
+                        markup=False)
             return
         argv = [*self.app.train_command, *request.argv()]
         self._reset_view(request.out)
-        self.query_one("#train-log", Log).write_line("$ kolyric train " + " ".join(request.argv()))
+        self.query_one("#train-log", Log).write_line("$ kolyric train " + shlex.join(request.argv()))
         self.process = TrainingProcess(argv, self._on_event, self._on_line)
         self._started_at = time.monotonic()
         self.app.status_activity = "training…"
@@ -163,6 +186,8 @@ class TrainingScreen(Screen):
     def _reset_view(self, out: str) -> None:
         self.result_path = None
         self.events_seen = 0
+        self.checkpoints = {}
+        self._last_step = (0, None)
         self.query_one("#train-plot", LossPlot).clear()
         self.query_one("#train-checkpoints", OptionList).clear_options()
         self.query_one("#train-log", Log).clear()
@@ -195,9 +220,11 @@ class TrainingScreen(Screen):
             log.write_lines(lines)
         for event in events:
             self.events_seen += 1
-            self._show_event(event, log)
+            self._show_event(event)
 
-    def _show_event(self, event: dict[str, Any], log: Log) -> None:
+    def _show_event(self, event: dict[str, Any]) -> None:
+        """Drive the widgets from one event. The log is left to the trainer's readable lines
+        (its stderr): the events are for this screen, not for people."""
         kind = event.get("event")
         step = event.get("step")
         if kind == "phase":
@@ -209,19 +236,33 @@ class TrainingScreen(Screen):
         elif kind == "val":
             if isinstance(event.get("val_loss"), (int, float)):
                 self.query_one("#train-plot", LossPlot).add("val_loss", step or 0, event["val_loss"])
-        elif kind == "checkpoint" and event.get("path"):
-            self.query_one("#train-checkpoints", OptionList).add_option(str(event["path"]))
+        elif kind == "checkpoint" and isinstance(event.get("path"), str) and event["path"]:
+            self.checkpoints[event["path"]] = (str(event.get("kind") or "checkpoint"), step)
+            self._show_checkpoints()
         elif kind == "finished":
-            self.query_one("#train-bar", ProgressBar).update(progress=self.query_one("#train-bar", ProgressBar).total)
+            self._show_checkpoints()
+            if not event.get("cancelled"):  # a cancelled run's bar stays where it stopped
+                bar = self.query_one("#train-bar", ProgressBar)
+                bar.update(progress=bar.total)
         elif kind == "error":
             self.query_one("#train-phase", Static).update(f"error: {event.get('message')}")
-        log.write_line(" ".join(f"{k}={_short(v)}" for k, v in event.items()))
+
+    def _show_checkpoints(self) -> None:
+        """The checkpoints the run wrote that are still there, newest first (the run replaces its
+        best checkpoint when a better one comes, and writes last.ckpt again and again)."""
+        options = self.query_one("#train-checkpoints", OptionList)
+        options.clear_options()
+        for path, (kind, step) in reversed(list(self.checkpoints.items())):
+            if Path(path).exists():
+                at = f" · step {step}" if isinstance(step, int) else ""
+                options.add_option(f"{kind}{at} · {Path(path).name}  ({Path(path).parent})")
 
     def _progress(self, event: dict[str, Any]) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
         total = next((event[k] for k in ("total_steps", "max_steps", "total") if isinstance(event.get(k), int)), None)
         eta = event.get("eta_s") if isinstance(event.get("eta_s"), (int, float)) else None
         step = event.get("step") or 0
+        self._last_step = (step, total if isinstance(total, int) else None)
         if total:
             bar.update(total=total, progress=min(step, total))
         elif eta is not None:
@@ -244,11 +285,13 @@ class TrainingScreen(Screen):
             summary = f"training finished: {self.result_path or 'no model path reported'}"
             self.notify("Training finished. Ctrl+O opens the result in the playground.", title="Training")
         elif message.cancelled:
-            summary = "training cancelled"
-            self.notify("Training cancelled.", severity="warning")
+            step, total = self._last_step
+            at = f" at step {step}" + (f" of {total}" if total else "") if step else ""
+            summary = f"training cancelled{at}; tick 'resume' and Start to go on"
+            self.notify(f"Training cancelled{at}.", severity="warning")
         else:
             summary = f"training failed (exit status {message.returncode}): {message.message}"
-            self.notify(message.message, title="Training failed", severity="error", timeout=15)
+            self.notify(message.message, title="Training failed", severity="error", timeout=15, markup=False)
         self.query_one("#train-phase", Static).update(summary)
         self.app.status_activity = summary
         self.refresh_bindings()
@@ -285,9 +328,3 @@ class TrainingScreen(Screen):
         if self.process is not None:
             self.process.cancel()
 
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value)
-    return text if len(text) < 60 else "…" + text[-57:]
