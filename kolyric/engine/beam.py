@@ -51,7 +51,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         # below the others
         constraint_state.processor.penalize_mid_word = True
         if constraint_state.whole_words:
-            look_ahead = BeamLookAhead(constraint_state, gen.model, gen._cache_name, 2 * settings.num_beams)
+            look_ahead = BeamLookAhead(constraint_state, gen.model, gen._cache_name, settings.num_beams)
             constraint_state.processor.beam_look_ahead = look_ahead.attach()
         extra.append(constraint_state.processor)
     with torch.inference_mode():

@@ -62,16 +62,19 @@ class ConstraintLogitsProcessor:
         return out
 
     def _penalize(self, gens: list[tuple], rows: list[Any], scores: Any, out: Any) -> None:
-        """Measure the rule where a row's last token completed a line; penalise the rows that fail."""
+        """Where a row's last token completed a line, the rule's verdict: the measure the beam
+        look-ahead took before the token was chosen, or else this step's; the rows that fail
+        are penalised."""
         import torch
 
         waiting = [i for i, (g, r) in enumerate(zip(gens, rows)) if self.state.awaiting_word_end(r, len(g))]
-        if not waiting:
-            return
-        probs = torch.softmax(scores[waiting].float(), dim=-1)
-        for i, mass in zip(waiting, self.state.word_end_mass(probs)):
-            self.state.word_masses[gens[i]] = mass
-            if mass < WORD_END_MASS:
+        unmeasured = [i for i in waiting if gens[i] not in self.state.word_masses]
+        if unmeasured:
+            probs = torch.softmax(scores[unmeasured].float(), dim=-1)
+            for i, mass in zip(unmeasured, self.state.word_end_mass(probs)):
+                self.state.word_masses[gens[i]] = mass
+        for i in waiting:
+            if self.state.word_masses[gens[i]] < WORD_END_MASS:
                 out[i] -= WORD_PENALTY
 
     def _banned(self, mask: Any, scores: Any) -> Any:

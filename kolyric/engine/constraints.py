@@ -28,19 +28,25 @@ Rules, in the order a line is written:
   the count must also complete a word, by the model's own choice. Precisely: after that token,
   the word-break tokens (text starting with whitespace, ``▁`` or a line break, or with
   punctuation, and the end token: ``vocab_profile``'s ``word_break``) must together hold at
-  least ``WORD_END_MASS`` (one half) of the model's next-token probability. The model itself
-  would then more likely than not end the word there; the line break that follows is not
-  forced after a stem (``좋``, ``싶``, ``줬``) that it would have continued (``좋아``). A token
-  whose own text ends the line (``좋아\n``) completes its word by definition. The probability
-  is the model's own distribution (greedy and sampling: before repetition penalty, temperature
-  and top-k/top-p; beam search: the log-probabilities its processors see). It is a look-ahead:
-  the next step's forward pass gives it, so a completing token that passes costs nothing. One
-  that fails is taken back (the KV cache is cropped by one position and the step redone with
-  the next choice; ``kolyric.engine.lookahead``), at most ``WORD_END_TRIES`` times a line; then
-  the tried ending most likely to end its word is kept, and the report marks the line
-  ``ends mid-word`` with that probability. Beam search ranks a hypothesis that fails the rule
-  below every one that does not (a finite penalty, so it survives only when nothing else
-  does). Each line's report gives the probability (``word_end``).
+  least ``WORD_END_MASS`` (one half) of the model's next-token probability, the model's own
+  distribution before any processor. The model would then more likely than not end the word
+  there, so the line break that follows is not forced after a stem (``좋``, ``싶``, ``줬``) that
+  it would have continued (``좋아``). A token whose own text ends the line (``좋아\n``)
+  completes its word by definition. Why a share and not "the likeliest next token is a break"
+  or "the sampled next token is a break": a word end is often spread over many tokens (a line
+  break, and a space before any of hundreds of words), whose sum is the probability that the
+  word ends while no single one of them need be the likeliest; and a share is one property of
+  the model's distribution, the same for every strategy, where a sampled token would make a
+  line's verdict a coin toss (and beam search has none). How it is enforced
+  (``kolyric.engine.lookahead``): greedy and sampling hold the completing token back until the
+  next step's forward pass gives the distribution after it (a token that passes costs nothing),
+  and take one that fails back (the KV cache cropped by one position), choosing again down
+  their ranking with the next candidates measured in batched forward passes, up to
+  ``WORD_END_TRIES`` a line; beam search measures the continuations it could choose before it
+  chooses, and ranks a hypothesis that fails below every one that does not. A line no
+  candidate could end on a whole word keeps the ending likeliest to, and the report marks it
+  ``ends mid-word`` with its measure. Tokens forced by a branch are measured, never taken back.
+  Each line's report gives its measure (``word_end``).
 * **Failure is reported, never ignored**: when no token can continue (nothing in the vocabulary
   rhymes, other controls ruled out every fitting token, max_length ran out), the row ends and
   its report says ``satisfied: False`` and why.
@@ -64,7 +70,8 @@ WORD_END_MASS = 0.5
 """The whole-word rule: the share of the model's next-token probability on word breaks after the
 token that completes a line's count (see the module's docstring)."""
 WORD_END_TRIES = 32
-"""Completing tokens taken back per line before the line keeps its best ending and is reported."""
+"""Candidate endings measured per line (greedy, sampling) before the line keeps its best ending
+and is reported."""
 FREE_LINE_TOKENS = 32
 """The default length budget of a line with no syllable count, in tokens."""
 FREE_LETTERS = "xX-."  # scheme letters for "no rhyme required"

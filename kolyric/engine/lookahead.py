@@ -27,10 +27,10 @@ nothing when the rule holds:
 
 Beam search (``model.generate``) cannot take a step back; it looks ahead instead
 (``BeamLookAhead``): a forward hook keeps the KV cache of the step just run, and at each step
-the constraint processor measures, for every hypothesis, the tokens among its best
-``2 × num_beams`` (all that beam search can pick from it) that would complete the line's count,
-in one forward pass over copies of its cache rows. A token that fails the rule is penalised
-(``WORD_PENALTY``), so the search keeps it only when nothing else is left; the next best tokens
+the constraint processor measures the continuations that would become its running hypotheses
+(the ``num_beams`` best over all hypotheses that do not end) and complete a line's count, in one
+forward pass over copies of their cache rows. One that fails the rule is penalised
+(``WORD_PENALTY``), so the search keeps it only when nothing else is left; the continuations
 that move up are measured in turn, within ``BEAM_SCREEN`` candidates a step.
 
 When a row's token changes, the loop crops the KV cache by one position (``crop_cache``) and
@@ -130,10 +130,11 @@ class WordEndSearch:
     """Per generation: each row's last choice and the endings measured on its current line."""
 
     def __init__(self, rows: int, completes: Callable[[int, int], bool], tries: int = WORD_END_TRIES,
-                 batch: int = WORD_END_BATCH, threshold: float = WORD_END_MASS):
+                 batch: int = WORD_END_BATCH, threshold: float | None = None):
         self.completes = completes
         """completes(row, token): whether the token, in place of the row's last, completes the line's count."""
-        self.tries, self.batch, self.threshold = tries, batch, threshold
+        self.tries, self.batch = tries, batch
+        self.threshold = WORD_END_MASS if threshold is None else threshold
         self.choices: list[Choice | None] = [None] * rows
         self._spent = [0] * rows
         self._line = [-2] * rows
@@ -197,18 +198,27 @@ BEAM_SCREEN = 48
 
 class BeamLookAhead:
     """The whole-word look-ahead inside ``model.generate``'s beam search (see the module's
-    docstring). ``attach`` registers the forward hook; ``detach`` removes it."""
+    docstring). ``attach`` registers the forward hook; ``detach`` removes it.
+
+    Only what beam search can choose is measured: the continuations that become its ``keep``
+    (num_beams) running hypotheses, the best by running score that do not end (beam search
+    picks them among its 2 x num_beams best). The processor runs last, so each
+    hypothesis's running score is its parent's plus the score the parent's row gave its last
+    token at the previous step, which this keeps (rows holding the same sequence, as at the
+    first step, count once).
+    """
 
     def __init__(self, state: Any, model: Any, cache_name: str, keep: int):
         self.state = state
         self.model = model
         self.cache_name = cache_name
         self.keep = keep
-        """Candidates per hypothesis that beam search chooses among (2 x num_beams)."""
         self.cache: Any = None
         self.measured = 0
         self._busy = False
         self._handle: Any = None
+        self._running: dict[tuple[int, ...], float] = {}
+        self._rows: dict[tuple[int, ...], Any] = {}
 
     def attach(self) -> "BeamLookAhead":
         def hook(module: Any, args: Any, output: Any) -> None:
@@ -223,27 +233,50 @@ class BeamLookAhead:
             self._handle.remove()
             self._handle = None
         self.cache = None
+        self._running, self._rows = {}, {}
 
     def screen(self, gens: list[tuple[int, ...]], rows: list[Any], scores: Any, penalty: float) -> None:
-        """Measure the line-completing candidates of each hypothesis (``scores``: its processed
-        log-probabilities, changed in place) and penalise those that fail the rule."""
+        """Measure the line-completing continuations beam search could choose (``scores``: each
+        hypothesis's processed log-probabilities, changed in place) and penalise those that fail
+        the rule, until the ones it could choose pass or do not complete a line."""
         import torch
 
         state = self.state
-        if self.cache is None or not state.whole_words:
-            return
-        length = len(gens[0]) + state.prompt_len if gens else 0
-        open_rows = [b for b, r in enumerate(rows) if state.line_open(r)]
+        unique = list({g: b for b, g in reversed(list(enumerate(gens)))}.values())
+        running = [self._score_of(gens[b]) for b in unique]
+        if self.cache is not None and state.whole_words and any(state.line_open(rows[b]) for b in unique):
+            self._screen(gens, rows, scores, penalty, unique, torch.tensor(running, device=scores.device))
+        self._running = {gens[b]: r for b, r in zip(unique, running)}
+        self._rows = {gens[b]: scores[b] for b in unique}
+
+    def _score_of(self, gen: tuple[int, ...]) -> float:
+        parent = gen[:-1]
+        row = self._rows.get(parent)
+        if not gen or row is None:
+            return 0.0
+        return self._running[parent] + float(row[gen[-1]])
+
+    def _screen(self, gens: list, rows: list, scores: Any, penalty: float, unique: list[int], running: Any) -> None:
+        import torch
+
+        state = self.state
+        length = len(gens[0]) + state.prompt_len
+        width = scores.shape[-1]
         seen: set[tuple[int, int]] = set()
         budget = BEAM_SCREEN
-        while open_rows and budget > 0:
-            k = min(self.keep, scores.shape[-1])
-            values, top = torch.topk(scores[open_rows], k, dim=-1)
-            todo = []
-            for b, ids, vals in zip(open_rows, top.tolist(), values.tolist()):
-                for t, v in zip(ids, vals):
-                    if v > -float("inf") and (b, t) not in seen and state.completes_after(gens[b], rows[b], t):
-                        todo.append((b, t))
+        while budget > 0:
+            totals = (scores[unique] + running.unsqueeze(1)).reshape(-1)
+            values, flat = torch.topk(totals, min(2 * self.keep, totals.shape[0]))
+            todo, kept = [], 0
+            for value, index in zip(values.tolist(), flat.tolist()):
+                b, t = unique[index // width], index % width
+                if value == -float("inf") or kept == self.keep:
+                    break
+                if t == state.eos:  # a finished hypothesis: it does not take a running beam's place
+                    continue
+                kept += 1
+                if (b, t) not in seen and state.completes_after(gens[b], rows[b], t):
+                    todo.append((b, t))
             if not todo:
                 return
             todo = todo[:budget]
@@ -259,10 +292,14 @@ class BeamLookAhead:
                 self._busy = False
             masses = state.word_end_mass(torch.softmax(out.logits[:, -1, :].float(), dim=-1))
             self.measured += len(todo)
+            failed = False
             for (b, t), mass in zip(todo, masses):
                 state.word_masses[gens[b] + (t,)] = mass
                 if mass < WORD_END_MASS:
                     scores[b, t] -= penalty
+                    failed = True
+            if not failed:  # nothing moved: what beam search can choose is measured
+                return
 
 
 def take_back(gen: Any, search: WordEndSearch, state: Any, seqs: Any, logits: Any, raw_probs: Any, past: Any,

@@ -49,13 +49,17 @@ def tokenizer_51200(cache: Path = CACHE) -> Any:
 
     out = cache / "tokenizer-51200"
     if (out / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(str(out))
+        cached = PreTrainedTokenizerFast.from_pretrained(str(out))
+        if len(cached) == VOCAB:
+            return cached
     from tokenizers import Tokenizer
 
     from kolyric.training.scratch import train_tokenizer
 
     texts = list(nsmc_reviews("train"))
     tok = train_tokenizer(texts, vocab_size=VOCAB, kind="metaspace", min_frequency=2)
+    if len(tok) > VOCAB:  # the trainer adds tokens beside BPE's (line and stanza breaks): make room
+        tok = train_tokenizer(texts, vocab_size=VOCAB - (len(tok) - VOCAB), kind="metaspace", min_frequency=2)
     backend = tok.backend_tokenizer
     missing = VOCAB - backend.get_vocab_size()
     if missing > 0:  # BPE ran out of merges: add whole frequent words as extra merged pieces
@@ -86,7 +90,10 @@ def kogpt2_shaped_dir(cache: Path = CACHE, seed: int = 7) -> Path:
     """The model directory (save_pretrained layout), built on first use."""
     out = cache / f"kogpt2-shaped-{seed}"
     if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
-        return out
+        from transformers import PreTrainedTokenizerFast
+
+        if len(PreTrainedTokenizerFast.from_pretrained(str(out))) == VOCAB:  # not one from an older trainer
+            return out
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -204,8 +204,10 @@ async def test_constraint_fields_are_validated_and_block_generation():
         assert screen.controls.constraints is None  # nothing asked: generation is unconstrained
 
 
-async def test_target_line_then_constrained_generation_and_accept(tiny_model_dir):
-    app = new_app(model=str(tiny_model_dir), device="cpu")
+async def test_target_line_then_constrained_generation_and_accept(trained_tiny_dir):
+    # a trained model: lines end on whole words only where the model itself would end a word,
+    # and random weights never would (their word break is one token of 1,200)
+    app = new_app(model=str(trained_tiny_dir), device="cpu")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_model(pilot)
         screen = await controls_ready(pilot)
