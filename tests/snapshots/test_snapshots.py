@@ -99,3 +99,80 @@ class TestModelPicker:
             assert not spec.cursor_blink, "the picker's model field blinks although cursor_blink=False"
 
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
+
+
+# -- the main screens at 80x24 and 120x40 (issue 15: layouts that hold on a small terminal) --------
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+LONG_DRAFT = ("[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나 사랑한다고 말해 눈물이 흐르네 다시 올 수 있을까 돌아와 다오\n\n"
+              "[후렴]\n다시 올 수 있을까")
+
+
+async def settled_playground(pilot):
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+    rows = [screen.query_one("#ctl-notes"), *screen.controls.all_rows().values()]
+    await wait_until(pilot, lambda: all(row.region.height for row in rows), what="the fields laid out")
+    return screen
+
+
+class TestSizes:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_playground_with_a_long_line(self, snap_compare, size):
+        """Labels whole, a footer that fits, the long line wrapped with its counts on its first row."""
+
+        async def run_before(pilot) -> None:
+            screen = await settled_playground(pilot)
+            screen.editor.load(LONG_DRAFT)
+            screen.editor.area.move_cursor((5, 0))
+            screen.prompt_input.value = "다시 만날"
+            await wait_until(pilot, lambda: screen.sections.analysis is not None
+                             and pilot.app.status_draft == "draft saved", what="the analysis and the autosave")
+            await pilot.pause()
+
+        assert snap_compare(make_app("kolyric-night"), terminal_size=SIZES[size], run_before=run_before)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_four_candidates(self, snap_compare, size):
+        """Every card reachable and said so; lines apart; an unmet constraint's reason at the card's foot."""
+        from types import SimpleNamespace
+
+        from kolyric.app.session import CandidateState
+        from kolyric.app.widgets.candidates import CandidateStrip
+
+        async def run_before(pilot) -> None:
+            screen = await settled_playground(pilot)
+            unmet = SimpleNamespace(satisfied=False, reasons=["line 2 has 9 syllables, not 7"], lines=[],
+                                    constraints="7 syllables")
+            lines = [[" 그대", " 곁에", "\n", " 너를", " 보낸", " 날"], [" 바람이", " 분다", "\n", " 다시"],
+                     [" 눈물이", " 흐르네"], [" 돌아와", " 다오", "\n", " 제발"]]
+            states = [CandidateState(n, "다시 만날", joiner="\n", pieces=pieces, finish_reason="eos",
+                                     seed=7, report=unmet if n == 1 else None) for n, pieces in enumerate(lines)]
+            strip = screen.query_one(CandidateStrip)
+            strip.show(states)
+            await wait_until(pilot, lambda: len(strip.cards()) == 4 and all(c.region.width for c in strip.cards()),
+                             what="the cards")
+            await pilot.pause()
+
+        assert snap_compare(make_app("kolyric-night"), terminal_size=SIZES[size], run_before=run_before)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_invalid_control(self, snap_compare, size):
+        """The bad field's row is red and keeps its place; the message is in the box under the fields."""
+
+        async def run_before(pilot) -> None:
+            screen = await settled_playground(pilot)
+            screen.query_one("#ctl-top_p").value = "1.5"
+            await wait_until(pilot, lambda: screen.controls.problems, what="the problem")
+            await pilot.pause()
+
+        assert snap_compare(make_app("kolyric-night"), terminal_size=SIZES[size], run_before=run_before)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_training_form(self, snap_compare, size):
+        async def run_before(pilot) -> None:
+            await settled_playground(pilot)
+            await pilot.press("f3")
+            await wait_until(pilot, lambda: pilot.app.screen.query("#train-form"), what="the training screen")
+            await pilot.pause()
+
+        assert snap_compare(make_app("kolyric-night"), terminal_size=SIZES[size], run_before=run_before)
