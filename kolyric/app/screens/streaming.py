@@ -170,8 +170,9 @@ class StreamingMixin:
             if not state.tokens and candidate.tokens:  # beam search: tokens come with the result
                 state.tokens = [t for t in candidate.tokens if t.token_id in candidate.token_ids]
                 state.pieces = [t.text for t in state.tokens]
-            # "length" before max_length: the prompt and the new tokens filled the model's window
-            if candidate.finish_reason == "length" and window and len(candidate.tokens) < result.settings.max_length:
+            # the prompt and the new tokens filled the model's window: that, not max_length, ended it
+            if (candidate.finish_reason == "length" and window
+                    and result.prompt_tokens + len(candidate.tokens) >= window):
                 state.window_limit = int(window)
         self._record(run, result.settings)
         self.run = None
