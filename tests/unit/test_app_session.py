@@ -93,3 +93,57 @@ def test_constrained_lines_streamed_with_spaces_are_broken_where_the_report_says
     assert with_newlines.line_breaks() == []  # the stream already breaks them
     state.pieces = ["딴말"]
     assert state.line_breaks() == []  # text and report disagree: shown as streamed
+
+
+def test_settings_changes_say_from_which_token_which_values_applied():
+    from kolyric.app.session import changes_summary, settings_changes
+    from kolyric.engine.settings import DecodingSettings
+
+    start = DecodingSettings(strategy="sample", temperature=1.0, seed=5)
+    hotter = start.replace(temperature=1.5, seed=None)  # the controls' own seed is not the run's
+    beam = hotter.replace(strategy="beam", n=1)
+    timeline = [(0, start), (4, hotter), (9, beam)]
+    assert settings_changes(timeline) == ({"from_token": 4, "changed": {"temperature": 1.5}},)  # beam: not live
+    assert settings_changes(timeline, tokens=4) == ()  # the change came after its last token
+    assert settings_changes([(0, start)]) == ()
+    assert changes_summary(settings_changes(timeline)) == "from token 5: temperature 1.5"
+
+
+def test_recording_controls_mark_reads_on_the_stream_thread_only():
+    import threading
+
+    from kolyric.app.live import RecordingControls
+    from kolyric.engine.settings import DecodingSettings
+
+    controls = RecordingControls(DecodingSettings(seed=None))
+    controls.stream_thread = threading.get_ident()
+    controls.current  # the stream starts
+    controls.update(DecodingSettings(seed=3))  # the seed it picked, at the same step
+    controls.current
+    controls.steps_done = 6
+    controls.update(DecodingSettings(seed=3, temperature=0.5))
+    reader = threading.Thread(target=lambda: controls.current)  # the UI reading: no mark
+    reader.start()
+    reader.join()
+    controls.current
+    assert [(step, s.seed, s.temperature) for step, s in controls.marks()] == [(0, 3, 1.0), (6, 3, 0.5)]
+
+
+def test_a_draft_field_that_cannot_be_read_is_left_out_not_the_draft():
+    import json
+
+    import pytest
+
+    from kolyric.app.drafts import Draft
+
+    huge = "9" * 5000
+    raw = json.dumps({"format": "kolyric-draft", "text": "가사", "prompt": "다시", "polarity": "긍정",
+                      "constraints": {"syllables": "7", "lines": "2"}})
+    draft, left_out = Draft.read(raw.replace('"7"', huge).replace('"\\uae0d\\uc815"', '"neutral"'))
+    assert draft == Draft("가사", "다시", None, (("lines", "2"),))
+    assert left_out == ["polarity: must be 긍정, 부정 or none, got 'neutral'",
+                        "constraints.syllables: a number of 5,000 digits"]
+    with pytest.raises(ValueError, match="syllables"):
+        Draft.from_json(raw.replace('"7"', huge))  # the strict reading names the field
+    with pytest.raises(ValueError, match="5,000 digits"):
+        Draft.read(raw.replace('"\\uac00\\uc0ac"', huge))  # no lyrics: not a draft to restore
