@@ -16,6 +16,9 @@ from typing import Any
 
 from kolyric.engine import processors as lean
 
+NUMPY_DRAWS = True
+"""Draw CPU float32 rows in NumPy (False: torch's way everywhere, as on a GPU; the tests compare)."""
+
 
 def sample(procs: Any, seqs: Any, logits: Any, rngs: list, eos_id: int, races: list | None = None) -> Any:
     """One token per row, drawn from the processed scores with each row's generator.
@@ -30,7 +33,7 @@ def sample(procs: Any, seqs: Any, logits: Any, rngs: list, eos_id: int, races: l
 
     scores, pool_ids = procs.pool(seqs, logits)  # pool_ids None: full-vocabulary rows
     picks = []
-    on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32
+    on_cpu = NUMPY_DRAWS and scores.device.type == "cpu" and scores.dtype == torch.float32
     values, ids = (scores.numpy(), None if pool_ids is None else pool_ids.numpy()) if on_cpu else (None, None)
     for i, rng in enumerate(rngs):
         if on_cpu:

@@ -202,6 +202,8 @@ def word_ends(args: argparse.Namespace) -> int:
     gen = Generator(loaded)
     breaks = profile_for(gen.tokenizer, int(gen.model.get_output_embeddings().weight.shape[0])).word_break
     print(f"model: {loaded.description}; line end: {'newline' if gen._separator == chr(10) else 'word boundary'}")
+    counters = Counters()
+    counters.install()
 
     def measure(prompt_ids: list[int], ids: list[int]) -> float:
         with torch.inference_mode():
@@ -209,7 +211,7 @@ def word_ends(args: argparse.Namespace) -> int:
         return float(torch.softmax(logits, dim=-1)[breaks].sum())
 
     header = (f"{'strategy':<8} {'rule':<5} {'lines':>6} {'bound ends':>11} {'measure < 0.5':>14} "
-              f"{'mean measure':>13} {'unsatisfied':>12} {'s':>6}")
+              f"{'mean measure':>13} {'unsatisfied':>12} {'taken back':>11} {'measured':>9} {'s':>6}")
     print()
     print(header)
     print("-" * len(header))
@@ -219,6 +221,7 @@ def word_ends(args: argparse.Namespace) -> int:
             c = LyricConstraints(syllables=args.syllables, lines=args.lines, whole_words=rule)
             lines = bound_ends = low = unsatisfied = 0
             measures = []
+            counters.take()
             started = time.perf_counter()
             for i in range(args.prompts):
                 prompt = PROMPTS[i % len(PROMPTS)]
@@ -245,13 +248,16 @@ def word_ends(args: argparse.Namespace) -> int:
                         examples.append(f"{strategy} {'with' if rule else 'without'}: "
                                         + " / ".join(line.text for line in report.lines))
             mean = sum(measures) / len(measures) if measures else float("nan")
+            elapsed = time.perf_counter() - started
+            _, taken, measured = counters.take()
             print(f"{strategy:<8} {'on' if rule else 'off':<5} {lines:>6} {bound_ends:>5} ({bound_ends / max(1, lines):>4.0%})"
-                  f" {low:>6} ({low / max(1, lines):>4.0%}) {mean:>13.2f} {unsatisfied:>12} "
-                  f"{time.perf_counter() - started:>6.1f}")
+                  f" {low:>6} ({low / max(1, lines):>4.0%}) {mean:>13.2f} {unsatisfied:>12} {taken:>11} {measured:>9} "
+                  f"{elapsed:>6.1f}")
     print()
     print("bound ends: lines whose last syllable ends a word in under 5% of its uses in the reference "
           "corpus; measure: the model's probability of a word break after the line's last token, from a "
-          "fresh pass (the rule asks 0.5).")
+          "fresh pass (the rule asks 0.5); taken back / measured: the look-ahead's work (as in the cost "
+          "table; s includes the fresh passes).")
     print("examples:")
     for line in examples:
         print("  " + line)

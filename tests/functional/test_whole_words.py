@@ -233,6 +233,28 @@ def test_forced_tokens_are_measured_not_taken_back(gens, strategy):
     assert "ends mid-word on '좋'" in cand.constraint_report.reasons[0]
 
 
+def test_the_torch_paths_choose_as_the_numpy_paths(gens, monkeypatch):
+    """On a GPU the rankings the look-ahead walks are torch tensors, not NumPy views: with the
+    NumPy paths off, the same requests give the same lines."""
+    from kolyric.engine import processors, sampling
+
+    def lines():
+        out = []
+        for kind, gen in gens.items():
+            for strategy in ("greedy", "sample"):
+                for seed, prompt in enumerate(PROMPTS[:5]):
+                    cand = run(gen, LyricConstraints(syllables=5, lines=2), prompt, strategy, seed).candidates[0]
+                    assert cand.constraint_report.satisfied, cand.constraint_report
+                    out.append(cand.token_ids)
+        return out
+
+    numpy_lines = lines()
+    monkeypatch.setattr(processors, "numpy_view", lambda scores: None)
+    monkeypatch.setattr(processors, "_NUMPY_MIN_VOCAB", 10**9)
+    monkeypatch.setattr(sampling, "NUMPY_DRAWS", False)
+    assert lines() == numpy_lines
+
+
 HAS_ONNX = all(__import__("importlib").util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
 
 
