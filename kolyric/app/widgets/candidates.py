@@ -105,6 +105,7 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         focus_at = len(text)
         breaks = state.line_breaks()  # constrained lines the stream joined with spaces
         offset = 0
+        line_start = not text.plain or text.plain.endswith("\n")
         for i, piece in enumerate(state.pieces):
             style = Style(meta={"token": i})
             if i == highlight:
@@ -112,10 +113,11 @@ class CandidateCard(Guarded, Widget, can_focus=True):
                 focus_at = len(text)
             while breaks and breaks[0] < offset + len(piece):
                 cut = max(0, breaks.pop(0) - offset)
-                _append_lines(text, piece[:cut].rstrip(" "), style)
+                _append_lines(text, piece[:cut].rstrip(" "), style, line_start)
                 text.append("\n")
+                line_start = True
                 piece, offset = piece[cut:], offset + cut
-            _append_lines(text, piece, style)
+            line_start = _append_lines(text, piece, style, line_start)
             offset += len(piece)
         if state.streaming:
             text.append("▌", style="dim")
@@ -203,15 +205,19 @@ class CandidateCard(Guarded, Widget, can_focus=True):
             self.post_message(CardFocused(self.slot))
 
 
-def _append_lines(text: Text, piece: str, style: Style) -> None:
-    """Append ``piece``; a line's first piece loses the space the tokenizer put before its word."""
+def _append_lines(text: Text, piece: str, style: Style, line_start: bool) -> bool:
+    """Append ``piece``; a line's first piece loses the space the tokenizer put before its word.
+    ``line_start``: whether ``text`` ends where a line begins; returns the same after ``piece``."""
     for n, part in enumerate(piece.split("\n")):
         if n:
             text.append("\n")
-        if not text.plain or text.plain.endswith("\n"):
+            line_start = True
+        if line_start:
             part = part.lstrip(" ")
         if part:
             text.append(part, style=style)
+            line_start = False
+    return line_start
 
 
 class CandidateStrip(Guarded, HorizontalScroll):
