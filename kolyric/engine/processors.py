@@ -150,7 +150,21 @@ def overflows_float32(magnitude: float, divisor: float) -> bool:
 class ProcessorChain(list):
     """Logits processors applied in order, as ``LogitsProcessorList`` applies them, minus the
     ``inspect.signature`` it runs on every processor at every step (~0.1 ms each): processors
-    here take (input_ids, scores) only."""
+    here take (input_ids, scores) only.
+
+    ``warpers_from`` marks where sampling's warpers (temperature, top-k, top-p) begin: ``base``
+    is the chain before them (the scores every allowed token keeps), ``warpers`` the rest."""
+
+    warpers_from: int | None = None
+    """Index of the first warper; None: the chain has none."""
+
+    @property
+    def base(self) -> "ProcessorChain":
+        return self if self.warpers_from is None else ProcessorChain(self[:self.warpers_from])
+
+    @property
+    def warpers(self) -> "ProcessorChain":
+        return ProcessorChain() if self.warpers_from is None else ProcessorChain(self[self.warpers_from:])
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         global _step_ids

@@ -234,36 +234,7 @@ class Generator:
 
     # -- greedy and sampling ----------------------------------------------------------------------
     def _processors(self, settings: DecodingSettings, prompt_len: int, constraint_state: Any) -> Any:
-        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
-
-        # kolyric.engine.processors' exact equivalents of transformers' processors where those
-        # were measured to cost a step 40-100 µs each (see that module); transformers' own
-        # elsewhere. The chain is a LogitsProcessorList without its per-step signature checks.
-        procs = lean.ProcessorChain()
-        if settings.repetition_penalty != 1.0:
-            procs.append(lean.RepetitionPenalty(float(settings.repetition_penalty)))
-        if settings.no_repeat_ngram_size > 0:
-            procs.append(lean.NoRepeatNGram(settings.no_repeat_ngram_size))
-        if settings.min_length > 0 and self.eos_id is not None:
-            procs.append(lean.MinNewTokens(prompt_len, settings.min_length, self.eos_id))
-        if constraint_state is not None:
-            procs.append(constraint_state.processor)
-        base = lean.ProcessorChain(procs)
-        if settings.strategy == "sample":
-            temperature = settings.temperature
-            if settings.top_k > 0 and settings.top_p < 1.0:  # top-p sorts only the top-k survivors
-                procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p, temperature))
-            elif settings.top_k > 0:  # the temperature divides only the survivors
-                procs.append(lean.TopK(settings.top_k, temperature))
-            else:
-                if temperature != 1.0:
-                    procs.append(TemperatureLogitsWarper(temperature))
-                if settings.top_p < 1.0:
-                    procs.append(TopPLogitsWarper(settings.top_p))
-        # the same processors in two parts: the scores before the warpers rank every allowed
-        # token (the limit of sampling as the temperature goes to 0; the look-ahead's fallback)
-        procs.base, procs.warpers = base, lean.ProcessorChain(procs[len(base):])
-        return procs
+        return sampling.processor_chain(settings, prompt_len, constraint_state, self.eos_id)
 
     def _max_new(self, request: GenerationRequest, settings: DecodingSettings) -> int:
         """The new-token limit: ``settings.max_length``, or for a constrained request whose
