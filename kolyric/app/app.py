@@ -18,7 +18,8 @@ from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
 
-from kolyric.app.config import SETTINGS_FILE, AppConfig, config_dir, data_dir, load_config, save_config
+from kolyric.app.config import (SETTINGS_FILE, AppConfig, config_dir, confine_caches, data_dir, load_config,
+                                save_config)
 from kolyric.app.drafts import DraftStore
 from kolyric.app.files import describe_os_error
 from kolyric.app.guard import ErrorGuard, Guarded
@@ -61,6 +62,7 @@ class KolyricApp(Guarded, App[None]):
                  data_dir_override: str | Path | None = None, load_on_start: bool = True,
                  train_command: list[str] | None = None, cursor_blink: bool = True) -> None:
         super().__init__()
+        confine_caches()
         self.config_path = config_dir() / SETTINGS_FILE
         self.config, self.startup_notices = load_config(self.config_path)
         self.data_dir = data_dir(data_dir_override)

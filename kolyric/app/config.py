@@ -84,6 +84,15 @@ def outside_confinement(path: str | os.PathLike) -> str | None:
     return f"this session may write only inside {root}; {target} is outside it"
 
 
+def confine_caches() -> None:
+    """Under confinement, the int8 graphs the engine caches go inside the folder too (unless
+    ``KOLYRIC_ONNX_CACHE`` already says where). Hub downloads keep the hub's own cache: the
+    models a server offers are there."""
+    root = confined_dir()
+    if root is not None:
+        os.environ.setdefault("KOLYRIC_ONNX_CACHE", str(root / "cache" / "onnx"))
+
+
 def _inside_confinement(chosen: Path, name: str) -> Path:
     root = confined_dir()
     if root is None or outside_confinement(chosen) is None:

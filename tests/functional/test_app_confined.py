@@ -140,9 +140,12 @@ def test_confinement_resolves_links_and_dots(jail, tmp_path):
         assert refusal is not None and str(jail) in refusal, path
 
 
-async def test_export_outside_the_folder_is_refused_with_the_folder_named(jail, tmp_path):
+async def test_export_outside_the_folder_is_refused_with_the_folder_named(jail, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOLYRIC_ONNX_CACHE", "")  # recorded, so the app's setting is undone after the test
+    monkeypatch.delenv("KOLYRIC_ONNX_CACHE")
     app = new_app()
-    assert str(app.data_dir).startswith(str(jail))  # drafts go inside too
+    assert str(app.data_dir).startswith(str(jail))  # drafts go inside too, and the engine's int8 graphs
+    assert os.environ["KOLYRIC_ONNX_CACHE"].startswith(str(jail))
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
         await pilot.press(*"바람이 분다")
