@@ -12,7 +12,6 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Footer, ProgressBar, Static
-from textual.widgets._footer import FooterKey
 
 from kolyric.app.guard import Guarded
 
@@ -79,18 +78,23 @@ class FittingFooter(Guarded, Footer):
             yield from keys
             return
 
+        # Footer's keys (FooterKey, not exported by Textual) carry key_display, description and action
         def cells(key: Widget) -> int:  # compact: key, space, description, one cell of margin
-            if not isinstance(key, FooterKey) or key.has_class("-command-palette"):
+            display, description = getattr(key, "key_display", None), getattr(key, "description", "")
+            if display is None or key.has_class("-command-palette"):
                 return 0
-            return cell_len(key.key_display) + (1 + cell_len(key.description) if key.description else 0) + 1
+            return cell_len(display) + (1 + cell_len(description) if description else 0) + 1
+
+        def action(key: Widget) -> str:
+            return str(getattr(key, "action", "")).split("(")[0]
 
         used = sum(cells(key) for key in keys)
         dropped: set[int] = set()
-        for action in self.DROP_FIRST:
+        for name in self.DROP_FIRST:
             if used <= room:
                 break
             for n, key in enumerate(keys):
-                if isinstance(key, FooterKey) and key.action.split("(")[0] == action and n not in dropped:
+                if action(key) == name and n not in dropped:
                     dropped.add(n)
                     used -= cells(key)
         yield from (key for n, key in enumerate(keys) if n not in dropped)
