@@ -43,8 +43,9 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
     from kolyric.engine.stream import GenerationRequest
 
     problems = []
+    overrides = decoding_overrides(args)
     try:
-        settings = preset(chosen_preset(args), **decoding_overrides(args))
+        settings = preset(chosen_preset(args), **overrides)
     except SettingsError as exc:
         problems += [str(p) for p in exc.problems]
         settings = None
@@ -57,16 +58,13 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
         args.prompt.encode("utf-8")
     except UnicodeEncodeError as exc:
         problems.append(f"prompt: not valid UTF-8 text at character {exc.start + 1} (is the terminal set to UTF-8?)")
+    from kolyric.engine.constraints import from_arguments
+
     constraints = None
     try:
-        from kolyric.engine.constraints import from_arguments
-    except ImportError:
-        from_arguments = None
-    if from_arguments is not None:
-        try:
-            constraints = from_arguments(args)
-        except ValueError as exc:
-            problems.append(str(exc))
+        constraints = from_arguments(args)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise CLIError("invalid settings:\n  " + "\n  ".join(problems))
     context: tuple[str, ...] = ()
@@ -76,7 +74,8 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
                 context = tuple(line.rstrip("\n") for line in f if line.strip())
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"--context-file {args.context_file}: {exc}") from exc
-    return GenerationRequest(args.prompt, polarity, settings, context=context, constraints=constraints)
+    return GenerationRequest(args.prompt, polarity, settings, context=context, constraints=constraints,
+                             max_length_set="max_length" in overrides)
 
 
 def load(args: argparse.Namespace):  # noqa: ANN201 - returns LoadedModel

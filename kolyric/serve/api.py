@@ -45,7 +45,7 @@ from starlette.requests import ClientDisconnect
 from kolyric.serve.guard import check_media_type
 from kolyric.serve.host import Busy, Job, ModelHost, _Failure
 from kolyric.serve.describe import presets_listing, settings_schema
-from kolyric.serve.schema import Limits, RequestError, constraints_available, decode_body, parse_generation
+from kolyric.serve.schema import Limits, RequestError, decode_body, parse_generation
 
 log = logging.getLogger("kolyric.serve")
 
@@ -93,6 +93,7 @@ def _token_dict(event: Any) -> dict[str, Any]:
         "candidate": event.candidate,
         "step": event.step,
         "text": event.text,
+        "line_break": event.line_break,
         "token": {
             "id": token.token_id, "text": token.text, "prob": round(float(token.prob), 6),
             "alternatives": [{"id": a.token_id, "text": a.text, "prob": round(float(a.prob), 6)}
@@ -171,7 +172,6 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
     @app.get("/health")
     async def health() -> JSONResponse:
         body = host.health()
-        body["constraints_available"] = constraints_available()
         return _json(200 if body["status"] == "ready" else 503, body)
 
     @app.get("/presets")

@@ -9,20 +9,15 @@ import dataclasses
 from typing import Any
 
 from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, preset
-from kolyric.serve.schema import REQUEST_FIELDS, Limits, constraints_available, constraints_module
+from kolyric.serve.schema import REQUEST_FIELDS, Limits
 
 
-def constraint_fields() -> dict[str, Any] | None:
-    """The constraint fields and their defaults, where LyricConstraints is a dataclass."""
-    try:
-        module = constraints_module()
-    except Exception:  # noqa: BLE001 - as constraints_available
-        return None
-    cls = getattr(module, "LyricConstraints", None) if module is not None else None
-    if cls is None or not dataclasses.is_dataclass(cls):
-        return None
+def constraint_fields() -> dict[str, Any]:
+    """The lyric constraint fields and their defaults."""
+    from kolyric.engine.constraints import LyricConstraints
+
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(LyricConstraints):
         if not f.init:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
@@ -45,7 +40,6 @@ def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
         },
         "request_fields": dict(REQUEST_FIELDS),
         "default_preset": DEFAULT_PRESET,
-        "constraints_available": constraints_available(),
         "constraints": constraint_fields(),
     }
     if limits is not None:

@@ -239,7 +239,14 @@ def parse_generation(data: Any, limits: Limits = Limits()) -> ParsedRequest:
     assert settings is not None
     if settings.seed is None:  # fixed here so the stream's first event can report it
         settings = replace(settings, seed=secrets.randbelow(MAX_SEED + 1))
-    request = GenerationRequest(prompt or "", polarity, settings, context=context, constraints=constraints)
+    nested = data.get("settings")
+    chosen = "max_length" in data or (isinstance(nested, dict) and "max_length" in nested)
+    if constraints is not None and not chosen:
+        # What the lines need, within this server's limit: the engine's own fit could pass it.
+        fitted = min(constraints.length_budget(), limits.max_new_tokens)
+        settings, chosen = replace(settings, max_length=max(settings.max_length, fitted)), True
+    request = GenerationRequest(prompt or "", polarity, settings, context=context, constraints=constraints,
+                                max_length_set=chosen)
     return ParsedRequest(request, settings.notes())
 
 
@@ -366,30 +373,10 @@ def _settings(data: Mapping[str, Any], limits: Limits, problems: list[RequestPro
     return settings
 
 
-CONSTRAINTS_MODULE = "kolyric.engine.constraints"
-
-
-def constraints_module() -> Any:
-    """The lyric constraints module, or None where this build lacks it."""
-    import importlib
-
-    try:
-        return importlib.import_module(CONSTRAINTS_MODULE)
-    except ImportError as exc:
-        if exc.name not in (CONSTRAINTS_MODULE, "kolyric.engine"):
-            raise  # the module is there but broken: that is a bug to see, not a missing feature
-        return None
-
-
-def constraints_available() -> bool:
-    try:
-        return constraints_module() is not None
-    except Exception:  # noqa: BLE001 - a broken module is reported when a request uses it
-        return False
-
-
 def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
-    """Lyric constraints through their own module's validation (absent module: only null is valid)."""
+    """Lyric constraints, validated by ``LyricConstraints.from_dict`` (its messages go back to the client)."""
+    from kolyric.engine.constraints import ConstraintError, LyricConstraints
+
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -398,55 +385,19 @@ def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
         return None
     if not raw:
         return None
-    module = constraints_module()
-    if module is None:
-        problems.append(RequestProblem("constraints", raw, "lyric constraints are not available in this build",
-                                       "null"))
-        return None
     try:
-        return build_constraints(module, raw)
-    except Exception as exc:  # noqa: BLE001 - the constraints module's own messages go back to the client
-        found = getattr(exc, "problems", None)
-        if isinstance(found, (list, tuple)) and found:
-            for item in found:
-                problems.append(_constraint_problem(item, raw))
-        else:
-            problems.append(RequestProblem("constraints", raw, str(exc) or type(exc).__name__))
+        return LyricConstraints.from_dict(raw)
+    except ConstraintError as exc:
+        problems.extend(_constraint_problem(item, raw) for item in exc.problems)
         return None
-
-
-def build_constraints(module: Any, raw: dict[str, Any]) -> Any:
-    """``LyricConstraints`` from a JSON object, through whichever constructor the module offers."""
-    for owner, name in ((module, "from_dict"), (getattr(module, "LyricConstraints", None), "from_dict")):
-        build = getattr(owner, name, None) if owner is not None else None
-        if callable(build):
-            return build(raw)
-    cls = getattr(module, "LyricConstraints", None)
-    if cls is None:
-        raise ValueError("lyric constraints are not available in this build")
-    import dataclasses
-
-    if dataclasses.is_dataclass(cls):
-        names = [f.name for f in dataclasses.fields(cls) if f.init]
-        unknown = [k for k in raw if k not in names]
-        if unknown:
-            raise ValueError(f"unknown constraint {unknown[0]!r}; known: {', '.join(names)}")
-    return cls(**raw)
 
 
 def _constraint_problem(item: Any, raw: dict[str, Any]) -> RequestProblem:
-    to_dict = getattr(item, "to_dict", None)
-    if callable(to_dict):
-        d = to_dict()
-        name = str(d.get("field", ""))
-        return RequestProblem(f"constraints.{name}" if name else "constraints", d.get("value", raw.get(name)),
-                              str(d.get("message", item)), d.get("valid"))
-    name = getattr(item, "field", None)
-    if name:
-        return RequestProblem(f"constraints.{name}", getattr(item, "value", raw.get(name)),
-                              str(getattr(item, "message", item)))
-    return RequestProblem("constraints", raw, str(item))
+    d = item.to_dict()
+    name = str(d.get("field", ""))
+    return RequestProblem(f"constraints.{name}" if name else "constraints", d.get("value", raw.get(name)),
+                          str(d.get("message", item)), d.get("valid"))
 
 
-__all__ = ["Limits", "ParsedRequest", "REQUEST_FIELDS", "RequestError", "RequestProblem", "constraints_available",
-           "constraints_module", "decode_body", "parse_generation"]
+__all__ = ["Limits", "ParsedRequest", "REQUEST_FIELDS", "RequestError", "RequestProblem", "decode_body",
+           "parse_generation"]

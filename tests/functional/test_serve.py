@@ -484,10 +484,6 @@ def test_cli_serve_reports_a_busy_port(capsys):
 
 
 def test_lyric_constraints_over_http(server):
-    from kolyric.serve.schema import constraints_available
-
-    if not constraints_available():
-        pytest.skip("kolyric.engine.constraints is not in this build")
     body = {"prompt": "사랑해", "preset": "greedy", "max_length": 20, "constraints": {"syllables": 4, "rhyme": "랑"}}
     r = httpx.post(server.url + "/generate", json=body, timeout=60)
     assert r.status_code == 200, r.text
@@ -499,51 +495,6 @@ def test_lyric_constraints_over_http(server):
     problems = {p["field"]: p for p in r.json()["problems"]}
     assert set(problems) == {"constraints.syllables", "constraints.colour", "top_k"}
     assert problems["constraints.syllables"]["value"] == 99 and problems["constraints.syllables"]["valid"]
-
-
-def test_constraints_go_through_their_own_module(monkeypatch):
-    """Lyric constraints are built and validated by kolyric.engine.constraints (a stand-in here,
-    so this holds before and after the real module lands)."""
-    import types
-
-    from kolyric.serve.schema import RequestError, parse_generation
-
-    class Problem:
-        def __init__(self, field, value, message):
-            self.field, self.value, self.message = field, value, message
-
-    class BadConstraints(ValueError):
-        def __init__(self, problems):
-            super().__init__("; ".join(p.message for p in problems))
-            self.problems = problems
-
-    class LyricConstraints:
-        def __init__(self, syllables=None, rhyme=None):
-            self.syllables, self.rhyme = syllables, rhyme
-
-        @classmethod
-        def from_dict(cls, values):
-            problems = [Problem(k, v, f"unknown constraint {k!r}") for k, v in values.items()
-                        if k not in ("syllables", "rhyme")]
-            if not isinstance(values.get("syllables", 7), int):
-                problems.append(Problem("syllables", values["syllables"], "must be an integer"))
-            if problems:
-                raise BadConstraints(problems)
-            return cls(**values)
-
-    fake = types.ModuleType("kolyric.engine.constraints")
-    fake.LyricConstraints = LyricConstraints
-    monkeypatch.setitem(sys.modules, "kolyric.engine.constraints", fake)
-
-    parsed = parse_generation({"prompt": "가", "constraints": {"syllables": 7, "rhyme": "랑"}})
-    assert isinstance(parsed.request.constraints, LyricConstraints)
-    assert parsed.request.constraints.syllables == 7
-    with pytest.raises(RequestError) as err:
-        parse_generation({"constraints": {"syllables": "seven", "metre": 3}, "top_k": -1})
-    assert err.value.status == 422
-    got = {p.field: p.message for p in err.value.problems}
-    assert got == {"constraints.metre": "unknown constraint 'metre'",
-                   "constraints.syllables": "must be an integer", "top_k": got["top_k"]}
 
 
 def test_parse_generation_unit():
