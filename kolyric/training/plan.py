@@ -71,3 +71,54 @@ def lyrics_defaults(plan_rows: int, *, n_params: int, context: int) -> dict[str,
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
     return {"max_seq_length": min(LYRICS_MAX_SEQ_LENGTH, context), "batch_size": LYRICS_BATCH_SIZE,
             "epochs": epochs, "lr": 1e-3 if n_params < SMALL_MODEL_PARAMS else 1e-4}
+
+
+@dataclass(frozen=True)
+class FormPlan:
+    """A small-file plan for the app's training form: the defaults to offer and what they cover."""
+
+    plan: FilePlan
+    defaults: dict[str, Any]
+    note: str
+    """Which tokenizer measured the file (the base's, or kolyric-mini's as an estimate)."""
+
+    def describe(self) -> str:
+        return f"{self.plan.describe()} ({self.note})"
+
+
+def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: float = 0.1,
+                  seed: int = 7) -> FormPlan:
+    """Lyrics defaults and their coverage for training on ``path`` over ``model`` (None: from
+    scratch). The base's own tokenizer measures the file when it is on disk; otherwise (from
+    scratch, or a hub id not cached) kolyric-mini's does, as an estimate."""
+    from kolyric.engine.integrity import estimate_parameters
+    from kolyric.engine.loading import MINI_PATH, ModelLoadError, load_tokenizer
+
+    spec = str(MINI_PATH) if model in (None, "", "mini") else model
+    note = "measured with the base model's tokenizer"
+    try:
+        tokenizer = load_tokenizer(spec)
+        config = _config(spec)
+    except (ModelLoadError, OSError, ValueError):
+        tokenizer, config = load_tokenizer(str(MINI_PATH)), _config(str(MINI_PATH))
+        note = "estimated with kolyric-mini's tokenizer"
+    if model is None:
+        note = "estimated with kolyric-mini's tokenizer; from scratch trains its own"
+    n_params = (estimate_parameters(config) if config is not None else None) or SMALL_MODEL_PARAMS
+    context = int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+                  or LYRICS_MAX_SEQ_LENGTH)
+    if model is None:
+        n_params, context = 0, LYRICS_MAX_SEQ_LENGTH  # a new small model: its own 128-token window
+    length = min(LYRICS_MAX_SEQ_LENGTH, context)
+    plan = plan_file(path, tokenizer, max_seq_length=length, batch_size=LYRICS_BATCH_SIZE, val_share=val_share,
+                     seed=seed)
+    return FormPlan(plan, lyrics_defaults(plan.rows, n_params=n_params, context=context), note)
+
+
+def _config(spec: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(spec, local_files_only=True)
+    except (OSError, ValueError):
+        return None

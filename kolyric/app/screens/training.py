@@ -63,6 +63,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self.events_seen = 0
         self.checkpoints: dict[str, tuple[str, Any]] = {}  # path -> (kind, step), as the run reported them
         self._last_step: tuple[int, int | None] = (0, None)  # (step, total) of the latest step event
+        self._form_defaults: dict[str, Any] = dict(DEFAULTS)  # what the form itself last put in each field
 
     def compose(self) -> ComposeResult:
         base = self.app.config.model or DEFAULT_BASE
@@ -71,6 +72,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
                 yield FieldRow("corpus", "corpus", "nsmc", choices=CORPORA, prefix="train",
                                help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
                 yield FieldRow("corpus_file", "corpus file", "", prefix="train", placeholder="one text per line")
+                yield Static("", id="train-plan")
                 yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
                                placeholder="default: the data folder")
                 yield FieldRow("model", "base model", base, prefix="train", placeholder="hub id, directory, .ckpt")
@@ -138,6 +140,59 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         old, new = (DEFAULTS["lr"], SCRATCH_LR) if event.value else (SCRATCH_LR, DEFAULTS["lr"])
         if lr.value.strip() in (str(old), repr(old)):  # still the default: follow the mode
             lr.value = str(new)
+            self._form_defaults["lr"] = new
+
+    # -- lyrics defaults ---------------------------------------------------------------------
+    @on(Select.Changed, "#train-corpus")
+    @on(Input.Changed, "#train-corpus_file")
+    @on(Input.Changed, "#train-model")
+    @on(Checkbox.Changed, "#train-from_scratch")
+    def _replan(self) -> None:
+        """A file corpus gets defaults for a small file and a line saying what an epoch covers;
+        NSMC gets the tutorial's back. Only fields the user has not edited follow."""
+        plan = self.query_one("#train-plan", Static)
+        path = self.query_one("#train-corpus_file", Input).value.strip()
+        scratch = self.query_one("#train-from_scratch", Checkbox).value
+        if self.query_one("#train-corpus", Select).value != "file":
+            plan.display = False
+            self._offer_defaults({**DEFAULTS, "lr": SCRATCH_LR if scratch else DEFAULTS["lr"]})
+            return
+        plan.display = True
+        if not path or not Path(path).expanduser().is_file():
+            plan.update("Name a .txt (blank line between songs), .tsv or .jsonl file to see what an epoch covers.")
+            return
+        plan.update("measuring the file …")
+        self._plan_worker(str(Path(path).expanduser()),
+                          None if scratch else self.query_one("#train-model", Input).value.strip())
+
+    @work(thread=True, group="plan", exclusive=True, exit_on_error=False)
+    def _plan_worker(self, path: str, model: str | None) -> None:
+        from textual.worker import get_current_worker
+
+        from kolyric.training.corpora import CorpusError
+        from kolyric.training.plan import plan_for_form
+
+        try:
+            found = plan_for_form(path, model)
+        except (CorpusError, OSError, ValueError) as exc:
+            text = f"cannot plan on this file: {exc}"
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self.query_one("#train-plan", Static).update, text)
+            return
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_plan, found)
+
+    def _show_plan(self, found: Any) -> None:
+        self.query_one("#train-plan", Static).update("Lyrics defaults: " + found.describe())
+        self._offer_defaults(found.defaults)
+
+    def _offer_defaults(self, defaults: dict[str, Any]) -> None:
+        for name, value in defaults.items():
+            field = self.query_one(f"#train-{name}", Input)
+            current = self._form_defaults.get(name)
+            if field.value.strip() in ("" if current is None else str(current), repr(current)):
+                field.value = "" if value is None else str(value)
+                self._form_defaults[name] = value
 
     @on(Button.Pressed, "#train-new-folder")
     def _new_folder(self) -> None:
