@@ -47,11 +47,31 @@ def test_streams_korean_for_both_polarities(mini):
 
     gen = Generator(mini)
     for polarity in ("긍정", "부정"):
-        pieces = [ev.text for ev in gen.stream(GenerationRequest("이 영화", polarity, preset("combined", seed=7)))
-                  if isinstance(ev, TokenEvent)]
-        text = "".join(pieces)
-        assert len([p for p in pieces if p]) > 2
-        assert count_syllables(text) >= 3
+        texts: dict[int, str] = {}
+        for ev in gen.stream(GenerationRequest("이 영화", polarity, preset("combined", seed=7, n=4))):
+            if isinstance(ev, TokenEvent):
+                texts[ev.candidate] = texts.get(ev.candidate, "") + ev.text
+        assert len(texts) == 4
+        assert all(count_syllables(text) >= 2 for text in texts.values()), texts
+
+
+REVIEW_WORDS = ("영화", "평점", "ㅋㅋ", "배우", "연기")
+
+
+def test_writes_verse_in_lines_without_a_polarity(mini):
+    """With no polarity the shipped model writes lines (its own line breaks), not reviews."""
+    from kolyric.engine.settings import preset
+    from kolyric.engine.stream import GenerationRequest, Generator
+
+    gen = Generator(mini)
+    texts = [c.text for prompt in ("봄이 오면", "그대 없는 밤") for c in
+             gen.generate(GenerationRequest(prompt, None, preset("combined", seed=11, n=8))).candidates]
+    with_lines = [t for t in texts if "\n" in t.strip()]
+    assert len(with_lines) >= len(texts) // 2, texts
+    assert sum(any(w in t for w in REVIEW_WORDS) for t in texts) <= 1, texts
+    # A polarity still brings the tutorial's register back.
+    reviews = [c.text for c in gen.generate(GenerationRequest("이 영화", "긍정", preset("combined", seed=11, n=8))).candidates]
+    assert sum("\n" in t.strip() for t in reviews) <= 1, reviews
 
 
 def test_follows_the_polarity_prefix_on_unseen_reviews(mini):
