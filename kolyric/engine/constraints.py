@@ -61,6 +61,7 @@ from typing import Any, Mapping
 
 from kolyric.korean.hangul import FINALS, MEDIALS, count_syllables, hangul_syllables
 from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions, rhyme_key
+from kolyric.engine.settings import shown
 
 MAX_SYLLABLES = 40
 MAX_LINES = 16
@@ -120,15 +121,15 @@ def parse_pattern(value: Any) -> tuple[int, ...]:
     elif isinstance(value, (list, tuple)):
         parts = list(value)
     else:
-        raise ValueError(f"must be {RANGES['pattern']}, got {value!r}")
+        raise ValueError(f"must be {RANGES['pattern']}, got {shown(value)}")
     out = []
     for p in parts:
         n = _int(p)
         if n is None or not 1 <= n <= MAX_SYLLABLES:
-            raise ValueError(f"must be {RANGES['pattern']}, got {value!r} ({p!r} is not 1..{MAX_SYLLABLES})")
+            raise ValueError(f"must be {RANGES['pattern']}, got {shown(value)} ({shown(p)} is not 1..{MAX_SYLLABLES})")
         out.append(n)
     if not 1 <= len(out) <= MAX_LINES:
-        raise ValueError(f"must have 1 to {MAX_LINES} counts, got {len(out)} in {value!r}")
+        raise ValueError(f"must have 1 to {MAX_LINES} counts, got {len(out)} in {shown(value)}")
     return tuple(out)
 
 
@@ -136,7 +137,7 @@ def parse_scheme(value: Any) -> str:
     text = "".join(str(value).split()) if isinstance(value, str) else None
     if not text or len(text) > MAX_SCHEME or not all(c.isascii() and (c.isalpha() or c in FREE_LETTERS)
                                                      for c in text):
-        raise ValueError(f"must be {RANGES['scheme']}, got {value!r}")
+        raise ValueError(f"must be {RANGES['scheme']}, got {shown(value)}")
     return "".join("x" if c in FREE_LETTERS else c.upper() for c in text)
 
 
@@ -148,8 +149,15 @@ def _int(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value.strip())
+        digits = value.strip()
+        # Past any range here, and past Python's 4,300-digit int() limit: no conversion needed.
+        return int(digits) if len(digits) <= 18 else None
     return None
+
+
+def _key(key: Any) -> str:
+    """An unknown field's name as a one-line message can hold it."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= 40 else shown(key)
 
 
 def _bool(value: Any) -> bool | None:
@@ -196,10 +204,10 @@ class LyricConstraints:
         for name, high in (("syllables", MAX_SYLLABLES), ("lines", MAX_LINES)):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high):
-                bad(name, f"must be {RANGES[name]}, got {value!r}")
+                bad(name, f"must be {RANGES[name]}, got {shown(value)}")
         n = self.rhyme_syllables
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RHYME_SYLLABLES:
-            bad("rhyme_syllables", f"must be {RANGES['rhyme_syllables']}, got {n!r}")
+            bad("rhyme_syllables", f"must be {RANGES['rhyme_syllables']}, got {shown(n)}")
             n = 1
         if self.pattern is not None:
             try:
@@ -213,15 +221,15 @@ class LyricConstraints:
                 bad("scheme", str(exc))
         for name in ("strict", "families", "whole_words"):
             if not isinstance(getattr(self, name), bool):
-                bad(name, f"must be true or false, got {getattr(self, name)!r}")
+                bad(name, f"must be true or false, got {shown(getattr(self, name))}")
         if self.mode not in MODES:
-            bad("mode", f"must be {RANGES['mode']}, got {self.mode!r}")
+            bad("mode", f"must be {RANGES['mode']}, got {shown(self.mode)}")
         if self.rhyme is not None:
             syl = hangul_syllables(self.rhyme) if isinstance(self.rhyme, str) else ""
             if not syl:
-                bad("rhyme", f"must be {RANGES['rhyme']}, got {self.rhyme!r}")
+                bad("rhyme", f"must be {RANGES['rhyme']}, got {shown(self.rhyme)}")
             elif len(syl) < n:
-                bad("rhyme", f"{self.rhyme!r} has {len(syl)} Hangul syllable(s) but rhyme_syllables is {n}")
+                bad("rhyme", f"{shown(self.rhyme)} has {len(syl)} Hangul syllable(s) but rhyme_syllables is {n}")
         if problems:
             raise ConstraintError(problems)
         if self.syllables is not None and self.pattern is not None:
@@ -290,7 +298,7 @@ class LyricConstraints:
     def from_dict(cls, raw: Mapping[str, Any]) -> "LyricConstraints":
         """From JSON-ish values (numbers as strings too); every problem reported at once."""
         names = [f.name for f in dataclasses.fields(cls)]
-        problems = [ConstraintProblem(str(k), v, f"unknown constraint; known: {', '.join(names)}")
+        problems = [ConstraintProblem(_key(k), v, f"unknown constraint; known: {', '.join(names)}")
                     for k, v in raw.items() if k not in names]
         values: dict[str, Any] = {}
         for key, value in raw.items():
@@ -299,17 +307,18 @@ class LyricConstraints:
             if key in ("syllables", "lines", "rhyme_syllables"):
                 n = _int(value)
                 if n is None:
-                    problems.append(ConstraintProblem(key, value, f"must be {RANGES[key]}, got {value!r}", RANGES[key]))
+                    problems.append(ConstraintProblem(key, value, f"must be {RANGES[key]}, got {shown(value)}",
+                                                      RANGES[key]))
                     continue
                 value = n
             elif key in ("strict", "families", "whole_words"):
                 b = _bool(value)
                 if b is None:
-                    problems.append(ConstraintProblem(key, value, f"must be true or false, got {value!r}"))
+                    problems.append(ConstraintProblem(key, value, f"must be true or false, got {shown(value)}"))
                     continue
                 value = b
-            elif key == "mode":
-                value = str(value).strip().lower()
+            elif key == "mode" and isinstance(value, str):
+                value = value.strip().lower()
             values[key] = value
         try:
             made = cls(**values)
