@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from kolyric.training.run import TrainConfig
+    from kolyric.training.config import TrainConfig
 
     return TrainConfig(
         out=args.out, model=args.model, base=args.base, corpus=args.corpus or ["nsmc"], corpus_dir=args.corpus_dir,
