@@ -26,8 +26,9 @@ PROMPTS = ["봄", "꿈", "너", "별", "밤", "길", "달", "사랑해", "나", 
 
 
 @pytest.fixture(scope="session")
-def word_dirs(request) -> dict[str, Path]:
-    cache = Path(request.config.cache.mkdir("kolyric-word-models"))
+def word_dirs(models_dir) -> dict[str, Path]:
+    cache = models_dir / "word-models"  # pytest's cache dir, or a session folder without one
+    cache.mkdir(exist_ok=True)
     return {kind: word_models.model_dir(cache, kind) for kind in word_models.KINDS}
 
 

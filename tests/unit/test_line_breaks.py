@@ -67,12 +67,12 @@ def test_the_profile_tells_line_ends_from_word_breaks(tok):
     assert not bool(breaks[stem]) and not bool(breaks[ending]) and not bool(breaks[tok.pad_token_id])
 
 
-def test_the_stream_keeps_newlines_and_marks_them(request):
+def test_the_stream_keeps_newlines_and_marks_them(models_dir):
     from kolyric.engine.loading import load_model
     from kolyric.engine.settings import preset
     from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, TokenEvent
 
-    path = word_models.model_dir(Path(request.config.cache.mkdir("kolyric-word-models")), "newline")
+    path = word_models.model_dir(models_dir / "word-models", "newline")
     gen = Generator(load_model(str(path), device="cpu"))
     text = " 좋아\n사랑해 봄\n\n꿈"
     forced = tuple(gen.tokenizer.encode(text, add_special_tokens=False))
