@@ -245,10 +245,10 @@ def _is_unicode(text: str) -> bool:
 
 
 def normalize_text(text: str) -> str:
-    """A training text with its line structure kept: ``\r\n`` becomes ``\n``, each line loses its
-    trailing spaces, runs of blank lines become one stanza break (``\n\n``), and the ends are
-    stripped."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    """A training text with its line structure kept: ``\r\n`` becomes ``\n`` (a lone ``\r`` is no
+    line break, as for the file readers), each line loses its trailing spaces, runs of blank
+    lines become one stanza break (``\n\n``), and the ends are stripped."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     out: list[str] = []
     for line in lines:
         if line or (out and out[-1]):

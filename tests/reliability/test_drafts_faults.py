@@ -198,7 +198,6 @@ CORRUPT_DRAFTS = {
     "a list": b"[1, 2]",
     "another format": b'{"format": "notes", "text": "x"}',
     "text not a string": b'{"format": "kolyric-draft", "text": 5}',
-    "bad polarity": b'{"format": "kolyric-draft", "text": "x", "polarity": "\xec\xa4\x91\xeb\xa6\xbd"}',
     "nested too deeply": b"[" * 100_000,
     "NaN and junk": b'{"format": "kolyric-draft", "text": NaN}}',
 }
@@ -214,6 +213,17 @@ def test_corrupt_draft_is_set_aside_byte_for_byte(tmp_path, name):
     (aside,) = tmp_path.glob("draft.json.bad-*")
     assert aside.read_bytes() == raw and aside.name in notices[0]  # kept, not deleted, and named
     assert not (tmp_path / "draft.json").exists()
+
+
+def test_a_draft_field_that_cannot_be_read_is_left_out_and_the_lyrics_kept(tmp_path):
+    count("corrupt files: drafts")
+    raw = b'{"format": "kolyric-draft", "text": "x", "polarity": "\xec\xa4\x91\xeb\xa6\xbd"}'
+    (tmp_path / "draft.json").write_bytes(raw)
+    draft, notices = DraftStore(tmp_path).load()
+    assert draft is not None and draft.text == "x" and draft.polarity is None
+    (aside,) = tmp_path.glob("draft.json.bad-*")
+    assert len(notices) == 1 and "polarity" in notices[0] and aside.name in notices[0]
+    assert aside.read_bytes() == raw  # the file as it was is kept beside the one written back
 
 
 CORRUPT_SETTINGS = {
