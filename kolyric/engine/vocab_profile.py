@@ -10,7 +10,8 @@ the profile and cached per line state:
 * flags: ``exact`` (the token's effect on the line is known from the token alone: no U+FFFD,
   i.e. no partial UTF-8 bytes of a byte-level vocabulary, and no conjoining jamo, which NFC
   could merge into the neighbouring syllable), ``additive`` (no digits or Latin letters, whose
-  count depends on the neighbouring tokens: "2"+"4" reads 이십사), ``has_break``,
+  count depends on the neighbouring tokens: "2"+"4" reads 이십사, and no Han characters, kana
+  or bare jamo, which are sung but not counted, and no brackets or symbols), ``has_break``,
   ``break_clean`` (one break, only spaces after it: a stanza break ``\n\n`` is not a line end
   under a constraint, so constrained lines come out one a line), ``starts_space``, ``special``;
 * ``word_break``: the token ends the word before it: its text starts with whitespace (a space,
@@ -36,7 +37,14 @@ from kolyric.korean.rhyme import FINAL_SOUND, MEDIAL_FAMILY
 MAX_LINE_SYLLABLES = 40
 TAIL = 3  # syllables of a token's ending kept (the most a rhyme compares)
 _BREAK_RE = re.compile(r"[\r\n]")
-_NON_ADDITIVE_RE = re.compile(r"[0-9A-Za-z\uff10-\uff19]")
+# Characters a singer voices that the syllable count cannot see: digits and Latin letters
+# (whose reading depends on their neighbours), Han characters (八 is sung 팔), kana, and bare
+# jamo (ㅋㅋ). Under a count they would make the count a lie, so they are never chosen there.
+_NON_ADDITIVE_RE = re.compile(r"[0-9A-Za-z\uff10-\uff19\u3040-\u30ff\u3131-\u318e\u3400-\u4dbf\u4e00-\u9fff"
+                              r"\uf900-\ufaff\uff21-\uff3a\uff41-\uff5a]")
+# Brackets and symbols are neither sung nor counted: under a count they are glosses and
+# debris ("恨(한)", "≥", "_") that let a line reach its count without words.
+_UNSUNG_CATEGORIES = frozenset({"Ps", "Pe", "Pc", "Sm", "Sc", "Sk", "So"})
 _CONJOINING_RE = re.compile(r"[\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff]")
 
 Key = tuple[tuple[int, int], ...]
@@ -173,7 +181,8 @@ def _analyse(text: str) -> tuple:
     med = tuple((s % 588) // 28 for s in tail) + (-1,) * (TAIL - len(tail))
     fin = tuple(s % 28 for s in tail) + (-1,) * (TAIL - len(tail))
     exact = "\ufffd" not in text and not _CONJOINING_RE.search(text)
-    additive = not _NON_ADDITIVE_RE.search(text)
+    additive = not _NON_ADDITIVE_RE.search(text) and not any(
+        unicodedata.category(c) in _UNSUNG_CATEGORIES for c in text)
     count = len(syllables) if additive else count_syllables(before)  # no digits or Latin: Hangul only
     return (count, len(syllables), med, fin, exact, additive, brk is not None, clean, text[:1].isspace())
 

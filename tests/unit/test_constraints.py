@@ -207,13 +207,26 @@ def test_profile_reads_each_token_in_context():
     assert p.tail_medial[ids[" 사랑"]].tolist() == [0, 0, -1]  # 랑 then 사: both ㅏ
     assert p.tail_final[ids[" 사랑"]].tolist() == [21, 0, -1]  # ㅇ, none
     assert not p.exact[ids["\ufffd"]] and not p.exact[ids["사\ufffd"]] and not p.exact[ids["\u1100"]]
-    assert not p.additive[ids["24"]] and not p.additive[ids["love"]] and p.additive[ids["ㅋㅋ"]]
+    assert not p.additive[ids["24"]] and not p.additive[ids["love"]] and not p.additive[ids["ㅋㅋ"]]
     assert p.count[ids["ㅋㅋ"]] == 0 and p.count[ids["..."]] == 0
     assert p.has_break[ids["다\n"]] and p.break_clean[ids["다\n"]] and p.count[ids["다\n"]] == 1
     assert p.has_break[ids["\n그"]] and not p.break_clean[ids["\n그"]]
     assert p.special[0] and p.special[1] and p.special[-1]  # specials and rows past the tokenizer
     assert p.has_newline_token
     assert not build_profile(fake_generator(False).tokenizer, 60).has_newline_token
+
+
+@pytest.mark.parametrize("text, sung", [
+    ("사랑", True), (" 사랑,", True), ("다.", True), ("!", True), ("'", True), ("\n", True),
+    ("八", False), ("恨에", False), ("ㅋㅋ", False), ("ㅠ", False), ("あ", False), ("(", False), ("『", False),
+    ("≥", False), ("_", False), ("★", False), ("$", False), ("24", False), ("Ｌ", False),
+])
+def test_under_a_count_only_what_is_counted_is_sung(text, sung):
+    """Han characters (八 is sung 팔), kana, bare jamo, brackets and symbols would let a line reach
+    its count with sounds the count cannot see: they are not additive, so never chosen there."""
+    from kolyric.engine.vocab_profile import _analyse
+
+    assert _analyse(text)[5] is sung
 
 
 def test_profile_counts_agree_with_count_syllables_on_real_tokenizers(tiny_model_dir, tiny_bytelevel_dir):
