@@ -52,10 +52,14 @@ def line_separator(tokenizer: Any) -> str:
 
 
 def prompt_body(line: str, context: Sequence[str] = (), separator: str = "\n") -> str:
-    """The draft lines before the prompt line (oldest first), then the line itself."""
+    """The draft lines before the prompt line (oldest first), then the line itself. With no line
+    typed, a line break ends the text (where the vocabulary has one), so the model starts the
+    next line instead of finishing the draft's last."""
     parts = [c.strip() for c in context if c.strip()]
     if line.strip():
         parts.append(line.strip())
+    elif parts and separator == "\n":
+        parts.append("")
     return separator.join(parts)
 
 

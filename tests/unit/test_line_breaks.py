@@ -82,3 +82,12 @@ def test_the_stream_keeps_newlines_and_marks_them(models_dir):
     assert "".join(e.text for e in pieces) == text
     assert [e.line_break for e in pieces] == [e.token.text in ("\n", "\n\n") for e in pieces]
     assert cand.text == text.strip() and cand.full_text == "별 " + text.strip()
+
+
+def test_an_empty_prompt_starts_the_next_line_after_the_draft():
+    from kolyric.engine.prompt import prompt_body
+
+    assert prompt_body("", ["봄이 오면", "너를 만나네"], "\n") == "봄이 오면\n너를 만나네\n"
+    assert prompt_body("또 한 줄", ["봄이 오면"], "\n") == "봄이 오면\n또 한 줄"  # a typed line is continued
+    assert prompt_body("", ["봄이 오면"], " ") == "봄이 오면"  # no newline token: nothing to end with
+    assert prompt_body("", [], "\n") == ""
