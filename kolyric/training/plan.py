@@ -97,17 +97,17 @@ def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: floa
     spec = str(MINI_PATH) if model in (None, "", "mini") else model
     note = "measured with the base model's tokenizer"
     try:
-        tokenizer = load_tokenizer(spec)
-        config = _config(spec)
+        tokenizer, config = load_tokenizer(spec), _config(spec)
     except (ModelLoadError, OSError, ValueError):
-        tokenizer, config = load_tokenizer(str(MINI_PATH)), _config(str(MINI_PATH))
+        # A hub id not cached here, or a checkpoint: mini's tokenizer estimates the rows, and the
+        # base is taken for a pretrained model (its size unknown until it loads).
+        tokenizer, config = load_tokenizer(str(MINI_PATH)), None
         note = "estimated with kolyric-mini's tokenizer"
-    if model is None:
-        note = "estimated with kolyric-mini's tokenizer; from scratch trains its own"
     n_params = (estimate_parameters(config) if config is not None else None) or SMALL_MODEL_PARAMS
     context = int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
                   or LYRICS_MAX_SEQ_LENGTH)
     if model is None:
+        note = "estimated with kolyric-mini's tokenizer; from scratch trains its own"
         n_params, context = 0, LYRICS_MAX_SEQ_LENGTH  # a new small model: its own 128-token window
     length = min(LYRICS_MAX_SEQ_LENGTH, context)
     plan = plan_file(path, tokenizer, max_seq_length=length, batch_size=LYRICS_BATCH_SIZE, val_share=val_share,

@@ -30,3 +30,15 @@ def test_lyrics_defaults_scale_epochs_and_learning_rate():
     many = lyrics_defaults(100_000, n_params=125_000_000, context=1024)
     assert many["epochs"] == MIN_EPOCHS and many["lr"] == 1e-4
     assert lyrics_defaults(10, n_params=10, context=64)["max_seq_length"] == 64
+
+
+def test_a_base_not_on_disk_is_planned_as_a_pretrained_model(tmp_path):
+    from kolyric.training.plan import plan_for_form
+
+    songs = tmp_path / "songs.txt"
+    songs.write_text("첫 줄\n둘째 줄\n\n다른 노래\n끝 줄\n\n세 번째\n노래\n", encoding="utf-8")
+    found = plan_for_form(songs, "someone/not-cached-here")
+    assert "estimated with kolyric-mini's tokenizer" in found.note
+    assert found.defaults["lr"] == 1e-4  # fine-tuning a hub model, not training mini
+    scratch = plan_for_form(songs, None)
+    assert scratch.defaults["lr"] == 1e-3 and "from scratch" in scratch.note

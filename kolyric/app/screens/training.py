@@ -71,7 +71,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
             with VerticalScroll(id="train-form"):
                 yield FieldRow("corpus", "corpus", "nsmc", choices=CORPORA, prefix="train",
                                help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
-                yield FieldRow("corpus_file", "corpus file", "", prefix="train", placeholder="one text per line")
+                yield FieldRow("corpus_file", "corpus file", "", prefix="train", placeholder=".txt (blank line between songs), .tsv, .jsonl")
                 yield Static("", id="train-plan")
                 yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
                                placeholder="default: the data folder")
