@@ -323,3 +323,21 @@ async def test_history_records_which_settings_made_which_tokens(tiny_model_dir):
         record = screen.export_record()
         assert record["accepted"] == []  # nothing accepted yet; the entry's own record holds the change
         assert json.loads(json.dumps(entry.to_dict()))["settings_changes"][0]["changed"] == {"temperature": 0.5}
+
+
+async def test_the_candidates_title_follows_a_resize():
+    app = new_app()
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        strip = screen.query_one(CandidateStrip)
+        strip.show(states(4, ["그대", " 곁에"]))
+        await pilot.pause(0.2)
+        for size in (LARGE, SMALL, LARGE):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.3)
+            shown = [c for c in strip.cards() if strip.region.contains_region(c.region)]
+            title = str(screen.query_one("#candidates-title").render())
+            if len(shown) < 4:
+                assert f"1–{len(shown)} of 4" in title, (size, title)
+            else:
+                assert "of 4" not in title, (size, title)

@@ -266,7 +266,7 @@ class CandidateStrip(Guarded, HorizontalScroll):
 
     def on_resize(self) -> None:
         self._fit()
-        self.call_after_refresh(self._report_range)
+        self._report_range()
 
     def watch_scroll_x(self, old: float, new: float) -> None:
         super().watch_scroll_x(old, new)
@@ -276,10 +276,15 @@ class CandidateStrip(Guarded, HorizontalScroll):
         cards = list(self._cards.values())
         if not cards:
             return
-        left, right = self.scroll_x, self.scroll_x + max(1, self.size.width)
-        seen = [n for n, card in enumerate(cards, 1)
-                if card.virtual_region.x < right and card.virtual_region.right > left]
-        first, last = (seen[0], seen[-1]) if seen else (1, min(len(cards), self.per_view()))
+        # From the widths _fit gives, not from the cards' regions: those lag a layout behind a
+        # resize or a new set of cards, and the title must never say what the screen does not.
+        per = min(len(cards), self.per_view())
+        if per >= len(cards) or not self.size.width:
+            first, last = 1, per if self.size.width else len(cards)
+        else:
+            width = max(1, self.size.width // per)
+            first = min(len(cards), int(self.scroll_x // width) + 1)
+            last = min(len(cards), int((self.scroll_x + self.size.width - 1) // width) + 1)
         if (first, last, len(cards)) != self._range:
             self._range = (first, last, len(cards))
             self.post_message(self.RangeChanged(first, last, len(cards)))
