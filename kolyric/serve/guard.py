@@ -86,6 +86,11 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
             async def gated(scope: dict, receive: Any, send: Any) -> None:
                 if self._over_cap and scope["type"] == "http" and scope["path"] != "/health":
                     rejected()
+                    # Read the body first (bounded by the size limit and the body deadline): closing
+                    # on unread bytes makes the kernel reset the connection, and the client would
+                    # see a reset instead of this 503.
+                    while (await receive()).get("more_body"):
+                        pass
                     headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode()),
                                (b"connection", b"close")]
                     await send({"type": "http.response.start", "status": 503, "headers": headers})
