@@ -132,6 +132,26 @@ async def test_card_lines_apart_without_a_leading_space_and_the_reason_visible()
         assert shown[-1].startswith("✗ line 2 has 9") or "✗" in "".join(shown[-2:])  # ... the reason is not
 
 
+async def test_a_long_reason_leaves_room_for_the_lyrics_and_no_blank_first_row():
+    app = new_app()
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        strip = screen.query_one(CandidateStrip)
+        reasons = [f"line {n}: ends mid-word on '걸': after it the model gives a word break 35%, under the 50% "
+                   f"the whole-word rule asks" for n in range(1, 5)]
+        unmet = SimpleNamespace(satisfied=False, reasons=reasons, lines=[], constraints="9 syllables")
+        for state in states(2, ["\n", " 그대", " 곁에", "\n", " 너를", " 보낸"], report=unmet):
+            state.prompt = ""
+            strip.show([state])
+        await pilot.pause(0.2)
+        card = strip.cards()[0]
+        shown = card.render().plain.split("\n")
+        assert shown[0].startswith("그대 곁에"), shown  # the stream's first line break is no blank row
+        lyric_rows = [line for line in shown if not line.startswith("✗") and "…" not in line and "word" not in line]
+        assert lyric_rows and len(shown) <= card.content_size.height
+        assert any(line.startswith("✗") for line in shown) and shown[-1].endswith("…")
+
+
 async def test_accepting_does_not_write_the_prompt_line_twice():
     app = new_app()
     async with app.run_test(size=LARGE) as pilot:

@@ -150,7 +150,11 @@ class CandidateCard(Guarded, Widget, can_focus=True):
             return text if footer is None else Text("\n").join([text, footer])
         console = self.app.console
         tail = list(footer.wrap(console, width, overflow="fold")) if footer is not None else []
-        tail = tail[-height:]
+        # The reason keeps two rows, or a third of a taller card (its first rows, ending in …): the lyrics
+        # are what the card is for; the whole reason is in the history (F5) and the export.
+        cap = max(2, height // 3)
+        if len(tail) > cap:
+            tail = [*tail[:cap - 1], Text(tail[cap - 1].plain[:max(0, width - 1)] + "…", style=tail[0].style)]
         room = height - len(tail)
         lines = text.wrap(console, width, overflow="fold")
         if len(lines) <= room:
@@ -209,7 +213,7 @@ def _append_lines(text: Text, piece: str, style: Style, line_start: bool) -> boo
     """Append ``piece``; a line's first piece loses the space the tokenizer put before its word.
     ``line_start``: whether ``text`` ends where a line begins; returns the same after ``piece``."""
     for n, part in enumerate(piece.split("\n")):
-        if n:
+        if n and text.plain:  # a break before anything is shown would only be a blank first row
             text.append("\n")
             line_start = True
         if line_start:
