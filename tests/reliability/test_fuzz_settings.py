@@ -116,7 +116,7 @@ def test_numbers_of_any_size_in_every_numeric_field(name, value):
         DecodingSettings.from_dict({name: value})
     except SettingsError as exc:
         (problem,) = [p for p in exc.problems if p.field == name]
-        assert FIELDS[name].describe_range() in problem.message and "4300" not in problem.message
+        assert FIELDS[name].describe_range() in problem.message and "Exceeds the limit" not in problem.message
         assert len(str(problem)) < 300
         json.dumps(problem.to_dict(), allow_nan=False)
     else:
@@ -125,6 +125,6 @@ def test_numbers_of_any_size_in_every_numeric_field(name, value):
         try:
             parse(value)
         except ValueError as exc:
-            assert str(exc).startswith("must be ") and "4300" not in str(exc) and len(str(exc)) < 300
+            assert str(exc).startswith("must be ") and "Exceeds the limit" not in str(exc) and len(str(exc)) < 300
         else:
             raise AssertionError("accepted")
