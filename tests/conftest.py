@@ -171,3 +171,15 @@ def _train_tiny(out: Path) -> None:
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: two cores shared with other work, and OpenMP spinning on
+    the second costs more than it gives."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

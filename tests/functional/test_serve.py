@@ -25,34 +25,20 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from kolyric.serve.schema import Limits  # noqa: E402
 
+from tests.servers import ThreadedServer  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-class LiveServer:
+class LiveServer(ThreadedServer):
     """uvicorn serving ``app`` in a thread, on a free port of 127.0.0.1."""
 
     def __init__(self, app):
+        import uvicorn
+
+        super().__init__(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
         self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
     def wait_ready(self, timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout

@@ -38,13 +38,7 @@ CLI_TINY = ["--from-scratch", "--corpus", "nsmc", "--corpus-dir", str(CORPUS_DIR
             "--num-workers", "0", "--accelerator", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two cores shared with other work: one thread per process avoids OpenMP spinning.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(out: Path, cancel: CancelToken | None = None, writer: EventWriter | None = None, **overrides):

@@ -22,12 +22,7 @@ TINY = dict(corpus_dir=str(CORPUS_DIR), limit_train=200, limit_val=32, vocab_siz
             accelerator="cpu", lr=3e-3, log_every_s=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(out, **overrides):

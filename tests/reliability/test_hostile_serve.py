@@ -16,6 +16,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from tests.servers import ThreadedServer  # noqa: E402
 from kolyric.serve.schema import Limits  # noqa: E402
 from tests.reliability._util import count  # noqa: E402
 
@@ -25,33 +26,14 @@ CAP = 8
 LIMITS = Limits(header_timeout_s=HEAD_S, body_timeout_s=BODY_S, max_connections=CAP, max_new_tokens=8)
 
 
-class GuardedServer:
+class GuardedServer(ThreadedServer):
     """``kolyric serve``'s own uvicorn configuration, in a thread, on a free port."""
 
     def __init__(self, app, limits: Limits):
         from kolyric.serve.guard import server_config
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(server_config(app, limits, log_level="warning"), backlog=256)
         self.app = app
-        self.server = uvicorn.Server(server_config(app, limits, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "GuardedServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
     def health(self) -> httpx.Response:
         return httpx.get(self.url + "/health", timeout=5)
