@@ -125,7 +125,7 @@ def _load_any(spec: str, *, base: str | None, network_timeout: float) -> LoadedM
             return _load_directory(path, source=spec)
         return _load_checkpoint_folder(path, base=base, network_timeout=network_timeout)
     _refuse_broken_link(spec, path)
-    if _looks_like_path(spec) or not _HUB_ID_RE.match(spec):
+    if looks_like_path(spec) or not _HUB_ID_RE.match(spec):
         raise ModelLoadError(f"{spec}: no such file or directory")
     return _load_hub(spec, network_timeout=network_timeout)
 
@@ -147,7 +147,8 @@ def _refuse_broken_link(spec: str, path: Path) -> None:
         raise ModelLoadError(f"{spec!r}: not a valid path") from None
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
+    """Whether ``spec`` names a file or folder rather than a hub id."""
     return (spec.startswith((".", "/", "~")) or spec.endswith((".ckpt", ".bin", ".safetensors"))
             or spec.count("/") > 1 or os.sep != "/" and os.sep in spec)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kolyric.engine.loading import DEFAULT_MODEL
+from kolyric.engine.loading import DEFAULT_MODEL, looks_like_path
 from kolyric.training.scratch import TOKENIZER_KINDS
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
@@ -170,7 +170,7 @@ class TrainConfig:
                 p.append(f"--out: {out} already holds checkpoints; continue them with {hint}, or use a new --out")
         except OSError as exc:  # e.g. a name too long for the file system
             p.append(f"--out: cannot use {out} ({exc.strerror or exc})")
-        if self.base is not None and _looks_like_path(self.base):
+        if self.base is not None and looks_like_path(self.base):
             try:
                 if not Path(self.base).expanduser().exists():
                     p.append(f"--base: no such file or folder: {self.base}")
@@ -217,10 +217,6 @@ def _multi_node_launch() -> bool:
     env = os.environ
     return ("MASTER_ADDR" in env and ("NODE_RANK" in env or "GROUP_RANK" in env)) or "SLURM_NTASKS" in env \
         or "OMPI_COMM_WORLD_SIZE" in env or "TORCHELASTIC_RUN_ID" in env
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.endswith(".ckpt") or os.sep in spec and spec.count("/") != 1
 
 
 def _resume_hint(folder: Path) -> str:
