@@ -21,10 +21,10 @@ from textual.screen import Screen
 from kolyric.app.config import (SETTINGS_FILE, AppConfig, config_dir, confine_caches, data_dir, load_config,
                                 save_config)
 from kolyric.app.drafts import DraftStore
-from kolyric.app.files import describe_os_error
+from kolyric.app.file_safety import describe_os_error
 from kolyric.app.guard import ErrorGuard, Guarded
 from kolyric.app.messages import ModelLoaded, ModelLoadFailed, ModelLoadProgress
-from kolyric.app.model import ModelHost
+from kolyric.app.model_slot import ModelSlot
 from kolyric.app.screens.playground import PlaygroundScreen
 from kolyric.app.screens.training import TrainingScreen
 from kolyric.app.themes import load_themes
@@ -67,7 +67,7 @@ class KolyricApp(Guarded, App[None]):
         self.config, self.startup_notices = load_config(self.config_path)
         self.data_dir = data_dir(data_dir_override)
         self.drafts = DraftStore(self.data_dir)
-        self.host = ModelHost()
+        self.host = ModelSlot()
         self.model_spec = model if model is not None else self.config.model
         self.precision = precision or self.config.precision
         self.device = device or self.config.device

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kolyric.app.files import atomic_write_text, quarantine
+from kolyric.app.file_safety import quarantine
+from kolyric.atomic_files import atomic_write_text
 from kolyric.engine.loading import PRECISIONS
-from kolyric.files import sweep_stale_temps
+from kolyric.atomic_files import sweep_stale_temps
 
 APP_NAME = "kolyric"
 SETTINGS_FILE = "settings.toml"

@@ -21,8 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kolyric.app.files import atomic_write_text, keep_copy, quarantine
-from kolyric.files import sweep_stale_temps
+from kolyric.app.file_safety import keep_copy, quarantine
+from kolyric.atomic_files import atomic_write_text
+from kolyric.atomic_files import sweep_stale_temps
 
 DRAFT_FILE = "draft.json"
 FORMAT = "kolyric-draft"

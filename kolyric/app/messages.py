@@ -27,7 +27,7 @@ class ModelLoadProgress(Message):
 
 @dataclass
 class ModelLoaded(Message):
-    """A model is ready in the app's ``ModelHost``; ``description`` is for the status bar."""
+    """A model is ready in the app's ``ModelSlot``; ``description`` is for the status bar."""
 
     spec: str
     description: str

@@ -43,7 +43,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
 from kolyric.serve.guard import check_media_type
-from kolyric.serve.host import Busy, Job, ModelHost, _Failure
+from kolyric.serve.host import Busy, Job, ServerModel, _Failure
 from kolyric.serve.describe import presets_listing, settings_schema
 from kolyric.serve.schema import Limits, RequestError, decode_body, parse_generation
 
@@ -141,7 +141,7 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
     ``/redoc`` and ``/openapi.json``; by default they are not served. ``allowed_hosts``: the
     only host names (any port) a request's Host header may carry; None takes any.
     """
-    host = ModelHost(source, limits, description=description)
+    host = ServerModel(source, limits, description=description)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -250,4 +250,4 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
     return app
 
 
-__all__ = ["Busy", "Job", "ModelHost", "create_app"]
+__all__ = ["Busy", "Job", "ServerModel", "create_app"]

@@ -69,7 +69,7 @@ class _Failure:
 _END = object()
 
 
-class ModelHost:
+class ServerModel:
     """The model in memory and the workers that run generations over it.
 
     ``source`` is a ready ``Generator``, a ``LoadedModel``, or a callable returning either
@@ -322,4 +322,4 @@ def _is_expected_load_error(exc: BaseException) -> bool:
     return bool(names & {"ModelLoadError", "CLIError"})
 
 
-__all__ = ["Busy", "Job", "ModelHost"]
+__all__ = ["Busy", "Job", "ServerModel"]

@@ -33,7 +33,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from kolyric.files import atomic_write
+from kolyric.atomic_files import atomic_write
 
 
 def _is_global_zero() -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kolyric.files import sweep_stale_temps
+from kolyric.atomic_files import sweep_stale_temps
 from kolyric.training.config import (  # noqa: F401 - TrainConfig and its names are imported from here too
     EXPORT_DIRNAME, FINETUNE_LR, LAST_NAME, PRECISIONS, SCRATCH_LR, ConfigError, TrainConfig)
 

@@ -56,7 +56,7 @@ def full_disk(request, tmp_path, monkeypatch):
         yield out
         umount(out)
         return
-    import kolyric.files as files_module  # the atomic writer that checkpoints go through
+    import kolyric.atomic_files as files_module  # the atomic writer that checkpoints go through
 
     calls = {"n": 0}
 

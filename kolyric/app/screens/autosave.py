@@ -13,7 +13,7 @@ from textual import work
 from textual.timer import Timer
 
 from kolyric.app.drafts import Draft
-from kolyric.app.files import describe_os_error
+from kolyric.app.file_safety import describe_os_error
 from kolyric.app.messages import DraftSaved, DraftSaveFailed
 
 AUTOSAVE_DELAY = 0.5

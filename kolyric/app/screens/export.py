@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from kolyric.app.config import confined_dir, outside_confinement, user_path
 from kolyric.app.drafts import export_record, export_text
-from kolyric.app.files import describe_os_error
+from kolyric.app.file_safety import describe_os_error
 from kolyric.app.guard import Guarded
 
 

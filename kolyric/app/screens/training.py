@@ -28,7 +28,7 @@ from textual.widgets import Button, Checkbox, Input, Log, OptionList, ProgressBa
 
 from kolyric.app.guard import Guarded
 from kolyric.app.messages import TrainingEnded, TrainingProgress
-from kolyric.app.trainer import TrainingProcess
+from kolyric.app.training_worker import TrainingProcess
 from kolyric.app.training_form import CORPORA, DEFAULTS, SCRATCH_LR, TRAIN_FIELDS, default_out, parse_form
 from kolyric.app.widgets.fields import CalmFocus, FieldRow, ProblemsBox
 from kolyric.app.widgets.plot import LossPlot, Series

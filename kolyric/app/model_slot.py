@@ -1,6 +1,6 @@
 """The model the app is using, and loading a new one (from a worker thread only).
 
-``ModelHost.load`` imports torch and transformers on first use, so it must never run on
+``ModelSlot.load`` imports torch and transformers on first use, so it must never run on
 the UI thread; it reports its phases through a callback so the app can show progress.
 The new model replaces the old one only once it has loaded: a failed load leaves the
 previous model in place.
@@ -26,7 +26,7 @@ def default_specs() -> list[str]:
     return specs
 
 
-class ModelHost:
+class ModelSlot:
     """Holds the loaded model and its ``Generator``; thread-safe swaps."""
 
     def __init__(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from kolyric.app.config import load_config
 from kolyric.app.drafts import Draft, DraftStore
-from kolyric.files import atomic_write_text, sweep_stale_temps
+from kolyric.atomic_files import atomic_write_text, sweep_stale_temps
 
 
 def temp_file(directory, name: str, age_s: float, tag: str = "k3j9x_q1"):

@@ -1,8 +1,8 @@
 """Careful file operations for the app's draft store, settings file and export.
 
-Writes are atomic (``atomic_write_text``, from ``kolyric.files``, shared with training's
-checkpoints). ``quarantine`` moves a file that could not be read aside, so the user's data is
-never deleted just because kolyric failed to parse it.
+Writes are atomic (``kolyric.atomic_files``, shared with training's checkpoints).
+``quarantine`` moves a file that could not be read aside, so the user's data is never deleted
+just because kolyric failed to parse it; ``keep_copy`` keeps a partly readable one.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-
-from kolyric.files import atomic_write_text  # noqa: F401 - re-exported for the app
 
 
 def quarantine(path: Path) -> Path | None:
