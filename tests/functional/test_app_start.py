@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 import tomllib
 
 import pytest
@@ -14,23 +11,13 @@ from kolyric.app.app import KolyricApp
 from kolyric.app.screens.model_picker import ModelPickerScreen
 from kolyric.app.testing import wait_for_model, wait_until
 
+from tests.first_paint import first_paint
+
 SIZE = (120, 36)
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
-# Each script paints one 120×36 screen in a fresh interpreter (in this one, other tests may have
-# imported torch already) and prints the CPU seconds from its first line to the painted screen,
-# then whether torch and transformers were imported.
-_FIRST_PAINT = """
-import asyncio, sys, time
-cpu = time.process_time()
-{setup}
-async def main():
-    async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.pause()
-        print(time.process_time() - cpu, "torch" in sys.modules, "transformers" in sys.modules)
-asyncio.run(main())
-"""
+# What a start paints in a fresh interpreter: the app, and a plain Textual app to measure it against.
 _KOLYRIC_APP = """
 from kolyric.app.app import KolyricApp
 app = KolyricApp(load_on_start=False)
@@ -65,14 +52,6 @@ app = Plain()
 FIRST_PAINT_RATIO = 5.0
 
 
-def _first_paint(setup: str, env: dict[str, str]) -> tuple[float, bool, bool]:
-    script = textwrap.dedent(_FIRST_PAINT).format(setup=textwrap.dedent(setup))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    cpu_s, torch_loaded, transformers_loaded = out.stdout.split()
-    return float(cpu_s), torch_loaded == "True", transformers_loaded == "True"
-
-
 def test_first_paint_is_fast_and_torch_free(tmp_path):
     """The README's promise: the window paints at once, and torch is not imported before it.
 
@@ -84,14 +63,18 @@ def test_first_paint_is_fast_and_torch_free(tmp_path):
     env = {**os.environ, "KOLYRIC_CONFIG_DIR": str(tmp_path / "c"), "KOLYRIC_DATA_DIR": str(tmp_path / "d")}
     kolyric_s = plain_s = float("inf")
     for _ in range(3):
-        plain_s = min(plain_s, _first_paint(_PLAIN_APP, env)[0])
-        cpu_s, torch_loaded, transformers_loaded = _first_paint(_KOLYRIC_APP, env)
-        assert not torch_loaded and not transformers_loaded, "torch or transformers imported before the first paint"
-        kolyric_s = min(kolyric_s, cpu_s)
+        plain_s = min(plain_s, first_paint(_PLAIN_APP, env).cpu_s)
+        paint = first_paint(_KOLYRIC_APP, env)
+        at_paint = (paint.torch_at_paint, paint.transformers_at_paint)
+        assert not any(at_paint + (paint.torch_at_start, paint.transformers_at_start)), (
+            "torch or transformers imported before the first paint"
+        )
+        kolyric_s = min(kolyric_s, paint.cpu_s)
         if kolyric_s <= FIRST_PAINT_RATIO * plain_s:
             break
     assert kolyric_s <= FIRST_PAINT_RATIO * plain_s, (
-        f"first paint took {kolyric_s:.2f} s of CPU, over {FIRST_PAINT_RATIO:g}× a plain Textual app's {plain_s:.2f} s")
+        f"first paint took {kolyric_s:.2f} s of CPU, over {FIRST_PAINT_RATIO:g}× a plain Textual app's {plain_s:.2f} s"
+    )
 
 
 async def test_status_bar_names_model_size_and_device(tiny_model_dir):
@@ -108,8 +91,9 @@ async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir,
     missing = str(dirs / "no-such-model")
     app = KolyricApp(model=missing, device="cpu")
     async with app.run_test(size=SIZE) as pilot:
-        picker = await wait_until(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen,
-                                  what="the model picker")
+        picker = await wait_until(
+            pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen, what="the model picker"
+        )
         assert "no such file or directory" in str(picker.query_one("#picker-error").render())
         assert not app.host.ready
         # the picker refuses a path that does not exist, without closing
