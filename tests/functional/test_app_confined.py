@@ -1,5 +1,5 @@
-"""Hostile input in the app (issue 16): numbers of any size in every numeric field and in the
-saved files (item 4), and a browser session confined to one folder (the app's side of item 1)."""
+"""Hostile input in the app: numbers of any size in every numeric field and in the saved files,
+and a browser session confined to one folder (the app's side of serving it to a browser)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""No exception takes the app down (issue 15, item 2): the undo crash at 80x24, and errors
+"""No exception takes the app down: an undo at 80x24, and errors
 injected into a key action, a widget's message handler, a widget's rendering and workers.
 Each time the app stays up, says so in one line, logs the traceback in the data folder, and
 the draft on disk is the one on screen."""

@@ -149,7 +149,7 @@ async def test_cancel_stops_the_run_with_sigint(tmp_path):
         assert screen.query_one("#train-checkpoints").option_count == 1
 
 
-# -- issue 15 item 7: what the screen shows of a run, and a second run into the same folder --------
+# -- what the screen shows of a run, and a second run into the same folder -------------------------
 EVENTFUL_TRAINER = textwrap.dedent("""
     import json, os, signal, sys, time
     out = sys.argv[sys.argv.index("--out") + 1]

@@ -1,4 +1,4 @@
-"""Reliability tests (issue 10): fault injection, fuzzing and a soak.
+"""Reliability tests: fault injection, fuzzing and a soak.
 
 Slow tests
 ----------

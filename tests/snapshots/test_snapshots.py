@@ -101,7 +101,7 @@ class TestModelPicker:
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
 
 
-# -- the main screens at 80x24 and 120x40 (issue 15: layouts that hold on a small terminal) --------
+# -- the main screens at 80x24 and 120x40: layouts that hold on a small terminal -------------------
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 LONG_DRAFT = ("[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나 사랑한다고 말해 눈물이 흐르네 다시 올 수 있을까 돌아와 다오\n\n"
               "[후렴]\n다시 올 수 있을까")
