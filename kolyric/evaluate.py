@@ -330,7 +330,8 @@ def sample_continuations(loaded: Any, prompts: Sequence[str] = PROMPTS, *, seed:
                          progress: ProgressFn | None = None) -> list[Sample]:
     """One ``combined``-preset continuation per prompt and polarity; pair ``i`` uses ``seed + i``."""
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
 
     generator = Generator(loaded)
     pairs = [(p, pol) for p in prompts for pol in POLARITIES]

@@ -182,7 +182,8 @@ def sample_verse(loaded: Any, prompts: Sequence[str], *, seed: int,
                  progress: ProgressFn | None = None) -> list[tuple[str, bool]]:
     """One continuation per prompt, no polarity: (text, stopped on its length limit)."""
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
 
     generator = Generator(loaded)
     out = []

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_constraint_arguments(parser: argparse.ArgumentParser) -> None:
     try:
-        from kolyric.engine.constraints import add_arguments as add
+        from kolyric.cli.lyric_flags import add_arguments as add
     except ImportError:  # constraints not installed in this build
         return
     add(parser)
@@ -40,7 +40,7 @@ def add_constraint_arguments(parser: argparse.ArgumentParser) -> None:
 def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns GenerationRequest
     from kolyric.engine.prompt import normalize_polarity
     from kolyric.engine.settings import SettingsError, preset
-    from kolyric.engine.stream import GenerationRequest
+    from kolyric.engine.results import GenerationRequest
 
     problems = []
     overrides = decoding_overrides(args)
@@ -58,7 +58,7 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
         args.prompt.encode("utf-8")
     except UnicodeEncodeError as exc:
         problems.append(f"prompt: not valid UTF-8 text at character {exc.start + 1} (is the terminal set to UTF-8?)")
-    from kolyric.engine.constraints import from_arguments
+    from kolyric.cli.lyric_flags import from_arguments
 
     constraints = None
     try:
@@ -160,7 +160,8 @@ def check_mark(report: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from kolyric.engine.stream import DoneEvent, Generator, TokenEvent
+    from kolyric.engine.results import DoneEvent, TokenEvent
+    from kolyric.engine.stream import Generator
 
     request = build_request(args)  # validate before the (slow) model load
     loaded = load(args)

@@ -12,11 +12,11 @@ import threading
 import time
 from typing import Iterator
 
-from kolyric.engine.lookahead import BeamLookAhead
+from kolyric.engine.lyric.lookahead import BeamLookAhead
 from kolyric.engine.prompt import Detokenizer
+from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
-from kolyric.engine.stream import (TOP_ALTERNATIVES, Alternative, DoneEvent, GenerationRequest, GenerationResult,
-                                   Generator, TokenEvent, TokenInfo)
+from kolyric.engine.stream import TOP_ALTERNATIVES, Generator
 
 
 def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSettings,
@@ -42,7 +42,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
         eos_token_id=gen.eos_id, pad_token_id=gen.pad_id, bos_token_id=gen.tokenizer.bos_token_id,
     )
-    constraint_state = gen._constraint_state(request, prompt_len, settings.num_beams, max_new)
+    constraint_state = gen._constraint_state(request, prompt_len, max_new)
     extra = []
     look_ahead = None
     if constraint_state is not None:

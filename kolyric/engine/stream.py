@@ -19,9 +19,9 @@ vocabulary with ``\n``/``\n\n`` tokens streams its lines as it writes them, and 
 whether its piece breaks a line (``TokenEvent.line_break``); lines that a constraint separates in
 a vocabulary with no newline token are streamed as lines too, as the final text shows them.
 
-Under a syllable count, lines end on whole words (``kolyric.engine.constraints``): greedy and
+Under a syllable count, lines end on whole words (``kolyric.engine.lyric.spec``): greedy and
 sampling hold a line-completing token back until the next step's distribution says the model
-would end its word there, and take it back otherwise (``kolyric.engine.lookahead``).
+would end its word there, and take it back otherwise (``kolyric.engine.lyric.lookahead``).
 
 A constrained request with no explicit ``max_length`` gets one that fits its lines
 (``LyricConstraints.length_budget``, within the model's window) instead of running out.
@@ -33,116 +33,22 @@ import inspect
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Iterator
 
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
-from kolyric.engine.lookahead import Choice, WordEndSearch, take_back
-from kolyric.engine.prompt import UNK_SHOWN, Detokenizer, clean_output, clean_piece, line_separator, \
-    normalize_polarity, prefix_text, prompt_body
+from kolyric.engine.lyric.lookahead import Choice, WordEndSearch, take_back
+from kolyric.engine.lyric.report import ConstraintReport
+from kolyric.engine.lyric.spec import LyricConstraints
+from kolyric.engine.lyric.state import ConstraintState
+from kolyric.engine.prompt import Detokenizer, clean_output, clean_piece, line_separator, normalize_polarity, \
+    prefix_text, prompt_body
+from kolyric.engine.results import Alternative, Candidate, DoneEvent, GenerationRequest, GenerationResult, \
+    TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
 
 TOP_ALTERNATIVES = 5
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """What to continue and how."""
-
-    prompt: str
-    """The line the user typed (may be empty)."""
-    polarity: str | None = None
-    """긍정, 부정 or None: the training-time prefix put before the text."""
-    settings: DecodingSettings = field(default_factory=DecodingSettings)
-    """Decoding controls."""
-    context: tuple[str, ...] = ()
-    """Earlier draft lines, oldest first; as many as fit the context window are kept, newest first."""
-    forced_ids: tuple[int, ...] = ()
-    """Generated token ids to force first (branching from a chosen alternative), then continue."""
-    constraints: Any = None
-    """Lyric constraints (kolyric.engine.constraints), or None."""
-    max_length_set: bool | None = None
-    """Whether the user chose ``settings.max_length``. When not, a constrained run gets a
-    max_length that fits its lines (``LyricConstraints.length_budget``, within the model's
-    window), if that is more. None (a caller that cannot tell): chosen unless it is
-    DecodingSettings' default."""
-
-
-@dataclass(frozen=True)
-class Alternative:
-    token_id: int
-    text: str
-    prob: float
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """One generated token, its probability under the model and the model's top-5 there."""
-
-    token_id: int
-    text: str
-    prob: float
-    alternatives: tuple[Alternative, ...]
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    candidate: int
-    step: int
-    text: str
-    """New display text released by this token (may be empty while a character is incomplete)."""
-    token: TokenInfo
-    line_break: bool = False
-    """Whether ``text`` holds a line break: the token ends a line (``\n``, a stanza ``\n\n``),
-    or begins the next line of a vocabulary with no newline token."""
-
-
-@dataclass
-class Candidate:
-    text: str
-    """The continuation, cleaned for display (no prefix, no specials)."""
-    token_ids: list[int]
-    tokens: list[TokenInfo]
-    finish_reason: str
-    """eos | length | cancelled | constraint"""
-    constraint_report: Any = None
-    full_text: str = ""
-    """The prompt line and the continuation, joined as the model spaced them."""
-
-
-@dataclass
-class GenerationResult:
-    candidates: list[Candidate]
-    settings: DecodingSettings
-    """The settings in force at the end, with the seed actually used."""
-    prompt_text: str
-    """The exact text fed to the model (prefix and context included)."""
-    prompt_tokens: int
-    elapsed_s: float
-    new_tokens: int
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.new_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        return {
-            "candidates": [{"text": c.text, "full_text": c.full_text, "finish_reason": c.finish_reason, "token_ids": c.token_ids,
-                            "constraints": getattr(c.constraint_report, "to_dict", lambda: c.constraint_report)()}
-                           for c in self.candidates],
-            "settings": self.settings.to_dict(),
-            "prompt_text": self.prompt_text,
-            "prompt_tokens": self.prompt_tokens,
-            "new_tokens": self.new_tokens,
-            "elapsed_s": round(self.elapsed_s, 4),
-            "tokens_per_s": round(self.tokens_per_s, 2),
-        }
-
-
-@dataclass(frozen=True)
-class DoneEvent:
-    result: GenerationResult
 
 
 class LiveControls:
@@ -180,6 +86,8 @@ class Generator:
         params = inspect.signature(self.model.forward).parameters
         self._cache_name = "cache" if "cache" in params else "past_key_values"
         self._logits_to_keep = "logits_to_keep" in params
+        self.vocab_size = _output_size(self.model)
+        """The model's output width (the constraint masks span it)."""
 
     # -- prompt ---------------------------------------------------------------------------------
     @property
@@ -265,7 +173,7 @@ class Generator:
         # One generator per candidate, seeded seed+i: candidate i is the same whether it is
         # sampled alone or in a batch, so a CLI, the app and the server agree.
         rngs = [torch.Generator(device=device).manual_seed((int(settings.seed) + i) % 2**32) for i in range(rows)]
-        constraint_state = self._constraint_state(request, prompt_len, rows, max_new)
+        constraint_state = self._constraint_state(request, prompt_len, max_new)
         procs = self._processors(settings, prompt_len, constraint_state)
         search = (WordEndSearch(rows, constraint_state.completes_line)
                   if constraint_state is not None and constraint_state.whole_words else None)
@@ -436,12 +344,21 @@ class Generator:
             text, full = report.display
         return Candidate(text, ids, infos, reason, report, full)
 
-    def _constraint_state(self, request: GenerationRequest, prompt_len: int, rows: int, max_new: int) -> Any:
+    def constraint_state(self, spec: LyricConstraints, prompt_len: int, request: GenerationRequest | None = None,
+                         max_new: int | None = None) -> ConstraintState:
+        """The per-generation state of ``spec`` over this model, for a prompt of ``prompt_len``
+        tokens (``request``: its line and draft lines; ``max_new``: the limit its report names)."""
+        return ConstraintState(spec, self.tokenizer, vocab_size=self.vocab_size, separator=self._separator,
+                               window=self.context_window, prompt_len=prompt_len,
+                               prompt=request.prompt if request is not None else "",
+                               context=request.context if request is not None else (),
+                               max_length=max_new if max_new is not None or request is None
+                               else request.settings.max_length)
+
+    def _constraint_state(self, request: GenerationRequest, prompt_len: int, max_new: int) -> ConstraintState | None:
         if request.constraints is None:
             return None
-        state = request.constraints.start(self, prompt_len, rows, request=request)
-        state.max_length = max_new  # what the report names when it runs out
-        return state
+        return self.constraint_state(request.constraints, prompt_len, request, max_new)
 
     def _beam(self, request: GenerationRequest, settings: DecodingSettings,
               cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
@@ -458,8 +375,11 @@ class Generator:
             self._token_text_cache[token_id] = text
         return text
 
-_Detokenizer = Detokenizer  # its old name here (the int8 benchmark times its pushes)
+def _output_size(model: Any) -> int | None:
+    try:
+        return int(model.get_output_embeddings().weight.shape[0])
+    except (AttributeError, TypeError):
+        return getattr(getattr(model, "config", None), "vocab_size", None)
 
 
-__all__ = ["Alternative", "Candidate", "DoneEvent", "GenerationRequest", "GenerationResult", "Generator",
-           "LiveControls", "TokenEvent", "TokenInfo", "UNK_SHOWN"]
+__all__ = ["Generator", "LiveControls"]

@@ -217,7 +217,7 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
             return _busy_response(exc)
 
         async def body() -> AsyncIterator[bytes]:
-            from kolyric.engine.stream import DoneEvent, TokenEvent
+            from kolyric.engine.results import DoneEvent, TokenEvent
 
             events = host.events(job)
             try:

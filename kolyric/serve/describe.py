@@ -14,7 +14,7 @@ from kolyric.serve.schema import REQUEST_FIELDS, Limits
 
 def constraint_fields() -> dict[str, Any]:
     """The lyric constraint fields and their defaults."""
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
 
     out: dict[str, Any] = {}
     for f in dataclasses.fields(LyricConstraints):

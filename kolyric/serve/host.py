@@ -187,7 +187,7 @@ class ServerModel:
 
     # -- the worker side (runs on an executor thread) ----------------------------------------------
     def _work(self, job: Job, emit: Callable[[Any], None] | None) -> Any:
-        from kolyric.engine.stream import DoneEvent
+        from kolyric.engine.results import DoneEvent
 
         generator = self._generators.get()
         job.started_at = time.monotonic()

@@ -194,7 +194,7 @@ def parse_generation(data: Any, limits: Limits = Limits()) -> ParsedRequest:
     Raises RequestError: 400 when the body is not an object, 413 when the only problems are
     sizes over this server's limits, 422 otherwise, with every problem listed.
     """
-    from kolyric.engine.stream import GenerationRequest
+    from kolyric.engine.results import GenerationRequest
 
     if not isinstance(data, dict):
         raise RequestError(400, f"malformed request: the body must be a JSON object, got {_json_type(data)}")
@@ -375,7 +375,7 @@ def _settings(data: Mapping[str, Any], limits: Limits, problems: list[RequestPro
 
 def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
     """Lyric constraints, validated by ``LyricConstraints.from_dict`` (its messages go back to the client)."""
-    from kolyric.engine.constraints import ConstraintError, LyricConstraints
+    from kolyric.engine.lyric.spec import ConstraintError, LyricConstraints
 
     if raw is None:
         return None

@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
-    from kolyric.engine.vocab_profile import profile_for
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
+    from kolyric.engine.lyric.vocab_profile import profile_for
     from kolyric.engine.loading import load_model
     from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     t_profile = time.perf_counter() - t0
     t0 = time.perf_counter()
     warm = GenerationRequest("", None, preset("greedy", max_length=1), constraints=constraints)
-    state = constraints.start(gen, 1, 1, request=warm)
+    state = gen.constraint_state(constraints, 1, warm)
     state.mask_of(state.root)
     t_masks = time.perf_counter() - t0
     print(f"one-time: vocabulary profile {t_profile:.2f} s (cached per tokenizer), first masks for this "
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 def plain_run(gen, prompt: str, strategy: str, seed: int, length: int):
     """An unconstrained generation of exactly ``length`` tokens."""
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest
+    from kolyric.engine.results import GenerationRequest
 
     return gen.generate(GenerationRequest(prompt, None, preset(PRESETS[strategy], seed=seed, max_length=length,
                                                                    min_length=length)))
@@ -143,7 +144,7 @@ def processor_cost(gen, constraints, outputs, strategy: str, device: str = "cpu"
     for prompt, settings, prompt_len, ids in outputs:
         rows = settings.num_beams if strategy == "beam" else settings.n
         request_ids = [gen.tokenizer.bos_token_id or 0] * prompt_len
-        state = constraints.start(gen, prompt_len, rows, request=_Request(prompt, settings))
+        state = gen.constraint_state(constraints, prompt_len, _Request(prompt, settings))
         seqs = torch.tensor([request_ids] * rows, device=device)
         width = int(gen.model.config.vocab_size)
         for tid in ids:

@@ -121,7 +121,7 @@ def time_generate(model: Any, tokenizer: Any, prompt_ids: list[int], settings: A
 
 def time_stream(generator: Any, prompt: str, settings: Any) -> Run:
     """kolyric's ``Generator.stream`` on the text ``prompt``, consumed as the app consumes it."""
-    from kolyric.engine.stream import DoneEvent, GenerationRequest, TokenEvent
+    from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
 
     started = clock()
     first = None
@@ -209,7 +209,7 @@ def setup(threads: int | None) -> tuple[Any, Any, str, list[int]]:
 
 
 def _request(text: str) -> Any:
-    from kolyric.engine.stream import GenerationRequest
+    from kolyric.engine.results import GenerationRequest
 
     return GenerationRequest(text)
 

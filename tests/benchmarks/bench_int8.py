@@ -88,7 +88,8 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
     the event itself). ``per_processor_us`` has each processor's microseconds per token.
     """
     from kolyric.engine import processors as lean
-    from kolyric.engine import stream as stream_mod
+    from kolyric.engine import results as stream_mod
+    from kolyric.engine.prompt import Detokenizer
 
     forward, detok = _Timer(), _Timer()
     per_processor: dict[str, _Timer] = {}
@@ -127,7 +128,7 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
             return lambda input_ids, scores: self._timed(pool, input_ids, scores)
 
     original_processors = generator._processors
-    original_push = stream_mod._Detokenizer.push
+    original_push = Detokenizer.push
 
     def timed_push(self: Any, token_id: int) -> str:
         t = bg.clock()
@@ -138,7 +139,7 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
 
     model.kolyric_decoder = timed_forward  # what the loop calls for each step
     generator._processors = lambda *a, **k: lean.ProcessorChain(Timed(p) for p in original_processors(*a, **k))
-    stream_mod._Detokenizer.push = timed_push
+    Detokenizer.push = timed_push
     try:
         events = []
         first: dict[str, float] = {}
@@ -154,7 +155,7 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
         else:
             del model.kolyric_decoder
         del generator._processors
-        stream_mod._Detokenizer.push = original_push
+        Detokenizer.push = original_push
     steps = len(events) - 1
     step_ms = (events[-1] - events[0]) / steps * 1e3
     per_us = {name: (timer.total - first.get(name, 0.0)) / steps * 1e6 for name, timer in per_processor.items()}
@@ -287,7 +288,8 @@ def greedy_agreement(fp32: Any, int8: Any, prompts: list[str], tokens: int = 10)
     """How many prompts' greedy continuations (kolyric's loop) agree on their first ``tokens``
     tokens, and the mean length of the agreeing prefix."""
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
 
     settings = preset("greedy", min_length=tokens, max_length=tokens, seed=0)
     same, prefix = 0, 0

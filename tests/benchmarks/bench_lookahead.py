@@ -52,7 +52,7 @@ class Counters:
         self.looked = self.taken_back = self.measured = 0
 
     def install(self) -> None:
-        from kolyric.engine import lookahead
+        from kolyric.engine.lyric import lookahead
 
         counters = self
         resolve, screen = lookahead.WordEndSearch.resolve, lookahead.BeamLookAhead.screen
@@ -82,10 +82,11 @@ class Counters:
 def cost(args: argparse.Namespace) -> int:
     import torch
 
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.loading import load_model
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
     from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir
 
     loaded = load_model(str(kogpt2_shaped_dir()), device=args.device, precision=args.precision)
@@ -183,11 +184,12 @@ def bound_syllables(texts: list[str], min_seen: int = 30, final_share: float = 0
 def word_ends(args: argparse.Namespace) -> int:
     import torch
 
-    from kolyric.engine.constraints import WORD_END_MASS, LyricConstraints
+    from kolyric.engine.lyric.spec import WORD_END_MASS, LyricConstraints
     from kolyric.engine.loading import load_model, resolve_model_spec
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
-    from kolyric.engine.vocab_profile import profile_for
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
+    from kolyric.engine.lyric.vocab_profile import profile_for
     from kolyric.korean.hangul import count_syllables, hangul_syllables
 
     texts = reference_texts(args.reference)
@@ -231,7 +233,7 @@ def word_ends(args: argparse.Namespace) -> int:
                 for cand in result.candidates:
                     report = cand.constraint_report
                     unsatisfied += not report.satisfied
-                    state = c.start(gen, len(prompt_ids), 1, request=request)
+                    state = gen.constraint_state(c, len(prompt_ids), request)
                     row = state.root
                     for pos, tid in enumerate(cand.token_ids):
                         row = state.step(row, tid, pos, cand.token_ids)
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.threshold is not None:
-        from kolyric.engine import constraint_processor, lookahead, word_ends as rule
+        from kolyric.engine.lyric import lookahead, processor as constraint_processor, word_ends as rule
 
         lookahead.WORD_END_MASS = rule.WORD_END_MASS = constraint_processor.WORD_END_MASS = args.threshold
     return word_ends(args) if words else cost(args)

@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.loading import load_model
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
     from kolyric.evaluate_verse import MIN_COPY_SYLLABLES, REVIEW_MARKERS, poem_lines
     from kolyric.korean import count_syllables, rhymes_with
     from kolyric.training.corpora import read_user_file, split_validation

@@ -301,10 +301,11 @@ async def test_constraint_fields_are_saved_with_the_draft_and_restored():
 async def test_export_writes_how_each_accepted_line_was_made(tiny_model_dir, dirs):
     import json
 
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.loading import load_model
     from kolyric.engine.settings import DecodingSettings
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
 
     app = new_app(model=str(tiny_model_dir), device="cpu")
     async with app.run_test(size=SIZE) as pilot:

@@ -15,7 +15,7 @@ from kolyric.app.session import CandidateState
 from kolyric.app.testing import screen_lines, send_key, wait_for_model, wait_until
 from kolyric.app.widgets.candidates import CandidateStrip
 from kolyric.app.widgets.inspector import TokenInspector
-from kolyric.engine.stream import Alternative, TokenInfo
+from kolyric.engine.results import Alternative, TokenInfo
 from kolyric.korean import count_syllables
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]

@@ -13,9 +13,10 @@ import json
 
 import pytest
 
-from kolyric.engine.constraints import LyricConstraints
+from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.engine.settings import preset
-from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, TokenEvent
+from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+from kolyric.engine.stream import Generator
 from kolyric.korean.hangul import count_syllables
 from kolyric.korean.rhyme import RhymeOptions, rhyme_key
 
@@ -37,7 +38,7 @@ def met_but_for_word_ends(report):
 
 
 def line_end_of(gen):
-    from kolyric.engine.vocab_profile import profile_for
+    from kolyric.engine.lyric.vocab_profile import profile_for
 
     return "newline" if gen._separator == "\n" and profile_for(gen.tokenizer).has_newline_token else "word boundary"
 
@@ -120,7 +121,7 @@ def test_continue_mode_counts_the_typed_syllables(gen):
 
 def unreachable_rhyme(gen):
     """A syllable no token of this vocabulary ends in, compared strictly and without families."""
-    from kolyric.engine.vocab_profile import key_parts, profile_for
+    from kolyric.engine.lyric.vocab_profile import key_parts, profile_for
 
     bank = profile_for(gen.tokenizer, len(gen.tokenizer)).masks(True, False, False)
     for cp in range(0xD7A3, 0xAC00, -1):

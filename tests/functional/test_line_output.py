@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kolyric.engine.constraints import LyricConstraints
+from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.serve.schema import Limits, parse_generation
 
 
@@ -44,7 +44,8 @@ def test_the_cli_tells_the_engine_whether_max_length_was_chosen():
 
 def test_stream_token_events_carry_line_break(tiny_loaded):
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator, TokenEvent
+    from kolyric.engine.results import GenerationRequest, TokenEvent
+    from kolyric.engine.stream import Generator
     from kolyric.serve.api import _token_dict
 
     events = [e for e in Generator(tiny_loaded).stream(GenerationRequest("봄", None, preset("greedy", max_length=8)))

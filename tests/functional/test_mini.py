@@ -43,7 +43,8 @@ def test_loads_as_mini_and_with_plain_transformers(mini):
 
 def test_streams_korean_for_both_polarities(mini):
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator, TokenEvent
+    from kolyric.engine.results import GenerationRequest, TokenEvent
+    from kolyric.engine.stream import Generator
 
     gen = Generator(mini)
     for polarity in ("긍정", "부정"):
@@ -61,7 +62,8 @@ REVIEW_WORDS = ("영화", "평점", "ㅋㅋ", "배우", "연기")
 def test_writes_verse_in_lines_without_a_polarity(mini):
     """With no polarity the shipped model writes lines (its own line breaks), not reviews."""
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
 
     gen = Generator(mini)
     texts = [c.text for prompt in ("봄이 오면", "그대 없는 밤") for c in

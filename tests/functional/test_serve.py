@@ -169,7 +169,8 @@ def test_health_reports_a_load_failure(tiny_model_dir):
 # -- generation ------------------------------------------------------------------------------------
 def test_generate_returns_candidates_with_the_settings_used(server, tiny_loaded):
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import GenerationRequest, Generator
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.stream import Generator
 
     body = {"prompt": "사랑해", "polarity": "긍정", "preset": "greedy", "max_length": 6, "context": ["첫 줄"]}
     r = httpx.post(server.url + "/generate", json=body, timeout=30)

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from kolyric.engine.settings import preset
-from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, LiveControls, TokenEvent
+from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+from kolyric.engine.stream import Generator, LiveControls
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +284,7 @@ def test_a_row_draw_is_torch_multinomial_over_its_pool(gen, dtype):
 def test_candidate_i_is_the_same_alone_or_in_a_batch_under_constraints(gen):
     """A row that a constraint closes (only the end token left: a tie at the k-th score) must not
     change how the other rows are drawn."""
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
 
     settings = preset("combined").replace(max_length=24)
     constraints = LyricConstraints(syllables=5, rhyme="고")
@@ -300,7 +301,7 @@ def test_numpy_fast_paths_give_the_same_text_as_torch_paths(gen, monkeypatch, na
     """The tiny model's vocabulary is below the size where the NumPy top-k/argmax take over; force
     them on, and the decoding loop must give the very tokens torch's paths give."""
     from kolyric.engine import processors as lean
-    from kolyric.engine.constraints import LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
     n = 1 if preset(name).strategy == "greedy" else 2
     for constraints in (None, LyricConstraints(syllables=5, rhyme="고")):
         requests = [GenerationRequest("영화", "긍정", preset(name).replace(seed=seed, n=n, max_length=20),

@@ -9,7 +9,8 @@ import math
 import pytest
 
 from kolyric.engine.settings import preset
-from kolyric.engine.stream import GenerationRequest, Generator
+from kolyric.engine.results import GenerationRequest
+from kolyric.engine.stream import Generator
 
 
 @pytest.fixture(scope="module")

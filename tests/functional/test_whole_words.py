@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from kolyric.engine.constraints import WORD_END_MASS, LyricConstraints
+from kolyric.engine.lyric.spec import WORD_END_MASS, LyricConstraints
 from kolyric.engine.settings import preset
-from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, TokenEvent
+from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+from kolyric.engine.stream import Generator
 from kolyric.korean.hangul import count_syllables
 from tests import word_models
 
@@ -49,7 +50,7 @@ def fresh_word_break(gen, prompt_ids, ids):
     forward pass over the whole sequence (no cache)."""
     import torch
 
-    from kolyric.engine.vocab_profile import profile_for
+    from kolyric.engine.lyric.vocab_profile import profile_for
 
     with torch.inference_mode():
         logits = gen.model(input_ids=torch.tensor([list(prompt_ids) + list(ids)])).logits[0, -1].float()
@@ -84,7 +85,7 @@ def test_every_line_ends_on_a_whole_word(gens, kind, strategy):
 
 def _completing_positions(gen, constraints, ids, prompt):
     """Positions of the tokens that completed each line's count, replayed by the constraint state."""
-    state = constraints.start(gen, 1, 1, request=GenerationRequest(prompt, None, preset("greedy")))
+    state = gen.constraint_state(constraints, 1, GenerationRequest(prompt, None, preset("greedy")))
     row = state.root
     for pos, tid in enumerate(ids):
         row = state.step(row, tid, pos, ids)
@@ -266,7 +267,8 @@ def test_the_onnx_runtime_cache_takes_a_step_back(word_dirs, tmp_path, monkeypat
     logits, and the whole-word look-ahead runs on them with every probability as a replay gives."""
     import torch
 
-    from kolyric.engine import lookahead, quantize
+    from kolyric.engine import quantize
+    from kolyric.engine.lyric import lookahead
     from kolyric.engine.loading import load_model
 
     monkeypatch.setenv("KOLYRIC_ONNX_CACHE", str(tmp_path))

@@ -65,7 +65,7 @@ PROMPTS = ["사랑해", "바람이 분다", "", "너를 보낸다", "하늘 위�
 
 def _request(rng: random.Random, i: int):  # noqa: ANN202
     from kolyric.engine.settings import DecodingSettings
-    from kolyric.engine.stream import GenerationRequest
+    from kolyric.engine.results import GenerationRequest
 
     strategy = rng.choice(["sample", "sample", "sample", "greedy", "beam"])
     n = 1 if strategy == "greedy" else rng.choice([1, 2])
@@ -75,7 +75,7 @@ def _request(rng: random.Random, i: int):  # noqa: ANN202
     context = tuple(rng.sample(PROMPTS, 2)) if i % 3 == 0 else ()
     constraints = None
     if i % 11 == 0:
-        from kolyric.engine.constraints import from_dict
+        from kolyric.engine.lyric.spec import from_dict
 
         constraints = from_dict({"syllables": rng.choice([4, 6])})
     return GenerationRequest(rng.choice(PROMPTS), rng.choice([None, "긍정", "부정"]), settings, context=context,
@@ -90,7 +90,8 @@ def soak_generator(generations: int, model_dir: Path, *, warmup: int = 100, samp
     import torch
 
     from kolyric.engine.loading import load_model
-    from kolyric.engine.stream import DoneEvent, Generator, TokenEvent
+    from kolyric.engine.results import DoneEvent, TokenEvent
+    from kolyric.engine.stream import Generator
 
     torch.set_num_threads(1)
     proc = psutil.Process()

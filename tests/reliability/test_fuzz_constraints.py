@@ -10,7 +10,7 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kolyric.engine.constraints import ConstraintError, LyricConstraints
+from kolyric.engine.lyric.spec import ConstraintError, LyricConstraints
 from tests.reliability._util import count
 
 FIELDS = [f.name for f in dataclasses.fields(LyricConstraints) if f.init]

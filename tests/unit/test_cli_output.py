@@ -16,7 +16,7 @@ import pytest
 
 from kolyric.cli import main
 from kolyric.cli.generate import CandidateWriter, check_mark
-from kolyric.engine.constraints import ConstraintReport, LineReport
+from kolyric.engine.lyric.report import ConstraintReport, LineReport
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kolyric.engine.constraints import (ConstraintError, LyricConstraints, add_arguments, from_arguments,
-                                        from_dict, parse_pattern, parse_scheme)
-from kolyric.engine.vocab_profile import MaskBank, build_profile, key_parts
+from kolyric.engine.lyric.spec import ConstraintError, LyricConstraints, from_dict, parse_pattern, parse_scheme
+from kolyric.cli.lyric_flags import add_arguments, from_arguments
+from kolyric.engine.lyric.state import ConstraintState
+from kolyric.engine.lyric.vocab_profile import MaskBank, build_profile, key_parts
 from kolyric.korean.hangul import count_syllables
 from kolyric.korean.rhyme import RhymeOptions, rhyme_key
 
@@ -85,6 +86,13 @@ def fake_generator(newline: bool, extra_rows: int = 3):
     tok = FakeTokenizer(pieces)
     return SimpleNamespace(tokenizer=tok, model=FakeModel(len(pieces) + extra_rows),
                            _separator="\n" if newline else " ", context_window=4096)
+
+
+def start_state(spec, gen, prompt_len, request=None):
+    return ConstraintState(spec, gen.tokenizer, vocab_size=gen.model.size, separator=gen._separator,
+                           window=gen.context_window, prompt_len=prompt_len,
+                           prompt=request.prompt if request else "", context=request.context if request else (),
+                           max_length=request.settings.max_length if request else None)
 
 
 # -- validation and flags ----------------------------------------------------------------------
@@ -193,7 +201,7 @@ def test_the_length_budget_fits_the_lines():
 
 
 def test_the_module_imports_no_torch():
-    code = "import sys, kolyric.engine.constraints; print('torch' in sys.modules)"
+    code = "import sys, kolyric.engine.lyric.spec, kolyric.engine.lyric.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -224,7 +232,7 @@ def test_profile_reads_each_token_in_context():
 def test_under_a_count_only_what_is_counted_is_sung(text, sung):
     """Han characters (八 is sung 팔), kana, bare jamo, brackets and symbols would let a line reach
     its count with sounds the count cannot see: they are not additive, so never chosen there."""
-    from kolyric.engine.vocab_profile import _analyse
+    from kolyric.engine.lyric.vocab_profile import _analyse
 
     assert _analyse(text)[5] is sung
 
@@ -315,7 +323,7 @@ def drive(constraints, newline, seed, prompt="", context=(), rows=1, shuffle=Fal
     tok = gen.tokenizer
     request = SimpleNamespace(prompt=prompt, context=tuple(context), settings=SimpleNamespace(max_length=max_steps))
     prompt_ids = tok.encode(prompt) or [tok.eos_token_id]
-    state = constraints.start(gen, len(prompt_ids), rows, request=request)
+    state = start_state(constraints, gen, len(prompt_ids), request)
     g = torch.Generator().manual_seed(seed)
     seqs = torch.tensor([prompt_ids] * rows)
     for _ in range(max_steps):
@@ -437,7 +445,7 @@ def test_failures_are_reported_with_their_reason():
 def test_a_disallowed_token_breaks_the_report():
     gen = fake_generator(True)
     c = LyricConstraints(syllables=3)
-    state = c.start(gen, 1, 1, request=SimpleNamespace(prompt="", context=(), settings=None))
+    state = start_state(c, gen, 1)
     ids = gen.tokenizer.ids
     report = state.report(0, [ids["사랑해"], ids["해요"], 0])  # 3 + 2 syllables: overshoots
     assert not report.satisfied and "breaks the constraint" in report.reasons[0]
@@ -447,7 +455,7 @@ def test_a_disallowed_token_breaks_the_report():
 
 def test_a_row_with_no_way_on_gets_only_the_end_token():
     gen = fake_generator(True)
-    state = LyricConstraints(syllables=3).start(gen, 1, 2, request=None)
+    state = start_state(LyricConstraints(syllables=3), gen, 1)
     scores = torch.zeros(2, gen.model.size)
     scores[:, 3:] = float("-inf")  # other controls banned every real token
     out = state.processor(torch.tensor([[0], [0]]), scores)

@@ -56,7 +56,7 @@ def test_a_line_the_constraint_starts_is_streamed_as_a_line(tok):
 
 
 def test_the_profile_tells_line_ends_from_word_breaks(tok):
-    from kolyric.engine.vocab_profile import profile_for
+    from kolyric.engine.lyric.vocab_profile import profile_for
 
     profile = profile_for(tok, len(tok))
     line, stanza, space, stem, ending, spaced = ids_of(tok, "\n", "\n\n", "▁", "좋", "아", "▁싶")
@@ -70,7 +70,8 @@ def test_the_profile_tells_line_ends_from_word_breaks(tok):
 def test_the_stream_keeps_newlines_and_marks_them(models_dir):
     from kolyric.engine.loading import load_model
     from kolyric.engine.settings import preset
-    from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, TokenEvent
+    from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+    from kolyric.engine.stream import Generator
 
     path = word_models.model_dir(models_dir / "word-models", "newline")
     gen = Generator(load_model(str(path), device="cpu"))

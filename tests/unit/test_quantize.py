@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 from kolyric.engine import onnx_decoder, quantize  # noqa: E402
 from kolyric.engine.loading import LoadedModel, load_model  # noqa: E402
 from kolyric.engine.settings import preset  # noqa: E402
-from kolyric.engine.stream import DoneEvent, GenerationRequest, Generator, LiveControls, TokenEvent  # noqa: E402
+from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent  # noqa: E402
+from kolyric.engine.stream import Generator, LiveControls
 
 HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime, onnx and onnxscript (kolyric[int8])")

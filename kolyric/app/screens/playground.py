@@ -31,7 +31,7 @@ from kolyric.app.widgets.editor import LyricsEditor
 from kolyric.app.widgets.fields import CalmFocus
 from kolyric.app.widgets.inspector import TokenInspector
 from kolyric.app.widgets.sections import SectionsPanel
-from kolyric.engine.constraints import MAX_SYLLABLES
+from kolyric.engine.lyric.spec import MAX_SYLLABLES
 from kolyric.app.widgets.status import FittingFooter, StatusBar
 
 POLARITIES = [("polarity –", "none"), ("긍정 (+)", "긍정"), ("부정 (−)", "부정")]

@@ -60,7 +60,7 @@ class StreamingMixin:
             return False
         self.stop_stream(quiet=True)
         from kolyric.app.live import RecordingControls
-        from kolyric.engine.stream import GenerationRequest
+        from kolyric.engine.results import GenerationRequest
 
         settings = self.controls.settings
         if slot is not None:  # a branch rewrites one candidate: one row, greedy where beams were
@@ -100,7 +100,7 @@ class StreamingMixin:
 
     @work(thread=True, group="stream", exit_on_error=False)
     def _stream_worker(self, run: StreamRun, generator: Any) -> None:
-        from kolyric.engine.stream import TokenEvent
+        from kolyric.engine.results import TokenEvent
 
         run.controls.stream_thread = threading.get_ident()
         try:
@@ -117,7 +117,7 @@ class StreamingMixin:
         run = self.run
         if run is None or run.run_id != message.run_id:
             return  # a stopped or replaced run: its late tokens are dropped
-        from kolyric.engine.stream import DoneEvent, TokenEvent
+        from kolyric.engine.results import DoneEvent, TokenEvent
 
         touched: set[int] = set()
         for event in run.drain():

@@ -1,9 +1,11 @@
 """Lyric constraints: syllables per line, rhyme, several lines with a pattern and a rhyme scheme.
 
-``LyricConstraints`` is what a user asks for; ``start`` turns it into a state the decoding loop
-consults every step (kolyric.engine.stream), for greedy, sampling and beam search alike. Its
-``processor`` is a transformers-style logits processor that masks the tokens that would break
-the constraint, from per-token tensors profiled once per tokenizer (``vocab_profile``).
+``LyricConstraints`` is what a user asks for (this module: the spec and its validation, no
+torch). The decoding loop (kolyric.engine.stream) builds a ``ConstraintState``
+(``kolyric.engine.lyric.state``) from it and consults it every step, for greedy, sampling and
+beam search alike. Its ``processor`` is a transformers-style logits processor that masks the
+tokens that would break the constraint, from per-token tensors profiled once per tokenizer
+(``vocab_profile``); what it reports is ``kolyric.engine.lyric.report``.
 
 Rules, in the order a line is written:
 
@@ -38,7 +40,7 @@ Rules, in the order a line is written:
   word ends while no single one of them need be the likeliest; and a share is one property of
   the model's distribution, the same for every strategy, where a sampled token would make a
   line's verdict a coin toss (and beam search has none). How it is enforced
-  (``kolyric.engine.lookahead``): greedy and sampling hold the completing token back until the
+  (``kolyric.engine.lyric.lookahead``): greedy and sampling hold the completing token back until the
   next step's forward pass gives the distribution after it (a token that passes costs nothing),
   and take one that fails back (the KV cache cropped by one position), choosing again down
   their ranking with the next candidates measured in batched forward passes, up to
@@ -54,13 +56,12 @@ Rules, in the order a line is written:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from kolyric.korean.hangul import FINALS, MEDIALS, count_syllables, hangul_syllables
-from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions, rhyme_key
+from kolyric.korean.hangul import hangul_syllables
+from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions
 from kolyric.engine.settings import shown
 
 MAX_SYLLABLES = 40
@@ -329,13 +330,6 @@ class LyricConstraints:
             raise ConstraintError(problems)
         return made
 
-    # -- generation ---------------------------------------------------------------------------
-    def start(self, generator: Any, prompt_len: int, rows: int, request: Any = None) -> "ConstraintState":
-        """The per-generation state: called by the decoding loop once the prompt is built."""
-        from kolyric.engine.constraint_state import ConstraintState
-
-        return ConstraintState(self, generator, prompt_len, request)
-
 
 def from_dict(raw: Mapping[str, Any]) -> LyricConstraints | None:
     """``LyricConstraints.from_dict``, or None when it asks for nothing (no syllables, rhyme,
@@ -344,135 +338,6 @@ def from_dict(raw: Mapping[str, Any]) -> LyricConstraints | None:
     return made if made is not None and made.active else None
 
 
-# -- command line ------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("lyric constraints (work with every strategy and preset)")
-    group.add_argument("--syllables", default=None, metavar="N",
-                       help=f"syllables per generated line; {RANGES['syllables']}")
-    group.add_argument("--rhyme", default=None, metavar="TEXT",
-                       help="a syllable or line the generated line must rhyme with (its last vowel)")
-    group.add_argument("--lines", default=None, metavar="K", help=f"lines to generate; {RANGES['lines']}")
-    group.add_argument("--pattern", default=None, metavar="8-8-7-9", help="syllables per line, one count a line")
-    group.add_argument("--scheme", default=None, metavar="AABB",
-                       help="rhyme scheme; letters before the generated lines' match the draft's last lines")
-    group.add_argument("--strict", action="store_true", default=None, help="rhymes also match the final consonant")
-    group.add_argument("--rhyme-syllables", dest="rhyme_syllables", default=None, metavar="N",
-                       help=f"trailing syllables that must rhyme; {RANGES['rhyme_syllables']} (default 1)")
-    group.add_argument("--no-families", dest="families", action="store_false", default=None,
-                       help="rhyme vowels exactly (ㅐ and ㅔ differ)")
-    group.add_argument("--mode", default=None, choices=MODES,
-                       help="next: new lines after the prompt line (default); continue: complete the prompt line")
-    group.add_argument("--no-whole-words", dest="whole_words", action="store_false", default=None,
-                       help="let a counted line end wherever its count does, even inside a word")
-
-
-_MAIN = ("syllables", "rhyme", "lines", "pattern", "scheme")
-_MODIFIERS = {"strict": "--strict", "rhyme_syllables": "--rhyme-syllables", "families": "--no-families"}
-
-
-def from_arguments(args: argparse.Namespace) -> LyricConstraints | None:
-    """The constraints the flags ask for, or None when none is given; ValueError naming the field."""
-    raw = {name: getattr(args, name, None) for name in (*_MAIN, *_MODIFIERS, "mode", "whole_words")}
-    raw = {k: v for k, v in raw.items() if v is not None}
-    if not any(k in raw for k in _MAIN):
-        extra = [k for k in raw if k not in ("mode", "whole_words")]
-        if extra:
-            raise ConstraintError([ConstraintProblem(k, raw[k], f"{_MODIFIERS[k]} needs --rhyme or --scheme")
-                                   for k in extra])
-        if "whole_words" in raw:
-            raise ConstraintError([ConstraintProblem("whole_words", False,
-                                                     "--no-whole-words needs --syllables or --pattern")])
-        return None
-    if not any(k in raw for k in ("rhyme", "scheme")):
-        extra = [k for k in _MODIFIERS if k in raw]
-        if extra:
-            raise ConstraintError([ConstraintProblem(k, raw[k], f"{_MODIFIERS[k]} needs --rhyme or --scheme")
-                                   for k in extra])
-    return LyricConstraints.from_dict(raw)
-
-
-# -- the report --------------------------------------------------------------------------------
-@dataclass
-class LineReport:
-    """One generated line, checked with ``count_syllables`` and ``rhyme_key`` on its text."""
-
-    text: str
-    syllables: int
-    target: int | None
-    rhyme: str | None
-    target_rhyme: str | None
-    group: str | None
-    ok: bool
-    problem: str | None = None
-    word_end: float | None = None
-    """The model's probability of a word break right after the line's last token (the whole-word
-    rule's measure); None where it was not measured (no count, the typed line, a forced token)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class ConstraintReport:
-    """Whether a candidate meets its constraints, line by line, and why not."""
-
-    satisfied: bool
-    constraints: str
-    reasons: list[str] = field(default_factory=list)
-    lines: list[LineReport] = field(default_factory=list)
-    line_end: str = "newline"
-    """How lines are separated: "newline", or "word boundary" for a vocabulary with no newline token."""
-    notes: list[str] = field(default_factory=list)
-    """Remarks that do not make the result fail (e.g. scheme letters with no draft line to match)."""
-    text: str | None = None
-    """The generated lines joined by newlines (continue mode: line 1 without the typed part)."""
-    full_text: str | None = None
-    """The prompt line and the generated lines, one per line."""
-
-    @property
-    def display(self) -> tuple[str, str] | None:
-        return (self.text, self.full_text) if self.text is not None and self.full_text is not None else None
-
-    def __str__(self) -> str:
-        if self.satisfied:
-            return f"constraints met ({self.constraints})"
-        return f"constraints not met ({self.constraints}): " + "; ".join(self.reasons or ["unknown reason"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"satisfied": self.satisfied, "constraints": self.constraints, "reasons": list(self.reasons),
-                "notes": list(self.notes), "line_end": self.line_end, "lines": [line.to_dict() for line in self.lines]}
-
-
-def key_text(key: tuple[tuple[int, int], ...] | None) -> str | None:
-    """A comparison key written as ``rhyme_key`` writes it ("ㅏ", "ㅏㅇ-ㅗ")."""
-    if not key:
-        return None
-    return "-".join(MEDIALS[m] + (FINALS[f] if f >= 0 else "") for m, f in key)
-
-
-def check_lines(texts: list[str], targets: list[int | None], keys: list[str | None], groups: list[str | None],
-                options: RhymeOptions) -> list[LineReport]:
-    """Check finished lines against their counts and rhymes from their text alone; lines of a
-    group with no given rhyme must share the first such line's key."""
-    first: dict[str, str | None] = {}
-    out = []
-    for text, target, key, group in zip(texts, targets, keys, groups):
-        syllables = count_syllables(text)
-        actual = rhyme_key(text, options)
-        want = key if key is not None else (first.get(group) if group else None)
-        if group and group not in first:
-            first[group] = key if key is not None else actual
-        problems = []
-        if target is not None and syllables != target:
-            problems.append(f"{syllables} syllables, not {target}")
-        if want is not None and actual != want:
-            problems.append(f"ends on rhyme {actual}, not {want}")
-        out.append(LineReport(text, syllables, target, actual, want, group, not problems,
-                              "; ".join(problems) or None))
-    return out
-
-
-__all__ = ["WORD_END_MASS", "WORD_END_TRIES", "ConstraintError", "ConstraintProblem", "ConstraintReport",
-           "LineReport", "LyricConstraints",
-           "add_arguments", "check_lines", "from_arguments", "from_dict", "key_text", "parse_pattern",
-           "parse_scheme"]
+__all__ = ["FREE_LINE_TOKENS", "MAX_LINES", "MAX_SYLLABLES", "MAX_ZERO_RUN", "MODES", "RANGES", "WORD_END_MASS",
+           "WORD_END_TRIES", "ConstraintError", "ConstraintProblem", "LyricConstraints", "from_dict",
+           "parse_pattern", "parse_scheme"]

@@ -2,15 +2,15 @@
 
 A transformers-style processor over whole sequences (prompt included), one row per candidate or
 beam, for kolyric's own decoding loop and ``model.generate``'s beam search alike. The masks come
-from the rows' states (``kolyric.engine.constraint_state``); in beam search it also applies the
-whole-word rule, since no step can be taken back there (``kolyric.engine.lookahead``).
+from the rows' states (``kolyric.engine.lyric.state``); in beam search it also applies the
+whole-word rule, since no step can be taken back there (``kolyric.engine.lyric.lookahead``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kolyric.engine.constraints import WORD_END_MASS
+from kolyric.engine.lyric.spec import WORD_END_MASS
 
 FALLBACK_SCORE = -1e4  # the end token's score when nothing else may follow: finite, but a last resort
 WORD_PENALTY = 1e3
@@ -30,7 +30,7 @@ class ConstraintLogitsProcessor:
         self._inverse: dict[int, tuple[Any, Any]] = {}
         self.penalize_mid_word = False
         """Beam search: rank a hypothesis whose line ended inside a word below the others (the
-        greedy and sampling loop takes such a token back instead; ``kolyric.engine.lookahead``)."""
+        greedy and sampling loop takes such a token back instead; ``kolyric.engine.lyric.lookahead``)."""
         self.beam_look_ahead: Any = None
         """Beam search: a ``lookahead.BeamLookAhead`` that measures line endings before they are chosen."""
 
@@ -58,7 +58,7 @@ class ConstraintLogitsProcessor:
                 eos_score = float(scores[i, st.eos])
                 out[i] = float("-inf")
                 out[i, st.eos] = eos_score if eos_score > FALLBACK_SCORE else FALLBACK_SCORE
-        st._keep(gens, rows)
+        st.keep(gens, rows)
         return out
 
     def _penalize(self, gens: list[tuple], rows: list[Any], scores: Any, out: Any) -> None:

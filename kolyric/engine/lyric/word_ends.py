@@ -1,19 +1,20 @@
 """The whole-word rule on the constraint state's side: which rows await a word end, its measure,
 and its verdict in the report.
 
-The rule (``kolyric.engine.constraints``): after the token that completes a counted line, the
+The rule (``kolyric.engine.lyric.spec``): after the token that completes a counted line, the
 word-break tokens must hold at least ``WORD_END_MASS`` of the model's next-token probability.
 A row *awaits its word end* when its last token completed the current line's count; the next
 step's distribution gives the measure (``word_end_mass``), recorded per token sequence
 (``word_masses``) so the report can judge each line. ``ConstraintState`` mixes this in; the
-search that acts on it is ``kolyric.engine.lookahead``.
+search that acts on it is ``kolyric.engine.lyric.lookahead``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kolyric.engine.constraints import WORD_END_MASS, LineReport
+from kolyric.engine.lyric.report import LineReport
+from kolyric.engine.lyric.spec import WORD_END_MASS
 
 
 class WordEndRule:

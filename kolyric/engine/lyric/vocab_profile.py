@@ -16,7 +16,7 @@ the profile and cached per line state:
   under a constraint, so constrained lines come out one a line), ``starts_space``, ``special``;
 * ``word_break``: the token ends the word before it: its text starts with whitespace (a space,
   ``▁``, a line break) or punctuation, or it is the end token. What the whole-word rule of
-  ``kolyric.engine.constraints`` sums the model's probability over.
+  ``kolyric.engine.lyric.spec`` sums the model's probability over.
 
 A token's text is taken *in context*: decoded after a one-syllable reference token, so a
 metaspace ``▁사랑`` reads " 사랑" and a byte-level ``Ġ`` reads " ".

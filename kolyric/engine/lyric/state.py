@@ -10,7 +10,7 @@ allowed; then each line is checked again from its text with ``count_syllables``/
 and against the whole-word rule with the probabilities measured while it was written.
 
 The whole-word rule's bookkeeping lives here too (the search that takes a token back is
-``kolyric.engine.lookahead``): a row *awaits its word end* when its last token completed the
+``kolyric.engine.lyric.lookahead``): a row *awaits its word end* when its last token completed the
 current line's count; the next step's distribution then gives the rule's measure
 (``word_end_mass``), recorded per token sequence (``word_masses``) for the report.
 """
@@ -18,16 +18,19 @@ current line's count; the next step's distribution then gives the rule's measure
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from kolyric.engine.constraint_processor import FALLBACK_SCORE, WORD_PENALTY, ConstraintLogitsProcessor
-from kolyric.engine.constraints import (MAX_ZERO_RUN, ConstraintReport, LineReport, LyricConstraints,
-                                        check_lines, key_text)
+from kolyric.engine.lyric.processor import FALLBACK_SCORE, WORD_PENALTY, ConstraintLogitsProcessor
+from kolyric.engine.lyric.report import ConstraintReport, LineReport, check_lines, key_text
+from kolyric.engine.lyric.spec import MAX_ZERO_RUN, LyricConstraints
+from kolyric.engine.lyric.vocab_profile import TAIL, Key, class_of, key_parts, profile_for
+from kolyric.engine.lyric.word_ends import WordEndRule
 from kolyric.engine.prompt import clean_output
-from kolyric.engine.vocab_profile import TAIL, Key, class_of, key_parts, profile_for
-from kolyric.engine.word_ends import WordEndRule
 from kolyric.korean.hangul import SYLLABLE_FIRST, count_syllables, hangul_syllables
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,6 @@ class Row:
     or the typed line had the count)."""
 
 
-def _output_size(model: Any) -> int | None:
-    try:
-        return int(model.get_output_embeddings().weight.shape[0])
-    except (AttributeError, TypeError):
-        return getattr(getattr(model, "config", None), "vocab_size", None)
-
-
 def _raw_tail(text: str) -> tuple[tuple[int, int], ...]:
     out = []
     for ch in hangul_syllables(text)[-TAIL:]:
@@ -83,25 +79,30 @@ class ConstraintState(WordEndRule):
     """What the decoding loop consults (see kolyric.engine.stream): ``processor``, ``advance``,
     ``row_finished`` and ``report``."""
 
-    def __init__(self, spec: LyricConstraints, generator: Any, prompt_len: int, request: Any = None):
+    def __init__(self, spec: LyricConstraints, tokenizer: "PreTrainedTokenizerBase", *, vocab_size: int | None,
+                 separator: str, window: int, prompt_len: int, prompt: str = "", context: Sequence[str] = (),
+                 max_length: int | None = None):
+        """``vocab_size``: the model's output width (None: the tokenizer's); ``separator``: how
+        the prompt joins draft lines (``prompt.line_separator``); ``window``: the model's context
+        window; ``prompt``/``context``: the request's line and earlier draft lines."""
         self.spec = spec
-        self.generator = generator
-        self.tokenizer = generator.tokenizer
+        self.tokenizer = tokenizer
         self.prompt_len = prompt_len
-        self.profile = profile_for(self.tokenizer, _output_size(generator.model))
+        self.window = window
+        self.profile = profile_for(tokenizer, vocab_size)
         self.lists = self.profile.lists()
         self.eos = self.profile.eos_id
-        self.newline = getattr(generator, "_separator", "\n") == "\n" and self.profile.has_newline_token
+        self.newline = separator == "\n" and self.profile.has_newline_token
         self.whole_words = bool(spec.whole_words) and spec.targets is not None
         # masks stay on the CPU, where the per-row checks read them; the processor keeps a copy of
         # each one it uses on the scores' device
         self.bank = self.profile.masks(spec.strict, spec.families, self.newline)
         self.n = spec.rhyme_syllables
         self.counted = spec.targets is not None
-        self.prompt = request.prompt.strip() if request is not None else ""
-        context = [c.strip() for c in request.context if c.strip()] if request is not None else []
-        settings = getattr(request, "settings", None)
-        self.max_length = getattr(settings, "max_length", None)
+        self.prompt = prompt.strip()
+        context = [c.strip() for c in context if c.strip()]
+        self.max_length = max_length
+        """The new-token limit the report names when it runs out (the loop updates it on a live change)."""
         self.notes: list[str] = []
         self.lines = self._plan(context)
         self.root = self._initial(context)
@@ -111,7 +112,7 @@ class ConstraintState(WordEndRule):
         self.failures: dict[tuple, str] = {}
         self.word_masses: dict[tuple[int, ...], float] = {}
         """The whole-word measure after each line-completing token sequence that was looked at."""
-        self._break_vectors: dict[tuple, Any] = {}
+        self._break_vectors: dict[tuple, "torch.Tensor"] = {}
         self.processor = ConstraintLogitsProcessor(self)
 
     # -- the plan: each generated line's count, scheme letter and (known) rhyme ------------------
@@ -205,7 +206,7 @@ class ConstraintState(WordEndRule):
     def _need(self, j: int) -> int:
         return self.n if self.lines[j].group else 1
 
-    def _first(self, row: Row, j: int) -> Any:
+    def _first(self, row: Row, j: int) -> "torch.Tensor":
         """No newline token: tokens that may start line j (word starts)."""
         line, key, avoid = self.lines[j], self._key(row, j), self._avoid(row, j)
         last = j == len(self.lines) - 1
@@ -216,7 +217,7 @@ class ConstraintState(WordEndRule):
         first = self.bank.free(key, self._bits((), key), need, 0, last, avoid)
         return self.bank.boundary(first, ("f", key, avoid, need, last))
 
-    def mask_of(self, row: Row) -> Any:
+    def mask_of(self, row: Row) -> "torch.Tensor":
         """The tokens allowed next (a bool tensor over the vocabulary; cached, never modified)."""
         bank = self.bank
         if row.broken or row.done or row.ended:
@@ -312,9 +313,9 @@ class ConstraintState(WordEndRule):
         self._states[seq] = row
         return row
 
-    def _keep(self, seqs: list[tuple], rows: list[Row]) -> None:
+    def keep(self, seqs: list[tuple[int, ...]], rows: list[Row]) -> None:
         """Keep the states of these sequences and of the ones a token shorter: a step taken back
-        (``kolyric.engine.lookahead``) and beam search's parents then extend a kept state."""
+        (``kolyric.engine.lyric.lookahead``) and beam search's parents then extend a kept state."""
         longest = max((len(g) for g in seqs), default=0)
         kept = {g: r for g, r in self._states.items() if len(g) >= longest - 1}
         kept[()] = self.root
@@ -361,7 +362,7 @@ class ConstraintState(WordEndRule):
         have = f", {row.count} of {line.target} syllables" if line.target is not None else ""
         return f"line {row.line + 1} of {len(self.lines)}{have}"
 
-    def explain(self, row: Row, mask: Any) -> str:
+    def explain(self, row: Row, mask: "torch.Tensor") -> str:
         """Why no token may follow ``row``."""
         if bool(mask.any()):
             return (f"{self._where(row)}: every token that fits was ruled out by the other decoding controls "
@@ -384,12 +385,12 @@ class ConstraintState(WordEndRule):
                 "after every allowed continuation was ruled out)")
 
     # -- the decoding loop's hooks -------------------------------------------------------------------
-    def advance(self, seqs: Any) -> None:
+    def advance(self, seqs: "torch.Tensor") -> None:
         gens = [tuple(r) for r in seqs[:, self.prompt_len:].tolist()]
         rows = [self.state_for(g) for g in gens]
         self._current = rows
         self._gens = gens
-        self._keep(gens, rows)
+        self.keep(gens, rows)
 
     def row_finished(self, i: int) -> bool:
         return i < len(self._current) and self._current[i].done and not self._current[i].ended
@@ -441,7 +442,7 @@ class ConstraintState(WordEndRule):
         return report
 
     def _stop_cause(self, generated: int) -> str:
-        window = getattr(self.generator, "context_window", None)
+        window = self.window
         if self.max_length is not None and generated >= self.max_length:
             return f"max_length ({self.max_length} new tokens) ran out"
         if window is not None and self.prompt_len + generated >= window:

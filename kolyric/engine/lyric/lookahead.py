@@ -1,7 +1,7 @@
 """Whole-word line ends for greedy and sampled decoding: a line-completing token is taken back
 when the model would not end its word after it.
 
-The rule is ``kolyric.engine.constraints``' (``WORD_END_MASS``): after the token that completes a
+The rule is ``kolyric.engine.lyric.spec``'s (``WORD_END_MASS``): after the token that completes a
 line's syllable count, the word-break tokens must hold at least half of the model's next-token
 probability. The decoding loop (``kolyric.engine.stream``) runs it as a look-ahead that costs
 nothing when the rule holds:
@@ -33,7 +33,7 @@ forward pass over copies of their cache rows. One that fails the rule is penalis
 (``WORD_PENALTY``), so the search keeps it only when nothing else is left; the continuations
 that move up are measured in turn, within ``BEAM_SCREEN`` candidates a step.
 
-When a row's token changes, the loop crops the KV cache by one position (``crop_cache``) and
+When a row's token changes, the loop crops the KV cache by one position (``kv_cache.crop_cache``) and
 redoes the step's forward pass; the rows that kept their tokens feed the same token again and
 keep the logits they had. Tokens forced by a branch (``forced_ids``) are measured, never taken
 back. In sampling the choice stays a draw: the first token of the race among those allowed
@@ -46,7 +46,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from kolyric.engine.constraints import WORD_END_MASS, WORD_END_TRIES
+from kolyric.engine.kv_cache import crop_cache, sub_cache
+from kolyric.engine.lyric.spec import WORD_END_MASS, WORD_END_TRIES
 
 WORD_END_BATCH = 4
 """Candidate endings measured in the first extra forward pass of a line end; each further pass
@@ -305,7 +306,7 @@ class BeamLookAhead:
 def take_back(gen: Any, search: WordEndSearch, state: Any, seqs: Any, logits: Any, raw_probs: Any, past: Any,
               forward: Any, attention: Any, tokens: list[list[Any]], finish: list[str]) -> Any:
     """The whole-word rule for the rows whose last token completed a line's count, measured
-    on this step's distribution (``kolyric.engine.lookahead``). A row that fails gets another
+    on this step's distribution (``kolyric.engine.lyric.lookahead``). A row that fails gets another
     token in that place, and the step is redone with the KV cache cropped by one position.
     ``seqs``, ``logits``, ``raw_probs`` and ``tokens`` are updated in place; the cache is
     returned."""
@@ -353,44 +354,4 @@ def take_back(gen: Any, search: WordEndSearch, state: Any, seqs: Any, logits: An
         raw_probs[idx] = torch.softmax(fresh, dim=-1)
 
 
-def crop_cache(past: Any, length: int) -> Any:
-    """``past`` holding its first ``length`` positions: a transformers cache or kolyric's ONNX
-    Runtime cache in place (their ``crop`` with a negative count drops that many from the end),
-    a legacy tuple of (keys, values) per layer as a new tuple."""
-    if hasattr(past, "crop") and hasattr(past, "get_seq_length"):
-        remove = int(past.get_seq_length()) - length
-        if remove > 0:
-            past.crop(-remove)
-        return past
-    if isinstance(past, (tuple, list)):
-        return tuple((k[..., :length, :], v[..., :length, :]) for k, v in past)
-    raise TypeError(f"cannot take a step back in a {type(past).__name__} cache")
-
-
-def sub_cache(past: Any, rows: list[int], length: int) -> Any:
-    """A new cache of the given rows of ``past`` (repeats allowed), first ``length`` positions;
-    ``past`` is left as it is."""
-    from kolyric.engine.onnx_decoder import _cache_pairs
-
-    if hasattr(past, "rows"):  # kolyric's ONNX Runtime cache
-        return past.rows(rows, length)
-    pairs = _cache_pairs(past)
-    if pairs is None:
-        raise TypeError(f"cannot copy rows of a {type(past).__name__} cache")
-    import torch
-
-    index = torch.tensor(rows, dtype=torch.long, device=pairs[0][0].device)
-    picked = [(k.index_select(0, index)[..., :length, :], v.index_select(0, index)[..., :length, :])
-              for k, v in pairs]
-    if isinstance(past, (tuple, list)):
-        return tuple(picked)
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for layer, (k, v) in enumerate(picked):
-        cache.update(k, v, layer)
-    return cache
-
-
-__all__ = ["BEAM_SCREEN", "WORD_END_BATCH", "BeamLookAhead", "Choice", "Measure", "WordEndSearch", "crop_cache",
-           "sub_cache", "take_back"]
+__all__ = ["BEAM_SCREEN", "WORD_END_BATCH", "BeamLookAhead", "Choice", "Measure", "WordEndSearch", "take_back"]

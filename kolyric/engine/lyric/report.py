@@ -1,0 +1,94 @@
+"""What a constrained candidate reports: each line checked from its text (``check_lines``), and
+whether the whole candidate meets its constraints (``ConstraintReport``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from kolyric.korean.hangul import FINALS, MEDIALS, count_syllables
+from kolyric.korean.rhyme import RhymeOptions, rhyme_key
+
+
+@dataclass
+class LineReport:
+    """One generated line, checked with ``count_syllables`` and ``rhyme_key`` on its text."""
+
+    text: str
+    syllables: int
+    target: int | None
+    rhyme: str | None
+    target_rhyme: str | None
+    group: str | None
+    ok: bool
+    problem: str | None = None
+    word_end: float | None = None
+    """The model's probability of a word break right after the line's last token (the whole-word
+    rule's measure); None where it was not measured (no count, the typed line, a forced token)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ConstraintReport:
+    """Whether a candidate meets its constraints, line by line, and why not."""
+
+    satisfied: bool
+    constraints: str
+    reasons: list[str] = field(default_factory=list)
+    lines: list[LineReport] = field(default_factory=list)
+    line_end: str = "newline"
+    """How lines are separated: "newline", or "word boundary" for a vocabulary with no newline token."""
+    notes: list[str] = field(default_factory=list)
+    """Remarks that do not make the result fail (e.g. scheme letters with no draft line to match)."""
+    text: str | None = None
+    """The generated lines joined by newlines (continue mode: line 1 without the typed part)."""
+    full_text: str | None = None
+    """The prompt line and the generated lines, one per line."""
+
+    @property
+    def display(self) -> tuple[str, str] | None:
+        return (self.text, self.full_text) if self.text is not None and self.full_text is not None else None
+
+    def __str__(self) -> str:
+        if self.satisfied:
+            return f"constraints met ({self.constraints})"
+        return f"constraints not met ({self.constraints}): " + "; ".join(self.reasons or ["unknown reason"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"satisfied": self.satisfied, "constraints": self.constraints, "reasons": list(self.reasons),
+                "notes": list(self.notes), "line_end": self.line_end, "lines": [line.to_dict() for line in self.lines]}
+
+
+def key_text(key: tuple[tuple[int, int], ...] | None) -> str | None:
+    """A comparison key written as ``rhyme_key`` writes it ("ㅏ", "ㅏㅇ-ㅗ")."""
+    if not key:
+        return None
+    return "-".join(MEDIALS[m] + (FINALS[f] if f >= 0 else "") for m, f in key)
+
+
+def check_lines(texts: list[str], targets: list[int | None], keys: list[str | None], groups: list[str | None],
+                options: RhymeOptions) -> list[LineReport]:
+    """Check finished lines against their counts and rhymes from their text alone; lines of a
+    group with no given rhyme must share the first such line's key."""
+    first: dict[str, str | None] = {}
+    out = []
+    for text, target, key, group in zip(texts, targets, keys, groups):
+        syllables = count_syllables(text)
+        actual = rhyme_key(text, options)
+        want = key if key is not None else (first.get(group) if group else None)
+        if group and group not in first:
+            first[group] = key if key is not None else actual
+        problems = []
+        if target is not None and syllables != target:
+            problems.append(f"{syllables} syllables, not {target}")
+        if want is not None and actual != want:
+            problems.append(f"ends on rhyme {actual}, not {want}")
+        out.append(LineReport(text, syllables, target, actual, want, group, not problems,
+                              "; ".join(problems) or None))
+    return out
+
+
+__all__ = ["ConstraintReport", "LineReport", "check_lines", "key_text"]
