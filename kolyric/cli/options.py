@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from kolyric.engine import settings_lists
 from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS
 
 
@@ -31,12 +32,27 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
         flags = ["-n"] if name == "n" else []
         flags.append("--" + name.replace("_", "-"))
         # Strings on purpose: validation reports every bad value at once, with its range.
-        group.add_argument(*flags, dest=name, default=None, metavar=name.upper() if name != "n" else "N",
-                           help=f"{spec.help}; {spec.describe_range()}")
+        if spec.textual:  # one item per flag, repeatable: --stop 끝 --stop '\n', --bias 사랑=-2
+            example = "PHRASE=NUMBER" if spec.kind is dict else "TEXT"
+            group.add_argument(*flags, dest=name, default=None, action="append", metavar=example,
+                               help=f"{spec.help}; repeatable; \\n is a line break; {spec.describe_range()}")
+        elif spec.kind is bool:
+            group.add_argument(*flags, dest=name, default=None, nargs="?", const="on", metavar="on|off",
+                               help=f"{spec.help}; {spec.describe_range()}")
+        else:
+            group.add_argument(*flags, dest=name, default=None, metavar=name.upper() if name != "n" else "N",
+                               help=f"{spec.help}; {spec.describe_range()}")
 
 
 def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}
+    """The decoding flags given, as ``DecodingSettings.from_dict`` takes them (list items unescaped)."""
+    out: dict[str, Any] = {}
+    for name, spec in FIELDS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        out[name] = [settings_lists.unescape(item) for item in value] if spec.textual else value
+    return out
 
 
 def user_config():  # noqa: ANN201 - returns kolyric.app.config.AppConfig or None

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+from kolyric.engine import settings_lists
+
 Strategy = Literal["greedy", "beam", "sample"]
 STRATEGIES: tuple[str, ...] = ("greedy", "beam", "sample")
 MAX_SEED = 2**32 - 1
@@ -30,17 +32,32 @@ class FieldSpec:
     """The type and valid range of one control, with a line of help."""
 
     name: str
-    kind: type  # int, float, str
+    kind: type  # int, float, str, bool; tuple: a list of strings; dict: phrase -> number
     help: str
-    low: float | None = None
+    low: float | None = None  # for dict: the range of each number
     high: float | None = None
     low_open: bool = False  # True: the value must be strictly above `low`
     choices: tuple[str, ...] | None = None
     optional: bool = False  # None allowed (seed: None = a fresh random seed)
+    max_items: int = 0  # tuple and dict: most entries
+    max_chars: int = 0  # tuple and dict: longest string
+
+    @property
+    def textual(self) -> bool:
+        """A list or phrase-bias field (its text form: items separated by ``|``)."""
+        return self.kind in (tuple, dict)
 
     def describe_range(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.kind is bool:
+            return "true or false (on/off)"
+        if self.kind is tuple:
+            return (f"a list of at most {self.max_items} non-empty strings of at most {self.max_chars} "
+                    "characters (text: separated by |)")
+        if self.kind is dict:
+            return (f"at most {self.max_items} phrase=number pairs (text: separated by |), phrases of at most "
+                    f"{self.max_chars} characters, each number in [{_fmt(self.low)}, {_fmt(self.high)}]")
         kind = "an integer" if self.kind is int else "a number"
         if self.low is not None and self.high is not None:
             left = "(" if self.low_open else "["
@@ -112,6 +129,14 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("seed", int, "random seed; the same seed and settings give the same text", 0, MAX_SEED,
                   optional=True),
         FieldSpec("n", int, "number of candidates", 1, 16),
+        FieldSpec("stop", tuple, "end a candidate where its text contains one of these strings", max_items=16,
+                  max_chars=64),
+        FieldSpec("keep_stop", bool, "keep the stop string that ended a candidate in its text (off: trim it)"),
+        FieldSpec("ban", tuple, "words or phrases that never appear in the output, however they are spelled "
+                  "in tokens", max_items=128, max_chars=64),
+        FieldSpec("bias", dict, "raise (+) or lower (-) the log-probability of words or phrases, e.g. 사랑=-2",
+                  -100.0, 100.0, max_items=128, max_chars=64),
+        FieldSpec("alternatives", int, "top alternatives shown for each token", 1, 20),
     )
 }
 
@@ -174,11 +199,33 @@ class DecodingSettings:
     """Random seed; None picks a fresh one (reported back with the result)."""
     n: int = 1
     """Number of candidates."""
+    stop: tuple[str, ...] = ()
+    """A candidate ends where its text contains one of these (also across tokens)."""
+    keep_stop: bool = False
+    """Keep the stop string in the candidate's text; False trims it."""
+    ban: tuple[str, ...] = ()
+    """Words and phrases that never appear in the output."""
+    bias: tuple[tuple[str, float], ...] = ()
+    """(phrase, bias) pairs: added to the log-probability of every token sequence spelling the phrase."""
+    alternatives: int = 5
+    """Top alternatives the inspector shows for each token."""
 
     def __post_init__(self) -> None:
+        # Lists and a bias mapping given in code become the tuples an instance holds (hashable,
+        # comparable); anything else is left for check() to name.
+        for name, spec in FIELDS.items():
+            value = getattr(self, name)
+            if spec.textual and isinstance(value, (Mapping, list, tuple)):
+                found, _ = _coerce_textual(spec, value)
+                if found is not None:
+                    object.__setattr__(self, name, found)
         problems = check(dataclasses.asdict(self))
         if problems:
             raise SettingsError(problems)
+
+    @property
+    def bias_map(self) -> dict[str, float]:
+        return dict(self.bias)
 
     # -- construction from untyped input (CLI strings, TOML, JSON, form fields) --------------
     @classmethod
@@ -193,9 +240,17 @@ class DecodingSettings:
             if key not in FIELDS:
                 problems.append(Problem(str(key), raw, f"unknown setting; known: {', '.join(FIELDS)}"))
                 continue
-            ok, value = _coerce(FIELDS[key], raw)
+            spec = FIELDS[key]
+            if spec.textual:
+                value, why = _coerce_textual(spec, raw)
+                if value is None:
+                    problems.append(Problem(key, raw, f"must be {spec.describe_range()}; {why}"))
+                    continue
+                merged[key] = value
+                continue
+            ok, value = _coerce(spec, raw)
             if not ok:
-                problems.append(Problem(key, raw, f"must be {FIELDS[key].describe_range()}, got {shown(raw)}"))
+                problems.append(Problem(key, raw, f"must be {spec.describe_range()}, got {shown(raw)}"))
                 continue
             merged[key] = value
         if problems:
@@ -209,7 +264,14 @@ class DecodingSettings:
         return DecodingSettings.from_dict(changes, base=self)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON form: lists of strings as lists, the bias as an object; ``from_dict`` reads it back."""
+        out = dataclasses.asdict(self)
+        for name, spec in FIELDS.items():
+            if spec.kind is tuple:
+                out[name] = list(out[name])
+            elif spec.kind is dict:
+                out[name] = dict(out[name])
+        return out
 
     def notes(self) -> list[str]:
         """Controls that are set but have no effect under this strategy (shown, not errors)."""
@@ -225,8 +287,24 @@ def _defaults() -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(DecodingSettings)}
 
 
+def _coerce_textual(spec: FieldSpec, raw: Any) -> tuple[Any, str]:
+    """A list or bias field's value from any of its forms; (None, what is wrong) when it cannot be."""
+    if spec.kind is dict:
+        return settings_lists.coerce_bias(raw, spec.max_items, spec.max_chars, spec.low, spec.high)
+    return settings_lists.coerce_strings(raw, spec.max_items, spec.max_chars)
+
+
+_TRUE = ("true", "on", "yes", "1", "keep")
+_FALSE = ("false", "off", "no", "0", "trim")
+
+
 def _coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
     """Turn raw input into the field's type; (False, None) when it cannot be."""
+    if spec.kind is bool:
+        if isinstance(raw, bool):
+            return True, raw
+        word = raw.strip().lower() if isinstance(raw, str) else None
+        return (True, word in _TRUE) if word in _TRUE + _FALSE else (False, None)
     if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "random")):
         return (True, None) if spec.optional else (False, None)
     if isinstance(raw, bool):  # bool is an int subclass; True is never a valid count
@@ -288,6 +366,10 @@ def check(values: Mapping[str, Any]) -> list[Problem]:
         value = values.get(name)
         if value is None and spec.optional:
             continue
+        if spec.textual or spec.kind is bool:
+            if not _typed_ok(spec, value):
+                problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {shown(value)}"))
+            continue
         if spec.choices is not None:
             if value not in spec.choices:
                 problems.append(Problem(name, value, f"must be {spec.describe_range()}, got {shown(value)}"))
@@ -309,6 +391,32 @@ def check(values: Mapping[str, Any]) -> list[Problem]:
         problems.append(Problem("n", values["n"], f"beam search returns at most num_beams "
                                 f"({values['num_beams']}) candidates, got {values['n']}"))
     return problems
+
+
+def _typed_ok(spec: FieldSpec, value: Any) -> bool:
+    """Whether a bool, list or bias field holds a value of its typed form (a tuple) or its JSON form."""
+    if spec.kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, list):  # the JSON form (to_dict) holds lists and a bias object
+        value = tuple(value)
+    elif isinstance(value, dict) and spec.kind is dict:
+        value = tuple(value.items())
+    if not isinstance(value, tuple):
+        return False
+    found, _ = _coerce_textual(spec, value)
+    return found == value
+
+
+def text_form(name: str, value: Any) -> str:
+    """A field's value as a one-line text field shows it (``from_dict`` reads it back)."""
+    spec = FIELDS[name]
+    if spec.kind is bool:
+        return "on" if value else "off"
+    if spec.textual:
+        if isinstance(value, Mapping):
+            value = tuple(value.items())
+        return settings_lists.to_text(tuple(value))
+    return "" if value is None else str(value)
 
 
 # -- presets: the tutorial's runs, by name ------------------------------------------------------

@@ -26,8 +26,9 @@ from textual.widgets import Input, Label, Select, Static
 from kolyric.app.guard import Guarded
 from kolyric.app.messages import PresetChosen, SettingsChanged
 from kolyric.app.widgets.fields import FieldRow, ProblemsBox
-from kolyric.engine.lyric.spec import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
-from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, Problem, SettingsError, preset
+from kolyric.engine.constraints import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
+from kolyric.engine.settings import (FIELDS, PRESETS, DecodingSettings, FieldSpec, Problem, SettingsError, preset,
+                                     text_form)
 from kolyric.korean import RhymeOptions
 
 CUSTOM = "custom"
@@ -91,6 +92,9 @@ def oversized(raw_values: dict[str, Any], raw_constraints: dict[str, Any]) -> li
         if spec is not None and spec.kind in (int, float) and len(text) > MAX_NUMBER_CHARS:
             problems.append(Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, "
                                     f"got {len(text):,} characters"))
+        elif spec is not None and spec.textual and len(text) > spec.max_items * (2 * spec.max_chars + 24):
+            problems.append(Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, "
+                                    f"got {len(text):,} characters"))
     for name, raw in raw_constraints.items():
         text = str(raw).strip() if isinstance(raw, str) else ""
         if not text:
@@ -114,6 +118,30 @@ def _not_a_count(text: str) -> bool:
     """True for text that looks like a whole number but is not one ``int()`` can safely take: too
     many digits, non-ASCII digits ("²"), doubled signs. Other text is left to the field's checks."""
     return not _COUNT.fullmatch(text) and (len(text) > 6 or text.lstrip("+-").isdigit())
+
+
+def _shown_value(name: str, value: Any) -> Any:
+    """A decoding control's value as its field holds it (lists and biases as one line of text)."""
+    spec = FIELDS[name]
+    if spec.kind is bool:
+        return SWITCH[bool(value)] if isinstance(value, bool) else value
+    if spec.textual and not isinstance(value, str):
+        return text_form(name, value)
+    return value
+
+
+def _placeholder(spec: FieldSpec) -> str:
+    if spec.optional:
+        return "random"
+    if spec.kind is dict:
+        return "off · 사랑=-2|그대=1"
+    if spec.kind is tuple:
+        return "off · 끝|\\n\\n"
+    return spec.describe_range()
+
+
+def _choices(spec: FieldSpec) -> tuple[str, ...] | None:
+    return SWITCH if spec.kind is bool else spec.choices
 
 
 def problem_text(problem: Any) -> str:
@@ -177,9 +205,8 @@ class ControlsPanel(Guarded, VerticalScroll):
     def _mount_fields(self) -> None:
         values = self.settings.to_dict()
         for name, spec in FIELDS.items():
-            self.rows[name] = FieldRow(name, name, values[name], help=spec.help, prefix="ctl",
-                                       placeholder="random" if spec.optional else spec.describe_range(),
-                                       choices=spec.choices)
+            self.rows[name] = FieldRow(name, name, _shown_value(name, values[name]), help=spec.help, prefix="ctl",
+                                       placeholder=_placeholder(spec), choices=_choices(spec))
         for spec in CONSTRAINT_FIELDS:
             value = self.initial_constraints.get(spec.name, spec.default)
             if spec.choices:
@@ -302,7 +329,7 @@ class ControlsPanel(Guarded, VerticalScroll):
         values = {**base.to_dict(), **keep}
         with self.prevent(Input.Changed, Select.Changed):
             for field_name, row in self.rows.items():
-                row.set_value(values[field_name])
+                row.set_value(_shown_value(field_name, values[field_name]))
         self.validate()
         self.post_message(PresetChosen(name))
 
@@ -313,6 +340,8 @@ class ControlsPanel(Guarded, VerticalScroll):
             for field_name, value in values.items():
                 if isinstance(value, bool) and field_name in self.constraint_rows:
                     value = SWITCH[value]
+                elif field_name in self.rows:
+                    value = _shown_value(field_name, value)
                 rows[field_name].set_value(value)
         self.validate()
 
