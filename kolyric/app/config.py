@@ -17,12 +17,10 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kolyric.app.file_safety import quarantine
-from kolyric.atomic_files import atomic_write_text
+from kolyric.atomic_files import atomic_write_text, sweep_stale_temps
 from kolyric.engine.loading import PRECISIONS
-from kolyric.atomic_files import sweep_stale_temps
 
 APP_NAME = "kolyric"
 SETTINGS_FILE = "settings.toml"
@@ -129,7 +127,7 @@ _TYPES: dict[str, type] = {"model": str, "preset": str, "precision": str, "devic
                            "theme": str, "recent_models": list}
 
 
-def check_values(values: dict[str, Any]) -> list[str]:
+def check_values(values: dict[str, object]) -> list[str]:
     """Problems with known keys (wrong type or unknown choice); unknown keys are not problems."""
     from kolyric.engine.settings import PRESETS
 

@@ -23,9 +23,10 @@ import logging.handlers
 import traceback
 from asyncio import CancelledError
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
+from textual.message import Message
 from textual.worker import Worker, WorkerFailed, WorkerState
 
 LOG_NAME = "errors.log"
@@ -113,7 +114,7 @@ class Guarded:
     """Mixed into a MessagePump (the app, a screen, a widget): an error while handling one
     message is reported and the next message is handled, where Textual would stop the pump."""
 
-    async def _dispatch_message(self, message: Any) -> None:
+    async def _dispatch_message(self, message: Message) -> None:
         try:
             await super()._dispatch_message(message)  # type: ignore[misc]
         except CancelledError:

@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kolyric.engine.loading import LoadedModel
+    from kolyric.engine.stream import Generator
 
 Progress = Callable[[str], None]
 
@@ -31,8 +36,8 @@ class ModelSlot:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.loaded: Any = None  # kolyric.engine.loading.LoadedModel
-        self.generator: Any = None  # kolyric.engine.stream.Generator
+        self.loaded: LoadedModel | None = None
+        self.generator: Generator | None = None
         self.spec: str | None = None
 
     @property

@@ -1,8 +1,8 @@
 """The training form's fields, their ranges and defaults, and the `kolyric train` command line.
 
-Defaults are the tutorial's (max_seq_length 32, batch 32, lr 5e-5, 3 epochs, seed 7). Fields
-are ``FieldSpec``s like the decoding controls, so a bad value is reported the same way:
-``parse_form`` returns every problem at once, each naming its field and the valid range.
+Each field is a ``TrainConfig`` setting: its default, range and help are the ones `kolyric train`
+checks, stated once in ``kolyric.training.config``. ``parse_form`` returns every problem at once,
+each naming its field and the valid range.
 
 The extra-flags field is read with `kolyric train`'s own argument parser, so a flag the form
 sets itself (``--out``, ``--events``, ``--resume``, ``--corpus-dir``) is refused in any spelling
@@ -14,15 +14,17 @@ ticked; with ``KOLYRIC_CONFINED_DIR`` set, folders outside it are refused.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kolyric.app.config import outside_confinement, user_path
-from kolyric.engine.settings import FieldSpec, Problem
+from kolyric.engine.settings import Problem
+from kolyric.training.config import FINETUNE_LR, SETTINGS, Setting, default_of
+
+FormValue = int | float | None  # a typed field of the form (None: left empty, where allowed)
 
 MAX_NUMBER_CHARS = 40  # longer text is no number any field takes: refused before float() or int() sees it
 LAST_CKPT = "last.ckpt"  # what `kolyric train --resume` continues by default
@@ -30,26 +32,14 @@ LAST_CKPT = "last.ckpt"  # what `kolyric train --resume` continues by default
 FORM_FLAGS = {"out": "the output dir field", "events": "the form", "resume": "the form's resume box",
               "corpus_dir": "the corpus dir field"}
 
-TRAIN_FIELDS: dict[str, FieldSpec] = {
-    spec.name: spec
-    for spec in (
-        FieldSpec("max_seq_length", int, "tokens per training example (longer ones are cut)", 8, 2048),
-        FieldSpec("batch_size", int, "examples per optimisation step", 1, 4096),
-        FieldSpec("lr", float, "learning rate of the optimiser", 0.0, 1.0, low_open=True),
-        FieldSpec("epochs", int, "passes over the training data", 1, 1000),
-        FieldSpec("seed", int, "random seed of the run", 0, 2**32 - 1),
-        FieldSpec("limit_train", int, "use only the first N training examples (empty: all)", 1, 10**9,
-                  optional=True),
-        FieldSpec("limit_val", int, "use only the first N validation examples (empty: all)", 1, 10**9,
-                  optional=True),
-        FieldSpec("max_steps", int, "stop after N optimisation steps (empty: no limit)", 1, 10**9,
-                  optional=True),
-    )
+# The settings the form offers; their ranges, help and defaults are TrainConfig's.
+TRAIN_FIELDS: dict[str, Setting] = {
+    name: SETTINGS[name]
+    for name in ("max_seq_length", "batch_size", "lr", "epochs", "seed", "limit_train", "limit_val", "max_steps")
 }
-DEFAULTS: dict[str, Any] = {"max_seq_length": 32, "batch_size": 32, "lr": 5e-5, "epochs": 3, "seed": 7,
-                            "limit_train": None, "limit_val": None, "max_steps": None}
+# lr's default depends on the mode (TrainConfig's is None: "by mode"); the form starts fine-tuning.
+DEFAULTS: dict[str, FormValue] = {name: default_of(name) for name in TRAIN_FIELDS} | {"lr": FINETUNE_LR}
 CORPORA = ("nsmc", "file")
-SCRATCH_LR = 1e-3  # `kolyric train`'s own default from scratch; 5e-5 is for fine-tuning
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ class TrainingRequest:
     corpus_dir: str | None
     model: str | None  # None: from scratch
     out: str
-    values: dict[str, Any]
+    values: dict[str, FormValue]
     extra: tuple[str, ...] = ()
     resume: str | None = None  # "last" (out/last.ckpt) or a checkpoint file to continue from
 
@@ -78,23 +68,21 @@ class TrainingRequest:
         return args + ["--out", self.out, *self.extra, "--events", "-"]
 
 
-def coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
-    """The typed value of one form field, range-checked; (False, message) when invalid."""
+def coerce(spec: Setting, raw: object) -> tuple[FormValue, str | None]:
+    """The typed value of one form field, range-checked: (value, None), or (None, why not)."""
     text = str(raw).strip() if raw is not None else ""
+    wanted = spec.describe_range() + (" or empty" if spec.optional else "")
     if not text:
-        return (True, None) if spec.optional else (False, f"must be {spec.describe_range()}, got nothing")
+        return (None, None) if spec.optional else (None, f"must be {wanted}, got nothing")
     if len(text) > MAX_NUMBER_CHARS:
-        return False, f"must be {spec.describe_range()}, got {len(text):,} characters"
+        return None, f"must be {wanted}, got {len(text):,} characters"
     try:
-        value: Any = float(text) if spec.kind is float else int(float(text)) if _integral(text) else None
+        value: FormValue = float(text) if spec.kind is float else int(float(text)) if _integral(text) else None
     except (ValueError, OverflowError):
         value = None
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return False, f"must be {spec.describe_range()}, got {text!r}"
-    low_bad = spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low)
-    if low_bad or (spec.high is not None and value > spec.high):
-        return False, f"must be {spec.describe_range()}, got {text!r}"
-    return True, value
+    if value is None or not spec.valid(value):
+        return None, f"must be {wanted}, got {text!r}"
+    return value, None
 
 
 def _integral(text: str) -> bool:
@@ -151,7 +139,7 @@ def check_extra(extra: tuple[str, ...]) -> str | None:
 
     parser = _FlagParser(prog="kolyric train", add_help=False)
     add_arguments(parser)
-    namespace = argparse.Namespace(**{dest: _UNSET for dest in FORM_FLAGS})
+    namespace = argparse.Namespace(**dict.fromkeys(FORM_FLAGS, _UNSET))
     try:
         parsed, unknown = parser.parse_known_args(list(extra), namespace=namespace)
     except ValueError as exc:
@@ -166,16 +154,16 @@ def check_extra(extra: tuple[str, ...]) -> str | None:
     return None
 
 
-def parse_form(raw: dict[str, Any], *, data_dir: Path) -> tuple[TrainingRequest | None, list[Problem]]:
+def parse_form(raw: Mapping[str, object], *, data_dir: Path) -> tuple[TrainingRequest | None, list[Problem]]:
     """Check the form (raw strings from the widgets); a request, or every problem found."""
     problems: list[Problem] = []
-    values: dict[str, Any] = {}
+    values: dict[str, FormValue] = {}
     for name, spec in TRAIN_FIELDS.items():
-        ok, value = coerce(spec, raw.get(name))
-        if ok:
+        value, why = coerce(spec, raw.get(name))
+        if why is None:
             values[name] = value
         else:
-            problems.append(Problem(name, raw.get(name), value))
+            problems.append(Problem(name, raw.get(name), why))
     corpus = raw.get("corpus", "nsmc")
     corpus_file = str(raw.get("corpus_file") or "").strip()
     if corpus == "file":

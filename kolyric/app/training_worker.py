@@ -16,12 +16,13 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
 
 INTERRUPT_GRACE_S = 20.0
 TERMINATE_GRACE_S = 5.0
 TRAINER_NICENESS = 5
+Event = dict[str, object]  # one JSON event line of `kolyric train --events -`
 
 
 @dataclass
@@ -33,7 +34,7 @@ class TrainingOutcome:
     result_path: str | None = None
 
 
-def result_path(event: dict[str, Any]) -> str | None:
+def result_path(event: Event) -> str | None:
     """The model to open from a ``finished`` event: the export dir, else the best checkpoint."""
     for key in ("export_dir", "best_ckpt", "last_ckpt", "path"):
         value = event.get(key)
@@ -45,7 +46,7 @@ def result_path(event: dict[str, Any]) -> str | None:
 class TrainingProcess:
     """One training run. ``on_event`` gets each event dict; ``on_line`` each other output line."""
 
-    def __init__(self, argv: list[str], on_event: Callable[[dict[str, Any]], None],
+    def __init__(self, argv: list[str], on_event: Callable[[Event], None],
                  on_line: Callable[[str], None] = lambda line: None, env: dict[str, str] | None = None):
         self.argv = argv
         self.on_event = on_event
@@ -69,7 +70,7 @@ class TrainingProcess:
         _lower_priority(self.process.pid)
         reader = threading.Thread(target=self._read_stderr, daemon=True)
         reader.start()
-        finished: dict[str, Any] | None = None
+        finished: Event | None = None
         error: str | None = None
         assert self.process.stdout is not None
         for line in self.process.stdout:
@@ -137,7 +138,7 @@ def _lower_priority(pid: int) -> None:
         pass
 
 
-def _parse(line: str) -> dict[str, Any] | None:
+def _parse(line: str) -> Event | None:
     line = line.strip()
     if not line.startswith("{"):
         return None

@@ -1,6 +1,7 @@
 """`kolyric train`: fine-tune a Korean GPT-2 (or train one from scratch) with PyTorch Lightning.
 
-Defaults are the tutorial's: ``skt/kogpt2-base-v2`` on NSMC, 32 tokens, batch 32, lr 5e-5,
+Every flag is a ``TrainConfig`` field (default, range and help stated there once). Defaults are
+the tutorial's: ``skt/kogpt2-base-v2`` on NSMC, 32 tokens, batch 32, lr 5e-5,
 3 epochs, seed 7. Progress goes to the terminal; ``--events PATH|-`` also writes JSON lines
 (see ``kolyric.training.events``). torch and Lightning are imported only inside ``run``.
 """
@@ -9,10 +10,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from kolyric.cli import CLIError
 
-DEFAULT_MODEL = "skt/kogpt2-base-v2"
+if TYPE_CHECKING:
+    from kolyric.training.config import TrainConfig
+
+OUTPUT = "output"  # the --help section of --out, --resume and --events
+
+# How a flag differs from what its TrainConfig field's kind implies.
+SPECIAL: dict[str, dict[str, object]] = {
+    "corpus": {"action": "append", "default": None},  # several corpora train together; none given: nsmc
+    "resume": {"nargs": "?", "const": "last"},
+}
 
 
 def _int_or_float(value: str) -> int | float:
@@ -26,85 +37,57 @@ def _devices(value: str) -> str | int:
     return int(value) if value.isdigit() and len(value) <= 4 else value
 
 
+NEGATED = {"group_by_length": "plain random batches instead of batches of similar length"}
+PARSERS = {"devices": _devices, "val_check_interval": _int_or_float}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data")
-    data.add_argument("--corpus", action="append", metavar="nsmc|FILE[,repeat=N]",
-                      help="nsmc, or a .txt (blank line between songs), .tsv (text<TAB>polarity) or "
-                           ".jsonl ({\"text\", \"polarity\"}; a poems file as it is) file (default nsmc); "
-                           "give it again to train on several, and add ,repeat=N to show one N times an epoch")
-    data.add_argument("--corpus-dir", default=".", metavar="DIR",
-                      help="root holding nsmc/ratings_train.txt; downloaded there if missing (default .)")
-    data.add_argument("--skip-bad-rows", action="store_true",
-                      help="skip malformed rows and report how many, instead of stopping at the first")
-    data.add_argument("--val-share", type=float, default=0.1, metavar="F",
-                      help="share of a user file held out for validation, 0-1 exclusive (default 0.1)")
-    data.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training examples")
-    data.add_argument("--limit-val", type=int, metavar="N", help="use only the first N validation examples")
-    data.add_argument("--max-seq-length", type=int, default=32, metavar="N",
-                      help="tokens per training row, EOS included (default 32); longer texts are split "
-                           "into overlapping windows that end on line breaks, never cut off")
+    """One flag per ``TrainConfig`` field, with the field's default and help; ranges and choices
+    are checked by ``TrainConfig.problems`` (every problem at once, not argparse's first)."""
+    from kolyric.training.config import SETTINGS, default_of
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC",
-                       help=f"model to fine-tune: hub id, directory, .ckpt or mini (default {DEFAULT_MODEL})")
-    model.add_argument("--base", metavar="SPEC", help="base model for a .ckpt that does not carry its config")
-    model.add_argument("--from-scratch", action="store_true",
-                       help="train a new tokenizer and a small GPT-2 on the corpus instead")
-    model.add_argument("--vocab-size", type=int, default=8000, metavar="N", help="from scratch: vocabulary (default 8000)")
-    model.add_argument("--tokenizer-kind", default="metaspace", choices=("metaspace", "bytelevel"),
-                       help="from scratch: metaspace (whole syllables, default) or bytelevel")
-    model.add_argument("--n-layer", type=int, default=4, metavar="N", help="from scratch: blocks (default 4)")
-    model.add_argument("--n-embd", type=int, default=256, metavar="N", help="from scratch: width (default 256)")
-    model.add_argument("--n-head", type=int, default=4, metavar="N", help="from scratch: heads (default 4)")
-    model.add_argument("--n-positions", type=int, default=128, metavar="N",
-                       help="from scratch: context length (default 128)")
-
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, default=32, metavar="N", help="examples per batch per device (default 32)")
-    opt.add_argument("--lr", type=float, metavar="LR",
-                     help="peak learning rate (default 5e-5 to fine-tune, 1e-3 from scratch)")
-    opt.add_argument("--epochs", type=int, default=3, metavar="N", help="passes over the data (default 3)")
-    opt.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimiser steps in all")
-    warm = opt.add_mutually_exclusive_group()
-    warm.add_argument("--warmup-steps", type=int, metavar="N", help="linear warm-up steps")
-    warm.add_argument("--warmup-ratio", type=float, default=0.05, metavar="F",
-                      help="warm-up as a share of all steps (default 0.05); then cosine decay to 10%% of lr")
-    opt.add_argument("--seed", type=int, default=7, metavar="N", help="random seed (default 7)")
-
-    hw = parser.add_argument_group("hardware (passed to Lightning)")
-    hw.add_argument("--precision", default="32", metavar="P", help="32, 16-mixed or bf16-mixed (default 32)")
-    hw.add_argument("--accelerator", default="auto", metavar="A", help="auto, cpu, gpu, mps, … (default auto)")
-    hw.add_argument("--devices", type=_devices, default="auto", metavar="D", help="auto, a count, or a list like 0,1")
-    hw.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (default 1)")
-    hw.add_argument("--strategy", default="auto", metavar="S", help="auto, ddp, fsdp, … (default auto)")
-    hw.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
-                    help="plain random batches instead of batches of similar length")
-    hw.add_argument("--num-workers", type=int, default=2, metavar="N", help="DataLoader workers (default 2)")
-    hw.add_argument("--val-check-interval", type=_int_or_float, metavar="N|F",
-                    help="validate every N steps, or every F of an epoch (default once an epoch)")
-
-    run = parser.add_argument_group("output")
-    run.add_argument("--out", default="checkpoints", metavar="DIR",
-                     help="folder for checkpoints, the exported model (DIR/model) and logs (default checkpoints)")
-    run.add_argument("--resume", nargs="?", const="last", metavar="CKPT",
-                     help="continue from DIR/last.ckpt (or the given checkpoint): weights, optimiser, step")
-    run.add_argument("--events", metavar="PATH|-", help="also write JSON-line events to PATH, or to stdout with -")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    warmup = None
+    for name, spec in SETTINGS.items():
+        if not spec.flag:
+            continue
+        group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
+        default = default_of(name)
+        flag = "--" + name.replace("_", "-")
+        help_text = spec.help.replace("%", "%%")
+        if spec.kind is bool:
+            if default:
+                group.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
+                                   help=NEGATED[name])
+            else:
+                group.add_argument(flag, action="store_true", help=help_text)
+            continue
+        if spec.low is not None or spec.high is not None:
+            help_text += f"; {spec.describe_range()}"
+        if default is not None:
+            help_text += f" (default {default})"
+        options: dict[str, object] = {"default": default, "metavar": spec.metavar, "help": help_text}
+        if name in PARSERS:
+            options["type"] = PARSERS[name]
+        elif spec.kind in (int, float):
+            options["type"] = spec.kind
+        options.update(SPECIAL.get(name, {}))
+        if name in ("warmup_steps", "warmup_ratio"):  # one or the other
+            warmup = warmup or group.add_mutually_exclusive_group()
+            warmup.add_argument(flag, **options)  # type: ignore[arg-type]
+        else:
+            group.add_argument(flag, **options)  # type: ignore[arg-type]
+    groups[OUTPUT].add_argument("--events", metavar="PATH|-",
+                                help="also write JSON-line events to PATH, or to stdout with -")
 
 
-def config_from_args(args: argparse.Namespace):
-    from kolyric.training.config import TrainConfig
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from kolyric.training.config import SETTINGS, TrainConfig
 
-    return TrainConfig(
-        out=args.out, model=args.model, base=args.base, corpus=args.corpus or ["nsmc"], corpus_dir=args.corpus_dir,
-        skip_bad_rows=args.skip_bad_rows, val_share=args.val_share, limit_train=args.limit_train,
-        limit_val=args.limit_val, max_seq_length=args.max_seq_length, batch_size=args.batch_size, lr=args.lr,
-        epochs=args.epochs, max_steps=args.max_steps, warmup_steps=args.warmup_steps,
-        warmup_ratio=args.warmup_ratio, seed=args.seed, precision=args.precision,
-        accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
-        val_check_interval=args.val_check_interval, num_workers=args.num_workers,
-        group_by_length=args.group_by_length, resume=args.resume,
-        from_scratch=args.from_scratch, vocab_size=args.vocab_size, tokenizer_kind=args.tokenizer_kind,
-        n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head, n_positions=args.n_positions)
+    values = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
+    if values.get("corpus") is None:
+        values.pop("corpus", None)
+    return TrainConfig(**values)  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise CLIError(f"{exc.strerror or exc}{where}; any checkpoints already in {config.out} are "
                        f"intact (continue with --resume)") from None
-    except Exception as exc:  # noqa: BLE001 - the app needs an error event before the traceback
+    except Exception as exc:  # the app needs an error event before the traceback
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
     finally:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 POSITIVE, NEGATIVE = "긍정", "부정"
 NSMC_LABELS = {"0": NEGATIVE, "1": POSITIVE}
@@ -165,7 +165,7 @@ def _read_txt(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
     return songs, skipped
 
 
-def _read_rows(path: Path, skip_bad: bool, parse: Callable[[int, str], "Example | str | None"],
+def _read_rows(path: Path, skip_bad: bool, parse: Callable[[int, str], Example | str | None],
                limit: int | None = None) -> tuple[list[Example], int]:
     """The row loop of the NSMC, ``.tsv`` and ``.jsonl`` readers. ``parse(number, line)`` returns
     an Example, None for a row to pass over (a header), or a string naming what is wrong; a bad
@@ -343,7 +343,7 @@ class CorpusSpec:
     repeat: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "CorpusSpec":
+    def parse(cls, text: str) -> CorpusSpec:
         source, sep, option = text.rpartition(",repeat=")
         if not sep:
             return cls(text)

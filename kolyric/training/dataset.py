@@ -19,14 +19,19 @@ trains on that padding: most of each batch is then padding, which costs compute 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from kolyric.training.corpora import Example
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerBase
 
 ProgressFn = Callable[[int, int], None]
 IGNORE_INDEX = -100
@@ -79,7 +84,7 @@ class Coverage:
     cut_words: int = 0
     """Windows that had to end inside a word (no word break in the window's second half)."""
 
-    def add(self, other: "Coverage") -> None:
+    def add(self, other: Coverage) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -106,7 +111,7 @@ class Coverage:
 class _Boundaries:
     """Which token ids end a line and which begin a word, for one tokenizer."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         vocab = tokenizer.get_vocab()
         self.line_ends = {i for t, i in vocab.items() if t and t.strip("\n") == "" and "\n" in t}
         # Metaspace marks a word start with ▁, byte-level BPE with Ġ (its space byte).
@@ -175,7 +180,7 @@ def _first_in(sorted_positions: list[int], low: int, high: int) -> int | None:
     return sorted_positions[i] if i < len(sorted_positions) and sorted_positions[i] <= high else None
 
 
-def tokenize_examples(examples: Sequence[Example], tokenizer: Any, max_seq_length: int, *,
+def tokenize_examples(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, max_seq_length: int, *,
                       chunk_size: int = 20_000, progress: ProgressFn | None = None) -> TokenizedDataset:
     """Tokenize ``examples`` in batches with the fast tokenizer; ``progress(done, total)`` per chunk.
     The result's ``coverage`` says how many tokens were trained on and whether any line was cut."""
@@ -218,7 +223,7 @@ def tokenize_examples(examples: Sequence[Example], tokenizer: Any, max_seq_lengt
     return dataset
 
 
-def _prefix(polarity: str | None, ids: list[int], cache: dict[str, list[int]], backend: Any) -> list[int]:
+def _prefix(polarity: str | None, ids: list[int], cache: dict[str, list[int]], backend: Tokenizer) -> list[int]:
     """The polarity word's tokens at the head of ``ids`` (none when the tokenizer merged them
     with the text, so they cannot be repeated on their own)."""
     if not polarity:

@@ -25,8 +25,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from types import FrameType
+from typing import BinaryIO, TextIO
 
 import pytorch_lightning as pl
 import torch
@@ -34,6 +36,8 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from kolyric.atomic_files import atomic_write
+
+Event = dict[str, object]  # one JSON line: "event", "time" and the event's own fields
 
 
 def _is_global_zero() -> bool:
@@ -46,11 +50,11 @@ class EventWriter:
     def __init__(self, stream: TextIO | None = None, human: TextIO | None = None) -> None:
         self.stream = stream
         self.human = human
-        self.events: list[dict] = []  # kept for callers in the same process (tests, the app)
+        self.events: list[Event] = []  # kept for callers in the same process (tests, the app)
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, target: str | None, human: TextIO | None = None) -> "EventWriter":
+    def open(cls, target: str | None, human: TextIO | None = None) -> EventWriter:
         """``target``: a path, ``-`` for stdout (people then read stderr), or None."""
         if target is None:
             return cls(None, human if human is not None else sys.stdout)
@@ -61,8 +65,8 @@ class EventWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
         return cls(path.open("a", encoding="utf-8"), human if human is not None else sys.stdout)
 
-    def emit(self, event: str, *, say: str | None = None, **fields: Any) -> dict:
-        record = {"event": event, "time": round(time.time(), 3)}
+    def emit(self, event: str, *, say: str | None = None, **fields: object) -> Event:
+        record: Event = {"event": event, "time": round(time.time(), 3)}
         record.update({k: _plain(v) for k, v in fields.items()})
         if not _is_global_zero():
             return record
@@ -81,7 +85,7 @@ class EventWriter:
             self.stream.close()
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, torch.Tensor):
         value = value.item()
     if isinstance(value, float):
@@ -129,7 +133,7 @@ class ProgressCallback(pl.Callback):
         self.last_path = last_path
         self.min_interval_s = min_interval_s
         self.say_interval_s = say_interval_s
-        self._old_handlers: dict[int, Any] = {}
+        self._old_handlers: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
         self._t_batch = 0.0
         self._window: list[tuple[float, int]] = []  # (seconds, tokens) of recent steps
         self._last_emit = 0.0
@@ -147,7 +151,7 @@ class ProgressCallback(pl.Callback):
                 signal.signal(sig, self._on_signal)
         self._t_start = time.perf_counter()
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.cancel.cancelled:
             raise KeyboardInterrupt
         self.cancel.cancel(f"received {signal.Signals(signum).name}")
@@ -185,7 +189,8 @@ class ProgressCallback(pl.Callback):
         if streak == 1:
             self.events.emit("phase", phase="warning", step=step,
                              message=f"non-finite loss at step {step}; the step was skipped",
-                             say=f"warning: non-finite loss at step {step} (batch {tuple(batch['input_ids'].shape)}); skipped")
+                             say=f"warning: non-finite loss at step {step} "
+                                 f"(batch {tuple(batch['input_ids'].shape)}); skipped")
         if streak >= self.MAX_NONFINITE_STREAK and not self.cancel.cancelled:
             self.diverged = True
             self.cancel.cancel(f"the loss was NaN or infinite for {streak} steps in a row: training diverged "
@@ -265,10 +270,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.on_saved = on_saved
 
-    def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict, path: str | os.PathLike, storage_options: object = None) -> None:
         path = Path(path)
 
-        def write(handle: Any) -> None:
+        def write(handle: BinaryIO) -> None:
             sink = _WriteErrorKeeper(handle)
             try:
                 torch.save(checkpoint, sink)
@@ -286,11 +291,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class _WriteErrorKeeper:
     """A file's ``write`` that remembers the OSError it raised (torch.save swallows it)."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
         self.error: OSError | None = None
 
-    def write(self, data: Any) -> int:
+    def write(self, data: bytes) -> int:
         try:
             return self.handle.write(data)
         except OSError as exc:

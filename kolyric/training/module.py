@@ -16,13 +16,16 @@ decay works the same for 1 epoch or 10. The floor of 10 % keeps a resumed run le
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
 
 from kolyric.engine.integrity import WEIGHTS_DIGEST_KEY, weights_digest
 from kolyric.engine.loading import CHECKPOINT_META_KEY
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 MIN_LR_RATIO = 0.1
 WEIGHT_DECAY = 0.01
@@ -40,7 +43,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, floor: float =
 class CausalLMModule(pl.LightningModule):
     """Trains ``model`` on batches of ``input_ids``/``attention_mask``/``labels``."""
 
-    def __init__(self, model: Any, *, lr: float = 5e-5, warmup_steps: int = 0,
+    def __init__(self, model: PreTrainedModel, *, lr: float = 5e-5, warmup_steps: int = 0,
                  warmup_ratio: float = 0.0, meta: dict | None = None) -> None:
         super().__init__()
         self.model = model

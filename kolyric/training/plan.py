@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from kolyric.training.config import SCRATCH_LR
 from kolyric.training.corpora import read_user_file, split_validation
 from kolyric.training.dataset import Coverage, tokenize_examples
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 LYRICS_MAX_SEQ_LENGTH = 128
 LYRICS_BATCH_SIZE = 8
@@ -23,6 +27,7 @@ TARGET_STEPS = 300
 """Optimiser steps a small-file run aims at in all: enough to learn a style, few enough to take
 minutes on a CPU. Epochs follow from it (at least 3, at most 50)."""
 MIN_EPOCHS, MAX_EPOCHS = 3, 50
+PRETRAINED_LYRICS_LR = 1e-4  # a pretrained model such as KoGPT2 on a small file: gentler than from scratch
 SMALL_MODEL_PARAMS = 20_000_000
 """Below this, a model trained from scratch here (kolyric-mini): it needs a larger learning rate."""
 
@@ -53,7 +58,7 @@ class FilePlan:
         return text + (f". Note: {warning}" if warning else "")
 
 
-def plan_file(path: str | os.PathLike, tokenizer: Any, *, max_seq_length: int, batch_size: int,
+def plan_file(path: str | os.PathLike, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int, batch_size: int,
               val_share: float = 0.1, seed: int = 7) -> FilePlan:
     """Read ``path`` as ``kolyric train`` would and tokenize its training share (a CorpusError
     names what is wrong with the file)."""
@@ -63,14 +68,14 @@ def plan_file(path: str | os.PathLike, tokenizer: Any, *, max_seq_length: int, b
     return FilePlan(len(train), len(val), len(data), batch_size, max_seq_length, data.coverage)
 
 
-def lyrics_defaults(plan_rows: int, *, n_params: int, context: int) -> dict[str, Any]:
+def lyrics_defaults(plan_rows: int, *, n_params: int, context: int) -> dict[str, int | float]:
     """Training settings for a small file: rows as long as the model allows up to 128 tokens, a
     small batch, epochs that reach about ``TARGET_STEPS`` steps, and a learning rate for the
     model's size (1e-4 for a pretrained model such as KoGPT2, 1e-3 for a small one)."""
     steps_per_epoch = max(1, math.ceil(plan_rows / LYRICS_BATCH_SIZE))
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
     return {"max_seq_length": min(LYRICS_MAX_SEQ_LENGTH, context), "batch_size": LYRICS_BATCH_SIZE,
-            "epochs": epochs, "lr": 1e-3 if n_params < SMALL_MODEL_PARAMS else 1e-4}
+            "epochs": epochs, "lr": SCRATCH_LR if n_params < SMALL_MODEL_PARAMS else PRETRAINED_LYRICS_LR}
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class FormPlan:
     """A small-file plan for the app's training form: the defaults to offer and what they cover."""
 
     plan: FilePlan
-    defaults: dict[str, Any]
+    defaults: dict[str, int | float]
     note: str
     """Which tokenizer measured the file (the base's, or kolyric-mini's as an estimate)."""
 
@@ -93,6 +98,7 @@ def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: floa
     scratch, or a hub id not cached) kolyric-mini's does, as an estimate."""
     from kolyric.engine.integrity import estimate_parameters
     from kolyric.engine.loading import MINI_PATH, ModelLoadError, load_tokenizer
+    from kolyric.engine.window import context_window
 
     spec = str(MINI_PATH) if model in (None, "", "mini") else model
     note = "measured with the base model's tokenizer"
@@ -104,8 +110,7 @@ def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: floa
         tokenizer, config = load_tokenizer(str(MINI_PATH)), None
         note = "estimated with kolyric-mini's tokenizer"
     n_params = (estimate_parameters(config) if config is not None else None) or SMALL_MODEL_PARAMS
-    context = int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-                  or LYRICS_MAX_SEQ_LENGTH)
+    context = context_window(config, default=LYRICS_MAX_SEQ_LENGTH)
     if model is None:
         note = "estimated with kolyric-mini's tokenizer; from scratch trains its own"
         n_params, context = 0, LYRICS_MAX_SEQ_LENGTH  # a new small model: its own 128-token window
@@ -115,7 +120,7 @@ def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: floa
     return FormPlan(plan, lyrics_defaults(plan.rows, n_params=n_params, context=context), note)
 
 
-def _config(spec: str) -> Any:
+def _config(spec: str) -> PretrainedConfig | None:
     from transformers import AutoConfig
 
     try:

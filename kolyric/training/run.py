@@ -15,19 +15,33 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from kolyric.atomic_files import sweep_stale_temps
 from kolyric.training.config import (  # noqa: F401 - TrainConfig and its names are imported from here too
-    EXPORT_DIRNAME, FINETUNE_LR, LAST_NAME, PRECISIONS, SCRATCH_LR, ConfigError, TrainConfig)
+    EXPORT_DIRNAME,
+    FINETUNE_LR,
+    LAST_NAME,
+    PRECISIONS,
+    SCRATCH_LR,
+    ConfigError,
+    TrainConfig,
+)
+
+if TYPE_CHECKING:
+    from pytorch_lightning import Trainer
+
+    from kolyric.training.corpora import Corpus
+    from kolyric.training.events import CancelToken, EventWriter
 
 
-def _has_line_breaks(corpus: Any) -> bool:
+def _has_line_breaks(corpus: Corpus) -> bool:
     return any("\n" in ex.text for ex in corpus.train)
 
 
@@ -42,23 +56,27 @@ class TrainResult:
     """Stopped because the loss stayed NaN/infinite (``cancelled`` is then true as well)."""
 
 
-def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainResult:
+def train(config: TrainConfig, events: EventWriter | None = None, cancel: CancelToken | None = None) -> TrainResult:
     """Run the whole pipeline; user errors raise ``ConfigError``, ``CorpusError`` or ``ModelLoadError``."""
     problems = config.problems()
     if problems:
         raise ConfigError(problems)
 
     import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger
     import torch
+    from pytorch_lightning.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
     from kolyric.engine.loading import checkpoint_meta, load_model
+    from kolyric.engine.window import context_window
     from kolyric.training.corpora import load_corpora
-    from kolyric.training.dataset import (DynamicPaddingCollator, LengthGroupedBatchSampler, format_example,
-                                          tokenize_examples)
-    from kolyric.training.events import (AtomicCheckpointIO, CancelToken, EventWriter, LastCheckpoint,
-                                         ProgressCallback)
+    from kolyric.training.dataset import (
+        DynamicPaddingCollator,
+        LengthGroupedBatchSampler,
+        format_example,
+        tokenize_examples,
+    )
+    from kolyric.training.events import AtomicCheckpointIO, CancelToken, EventWriter, LastCheckpoint, ProgressCallback
     from kolyric.training.module import CausalLMModule
     from kolyric.training.scratch import ModelShape, add_line_tokens, new_model, train_tokenizer
 
@@ -109,9 +127,9 @@ def train(config: TrainConfig, events: Any = None, cancel: Any = None) -> TrainR
         loaded = load_model(config.model, base=config.base, device="cpu")
         model, tokenizer = loaded.model, loaded.tokenizer
         base = config.model if loaded.kind in ("hub", "directory", "mini") else (config.base or None)
-    n_positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    if n_positions and config.max_seq_length > n_positions:
-        raise ConfigError([f"--max-seq-length: must be ≤ the model's context ({n_positions}), "
+    window = context_window(model.config, default=0)  # 0: the config states none, nothing to check
+    if window and config.max_seq_length > window:
+        raise ConfigError([f"--max-seq-length: must be ≤ the model's context ({window}), "
                            f"got {config.max_seq_length}"])
     if not config.resume and _has_line_breaks(corpus) and add_line_tokens(tokenizer):
         # A base without line tokens (KoGPT2's vocabulary has none) would see every lyric as one line.
@@ -238,7 +256,7 @@ _QUIET = (
 )
 
 
-def _make_trainer(pl: Any, config: TrainConfig, **kwargs: Any) -> Any:
+def _make_trainer(pl: ModuleType, config: TrainConfig, **kwargs: object) -> Trainer:
     """Lightning's ``Trainer``; a hardware choice this machine cannot meet (no GPU, an unknown
     strategy, more devices than there are) is a ``ConfigError`` naming the flags, not a traceback."""
     try:
@@ -257,7 +275,7 @@ def _devices(value: str | int) -> str | int | list[int]:
     return value
 
 
-def _precision(value: str) -> Any:
+def _precision(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 

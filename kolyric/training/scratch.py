@@ -17,8 +17,15 @@ newlines are split off before BPE, so no token ever joins a newline to a syllabl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Regex
+    from tokenizers.pre_tokenizers import Split
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<usr>", "<pad>", "<sys>", "<unk>", "<mask>"]
 LINE_BREAK, STANZA_BREAK = "\n", "\n\n"
@@ -28,7 +35,7 @@ TOKENIZER_KINDS = ("metaspace", "bytelevel")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "metaspace",
-                    min_frequency: int = 2, alphabet_size: int = 2500) -> Any:
+                    min_frequency: int = 2, alphabet_size: int = 2500) -> PreTrainedTokenizerFast:
     """Train a BPE tokenizer on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -62,11 +69,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "m
     return wrapped
 
 
-def _newline_split(pre_tokenizers: Any, regex: Any) -> Any:
+def _newline_split(pre_tokenizers: ModuleType, regex: type[Regex]) -> Split:
     return pre_tokenizers.Split(regex(r"\n+"), behavior="isolated")
 
 
-def keeps_line_breaks(tokenizer: Any) -> bool:
+def keeps_line_breaks(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether ``tokenizer`` reads a line and a stanza break as tokens of their own, and gives
     them back unchanged."""
     probe = f"가{LINE_BREAK}나{STANZA_BREAK}다"
@@ -78,7 +85,7 @@ def keeps_line_breaks(tokenizer: Any) -> bool:
             and tokenizer.decode(ids, clean_up_tokenization_spaces=False) == probe)
 
 
-def add_line_tokens(tokenizer: Any) -> int:
+def add_line_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Give ``tokenizer`` line and stanza break tokens where it lacks them (a KoGPT2 or other base
     whose vocabulary has none); returns how many were added. The caller resizes the model's
     embeddings to ``len(tokenizer)``."""
@@ -112,7 +119,7 @@ class ModelShape:
             raise ValueError(f"n_embd: must be divisible by n_head ({self.n_head}), got {self.n_embd}")
 
 
-def new_model(tokenizer: Any, shape: ModelShape = ModelShape(), seed: int = 7) -> Any:
+def new_model(tokenizer: PreTrainedTokenizerBase, shape: ModelShape = ModelShape(), seed: int = 7) -> GPT2LMHeadModel:
     """A freshly initialised GPT-2 sized by ``shape`` for ``tokenizer``'s vocabulary."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -255,7 +255,7 @@ def test_cli_reports_every_invalid_setting_with_its_flag(tmp_path, capsys):
                  "--warmup-ratio", "2", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2
-    for text in ("--batch-size: must be an integer ≥ 1, got 0", "--lr: must be > 0 and ≤ 1, got -1.0",
+    for text in ("--batch-size: must be an integer in [1, 4096], got 0", "--lr: must be > 0 and ≤ 1, got -1.0",
                  "--val-share: must be between 0 and 1", "--n-embd: must be divisible by --n-head (4), got 65",
                  "--max-seq-length: must be ≤ --n-positions (128), got 300", "--precision: must be one of",
                  "--warmup-ratio: must be ≥ 0 and < 1, got 2.0"):

@@ -17,7 +17,7 @@ import shlex
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -28,13 +28,25 @@ from textual.widgets import Button, Checkbox, Input, Log, OptionList, ProgressBa
 
 from kolyric.app.guard import Guarded
 from kolyric.app.messages import TrainingEnded, TrainingProgress
-from kolyric.app.training_worker import TrainingProcess
-from kolyric.app.training_form import CORPORA, DEFAULTS, SCRATCH_LR, TRAIN_FIELDS, default_out, parse_form
+from kolyric.app.training_form import (
+    CORPORA,
+    DEFAULTS,
+    TRAIN_FIELDS,
+    FormValue,
+    TrainingRequest,
+    default_out,
+    parse_form,
+)
+from kolyric.app.training_worker import Event, TrainingProcess
 from kolyric.app.widgets.fields import CalmFocus, FieldRow, ProblemsBox
 from kolyric.app.widgets.plot import LossPlot, Series
 from kolyric.app.widgets.status import FittingFooter, StatusBar
+from kolyric.engine.loading import DEFAULT_MODEL
+from kolyric.engine.settings import Problem
+from kolyric.training.config import SCRATCH_LR
 
-DEFAULT_BASE = "skt/kogpt2-base-v2"
+if TYPE_CHECKING:
+    from kolyric.training.plan import FormPlan
 
 
 def fmt_eta(seconds: float | None) -> str:
@@ -56,22 +68,23 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         super().__init__()
         self.process: TrainingProcess | None = None
         self.result_path: str | None = None
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Event] = []
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._started_at = 0.0
         self.events_seen = 0
-        self.checkpoints: dict[str, tuple[str, Any]] = {}  # path -> (kind, step), as the run reported them
+        self.checkpoints: dict[str, tuple[str, object]] = {}  # path -> (kind, step), as the run reported them
         self._last_step: tuple[int, int | None] = (0, None)  # (step, total) of the latest step event
-        self._form_defaults: dict[str, Any] = dict(DEFAULTS)  # what the form itself last put in each field
+        self._form_defaults: dict[str, FormValue] = dict(DEFAULTS)  # what the form itself last put in each field
 
     def compose(self) -> ComposeResult:
-        base = self.app.config.model or DEFAULT_BASE
+        base = self.app.config.model or DEFAULT_MODEL
         with Horizontal(id="train-main"):
             with VerticalScroll(id="train-form"):
                 yield FieldRow("corpus", "corpus", "nsmc", choices=CORPORA, prefix="train",
                                help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
-                yield FieldRow("corpus_file", "corpus file", "", prefix="train", placeholder=".txt (blank line between songs), .tsv, .jsonl")
+                yield FieldRow("corpus_file", "corpus file", "", prefix="train",
+                               placeholder=".txt (blank line between songs), .tsv, .jsonl")
                 yield Static("", id="train-plan")
                 yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
                                placeholder="default: the data folder")
@@ -114,13 +127,13 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self.app.settle_cursors(self)
 
     # -- the form ------------------------------------------------------------------------------
-    def raw_form(self) -> dict[str, Any]:
-        raw: dict[str, Any] = {row.field_name: row.raw_value for row in self.query(FieldRow)}
+    def raw_form(self) -> dict[str, object]:
+        raw: dict[str, object] = {row.field_name: row.raw_value for row in self.query(FieldRow)}
         raw["from_scratch"] = self.query_one("#train-from_scratch", Checkbox).value
         raw["resume"] = self.query_one("#train-resume", Checkbox).value
         return raw
 
-    def validate_form(self) -> Any:
+    def validate_form(self) -> tuple[TrainingRequest | None, list[Problem]]:
         request, problems = parse_form(self.raw_form(), data_dir=self.app.data_dir)
         bad = {p.field: p.message for p in reversed(problems)}
         rows = list(self.query(FieldRow))
@@ -182,11 +195,11 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_plan, found)
 
-    def _show_plan(self, found: Any) -> None:
+    def _show_plan(self, found: FormPlan) -> None:
         self.query_one("#train-plan", Static).update("Lyrics defaults: " + found.describe())
         self._offer_defaults(found.defaults)
 
-    def _offer_defaults(self, defaults: dict[str, Any]) -> None:
+    def _offer_defaults(self, defaults: dict[str, FormValue]) -> None:
         for name, value in defaults.items():
             field = self.query_one(f"#train-{name}", Input)
             current = self._form_defaults.get(name)
@@ -256,7 +269,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self.post_message(TrainingEnded(outcome.ok, outcome.returncode, outcome.message, outcome.cancelled,
                                         outcome.result_path))
 
-    def _on_event(self, event: dict[str, Any]) -> None:  # worker thread
+    def _on_event(self, event: Event) -> None:  # worker thread
         with self._lock:
             self._events.append(event)
         self.post_message(TrainingProgress())
@@ -277,7 +290,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
             self.events_seen += 1
             self._show_event(event)
 
-    def _show_event(self, event: dict[str, Any]) -> None:
+    def _show_event(self, event: Event) -> None:
         """Drive the widgets from one event. The log is left to the trainer's readable lines
         (its stderr): the events are for this screen, not for people."""
         kind = event.get("event")
@@ -312,7 +325,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
                 at = f" · step {step}" if isinstance(step, int) else ""
                 options.add_option(f"{kind}{at} · {Path(path).name}  ({Path(path).parent})")
 
-    def _progress(self, event: dict[str, Any]) -> None:
+    def _progress(self, event: Event) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
         total = next((event[k] for k in ("total_steps", "max_steps", "total") if isinstance(event.get(k), int)), None)
         eta = event.get("eta_s") if isinstance(event.get("eta_s"), (int, float)) else None
