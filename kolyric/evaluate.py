@@ -37,12 +37,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING
 
-from kolyric.engine.loading import plain_backend
+from kolyric.engine.loading import LoadedModel, plain_backend
 from kolyric.engine.prompt import POLARITIES, normalize_polarity, prefix_text
+from kolyric.engine.window import context_window
 from kolyric.training.corpora import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: ``bits``, ``accuracy``, ``distinct``."""
@@ -91,12 +96,8 @@ class _Row:
     unk_tokens: int
 
 
-def context_window(model: Any) -> int:
-    config = model.config
-    return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024)
-
-
-def _encode(tokenizer: Any, texts: Sequence[str], polarities: Sequence[str | None], limit: int) -> list[_Row]:
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], polarities: Sequence[str | None],
+            limit: int) -> list[_Row]:
     """Token rows for ``prefix + text (+ EOS)`` and which of their tokens are scored."""
     eos, unk = tokenizer.eos_token_id, tokenizer.unk_token_id
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
@@ -137,7 +138,7 @@ def _encode(tokenizer: Any, texts: Sequence[str], polarities: Sequence[str | Non
     return rows
 
 
-def score_texts(loaded: Any, texts: Sequence[str], polarities: Sequence[str | None], *,
+def score_texts(loaded: LoadedModel, texts: Sequence[str], polarities: Sequence[str | None], *,
                 batch_size: int = DEFAULT_BATCH_SIZE, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
                 progress: ProgressFn | None = None, stage: str = "bits") -> list[TextScore]:
     """-log2 P(text (+ EOS) | prefix) for each text, in batched forward passes.
@@ -155,7 +156,7 @@ def score_texts(loaded: Any, texts: Sequence[str], polarities: Sequence[str | No
         raise ValueError(f"max_seq_length: must be at least 2, got {max_seq_length}")
     polarities = [normalize_polarity(p) for p in polarities]
     model, tokenizer = loaded.model, loaded.tokenizer
-    limit = min(max_seq_length, context_window(model))
+    limit = min(max_seq_length, context_window(model.config))
     rows = _encode(tokenizer, texts, polarities, limit)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     device = next(model.parameters()).device
@@ -209,7 +210,7 @@ class BitsPerChar:
     def unk_share(self) -> float:
         return self.unk_tokens / self.tokens if self.tokens else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"bits_per_char": _round(self.bits_per_char), "bits_per_token": _round(self.bits_per_token),
                 "bits": _round(self.bits, 2), "chars": self.chars, "tokens": self.tokens,
                 "examples": self.examples, "truncated": self.truncated, "unk_tokens": self.unk_tokens,
@@ -223,7 +224,7 @@ def summarize_bits(scores: Sequence[TextScore]) -> BitsPerChar:
                        len(scores), sum(s.truncated for s in scores), sum(s.unk_tokens for s in scores))
 
 
-def bits_per_char(loaded: Any, examples: Sequence[Example], *, batch_size: int = DEFAULT_BATCH_SIZE,
+def bits_per_char(loaded: LoadedModel, examples: Sequence[Example], *, batch_size: int = DEFAULT_BATCH_SIZE,
                   max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, progress: ProgressFn | None = None) -> BitsPerChar:
     """BPC of ``examples`` given their own polarity prefix (none when ``polarity`` is None)."""
     scores = score_texts(loaded, [e.text for e in examples], [e.polarity for e in examples],
@@ -241,7 +242,7 @@ class PolarityAccuracy:
     by_polarity: dict[str, tuple[int, int]] = field(default_factory=dict)
     """polarity → (correct, examples)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"accuracy": _round(self.accuracy), "correct": self.correct, "examples": self.examples,
                 "ties": self.ties,
                 "by_polarity": {p: {"accuracy": _round(c / n if n else math.nan), "correct": c, "examples": n}
@@ -252,7 +253,7 @@ def _other(polarity: str) -> str:
     return POLARITIES[1] if polarity == POLARITIES[0] else POLARITIES[0]
 
 
-def polarity_accuracy(loaded: Any, examples: Sequence[Example], *, batch_size: int = DEFAULT_BATCH_SIZE,
+def polarity_accuracy(loaded: LoadedModel, examples: Sequence[Example], *, batch_size: int = DEFAULT_BATCH_SIZE,
                       max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, progress: ProgressFn | None = None,
                       true_scores: Sequence[TextScore] | None = None) -> PolarityAccuracy:
     """Share of ``examples`` more likely under their own polarity prefix than under the other.
@@ -316,21 +317,21 @@ class Distinct:
     distinct_1: float
     distinct_2: float
     samples: list[Sample]
-    settings: dict[str, Any]
+    settings: dict[str, object]
     unit: str = "word"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"distinct_1": _round(self.distinct_1), "distinct_2": _round(self.distinct_2), "unit": self.unit,
                 "preset": DISTINCT_PRESET, "settings": self.settings,
                 "samples": [{"prompt": s.prompt, "polarity": s.polarity, "seed": s.seed, "text": s.text}
                             for s in self.samples]}
 
 
-def sample_continuations(loaded: Any, prompts: Sequence[str] = PROMPTS, *, seed: int = DEFAULT_SEED,
+def sample_continuations(loaded: LoadedModel, prompts: Sequence[str] = PROMPTS, *, seed: int = DEFAULT_SEED,
                          progress: ProgressFn | None = None) -> list[Sample]:
     """One ``combined``-preset continuation per prompt and polarity; pair ``i`` uses ``seed + i``."""
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
 
     generator = Generator(loaded)
@@ -369,7 +370,7 @@ class EvalReport:
     distinct: Distinct | None = None
     elapsed_s: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "model": self.model,
             "corpus": self.corpus,
@@ -407,7 +408,7 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def evaluate(loaded: Any, examples: Sequence[Example], *, metrics: Sequence[str] = METRICS,
+def evaluate(loaded: LoadedModel, examples: Sequence[Example], *, metrics: Sequence[str] = METRICS,
              batch_size: int = DEFAULT_BATCH_SIZE, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
              seed: int = DEFAULT_SEED, prompts: Sequence[str] = PROMPTS, corpus: str = "",
              progress: ProgressFn | None = None) -> EvalReport:
@@ -416,7 +417,7 @@ def evaluate(loaded: Any, examples: Sequence[Example], *, metrics: Sequence[str]
     if unknown:
         raise ValueError(f"metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     report = EvalReport(getattr(loaded, "description", "") or str(getattr(loaded, "source", "")), corpus,
-                        len(examples), batch_size, min(max_seq_length, context_window(loaded.model)), seed)
+                        len(examples), batch_size, min(max_seq_length, context_window(loaded.model.config)), seed)
     opts = {"batch_size": batch_size, "max_seq_length": max_seq_length, "progress": progress}
     true_scores = None
     if "bpc" in metrics or "accuracy" in metrics:

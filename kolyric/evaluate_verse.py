@@ -26,10 +26,14 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from kolyric.korean import count_syllables
+
+if TYPE_CHECKING:
+    from kolyric.engine.loading import LoadedModel
 
 ProgressFn = Callable[[str, int, int], None]
 MIN_COPY_SYLLABLES = 4
@@ -50,7 +54,7 @@ class Spread:
     high: int
 
     @classmethod
-    def of(cls, lines: Sequence[str]) -> "Spread | None":
+    def of(cls, lines: Sequence[str]) -> Spread | None:
         counts = [count_syllables(line) for line in lines if line.strip()]
         if not counts:
             return None
@@ -62,7 +66,7 @@ class Spread:
         return (f"{self.mean:.1f} ± {self.stdev:.1f} syllables (quartiles {self.quartiles[0]}/{self.quartiles[1]}/"
                 f"{self.quartiles[2]}, {self.low}–{self.high}, {self.lines} lines)")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"lines": self.lines, "mean": round(self.mean, 3), "stdev": round(self.stdev, 3),
                 "quartiles": list(self.quartiles), "min": self.low, "max": self.high}
 
@@ -117,7 +121,7 @@ class VerseReport:
                          f"≥ {MIN_COPY_SYLLABLES} syllables found verbatim in the training verse)")
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "bits_per_char": _round(self.bits_per_char), "bits": round(self.bits, 2), "chars": self.chars,
             "tokens": self.tokens, "poems": self.poems, "unk_tokens": self.unk_tokens,
@@ -140,19 +144,20 @@ def _fold(line: str) -> str:
     return " ".join(line.split())
 
 
-def score_poems(loaded: Any, texts: Sequence[str], progress: ProgressFn | None = None) -> tuple[float, int, int, int]:
+def score_poems(loaded: LoadedModel, texts: Sequence[str],
+                progress: ProgressFn | None = None) -> tuple[float, int, int, int]:
     """(bits, chars, tokens, unk tokens) of ``texts`` + EOS each, every token scored once (see
     the module docstring for the sliding window)."""
     import torch
 
-    from kolyric.evaluate import context_window
+    from kolyric.engine.window import context_window
 
     model, tokenizer = loaded.model, loaded.tokenizer
     eos, unk = tokenizer.eos_token_id, tokenizer.unk_token_id
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
     if start is None:
         raise ValueError("the tokenizer has neither a BOS nor an EOS token to start a poem")
-    window = max(2, context_window(model))
+    window = max(2, context_window(model.config))
     device = next(model.parameters()).device
     bits = 0.0
     chars = tokens = unks = 0
@@ -178,11 +183,11 @@ def score_poems(loaded: Any, texts: Sequence[str], progress: ProgressFn | None =
     return bits, chars, tokens, unks
 
 
-def sample_verse(loaded: Any, prompts: Sequence[str], *, seed: int,
+def sample_verse(loaded: LoadedModel, prompts: Sequence[str], *, seed: int,
                  progress: ProgressFn | None = None) -> list[tuple[str, bool]]:
     """One continuation per prompt, no polarity: (text, stopped on its length limit)."""
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
 
     generator = Generator(loaded)
@@ -196,7 +201,7 @@ def sample_verse(loaded: Any, prompts: Sequence[str], *, seed: int,
     return out
 
 
-def evaluate_verse(loaded: Any, texts: Sequence[str], *, train_texts: Sequence[str] = (), samples: int = 20,
+def evaluate_verse(loaded: LoadedModel, texts: Sequence[str], *, train_texts: Sequence[str] = (), samples: int = 20,
                    seed: int = 7, progress: ProgressFn | None = None) -> VerseReport:
     """The verse report for ``texts`` (held-out poems); ``train_texts`` is the verse the model
     was trained on, for the copy rate; ``samples`` continuations are drawn (0: none)."""

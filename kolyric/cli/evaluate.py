@@ -5,9 +5,9 @@ file of the user's), and distinct-1/-2 of continuations sampled for a fixed prom
 The definitions are in ``kolyric.evaluate``. A file of texts with line breaks and no
 polarities (a poems ``.jsonl``) gets the verse report of ``kolyric.evaluate_verse`` instead:
 ``--split val`` measures exactly the poems ``kolyric train`` held out of that file (same
-``--val-share`` and ``--seed``), with the copy rate taken against the rest. The corpus is read (and every option checked)
-before the model loads, so a mistake costs no model load. Progress goes to stderr, the
-report to stdout.
+``--val-share`` and ``--seed``), with the copy rate taken against the rest. The corpus is read
+(and every option checked) before the model loads, so a mistake costs no model load. Progress
+goes to stderr, the report to stdout.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TextIO
 
 from kolyric.cli import CLIError
 from kolyric.cli.options import add_model_arguments
@@ -22,6 +23,7 @@ from kolyric.cli.options import add_model_arguments
 DEFAULT_LIMIT = 2000
 METRIC_NAMES = ("bpc", "accuracy", "distinct", "verse")  # kolyric.evaluate.METRICS + verse, without torch
 SPLITS = ("all", "val", "train")
+SHARED = ("val_share", "batch_size", "max_seq_length", "seed")  # TrainConfig's fields, checked as train checks them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,20 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> list[str]:
+    from kolyric.training.config import check_setting
+
     metrics = [m.strip().lower() for m in (args.metrics or "").split(",") if m.strip()]
-    problems = []
-    if not 0 < args.val_share < 1:
-        problems.append(f"--val-share: must be between 0 and 1 (exclusive), got {args.val_share}")
+    # The settings eval shares with `kolyric train` take train's ranges (and say them the same way).
+    problems = [p for name in SHARED if (p := check_setting(name, getattr(args, name)))]
     if not 0 <= args.samples <= 1000:
         problems.append(f"--samples: must be an integer in [0, 1000], got {args.samples}")
     if args.limit < 0:
         problems.append(f"--limit: must be 0 (all) or a positive number of texts, got {args.limit}")
-    if args.batch_size < 1:
-        problems.append(f"--batch-size: must be at least 1, got {args.batch_size}")
-    if args.max_seq_length < 2:
-        problems.append(f"--max-seq-length: must be at least 2, got {args.max_seq_length}")
-    if not 0 <= args.seed <= 2**32 - 1:
-        problems.append(f"--seed: must be in [0, {2**32 - 1}], got {args.seed}")
     bad = [m for m in metrics if m not in METRIC_NAMES]
     if bad or (args.metrics is not None and not metrics):
         problems.append(f"--metrics: choose from {', '.join(METRIC_NAMES)}, got {args.metrics!r}")
@@ -118,7 +115,7 @@ class Progress:
     LABELS = {"bits": "scoring under the true polarity", "accuracy": "scoring under the other polarity",
               "distinct": "sampling continuations", "verse": "scoring poems", "samples": "sampling verse"}
 
-    def __init__(self, stream=None) -> None:  # noqa: ANN001
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.reported: dict[str, int] = {}

@@ -7,7 +7,6 @@ Dismisses with ``(spec, precision)``; loading happens in the app's worker afterw
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich.text import Text
@@ -20,14 +19,7 @@ from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from kolyric.app.guard import Guarded
-from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
-
-DEFAULT_HUB_MODEL = "skt/kogpt2-base-v2"
-
-
-def looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.endswith(".ckpt") or spec.count("/") > 1 or (
-        os.sep != "/" and os.sep in spec)
+from kolyric.engine.loading import DEFAULT_MODEL, PRECISIONS, looks_like_path  # no torch until a model loads
 
 
 def check_spec(spec: str) -> str | None:
@@ -58,7 +50,7 @@ def suggestions(recent: list[str], data_dir: Path) -> list[tuple[str, str]]:
         out.setdefault(spec, "used before")
     for spec in training_outputs(data_dir):
         out.setdefault(spec, "trained here")
-    out.setdefault(DEFAULT_HUB_MODEL, "hub default (needs the cache or the network)")
+    out.setdefault(DEFAULT_MODEL, "hub default (needs the cache or the network)")
     mini = Path(__file__).resolve().parents[2] / "models" / "kolyric-mini" / "config.json"
     if mini.is_file():
         out.setdefault("mini", "kolyric-mini, shipped with kolyric")
