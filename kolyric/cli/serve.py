@@ -18,11 +18,19 @@ import argparse
 import ipaddress
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolyric.cli import CLIError
 from kolyric.cli.options import add_model_arguments
+
+if TYPE_CHECKING:  # the serving stack and torch load only once a server starts, not for --help
+    import socket
+
+    from kolyric.engine.loading import LoadedModel
+    from kolyric.serve.browser import BrowserServer
+    from kolyric.serve.schema import Limits
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -79,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="an argument passed on to `kolyric app` (repeatable)")
 
 
-def limits_from_args(args: argparse.Namespace) -> Any:
+def limits_from_args(args: argparse.Namespace) -> Limits:
     from kolyric.serve.schema import Limits
 
     try:
@@ -131,7 +139,7 @@ def confined_dir(args: argparse.Namespace) -> Path:
     return data_dir(known.data_dir).resolve() / CONFINED_SUBDIR
 
 
-def build_app_server(args: argparse.Namespace, port: int | None = None) -> Any:
+def build_app_server(args: argparse.Namespace, port: int | None = None) -> BrowserServer:
     """The textual-serve server for ``--app`` (built, not started): token, origins, cap, confinement.
 
     ``port``: the one a socket is already bound to (``--port 0`` picks any free one).
@@ -155,11 +163,11 @@ def _check_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--max-sessions: must be an integer in [1, 64], got {args.max_sessions}")
 
 
-def make_loader(args: argparse.Namespace) -> Any:
+def make_loader(args: argparse.Namespace) -> Callable[[], LoadedModel]:
     """The function the server calls (in its background thread) to load the model."""
     from kolyric.cli.generate import load
 
-    def loader() -> Any:
+    def loader() -> LoadedModel:
         if args.threads is not None:
             import torch
 
@@ -182,7 +190,7 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level.upper())
 
 
-def bind_socket(host: str, port: int) -> Any:
+def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on host:port; CLIError naming the address when it cannot be had."""
     import socket
 

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
@@ -46,7 +47,7 @@ _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 class ConfinedAppService(AppService):
     """One app process, started with ``KOLYRIC_CONFINED_DIR`` set."""
 
-    def __init__(self, command: str, *, confined_dir: Path, **kwargs: Any) -> None:
+    def __init__(self, command: str, *, confined_dir: Path, **kwargs: Any) -> None:  # AppService's own, passed on
         super().__init__(command, **kwargs)
         self.confined_dir = confined_dir
 
@@ -126,7 +127,7 @@ class BrowserServer(Server):
         return False
 
     @web.middleware
-    async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         why = self.refusal(request)
         if why is not None:
             log.warning("refused %s %s: %s", request.method, request.path, why)
@@ -208,8 +209,10 @@ class BrowserServer(Server):
                 loop.add_signal_handler(sig, self.request_exit)
             except (NotImplementedError, RuntimeError):
                 pass
-        where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": self.host, "port": self.port}
-        web.run_app(self._make_app(), handle_signals=False, loop=loop, print=self.announce, **where)
+        # aiohttp listens on ``sock`` alone when it is given and no host is.
+        host, port = (None, None) if sock is not None else (self.host, self.port)
+        web.run_app(self._make_app(), host=host, port=port, sock=sock, handle_signals=False, loop=loop,
+                    print=self.announce)
 
 
 __all__ = ["CONFINED_ENV", "BrowserServer", "ConfinedAppService", "DEFAULT_MAX_SESSIONS"]

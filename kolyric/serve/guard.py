@@ -20,12 +20,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 import h11
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+from uvicorn import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from kolyric.serve.schema import Limits, RequestError
@@ -76,14 +80,14 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
             on_reject()
 
     class GuardedH11Protocol(H11Protocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # uvicorn's own, passed through
             super().__init__(*args, **kwargs)
-            self._timer: Any = None
+            self._timer: asyncio.TimerHandle | None = None
             self._phase: str | None = None
             self._over_cap = False
             app = self.app
 
-            async def gated(scope: dict, receive: Any, send: Any) -> None:
+            async def gated(scope: Scope, receive: Receive, send: Send) -> None:
                 if self._over_cap and scope["type"] == "http" and scope["path"] != "/health":
                     rejected()
                     # Read the body first (bounded by the size limit and the body deadline): closing
@@ -101,7 +105,7 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
             self.app = gated
 
         # -- asyncio.Protocol -----------------------------------------------------------------------
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             open_now = len(self.connections)
             if open_now > hard_cap:
@@ -170,14 +174,14 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
     return GuardedH11Protocol
 
 
-def server_config(app: Any, limits: Limits, *, log_level: str = "info", **kwargs: Any) -> Any:
-    """The uvicorn Config the API runs under: the guarded protocol, no WebSockets (the API has none)."""
-    import uvicorn
-
+def server_config(app: Starlette, limits: Limits, *, log_level: str = "info", **kwargs: Any) -> Config:
+    """The uvicorn Config the API runs under: the guarded protocol, no WebSockets (the API has none).
+    ``kwargs``: more of uvicorn.Config's own arguments."""
     host = getattr(app.state, "host", None)
     on_reject = host.reject if host is not None else None
-    return uvicorn.Config(app, http=guarded_protocol(limits, on_reject), ws="none", log_level=log_level,
+    return Config(app, http=guarded_protocol(limits, on_reject), ws="none", log_level=log_level,
                           timeout_graceful_shutdown=5, limit_concurrency=None, **kwargs)
 
 
-__all__ = ["JSON_MEDIA_TYPE", "LOOPBACK_HOSTS", "check_media_type", "guarded_protocol", "retry_after_s", "server_config"]
+__all__ = ["JSON_MEDIA_TYPE", "LOOPBACK_HOSTS", "check_media_type", "guarded_protocol", "retry_after_s",
+           "server_config"]
