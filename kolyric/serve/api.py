@@ -35,17 +35,22 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kolyric.serve.guard import check_media_type
 from kolyric.serve.host import Busy, Job, ServerModel, _Failure
 from kolyric.serve.describe import presets_listing, settings_schema
-from kolyric.serve.schema import Limits, RequestError, decode_body, parse_generation
+from kolyric.serve.schema import Limits, ParsedRequest, RequestError, decode_body, parse_generation
+
+if TYPE_CHECKING:  # the engine (and torch) loads with the model, in the background
+    from kolyric.engine.results import TokenEvent
+    from kolyric.serve.host import ModelSource
 
 log = logging.getLogger("kolyric.serve")
 
@@ -87,7 +92,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def _token_dict(event: Any) -> dict[str, Any]:
+def _token_dict(event: TokenEvent) -> dict[str, Any]:
     token = event.token
     return {
         "candidate": event.candidate,
@@ -106,16 +111,16 @@ class _CatchAll:
     """Any exception a request raises becomes a 500 JSON body with an incident id; the
     traceback goes to the log under that id, once, and never to the client."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = False
 
-        async def tracking_send(message: dict) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -132,7 +137,7 @@ class _CatchAll:
 
 
 # -- the app ---------------------------------------------------------------------------------------
-def create_app(source: Any, limits: Limits | None = None, *, description: str | None = None,
+def create_app(source: ModelSource, limits: Limits | None = None, *, description: str | None = None,
                docs: bool = False, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The FastAPI app serving ``source`` (a Generator, a LoadedModel, or a callable loading one).
 
@@ -182,7 +187,7 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
     async def schema() -> dict[str, Any]:
         return settings_schema(host.limits)
 
-    async def parse(request: Request) -> Any:
+    async def parse(request: Request) -> ParsedRequest:
         body = await _read_body(request, host.limits.max_body_bytes)
         return parse_generation(decode_body(body), host.limits)
 
@@ -209,7 +214,7 @@ def create_app(source: Any, limits: Limits | None = None, *, description: str | 
         return _json(200, out)
 
     @app.post("/generate/stream")
-    async def generate_stream(request: Request) -> Any:
+    async def generate_stream(request: Request) -> Response:
         parsed = await parse(request)
         try:
             job = host.admit(parsed.request)

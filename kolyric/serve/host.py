@@ -18,12 +18,21 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 from kolyric.serve.schema import Limits
+
+if TYPE_CHECKING:  # torch loads with the model, in the background, so /health answers at once
+    from kolyric.engine.loading import LoadedModel
+    from kolyric.engine.results import DoneEvent, GenerationRequest, GenerationResult, TokenEvent
+    from kolyric.engine.stream import Generator
+
+ModelSource: TypeAlias = "Generator | LoadedModel | Callable[[], Generator | LoadedModel]"
+"""What the server serves: a ready Generator, a loaded model, or a loader called in the background."""
+Event: TypeAlias = "TokenEvent | DoneEvent"
 
 log = logging.getLogger("kolyric.serve")
 
@@ -44,7 +53,7 @@ class Busy(Exception):
 class Job:
     """One admitted generation: its request, its cancel flag and when things happened."""
 
-    request: Any
+    request: GenerationRequest
     cancel_event: threading.Event = field(default_factory=threading.Event)
     admitted_at: float = field(default_factory=time.monotonic)
     ahead: int = 0
@@ -76,13 +85,13 @@ class ServerModel:
     (called once, in a background thread, by ``start``).
     """
 
-    def __init__(self, source: Any, limits: Limits | None = None, description: str | None = None):
+    def __init__(self, source: ModelSource, limits: Limits | None = None, description: str | None = None):
         self.limits = limits or Limits()
         self._source = source
         self._description = description
         self.status = "loading"
         self.error: str | None = None
-        self._generators: queue.Queue = queue.Queue()
+        self._generators: queue.Queue[Generator] = queue.Queue()
         self._executor = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="kolyric-gen")
         self._lock = threading.Lock()
         self._jobs: set[Job] = set()
@@ -94,8 +103,8 @@ class ServerModel:
                          "new_tokens": 0}
         self.active = 0
         self._mean_s: float | None = None  # moving average of generation time
-        self.last_cancel: dict[str, Any] | None = None
-        self.loaded: Any = None
+        self.last_cancel: dict[str, float | int | bool] | None = None
+        self.loaded: LoadedModel | None = None
 
     # -- loading ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,11 +118,11 @@ class ServerModel:
         threading.Thread(target=self._load, name="kolyric-load", daemon=True).start()
 
     @staticmethod
-    def _is_generator(obj: Any) -> bool:
+    def _is_generator(obj: object) -> TypeGuard[Generator]:
         return hasattr(obj, "stream") and hasattr(obj, "loaded")
 
     @staticmethod
-    def _is_loaded(obj: Any) -> bool:
+    def _is_loaded(obj: object) -> TypeGuard[LoadedModel]:
         return hasattr(obj, "model") and hasattr(obj, "tokenizer") and not callable(obj)
 
     def _load(self) -> None:
@@ -135,7 +144,7 @@ class ServerModel:
         finally:
             self._ready.set()
 
-    def _install(self, source: Any) -> None:
+    def _install(self, source: Generator | LoadedModel) -> None:
         from kolyric.engine.stream import Generator
 
         first = source if self._is_generator(source) else Generator(source)
@@ -156,7 +165,7 @@ class ServerModel:
         return getattr(self.loaded, "description", None) or None
 
     # -- admission -------------------------------------------------------------------------------
-    def admit(self, request: Any) -> Job:
+    def admit(self, request: GenerationRequest) -> Job:
         """A Job for ``request``, or Busy when the workers and the queue are full."""
         if self.status == "loading":
             raise Busy("the model is still loading; try again shortly", LOADING_RETRY_AFTER_S)
@@ -186,7 +195,7 @@ class ServerModel:
         return max(1, min(MAX_RETRY_AFTER_S, math.ceil(mean * pending / self.limits.workers)))
 
     # -- the worker side (runs on an executor thread) ----------------------------------------------
-    def _work(self, job: Job, emit: Callable[[Any], None] | None) -> Any:
+    def _work(self, job: Job, emit: Callable[[Event], None] | None) -> GenerationResult | _Failure | None:
         from kolyric.engine.results import DoneEvent
 
         generator = self._generators.get()
@@ -213,7 +222,7 @@ class ServerModel:
             self._generators.put(generator)
             self._finish(job, result, failed)
 
-    def _finish(self, job: Job, result: Any, failed: bool) -> None:
+    def _finish(self, job: Job, result: GenerationResult | None, failed: bool) -> None:
         job.finished_at = time.monotonic()
         with self._lock:
             self.active -= 1
@@ -238,7 +247,8 @@ class ServerModel:
                 self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
 
     # -- the async side ----------------------------------------------------------------------------
-    async def run(self, job: Job, disconnected: Callable[[], Any] | None = None) -> Any:
+    async def run(self, job: Job, disconnected: Callable[[], Awaitable[None]] | None = None,
+                  ) -> GenerationResult | _Failure | None:
         """Run ``job`` to its end; cancel it if ``disconnected()`` (an awaitable factory) fires first."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._work, job, None)
@@ -258,15 +268,15 @@ class ServerModel:
                 with contextlib.suppress(BaseException):
                     await watcher
 
-    async def events(self, job: Job) -> AsyncIterator[Any]:
+    async def events(self, job: Job) -> AsyncIterator[Event | _Failure]:
         """The job's TokenEvents and DoneEvent (or a _Failure) as they happen.
 
         Closing this iterator early (the client disconnected) cancels the generation.
         """
         loop = asyncio.get_running_loop()
-        items: asyncio.Queue = asyncio.Queue()
+        items: asyncio.Queue[Event | object] = asyncio.Queue()
 
-        def emit(item: Any) -> None:
+        def emit(item: Event) -> None:
             try:
                 loop.call_soon_threadsafe(items.put_nowait, item)
             except RuntimeError:  # the event loop is gone: nobody is listening
