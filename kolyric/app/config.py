@@ -6,7 +6,7 @@ With ``KOLYRIC_CONFINED_DIR`` set (``kolyric serve --app`` sets it for browser s
 app writes only inside that folder: both directories move into it when they lie outside, and
 ``outside_confinement`` refuses exports and training folders elsewhere.
 Command-line flags override the file for one run without changing it; choices made in the
-app (theme, preset, model) are written back. A file that cannot be parsed, or holds a value
+app (theme, preset, model, the training form's corpus) are written back. A file that cannot be parsed, or holds a value
 of the wrong type, is renamed aside and the defaults are used; the notice says where it went.
 """
 
@@ -116,6 +116,10 @@ class AppConfig:
     """The Textual theme, by name (the app's own or a built-in one)."""
     recent_models: list[str] = field(default_factory=list)
     """Models loaded before, newest first; offered by the model picker."""
+    train_corpus: str = "nsmc"
+    """The training form's corpus at its last start: nsmc or file."""
+    train_corpus_file: str = ""
+    """The training form's corpus file at its last start (empty: none yet)."""
 
     def remember_model(self, spec: str) -> None:
         self.model = spec
@@ -124,7 +128,8 @@ class AppConfig:
 
 
 _TYPES: dict[str, type] = {"model": str, "preset": str, "precision": str, "device": str,
-                           "theme": str, "recent_models": list}
+                           "theme": str, "recent_models": list, "train_corpus": str, "train_corpus_file": str}
+TRAIN_CORPORA = ("nsmc", "file")  # what the training form's corpus choice holds
 
 
 def check_values(values: dict[str, object]) -> list[str]:
@@ -140,6 +145,8 @@ def check_values(values: dict[str, object]) -> list[str]:
             problems.append(f"preset: unknown preset {values['preset']!r}")
         if "precision" in values and values["precision"] not in PRECISIONS:
             problems.append(f"precision: must be {', '.join(PRECISIONS)}, got {values['precision']!r}")
+        if "train_corpus" in values and values["train_corpus"] not in TRAIN_CORPORA:
+            problems.append(f"train_corpus: must be {' or '.join(TRAIN_CORPORA)}, got {values['train_corpus']!r}")
         if any(not isinstance(m, str) for m in values.get("recent_models", [])):
             problems.append("recent_models: must be a list of strings")
     return problems

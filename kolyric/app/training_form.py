@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kolyric.app.config import outside_confinement, user_path
+from kolyric.app.config import TRAIN_CORPORA, outside_confinement, user_path
 from kolyric.engine.settings import Problem
 from kolyric.training.config import FINETUNE_LR, SETTINGS, Setting, default_of
 
@@ -39,7 +39,7 @@ TRAIN_FIELDS: dict[str, Setting] = {
 }
 # lr's default depends on the mode (TrainConfig's is None: "by mode"); the form starts fine-tuning.
 DEFAULTS: dict[str, FormValue] = {name: default_of(name) for name in TRAIN_FIELDS} | {"lr": FINETUNE_LR}
-CORPORA = ("nsmc", "file")
+CORPORA = TRAIN_CORPORA
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ def parse_form(raw: Mapping[str, object], *, data_dir: Path) -> tuple[TrainingRe
             problems.append(Problem("corpus_file", corpus_file, "give the text file to train on"))
         elif not Path(corpus_file).expanduser().is_file():
             problems.append(Problem("corpus_file", corpus_file, f"no such file: {corpus_file}"))
-    corpus_dir = str(raw.get("corpus_dir") or "").strip() or None
+    # The corpus dir is where NSMC lives; a file corpus names its own path (the field is hidden then).
+    corpus_dir = (str(raw.get("corpus_dir") or "").strip() or None) if corpus == "nsmc" else None
     if corpus == "nsmc" and corpus_dir is None:  # not the current folder: the app may run anywhere
         corpus_dir = str(data_dir / "corpora")
     elif corpus_dir and not Path(corpus_dir).expanduser().is_dir():

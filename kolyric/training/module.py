@@ -46,6 +46,10 @@ class CausalLMModule(pl.LightningModule):
     def __init__(self, model: PreTrainedModel, *, lr: float = 5e-5, warmup_steps: int = 0,
                  warmup_ratio: float = 0.0, meta: dict | None = None) -> None:
         super().__init__()
+        if getattr(model, "loss_type", "") is None:
+            # GPT-2's class name names no loss; transformers then falls back to this one, with a
+            # warning in every run's log that says nothing the user can act on.
+            model.loss_type = "ForCausalLM"
         self.model = model
         self.meta = meta
         self.save_hyperparameters(ignore=["model", "meta"])

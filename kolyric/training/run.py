@@ -90,6 +90,9 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
         events.emit("phase", phase="warning", message=message, say=message)
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the export's shard bar: the log says "exporting …" already
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if config.num_workers == 0 else "false")
     pl.seed_everything(config.seed, workers=True, verbose=False)
 

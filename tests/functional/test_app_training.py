@@ -15,6 +15,7 @@ from kolyric.app.screens.training import TrainingScreen
 from kolyric.app.testing import wait_for_model, wait_until
 from kolyric.app.widgets.fields import FieldRow
 from kolyric.app.widgets.plot import LossPlot
+
 from tests.conftest import CORPUS_DIR
 
 SIZE = (120, 36)
@@ -84,6 +85,9 @@ async def test_tiny_training_run_from_the_screen_then_open_it(dirs):
         assert not screen.query_one("#train-open").disabled
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, PlaygroundScreen)
+        # Opening the run makes it the model kolyric starts with, and the app says so.
+        assert any("starts with" in str(n.message) and str(out / "model") in str(n.message)
+                   for n in app._notifications)
         await wait_for_model(pilot)
         assert app.host.spec == str(out / "model")
         assert str(out / "model") in app.status_model

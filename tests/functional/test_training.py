@@ -21,6 +21,7 @@ import torch
 from kolyric.engine.loading import CHECKPOINT_META_KEY, load_model
 from kolyric.training.events import CancelToken, EventWriter, ProgressCallback
 from kolyric.training.run import TrainConfig, train
+
 from tests.conftest import CORPUS_DIR, ROOT
 
 TINY = dict(corpus="nsmc", corpus_dir=str(CORPUS_DIR), from_scratch=True, limit_train=640, limit_val=128,
@@ -313,3 +314,16 @@ def test_sigint_stops_a_cli_run_and_leaves_a_loadable_checkpoint(tmp_path):
     assert torch.load(out / "last.ckpt", weights_only=True)["global_step"] == step
     load_model(out / "last.ckpt", device="cpu")
     assert "resume with --resume" in err
+
+
+def test_a_cli_run_logs_only_what_a_user_can_act_on(tmp_path):
+    """The log the app shows is the trainer's stderr: no transformers notice about a loss it
+    picks by itself, no progress bar drawn with carriage returns."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "kolyric", "train", *CLI_TINY, "--limit-train", "200", "--epochs",
+                           "1", "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, encoding="utf-8", timeout=240)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-2000:]
+    assert "exported" in log
+    assert "loss_type" not in log and "\r" not in log and "it/s]" not in log, log[-2000:]

@@ -78,12 +78,14 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self._form_defaults: dict[str, FormValue] = dict(DEFAULTS)  # what the form itself last put in each field
 
     def compose(self) -> ComposeResult:
-        base = self.app.config.model or DEFAULT_MODEL
+        config = self.app.config
+        base = config.model or DEFAULT_MODEL
+        corpus = config.train_corpus if config.train_corpus in CORPORA else CORPORA[0]  # the last run's
         with Horizontal(id="train-main"):
             with VerticalScroll(id="train-form"):
-                yield FieldRow("corpus", "corpus", "nsmc", choices=CORPORA, prefix="train",
+                yield FieldRow("corpus", "corpus", corpus, choices=CORPORA, prefix="train",
                                help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
-                yield FieldRow("corpus_file", "corpus file", "", prefix="train",
+                yield FieldRow("corpus_file", "corpus file", config.train_corpus_file, prefix="train",
                                placeholder=".txt (blank line between songs), .tsv, .jsonl")
                 yield Static("", id="train-plan")
                 yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
@@ -145,6 +147,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
     def _sync_form(self) -> None:
         is_file = self.query_one("#train-corpus", Select).value == "file"
         self.query_one("#train-row-corpus_file").display = is_file
+        self.query_one("#train-row-corpus_dir").display = not is_file  # where NSMC is read from
         self.query_one("#train-model", Input).disabled = self.query_one("#train-from_scratch", Checkbox).value
 
     @on(Checkbox.Changed, "#train-from_scratch")
@@ -242,6 +245,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
             self.notify(f"{first.field}: {first.message}", title="Fix the form first", severity="error",
                         markup=False)
             return
+        self._remember_corpus(request)
         argv = [*self.app.train_command, *request.argv()]
         self._reset_view(request.out)
         self.query_one("#train-log", Log).write_line("$ kolyric train " + shlex.join(request.argv()))
@@ -250,6 +254,15 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self.app.status_activity = "training…"
         self._set_running(True)
         self._train_worker(self.process)
+
+    def _remember_corpus(self, request: TrainingRequest) -> None:
+        """The form offers this run's corpus again at the next start."""
+        config = self.app.config
+        corpus = "nsmc" if request.corpus == "nsmc" else "file"
+        corpus_file = config.train_corpus_file if corpus == "nsmc" else request.corpus
+        if (config.train_corpus, config.train_corpus_file) != (corpus, corpus_file):
+            config.train_corpus, config.train_corpus_file = corpus, corpus_file
+            self.app.save_config()
 
     def _reset_view(self, out: str) -> None:
         self.result_path = None
@@ -351,7 +364,8 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self.query_one("#train-open", Button).disabled = self.result_path is None
         if message.ok:
             summary = f"training finished: {self.result_path or 'no model path reported'}"
-            self.notify("Training finished. Ctrl+O opens the result in the playground.", title="Training")
+            self.notify("Training finished. Ctrl+O opens the result in the playground (and makes it the model "
+                        "kolyric starts with).", title="Training")
         elif message.cancelled:
             step, total = self._last_step
             at = f" at step {step}" + (f" of {total}" if total else "") if step else ""
@@ -371,6 +385,9 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
 
     def action_open_result(self) -> None:
         if self.result_path and self.process is None:
+            # Opening a result also makes it the model kolyric starts with: say so, once, plainly.
+            self.app.notify(f"{self.result_path} is now the model kolyric starts with (saved in settings.toml); "
+                            f"F4 picks another.", title="Opened the trained model", markup=False, timeout=10)
             self.app.open_in_playground(self.result_path)
 
     def _set_running(self, running: bool) -> None:
