@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from kolyric.engine import settings_lists
+from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
 from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS
 
 
@@ -18,7 +19,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--base", default=None,
                        help="base model a tutorial checkpoint is applied over (default skt/kogpt2-base-v2)")
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: auto)")
-    group.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+    group.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="weights' precision (default auto: int8 on a CPU for models of 50M parameters "
                             "or more, else fp32)")
 
@@ -55,7 +56,7 @@ def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def user_config():  # noqa: ANN201 - returns kolyric.app.config.AppConfig or None
+def user_config():
     """The settings file the app writes (default model, preset, precision), or None.
 
     Read-only here: a command-line run never rewrites or moves the user's file.

@@ -30,7 +30,16 @@ loop hands over logits it no longer needs.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # annotations only: importing this module must not import torch
+    from torch import Tensor
+
+Array = NDArray[np.floating]
 
 _NUMPY_MIN_VOCAB = 4096
 """Below this many entries torch's own top-k and argmax are as fast."""
@@ -39,33 +48,40 @@ _GROUPS = 512
 
 
 # -- top-k and argmax ----------------------------------------------------------------------------
-def _numpy_rows(scores: Any) -> Any:
+def _numpy_rows(scores: Tensor) -> Array | None:
     """``scores`` as a NumPy array when the fast CPU path applies, else None."""
     if scores.shape[-1] < _NUMPY_MIN_VOCAB:
         return None
     return _numpy_view(scores)
 
 
-_last_view: tuple[Any, Any] = (None, None)
-"""(tensor, its view): the chain passes one tensor along. One tuple, read and replaced whole, so
-generations on other threads can never pair a tensor with another's view."""
+@dataclass
+class StepCache:
+    """What the processors of one chain share during one step: the sequences converted to NumPy
+    once, and the NumPy view of the score tensor being passed along. Each chain has its own
+    (a generation on another thread has another chain), and it is emptied when the step ends."""
+
+    ids: Tensor | None = None
+    ids_numpy: NDArray[np.int64] | None = None
+    scores: Tensor | None = None
+    view: Array | None = None
+
+    def clear(self) -> None:
+        self.ids = self.ids_numpy = self.scores = self.view = None
 
 
-def _numpy_view(scores: Any) -> Any:
+def _numpy_view(scores: Tensor, cache: StepCache | None = None) -> Array | None:
     """A NumPy view sharing memory with ``scores`` (2-D float32, contiguous, on the CPU), else None.
 
     A decoding step's forward pass streams every weight through the CPU caches, so the small
     calls after it run cold: each torch call costs 10-20 µs there, a NumPy call a few. NumPy's
     float32 ``*``, ``/`` and comparisons round as torch's do (the tests check scores bit for bit).
     The processors of one step all ask for the same tensor's view; the checks and the view are
-    made once for it (~10 µs each time otherwise, measured in the decoding loop).
+    made once for it through the chain's ``cache`` (~10 µs each time otherwise, measured in the
+    decoding loop).
     """
-    global _last_view
-    tensor, view = _last_view
-    if tensor is scores:
-        return view
-    import numpy as np
-
+    if cache is not None and cache.scores is scores:
+        return cache.view
     # torch refuses a GPU tensor, one that requires grad or a dtype NumPy lacks (bfloat16); the
     # rest is checked on the view, whose attributes cost a fraction of torch's (~8 µs a call)
     try:
@@ -74,11 +90,12 @@ def _numpy_view(scores: Any) -> Any:
         return None
     if view.dtype != np.float32 or view.ndim != 2 or not view.flags.c_contiguous:
         return None
-    _last_view = (scores, view)
+    if cache is not None:
+        cache.scores, cache.view = scores, view
     return view
 
 
-def top_k(scores: Any, k: int) -> tuple[Any, Any]:
+def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(values, indices) of the ``k`` largest scores of each row, largest first.
 
     The values are exactly ``torch.topk``'s. Among equal scores the lower vocabulary index comes
@@ -95,10 +112,8 @@ def top_k(scores: Any, k: int) -> tuple[Any, Any]:
     return torch.from_numpy(found[0]), torch.from_numpy(found[1])
 
 
-def _top_k_numpy(scores: Any, k: int) -> tuple[Any, Any] | None:
+def _top_k_numpy(scores: Tensor, k: int) -> tuple[Array, NDArray[np.int64]] | None:
     """``top_k`` as NumPy arrays (float32 values, int64 ids), or None where torch's is used."""
-    import numpy as np
-
     rows = _numpy_rows(scores)
     width = scores.shape[-1]
     if rows is None or k > _GROUPS // 4 or k >= width:
@@ -123,7 +138,7 @@ def _top_k_numpy(scores: Any, k: int) -> tuple[Any, Any] | None:
     return values, indices
 
 
-def argmax(scores: Any) -> Any:
+def argmax(scores: Tensor) -> Tensor:
     """``scores.argmax(dim=-1)`` (the first maximum of each row; NaN counts as the maximum), through
     NumPy on a CPU: torch's CPU argmax takes ~70 µs over 51,200 entries, NumPy's ~3 µs."""
     import torch
@@ -141,82 +156,156 @@ def overflows_float32(magnitude: float, divisor: float) -> bool:
     """Whether ``magnitude / divisor`` (a score over a temperature) overflows float32, where the
     scores are divided: the divisor itself rounds to 0 there, or the quotient passes the largest
     float32 (with a factor 2 of room for the rounding of either)."""
-    import numpy as np
-
-    return np.float32(divisor) == 0 or magnitude / divisor > _FLOAT32_MAX / 2
+    return bool(np.float32(divisor) == 0) or magnitude / divisor > _FLOAT32_MAX / 2
 
 
 # -- the chain --------------------------------------------------------------------------------------
+class PoolWarper:
+    """A sampling warper that works on candidate scores in NumPy: a ``(rows, width)`` array whose
+    columns are the vocabulary (``ids`` None) or the pool's token ids, -inf for a removed token.
+    At the end of a ``ProcessorChain`` it runs on the pool a top-k left, else on the whole row.
+    Subclasses set ``truncates`` when they only remove tokens (the rest keep their scores)."""
+
+    truncates = False
+
+    def warp(self, values: Array, ids: NDArray[np.int64] | None, input_ids: Tensor) -> Array:
+        raise NotImplementedError
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        """As a transformers processor: on the whole row (float32 on a CPU in place, else a copy)."""
+        import torch
+
+        view = _numpy_view(scores)
+        if view is not None:
+            self.warp(view, None, input_ids)
+            return scores
+        array = scores.detach().cpu().numpy().copy()
+        return torch.from_numpy(self.warp(array, None, input_ids)).to(device=scores.device, dtype=scores.dtype)
+
+
+_COMPACT_WIDTH = 4096
+"""A whole row wider than this is cut down to its finite entries before the next pool warper."""
+
+
 class ProcessorChain(list):
     """Logits processors applied in order, as ``LogitsProcessorList`` applies them, minus the
     ``inspect.signature`` it runs on every processor at every step (~0.1 ms each): processors
     here take (input_ids, scores) only.
 
-    ``warpers_from`` marks where sampling's warpers (temperature, top-k, top-p) begin: ``base``
-    is the chain before them (the scores every allowed token keeps), ``warpers`` the rest."""
+    ``warpers_from`` marks where sampling's warpers (temperature, top-k, top-p …) begin: ``base``
+    is the chain before them (the scores every allowed token keeps), ``warpers`` the rest.
+    Processors with a ``step`` attribute share the chain's ``StepCache``."""
 
     warpers_from: int | None = None
     """Index of the first warper; None: the chain has none."""
 
-    @property
-    def base(self) -> "ProcessorChain":
-        return self if self.warpers_from is None else ProcessorChain(self[:self.warpers_from])
+    def __init__(self, processors: list | tuple = (), cache: StepCache | None = None):
+        super().__init__(processors)
+        self.cache = cache if cache is not None else StepCache()
+        for processor in self:
+            self._attach(processor)
+
+    def _attach(self, processor: object) -> None:
+        if hasattr(processor, "step"):
+            processor.step = self.cache
+
+    def append(self, processor: object) -> None:
+        self._attach(processor)
+        super().append(processor)
+
+    def _part(self, start: int | None, stop: int | None) -> ProcessorChain:
+        return ProcessorChain(self[start:stop], cache=self.cache)
 
     @property
-    def warpers(self) -> "ProcessorChain":
-        return ProcessorChain() if self.warpers_from is None else ProcessorChain(self[self.warpers_from:])
+    def base(self) -> ProcessorChain:
+        return self if self.warpers_from is None else self._part(None, self.warpers_from)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        global _step_ids
-        _step_ids = (input_ids, None)  # converted once, by the first processor that needs it
+    @property
+    def warpers(self) -> ProcessorChain:
+        return ProcessorChain(cache=self.cache) if self.warpers_from is None else self._part(self.warpers_from, None)
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        self.cache.clear()
+        self.cache.ids = input_ids  # converted once, by the first processor that needs it
         try:
             for processor in self:
                 scores = processor(input_ids, scores)
         finally:
-            _step_ids = (None, None)
+            self.cache.clear()
         return scores
 
-    def pool(self, input_ids: Any, scores: Any) -> tuple[Any, Any]:
-        """(scores, None) as ``__call__`` gives them, or, when the last processor is a top-k that
-        can say so, (pool scores, pool token ids): the only tokens left with a finite score, all
-        others -inf. Sampling from the pool is sampling from the full scores."""
-        last = self[-1] if self else None
-        if not hasattr(last, "pool"):
-            return self(input_ids, scores), None
-        scores = ProcessorChain(self[:-1])(input_ids, scores)
-        pooled = last.pool(input_ids, scores)
-        return pooled if pooled is not None else (last(input_ids, scores), None)
+    def pool(self, input_ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(scores, None) as ``__call__`` gives them, or, when a top-k that can say so comes
+        before the trailing pool warpers, (pool scores, pool token ids): the only tokens left
+        with a finite score, all others -inf. Sampling from the pool is sampling from the full
+        scores. Pool warpers behind no top-k run on the whole row, which is then cut down to its
+        finite entries (a pool) once it is mostly -inf."""
+        end = len(self)
+        while end and isinstance(self[end - 1], PoolWarper):
+            end -= 1
+        tail = list(self[end:])
+        last = self[end - 1] if end else None
+        pooled = None
+        if hasattr(last, "pool"):
+            scores = self._part(None, end - 1)(input_ids, scores)
+            pooled = last.pool(input_ids, scores)
+            if pooled is None:
+                scores = last(input_ids, scores)
+        else:
+            scores = self._part(None, end)(input_ids, scores)
+        if not tail:
+            return pooled if pooled is not None else (scores, None)
+        return _warp_pool(tail, input_ids, scores, pooled)
+
+
+def _warp_pool(warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor,
+               pooled: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor | None]:
+    """The pool warpers over a pool (or the whole row), in NumPy; torch tensors back."""
+    import torch
+
+    device, dtype = scores.device, scores.dtype
+    if pooled is not None:
+        values = pooled[0].detach().cpu().numpy().copy()
+        ids: NDArray[np.int64] | None = pooled[1].detach().cpu().numpy()
+    else:
+        view = _numpy_view(scores)
+        values = view if view is not None else scores.detach().cpu().numpy().copy()
+        ids = None
+    for warper in warpers:
+        if ids is None and values.shape[-1] > _COMPACT_WIDTH:
+            keep = np.flatnonzero(np.isfinite(values).any(axis=0))
+            if len(keep) * 4 < values.shape[-1]:
+                values = np.ascontiguousarray(values[:, keep])
+                ids = np.broadcast_to(keep, values.shape).copy()
+        values = warper.warp(values, ids, input_ids)
+    out = torch.from_numpy(values).to(device=device, dtype=dtype)
+    if ids is None:
+        return out, None
+    return out, torch.from_numpy(ids).to(device=device)
 
 
 # -- processors -------------------------------------------------------------------------------------
-_step_ids: tuple[Any, Any] = (None, None)
-"""(input_ids, a NumPy copy of it or None) while a ``ProcessorChain`` runs one step: the
-incremental processors of the step convert the sequences once between them (~10 µs each after a
-forward pass). Read and replaced as one tuple, so another thread's step never matches; cleared
-when the chain returns, so a caller changing ``input_ids`` in place between steps is safe."""
-
-
-class _Incremental:
+class Incremental:
     """Follows the sequences a processor is called with, one new column per call.
 
     ``_advance`` returns (True, every row's tokens) the first time and whenever the input is not
     the previous one plus one column (another batch or length, or different earlier tokens: the
     caller started over), else (False, each row's one new token). The check compares the input
-    with a copy of the previous one (a few µs for a few hundred tokens).
+    with a copy of the previous one (a few µs for a few hundred tokens). In a chain, the
+    conversion of the sequences is made once a step for all its processors (``step``).
     """
 
     def __init__(self) -> None:
-        self._previous: Any = None
+        self._previous: NDArray[np.int64] | None = None
+        self.step: StepCache | None = None
 
-    def _advance(self, input_ids: Any) -> tuple[bool, list[list[int]]]:
-        import numpy as np
-
-        global _step_ids
-        tensor, ids = _step_ids
-        if tensor is not input_ids or ids is None:
+    def _advance(self, input_ids: Tensor) -> tuple[bool, list[list[int]]]:
+        step = self.step
+        ids = step.ids_numpy if step is not None and step.ids is input_ids else None
+        if ids is None:
             ids = input_ids.detach().cpu().numpy().copy()  # a copy: kept as the next call's previous
-            if tensor is input_ids:
-                _step_ids = (tensor, ids)
+            if step is not None and step.ids is input_ids:
+                step.ids_numpy = ids
         previous, self._previous = self._previous, ids
         if (previous is not None and ids.shape[0] == previous.shape[0] and ids.shape[-1] == previous.shape[-1] + 1
                 and np.array_equal(ids[:, :-1], previous)):
@@ -224,7 +313,7 @@ class _Incremental:
         return True, ids.tolist()
 
 
-class RepetitionPenalty(_Incremental):
+class RepetitionPenalty(Incremental):
     """transformers' ``RepetitionPenaltyLogitsProcessor(penalty)``: every token already in a row
     has its score divided by ``penalty`` (multiplied where it is negative). The same scores.
 
@@ -242,11 +331,11 @@ class RepetitionPenalty(_Incremental):
         self.penalty = penalty
         self._seen: list[set[int]] = []
         self._positions: list[int] = []
-        self._index: Any = None
-        self._flat: Any = None
+        self._index: Tensor | None = None
+        self._flat: NDArray[np.int64] | None = None
         self._vocab = 0
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         import torch
 
         rebuilt, new = self._advance(input_ids)
@@ -272,9 +361,8 @@ class RepetitionPenalty(_Incremental):
             self._index = self._flat = None  # rebuilt below, for the path that runs
         if not self._positions:
             return scores
-        array = _numpy_view(scores)
+        array = _numpy_view(scores, self.step)
         if array is not None:
-            import numpy as np
 
             if self._flat is None:
                 self._flat = np.array(self._positions, dtype=np.int64)
@@ -294,7 +382,7 @@ class RepetitionPenalty(_Incremental):
         return scores
 
 
-class NoRepeatNGram(_Incremental):
+class NoRepeatNGram(Incremental):
     """transformers' ``NoRepeatNGramLogitsProcessor(ngram_size)``: a token that would complete
     an n-gram already in the row (the prompt included) gets -inf. The same scores.
 
@@ -312,7 +400,7 @@ class NoRepeatNGram(_Incremental):
         self._followers: list[dict[tuple[int, ...], set[int]]] = []
         self._tails: list[list[int]] = []
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         import torch
 
         n = self.ngram_size
@@ -338,7 +426,7 @@ class NoRepeatNGram(_Incremental):
                     rows.append(row)
                     banned.append(token)
         if banned:
-            array = _numpy_view(scores)
+            array = _numpy_view(scores, self.step)
             if array is not None:
                 array[rows, banned] = -float("inf")
                 return scores
@@ -356,12 +444,13 @@ class MinNewTokens:
     def __init__(self, prompt_length: int, min_new_tokens: int, eos_token_id: int | list[int]):
         self.prompt_length = prompt_length
         self.min_new_tokens = min_new_tokens
+        self.step: StepCache | None = None
         self.eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         if input_ids.shape[-1] - self.prompt_length < self.min_new_tokens:
             vocab = scores.shape[-1]
-            array = _numpy_view(scores)
+            array = _numpy_view(scores, self.step)
             for eos in self.eos_ids:
                 if 0 <= eos < vocab:
                     if array is not None:
@@ -389,7 +478,7 @@ class TopK:
         self.k = self.inner.top_k
         self.temperature = TemperatureLogitsWarper(temperature) if temperature != 1.0 else None
 
-    def _survivors(self, scores: Any) -> tuple[Any, Any] | None:
+    def _survivors(self, scores: Tensor) -> tuple[Tensor, Tensor] | None:
         """The k best (scores, ids), largest first, the temperature applied, or None when the
         k-th score is tied with the next (top-k then keeps more than k) or k covers the vocabulary."""
         import torch
@@ -399,8 +488,6 @@ class TopK:
             return None
         found = _top_k_numpy(scores, k + 1)
         if found is not None:  # the division and the tie check in NumPy: no torch call
-            import numpy as np
-
             kept, ids = found
             if self.temperature is not None:  # float32 / float32, rounded as torch's ``scores / t``
                 with np.errstate(over="ignore"):  # a tiny temperature overflows to inf, as torch's does
@@ -415,16 +502,16 @@ class TopK:
             return None
         return kept[:, :k], ids[:, :k]
 
-    def _full_row(self, scores: Any) -> Any:
+    def _full_row(self, scores: Tensor) -> Tensor:
         """transformers' own warpers over the whole row (the fallback)."""
         if self.temperature is not None:
             scores = self.temperature(None, scores)
         return self.inner(None, scores)
 
-    def pool(self, input_ids: Any, scores: Any) -> tuple[Any, Any] | None:
+    def pool(self, input_ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor] | None:
         return self._survivors(scores)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         survivors = self._survivors(scores)
         if survivors is None:
             return self._full_row(scores)
@@ -444,7 +531,7 @@ class TopKThenTopP(TopK):
         super().__init__(k, temperature)
         self.top_p = TopPLogitsWarper(p)
 
-    def pool(self, input_ids: Any, scores: Any) -> tuple[Any, Any] | None:
+    def pool(self, input_ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor] | None:
         survivors = self._survivors(scores)
         if survivors is None:
             return None
@@ -452,13 +539,14 @@ class TopKThenTopP(TopK):
         filtered = self._top_p(kept)
         return (filtered, ids) if filtered is not None else None
 
-    def _top_p(self, kept: Any) -> Any:
+    def _top_p(self, kept: Tensor) -> Tensor | None:
         """``TopPLogitsWarper`` over the survivors (largest first): the same arithmetic, or None
         when a score it removes equals one it keeps. One difference remains: the probabilities
         are summed over the k survivors, not the whole row, so a cumulative probability within a
         rounding error (one float32 unit) of 1 - p can fall on the other side of it and keep one
         token more or less than transformers would. That needs a cumulative probability to land
-        within that unit of 1 - p: rare, but a review found such cases by searching for them. Which of equal scores fall at the boundary
+        within that unit of 1 - p: rare, but a review found such cases by searching for them. Which of
+        equal scores fall at the boundary
         follows the tie order of torch's (unstable) sort of the whole row, which the survivors
         cannot reproduce; the caller then runs transformers' warper over the row.
 
@@ -483,14 +571,14 @@ class TopKThenTopP(TopK):
             out[row, k - count:] = self.top_p.filter_value
         return out
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         pooled = self.pool(input_ids, scores)
         if pooled is None:
             return self.top_p(input_ids, self._full_row(scores))
         return _spread(scores, *pooled)
 
 
-def _spread(scores: Any, values: Any, ids: Any) -> Any:
+def _spread(scores: Tensor, values: Tensor, ids: Tensor) -> Tensor:
     """A row of -inf the shape of ``scores`` with ``values`` at ``ids``."""
     import torch
 
@@ -499,5 +587,5 @@ def _spread(scores: Any, values: Any, ids: Any) -> Any:
 
 numpy_view = _numpy_view
 
-__all__ = ["MinNewTokens", "NoRepeatNGram", "ProcessorChain", "RepetitionPenalty", "TopK", "TopKThenTopP",
-           "argmax", "numpy_view", "overflows_float32", "top_k"]
+__all__ = ["Incremental", "MinNewTokens", "NoRepeatNGram", "PoolWarper", "ProcessorChain", "RepetitionPenalty",
+           "StepCache", "TopK", "TopKThenTopP", "argmax", "numpy_view", "overflows_float32", "top_k"]

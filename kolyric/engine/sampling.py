@@ -13,17 +13,34 @@ ranking is a draw from the distribution restricted to the subset: the whole-word
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kolyric.engine import penalties, samplers
 from kolyric.engine import processors as lean
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessor, PreTrainedTokenizerBase
+
+    from kolyric.engine.settings import DecodingSettings
 
 NUMPY_DRAWS = True
 """Draw CPU float32 rows in NumPy (False: torch's way everywhere, as on a GPU; the tests compare)."""
 
 
-def processor_chain(settings: Any, prompt_len: int, constraint_state: Any, eos_id: int | None) -> lean.ProcessorChain:
-    """The logits processors of a decoding step, in ``generate``'s order: repetition penalty, no-repeat
-    n-grams, minimum length, the lyric constraints, then (sampling) the warpers."""
+def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_state: LogitsProcessor | None,
+                    eos_id: int | None, tokenizer: PreTrainedTokenizerBase | None = None) -> lean.ProcessorChain:
+    """The logits processors of a decoding step, in the one order kolyric applies them (README,
+    "Decoding"):
+
+    base (every strategy): 1 repetition penalty, 2 no-repeat n-grams, 3 DRY, 4 phrase bias,
+    5 minimum length, 6 lyric constraints;
+    warpers (sampling): 7 top-nσ (it reads the whole row), 8 temperature and top-k, 9 top-p
+    (after a dynamic temperature when that is on: 8b), 10 min-p, 11 typical-p, 12 epsilon,
+    13 eta, 14 XTC, 15 mirostat v2.
+
+    A fixed temperature commutes with top-k, so 8 is transformers' temperature-then-top-k.
+    DRY and phrase bias read token texts: they need the ``tokenizer``.
+    """
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
     # kolyric.engine.processors' exact equivalents of transformers' processors where those
@@ -34,23 +51,59 @@ def processor_chain(settings: Any, prompt_len: int, constraint_state: Any, eos_i
         procs.append(lean.RepetitionPenalty(float(settings.repetition_penalty)))
     if settings.no_repeat_ngram_size > 0:
         procs.append(lean.NoRepeatNGram(settings.no_repeat_ngram_size))
+    if settings.dry_multiplier > 0 or settings.bias:
+        if tokenizer is None:
+            raise ValueError("DRY and phrase bias read token texts: processor_chain needs the tokenizer")
+        texts = penalties.vocab_texts(tokenizer)
+        if settings.dry_multiplier > 0:
+            procs.append(penalties.Dry(settings.dry_multiplier, settings.dry_base, settings.dry_allowed_length,
+                                       penalties.breaker_ids(texts, settings.dry_breakers)))
+        if settings.bias:
+            procs.append(penalties.PhraseBias(settings.bias, texts))
     if settings.min_length > 0 and eos_id is not None:
         procs.append(lean.MinNewTokens(prompt_len, settings.min_length, eos_id))
     if constraint_state is not None:
         procs.append(constraint_state.processor)
     procs.warpers_from = len(procs)
     if settings.strategy == "sample":
-        temperature = settings.temperature
-        if settings.top_k > 0 and settings.top_p < 1.0:  # top-p sorts only the top-k survivors
-            procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p, temperature))
-        elif settings.top_k > 0:  # the temperature divides only the survivors
-            procs.append(lean.TopK(settings.top_k, temperature))
-        else:
-            if temperature != 1.0:
-                procs.append(TemperatureLogitsWarper(temperature))
-            if settings.top_p < 1.0:
-                procs.append(TopPLogitsWarper(settings.top_p))
+        _warpers(procs, settings, TemperatureLogitsWarper, TopPLogitsWarper)
     return procs
+
+
+def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature_warper: type,
+             top_p_warper: type) -> None:
+    dynamic = settings.dynatemp_range > 0
+    temperature = 1.0 if dynamic else settings.temperature
+    top_p_first = settings.top_p < 1.0 and not dynamic  # else it follows the dynamic temperature
+    if settings.top_n_sigma > 0:
+        procs.append(samplers.TopNSigma(settings.top_n_sigma))
+    if settings.top_k > 0 and top_p_first:  # top-p sorts only the top-k survivors
+        procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p, temperature))
+    elif settings.top_k > 0:  # the temperature divides only the survivors
+        procs.append(lean.TopK(settings.top_k, temperature))
+    else:
+        if temperature != 1.0:
+            procs.append(temperature_warper(temperature))
+        if top_p_first:
+            procs.append(top_p_warper(settings.top_p))
+    if dynamic:
+        procs.append(samplers.DynamicTemperature(settings.temperature, settings.dynatemp_range,
+                                                 settings.dynatemp_exponent))
+        if settings.top_p < 1.0:
+            procs.append(samplers.TopP(settings.top_p))
+    if settings.min_p > 0:
+        procs.append(samplers.MinP(settings.min_p))
+    if settings.typical_p < 1.0:
+        procs.append(samplers.TypicalP(settings.typical_p))
+    if settings.epsilon > 0:
+        procs.append(samplers.EpsilonCutoff(settings.epsilon))
+    if settings.eta > 0:
+        procs.append(samplers.EtaCutoff(settings.eta))
+    if settings.xtc_probability > 0:
+        procs.append(samplers.XTC(settings.xtc_probability, settings.xtc_threshold,
+                                  int(settings.seed or 0), rows=settings.n))
+    if settings.mirostat_tau > 0:
+        procs.append(samplers.MirostatV2(settings.mirostat_tau, settings.mirostat_eta))
 
 
 def sample(procs: Any, seqs: Any, logits: Any, rngs: list, eos_id: int, races: list | None = None) -> Any:

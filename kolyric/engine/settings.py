@@ -12,105 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from kolyric.engine import settings_lists
+from kolyric.engine.fields import (_SHOWN_CHARS, MAX_NUMBER_CHARS, FieldSpec, OversizedNumber, coerce, json_int,
+                                   parse_float, parse_int, shown)
 
 Strategy = Literal["greedy", "beam", "sample"]
 STRATEGIES: tuple[str, ...] = ("greedy", "beam", "sample")
 MAX_SEED = 2**32 - 1
-MAX_NUMBER_CHARS = 100
-"""Longest text read as a number. Anything longer is outside every range here, and converting
-it could hit Python's 4,300-digit limit (a ValueError about int conversion instead of the
-range message): its size is checked first."""
-_SHOWN_CHARS = 60
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """The type and valid range of one control, with a line of help."""
-
-    name: str
-    kind: type  # int, float, str, bool; tuple: a list of strings; dict: phrase -> number
-    help: str
-    low: float | None = None  # for dict: the range of each number
-    high: float | None = None
-    low_open: bool = False  # True: the value must be strictly above `low`
-    choices: tuple[str, ...] | None = None
-    optional: bool = False  # None allowed (seed: None = a fresh random seed)
-    max_items: int = 0  # tuple and dict: most entries
-    max_chars: int = 0  # tuple and dict: longest string
-
-    @property
-    def textual(self) -> bool:
-        """A list or phrase-bias field (its text form: items separated by ``|``)."""
-        return self.kind in (tuple, dict)
-
-    def describe_range(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.kind is bool:
-            return "true or false (on/off)"
-        if self.kind is tuple:
-            return (f"a list of at most {self.max_items} non-empty strings of at most {self.max_chars} "
-                    "characters (text: separated by |)")
-        if self.kind is dict:
-            return (f"at most {self.max_items} phrase=number pairs (text: separated by |), phrases of at most "
-                    f"{self.max_chars} characters, each number in [{_fmt(self.low)}, {_fmt(self.high)}]")
-        kind = "an integer" if self.kind is int else "a number"
-        if self.low is not None and self.high is not None:
-            left = "(" if self.low_open else "["
-            text = f"{kind} in {left}{_fmt(self.low)}, {_fmt(self.high)}]"
-        elif self.low is not None:
-            text = f"{kind} {'>' if self.low_open else '>='} {_fmt(self.low)}"
-        else:
-            text = kind
-        if self.optional:
-            text += ", or empty for a random seed"
-        return text
-
-    def contains(self, value: float) -> bool:
-        low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        return not low_bad and not (self.high is not None and value > self.high)
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-@dataclass(frozen=True)
-class OversizedNumber:
-    """A number whose text is too long to convert (JSON allows any length). Never in range."""
-
-    digits: int
-
-    def __repr__(self) -> str:
-        return f"a {self.digits}-digit number"
-
-
-def json_int(text: str) -> int | OversizedNumber:
-    """``json.loads(parse_int=json_int)``: an integer, or an OversizedNumber past MAX_NUMBER_CHARS."""
-    return int(text) if len(text) <= MAX_NUMBER_CHARS else OversizedNumber(len(text.lstrip("-")))
-
-
-def shown(value: Any) -> str:
-    """A value as a message quotes it: its repr, shortened, and never a conversion error.
-
-    ``repr`` of an integer over 4,300 digits raises ValueError, and a 5,000-character value
-    would bury the message.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
-        return f"{value[:_SHOWN_CHARS]!r}… ({len(value)} characters)"
-    try:
-        text = repr(value)
-    except ValueError:  # a container holding a huge integer
-        return f"a {type(value).__name__} holding a number too long to show"
-    return text if len(text) <= 2 * _SHOWN_CHARS else text[:2 * _SHOWN_CHARS] + "…"
-
-
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
@@ -124,6 +36,32 @@ FIELDS: dict[str, FieldSpec] = {
                   0.0, 1e6, low_open=True),
         FieldSpec("repetition_penalty", float, "penalise tokens already in the text (1 = off)", 1.0, 10.0),
         FieldSpec("no_repeat_ngram_size", int, "never repeat an n-gram of this size (0 = off)", 0, 10),
+        FieldSpec("min_p", float, "remove tokens less likely than min_p times the most likely one (0 = off)",
+                  0.0, 1.0),
+        FieldSpec("typical_p", float, "locally typical sampling: keep the tokens whose surprise is closest to "
+                  "the expected one, up to this probability (1 = off)", 0.0, 1.0, low_open=True),
+        FieldSpec("epsilon", float, "epsilon cutoff: remove tokens with a probability below this (0 = off)", 0.0, 0.5),
+        FieldSpec("eta", float, "eta cutoff: like epsilon, lowered where the distribution is flat (0 = off)",
+                  0.0, 0.5),
+        FieldSpec("top_n_sigma", float, "keep the tokens within n standard deviations of the best score (0 = off)",
+                  0.0, 10.0),
+        FieldSpec("xtc_probability", float, "XTC: chance at each token of excluding the top choices (0 = off)",
+                  0.0, 1.0),
+        FieldSpec("xtc_threshold", float, "XTC: tokens at least this likely are top choices (all but the least "
+                  "likely of them are excluded)", 0.0, 0.5),
+        FieldSpec("dry_multiplier", float, "DRY: penalty on a token that extends a repeat of earlier text "
+                  "(0 = off)", 0.0, 10.0),
+        FieldSpec("dry_base", float, "DRY: the penalty grows by this factor per repeated token", 1.0, 10.0),
+        FieldSpec("dry_allowed_length", int, "DRY: repeats up to this many tokens long cost nothing", 1, 50),
+        FieldSpec("dry_breakers", tuple, "DRY: a repeat never runs across a token holding one of these",
+                  max_items=32, max_chars=16),
+        FieldSpec("dynatemp_range", float, "dynamic temperature: the temperature moves within ± this by the "
+                  "step's entropy (0 = off)", 0.0, 10.0),
+        FieldSpec("dynatemp_exponent", float, "dynamic temperature: exponent on the normalised entropy",
+                  0.0, 10.0, low_open=True),
+        FieldSpec("mirostat_tau", float, "mirostat v2: target surprise in bits per token (0 = off)", 0.0, 20.0),
+        FieldSpec("mirostat_eta", float, "mirostat v2: how fast its threshold follows the target", 0.0, 1.0,
+                  low_open=True),
         FieldSpec("min_length", int, "new tokens before the end token is allowed", 0, 1024),
         FieldSpec("max_length", int, "most new tokens to generate", 1, 1024),
         FieldSpec("seed", int, "random seed; the same seed and settings give the same text", 0, MAX_SEED,
@@ -157,9 +95,8 @@ class Problem:
         value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else shown(self.value)
         if isinstance(value, float) and not math.isfinite(value):
             value = repr(value)
-        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-            value = shown(value)
-        elif isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        elif ((isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64)
+              or (isinstance(value, str) and len(value) > _SHOWN_CHARS)):
             value = shown(value)
         return {"field": self.field, "value": value, "message": self.message,
                 "valid": spec.describe_range() if spec else None}
@@ -191,6 +128,36 @@ class DecodingSettings:
     """Tokens already present are made less likely by this factor; 1 turns it off."""
     no_repeat_ngram_size: int = 0
     """No n-gram of this many tokens appears twice; 0 turns it off."""
+    min_p: float = 0.0
+    """Min-p: tokens below min_p times the best token's probability are removed; 0 turns it off."""
+    typical_p: float = 1.0
+    """Locally typical sampling's mass; 1 turns it off."""
+    epsilon: float = 0.0
+    """Epsilon cutoff (an absolute probability floor); 0 turns it off."""
+    eta: float = 0.0
+    """Eta cutoff (an entropy-scaled floor); 0 turns it off."""
+    top_n_sigma: float = 0.0
+    """Top-nσ: scores more than n standard deviations below the best are removed; 0 turns it off."""
+    xtc_probability: float = 0.0
+    """XTC: the chance per token of excluding the top choices; 0 turns it off."""
+    xtc_threshold: float = 0.1
+    """XTC: the probability that makes a token a top choice."""
+    dry_multiplier: float = 0.0
+    """DRY's penalty multiplier; 0 turns it off."""
+    dry_base: float = 1.75
+    """DRY: growth of the penalty per token of a repeat beyond the allowed length."""
+    dry_allowed_length: int = 2
+    """DRY: the longest repeat (in tokens) left unpenalised."""
+    dry_breakers: tuple[str, ...] = ("\n", ":", "\"", "*")
+    """DRY: a repeat is never matched across a token whose text holds one of these."""
+    dynatemp_range: float = 0.0
+    """Dynamic temperature: the temperature spans temperature ± this; 0 turns it off."""
+    dynatemp_exponent: float = 1.0
+    """Dynamic temperature: the exponent on the normalised entropy."""
+    mirostat_tau: float = 0.0
+    """Mirostat v2's target surprise (bits per token); 0 turns it off."""
+    mirostat_eta: float = 0.1
+    """Mirostat v2's learning rate."""
     min_length: int = 0
     """New tokens that must be generated before the end token may be chosen."""
     max_length: int = 40
@@ -229,7 +196,7 @@ class DecodingSettings:
 
     # -- construction from untyped input (CLI strings, TOML, JSON, form fields) --------------
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: "DecodingSettings | None" = None) -> "DecodingSettings":
+    def from_dict(cls, values: Mapping[str, Any], base: DecodingSettings | None = None) -> DecodingSettings:
         """Coerce and validate ``values`` over ``base`` (default: the class defaults).
 
         Raises SettingsError listing every unknown field, bad type and out-of-range value.
@@ -248,7 +215,7 @@ class DecodingSettings:
                     continue
                 merged[key] = value
                 continue
-            ok, value = _coerce(spec, raw)
+            ok, value = coerce(spec, raw)
             if not ok:
                 problems.append(Problem(key, raw, f"must be {spec.describe_range()}, got {shown(raw)}"))
                 continue
@@ -260,7 +227,7 @@ class DecodingSettings:
             raise SettingsError(problems)
         return cls(**merged)
 
-    def replace(self, **changes: Any) -> "DecodingSettings":
+    def replace(self, **changes: Any) -> DecodingSettings:
         return DecodingSettings.from_dict(changes, base=self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,10 +244,16 @@ class DecodingSettings:
         """Controls that are set but have no effect under this strategy (shown, not errors)."""
         out = []
         if self.strategy != "sample":
-            for name, neutral in (("temperature", 1.0), ("top_k", 50), ("top_p", 1.0)):
-                if getattr(self, name) != neutral:
+            defaults = _defaults()
+            for name in SAMPLING_ONLY:
+                if getattr(self, name) != defaults[name]:
                     out.append(f"{name} only applies to sampling; strategy is {self.strategy}")
         return out
+
+
+SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta", "top_n_sigma",
+                 "xtc_probability", "dynatemp_range", "mirostat_tau")
+"""Controls that only the sampling strategy reads (the penalties, bias, stop and ban apply to all)."""
 
 
 def _defaults() -> dict[str, Any]:
@@ -292,71 +265,6 @@ def _coerce_textual(spec: FieldSpec, raw: Any) -> tuple[Any, str]:
     if spec.kind is dict:
         return settings_lists.coerce_bias(raw, spec.max_items, spec.max_chars, spec.low, spec.high)
     return settings_lists.coerce_strings(raw, spec.max_items, spec.max_chars)
-
-
-_TRUE = ("true", "on", "yes", "1", "keep")
-_FALSE = ("false", "off", "no", "0", "trim")
-
-
-def _coerce(spec: FieldSpec, raw: Any) -> tuple[bool, Any]:
-    """Turn raw input into the field's type; (False, None) when it cannot be."""
-    if spec.kind is bool:
-        if isinstance(raw, bool):
-            return True, raw
-        word = raw.strip().lower() if isinstance(raw, str) else None
-        return (True, word in _TRUE) if word in _TRUE + _FALSE else (False, None)
-    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "random")):
-        return (True, None) if spec.optional else (False, None)
-    if isinstance(raw, bool):  # bool is an int subclass; True is never a valid count
-        return False, None
-    if spec.kind is str:
-        return (True, raw.strip().lower()) if isinstance(raw, str) else (False, None)
-    if isinstance(raw, str):
-        text = raw.strip()
-        if len(text) > MAX_NUMBER_CHARS:  # out of every range; int() of it could raise another error
-            return False, None
-        try:
-            raw = int(text) if spec.kind is int else float(text)
-        except ValueError:
-            try:
-                raw = float(text)
-            except ValueError:
-                return False, None
-    if spec.kind is int:
-        if isinstance(raw, float):
-            if not math.isfinite(raw) or not raw.is_integer():
-                return False, None
-            raw = int(raw)
-        return (True, raw) if isinstance(raw, int) else (False, None)
-    if isinstance(raw, (int, float)):
-        try:
-            value = float(raw)
-        except OverflowError:  # an integer beyond any float (JSON allows 10**400)
-            return False, None
-        return (True, value) if math.isfinite(value) else (False, None)
-    return False, None
-
-
-def parse_int(raw: Any, low: int, high: int) -> int:
-    """``raw`` (text, as typed, or a number) as an integer in [low, high].
-
-    Raises ValueError("must be an integer in [low, high], got …"): the same words as every
-    decoding control, whatever was given (a 5,000-digit string included). Callers prefix the
-    field's name.
-    """
-    return _parse(FieldSpec("value", int, "", low, high), raw)
-
-
-def parse_float(raw: Any, low: float, high: float, *, low_open: bool = False) -> float:
-    """``raw`` as a finite number in [low, high] (``(low, high]`` with ``low_open``); ValueError as parse_int."""
-    return _parse(FieldSpec("value", float, "", low, high, low_open=low_open), raw)
-
-
-def _parse(spec: FieldSpec, raw: Any) -> Any:
-    ok, value = _coerce(spec, raw)
-    if not ok or value is None or (isinstance(value, float) and not math.isfinite(value)) or not spec.contains(value):
-        raise ValueError(f"must be {spec.describe_range()}, got {shown(raw)}")
-    return value
 
 
 def check(values: Mapping[str, Any]) -> list[Problem]:
@@ -434,6 +342,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "top-p-0.8": {"strategy": "sample", "top_p": 0.8},
     "combined": {"strategy": "sample", "repetition_penalty": 1.5, "no_repeat_ngram_size": 3,
                  "temperature": 0.9, "top_k": 50, "top_p": 0.92},
+    # for lyrics: min-p keeps sampling coherent at a temperature that makes word choices fresh
+    "lyrics-min-p": {"strategy": "sample", "top_k": 0, "temperature": 1.3, "min_p": 0.1},
+    # DRY instead of a hard no-repeat rule: a refrain may come back, a phrase looping on does not
+    "lyrics-dry": {"strategy": "sample", "temperature": 0.9, "top_k": 50, "top_p": 0.92, "repetition_penalty": 1.1,
+                   "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2},
+    "lyrics-xtc": {"strategy": "sample", "top_k": 0, "temperature": 1.0, "min_p": 0.05, "xtc_probability": 0.5,
+                   "xtc_threshold": 0.1, "dry_multiplier": 0.8},
+    "mirostat": {"strategy": "sample", "top_k": 0, "mirostat_tau": 5.0, "mirostat_eta": 0.1},
 }
 DEFAULT_PRESET = "combined"
 
@@ -444,3 +360,8 @@ def preset(name: str, **overrides: Any) -> DecodingSettings:
     if key not in PRESETS:
         raise SettingsError([Problem("preset", name, f"unknown preset; one of {', '.join(PRESETS)}")])
     return DecodingSettings.from_dict({**PRESETS[key], **overrides})
+
+
+__all__ = ["DEFAULT_PRESET", "FIELDS", "MAX_NUMBER_CHARS", "MAX_SEED", "PRESETS", "SAMPLING_ONLY", "STRATEGIES",
+           "DecodingSettings", "FieldSpec", "OversizedNumber", "Problem", "SettingsError", "Strategy", "check",
+           "json_int", "parse_float", "parse_int", "preset", "shown", "text_form"]

@@ -142,7 +142,7 @@ class Generator:
 
     # -- greedy and sampling ----------------------------------------------------------------------
     def _processors(self, settings: DecodingSettings, prompt_len: int, constraint_state: Any) -> Any:
-        return sampling.processor_chain(settings, prompt_len, constraint_state, self.eos_id)
+        return sampling.processor_chain(settings, prompt_len, constraint_state, self.eos_id, self.tokenizer)
 
     def _max_new(self, request: GenerationRequest, settings: DecodingSettings) -> int:
         """The new-token limit: ``settings.max_length``, or for a constrained request whose

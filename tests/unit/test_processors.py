@@ -249,5 +249,5 @@ def test_the_chain_shares_the_sequences_between_incremental_processors():
         for processor in theirs:
             expected = processor(ids, expected)
         assert torch.equal(chain(ids, scores.clone()), expected)
-        assert lean._step_ids == (None, None)  # cleared once the step is done
+        assert chain.cache.ids is None and chain.cache.view is None  # emptied once the step is done
         ids = torch.cat([ids, torch.tensor([[rng.randrange(50)], [rng.randrange(50)]])], dim=1)
