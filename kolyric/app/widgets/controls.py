@@ -26,7 +26,7 @@ from textual.widgets import Input, Label, Select, Static
 from kolyric.app.guard import Guarded
 from kolyric.app.messages import PresetChosen, SettingsChanged
 from kolyric.app.widgets.fields import FieldRow, ProblemsBox
-from kolyric.engine.constraints import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
+from kolyric.engine.lyric.spec import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
 from kolyric.engine.settings import (FIELDS, PRESETS, DecodingSettings, FieldSpec, Problem, SettingsError, preset,
                                      text_form)
 from kolyric.korean import RhymeOptions
