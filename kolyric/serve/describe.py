@@ -12,6 +12,11 @@ from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSet
 from kolyric.serve.schema import REQUEST_FIELDS, Limits
 
 
+_JSON_TYPES: dict[type, str] = {int: "integer", float: "number", str: "string", bool: "boolean",
+                                tuple: "array of strings", dict: "object of phrase: number"}
+"""How each kind of control is written in a request body."""
+
+
 def constraint_fields() -> dict[str, Any]:
     """The lyric constraint fields and their defaults."""
     from kolyric.engine.lyric.spec import LyricConstraints
@@ -31,10 +36,11 @@ def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "settings": {
             name: {
-                "type": spec.kind.__name__, "help": spec.help, "valid": spec.describe_range(),
-                "low": spec.low, "high": spec.high, "low_open": spec.low_open,
+                "type": _JSON_TYPES.get(spec.kind, spec.kind.__name__), "help": spec.help,
+                "valid": spec.describe_range(), "low": spec.low, "high": spec.high, "low_open": spec.low_open,
                 "choices": list(spec.choices) if spec.choices else None, "optional": spec.optional,
                 "default": defaults.get(name),
+                **({"max_items": spec.max_items, "max_chars": spec.max_chars} if spec.textual else {}),
             }
             for name, spec in FIELDS.items()
         },

@@ -144,6 +144,21 @@ def _choices(spec: FieldSpec) -> tuple[str, ...] | None:
     return SWITCH if spec.kind is bool else spec.choices
 
 
+def restore_settings(base: DecodingSettings, saved: dict[str, object]) -> DecodingSettings:
+    """``saved`` (a draft's decoding controls) over ``base``: every field that is valid on its own
+    is kept, one that is not (another version's field, a value out of range) is left at
+    ``base``'s, so a bad field never loses the rest."""
+    known = {k: v for k, v in saved.items() if k in FIELDS}
+    try:
+        return DecodingSettings.from_dict(known, base=base)
+    except SettingsError as exc:
+        bad = {p.field for p in exc.problems}
+    try:
+        return DecodingSettings.from_dict({k: v for k, v in known.items() if k not in bad}, base=base)
+    except SettingsError:  # a rule across fields (min_length > max_length): the preset as it is
+        return base
+
+
 def problem_text(problem: Any) -> str:
     """A settings ``Problem`` or a ``ConstraintProblem`` as shown under its field."""
     spec = FIELDS.get(problem.field)
@@ -172,7 +187,7 @@ class ControlsPanel(Guarded, VerticalScroll):
     """
 
     def __init__(self, preset_name: str, *, constraints: dict[str, str] | None = None,
-                 id: str | None = None) -> None:
+                 settings: dict[str, object] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         known = {spec.name for spec in CONSTRAINT_FIELDS}
         # the constraint fields as the draft saved them (unknown names from other versions dropped)
@@ -182,6 +197,8 @@ class ControlsPanel(Guarded, VerticalScroll):
             self.settings = preset(preset_name)
         except SettingsError:
             self.settings = preset("combined")
+        if settings:  # the decoding controls a draft saved (settings_values), over the preset
+            self.settings = restore_settings(self.settings, settings)
         self.problems: list[Any] = []  # settings Problems, then ConstraintProblems
         self.rows: dict[str, FieldRow] = {}
         self.constraint_rows: dict[str, FieldRow] = {}
@@ -228,6 +245,11 @@ class ControlsPanel(Guarded, VerticalScroll):
 
     def raw_constraints(self) -> dict[str, Any]:
         return {name: row.raw_value for name, row in self.constraint_rows.items()}
+
+    def settings_values(self) -> dict[str, object]:
+        """The decoding controls in their JSON form (``DecodingSettings.to_dict``): what a draft
+        saves and ``ControlsPanel(settings=…)`` restores."""
+        return self.settings.to_dict()
 
     def changed_constraints(self) -> dict[str, str]:
         """The constraint fields that differ from their defaults, as typed (what a draft saves)."""
