@@ -81,7 +81,7 @@ async def type_keys(pilot, clock: FrameClock, count: int, gap_s: float) -> list[
 
 def report(name: str, latencies: list[float], extra: str = "") -> None:
     ms = sorted(x * 1000 for x in latencies)
-    p95 = ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     worst = max(range(len(latencies)), key=latencies.__getitem__)
     print(f"{name:<16} n={len(ms):<4} p50 {statistics.median(ms):6.1f} ms   p95 {p95:6.1f} ms   "
           f"max {ms[-1]:6.1f} ms (key {worst + 1})   {extra}", flush=True)

@@ -1,4 +1,4 @@
-"""Issue 3: kolyric's own decoding loop (``Generator.stream``) against plain ``model.generate``.
+"""kolyric's own decoding loop (``Generator.stream``) against plain ``model.generate``.
 
 One run on a KoGPT2-shaped model (random weights, vocab 51,200, 12 layers, width 768, fp32,
 CPU): tokens/s and time to first token for greedy, the combined sampling preset and beam 3,

@@ -1,7 +1,7 @@
-"""Issue 8: the int8 CPU path, measured. One run prints:
+"""The int8 CPU path, measured. One run prints:
 
-1. the machine's memory bandwidth as the issue defines it, a large (1 GiB) tensor copy, counting
-   the bytes read and written (STREAM's convention); beside it the stricter figures of the same
+1. the machine's memory bandwidth as a large (1 GiB) tensor copy, counting the bytes read and
+   written (STREAM's convention); beside it the stricter figures of the same
    tensor summed and multiplied by a vector (bytes read), and the copy counting bytes read only
    (half the traffic: a lenient figure). Each precision's roofline is bandwidth / bytes of
    weights one token reads;
@@ -187,7 +187,7 @@ def train_small_model(out: Path, steps: int) -> Path:
 
     from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
 
-    texts = [t for t in nsmc_reviews("train", limit=80000)]
+    texts = list(nsmc_reviews("train", limit=80000))
     labels = _nsmc_labels("train", len(texts))
     texts = [("긍정 " if y else "부정 ") + t for t, y in zip(texts, labels)]
     tokenizer = train_tokenizer(texts, vocab_size=2000, kind="metaspace")
@@ -512,8 +512,8 @@ def speed(args: Any, report: dict) -> list[tuple]:
     steps = forward_steps({label: loaded.model for label, loaded in models.items()}, max(2, args.reps // 2), threads)
     report["forward_step_ms"] = steps
     for label, ms in steps.items():
-        print(f"  {label:18} {ms:7.2f} ms  ({1e3 / ms:6.1f} steps/s, {roof[label] and 1e3 / ms / roof[label] * 100:.0f}% "
-              f"of roofline)")
+        share = roof[label] and 1e3 / ms / roof[label] * 100
+        print(f"  {label:18} {ms:7.2f} ms  ({1e3 / ms:6.1f} steps/s, {share:.0f}% of roofline)")
     print()
     return goals
 

@@ -252,7 +252,8 @@ def word_ends(args: argparse.Namespace) -> int:
             mean = sum(measures) / len(measures) if measures else float("nan")
             elapsed = time.perf_counter() - started
             _, taken, measured = counters.take()
-            print(f"{strategy:<8} {'on' if rule else 'off':<5} {lines:>6} {bound_ends:>5} ({bound_ends / max(1, lines):>4.0%})"
+            print(f"{strategy:<8} {'on' if rule else 'off':<5} {lines:>6} "
+                  f"{bound_ends:>5} ({bound_ends / max(1, lines):>4.0%})"
                   f" {low:>6} ({low / max(1, lines):>4.0%}) {mean:>13.2f} {unsatisfied:>12} {taken:>11} {measured:>9} "
                   f"{elapsed:>6.1f}")
     print()

@@ -19,7 +19,8 @@ from kolyric.engine.loading import DEFAULT_MODEL, load_model, resolve_model_spec
 from tests.conftest import CORPUS_DIR
 
 
-TSV = "text\tpolarity\n너무 재밌다\t긍정\n시간 낭비\t부정\n배우 연기 최고\t1\n별로였다\t0\n그냥 그럼\t\n음악이 좋다\t긍정\n지루함\t부정\n"
+TSV = ("text\tpolarity\n너무 재밌다\t긍정\n시간 낭비\t부정\n배우 연기 최고\t1\n별로였다\t0\n"
+       "그냥 그럼\t\n음악이 좋다\t긍정\n지루함\t부정\n")
 
 
 def eval_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -39,7 +39,7 @@ def verse_run(tmp_path_factory):
 
 
 def test_poems_and_reviews_train_together_with_every_token_covered(verse_run):
-    out, result, events = verse_run
+    _out, result, events = verse_run
     corpus = [e for e in events if e.get("phase") == "corpus" and "train" in e]
     assert "NSMC" in corpus[-1]["message"] and "×2" in corpus[-1]["message"]
     tokenized = [e for e in events if e.get("phase") == "tokenize" and "corpus_tokens" in e][-1]
@@ -95,7 +95,7 @@ def test_sliding_window_scores_every_token_once(verse_run):
     long = "\n\n".join([poem] * 3)  # well past the 64-token window
     ids = loaded.tokenizer.encode(long, add_special_tokens=False)
     assert len(ids) > 64
-    bits, chars, tokens, _ = score_poems(loaded, [long])
+    _bits, chars, tokens, _ = score_poems(loaded, [long])
     assert tokens == len(ids) + 1 and chars == len(long) + 1  # the EOS is a token and a character
     # A text inside the window is scored in one pass: the same as a direct forward pass.
     short = poem.split("\n")[0]

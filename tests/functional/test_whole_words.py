@@ -242,7 +242,7 @@ def test_the_torch_paths_choose_as_the_numpy_paths(gens, monkeypatch):
 
     def lines():
         out = []
-        for kind, gen in gens.items():
+        for gen in gens.values():
             for strategy in ("greedy", "sample"):
                 for seed, prompt in enumerate(PROMPTS[:5]):
                     cand = run(gen, LyricConstraints(syllables=5, lines=2), prompt, strategy, seed).candidates[0]

@@ -227,5 +227,5 @@ def test_names_too_long_for_the_file_system_are_a_message(isolated_config, tmp_p
         for argv, message in cases:
             code, _, err = run_main(["train", *argv])
             assert code == 2 and message in err and "File name too long" in err and "Traceback" not in err, err
-    with pytest.raises(CorpusError, match="cannot read .File name too long"):
+    with pytest.raises(CorpusError, match=r"cannot read .File name too long"):
         read_user_file(tmp_path / f"{long}.txt")

@@ -1,4 +1,4 @@
-"""Issue 16, item 1: `kolyric serve --app` is its owner's only.
+"""`kolyric serve --app` is its owner's only.
 
 The server (kolyric's textual-serve subclass) runs for real on a free 127.0.0.1 port and is
 driven by aiohttp's HTTP and WebSocket client, the way a browser page would, with and without

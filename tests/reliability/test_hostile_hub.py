@@ -1,4 +1,4 @@
-"""Issue 16, item 5: a hub that accepts and never answers (or answers a byte a second) fails
+"""A hub that accepts and never answers (or answers a byte a second) fails
 within the probe's deadline, which covers the whole exchange, not only connecting.
 
 The "hubs" are real sockets on 127.0.0.1 that HF_ENDPOINT points at. Every wait is bounded."""

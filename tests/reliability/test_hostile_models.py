@@ -1,4 +1,4 @@
-"""Issue 16, items 6-8 (model side): lying and damaged models end in one line naming the file.
+"""Lying and damaged models end in one line naming the file.
 
 - a config asking for more parameters than memory holds is refused before anything is allocated;
 - a tokenizer with more ids than the model's embedding has rows is refused at load;
@@ -73,7 +73,7 @@ def flip_a_bit(ckpt: Path, *, smallest: bool = False) -> str:
     with zipfile.ZipFile(ckpt) as archive:
         found = [(info.file_size, by_bytes[data], info) for info in archive.infolist() if "/data/" in info.filename
                  and (data := archive.read(info)) in by_bytes]
-    size, name, info = min(found) if smallest else max(found)
+    _size, name, info = min(found) if smallest else max(found)
     with open(ckpt, "r+b") as f:
         f.seek(info.header_offset + 26)
         name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")

@@ -1,4 +1,4 @@
-"""Issue 16, items 2 and 3: the HTTP API against cross-site posts and slow or many clients.
+"""The HTTP API against cross-site posts and slow or many clients.
 
 Every test runs the real server (uvicorn with kolyric's guarded protocol, ``server_config``) on
 a free 127.0.0.1 port, with a tiny real model, and talks to it over raw sockets where the

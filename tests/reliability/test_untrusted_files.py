@@ -168,5 +168,5 @@ def test_checkpoint_that_does_not_fit_names_missing_unexpected_and_shapes(tiny_m
     assert "transformer.ln_f.weight (7,) vs (64,)" in message
     # tutorial naming (model. prefix) and bare names are both understood: a bare, fitting one loads
     bare = tmp_path / "bare.ckpt"
-    torch.save({k: v for k, v in loaded.model.state_dict().items()}, bare)
+    torch.save(dict(loaded.model.state_dict()), bare)
     assert load_model(str(bare), base=str(tiny_model_dir), device="cpu").kind == "checkpoint"

@@ -117,15 +117,15 @@ def test_recording_controls_mark_reads_on_the_stream_thread_only():
 
     controls = RecordingControls(DecodingSettings(seed=None))
     controls.stream_thread = threading.get_ident()
-    controls.current  # the stream starts
+    _ = controls.current  # the stream starts
     controls.update(DecodingSettings(seed=3))  # the seed it picked, at the same step
-    controls.current
+    _ = controls.current
     controls.steps_done = 6
     controls.update(DecodingSettings(seed=3, temperature=0.5))
     reader = threading.Thread(target=lambda: controls.current)  # the UI reading: no mark
     reader.start()
     reader.join()
-    controls.current
+    _ = controls.current
     assert [(step, s.seed, s.temperature) for step, s in controls.marks()] == [(0, 3, 1.0), (6, 3, 0.5)]
 
 

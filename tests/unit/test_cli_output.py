@@ -1,7 +1,6 @@
-"""The CLI's output (issue 16 item 7, issue 15 item 9): a candidate is printed once, numbered, its
-lines as lines under the number, with its check mark; stdout that cannot be written (`| head`,
-`> /dev/full`) ends quietly or in one line, never a traceback; a mistyped flag gets the closest
-flag under its sub-command's usage."""
+"""The CLI's output: a candidate is printed once, numbered, its lines as lines under the number,
+with its check mark; stdout that cannot be written (`| head`, `> /dev/full`) ends quietly or in
+one line, never a traceback; a mistyped flag gets the closest flag under its sub-command's usage."""
 
 from __future__ import annotations
 
@@ -67,7 +66,7 @@ def test_a_constrained_generate_prints_each_candidate_once(trained_tiny_dir, cap
     out = capsys.readouterr().out
     assert [m.group(1) for m in re.finditer(r"^\[(\d)\] ", out, re.M)] == ["1", "2"]
     for block in re.split(r"^\[\d\] ", out, flags=re.M)[1:]:
-        first, *rest = block.rstrip("\n").split("\n")
+        _first, *rest = block.rstrip("\n").split("\n")
         assert all(text.startswith("    ") for text in rest), block
         assert re.search(r"  (✓.*|✗)$", block.rstrip("\n")), block
     assert main([*args, "--json"]) == 0
