@@ -1,10 +1,12 @@
 """The draft on disk: autosave target, restore on the next launch, quarantine of bad files.
 
-The draft is one JSON file (``draft.json`` in the data directory) holding the lyrics and
-the prompt line. Saves are atomic (temp file + fsync + ``os.replace``), so a killed process
-leaves either the previous draft or the new one, never a torn file. Saves may come from
-several worker threads; each carries a sequence number and a save older than the newest
-written one is skipped, so an old snapshot can never overwrite a newer one.
+The draft is one JSON file (``draft.json`` in the data directory) holding the lyrics, the
+prompt line, the constraint fields and the undo journal; its tree of versions
+(``kolyric.app.tree``) is ``tree.json`` beside it, written first and only when it changed.
+Saves are atomic (temp file + fsync + ``os.replace``), so a killed process leaves either the
+previous draft or the new one, never a torn file. Saves may come from several worker threads;
+each carries a sequence number and a save older than the newest written one is skipped, so an
+old snapshot can never overwrite a newer one.
 
 A file that is not a draft at all is renamed aside. A draft with one field that cannot be read
 (a number of thousands of digits, which ``int()`` refuses; a polarity kolyric does not know)
@@ -14,6 +16,7 @@ written back, so a poisoned field never stops a later start.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -22,10 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kolyric.app.file_safety import keep_copy, quarantine
-from kolyric.atomic_files import atomic_write_text
-from kolyric.atomic_files import sweep_stale_temps
+from kolyric.app.tree import VersionTree
+from kolyric.app.undo import difference
+from kolyric.atomic_files import atomic_write_text, sweep_stale_temps
 
 DRAFT_FILE = "draft.json"
+TREE_FILE = "tree.json"
 FORMAT = "kolyric-draft"
 VERSION = 1
 # A lone UTF-16 surrogate (a broken paste) has no UTF-8 form; JSON can still carry it as \uXXXX.
@@ -50,15 +55,17 @@ class Draft:
     prompt: str = ""
     polarity: str | None = None
     constraints: tuple[tuple[str, str], ...] = ()  # the lyric-constraint fields as typed (name, value)
+    undo: tuple[str, ...] = ()  # the undo journal's states of the lyrics, oldest first (kolyric.app.undo)
+    undo_at: int = -1  # the state the lyrics are in; later ones are redo
 
     def to_json(self) -> str:
         data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self),
-                "constraints": dict(self.constraints)}
+                "constraints": dict(self.constraints), "undo": journal_to_json(self.undo)}
         text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
         return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
     @classmethod
-    def from_json(cls, raw: str) -> "Draft":
+    def from_json(cls, raw: str) -> Draft:
         """Parse a saved draft, strictly; ValueError naming the first field that cannot be read."""
         draft, set_aside = cls.read(raw)
         if set_aside:
@@ -66,7 +73,7 @@ class Draft:
         return draft
 
     @classmethod
-    def read(cls, raw: str) -> tuple["Draft", list[str]]:
+    def read(cls, raw: str) -> tuple[Draft, list[str]]:
         """Parse a saved draft: the draft and the fields left out because they could not be
         read (one line each). ValueError when it is not a draft or its lyrics cannot be read."""
         data = json.loads(raw, parse_int=_parse_int)
@@ -84,7 +91,12 @@ class Draft:
             set_aside.append(f"polarity: must be 긍정, 부정 or none, got {_describe(polarity)}")
             polarity = None
         constraints, bad = _constraint_fields(data.get("constraints"))
-        return cls(text=text, prompt=prompt, polarity=polarity, constraints=constraints), set_aside + bad
+        undo, undo_at = journal_from_json(data.get("undo")), data.get("undo_at", -1)
+        if not (undo_at == -1 and not undo) and not (isinstance(undo_at, int) and 0 <= undo_at < len(undo)
+                                                     and undo[undo_at] == text):
+            undo, undo_at = (), -1  # a journal out of step with the lyrics (a hand edit): started afresh
+        return cls(text=text, prompt=prompt, polarity=polarity, constraints=constraints, undo=undo,
+                   undo_at=undo_at), set_aside + bad
 
 
 class DraftStore:
@@ -93,8 +105,11 @@ class DraftStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.path = self.directory / DRAFT_FILE
+        self.tree_path = self.directory / TREE_FILE
         self._lock = threading.Lock()
         self._written_seq = -1
+        self._tree_lock = threading.Lock()
+        self._tree_revision = -1
 
     def load(self) -> tuple[Draft | None, list[str]]:
         """The saved draft (None when there is none or it was unreadable) and notices."""
@@ -135,6 +150,68 @@ class DraftStore:
             atomic_write_text(self.path, draft.to_json())
             self._written_seq = seq
             return True
+
+
+    def load_tree(self) -> tuple[VersionTree, list[str]]:
+        """The saved tree of versions (empty when there is none) and notices; an unreadable
+        file is renamed aside, nodes that cannot be read are left out and said."""
+        sweep_stale_temps(self.directory, TREE_FILE)
+        try:
+            raw = self.tree_path.read_bytes()
+        except FileNotFoundError:
+            return VersionTree(), []
+        except OSError as exc:
+            return VersionTree(), [f"Could not read the saved versions {self.tree_path}: {exc.strerror or exc}"]
+        try:
+            tree, skipped = VersionTree.from_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            moved = quarantine(self.tree_path)
+            where = f"renamed to {moved.name}" if moved else "left in place"
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return VersionTree(), [f"The saved versions were unreadable ({reason}); the file was {where}."]
+        if skipped:
+            kept = keep_copy(self.tree_path)
+            return tree, [f"Left out {len(skipped)} saved version(s) that could not be read ({skipped[0]}); "
+                          f"the file as it was is kept as {kept.name if kept else 'nothing'}."]
+        return tree, []
+
+    def save_tree(self, text: str, revision: int) -> bool:
+        """Write the tree's JSON unless a newer revision is already written; OSError to the caller."""
+        with self._tree_lock:
+            if revision <= self._tree_revision:
+                return False
+            atomic_write_text(self.tree_path, text)
+            self._tree_revision = revision
+            return True
+
+
+def journal_to_json(states: tuple[str, ...]) -> list[object]:
+    """The undo journal as the first state, then each later one as [kept prefix, kept suffix,
+    new middle] of the state before it: a long journal of a long draft stays small."""
+    if not states:
+        return []
+    out: list[object] = [states[0]]
+    for before, after in itertools.pairwise(states):
+        start, end, middle = difference(before, after)
+        out.append([start, len(before) - end, middle])
+    return out
+
+
+def journal_from_json(raw: object) -> tuple[str, ...]:
+    """``journal_to_json`` read back; () for anything that is not one (it is only the undo history)."""
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], str):
+        return ()
+    states = [raw[0]]
+    for step in raw[1:]:
+        if (not isinstance(step, list) or len(step) != 3 or not all(isinstance(n, int) for n in step[:2])
+                or not isinstance(step[2], str)):
+            return ()
+        head, tail, middle = step
+        before = states[-1]
+        if head < 0 or tail < 0 or head + tail > len(before):
+            return ()
+        states.append(before[:head] + middle + before[len(before) - tail:])
+    return tuple(states)
 
 
 def _constraint_fields(raw: object) -> tuple[tuple[tuple[str, str], ...], list[str]]:

@@ -105,6 +105,13 @@ class AcceptCandidate(Message):
 
 
 @dataclass
+class EditCandidate(Message):
+    """Edit candidate ``slot``'s text, then continue from the edited text."""
+
+    slot: int
+
+
+@dataclass
 class DraftAnalysed(Message):
     """The draft was analysed again (an edit, or new rhyme options)."""
 
@@ -136,9 +143,20 @@ class TrainingEnded(Message):
 
 # -- the draft ----------------------------------------------------------------------------------
 @dataclass
+class UndoRequested(Message):
+    """Ctrl+Z (or Ctrl+Y, ``redo``) in the draft: the screen's journal answers it. ``reset``:
+    the draft was replaced by this text, which begins the journal again."""
+
+    redo: bool = False
+    reset: str | None = None
+
+
+# -- the draft (saving) ----------------------------------------------------------------------------------
+@dataclass
 class DraftSaved(Message):
     seq: int
     draft: Any  # kolyric.app.drafts.Draft, as written
+    tree_revision: int = -1  # the tree's revision written with it (-1: the tree was unchanged)
 
 
 @dataclass

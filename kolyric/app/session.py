@@ -12,9 +12,24 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from kolyric.app.tree import Node, StoredReport, stored_tokens
 from kolyric.korean.sections import is_header
+
+
+class ConstraintsLike(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class GenerationRequestLike(Protocol):
+    """What the app reads of the engine's ``GenerationRequest`` (imported with torch, later)."""
+
+    prompt: str
+    polarity: str | None
+    context: tuple[str, ...]
+    forced_ids: tuple[int, ...]
+    constraints: ConstraintsLike | None
 
 _run_ids = itertools.count(1)
 
@@ -75,6 +90,7 @@ class StreamRun:
     request: Any  # GenerationRequest
     controls: Any  # LiveControls
     slots: list[int]  # stream candidate i is shown in slot slots[i]
+    branch: bool = False  # rewrites one slot from a chosen token (not a fresh generation)
     run_id: int = field(default_factory=lambda: next(_run_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
@@ -191,3 +207,25 @@ def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple
     if context and prompt.strip() and context[-1].strip() == prompt.strip():
         context.pop()
     return tuple(context)
+
+
+def state_from_node(node: Node, slot: int) -> CandidateState:
+    """A finished candidate from the tree, as a card shows it (and the inspector reads it)."""
+    tokens = list(node.tokens)
+    pieces = list(node.pieces) if len(node.pieces) == len(tokens) else [t.text for t in tokens]
+    return CandidateState(slot, node.prompt, tokens=tokens, pieces=pieces, full_text=node.text,
+                          finish_reason=node.finish_reason or "stopped", seed=node.seed, joiner=node.joiner,
+                          report=node.report, window_limit=node.window_limit)
+
+
+def node_from_state(state: CandidateState, request: GenerationRequestLike, settings: dict[str, Any],
+                    changes: tuple[dict[str, Any], ...], *, kind: str, model: str | None, candidate: int = 0,
+                    parent: int | None = None, at: int | None = None) -> Node:
+    """A finished candidate as a tree node (its id is given by ``VersionTree.add``)."""
+    constraints = request.constraints.to_dict() if request.constraints is not None else None
+    return Node(0, kind, state.prompt, state.accepted_text(), parent=parent, at=at, polarity=request.polarity,
+                context=tuple(request.context), constraints=constraints, forced_ids=tuple(request.forced_ids),
+                settings=settings, changes=changes, seed=state.seed, model=model, candidate=candidate,
+                finish_reason=state.finish_reason, joiner=state.joiner,
+                report=StoredReport.from_report(state.report) if state.report is not None else None,
+                window_limit=state.window_limit, pieces=tuple(state.pieces), _tokens=stored_tokens(state.tokens))

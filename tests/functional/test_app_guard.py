@@ -62,7 +62,7 @@ async def test_undoing_two_new_lines_mid_draft_does_not_crash(size):
 
 async def _typed_not_yet_saved(pilot, monkeypatch, screen, text: str) -> None:
     """Type ``text`` into the draft with autosave held back: only the error report can save it."""
-    await wait_until(pilot, lambda: screen._save_timer is None, what="the start-up autosave check")
+    await wait_until(pilot, lambda: screen.autosave.timer is None, what="the start-up autosave check")
     monkeypatch.setattr(autosave, "AUTOSAVE_DELAY", 600.0)
     screen.editor.area.focus()
     await pilot.press(*text)

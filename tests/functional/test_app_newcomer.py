@@ -159,11 +159,9 @@ async def test_accepting_does_not_write_the_prompt_line_twice():
         screen.editor.load("바람이 분다\n다시 만날\n")
         screen.editor.area.move_cursor((2, 0))  # the blank line under the prompt line
         screen.prompt_input.value = "다시 만날"
-        strip = screen.query_one(CandidateStrip)
         state = states(1, ["그대", " 곁에"])[0]
         state.full_text = "다시 만날\n그대 곁에"
-        screen.states = {0: state}
-        strip.show([state])
+        screen.stream.show([state], {})
         screen.accept(0)
         assert screen.editor.lines() == ["바람이 분다", "다시 만날", "그대 곁에", ""]
         # continue mode: the completed line replaces the prompt line
@@ -270,8 +268,7 @@ async def test_inspector_follows_focus_to_another_card():
     async with app.run_test(size=LARGE) as pilot:
         screen = await ready(pilot)
         strip = screen.query_one(CandidateStrip)
-        screen.states = {s.slot: s for s in states(2, ["그대", " 곁에"])}
-        strip.show(list(screen.states.values()))
+        screen.stream.show(states(2, ["그대", " 곁에"]), {})
         await pilot.pause()
         first, second = strip.cards()
         first.focus()
@@ -318,7 +315,7 @@ async def test_status_bar_says_the_draft_was_restored():
     async with again.run_test(size=SMALL) as pilot:
         pilot.app.watch(pilot.app, "status_draft", lambda value: seen.append(value))
         await ready(pilot)
-        assert again.status_draft == "draft restored", (seen, again.screen._last_written, again.screen.current_draft())
+        assert again.status_draft == "draft restored", (seen, again.screen.autosave.last_written, again.screen.current_draft())
         assert again.screen.editor.text == "바람이 분다"
 
 

@@ -1,91 +1,115 @@
-"""Autosave for the playground: the draft is written at most ``AUTOSAVE_DELAY`` after an edit.
+"""Autosave: the draft (and its tree of versions) written at most ``AUTOSAVE_DELAY`` after a change.
 
-The first edit after a save starts a timer (further typing does not push it back, so a long
+The first change after a save starts a timer (further typing does not push it back, so a long
 burst of typing is still saved every half second). The write runs in a thread worker; a
-draft equal to the last one written is not written again. A failure (full disk, read-only
-folder) is said once, the draft stays in memory, and the save is retried on the next edit
-and every ``RETRY_DELAY`` seconds until it works.
+draft equal to the last one written is not written again, and the tree is written only when
+its revision moved. A failure (full disk, read-only folder) is said once, the draft stays in
+memory, and the save is retried on the next edit and every ``RETRY_DELAY`` seconds until it
+works.
 """
 
 from __future__ import annotations
 
-from textual import work
+from collections.abc import Callable
+
+from textual.screen import Screen
 from textual.timer import Timer
 
-from kolyric.app.drafts import Draft
+from kolyric.app.drafts import Draft, DraftStore
 from kolyric.app.file_safety import describe_os_error
 from kolyric.app.messages import DraftSaved, DraftSaveFailed
+from kolyric.app.tree import TreeSnapshot, VersionTree
 
 AUTOSAVE_DELAY = 0.5
 RETRY_DELAY = 5.0
 
 
-class AutosaveMixin:
-    """For a Screen with ``current_draft() -> Draft``; saves through the app's ``drafts`` store."""
+class Autosave:
+    """Saves ``snapshot()`` and ``tree`` through ``store`` for ``screen``, which hands the
+    ``DraftSaved`` / ``DraftSaveFailed`` messages back to ``saved`` / ``failed``."""
 
-    _last_written: Draft | None = None  # set to the restored draft at start
-    _save_seq = 0
-    _save_timer: Timer | None = None
-    _save_failing = False
+    def __init__(self, screen: Screen, store: DraftStore, snapshot: Callable[[], Draft], tree: VersionTree,
+                 last_written: Draft) -> None:
+        self.screen = screen
+        self.store = store
+        self.snapshot = snapshot
+        self.tree = tree
+        self.last_written: Draft | None = last_written
+        self.tree_written = tree.revision  # the tree as loaded is on disk
+        self.timer: Timer | None = None
+        self.failing = False
+        self._seq = 0
 
-    def draft_changed(self) -> None:
-        if self._save_failing:
+    def changed(self) -> None:
+        if self.failing:
             self._restart_timer()  # the next edit retries soon, not at the slow retry clock
-        elif self._save_timer is None:
-            self._save_timer = self.set_timer(AUTOSAVE_DELAY, self.save_draft_now)  # type: ignore[attr-defined]
+        elif self.timer is None:
+            self.timer = self.screen.set_timer(AUTOSAVE_DELAY, self.save_now)
 
-    def save_draft_now(self) -> None:
-        self._save_timer = None
-        draft = self.current_draft()  # type: ignore[attr-defined]
-        if draft == self._last_written:
+    def _pending(self) -> tuple[Draft, TreeSnapshot | None]:
+        """The draft, and the tree when it changed since the last write (else None)."""
+        tree = self.tree.snapshot() if self.tree.revision != self.tree_written else None
+        return self.snapshot(), tree
+
+    def save_now(self) -> None:
+        self.timer = None
+        draft, tree = self._pending()
+        if draft == self.last_written and tree is None:
             return
-        self._save_seq += 1
-        self._write_draft(draft, self._save_seq)
+        self._seq += 1
+        seq = self._seq
+        self.screen.run_worker(lambda: self._write(draft, tree, seq), thread=True, group="autosave",
+                               exit_on_error=False)
 
-    @work(thread=True, group="autosave", exit_on_error=False)
-    def _write_draft(self, draft: Draft, seq: int) -> None:
+    def _write(self, draft: Draft, tree: TreeSnapshot | None, seq: int) -> None:
         try:
-            self.app.drafts.save(draft, seq)  # type: ignore[attr-defined]
+            if tree is not None:  # first: a draft on disk never names a node the tree file lacks
+                self.store.save_tree(tree.to_json(), tree.revision)
+            self.store.save(draft, seq)
         except OSError as exc:
-            self.post_message(DraftSaveFailed(seq, describe_os_error(exc)))  # type: ignore[attr-defined]
+            self.screen.post_message(DraftSaveFailed(seq, describe_os_error(exc)))
         else:
-            self.post_message(DraftSaved(seq, draft))  # type: ignore[attr-defined]
+            self.screen.post_message(DraftSaved(seq, draft, tree.revision if tree is not None else -1))
 
-    def flush_draft(self) -> bool:
+    def flush(self) -> bool:
         """Save now, on this thread (when the screen goes away, or before an error is reported).
         True when the draft on disk is the current one."""
-        draft = self.current_draft()  # type: ignore[attr-defined]
-        if draft == self._last_written:
+        draft, tree = self._pending()
+        if draft == self.last_written and tree is None:
             return True
-        self._save_seq += 1
+        self._seq += 1
         try:
-            self.app.drafts.save(draft, self._save_seq)  # type: ignore[attr-defined]
+            if tree is not None:
+                self.store.save_tree(tree.to_json(), tree.revision)
+                self.tree_written = tree.revision
+            self.store.save(draft, self._seq)
         except OSError:
             return False  # the user was told when saving first failed
-        self._last_written = draft
+        self.last_written = draft
         return True
 
-    def on_draft_saved(self, message: DraftSaved) -> None:
-        if message.seq == self._save_seq:
-            self._last_written = message.draft
-        app = self.app  # type: ignore[attr-defined]
-        if self._save_failing:
-            self._save_failing = False
-            self.notify("The draft is saved again.")  # type: ignore[attr-defined]
+    def saved(self, message: DraftSaved) -> None:
+        if message.seq == self._seq:
+            self.last_written = message.draft
+        self.tree_written = max(self.tree_written, message.tree_revision)
+        app = self.screen.app
+        if self.failing:
+            self.failing = False
+            self.screen.notify("The draft is saved again.")
         app.status_draft, app.status_draft_ok = "draft saved", True
 
-    def on_draft_save_failed(self, message: DraftSaveFailed) -> None:
-        app = self.app  # type: ignore[attr-defined]
-        if not self._save_failing:
-            self.notify(f"Could not save the draft: {message.reason}. It is kept in memory; "  # type: ignore[attr-defined]
-                        "keep writing, kolyric will retry (Ctrl+S exports it elsewhere).",
-                        title="Draft not saved", severity="error", timeout=12)
-        self._save_failing = True
+    def failed(self, message: DraftSaveFailed) -> None:
+        app = self.screen.app
+        if not self.failing:
+            self.screen.notify(f"Could not save the draft: {message.reason}. It is kept in memory; "
+                               "keep writing, kolyric will retry (Ctrl+S exports it elsewhere).",
+                               title="Draft not saved", severity="error", timeout=12)
+        self.failing = True
         app.status_draft, app.status_draft_ok = f"draft NOT saved: {message.reason}", False
-        if self._save_timer is None:  # no edit since: retry on a slower clock
-            self._save_timer = self.set_timer(RETRY_DELAY, self.save_draft_now)  # type: ignore[attr-defined]
+        if self.timer is None:  # no edit since: retry on a slower clock
+            self.timer = self.screen.set_timer(RETRY_DELAY, self.save_now)
 
     def _restart_timer(self) -> None:
-        if self._save_timer is not None:
-            self._save_timer.stop()
-        self._save_timer = self.set_timer(AUTOSAVE_DELAY, self.save_draft_now)  # type: ignore[attr-defined]
+        if self.timer is not None:
+            self.timer.stop()
+        self.timer = self.screen.set_timer(AUTOSAVE_DELAY, self.save_now)

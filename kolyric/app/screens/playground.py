@@ -1,15 +1,18 @@
 """The playground: the draft, a prompt line, streamed candidates, controls and the inspector.
 
 This module holds the layout, the key bindings and what the user does with candidates
-(accept, branch from an alternative, browse the history, export). Streaming itself is in
-``streaming.py`` and autosave in ``autosave.py``; both run their work in thread workers, so
-typing in the draft stays instant while a stream runs.
+(accept, branch from an alternative, edit and continue, browse the tree and the history,
+export). Streaming is a ``StreamController`` (``streaming.py``) and autosave an ``Autosave``
+(``autosave.py``), components that own their state; both run their work in thread workers,
+so typing in the draft stays instant while a stream runs. Every finished candidate becomes a
+node of the draft's tree of versions (``kolyric.app.tree``), saved with the draft; undo and
+redo go through a journal saved with it too (``kolyric.app.undo``).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
@@ -20,25 +23,50 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from kolyric.app.drafts import Draft
 from kolyric.app.guard import Guarded
-from kolyric.app.messages import (AcceptCandidate, AlternativeChosen, CardFocused, DraftAnalysed, PresetChosen,
-                                  SettingsChanged, TokenSelected)
-from kolyric.app.screens.autosave import AutosaveMixin
-from kolyric.app.screens.streaming import StreamingMixin
-from kolyric.app.session import CandidateState, HistoryEntry, draft_context
+from kolyric.app.messages import (
+    AcceptCandidate,
+    AlternativeChosen,
+    CardFocused,
+    DraftAnalysed,
+    DraftSaved,
+    DraftSaveFailed,
+    EditCandidate,
+    PresetChosen,
+    SettingsChanged,
+    StreamFailed,
+    StreamProgress,
+    TokenSelected,
+    UndoRequested,
+)
+from kolyric.app.screens.autosave import Autosave
+from kolyric.app.screens.streaming import Finished, StreamController
+from kolyric.app.session import (
+    CandidateState,
+    GenerationRequestLike,
+    HistoryEntry,
+    StreamRun,
+    changes_summary,
+    draft_context,
+    node_from_state,
+    settings_summary,
+    state_from_node,
+)
+from kolyric.app.tree import Node, VersionTree
+from kolyric.app.undo import UndoJournal
 from kolyric.app.widgets.candidates import CandidateCard, CandidateStrip
 from kolyric.app.widgets.controls import ControlsPanel
 from kolyric.app.widgets.editor import LyricsEditor
 from kolyric.app.widgets.fields import CalmFocus
 from kolyric.app.widgets.inspector import TokenInspector
 from kolyric.app.widgets.sections import SectionsPanel
-from kolyric.engine.lyric.spec import MAX_SYLLABLES
 from kolyric.app.widgets.status import FittingFooter, StatusBar
+from kolyric.engine.lyric.spec import MAX_SYLLABLES
 
 POLARITIES = [("polarity –", "none"), ("긍정 (+)", "긍정"), ("부정 (−)", "부정")]
 PROMPT_HINT = "a line to continue (Ctrl+G)"
 
 
-class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen):
+class PlaygroundScreen(Guarded, CalmFocus, Screen):
     # classes for small terminals (app.tcss): a narrower right column, shorter panels
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
@@ -49,6 +77,7 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
         Binding("ctrl+r", "regenerate", "Again", tooltip="Regenerate with the last request", priority=True),
         Binding("ctrl+o", "accept", "Accept", priority=True),
         Binding("f5", "history", "History"),
+        Binding("f6", "tree", "Tree", tooltip="Every version of this draft's candidates", priority=True),
         Binding("ctrl+s", "export", "Export", tooltip="Export the draft as .txt", priority=True),
         Binding("ctrl+t", "target_line", "Target", tooltip="Target the cursor line's syllables and rhyme",
                 priority=True),
@@ -56,23 +85,23 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
 
     def __init__(self) -> None:
         super().__init__()
-        self.run = None
-        self.states: dict[int, CandidateState] = {}
-        self.slot_requests: dict[int, object] = {}
         self.history: list[HistoryEntry] = []
         self.current_slot = 0
-        self.last_request: object | None = None
-        self._dirty_slots: set[int] = set()
+        self.slot_nodes: dict[int, int] = {}  # card slot -> the tree node it shows
+        self._origins: dict[int, tuple[str, int | None, int | None]] = {}  # run id -> (kind, parent, at)
 
     def compose(self) -> ComposeResult:
         draft, notices = self.app.drafts.load()
+        tree, tree_notices = self.app.drafts.load_tree()
         restored = bool(draft and draft.text)
         if restored and not any(n.startswith("Restored") for n in notices):
             notices = [*notices, "Restored your last draft."]
-        self._restore_notices = notices
+        self._restore_notices = notices + tree_notices
         self._restored = restored
         draft = draft or Draft()
-        self._last_written = draft
+        self.versions: VersionTree = tree
+        self.journal = UndoJournal(draft.undo, draft.undo_at, draft.text)
+        self.autosave = Autosave(self, self.app.drafts, self.current_draft, tree, draft)
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 self.editor = LyricsEditor(draft.text, id="editor")
@@ -88,18 +117,22 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
                 with Horizontal(id="candidates-bar"):
                     yield Static("Candidates", id="candidates-title")
                     yield Button("Generate", id="generate", variant="primary", compact=True)
-                    yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
-                yield CandidateStrip(Static("Generated lines appear here, token by token.",
-                                            classes="placeholder"), id="candidates")
+                    stop = Button("Stop", id="stop", variant="error", compact=True, disabled=True)
+                    yield stop
+                strip = CandidateStrip(Static("Generated lines appear here, token by token.",
+                                              classes="placeholder"), id="candidates")
+                yield strip
             with Vertical(id="right"):
                 self.controls = ControlsPanel(self.app.preset_name, constraints=dict(draft.constraints),
                                               id="controls")
                 yield self.controls
                 self.sections = SectionsPanel(id="sections")
                 yield self.sections
-                yield TokenInspector(id="inspector")
+                inspector = TokenInspector(id="inspector")
+                yield inspector
         yield StatusBar()
         yield FittingFooter()
+        self.stream = StreamController(self, strip, inspector, stop, self._recorded)
 
     def on_mount(self) -> None:
         self.app.draft_screen = self  # saved first whenever an unexpected error is reported
@@ -111,6 +144,8 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
                         markup=False)
         self.app.settle_cursors(self)
         self.editor.area.focus()
+        if self.versions.current:  # the candidates shown when the app closed, with every alternative
+            self.show_nodes([self.versions.nodes[i] for i in self.versions.current])
         # cursor_location is a property over the ``selection`` reactive: watch that
         self.watch(self.editor.area, "selection", lambda selection: self.sections.set_cursor(selection.end[0]))
 
@@ -120,23 +155,78 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
         self.prompt_input.placeholder = f"prompt: {PROMPT_HINT}" if narrow else PROMPT_HINT
 
     def on_unmount(self) -> None:
-        if self.run is not None:
-            self.run.cancel.set()
+        self.stream.cancel()
         self.flush_draft()
         if self.app.draft_screen is self:
             self.app.draft_screen = None
+
+    # -- the components' state, as tests and other screens read it ---------------------------------
+    @property
+    def run(self) -> StreamRun | None:
+        return self.stream.run
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream.streaming
+
+    @property
+    def states(self) -> dict[int, CandidateState]:
+        return self.stream.states
+
+    def on_stream_progress(self, message: StreamProgress) -> None:
+        self.stream.progress(message.run_id)
+
+    def on_stream_failed(self, message: StreamFailed) -> None:
+        self.stream.failed(message.run_id, message.message)
+
+    def action_stop(self) -> None:
+        self.stream.stop()
+
+    def stop_stream(self, quiet: bool = False) -> None:
+        self.stream.stop(quiet)
 
     # -- the draft -----------------------------------------------------------------------------
     def current_draft(self) -> Draft:
         # Widget references, not queries: this also runs at unmount, when queries find nothing.
         polarity = self.polarity_select.value
+        states, at = self.journal.snapshot()
         return Draft(self.editor.text, self.prompt_input.value, polarity if polarity in ("긍정", "부정") else None,
-                     tuple(self.controls.changed_constraints().items()))
+                     tuple(self.controls.changed_constraints().items()), undo=states, undo_at=at)
+
+    def draft_changed(self) -> None:
+        self.autosave.changed()
+
+    def save_draft_now(self) -> None:
+        self.autosave.save_now()
+
+    def flush_draft(self) -> bool:
+        return self.autosave.flush()
+
+    def on_draft_saved(self, message: DraftSaved) -> None:
+        self.autosave.saved(message)
+
+    def on_draft_save_failed(self, message: DraftSaveFailed) -> None:
+        self.autosave.failed(message)
 
     @on(TextArea.Changed)
+    def _lyrics_edited(self) -> None:
+        self.journal.record(self.editor.text)
+        self.draft_changed()
+
     @on(Input.Changed, "#prompt")
     @on(Select.Changed, "#polarity")
     def _edited(self) -> None:
+        self.draft_changed()
+
+    def on_undo_requested(self, message: UndoRequested) -> None:
+        if message.reset is not None:
+            self.journal.reset(message.reset)
+            return
+        text = self.journal.redo() if message.redo else self.journal.undo()
+        if text is None:
+            self.notify("Nothing to redo." if message.redo else "Nothing to undo.", timeout=2)
+            return
+        self.editor.apply_text(text)
         self.draft_changed()
 
     def on_draft_analysed(self, message: DraftAnalysed) -> None:
@@ -178,16 +268,90 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
         context = draft_context(self.editor.lines(), self.editor.cursor_line, prompt)
         return prompt, polarity if polarity in ("긍정", "부정") else None, context
 
+    def start(self, prompt: str, polarity: str | None, context: tuple[str, ...], *,
+              slot: int | None = None, forced: tuple[int, ...] = (),
+              origin: tuple[str, int | None, int | None] = ("generate", None, None)) -> bool:
+        """Start a stream (fresh, or rewriting ``slot``) under the controls; False when it cannot.
+        ``origin`` is what its nodes record: (kind, parent node, token position)."""
+        host = self.app.host
+        if not host.ready:
+            self.notify("No model is loaded yet." + (" Press F4 to choose one." if not self.app.status_busy else
+                                                     " It is still loading."), severity="warning")
+            return False
+        if not self.controls.valid:
+            problem = self.controls.problems[0]
+            self.notify(f"Generation waits until the controls are valid: {problem.field}: {problem.message}",
+                        title="Fix the controls first", severity="error")
+            self.query_one(f"#ctl-{problem.field}").focus()
+            return False
+        from kolyric.engine.stream import GenerationRequest
+
+        settings = self.controls.settings
+        if slot is not None:  # a branch rewrites one candidate: one row, greedy where beams were
+            settings = settings.replace(n=1, strategy="greedy" if settings.strategy == "beam" else settings.strategy,
+                                        max_length=min(1024, max(settings.max_length, len(forced) + 1)))
+        request = GenerationRequest(prompt, polarity, settings, context=context, forced_ids=forced,
+                                    constraints=self.controls.constraints)
+        if slot is None:
+            self.slot_nodes = {}
+        self.stream.start(request, host.generator, slot=slot)
+        if self.stream.run is not None:
+            self._origins[self.stream.run.run_id] = origin
+        return True
+
+    def _recorded(self, done: Finished) -> None:
+        """A candidate finished (or was stopped): into the history and the tree."""
+        state, request = done.state, done.request
+        kind, parent, at = self._origins.get(done.run_id, ("generate", None, None))
+        summary = settings_summary(done.began, state.finish_reason, state.report)
+        if done.changes:
+            summary += f" · changed {changes_summary(done.changes)}"
+        constraints = request.constraints.to_dict() if request.constraints is not None else None
+        self.history.append(HistoryEntry(
+            state.accepted_text(), state.prompt, request.polarity, summary, settings=done.began.to_dict(),
+            candidate=done.candidate, context=tuple(request.context), constraints=constraints,
+            forced_ids=tuple(request.forced_ids), model=self.app.host.spec, finish_reason=state.finish_reason,
+            settings_changes=done.changes))
+        node = self.versions.add(node_from_state(state, request, done.began.to_dict(), done.changes, kind=kind,
+                                             model=self.app.host.spec, candidate=done.candidate, parent=parent,
+                                             at=at))
+        self.slot_nodes[done.slot] = node.id
+        self.versions.set_current(self.slot_nodes[s] for s in sorted(self.slot_nodes))
+        self.draft_changed()
+
+    def show_nodes(self, nodes: list[Node]) -> None:
+        """Make ``nodes`` the current candidates: cards with every token and alternative, as live."""
+        states = [state_from_node(node, slot) for slot, node in enumerate(nodes)]
+        self.stream.show(states, {})
+        self.slot_nodes = {slot: node.id for slot, node in enumerate(nodes)}
+        self.versions.set_current(node.id for node in nodes)
+        self.draft_changed()
+
+    def _request_of(self, slot: int) -> GenerationRequestLike | None:
+        """The request that made the card in ``slot``: the live one, or rebuilt from its node."""
+        request = self.stream.slot_requests.get(slot)
+        if request is not None:
+            return request
+        node = self.versions.nodes.get(self.slot_nodes.get(slot, -1))
+        if node is None:
+            return None
+        from kolyric.engine.lyric.spec import from_dict as constraints_from_dict
+        from kolyric.engine.stream import GenerationRequest
+
+        constraints = constraints_from_dict(node.constraints) if node.constraints else None
+        return GenerationRequest(node.prompt, node.polarity, self.controls.settings, context=node.context,
+                                 forced_ids=node.forced_ids, constraints=constraints)
+
     def action_generate(self) -> None:
         prompt, polarity, context = self._request_parts()
         self.start(prompt, polarity, context)
 
     def action_regenerate(self) -> None:
-        last = self.last_request
+        last = self.stream.last_request
         if last is None:
             self.action_generate()
         else:
-            self.start(last.prompt, last.polarity, last.context)  # type: ignore[attr-defined]
+            self.start(last.prompt, last.polarity, last.context)
 
     @on(Button.Pressed, "#generate")
     def _generate_pressed(self) -> None:
@@ -237,14 +401,41 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
             self.current_slot = widget.slot
 
     def on_alternative_chosen(self, message: AlternativeChosen) -> None:
-        state, request = self.states.get(message.slot), self.slot_requests.get(message.slot)
+        state, request = self.states.get(message.slot), self._request_of(message.slot)
         if state is None or request is None or state.streaming:
             return
         forced = tuple(t.token_id for t in state.tokens[: message.index]) + (message.token_id,)
-        if self.start(request.prompt, request.polarity, request.context, slot=message.slot, forced=forced):  # type: ignore[attr-defined]
+        origin = ("branch", self.slot_nodes.get(message.slot), message.index)
+        if self.start(request.prompt, request.polarity, request.context, slot=message.slot, forced=forced,
+                      origin=origin):
             card = self.query_one(CandidateStrip).card(message.slot)
             if card is not None:
                 card.focus()
+
+    def on_edit_candidate(self, message: EditCandidate) -> None:
+        """E on a card: edit its text, then continue from the edited text (two nodes)."""
+        from kolyric.app.screens.tree import EditScreen
+
+        state = self.states.get(message.slot)
+        if state is None or state.streaming:
+            return
+
+        def edited(text: str | None) -> None:
+            if text is None or not text.strip() or state is None:
+                return
+            request = self._request_of(message.slot)
+            if request is None:
+                return
+            parent = self.slot_nodes.get(message.slot)
+            base = self.versions.nodes.get(parent) if parent is not None else None
+            edit = self.versions.add(Node(0, "edit", state.prompt, text.strip(), parent=parent,
+                                      polarity=request.polarity, context=tuple(request.context),
+                                      model=base.model if base is not None else self.app.host.spec,
+                                      settings=dict(base.settings) if base is not None else {}))
+            self.start(text.strip(), request.polarity, request.context, slot=message.slot,
+                       origin=("continue", edit.id, None))
+
+        self.app.push_screen(EditScreen(state.accepted_text()), edited)
 
     def action_accept(self) -> None:
         self.accept(self.current_slot)
@@ -268,6 +459,9 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
             if entry.text == text:
                 entry.accepted = True
                 break
+        node = self.slot_nodes.get(slot)
+        if node is not None:
+            self.versions.mark_accepted(node)
         card = self.query_one(CandidateStrip).card(slot)
         if card is not None:
             card.add_class("-accepted")
@@ -278,6 +472,7 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
         last line written above the cursor (blank lines between): new lines go below it, and
         a completed line replaces it."""
         editor, prompt = self.editor, prompt.strip()
+        self.journal.boundary()  # an accept is one undo step of its own
         row = self._prompt_row(prompt) if prompt and text.startswith(prompt) else None
         if row is not None:
             rest = text[len(prompt):]
@@ -288,6 +483,7 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
                 editor.replace_line(row, text)
         else:
             editor.insert_line(text)
+        self.journal.record(editor.text, boundary=True)
         self.notify(f"Added to the draft: {text[:40]}", timeout=3, markup=False)
 
     def _prompt_row(self, prompt: str) -> int | None:
@@ -309,6 +505,23 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
 
         self.app.push_screen(HistoryScreen(self.history), chosen)
 
+    def action_tree(self) -> None:
+        from kolyric.app.screens.tree import TreeScreen
+
+        def chosen(choice: tuple[str, int] | None) -> None:
+            if choice is None or choice[1] not in self.versions.nodes:
+                return
+            what, node = choice[0], self.versions.nodes[choice[1]]
+            if what == "accept":
+                self.versions.mark_accepted(node.id)
+                self.accept_text(node.text, node.prompt)
+                self.draft_changed()
+            else:
+                self.show_nodes([node])
+
+        prompt = self.stream.last_request.prompt if self.stream.last_request is not None else self.prompt_input.value
+        self.app.push_screen(TreeScreen(self.versions, prompt, self.versions.current), chosen)
+
     def action_export(self) -> None:
         from kolyric.app.screens.export import ExportScreen
 
@@ -329,6 +542,7 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
             # accepted this session and still in the draft (an accept undone with Ctrl+Z is not)
             "accepted": [entry.to_dict() for entry in self.history
                          if entry.accepted and all(line in draft.text for line in entry.text.split("\n"))],
+            "tree": self.versions.to_dict(),  # every version, in kolyric.app.tree's format
         }
 
     def palette_commands(self) -> Iterable[SystemCommand]:
@@ -336,6 +550,7 @@ class PlaygroundScreen(Guarded, CalmFocus, StreamingMixin, AutosaveMixin, Screen
         yield SystemCommand("Stop", "Stop the running stream (Esc)", self.action_stop)
         yield SystemCommand("Export draft", "Write the draft to a .txt file (Ctrl+S)", self.action_export)
         yield SystemCommand("History", "Browse this session's candidates (F5)", self.action_history)
+        yield SystemCommand("Tree of versions", "Every candidate of this draft, as a tree (F6)", self.action_tree)
         yield SystemCommand("Target this line", "Generate to the cursor line's syllables and rhyme (Ctrl+T)",
                             self.action_target_line)
         from kolyric.engine.settings import PRESETS

@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from kolyric.app.guard import Guarded
-from kolyric.app.messages import AcceptCandidate, AlternativeChosen, CardFocused, TokenSelected
+from kolyric.app.messages import AcceptCandidate, AlternativeChosen, CardFocused, EditCandidate, TokenSelected
 from kolyric.app.session import CandidateState, report_badge
 
 MIN_CARD_WIDTH = 22  # cells, borders included: room for a line of about eight syllables
@@ -39,6 +39,7 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         Binding("home", "move_to(0)", "First token", show=False),
         Binding("end", "move_to(-1)", "Last token", show=False),
         Binding("enter", "accept", "Accept"),
+        Binding("e", "edit", "Edit", tooltip="Edit the text, then continue from it"),
         *[Binding(str(k), f"alternative({k - 1})", f"Alternative {k}", show=False) for k in range(1, 6)],
     ]
     DEFAULT_CSS = """
@@ -187,6 +188,10 @@ class CandidateCard(Guarded, Widget, can_focus=True):
 
     def action_accept(self) -> None:
         self.post_message(AcceptCandidate(self.slot))
+
+    def action_edit(self) -> None:
+        if not self.state.streaming:
+            self.post_message(EditCandidate(self.slot))
 
     def action_alternative(self, k: int) -> None:
         if self.selected is None or self.state.streaming:

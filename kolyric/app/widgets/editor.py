@@ -14,14 +14,23 @@ from textual.containers import Horizontal
 from textual.widgets import TextArea
 
 from kolyric.app.guard import Guarded
-from kolyric.app.messages import DraftAnalysed
+from kolyric.app.messages import DraftAnalysed, UndoRequested
+from kolyric.app.undo import difference, location
 from kolyric.app.widgets.gutter import GutterColumn, LyricGutter, SyllableColumn
 from kolyric.app.widgets.rhyme import RhymeColumn, rhyme_palette
 from kolyric.korean import Analysis, RhymeOptions, analyse
 
 
 class DraftArea(Guarded, TextArea):
-    """The TextArea of the draft (its own type so CSS and tests can find it)."""
+    """The TextArea of the draft (its own type so CSS and tests can find it). Undo and redo go
+    to the screen's journal (``kolyric.app.undo``), which outlives the app; TextArea's own is
+    in memory only."""
+
+    def action_undo(self) -> None:
+        self.post_message(UndoRequested(redo=False))
+
+    def action_redo(self) -> None:
+        self.post_message(UndoRequested(redo=True))
 
     def _recompute_cursor_offset(self) -> None:
         # Textual's undo re-measures the document before it moves the cursor back inside it; when
@@ -90,8 +99,24 @@ class LyricsEditor(Guarded, Horizontal):
         return self.area.text
 
     def load(self, text: str) -> None:
+        """Replace the draft; like TextArea's own, the undo history starts again from it."""
         self.area.load_text(text)
+        self.post_message(UndoRequested(reset=text))
         self.reanalyse()
+
+    def apply_text(self, text: str) -> None:
+        """Make the draft ``text`` by replacing only what differs (an undo or redo); the cursor
+        goes to the end of the change, which is always inside the document."""
+        area = self.area
+        current = area.text
+        if text == current:
+            return
+        start, end, middle = difference(current, text)
+        edit = area.replace(middle, location(current, start), location(current, end))
+        last = area.document.line_count - 1
+        row, column = edit.end_location
+        row = max(0, min(row, last))
+        area.move_cursor((row, min(column, len(area.document.get_line(row)))))
 
     def lines(self) -> list[str]:
         doc = self.area.document
