@@ -13,10 +13,12 @@ import time
 from typing import Iterator
 
 from kolyric.engine.lyric.lookahead import BeamLookAhead
+from kolyric.engine.phrases import find_stop
 from kolyric.engine.prompt import Detokenizer
 from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
-from kolyric.engine.stream import TOP_ALTERNATIVES, Generator
+from kolyric.engine.decode import TOP_ALTERNATIVES
+from kolyric.engine.stream import Generator
 
 
 def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSettings,
@@ -29,6 +31,17 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
             return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
                               device=input_ids.device)
+
+    class _Stopped(StoppingCriteria):
+        """A hypothesis whose generated text holds a stop string is finished (beam search ranks
+        each continuation with it, as it does the end token). transformers' StopStringCriteria
+        does the same from token bytes, but fails on tokenizers without a byte or metaspace
+        vocabulary it can read; this decodes the text itself."""
+
+        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+            hits = [find_stop(gen.tokenizer.decode(row[prompt_len:], skip_special_tokens=False), settings.stop)
+                    is not None for row in input_ids.tolist()]
+            return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
     started = time.perf_counter()
     max_new = gen._max_new(request, settings)
@@ -58,7 +71,8 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         try:
             out = gen.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                                      generation_config=config, logits_processor=extra,
-                                     stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+                                     stopping_criteria=StoppingCriteriaList(
+                                         [_Cancelled(), *([_Stopped()] if settings.stop else [])]))
         finally:
             if look_ahead is not None:
                 look_ahead.detach()
@@ -80,8 +94,11 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             ids = [t for t in generated if t != gen.eos_id]
             new_tokens += len(generated)
             reason = "cancelled" if cancel.is_set() else ("eos" if ended else "length")
+            text = gen.tokenizer.decode(ids, skip_special_tokens=False)
+            if reason != "cancelled" and settings.stop and find_stop(text, settings.stop) is not None:
+                reason = "stop"
             report = constraint_state.report(i, generated) if constraint_state else None
-            candidates.append(gen._candidate(request, ids, infos, reason, report))
+            candidates.append(gen._candidate(request, ids, infos, reason, report, settings))
     elapsed = time.perf_counter() - started
     yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
 

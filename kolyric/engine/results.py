@@ -74,10 +74,13 @@ class Candidate:
     token_ids: list[int]
     tokens: list[TokenInfo]
     finish_reason: str
-    """eos | length | cancelled | constraint"""
+    """eos | length | cancelled | constraint | stop (a stop string) | banned (nothing left that
+    completes no banned phrase: ``note`` says so)"""
     constraint_report: ConstraintReport | None = None
     full_text: str = ""
     """The prompt line and the continuation, joined as the model spaced them."""
+    note: str | None = None
+    """Why the candidate ended, where its finish reason needs a word (``banned``)."""
 
 
 @dataclass
@@ -98,7 +101,8 @@ class GenerationResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "candidates": [{"text": c.text, "full_text": c.full_text, "finish_reason": c.finish_reason, "token_ids": c.token_ids,
-                            "constraints": c.constraint_report.to_dict() if c.constraint_report is not None else None}
+                            "constraints": c.constraint_report.to_dict() if c.constraint_report is not None else None,
+                            **({"note": c.note} if c.note else {})}
                            for c in self.candidates],
             "settings": self.settings.to_dict(),
             "prompt_text": self.prompt_text,

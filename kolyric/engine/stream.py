@@ -38,17 +38,15 @@ from typing import Any, Iterator
 
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
-from kolyric.engine.lyric.lookahead import Choice, WordEndSearch, take_back
+from kolyric.engine.decode import DecodeRun
 from kolyric.engine.lyric.report import ConstraintReport
 from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.engine.lyric.state import ConstraintState
 from kolyric.engine.prompt import Detokenizer, clean_output, clean_piece, line_separator, normalize_polarity, \
     prefix_text, prompt_body
-from kolyric.engine.results import Alternative, Candidate, DoneEvent, GenerationRequest, GenerationResult, \
-    TokenEvent, TokenInfo
+from kolyric.engine.phrases import BEAM_BAN_MESSAGE, cut_at_stop
+from kolyric.engine.results import Candidate, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
-
-TOP_ALTERNATIVES = 5
 
 
 class LiveControls:
@@ -134,6 +132,8 @@ class Generator:
         if settings.seed is None:  # report the seed used, so any result can be reproduced
             settings = replace(settings, seed=secrets.randbelow(2**32))
             controls.update(settings)
+        if settings.strategy == "beam" and settings.ban:
+            raise ValueError(BEAM_BAN_MESSAGE)
         with self._lock:
             if settings.strategy == "beam":
                 yield from self._beam(request, settings, cancel)
@@ -141,7 +141,8 @@ class Generator:
                 yield from self._loop(request, controls, cancel)
 
     # -- greedy and sampling ----------------------------------------------------------------------
-    def _processors(self, settings: DecodingSettings, prompt_len: int, constraint_state: Any) -> Any:
+    def _processors(self, settings: DecodingSettings, prompt_len: int,
+                    constraint_state: ConstraintState | None) -> lean.ProcessorChain:
         return sampling.processor_chain(settings, prompt_len, constraint_state, self.eos_id, self.tokenizer)
 
     def _max_new(self, request: GenerationRequest, settings: DecodingSettings) -> int:
@@ -161,156 +162,26 @@ class Generator:
               cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
         import torch
 
-        started = time.perf_counter()
-        settings = controls.current
-        version = controls.version
-        device = self.model.device
-        max_new = self._max_new(request, settings)
-        prompt, prompt_text = self.prompt_ids(request, max_new)
-        rows = settings.n if settings.strategy == "sample" else 1
-        prompt_len = len(prompt)
-        seqs = torch.tensor([prompt] * rows, dtype=torch.long, device=device)
-        # One generator per candidate, seeded seed+i: candidate i is the same whether it is
-        # sampled alone or in a batch, so a CLI, the app and the server agree.
-        rngs = [torch.Generator(device=device).manual_seed((int(settings.seed) + i) % 2**32) for i in range(rows)]
-        constraint_state = self._constraint_state(request, prompt_len, max_new)
-        procs = self._processors(settings, prompt_len, constraint_state)
-        search = (WordEndSearch(rows, constraint_state.completes_line)
-                  if constraint_state is not None and constraint_state.whole_words else None)
-        detok = [Detokenizer(self.tokenizer, prompt, self.unk_token) for _ in range(rows)]
-        tokens: list[list[TokenInfo]] = [[] for _ in range(rows)]
-        finish = [""] * rows
-        held: list[tuple[int, bool] | None] = [None] * rows
-        """A line-completing token not yet streamed: (its step, whether it starts a line)."""
-        forced = list(request.forced_ids)
-        past = None
-        ones = torch.ones((rows, 0), dtype=torch.long, device=device)
-        step_input = seqs
-        step = 0
+        # the prompt, each row's seeded generator, the constraint state, processors, bans and stops
+        run = DecodeRun(self, request, controls)
         with torch.inference_mode():
             while True:
-                if controls.version != version:  # a live change applies from this token on
-                    new = controls.current
-                    settings = replace(new, seed=settings.seed, n=settings.n,
-                                       strategy=new.strategy if new.strategy != "beam" else settings.strategy)
-                    version = controls.version
-                    procs = self._processors(settings, prompt_len, constraint_state)
-                    max_new = self._max_new(request, settings)
-                    if constraint_state is not None:
-                        constraint_state.max_length = max_new
-                if step >= max_new or step >= self.context_window - prompt_len:
-                    for i in range(rows):
-                        finish[i] = finish[i] or "length"
+                # a live settings change applies from this token on
+                run.follow(controls)
+                # every row ends at the length limit, the model's window or a cancel
+                if run.over(cancel):
                     break
-                if cancel.is_set():
-                    for i in range(rows):
-                        finish[i] = finish[i] or "cancelled"
-                    break
-                if ones.shape[1] < seqs.shape[1]:  # one mask of ones, grown by doubling, sliced per step
-                    ones = torch.ones((rows, 2 * seqs.shape[1]), dtype=torch.long, device=device)
-                attention = ones[:, :seqs.shape[1]]
-                # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
-                forward = getattr(self.model, "kolyric_decoder", None) or self.model
-                out = forward(input_ids=step_input, attention_mask=attention, use_cache=True,
-                              **self._forward_kwargs(past))
-                past = getattr(out, self._cache_name)
-                logits = out.logits[:, -1, :].float()
-                raw_probs = torch.softmax(logits, dim=-1)
-                if any(h is not None for h in held):  # the look-ahead: do those tokens end their words?
-                    past = take_back(self, search, constraint_state, seqs, logits, raw_probs, past, forward,
-                                     attention, tokens, finish)
-                    for i in range(rows):
-                        yield from self._release(i, held, tokens, detok, finish, constraint_state)
-                top_ps, top_ids = lean.top_k(raw_probs, TOP_ALTERNATIVES)
-                # the processors may change ``logits`` in place: it is not used after this
-                keys: Any = None
-                races: list | None = [] if search is not None else None
-                is_forced = step < len(forced)
-                if is_forced:
-                    next_ids = torch.full((rows,), forced[step], dtype=torch.long, device=device)
-                elif settings.strategy == "greedy" or sampling.acts_greedy(settings, logits):
-                    scores = procs.base(seqs, logits)
-                    next_ids = lean.argmax(scores)
-                    if search is not None:
-                        view = lean.numpy_view(scores)
-                        keys = view if view is not None else scores
-                elif search is not None:  # the warpers leave the scores before them as they are
-                    base = procs.base(seqs, logits)
-                    next_ids = self._sample(procs.warpers, seqs, base, settings, rngs, races)
-                    view = lean.numpy_view(base)
-                    base = view if view is not None else base
-                    races = [(pool, race, base[i]) for i, (pool, race) in enumerate(races)]
-                else:
-                    next_ids = self._sample(procs, seqs, logits, settings, rngs)
-                done_rows = [i for i in range(rows) if finish[i]]
-                if done_rows:
-                    next_ids[done_rows] = self.pad_id
-                probs_view = lean.numpy_view(raw_probs)
-                chosen_p = (probs_view[range(rows), next_ids.numpy()].tolist() if probs_view is not None
-                            else raw_probs.gather(1, next_ids.unsqueeze(1)).squeeze(1).tolist())
-                top_ids, top_ps = top_ids.tolist(), top_ps.tolist()
-                next_list = next_ids.tolist()
-                seqs = torch.cat([seqs, next_ids.unsqueeze(1)], dim=1)
-                step_input = next_ids.unsqueeze(1)
-                if constraint_state is not None:
-                    constraint_state.advance(seqs)
-                for i in range(rows):
-                    if finish[i]:
-                        continue
-                    tid = next_list[i]
-                    alternatives = tuple(Alternative(a, self._token_text(a), p) for a, p in zip(top_ids[i], top_ps[i]))
-                    info = TokenInfo(tid, self._token_text(tid), chosen_p[i], alternatives)
-                    tokens[i].append(info)
-                    if tid == self.eos_id:
-                        finish[i] = "eos"
-                        continue
-                    if search is not None:  # how it was chosen, to choose again without it (not forced)
-                        if is_forced:
-                            choice = None
-                        elif keys is not None:
-                            choice = Choice(step, keys[i], None, raw_probs[i], alternatives)
-                        else:
-                            pool, race, fallback = races[i] if races else (None, None, None)
-                            choice = (Choice(step, race, pool, raw_probs[i], alternatives, fallback=fallback)
-                                      if pool is not None else None)
-                        search.remember(i, choice)
-                    new_line = constraint_state is not None and constraint_state.starts_line(i)
-                    if search is not None and constraint_state.needs_word_end(i):
-                        held[i] = (step, new_line)  # streamed once the next step says it ends its word
-                        continue
-                    if constraint_state is not None and constraint_state.row_finished(i):
-                        finish[i] = "constraint"
-                    piece = detok[i].push(tid, new_line)
-                    yield TokenEvent(i, step, piece, info, "\n" in piece)
-                step += 1
-                if all(finish):
-                    break
-        for i in range(rows):  # stopped with a token still held: it is streamed as it is
-            yield from self._release(i, held, tokens, detok, finish, constraint_state)
-        elapsed = time.perf_counter() - started
-        candidates = []
-        for i in range(rows):
-            ids = [t.token_id for t in tokens[i] if t.token_id != self.eos_id]
-            report = constraint_state.report(i, seqs[i, prompt_len:].tolist()) if constraint_state else None
-            candidates.append(self._candidate(request, ids, tokens[i], finish[i] or "length", report))
-        new_tokens = sum(len(t) for t in tokens)
-        yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
-
-    def _release(self, i: int, held: list, tokens: list[list[TokenInfo]], detok: list[Detokenizer],
-                 finish: list[str], state: Any) -> Iterator[TokenEvent]:
-        """Stream row ``i``'s held token (the one in place after the look-ahead), if any."""
-        if held[i] is None:
-            return
-        step, new_line = held[i]
-        held[i] = None
-        info = tokens[i][-1]
-        if info.token_id == self.eos_id:  # chosen in place of a token that did not end its word
-            finish[i] = "eos"
-            return
-        if state.row_finished(i):
-            finish[i] = finish[i] or "constraint"
-        piece = detok[i].push(info.token_id, new_line)
-        yield TokenEvent(i, step, piece, info, "\n" in piece)
+                # one forward pass over the rows' last tokens, on the KV cache
+                logits, probs = run.forward()
+                # whole words: a held line-ending token is kept, or taken back now that the
+                # distribution after it is known
+                yield from run.settle_held(logits, probs)
+                # each row's next token: forced, greedy or drawn; none completes a banned phrase
+                picked = run.choose(logits, probs)
+                # into the sequences and the constraint state; streamed, or held
+                yield from run.append(picked)
+        # what is still held is streamed as it is, then the candidates
+        yield from run.done()
 
     def _sample(self, procs: Any, seqs: Any, logits: Any, settings: DecodingSettings, rngs: list,
                 races: list | None = None) -> Any:
@@ -335,13 +206,18 @@ class Generator:
         return kwargs
 
     def _candidate(self, request: GenerationRequest, ids: list[int], infos: list[TokenInfo], reason: str,
-                   report: Any) -> Candidate:
+                   report: ConstraintReport | None, settings: DecodingSettings) -> Candidate:
         raw = self.tokenizer.decode(ids, skip_special_tokens=False)
         text = clean_output(raw, self.unk_token)
         joiner = " " if raw[:1].isspace() and request.prompt.strip() else ""
         full = clean_output(request.prompt.strip() + joiner + text, self.unk_token)
-        if getattr(report, "display", None) is not None:  # constrained lines, one per line
+        if report is not None and report.display is not None:  # constrained lines, one per line
             text, full = report.display
+        cut = cut_at_stop(text, settings.stop, settings.keep_stop) if reason == "stop" else None
+        if cut is not None:  # the text ends at the stop string (through it with keep_stop)
+            head = full[:len(full) - len(text)] if full.endswith(text) else request.prompt.strip() + joiner
+            text = clean_output(cut, self.unk_token)
+            full = clean_output(head + text, self.unk_token)
         return Candidate(text, ids, infos, reason, report, full)
 
     def constraint_state(self, spec: LyricConstraints, prompt_len: int, request: GenerationRequest | None = None,

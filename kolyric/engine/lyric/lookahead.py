@@ -77,6 +77,8 @@ class Choice:
     settled: bool = False
     """The token in place is kept without another look (it passed, does not complete the line,
     or the tries are spent)."""
+    banned: set[int] = field(default_factory=set)
+    """Tokens struck because they would complete a banned phrase (``kolyric.engine.phrases``)."""
 
     def strike(self, token_id: int) -> None:
         import numpy as np
@@ -97,9 +99,14 @@ class Choice:
         if self.fallback is None:
             return False
         self.keys, self.ids, self.fallback = self.fallback, None, None
-        for token_id in self.tried:
+        for token_id in (*self.tried, *self.banned):
             self.strike(token_id)
         return True
+
+    def ban(self, token_id: int) -> None:
+        """Strike a token that would complete a banned phrase, for good (``widen`` too)."""
+        self.banned.add(token_id)
+        self.strike(token_id)
 
     def ranked(self, limit: int) -> list[int]:
         """The best ``limit`` token ids left, best first (ties: the lower index first)."""
@@ -131,9 +138,13 @@ class WordEndSearch:
     """Per generation: each row's last choice and the endings measured on its current line."""
 
     def __init__(self, rows: int, completes: Callable[[int, int], bool], tries: int = WORD_END_TRIES,
-                 batch: int = WORD_END_BATCH, threshold: float | None = None):
+                 batch: int = WORD_END_BATCH, threshold: float | None = None,
+                 allowed: Callable[[int, int], bool] | None = None):
         self.completes = completes
         """completes(row, token): whether the token, in place of the row's last, completes the line's count."""
+        self.allowed = allowed
+        """allowed(row, token): whether the token may take the row's last place at all (None: any
+        token; banned phrases say no, ``kolyric.engine.phrases``)."""
         self.tries, self.batch = tries, batch
         self.threshold = WORD_END_MASS if threshold is None else threshold
         self.choices: list[Choice | None] = [None] * rows
@@ -165,6 +176,9 @@ class WordEndSearch:
             size = min(batch, self.tries - self._spent[i])
             batch *= 2
             for t in choice.ranked(size + 1):
+                if self.allowed is not None and not self.allowed(i, t):
+                    choice.ban(t)
+                    continue
                 if not self.completes(i, t):
                     other = t  # goes on with the line: allowed, and ranked before what follows
                     break

@@ -1,0 +1,318 @@
+"""One greedy or sampled generation, step by step: the state ``Generator._loop``
+(``kolyric.engine.stream``) carries from token to token, and the steps it takes.
+
+A step: follow a live settings change; stop at the length limit, the window or a cancel; one
+forward pass over the rows' last tokens on the KV cache; settle the tokens held for the
+whole-word rule (``kolyric.engine.lyric.lookahead``); choose each row's next token (forced,
+greedy or drawn, never one completing a banned phrase: ``kolyric.engine.phrases``); append it
+and stream the text it completes (held back while it could begin a stop string).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Iterator
+
+from kolyric.engine import processors as lean
+from kolyric.engine import sampling
+from kolyric.engine.lyric.lookahead import Choice, WordEndSearch, take_back
+from kolyric.engine.phrases import BAN_TRIES, PhraseBan, StopText
+from kolyric.engine.prompt import Detokenizer
+from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
+
+if TYPE_CHECKING:
+    import threading
+
+    import numpy as np
+    import torch
+
+    from kolyric.engine.kv_cache import Past
+    from kolyric.engine.lyric.state import ConstraintState
+    from kolyric.engine.settings import DecodingSettings
+    from kolyric.engine.stream import Generator, LiveControls
+
+TOP_ALTERNATIVES = 5
+
+
+@dataclass
+class Picked:
+    """Each row's token of one step, and how it was chosen."""
+
+    ids: list[int]
+    probs: list[float]
+    """The model's probability of each row's token."""
+    alternatives: list[tuple[Alternative, ...]]
+    choices: list[Choice | None]
+    """The ranking each token won, to choose again without it (None: forced, or not kept)."""
+    forced: bool
+
+
+class DecodeRun:
+    """The state of one greedy or sampled generation (see the module's docstring)."""
+
+    def __init__(self, gen: "Generator", request: GenerationRequest, controls: "LiveControls"):
+        import torch
+
+        self.gen = gen
+        self.request = request
+        self.started = time.perf_counter()
+        self.settings = controls.current
+        self.version = controls.version
+        device = gen.model.device
+        self.max_new = gen._max_new(request, self.settings)
+        prompt, self.prompt_text = gen.prompt_ids(request, self.max_new)
+        self.rows = rows = self.settings.n if self.settings.strategy == "sample" else 1
+        self.prompt_len = len(prompt)
+        self.seqs = torch.tensor([prompt] * rows, dtype=torch.long, device=device)
+        # One generator per candidate, seeded seed+i: candidate i is the same whether it is
+        # sampled alone or in a batch, so a CLI, the app and the server agree.
+        self.rngs = [torch.Generator(device=device).manual_seed((int(self.settings.seed) + i) % 2**32)
+                     for i in range(rows)]
+        self.constraints: ConstraintState | None = gen._constraint_state(request, self.prompt_len, self.max_new)
+        self.procs = gen._processors(self.settings, self.prompt_len, self.constraints)
+        self.bans = self._bans(self.settings)
+        self.search = (WordEndSearch(rows, self.constraints.completes_line, allowed=self._allowed)
+                       if self.constraints is not None and self.constraints.whole_words else None)
+        self.detok = [Detokenizer(gen.tokenizer, prompt, gen.unk_token) for _ in range(rows)]
+        self.stops = [StopText(self.settings.stop, self.settings.keep_stop) for _ in range(rows)]
+        self.pending: list[list[tuple[int, TokenInfo]]] = [[] for _ in range(rows)]
+        """Per row: tokens whose text is held back while it could begin a stop string."""
+        self.tokens: list[list[TokenInfo]] = [[] for _ in range(rows)]
+        self.finish = [""] * rows
+        self.notes: list[str | None] = [None] * rows
+        self.held: list[tuple[int, bool] | None] = [None] * rows
+        """A line-completing token not yet streamed: (its step, whether it starts a line)."""
+        self.forced = list(request.forced_ids)
+        self.past: Past | None = None
+        self.ones = torch.ones((rows, 0), dtype=torch.long, device=device)
+        self.step_input = self.seqs
+        self.step = 0
+
+    # -- the steps ---------------------------------------------------------------------------------
+    def follow(self, controls: "LiveControls") -> None:
+        """A live settings change applies from this token on (the seed, count and strategy stay)."""
+        if controls.version == self.version:
+            return
+        new, old = controls.current, self.settings
+        self.settings = replace(new, seed=old.seed, n=old.n,
+                                strategy=new.strategy if new.strategy != "beam" else old.strategy)
+        self.version = controls.version
+        self.procs = self.gen._processors(self.settings, self.prompt_len, self.constraints)
+        self.max_new = self.gen._max_new(self.request, self.settings)
+        if self.constraints is not None:
+            self.constraints.max_length = self.max_new
+        if self.settings.ban != old.ban:
+            self.bans = self._bans(self.settings)
+        for stop in self.stops:
+            stop.watch(self.settings.stop, self.settings.keep_stop)
+
+    def over(self, cancel: "threading.Event") -> bool:
+        """Whether every row ends here: the length limit, the model's window, or a cancel."""
+        reason = ("length" if self.step >= self.max_new or self.step >= self.gen.context_window - self.prompt_len
+                  else "cancelled" if cancel.is_set() else "")
+        if reason:
+            self.finish = [f or reason for f in self.finish]
+        return bool(reason) or all(self.finish)
+
+    def forward(self) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """One forward pass over the rows' last tokens on the KV cache: the next-token logits
+        (float32) and the model's probabilities."""
+        import torch
+
+        if self.ones.shape[1] < self.seqs.shape[1]:  # one mask of ones, grown by doubling, sliced per step
+            self.ones = torch.ones((self.rows, 2 * self.seqs.shape[1]), dtype=torch.long, device=self.seqs.device)
+        self.attention = self.ones[:, :self.seqs.shape[1]]
+        # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
+        self.model_forward = getattr(self.gen.model, "kolyric_decoder", None) or self.gen.model
+        out = self.model_forward(input_ids=self.step_input, attention_mask=self.attention, use_cache=True,
+                                 **self.gen._forward_kwargs(self.past))
+        self.past = getattr(out, self.gen._cache_name)
+        logits = out.logits[:, -1, :].float()
+        return logits, torch.softmax(logits, dim=-1)
+
+    def settle_held(self, logits: "torch.Tensor", raw_probs: "torch.Tensor") -> Iterator[TokenEvent]:
+        """Whole words: each held line-completing token is kept, or taken back and replaced, now
+        that the distribution after it is known; then it is streamed."""
+        if all(h is None for h in self.held):
+            return
+        self.past = take_back(self.gen, self.search, self.constraints, self.seqs, logits, raw_probs, self.past,
+                              self.model_forward, self.attention, self.tokens, self.finish)
+        for i in range(self.rows):
+            yield from self._release(i)
+
+    def choose(self, logits: "torch.Tensor", raw_probs: "torch.Tensor") -> Picked:
+        """Each row's next token: forced, greedy or drawn, none completing a banned phrase. The
+        processors may change ``logits`` in place: it is not used after this."""
+        import torch
+
+        settings, procs, seqs = self.settings, self.procs, self.seqs
+        top_ps, top_ids = lean.top_k(raw_probs, TOP_ALTERNATIVES)
+        ranked = self.search is not None or self.bans is not None  # keep each row's ranking
+        keys: np.ndarray | torch.Tensor | None = None
+        races: list | None = [] if ranked else None
+        forced = self.step < len(self.forced)
+        if self.bans is not None:
+            self.bans.apply(logits)
+        if forced:
+            next_ids = torch.full((self.rows,), self.forced[self.step], dtype=torch.long, device=seqs.device)
+        elif settings.strategy == "greedy" or sampling.acts_greedy(settings, logits):
+            scores = procs.base(seqs, logits)
+            next_ids = lean.argmax(scores)
+            if ranked:
+                view = lean.numpy_view(scores)
+                keys = view if view is not None else scores
+        elif ranked:  # the warpers leave the scores before them as they are
+            base = procs.base(seqs, logits)
+            next_ids = self.gen._sample(procs.warpers, seqs, base, settings, self.rngs, races)
+            view = lean.numpy_view(base)
+            base = view if view is not None else base
+            races = [(pool, race, base[i]) for i, (pool, race) in enumerate(races)]
+        else:
+            next_ids = self.gen._sample(procs, seqs, logits, settings, self.rngs)
+        ids = next_ids.tolist()
+        top_ids, top_ps = top_ids.tolist(), top_ps.tolist()
+        text = self.gen._token_text
+        alternatives = [tuple(Alternative(a, text(a), p) for a, p in zip(top_ids[i], top_ps[i]))
+                        for i in range(self.rows)]
+        choices: list[Choice | None] = [None] * self.rows
+        for i in range(self.rows):
+            if forced or not ranked:
+                continue
+            if keys is not None:
+                choices[i] = Choice(self.step, keys[i], None, raw_probs[i], alternatives[i])
+            else:
+                pool, race, fallback = races[i] if races else (None, None, None)
+                if pool is not None:
+                    choices[i] = Choice(self.step, race, pool, raw_probs[i], alternatives[i], fallback=fallback)
+        for i in range(self.rows):
+            if self.finish[i]:
+                ids[i] = self.gen.pad_id
+            elif self.bans is not None and not forced:
+                ids[i] = self._unbanned(i, ids[i], choices[i])
+        probs_view = lean.numpy_view(raw_probs)
+        probs = ([float(probs_view[i, t]) for i, t in enumerate(ids)] if probs_view is not None
+                 else [float(raw_probs[i, t]) for i, t in enumerate(ids)])
+        return Picked(ids, probs, alternatives, choices, forced)
+
+    def append(self, picked: Picked) -> Iterator[TokenEvent]:
+        """The chosen tokens join the sequences (and the constraint state); each row streams
+        what its token completes, or holds it for the whole-word rule."""
+        import torch
+
+        gen, state, search = self.gen, self.constraints, self.search
+        next_ids = torch.tensor(picked.ids, dtype=torch.long, device=self.seqs.device)
+        self.seqs = torch.cat([self.seqs, next_ids.unsqueeze(1)], dim=1)
+        self.step_input = next_ids.unsqueeze(1)
+        if state is not None:
+            state.advance(self.seqs)
+        for i in range(self.rows):
+            if self.finish[i]:
+                continue
+            tid = picked.ids[i]
+            info = TokenInfo(tid, gen._token_text(tid), picked.probs[i], picked.alternatives[i])
+            self.tokens[i].append(info)
+            if tid == gen.eos_id:
+                self.finish[i] = "eos"
+                continue
+            if search is not None:  # how it was chosen, to choose again without it (not forced)
+                search.remember(i, picked.choices[i])
+            new_line = state is not None and state.starts_line(i)
+            if search is not None and state.needs_word_end(i):
+                self.held[i] = (self.step, new_line)  # streamed once the next step says it ends its word
+                continue
+            if state is not None and state.row_finished(i):
+                self.finish[i] = "constraint"
+            yield from self._push(i, self.step, info, new_line)
+        self.step += 1
+
+    def done(self) -> Iterator[TokenEvent | DoneEvent]:
+        """The tokens still held or held back are streamed as they are; then the result."""
+        for i in range(self.rows):
+            yield from self._release(i)
+            yield from self._emit(i, self.stops[i].flush())
+        gen = self.gen
+        elapsed = time.perf_counter() - self.started
+        candidates = []
+        for i in range(self.rows):
+            ids = [t.token_id for t in self.tokens[i] if t.token_id != gen.eos_id]
+            state = self.constraints
+            report = state.report(i, self.seqs[i, self.prompt_len:].tolist()) if state is not None else None
+            candidate = gen._candidate(self.request, ids, self.tokens[i], self.finish[i] or "length", report,
+                                       self.settings)
+            candidate.note = self.notes[i]
+            candidates.append(candidate)
+        new_tokens = sum(len(t) for t in self.tokens)
+        yield DoneEvent(GenerationResult(candidates, self.settings, self.prompt_text, self.prompt_len, elapsed,
+                                         new_tokens))
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _bans(self, settings: "DecodingSettings") -> PhraseBan | None:
+        gen = self.gen
+        return PhraseBan(settings.ban, gen.tokenizer, gen.vocab_size, gen.eos_id) if settings.ban else None
+
+    def _allowed(self, i: int, token_id: int) -> bool:
+        """Whether ``token_id`` may replace row ``i``'s last token (it completes no banned phrase)."""
+        return self.bans is None or self.bans.completes(self.seqs[i, self.prompt_len:-1].tolist(), token_id) is None
+
+    def _unbanned(self, i: int, token_id: int, choice: Choice | None) -> int:
+        """Row ``i``'s token, or when it would complete a banned phrase the next one down its
+        ranking that does not; the end token (the row ends "banned") when none is left."""
+        bans = self.bans
+        generated = self.seqs[i, self.prompt_len:].tolist()
+        # no ranking (a sampled row with no token left) or a greedy pick among none: nothing to choose
+        nothing = choice is None or (choice.ids is None and not float(choice.keys[token_id]) > -float("inf"))
+        phrase = None if bans.empties or nothing else bans.completes(generated, token_id)
+        if phrase is None and not (bans.empties or nothing):
+            return token_id
+        found, size = None, 8
+        if phrase is not None:
+            choice.ban(token_id)
+            while found is None and len(choice.banned) < BAN_TRIES:
+                ranked = choice.ranked(size)
+                size *= 2
+                if not ranked:
+                    if choice.widen():
+                        continue
+                    break
+                for t in ranked:
+                    if bans.completes(generated, t) is None:
+                        found = t
+                        break
+                    choice.ban(t)
+        if found is not None:
+            return found
+        self.finish[i] = "banned"
+        self.notes[i] = ("ban: every token the model could write next is banned or completes a banned phrase"
+                         + (f" (last tried: {phrase!r})" if phrase else "") + "; the candidate ends here")
+        return self.gen.pad_id
+
+    def _release(self, i: int) -> Iterator[TokenEvent]:
+        """Stream row ``i``'s held token (the one in place after the look-ahead), if any."""
+        if self.held[i] is None:
+            return
+        step, new_line = self.held[i]
+        self.held[i] = None
+        info = self.tokens[i][-1]
+        if info.token_id == self.gen.eos_id:  # chosen in place of a token that did not end its word
+            self.finish[i] = "eos"
+            return
+        if self.constraints.row_finished(i):
+            self.finish[i] = self.finish[i] or "constraint"
+        yield from self._push(i, step, info, new_line)
+
+    def _push(self, i: int, step: int, info: TokenInfo, new_line: bool) -> Iterator[TokenEvent]:
+        """Row ``i``'s token text into its stream; what the stop strings let through is released."""
+        self.pending[i].append((step, info))
+        yield from self._emit(i, self.stops[i].push(self.detok[i].push(info.token_id, new_line)))
+        if self.stops[i].stopped:
+            self.finish[i] = "stop"
+
+    def _emit(self, i: int, pieces: list[str]) -> Iterator[TokenEvent]:
+        """Events for row ``i``'s first pending tokens, with these texts."""
+        for (step, info), piece in zip(self.pending[i], pieces):
+            yield TokenEvent(i, step, piece, info, "\n" in piece)
+        del self.pending[i][:len(pieces)]
+
+
+__all__ = ["TOP_ALTERNATIVES", "DecodeRun", "Picked"]
