@@ -1,6 +1,6 @@
-"""A newcomer's first hour (issue 15, items 3-6 and 8): layouts that hold at 80x24 and 120x40,
-every candidate shown, a controls panel that does not move under the pointer, a token
-inspector that lines up and follows focus, and honest limits."""
+"""A newcomer's first hour: layouts that hold at 80x24 and 120x40, every candidate shown, a controls
+panel that does not move under the pointer, a token inspector that lines up and follows focus, and
+honest limits."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def states(count: int, pieces: list[str], **extra) -> list[CandidateState]:
                            finish_reason="eos", **extra) for slot in range(count)]
 
 
-# -- item 3: 80x24 ---------------------------------------------------------------------------------
+# -- 80x24 -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [SMALL, LARGE])
 async def test_labels_footer_and_long_lines_fit(size):
     app = new_app()
@@ -90,7 +90,7 @@ async def test_the_prompt_box_is_wide_enough_to_read(size, wide):
         assert screen.prompt_input.size.width >= wide, screen.prompt_input.size
 
 
-# -- item 4: candidates ----------------------------------------------------------------------------
+# -- candidates ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [SMALL, LARGE])
 async def test_four_candidates_all_reachable_and_said_so(size):
     app = new_app()
@@ -109,7 +109,7 @@ async def test_four_candidates_all_reachable_and_said_so(size):
             cards[3].focus()  # Tab reaches a card out of view: it scrolls into view
             await pilot.pause(0.3)
             assert strip.region.contains_region(cards[3].region)
-            assert f"of 4" in str(screen.query_one("#candidates-title").render())
+            assert "of 4" in str(screen.query_one("#candidates-title").render())
         else:
             assert "4" in title
 
@@ -187,13 +187,14 @@ async def test_generated_candidates_show_every_card_with_a_real_model(tiny_model
             assert not any(line.startswith(" ") for line in card.render().plain.split("\n"))
 
 
-# -- item 5: the controls panel --------------------------------------------------------------------
+# -- the controls panel ----------------------------------------------------------------------------
 async def test_a_bad_value_does_not_move_the_rows_under_the_pointer():
-    """Each bad field used to grow an error line under it, pushing every row below down."""
+    """A bad value is reported without growing an error line under its field, which would push
+    every row below down."""
     app = new_app()
     async with app.run_test(size=LARGE) as pilot:
         screen = await ready(pilot)
-        rows = {name: row for name, row in screen.controls.all_rows().items()}
+        rows = dict(screen.controls.all_rows())
         before = {name: row.region.y for name, row in rows.items()}
         screen.controls.set_values(min_length=30, max_length=20)  # a cross-field problem on min_length
         await pilot.pause(0.2)
@@ -247,7 +248,7 @@ async def test_clicks_land_on_the_row_under_the_pointer():
             assert field.region == region  # nothing moved under the pointer
 
 
-# -- item 6: the token inspector -------------------------------------------------------------------
+# -- the token inspector ---------------------------------------------------------------------------
 async def test_inspector_columns_line_up_with_hangul():
     app = new_app()
     async with app.run_test(size=LARGE) as pilot:
@@ -285,7 +286,7 @@ async def test_inspector_follows_focus_to_another_card():
         assert inspector.slot == 0
 
 
-# -- item 8: honest limits -------------------------------------------------------------------------
+# -- honest limits ---------------------------------------------------------------------------------
 async def test_max_length_beyond_the_window_says_the_window_is_the_limit(tiny_model_dir):
     app = new_app(tiny_model_dir)  # n_positions 128
     async with app.run_test(size=LARGE) as pilot:
@@ -307,7 +308,7 @@ async def test_status_bar_says_the_draft_was_restored():
     app = new_app()
     async with app.run_test(size=SMALL) as pilot:
         assert app.status_draft == "draft: new"
-        screen = await ready(pilot)
+        await ready(pilot)
         await pilot.press(*"바람이 분다")
         await wait_until(pilot, lambda: app.status_draft == "draft saved", what="the autosave")
     again = new_app()

@@ -220,7 +220,7 @@ def test_user_file_corpus_with_skipped_rows(tmp_path):
     path.write_text("\n".join(rows[:100] + ["not json", '{"text": ""}'] + rows[100:]) + "\n", encoding="utf-8")
     result, events = run(tmp_path / "out", corpus=str(path), limit_train=None, limit_val=None, epochs=1,
                          skip_bad_rows=True, val_share=0.1)
-    corpus = [e for e in of(events, "phase") if e["phase"] == "corpus" and "train" in e][0]
+    corpus = next(e for e in of(events, "phase") if e["phase"] == "corpus" and "train" in e)
     assert (corpus["train"], corpus["val"], corpus["skipped"]) == (270, 30, 2)
     assert "skipped 2 malformed row(s)" in corpus["message"]
     assert result.best_ckpt is not None
@@ -307,7 +307,7 @@ def test_sigint_stops_a_cli_run_and_leaves_a_loadable_checkpoint(tmp_path):
     events += [json.loads(line) for line in rest.splitlines()]
     assert proc.returncode == 130, err[-2000:]
     assert "stopping" in [e.get("phase") for e in events]
-    assert [e for e in events if e["event"] == "checkpoint"][0]["kind"] == "interrupted"
+    assert next(e for e in events if e["event"] == "checkpoint")["kind"] == "interrupted"
     assert events[-1]["event"] == "finished" and events[-1]["cancelled"] is True
     step = events[-1]["step"]
     assert 1 <= step < 50 * 63
