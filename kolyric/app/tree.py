@@ -42,7 +42,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 FORMAT = "kolyric-tree"
 VERSION = 1
@@ -65,17 +65,16 @@ class TokenLike(Protocol):
     def alternatives(self) -> Sequence[AlternativeLike]: ...
 
 
-@dataclass(frozen=True)
-class Alt:
-    """One alternative the model ranked at a token (the engine's ``Alternative``, as stored)."""
+class Alt(NamedTuple):
+    """One alternative the model ranked at a token (the engine's ``Alternative``, as stored).
+    A named tuple: a big tree holds a million of them, and they are built as it loads."""
 
     token_id: int
     text: str
     prob: float
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """One token as stored: the engine's ``TokenInfo`` fields."""
 
     token_id: int
@@ -252,15 +251,27 @@ def _opt_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+_INTS, _NUMBERS = {int}, {int, float}
+
+
 def _tokens_from(columns: dict[str, Any], texts: dict[str, str]) -> tuple[Token, ...]:
+    """A loaded node's token columns as Tokens. A column of the wrong shape or type (a hand-edited
+    file) gives a node without tokens, never a token id that is not a number."""
     ids, probs = columns.get("ids") or [], columns.get("probs") or []
     alt_ids, alt_probs = columns.get("alt_ids") or [], columns.get("alt_probs") or []
+    if not all(isinstance(c, list) for c in (ids, probs, alt_ids, alt_probs)):
+        return ()
+    if not set(map(type, ids)) <= _INTS or not set(map(type, probs)) <= _NUMBERS:
+        return ()
     out = []
     for n, (tid, prob) in enumerate(zip(ids, probs)):
         a_ids = alt_ids[n] if n < len(alt_ids) else []
         a_probs = alt_probs[n] if n < len(alt_probs) else []
-        alts = tuple(Alt(a, texts.get(str(a), ""), float(p)) for a, p in zip(a_ids, a_probs))
-        out.append(Token(int(tid), texts.get(str(tid), ""), float(prob), alts))
+        if (not isinstance(a_ids, list) or not isinstance(a_probs, list) or not set(map(type, a_ids)) <= _INTS
+                or not set(map(type, a_probs)) <= _NUMBERS):
+            return ()
+        alts = tuple([Alt(a, texts.get(str(a), ""), p) for a, p in zip(a_ids, a_probs)])
+        out.append(Token(tid, texts.get(str(tid), ""), prob, alts))
     return tuple(out)
 
 

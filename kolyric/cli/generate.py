@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_decoding_arguments(parser)
     add_constraint_arguments(parser)
+    from kolyric.cli.compare import add_argument as add_compare
+
+    add_compare(parser)
 
 
 def add_constraint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
     from kolyric.engine.results import DoneEvent, TokenEvent
     from kolyric.engine.stream import Generator
 
+    if getattr(args, "compare", None) is not None:
+        from kolyric.cli.compare import run as compare
+
+        return compare(args)
     request = build_request(args)  # validate before the (slow) model load
     loaded = load(args)
     generator = Generator(loaded)

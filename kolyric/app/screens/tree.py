@@ -101,8 +101,8 @@ class TreeScreen(Guarded, ModalScreen[tuple[str, int] | None]):
     ]
     DEFAULT_CSS = """
     TreeScreen .dialog { width: 100; }
-    TreeScreen Tree { height: 1fr; min-height: 4; max-height: 14; border: none; }
-    TreeScreen #tree-preview { height: auto; max-height: 7; color: $text; }
+    TreeScreen Tree { height: 12; border: none; }
+    TreeScreen #tree-preview { height: 6; color: $text; }  /* fixed: a preview never re-lays the tree out */
     """
 
     def __init__(self, tree: VersionTree, prompt: str, current: list[int]) -> None:

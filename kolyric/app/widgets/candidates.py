@@ -1,7 +1,8 @@
 """Candidate cards: each shows one continuation as it streams, token by token.
 
-A card is focusable. ←/→ select a token (its top-5 show in the inspector), 1–5 rewrite the
-candidate from that token with that alternative, Enter accepts the candidate into the draft.
+A card is focusable. ←/→ select a token (its alternatives show in the inspector), 1–9 and 0
+rewrite the candidate from that token with that alternative, E edits the text and continues
+from it, Enter accepts the candidate into the draft.
 A mouse click on a token selects it too. Generated line breaks show as lines, each without
 the space a tokenizer puts before a word; why a candidate stopped short (an unmet constraint,
 the model's window) stays visible at the bottom of its card however long the text is.
@@ -40,7 +41,8 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         Binding("end", "move_to(-1)", "Last token", show=False),
         Binding("enter", "accept", "Accept"),
         Binding("e", "edit", "Edit", tooltip="Edit the text, then continue from it"),
-        *[Binding(str(k), f"alternative({k - 1})", f"Alternative {k}", show=False) for k in range(1, 6)],
+        # 1-9 and 0 choose the first ten alternatives; the inspector reaches the rest (up to 20)
+        *[Binding(str(k % 10), f"alternative({k - 1})", f"Alternative {k}", show=False) for k in range(1, 11)],
     ]
     DEFAULT_CSS = """
     CandidateCard {

@@ -1,4 +1,6 @@
-"""The token inspector: the selected token's top-5 alternatives with their probabilities.
+"""The token inspector: the selected token's top-k alternatives with their probabilities (k is
+the ``alternatives`` control, 5 by default, up to 20; a long list scrolls), and how much
+probability the rest of the vocabulary holds.
 
 Choosing an alternative (Enter on it, or a click) posts ``AlternativeChosen``; the playground
 then rewrites that candidate from the token on, starting with the alternative. Columns are
@@ -44,6 +46,13 @@ def fit_cells(text: str, cells: int = TEXT_CELLS) -> str:
     return set_cell_size(text, cells)
 
 
+def alternative_label(k: int, alt: Any, chosen: bool) -> Text:
+    """"3• ␣사랑 ████▌      45.2%": its key (1-9, then 0), whether it was chosen, text, bar, p."""
+    key = str(k + 1) if k < 9 else "0" if k == 9 else " "
+    return Text.assemble(f"{key}{'•' if chosen else ' '}", (f" {fit_cells(shown(alt.text))} ", "bold"),
+                         (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
+
+
 class TokenInspector(Guarded, Vertical):
     """Shows one token (slot, index, TokenInfo) at a time."""
 
@@ -60,7 +69,7 @@ class TokenInspector(Guarded, Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.border_title = "Token · top 5"
+        self.border_title = "Token · alternatives"
         self.slot: int | None = None
         self.index: int | None = None
         self.token: Any = None
@@ -72,15 +81,15 @@ class TokenInspector(Guarded, Vertical):
     def show(self, slot: int, index: int, token: Any) -> None:
         self.slot, self.index, self.token = slot, index, token
         title = self.query_one("#inspector-title", Static)
+        alternatives = token.alternatives
+        rest = max(0.0, 1.0 - sum(alt.prob for alt in alternatives))
         title.update(Text.assemble(f"#{slot + 1} token {index + 1}: ", (shown(token.text), "bold"),
-                                   f"  p {token.prob:.1%}"))
+                                   f"  p {token.prob:.1%}", (f"  · rest {rest:.1%}", "dim")))
+        self.border_title = f"Token · top {len(alternatives)}"
         options = self.query_one("#alternatives", OptionList)
         options.clear_options()
-        for k, alt in enumerate(token.alternatives):
-            mark = "•" if alt.token_id == token.token_id else " "
-            label = Text.assemble(f"{k + 1}{mark}", (f" {fit_cells(shown(alt.text))} ", "bold"),
-                                  (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
-            options.add_option(Option(label, id=f"alt-{k}"))
+        options.add_options([Option(alternative_label(k, alt, alt.token_id == token.token_id), id=f"alt-{k}")
+                             for k, alt in enumerate(alternatives)])
 
     def clear(self, hint: str = HINT) -> None:
         self.slot = self.index = self.token = None

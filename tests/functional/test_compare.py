@@ -1,0 +1,52 @@
+"""Compare presets: each preset's output equals a plain single run with that preset and seed, in
+the terminal, in --json and in the playground's compare view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kolyric.cli import main
+from kolyric.compare import TUTORIAL_PRESETS, parse_names, preset_title
+from kolyric.engine.settings import SettingsError, preset
+
+NAMES = ["greedy", "top-p-0.92", "combined"]
+
+
+def single(capsys, model_dir, name: str, *flags: str) -> dict:
+    assert main(["generate", "바람이", "--model", str(model_dir), "--device", "cpu", "--preset", name,
+                 "--seed", "5", "--max-length", "8", "--json", *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_compare_json_equals_single_runs(tiny_model_dir, capsys):
+    assert main(["generate", "바람이", "--model", str(tiny_model_dir), "--device", "cpu", "--compare", ",".join(NAMES),
+                 "--seed", "5", "--max-length", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seed"] == 5 and [run["preset"] for run in out["compare"]] == NAMES
+    for run in out["compare"]:
+        alone = single(capsys, tiny_model_dir, run["preset"])
+        assert run["candidates"] == alone["candidates"] and run["settings"] == alone["settings"]
+        assert run["title"].startswith(run["preset"])
+
+
+def test_compare_in_the_terminal_titles_each_preset(tiny_model_dir, capsys):
+    assert main(["generate", "바람이", "--model", str(tiny_model_dir), "--device", "cpu", "--compare",
+                 "greedy,top-k-50", "--seed", "5", "--max-length", "8"]) == 0
+    shown = capsys.readouterr().out
+    blocks = [b for b in shown.split("── ") if b.strip()]
+    assert [b.split(" ·")[0] for b in blocks] == ["greedy", "top-k-50"]
+    for block, name in zip(blocks, ["greedy", "top-k-50"]):
+        alone = single(capsys, tiny_model_dir, name)
+        assert alone["candidates"][0]["full_text"] in block
+
+
+def test_compare_names_are_checked():
+    assert parse_names("") == TUTORIAL_PRESETS
+    for bad in ("greedy,nope", "greedy,greedy"):
+        with pytest.raises(SettingsError) as caught:
+            parse_names(bad)
+        assert caught.value.problems[0].field == "compare"
+    assert main(["generate", "x", "--compare", "greedy,nope"]) != 0
+    assert preset_title("top-p-0.92", preset("top-p-0.92")) == "top-p-0.92 · sample, top_p 0.92"
