@@ -68,9 +68,12 @@ class MinP(PoolWarper):
         self.min_p = min_p
 
     def warp(self, values: Scores, ids: Ids | None, input_ids: Tensor) -> Scores:
-        probs = softmax(values)
-        scaled = probs.max(axis=-1, keepdims=True) * values.dtype.type(self.min_p)
-        return _keep_best(values, probs < scaled)
+        if self.min_p <= 0:
+            return values
+        # p < min_p * p_max  <=>  score < best + log(min_p): no softmax over a whole row
+        floor = values.max(axis=-1, keepdims=True) + values.dtype.type(math.log(self.min_p))
+        with np.errstate(invalid="ignore"):  # a row of -inf only
+            return _keep_best(values, values < floor)
 
 
 class TypicalP(PoolWarper):
@@ -180,6 +183,55 @@ class TopNSigma(PoolWarper):
             if len(finite) < 2:
                 continue
             row[row < finite.max() - self.n * finite.std()] = -np.inf
+        return values
+
+
+class SigmaFloor:
+    """Top-nσ ahead of a top-k: records each row's floor ``best - n * sd`` from the whole row and
+    leaves the scores as they are; ``SigmaCut`` behind the top-k then removes the survivors below
+    it. Both are "keep the scores above a line", so top-k's survivors cut at the floor are exactly
+    top-nσ then top-k, without a row of -inf that top-k could not prune."""
+
+    def __init__(self, n: float):
+        self.sigma = TopNSigma(n)
+        self.floors: list[float] = []
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        rows = scores.detach().float().cpu().numpy()
+        self.floors = []
+        for row in rows:
+            finite = row[np.isfinite(row)]
+            self.floors.append(float(finite.max() - self.sigma.n * finite.std()) if len(finite) > 1 else -math.inf)
+        return scores
+
+
+class SigmaCut(PoolWarper):
+    """The second half of ``SigmaFloor``: the pool's scores below the floor (divided by the
+    temperature the top-k applied to its survivors) are removed."""
+
+    truncates = True
+
+    def __init__(self, floor: SigmaFloor, temperature: float = 1.0):
+        self.floor = floor
+        self.temperature = temperature
+
+    def warp(self, values: Scores, ids: Ids | None, input_ids: Tensor) -> Scores:
+        floors = np.array(self.floor.floors[:len(values)], dtype=np.float64)[:, None] / self.temperature
+        if floors.shape[0] != len(values):
+            return values
+        return _keep_best(values, values < floors.astype(values.dtype))
+
+
+class Temperature(PoolWarper):
+    """transformers' ``TemperatureLogitsWarper``: the scores divided by ``temperature`` (the same
+    float32 division), where it must run on a pool."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def warp(self, values: Scores, ids: Ids | None, input_ids: Tensor) -> Scores:
+        with np.errstate(over="ignore"):
+            values /= values.dtype.type(self.temperature)
         return values
 
 
@@ -304,5 +356,5 @@ class MirostatV2(PoolWarper):
         return values
 
 
-__all__ = ["XTC", "DynamicTemperature", "EpsilonCutoff", "EtaCutoff", "MinP", "MirostatV2", "TopNSigma",
-           "TopP", "TypicalP", "softmax"]
+__all__ = ["XTC", "DynamicTemperature", "EpsilonCutoff", "EtaCutoff", "MinP", "MirostatV2", "SigmaCut", "SigmaFloor",
+           "Temperature", "TopNSigma", "TopP", "TypicalP", "softmax"]

@@ -34,11 +34,13 @@ def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_stat
 
     base (every strategy): 1 repetition penalty, 2 no-repeat n-grams, 3 DRY, 4 phrase bias,
     5 minimum length, 6 lyric constraints;
-    warpers (sampling): 7 top-nσ (it reads the whole row), 8 temperature and top-k, 9 top-p
-    (after a dynamic temperature when that is on: 8b), 10 min-p, 11 typical-p, 12 epsilon,
-    13 eta, 14 XTC, 15 mirostat v2.
+    warpers (sampling): 7 top-nσ (its deviation over the whole row), 8 temperature and top-k,
+    9 dynamic temperature, 10 top-p, 11 min-p, 12 typical-p, 13 epsilon, 14 eta, 15 XTC,
+    16 mirostat v2.
 
-    A fixed temperature commutes with top-k, so 8 is transformers' temperature-then-top-k.
+    A fixed temperature commutes with top-k, so 8 is transformers' temperature-then-top-k; a
+    dynamic one replaces it and is measured on what top-k left. Top-nσ and top-k both keep the
+    scores above a line, so top-nσ is applied as a cut of top-k's pool at its whole-row floor.
     DRY and phrase bias read token texts: they need the ``tokenizer``.
     """
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
@@ -73,24 +75,33 @@ def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_stat
 def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature_warper: type,
              top_p_warper: type) -> None:
     dynamic = settings.dynatemp_range > 0
+    sigma = settings.top_n_sigma > 0
     temperature = 1.0 if dynamic else settings.temperature
-    top_p_first = settings.top_p < 1.0 and not dynamic  # else it follows the dynamic temperature
-    if settings.top_n_sigma > 0:
+    # top-p goes inside the top-k (sorting only its survivors) unless something must come between
+    top_p_inside = settings.top_p < 1.0 and not dynamic and not sigma
+    if sigma and settings.top_k > 0:  # the floor from the whole row, the cut on top-k's pool
+        floor = samplers.SigmaFloor(settings.top_n_sigma)
+        procs.append(floor)
+        procs.append(lean.TopK(settings.top_k, temperature))
+        procs.append(samplers.SigmaCut(floor, temperature))
+    elif sigma:  # the whole row, then a pool of what is left
         procs.append(samplers.TopNSigma(settings.top_n_sigma))
-    if settings.top_k > 0 and top_p_first:  # top-p sorts only the top-k survivors
+        if temperature != 1.0:
+            procs.append(samplers.Temperature(temperature))
+    elif settings.top_k > 0 and top_p_inside:  # top-p sorts only the top-k survivors
         procs.append(lean.TopKThenTopP(settings.top_k, settings.top_p, temperature))
     elif settings.top_k > 0:  # the temperature divides only the survivors
         procs.append(lean.TopK(settings.top_k, temperature))
     else:
         if temperature != 1.0:
             procs.append(temperature_warper(temperature))
-        if top_p_first:
+        if top_p_inside:
             procs.append(top_p_warper(settings.top_p))
     if dynamic:
         procs.append(samplers.DynamicTemperature(settings.temperature, settings.dynatemp_range,
                                                  settings.dynatemp_exponent))
-        if settings.top_p < 1.0:
-            procs.append(samplers.TopP(settings.top_p))
+    if settings.top_p < 1.0 and not top_p_inside:
+        procs.append(samplers.TopP(settings.top_p))
     if settings.min_p > 0:
         procs.append(samplers.MinP(settings.min_p))
     if settings.typical_p < 1.0:

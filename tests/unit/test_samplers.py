@@ -238,3 +238,34 @@ def test_phrase_bias_longer_phrase_and_several():
     bias = (("사랑해", 1.5), ("고", -1.0))
     assert bias_row([2], bias) == [0, 0, 0, 1.5, 1.5, -1.0, 0, 0]
     assert bias_row([0], bias) == [0, 0, 0, 1.5, 0, -1.0, 1.5, 0]
+
+
+def test_top_n_sigma_ahead_of_top_k_is_a_cut_of_its_pool():
+    """The chain's top-nσ + top-k (+ temperature, top-p) keeps exactly what top-nσ on the whole
+    row followed by transformers' temperature, top-k and top-p keeps."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper
+
+    from kolyric.engine import sampling
+    from kolyric.engine.settings import preset
+
+    for seed in range(20):
+        scores = crafted_rows(seed, 1, 6000) * (1 + seed % 3)
+        for n, k, p in ((1.0, 50, 1.0), (2.5, 40, 0.9), (0.5, 5, 0.8)):
+            settings = preset("combined", repetition_penalty=1.0, no_repeat_ngram_size=0, top_n_sigma=n, top_k=k,
+                              top_p=p, temperature=0.7)
+            chain = sampling.processor_chain(settings, 1, None, None)
+            values, ids = chain.pool(NO_IDS, scores.clone())
+            ours = torch.full_like(scores, -float("inf")).scatter_(-1, ids, values) if ids is not None else values
+            theirs = samplers.TopNSigma(n)(NO_IDS, scores.clone())
+            for warper in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(k), TopPLogitsWarper(p)):
+                theirs = warper(NO_IDS, theirs)
+            assert torch.equal(torch.isfinite(ours), torch.isfinite(theirs)), (seed, n, k, p)
+            assert torch.equal(ours[torch.isfinite(ours)], theirs[torch.isfinite(theirs)])
+
+
+def test_temperature_on_a_pool_is_transformers_division():
+    from transformers.generation.logits_process import TemperatureLogitsWarper
+
+    scores = crafted_rows(1, 2, 300)
+    assert torch.equal(samplers.Temperature(0.7)(NO_IDS, scores.clone()),
+                       TemperatureLogitsWarper(0.7)(NO_IDS, scores.clone()))
