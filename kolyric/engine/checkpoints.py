@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +76,13 @@ def read_checkpoint(path: Path) -> dict:
 
     try:
         unsafe = ser.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt or foreign file
+    except Exception as exc:  # any parse failure means a corrupt or foreign file
         raise CorruptCheckpoint(f"{path}: not a readable PyTorch checkpoint ({one_line(exc)})") from exc
     stubs = [(_make_stub(name), name) for name in unsafe]
     try:
         with ser.safe_globals(stubs):
             data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # any parse failure means a corrupt or foreign file
         raise CorruptCheckpoint(f"{path}: could not read the checkpoint ({one_line(exc)})") from exc
     if not isinstance(data, dict):
         raise CorruptCheckpoint(f"{path}: a checkpoint must hold a dict, found {type(data).__name__}")
@@ -160,6 +161,35 @@ def checkpoint_meta(model: Any, tokenizer: Any, base: str | None) -> dict:
         "special_tokens": {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)},
         "base": base,
     }
+
+
+def model_from_meta(meta: dict, path: Path, fill_special_tokens: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """A fresh model and the tokenizer from a kolyric checkpoint's metadata (config, tokenizer.json)."""
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    try:
+        config_dict = dict(meta["config"])
+        model_type = config_dict.pop("model_type")
+        config = AutoConfig.for_model(model_type, **config_dict)
+    except Exception as exc:  # whatever is wrong, the metadata is unusable
+        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({one_line(exc)})") from exc
+    from kolyric.engine.integrity import size_refusal
+
+    why = size_refusal(config, "its config")
+    if why:
+        raise ModelLoadError(f"{path}: {why}")
+    try:
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
+                                            **meta.get("special_tokens", {}))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: the tokenizer stored in the checkpoint (its tokenizer.json) is unusable "
+                             f"({one_line(exc)})") from exc
+    try:
+        model = AutoModelForCausalLM.from_config(config)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({one_line(exc)})") from exc
+    return model, fill_special_tokens(tokenizer)
 
 
 __all__ = ["CHECKPOINT_META_KEY", "IGNORABLE_KEYS", "CorruptCheckpoint", "ModelLoadError", "apply_state_dict",

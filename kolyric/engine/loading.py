@@ -23,13 +23,14 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kolyric.engine.checkpoints import (CHECKPOINT_META_KEY, IGNORABLE_KEYS, CorruptCheckpoint, ModelLoadError,
                                         apply_state_dict, best_checkpoint, checkpoint_meta, checkpoint_val_loss,
-                                        meta_of, one_line, ranked_checkpoints, read_checkpoint)
+                                        meta_of, model_from_meta, one_line, ranked_checkpoints, read_checkpoint)
 from kolyric.engine.hub import hub_unreachable_reason
 from kolyric.engine.integrity import human_count, size_refusal, vocab_refusal
 
@@ -43,8 +44,9 @@ KOGPT2_SPECIAL_TOKENS = {
     "pad_token": "<pad>", "mask_token": "<mask>",
 }
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-"""auto: int8 on a CPU for a model large enough for it to pay, else fp32 (``quantize.auto_precision``)."""
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "int4")
+"""auto: int8 on a CPU for a model large enough for it to pay, else fp32 (``quantize.auto_precision``).
+int4 is an ONNX Runtime graph (``onnx_graph``); without ONNX Runtime it falls back to int8."""
 
 
 @dataclass
@@ -60,10 +62,14 @@ class LoadedModel:
 
     @property
     def n_params(self) -> int:
+        if getattr(type(self.model), "kolyric_graph", False):  # an ONNX Runtime graph: no parameters()
+            return int(self.model.n_params)
         return sum(p.numel() for p in self.model.parameters())
 
     @property
     def device(self) -> str:
+        if getattr(type(self.model), "kolyric_graph", False):
+            return "cpu"
         return str(next(self.model.parameters()).device)
 
 
@@ -85,6 +91,9 @@ def load_model(
     spec = str(spec) if spec is not None else DEFAULT_MODEL
     if precision not in PRECISIONS:
         raise ModelLoadError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    fast = _load_graph(spec, base, device, precision, network_timeout)
+    if fast is not None:
+        return fast
     try:
         loaded = _load_any(spec, base=base, network_timeout=network_timeout)
     except ModelLoadError:
@@ -95,12 +104,37 @@ def load_model(
     if why:
         raise ModelLoadError(f"{spec}: {why}")
     try:
-        _place(loaded, device, precision, progress)
+        _place(loaded, device, precision, progress,
+               graph_source=(spec, base, _torch_loader(spec, base, network_timeout)))
     except ModelLoadError:
         raise
     except (RuntimeError, AssertionError, ValueError) as exc:  # an unknown or unavailable device
         raise ModelLoadError(f"{spec}: cannot use device {device!r}: {one_line(exc)}") from exc
     return loaded
+
+
+def _load_graph(spec: str, base: str | None, device: str, precision: str,
+                network_timeout: float) -> LoadedModel | None:
+    """The model straight from its cached ONNX Runtime graph (``onnx_model``), when it has one."""
+    if precision not in ("int8", "int4", "auto") or device not in ("cpu", "auto"):
+        return None
+    from kolyric.engine import onnx_model
+
+    loaded = onnx_model.load_fast(spec, base, device, precision, _torch_loader(spec, base, network_timeout))
+    if loaded is not None:
+        _describe(loaded, "cpu", loaded.model.precision, loaded.n_params)
+    return loaded
+
+
+def _torch_loader(spec: str, base: str | None, network_timeout: float) -> Callable[[str], Any]:
+    """Loads ``spec`` as a PyTorch model in fp32 or PyTorch int8 (what a graph falls back to)."""
+
+    def load(precision: str) -> Any:
+        loaded = _load_any(spec, base=base, network_timeout=network_timeout)
+        _place(loaded, "cpu", precision, int8_backend="torch")
+        return loaded.model
+
+    return load
 
 
 def _file_errors() -> tuple[type[BaseException], ...]:
@@ -150,7 +184,7 @@ def _refuse_broken_link(spec: str, path: Path) -> None:
 def looks_like_path(spec: str) -> bool:
     """Whether ``spec`` names a file or folder rather than a hub id."""
     return (spec.startswith((".", "/", "~")) or spec.endswith((".ckpt", ".bin", ".safetensors"))
-            or spec.count("/") > 1 or os.sep != "/" and os.sep in spec)
+            or spec.count("/") > 1 or (os.sep != "/" and os.sep in spec))
 
 
 # -- directories and the hub ---------------------------------------------------------------------
@@ -185,7 +219,7 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(name, local_files_only=local_files_only, trust_remote_code=False)
-    if type(config) not in AutoModelForCausalLM._model_mapping:  # noqa: SLF001 - a type check only
+    if type(config) not in AutoModelForCausalLM._model_mapping:  # a type check only
         raise ModelLoadError(
             f"{source}: is a {config.model_type!r} model, not a causal language model "
             f"(kolyric needs a GPT-2 style model)")
@@ -232,7 +266,7 @@ def load_tokenizer(name: str, *, local_files_only: bool = True) -> Any:
         except (OSError, ValueError, TypeError):
             tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
                                                       trust_remote_code=False)
-    except Exception as exc:  # noqa: BLE001 - JSON, decoding and schema errors alike: the file is unusable
+    except Exception as exc:  # JSON, decoding and schema errors alike: the file is unusable
         raise ModelLoadError(f"{where}: not a usable tokenizer ({one_line(exc)})") from exc
     if len(tokenizer) < 2:
         raise ModelLoadError(f"{where}: the tokenizer holds {len(tokenizer)} token(s); it cannot encode text")
@@ -309,7 +343,7 @@ def _load_checkpoint(path: Path, *, base: str | None, network_timeout: float) ->
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     meta = meta_of(data)
     if meta is not None and base is None:
-        model, tokenizer = _model_from_meta(meta, path)
+        model, tokenizer = model_from_meta(meta, path, fill_special_tokens)
         base_desc = "its own config"
     else:
         base_name = base or (meta or {}).get("base") or DEFAULT_CHECKPOINT_BASE
@@ -320,32 +354,6 @@ def _load_checkpoint(path: Path, *, base: str | None, network_timeout: float) ->
     loaded = LoadedModel(model, tokenizer, source=str(path), kind="checkpoint", description="")
     loaded.notices.append(f"checkpoint {path.name} applied over {base_desc}")
     return loaded
-
-
-def _model_from_meta(meta: dict, path: Path) -> tuple[Any, Any]:
-    from tokenizers import Tokenizer
-    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
-
-    try:
-        config_dict = dict(meta["config"])
-        model_type = config_dict.pop("model_type")
-        config = AutoConfig.for_model(model_type, **config_dict)
-    except Exception as exc:  # noqa: BLE001 - whatever is wrong, the metadata is unusable
-        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({one_line(exc)})") from exc
-    why = size_refusal(config, "its config")
-    if why:
-        raise ModelLoadError(f"{path}: {why}")
-    try:
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
-                                            **meta.get("special_tokens", {}))
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{path}: the tokenizer stored in the checkpoint (its tokenizer.json) is unusable "
-                             f"({one_line(exc)})") from exc
-    try:
-        model = AutoModelForCausalLM.from_config(config)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{path}: the model config in the checkpoint is unusable ({one_line(exc)})") from exc
-    return model, fill_special_tokens(tokenizer)
 
 
 # -- device and precision ---------------------------------------------------------------------------
@@ -369,7 +377,11 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def _place(loaded: LoadedModel, device: str, precision: str,
-           progress: Callable[[str], None] | None = None) -> None:
+           progress: Callable[[str], None] | None = None, int8_backend: str | None = None,
+           graph_source: tuple[str, str | None, Callable[[str], Any]] | None = None) -> None:
+    """Put the model on ``device`` in ``precision``. int8 and int4 on a CPU become an ONNX Runtime
+    graph when they can (``graph_source``: the spec, base and PyTorch loader it falls back to),
+    and the PyTorch model is let go; else PyTorch int8."""
     import torch
 
     device = resolve_device(device)
@@ -380,20 +392,44 @@ def _place(loaded: LoadedModel, device: str, precision: str,
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     loaded.model.to(device=device, dtype=dtype)
     loaded.model.eval()
-    n_params = loaded.n_params  # counted before int8 packing hides the weights from parameters()
-    if precision == "int8":
-        from kolyric.engine import quantize  # the int8 CPU path
-
-        notice = quantize.quantize_int8(loaded, progress=progress)
-        if notice:
-            loaded.notices.append(notice)
-        precision = quantize.precision_of(loaded.model)  # fp32 when it fell back
     if loaded.model.generation_config is not None:
         # Generation settings come from DecodingSettings alone, never from the checkpoint.
         loaded.model.generation_config.pad_token_id = loaded.tokenizer.pad_token_id
+    n_params = loaded.n_params  # counted before int8 packing hides the weights from parameters()
+    if precision in ("int8", "int4") and device == "cpu" and graph_source is not None and int8_backend != "torch":
+        from kolyric.engine import onnx_model
+
+        if onnx_model.runtime_available():
+            spec, base, fallback = graph_source
+            lm, notice = onnx_model.graph_for(loaded, precision, spec, base, fallback, progress)
+            if lm is not None:
+                loaded.model = lm  # the PyTorch model goes: the graph holds the weights once
+                _describe(loaded, device, precision, n_params)
+                return
+            if notice:
+                loaded.notices.append(f"{notice}; using PyTorch int8")
+            int8_backend = "torch"  # the graph was tried: no second attempt at its decoder
+    if precision == "int4":
+        from kolyric.engine import onnx_model
+
+        why = ("KOLYRIC_INT8_BACKEND is torch" if onnx_model.runtime_available() or
+               os.environ.get("KOLYRIC_INT8_BACKEND", "").strip().lower() == "torch"
+               else "onnxruntime is not installed (pip install kolyric[int8])")
+        loaded.notices.append(f"int4: runs on ONNX Runtime graphs and {why}; using int8")
+        precision = "int8"
+    if precision == "int8":
+        from kolyric.engine import quantize  # the int8 CPU path
+
+        notice = quantize.quantize_int8(loaded, backend=int8_backend, progress=progress)
+        if notice:
+            loaded.notices.append(notice)
+        precision = quantize.precision_of(loaded.model)  # fp32 when it fell back
+    _describe(loaded, device, precision, n_params)
+
+
+def _describe(loaded: LoadedModel, device: str, precision: str, n_params: int) -> None:
     name = "kolyric-mini" if loaded.kind == "mini" else loaded.source
-    loaded.description = (f"{name} · {human_count(n_params)} params · {device} "
-                          f"{precision}")
+    loaded.description = f"{name} · {human_count(n_params)} params · {device} {precision}"
 
 
 def resolve_model_spec(spec: str | None, configured: str | None = None,
@@ -423,7 +459,7 @@ def _hub_cached(repo_id: str) -> bool:
 
         found = try_to_load_from_cache(repo_id, "config.json")
         return isinstance(found, str)
-    except Exception:  # noqa: BLE001 - a broken cache is the same as no cache here
+    except Exception:  # a broken cache is the same as no cache here
         return False
 
 

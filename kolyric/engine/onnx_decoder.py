@@ -1,54 +1,29 @@
-"""The ONNX Runtime half of the int8 CPU path: one GPT-2 decoding step, int8, in ONNX Runtime.
+"""ONNX Runtime decoding steps for a PyTorch int8 model, and the KV cache both graph paths share.
 
-``kolyric.engine.quantize`` puts PyTorch's int8 layers into the model; when ``onnxruntime`` is
+``kolyric.engine.quantize`` puts PyTorch's int8 layers into a model; when ``onnxruntime`` is
 installed (``pip install kolyric[int8]``) and the model is a GPT-2, it also attaches an
 ``OnnxDecoder`` as ``model.kolyric_decoder``, which kolyric's loop calls for every decoding step
-after the prompt. The one-token step with its KV cache is exported once per model to ONNX,
-quantized by ONNX Runtime (int8 weights per output channel, 8-bit dynamic activations) and
-cached on disk under ``onnx_cache_dir()``, named by a hash of the weights, config and versions
-(the first load of a model takes a minute).
+after the prompt. It runs the model's int8 graph (``kolyric.engine.onnx_graph``: built once per
+weights and cached on disk). ``load_model`` itself runs such graphs without a PyTorch model
+(``kolyric.engine.onnx_model``); this decoder is for a model switched to int8 at run time
+(``quantize.set_precision``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
-import logging
-import os
-import shutil
-import tempfile
 import threading
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 
+from kolyric.engine import onnx_graph
+from kolyric.engine.onnx_graph import onnx_cache_dir, quiet
+
 DECODER = "kolyric_decoder"
 """Model attribute holding the ONNX Runtime decoding step, when there is one."""
-_FORMAT = "gpt2-step-v1"
-"""Changes whenever the exported graph changes, so old cached graphs are not reused."""
 _CORES = {"holders": 0, "torch_threads": 0}
 _CORES_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def quiet():
-    """torch.ao.quantization warns that it is moving to torchao on every use; the API is still
-    shipped and tested in this PyTorch, and the warning would only clutter the terminal. The
-    ONNX exporter and quantizer log their progress and optional parts they skip."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "root")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(deprecated|torchao).*")
-        for logger in loggers[:-1]:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
 
 
 def first_line(exc: BaseException) -> str:
@@ -88,17 +63,9 @@ class OnnxDecoder:
         return self._model()
 
     def take_cores(self) -> None:
-        import torch
-
-        with _CORES_LOCK:
-            if self._holds_cores:
-                return
-            if _CORES["holders"] == 0:
-                _CORES["torch_threads"] = torch.get_num_threads()
-            _CORES["holders"] += 1
+        if not self._holds_cores:
+            self._release = hold_cores(self)
             self._holds_cores = True
-            torch.set_num_threads(1)
-        self._release = weakref.finalize(self, _release_cores)
 
     @contextlib.contextmanager
     def _all_threads(self):
@@ -142,7 +109,7 @@ class OnnxDecoder:
         # wrote it to, instead of being copied into NumPy arrays after every step (2 x 12 layers,
         # ~5 MB a step at 64 positions; a step measured ~4% faster).
         out = self.session.run_with_ort_values(self.output_names, feeds)
-        logits = torch.from_numpy(out[0].numpy()).unsqueeze(1)
+        logits = torch.from_numpy(out[0].numpy())
         return types.SimpleNamespace(logits=logits, **{self.cache_name: _OnnxPast(list(out)[1:])})
 
     def _arrays(self, past: Any) -> list | None:
@@ -170,6 +137,19 @@ class OnnxDecoder:
                 past = getattr(out, self.cache_name)
         if out.logits.shape != (2, 1, self.model.config.vocab_size) or not bool(torch.isfinite(out.logits).all()):
             raise RuntimeError(f"bad logits from the ONNX graph: shape {tuple(out.logits.shape)}")
+
+
+def hold_cores(owner: object) -> weakref.finalize:
+    """Give ONNX Runtime PyTorch's CPU threads while ``owner`` lives: PyTorch runs on one until
+    the finalizer returned runs (called, or ``owner`` collected) for the last holder."""
+    import torch
+
+    with _CORES_LOCK:
+        if _CORES["holders"] == 0:
+            _CORES["torch_threads"] = torch.get_num_threads()
+        _CORES["holders"] += 1
+        torch.set_num_threads(1)
+    return weakref.finalize(owner, _release_cores)
 
 
 def _release_cores() -> None:
@@ -213,7 +193,7 @@ class _OnnxPast:
             raise ValueError(f"cannot drop {-tokens_to_remove} of {_seq_length(self.arrays[0])} positions")
         self.arrays = [_ort_value(np.ascontiguousarray(value.numpy()[:, :, :keep])) for value in self.arrays]
 
-    def rows(self, indices: list[int], length: int) -> "_OnnxPast":
+    def rows(self, indices: list[int], length: int) -> _OnnxPast:
         """A new cache of the given rows (repeats allowed) and first ``length`` positions, to run
         a few candidate tokens from one row's state; this cache is left as it is."""
         import numpy as np
@@ -262,145 +242,22 @@ def decoder_for(model: Any, required: bool,
         return None, (f"int8: ONNX Runtime decoding covers GPT-2 models, not {kind}; using PyTorch int8"
                       if required else None)
     try:
-        path = _decoder_path(model)
-        if path.is_file():
+        folder = onnx_cache_dir() / onnx_graph.content_digest(model)
+        if onnx_graph.graph_ok(folder, "int8"):
             try:
-                return _load_decoder(model, path), None
-            except Exception:  # noqa: BLE001 - a damaged cached graph (a torn write, a lost file): build anew
-                shutil.rmtree(path.parent, ignore_errors=True)
-        if progress is not None:
-            progress("building this model's int8 graph for ONNX Runtime (once per model; ~35 s for KoGPT2)")
-        _build_decoder(model, path)
-        return _load_decoder(model, path), None
-    except Exception as exc:  # noqa: BLE001 - a graph that cannot be built means: PyTorch int8
+                return _load_decoder(model, folder), None
+            except Exception:  # a damaged cached graph (a torn write, a lost file): build anew
+                onnx_graph.drop_graph(folder, "int8")
+        onnx_graph.build(model, folder, "int8", progress)
+        return _load_decoder(model, folder), None
+    except Exception as exc:  # a graph that cannot be built means: PyTorch int8
         return None, f"int8: ONNX Runtime decoding unavailable ({first_line(exc)}); using PyTorch int8"
 
 
-def onnx_cache_dir() -> Path:
-    """Where exported graphs live: ``$KOLYRIC_ONNX_CACHE``, else the user cache dir."""
-    explicit = os.environ.get("KOLYRIC_ONNX_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("kolyric")) / "onnx"
+def _load_decoder(model: Any, folder: Path) -> OnnxDecoder:
+    path = folder / onnx_graph.graph_name("int8")
+    session = onnx_graph.open_session(path, _cpu_threads())
+    return OnnxDecoder(model, session, onnx_graph.graph_weight_bytes(path))
 
 
-def _decoder_path(model: Any) -> Path:
-    """The cached graph's path, named by a hash of the weights, the config and the versions."""
-    import onnxruntime
-    import torch
-    import transformers
-
-    digest = hashlib.blake2b(digest_size=12)
-    config = model.config.to_dict()
-    config.pop("_name_or_path", None)  # where the weights were loaded from does not change the graph
-    for text in (_FORMAT, torch.__version__, transformers.__version__, onnxruntime.__version__,
-                 json.dumps(config, sort_keys=True, default=str)):
-        digest.update(text.encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return onnx_cache_dir() / digest.hexdigest() / "decoder-int8.onnx"
-
-
-def _build_decoder(model: Any, path: Path) -> None:
-    """Export the decoding step to ONNX (fp32), quantize it with ONNX Runtime, keep the int8 graph."""
-    import copy
-
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import DynamicCache
-
-    n_layer, heads = int(model.config.n_layer), int(model.config.n_head)
-    head_size = int(model.config.n_embd) // heads
-    step_model = copy.deepcopy(model).float().eval()
-    # The output head shares the token embeddings; a weight of its own lets the quantizer take it.
-    step_model.lm_head.weight = torch.nn.Parameter(step_model.lm_head.weight.detach().clone())
-    if hasattr(step_model, "set_attn_implementation"):
-        step_model.set_attn_implementation("eager")
-    else:
-        step_model.config._attn_implementation = "eager"  # noqa: SLF001
-    cache_name = OnnxDecoder(step_model, None, 0).cache_name
-
-    class Step(torch.nn.Module):
-        def __init__(self, inner: Any):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, *past: Any) -> Any:
-            cache = DynamicCache()
-            for i in range(n_layer):
-                cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
-                             **{cache_name: cache})
-            cache = getattr(out, cache_name, None)
-            pairs = _cache_pairs(cache if cache is not None else out.past_key_values)
-            return (out.logits[:, -1, :], *[t for pair in pairs for t in pair])
-
-    rows, positions = 2, 4  # examples above 1, so neither size is fixed into the graph
-    example = (torch.zeros((rows, 1), dtype=torch.long), torch.ones((rows, positions + 1), dtype=torch.long),
-               *[torch.zeros((rows, heads, positions, head_size)) for _ in range(2 * n_layer)])
-    batch, total, past_len = (torch.export.Dim(n) for n in ("batch", "total", "past"))
-    shapes = ({0: batch}, {0: batch, 1: total}, tuple({0: batch, 2: past_len} for _ in range(2 * n_layer)))
-    path.parent.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=path.parent.parent, prefix=".build-"))
-    try:
-        with quiet(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
-            torch.onnx.export(Step(step_model).eval(), example, str(work / "fp32.onnx"), dynamo=True,
-                              dynamic_shapes=shapes, external_data=True,
-                              input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
-                              output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)]])
-            quantize_dynamic(str(work / "fp32.onnx"), str(work / path.name), weight_type=QuantType.QInt8,
-                             per_channel=True, use_external_data_format=True)
-        for leftover in work.glob("fp32.onnx*"):
-            leftover.unlink()
-        if path.parent.exists() and not path.is_file():  # left by an interrupted build
-            shutil.rmtree(path.parent, ignore_errors=True)
-        try:
-            work.rename(path.parent)
-        except OSError:  # another process built the same graph first
-            if not path.is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _load_decoder(model: Any, path: Path) -> OnnxDecoder:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _cpu_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return OnnxDecoder(model, session, _graph_weight_bytes(path))
-
-
-def _graph_weight_bytes(path: Path) -> int:
-    """Bytes of the graph's weights one step reads: all initializers but the embedding tables,
-    of which a step gathers one row."""
-    import onnx
-    from onnx import helper
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    gathered = {n.input[0] for n in graph.node if n.op_type == "Gather"}
-    users: dict[str, set] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, set()).add(node.op_type)
-    total = 0
-    for init in graph.initializer:
-        if init.name in gathered and users.get(init.name) == {"Gather"}:
-            continue
-        size = 1
-        for dim in init.dims:
-            size *= dim
-        total += size * helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
-    return total
-
-
-__all__ = ["DECODER", "OnnxDecoder", "decoder_for", "onnx_cache_dir"]
+__all__ = ["DECODER", "OnnxDecoder", "decoder_for", "hold_cores", "onnx_cache_dir", "quiet"]

@@ -1,44 +1,46 @@
 """The int8 CPU path: the transformer's matrix multiplies with int8 weights (``--precision int8``).
 
 On a CPU, generating with a 125M-parameter GPT-2 is bound by memory bandwidth: each token reads
-every weight once, and int8 weights are a quarter of the bytes. Two layers of it:
+every weight once, and int8 weights are a quarter of the bytes. Three ways it runs:
 
-1. **PyTorch int8, always.** Each matrix multiply (GPT-2's ``Conv1D`` layers, turned into
-   ``nn.Linear`` first, and any ``nn.Linear``, the tied output head included) becomes PyTorch's
-   dynamically quantized linear layer: int8 weights with one scale per output channel,
-   activations quantized on the fly, products by the CPU's int8 kernels (fbgemm on x86, qnnpack
-   on Arm). GPT-2's ``gelu_new`` (seven tensor operations) becomes PyTorch's one-operation tanh
-   GELU, the same formula. The model stays the same ``transformers`` object: prompts, the KV
-   cache, ``model.generate`` (beam search), scoring and evaluation all run over it.
-2. **ONNX Runtime decoding steps, when ``onnxruntime`` is installed** (``pip install
-   kolyric[int8]``) and the model is a GPT-2 (``kolyric.engine.onnx_decoder``). The one-token
-   decoding step with its KV cache is exported once per model to ONNX, quantized by ONNX Runtime
-   (int8 weights per output channel, 8-bit dynamic activations) and cached on disk (the first
-   load of a model takes a minute). The step is ~1.8x faster than PyTorch's: less per-operation
-   overhead and faster int8 kernels for one row at a time. kolyric's loop calls it through ``model.kolyric_decoder``; the
-   prompt still runs on PyTorch int8, and sampling, logits processors, constraints and top-5
-   stay in kolyric. While it is on, ONNX Runtime gets PyTorch's CPU threads and PyTorch runs
-   on one (see ``OnnxDecoder``). ``KOLYRIC_INT8_BACKEND=torch`` turns this layer off.
+1. **An ONNX Runtime graph alone, when ``onnxruntime`` is installed** (``pip install
+   kolyric[int8]``) and the model is a GPT-2: ``load_model(..., precision="int8" | "int4")``
+   gives an ``onnx_model.OnnxLM``, the model's graph (``onnx_graph``: built once per weights,
+   cached on disk) with no PyTorch model beside it. Prompt and decoding steps run on it;
+   sampling, logits processors, constraints and top-5 stay in kolyric's loop. A cached graph
+   loads in about a second, without building the fp32 model first.
+2. **PyTorch int8, where there is no graph.** Each matrix multiply (GPT-2's ``Conv1D`` layers,
+   turned into ``nn.Linear`` first, and any ``nn.Linear``, the tied output head included)
+   becomes PyTorch's dynamically quantized linear layer: int8 weights with one scale per output
+   channel, activations quantized on the fly (fbgemm on x86, qnnpack on Arm); GPT-2's
+   ``gelu_new`` becomes PyTorch's one-operation tanh GELU, the same formula. The model stays
+   the same ``transformers`` object. ``KOLYRIC_INT8_BACKEND=torch`` asks for this path.
+3. **PyTorch int8 with ONNX Runtime decoding steps**, for a model switched to int8 at run time
+   (``set_precision``): the graph is attached as ``model.kolyric_decoder`` (``OnnxDecoder``);
+   the prompt runs on PyTorch int8. While it is on, ONNX Runtime gets PyTorch's CPU threads and
+   PyTorch runs on one.
 
-Embeddings, layer norms and attention stay fp32; so do the logits. Where int8 cannot run (the
-model is not on the CPU, this PyTorch has no quantized engine or no dynamic quantization, the
-model has no Linear/Conv1D layer, or the quantized model fails a one-token check) the model is
-left in fp32 and a notice says why; where only the ONNX Runtime layer fails, a notice says so
-and PyTorch int8 runs every step.
+Where int8 cannot run (the model is not on the CPU, this PyTorch has no quantized engine or no
+dynamic quantization, the model has no Linear/Conv1D layer, or the quantized model fails a
+one-token check) the model is left in fp32 and a notice says why; where only the ONNX Runtime
+part fails, a notice says so and PyTorch int8 runs every step.
 
 ``set_precision`` switches a loaded model between fp32 and int8 at run time, without
 reloading: the float layers are kept aside while int8 is on (the fp32 weights stay in memory),
-and put back when it is switched off.
+and put back when it is switched off. A graph model switched to another precision is replaced
+by its PyTorch model, loaded from the same source.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kolyric.engine import onnx_decoder as _onnx
-from kolyric.engine.onnx_decoder import OnnxDecoder, onnx_cache_dir
+from kolyric.engine.onnx_decoder import OnnxDecoder
+from kolyric.engine.onnx_graph import onnx_cache_dir
 
 _ORIGINALS = "_kolyric_float_layers"
 """Model attribute holding {qualified name: float module} while the int8 layers are in."""
@@ -47,14 +49,20 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def is_quantized(model: Any) -> bool:
-    """True when ``model`` currently runs with kolyric's int8 layers."""
-    return bool(getattr(model, _ORIGINALS, None))
+    """True when ``model`` currently runs with kolyric's int8 layers or is an int8/int4 graph."""
+    return _is_graph(model) or bool(getattr(model, _ORIGINALS, None))
+
+
+def _is_graph(model: Any) -> bool:
+    return bool(getattr(type(model), "kolyric_graph", False))
 
 
 def precision_of(model: Any) -> str:
-    """fp32, fp16, bf16 or int8: what the model runs in now."""
+    """fp32, fp16, bf16, int8 or int4: what the model runs in now."""
     import torch
 
+    if _is_graph(model):
+        return model.precision
     if is_quantized(model):
         return "int8"
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
@@ -65,7 +73,7 @@ def int8_backend(model: Any) -> str | None:
     """onnxruntime or torch: what runs the int8 decoding steps; None when not int8."""
     if not is_quantized(model):
         return None
-    return "onnxruntime" if getattr(model, DECODER, None) is not None else "torch"
+    return "onnxruntime" if _is_graph(model) or getattr(model, DECODER, None) is not None else "torch"
 
 
 def quantize_int8(loaded: Any, backend: str | None = None,
@@ -108,7 +116,7 @@ def quantize_int8(loaded: Any, backend: str | None = None,
                 _set_submodule(model, name, torch.nn.GELU(approximate="tanh"))
             setattr(model, _ORIGINALS, originals)
             _check_forward(model)
-        except Exception as exc:  # noqa: BLE001 - any failure means: stay in fp32
+        except Exception as exc:  # any failure means: stay in fp32
             _restore(model, originals)
             torch.backends.quantized.engine = previous_engine
             return f"int8: quantizing failed ({_first_line(exc)}); running in fp32 instead"
@@ -117,13 +125,15 @@ def quantize_int8(loaded: Any, backend: str | None = None,
             decoder.check()
             setattr(model, DECODER, decoder)
             decoder.take_cores()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             decoder_notice = f"int8: ONNX Runtime decoding failed its check ({_first_line(exc)}); using PyTorch int8"
     return decoder_notice
 
 
 def dequantize(loaded: Any) -> None:
     """Put the float layers back (the fp32 model, exactly as loaded)."""
+    if _is_graph(loaded.model):
+        return
     originals = getattr(loaded.model, _ORIGINALS, None)
     if originals:
         _restore(loaded.model, originals)
@@ -147,6 +157,10 @@ def set_precision(loaded: Any, precision: str, backend: str | None = None) -> st
     if precision not in (*dtypes, "int8"):
         raise ValueError(f"precision: must be one of fp32, fp16, bf16, int8, got {precision!r}")
     model = loaded.model
+    if _is_graph(model):  # an ONNX Runtime graph alone: switching loads the PyTorch model
+        if model.precision == precision and backend in (None, "auto", "onnxruntime"):
+            return None
+        model = loaded.model = model.plain_model()
     if precision_of(model) == precision and (precision != "int8" or backend in (None, "auto")
                                              or int8_backend(model) == backend):
         return None
@@ -170,9 +184,15 @@ def auto_precision(model: Any, device: str) -> str:
     """The precision ``--precision auto`` means for ``model`` on ``device``: int8 on a CPU when the
     model has at least ``AUTO_INT8_MIN_PARAMS`` parameters (quantizing may still fall back to
     fp32, with a notice), else fp32 (CUDA included: fp16 and bf16 there are unmeasured)."""
+    if _is_graph(model):
+        return auto_precision_for(model.n_params, device)
+    return auto_precision_for(sum(p.numel() for p in model.parameters()), device)
+
+
+def auto_precision_for(n_params: int, device: str) -> str:
+    """``auto_precision`` for a model of ``n_params`` parameters."""
     if not str(device).startswith("cpu"):
         return "fp32"
-    n_params = sum(p.numel() for p in model.parameters())
     return "int8" if n_params >= AUTO_INT8_MIN_PARAMS else "fp32"
 
 
@@ -183,7 +203,7 @@ def weight_bytes(model: Any) -> int:
     With the ONNX Runtime decoder, the bytes of its graph's weights, counted the same way."""
     import torch
 
-    decoder = getattr(model, DECODER, None)
+    decoder = model if _is_graph(model) else getattr(model, DECODER, None)
     if decoder is not None:
         return decoder.weight_bytes
     total = 0
@@ -215,7 +235,7 @@ def _unsupported_reason(model: Any) -> str | None:
     if device.type != "cpu":
         return f"int8 weights are a CPU path and the model is on {device.type} (use fp16 or bf16 there)"
     try:
-        import torch.ao.nn.quantized.dynamic  # noqa: F401
+        import torch.ao.nn.quantized.dynamic
         from torch.ao.quantization import QConfig  # noqa: F401
     except ImportError:
         return "this PyTorch has no dynamic quantization (torch.ao.quantization)"

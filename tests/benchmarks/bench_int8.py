@@ -39,8 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks import bench_generation as bg  # noqa: E402
-from tests.benchmarks._kogpt2_shape import CACHE, kogpt2_shaped_dir, nsmc_reviews, prompt_text_of_tokens  # noqa: E402
+from tests.benchmarks import bench_generation as bg
+from tests.benchmarks._kogpt2_shape import CACHE, kogpt2_shaped_dir, nsmc_reviews, prompt_text_of_tokens
 
 
 # -- 1. bandwidth --------------------------------------------------------------------------------
@@ -546,6 +546,17 @@ def quality(args: Any, report: dict) -> list[tuple]:
         goals.append((f"int8 {backend}: BPC within 0.03 of fp32", abs(bpc8 - bpc32) <= 0.03, f"{bpc8 - bpc32:+.4f}"))
         goals.append((f"int8 {backend}: greedy agreement in most cases", same > len(prompts) / 2,
                       f"{same}/{len(prompts)}"))
+    for precision in ("int8", "int4"):  # load_model's ONNX Runtime graphs alone (kolyric.engine.onnx_model)
+        graph = load_model(str(qdir), device="cpu", precision=precision)
+        if type(graph.model).__name__ != "OnnxLM":
+            print(f"  {precision} graph unavailable: {graph.notices}")
+            continue
+        bpc = bits_per_char(graph, reviews)
+        same, mean_prefix = greedy_agreement(q32, graph, prompts)
+        report["quality"][f"{precision} graph"] = {"bpc": bpc, "bpc_delta": bpc - bpc32, "greedy_agree_10": same,
+                                                   "prompts": len(prompts), "mean_agreeing_prefix": mean_prefix}
+        print(f"  {precision} graph (load_model): {bpc:.4f} bits per character (delta {bpc - bpc32:+.4f}); greedy "
+              f"agreeing on the first 10 tokens: {same}/{len(prompts)} (mean agreeing prefix {mean_prefix:.1f})")
     print()
     return goals
 

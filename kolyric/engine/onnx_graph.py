@@ -1,0 +1,305 @@
+"""Building and caching a GPT-2's ONNX Runtime graphs: int8 and int4 weights, one file each.
+
+One graph covers every call kolyric makes: ``input_ids`` of any number of rows and positions
+over a KV cache of any length, zero included, so the prompt and each decoding step run on it
+alike. It is exported from the fp32 model once (``torch.onnx.export``), then quantized by ONNX
+Runtime's own tools:
+
+- **int8**: ``quantize_dynamic``: int8 weights, one scale per output channel, 8-bit dynamic
+  activations (``MatMulInteger``); the token embedding table is int8 too.
+- **int4**: ``MatMulNBitsQuantizer``: 4-bit weights in blocks of 32 along the input, one fp32
+  scale a block, symmetric (``MatMulNBits``, activations quantized to int8 inside the kernel,
+  ``accuracy_level=4``); the token embedding table 4-bit as well (``GatherBlockQuantized``).
+
+Embeddings' positions, layer norms, attention and the logits stay fp32.
+
+A model's graphs live in one folder under ``onnx_cache_dir()``, named by a digest of its weights,
+config and the library versions (``content_digest``), beside ``meta.json`` (the files' sizes,
+checked before a graph is used, and the model's parameter count). Each graph file is written
+under a temporary name and moved into place, so an interrupted build leaves no half a graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import torch
+    from transformers import PreTrainedModel
+
+FORMAT = "gpt2-any-v2"
+"""Changes whenever the exported graph changes, so old cached graphs are not reused."""
+GRAPH_PRECISIONS = ("int8", "int4")
+INT4_BLOCK = 32
+BUILD_SECONDS = (15.0, 0.2)
+"""Seconds a build takes: a fixed part (the exporter's tracing) and a part per million
+parameters; measured ~20 s for kolyric-mini and ~40 s for KoGPT2's 125M on one busy core."""
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported graphs live: ``$KOLYRIC_ONNX_CACHE``, else the user cache dir."""
+    explicit = os.environ.get("KOLYRIC_ONNX_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("kolyric")) / "onnx"
+
+
+def graph_name(precision: str) -> str:
+    return f"decoder-{precision}.onnx"
+
+
+def versions() -> str:
+    """The library versions a graph depends on, read without importing the libraries."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [FORMAT]
+    for name in ("torch", "transformers", "onnxruntime"):
+        try:
+            parts.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name}=none")
+    return " ".join(parts)
+
+
+def content_digest(model: PreTrainedModel) -> str:
+    """A digest of the weights, the config and the versions: the model's graph folder name."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=12)
+    config = model.config.to_dict()
+    config.pop("_name_or_path", None)  # where the weights were loaded from does not change the graph
+    for text in (versions(), json.dumps(config, sort_keys=True, default=str)):
+        digest.update(text.encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def graph_ok(folder: Path, precision: str) -> bool:
+    """Whether ``folder`` holds a complete ``precision`` graph: its files as big as when written."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        sizes = meta["files"][precision]
+        return bool(sizes) and all((folder / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def read_meta(folder: Path) -> dict:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def drop_graph(folder: Path, precision: str) -> None:
+    """Forget a damaged graph, so the next load builds it again."""
+    for path in folder.glob(graph_name(precision) + "*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def build_estimate(n_params: int) -> str:
+    fixed, per_million = BUILD_SECONDS
+    seconds = max(5, round((fixed + n_params / 1e6 * per_million) / 5) * 5)
+    return f"~{seconds} s" if seconds < 90 else f"~{round(seconds / 60)} min"
+
+
+def build(model: PreTrainedModel, folder: Path, precision: str,
+          progress: Callable[[str], None] | None = None) -> Path:
+    """Export ``model`` and quantize it to ``precision`` into ``folder``; the graph's path."""
+    if precision not in GRAPH_PRECISIONS:
+        raise ValueError(f"precision: a graph is int8 or int4, got {precision!r}")
+    n_params = sum(p.numel() for p in model.parameters())
+    if progress is not None:
+        progress(f"building this model's {precision} graph for ONNX Runtime (once per model; "
+                 f"{build_estimate(n_params)} for {n_params / 1e6:.0f}M parameters)")
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
+    name = graph_name(precision)
+    try:
+        with quiet(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            _export(model, work / "fp32.onnx")
+            if precision == "int8":
+                _int8(work / "fp32.onnx", work / name)
+            else:
+                _int4(work / "fp32.onnx", work / name)
+        produced = sorted(work.glob(name + "*"))
+        drop_graph(folder, precision)
+        for path in sorted(produced, key=lambda p: p.name == name):  # the graph last: it names its data
+            os.replace(path, folder / path.name)
+        _write_meta(folder, precision, {p.name: (folder / p.name).stat().st_size for p in produced}, n_params)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder / name
+
+
+def open_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def graph_weight_bytes(path: Path) -> int:
+    """Bytes of the graph's weights one step reads: all initializers but the embedding tables,
+    of which a step gathers one row. Read from the graph's header (``onnx`` when installed)."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    gathered = {n.input[0] for n in graph.node if n.op_type in ("Gather", "GatherBlockQuantized")}
+    gathered |= {n.input[1] for n in graph.node if n.op_type == "GatherBlockQuantized" and len(n.input) > 2}
+    users: dict[str, set] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    total = 0
+    for init in graph.initializer:
+        if init.name in gathered and users.get(init.name, set()) <= {"Gather", "GatherBlockQuantized"}:
+            continue
+        size = 1
+        for dim in init.dims:
+            size *= dim
+        itemsize = helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        total += size * itemsize // (2 if init.data_type in (onnx.TensorProto.UINT4, onnx.TensorProto.INT4) else 1)
+    return total
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The ONNX exporter and quantizer log their progress and the optional parts they skip, and
+    torch.ao.quantization warns on every use that it is moving to torchao."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(deprecated|torchao).*")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+# -- internals --------------------------------------------------------------------------------
+def _write_meta(folder: Path, precision: str, sizes: dict[str, int], n_params: int) -> None:
+    meta = read_meta(folder)
+    meta.setdefault("files", {})[precision] = sizes
+    meta["n_params"] = n_params
+    meta["format"] = FORMAT
+    tmp = folder / f".meta-{os.getpid()}.json"
+    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / "meta.json")
+
+
+def _matmul_of(conv: torch.nn.Module) -> torch.nn.Module:
+    """A module computing ``x @ W + b`` for a GPT-2 ``Conv1D``, so the export writes a ``MatMul``
+    (which both quantizers take) instead of the ``Gemm`` of its flattened ``addmm``."""
+    import torch
+
+    class MatMulAdd(torch.nn.Module):
+        def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+            super().__init__()
+            self.weight = torch.nn.Parameter(weight, requires_grad=False)
+            self.bias = torch.nn.Parameter(bias, requires_grad=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.matmul(x, self.weight) + self.bias
+
+    return MatMulAdd(conv.weight.detach(), conv.bias.detach())
+
+
+def _export(model: PreTrainedModel, out: Path) -> None:
+    import copy
+
+    import torch
+    from transformers import DynamicCache
+    from transformers.pytorch_utils import Conv1D
+
+    from kolyric.engine.onnx_decoder import _cache_pairs as cache_pairs
+
+    n_layer, heads = int(model.config.n_layer), int(model.config.n_head)
+    head_size = int(model.config.n_embd) // heads
+    step_model = copy.deepcopy(model).float().eval()
+    # The output head shares the token embeddings; a weight of its own lets the quantizer take it.
+    step_model.lm_head.weight = torch.nn.Parameter(step_model.lm_head.weight.detach().clone())
+    for name, module in list(step_model.named_modules()):
+        if type(module) is Conv1D:
+            parent, _, child = name.rpartition(".")
+            setattr(step_model.get_submodule(parent), child, _matmul_of(module))
+    if hasattr(step_model, "set_attn_implementation"):
+        step_model.set_attn_implementation("eager")
+    else:
+        step_model.config._attn_implementation = "eager"
+    import inspect
+
+    cache_name = "cache" if "cache" in inspect.signature(step_model.forward).parameters else "past_key_values"
+
+    class Step(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            cache = DynamicCache()
+            for i in range(n_layer):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
+                             **{cache_name: cache})
+            cache = getattr(out, cache_name, None)
+            pairs = cache_pairs(cache if cache is not None else out.past_key_values)
+            return (out.logits, *[t for pair in pairs for t in pair])
+
+    rows, seq, positions = 2, 3, 4  # examples above 1, so no size is fixed into the graph
+    example = (torch.zeros((rows, seq), dtype=torch.long), torch.ones((rows, positions + seq), dtype=torch.long),
+               *[torch.zeros((rows, heads, positions, head_size)) for _ in range(2 * n_layer)])
+    batch, length, total, past_len = (torch.export.Dim(n) for n in ("batch", "seq", "total", "past"))
+    shapes = ({0: batch, 1: length}, {0: batch, 1: total},
+              tuple({0: batch, 2: past_len} for _ in range(2 * n_layer)))
+    torch.onnx.export(Step(step_model).eval(), example, str(out), dynamo=True, dynamic_shapes=shapes,
+                      external_data=True,
+                      input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
+                      output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)]])
+
+
+def _int8(source: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                     use_external_data_format=True)
+
+
+def _int4(source: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=4, block_size=INT4_BLOCK, is_symmetric=True,
+                                     accuracy_level=4, op_types_to_quantize=("MatMul", "Gather"))
+    quantizer.process()
+    onnx.save_model(quantizer.model.model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=out.name + ".data", size_threshold=1024)

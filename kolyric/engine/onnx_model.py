@@ -1,0 +1,406 @@
+"""int8 and int4 models that are ONNX Runtime graphs alone: no PyTorch model is built to run them.
+
+``load_model(..., precision="int8" | "int4" | "auto")`` on a CPU, with ``onnxruntime`` installed
+and a GPT-2, gives a ``LoadedModel`` whose ``model`` is an ``OnnxLM``: the graph of
+``kolyric.engine.onnx_graph`` (prompt and decoding steps alike), its config, and nothing else of
+the weights. Once a model's graph is built, a load goes straight to it:
+
+- ``weights_identity`` names the files the weights come from (path, size and modification time
+  of every file of a model folder, a checkpoint and its base, a hub model's cached blobs) and the
+  library versions; an **index** entry under that name (``onnx_cache_dir()/index/``) points to
+  the graph folder and keeps the model's config, its tokenizer files and the load's notices;
+- ``load_indexed`` reads the entry and the tokenizer and opens the graph: no ``transformers``
+  model module is imported and no fp32 weights are read (a KoGPT2-sized model is ready in about
+  a second, the graph holding its int8 weights once: ~165 MB);
+- on a miss (a first load, a file changed, another library version) the model is loaded in
+  PyTorch as before; a graph already built for the same weights (found by a digest of the
+  weights themselves) is used as it is, else built once, and the index entry is written;
+- a damaged entry is ignored and a damaged graph (wrong size, refused by ONNX Runtime) dropped,
+  so that load takes the slow path and builds it again.
+
+The loop calls ``OnnxLM`` as it calls a model (``forward``, ``config``, ``device``); the cache it
+returns is ONNX Runtime's (``onnx_decoder._OnnxPast``: crop and row copies for the look-ahead).
+Anything else asked of it (beam search's ``generate``, scoring with labels, ``parameters()``)
+goes to a PyTorch int8 model loaded from the same source on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kolyric.engine import onnx_graph
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import torch
+    from transformers import PreTrainedModel
+
+    from kolyric.engine.loading import LoadedModel
+    from kolyric.engine.onnx_decoder import _OnnxPast
+
+INDEX = "index"
+ENTRY = "entry.json"
+_LOG = logging.getLogger(__name__)
+
+
+class GraphConfig(types.SimpleNamespace):
+    """The model's config.json values as attributes (what the loop reads: n_positions, vocab_size)."""
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+class OnnxLM:
+    """A GPT-2 as an ONNX Runtime graph, called like its PyTorch model for generation."""
+
+    kolyric_graph = True
+    main_input_name = "input_ids"
+    cache_name = "past_key_values"
+
+    def __init__(self, session: onnxruntime.InferenceSession, config: GraphConfig, precision: str,
+                 n_params: int, weight_bytes: int, fallback: Callable[[str], PreTrainedModel] | None = None):
+        from kolyric.engine.onnx_decoder import hold_cores
+
+        self.session = session
+        self.config = config
+        self.precision = precision
+        self.n_params = n_params
+        self.weight_bytes = weight_bytes
+        self._fallback = fallback
+        self._torch_model: PreTrainedModel | None = None
+        self._torch_lock = threading.Lock()
+        self.n_layer = int(config.n_layer)
+        self._heads = int(config.n_head)
+        self._head_size = int(config.n_embd) // self._heads
+        self.past_names = [f"past_{i}" for i in range(2 * self.n_layer)]
+        self.output_names = [o.name for o in session.get_outputs()]
+        self._cores = hold_cores(self)  # PyTorch's small operations between steps run on one thread
+
+    @property
+    def kolyric_decoder(self) -> OnnxLM:
+        """What the loop calls for a decoding step: the graph itself (prompt included), where a
+        PyTorch int8 model has an attached ``OnnxDecoder``."""
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        import torch
+
+        return torch.float32
+
+    def get_input_embeddings(self) -> None:
+        return None  # the tables are int8 or int4 inside the graph
+
+    def get_output_embeddings(self) -> None:
+        return None
+
+    def eval(self) -> OnnxLM:
+        return self
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                past_key_values: _OnnxPast | None = None, use_cache: bool = True, logits_to_keep: int = 0,
+                **kwargs: object) -> types.SimpleNamespace:
+        """Logits for every position of ``input_ids`` (the last ``logits_to_keep`` when it is set)
+        and the cache after them. Calls the graph does not cover go to the PyTorch model."""
+        import numpy as np
+        import torch
+
+        from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value
+
+        others = {k: v for k, v in kwargs.items() if v is not None and k not in ("return_dict", "output_attentions",
+                                                                              "output_hidden_states")}
+        if input_ids is None or others or (past_key_values is not None and not isinstance(past_key_values, _OnnxPast)):
+            model = self.torch_model()
+            import inspect
+
+            name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+            if past_key_values is not None:
+                kwargs[name] = past_key_values
+            return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, **kwargs)
+        rows, length = int(input_ids.shape[0]), int(input_ids.shape[1])
+        arrays = past_key_values.arrays if past_key_values is not None else self._empty(rows)
+        total = int(arrays[0].shape()[2]) + length
+        mask = (np.ascontiguousarray(attention_mask.cpu().numpy(), dtype=np.int64) if attention_mask is not None
+                else np.ones((rows, total), dtype=np.int64))
+        feeds = {"input_ids": _ort_value(np.ascontiguousarray(input_ids.cpu().numpy(), dtype=np.int64)),
+                 "attention_mask": _ort_value(mask), **dict(zip(self.past_names, arrays))}
+        out = self.session.run_with_ort_values(self.output_names, feeds)
+        logits = torch.from_numpy(out[0].numpy())
+        if logits_to_keep:
+            logits = logits[:, -int(logits_to_keep):]
+        return types.SimpleNamespace(logits=logits, past_key_values=_OnnxPast(list(out)[1:]))
+
+    __call__ = forward
+
+    def _empty(self, rows: int) -> list:
+        import numpy as np
+
+        from kolyric.engine.onnx_decoder import _ort_value
+
+        empty = np.zeros((rows, self._heads, 0, self._head_size), dtype=np.float32)
+        return [_ort_value(empty) for _ in self.past_names]
+
+    def torch_model(self) -> PreTrainedModel:
+        """The same model in PyTorch int8, loaded on first use (beam search, scoring)."""
+        with self._torch_lock:
+            if self._torch_model is None:
+                _LOG.info("loading the PyTorch model beside the ONNX Runtime graph")
+                self._torch_model = self._load_torch("int8")
+            return self._torch_model
+
+    def plain_model(self) -> PreTrainedModel:
+        """The same model in PyTorch fp32, freshly loaded (to switch precision)."""
+        return self._load_torch("fp32")
+
+    def _load_torch(self, precision: str) -> PreTrainedModel:
+        if self._fallback is None:
+            raise AttributeError("this ONNX Runtime model has no PyTorch model to fall back to")
+        return self._fallback(precision)
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.torch_model(), name)
+
+    def check(self) -> None:
+        """A two-token prompt and one step on two rows: logits of the right shape, finite."""
+        import torch
+
+        ids = torch.zeros((2, 2), dtype=torch.long)
+        out = self.forward(input_ids=ids)
+        out = self.forward(input_ids=ids[:, :1], attention_mask=torch.ones((2, 3), dtype=torch.long),
+                           past_key_values=out.past_key_values, logits_to_keep=1)
+        if tuple(out.logits.shape) != (2, 1, int(self.config.vocab_size)) or not bool(torch.isfinite(out.logits).all()):
+            raise RuntimeError(f"bad logits from the ONNX graph: shape {tuple(out.logits.shape)}")
+
+
+# -- the index: from the source's files to its graph -------------------------------------------------
+def runtime_available() -> bool:
+    """onnxruntime is installed and ``$KOLYRIC_INT8_BACKEND`` does not ask for PyTorch's."""
+    import importlib.util
+
+    backend = (os.environ.get("KOLYRIC_INT8_BACKEND") or "auto").strip().lower()
+    return backend != "torch" and importlib.util.find_spec("onnxruntime") is not None
+
+
+def weights_identity(spec: str, base: str | None) -> str | None:
+    """A digest naming the files behind ``spec`` (and ``base``) as they are now, or None when
+    they cannot be named cheaply (a folder of checkpoints, a hub model not in the cache)."""
+    files = _source_files(spec)
+    if files is None:
+        return None
+    if len(files) == 1 and files[0].suffix != ".json":  # a checkpoint: its base's files count too
+        from kolyric.engine.loading import DEFAULT_CHECKPOINT_BASE
+
+        files += _source_files(base or DEFAULT_CHECKPOINT_BASE) or []
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{onnx_graph.versions()}\0base={base}\0".encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def _source_files(spec: str) -> list[Path] | None:
+    from kolyric.engine.loading import _HUB_ID_RE, MINI_PATH, looks_like_path
+
+    path = MINI_PATH if spec.strip().lower() in ("mini", "kolyric-mini") else Path(spec).expanduser()
+    try:
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                return None
+            return sorted(p for p in path.iterdir() if p.is_file())
+    except OSError:
+        return None
+    if looks_like_path(spec) or not _HUB_ID_RE.match(spec):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = []
+    for name in ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            hit = try_to_load_from_cache(spec, name)
+        except Exception:  # a broken cache is no cache
+            return None
+        if isinstance(hit, str):
+            found.append(Path(hit))
+    return found if found and found[0].name == "config.json" else None
+
+
+def _entry_dir(key: str) -> Path:
+    return onnx_graph.onnx_cache_dir() / INDEX / key
+
+
+def load_fast(spec: str, base: str | None, device: str, precision: str,
+              fallback: Callable[[str], PreTrainedModel]) -> LoadedModel | None:
+    """``load_indexed`` when the model would run on the CPU with ONNX Runtime, else None."""
+    if not runtime_available():
+        return None
+    if device == "auto":
+        from kolyric.engine.loading import resolve_device
+
+        if resolve_device("auto") != "cpu":
+            return None
+    return load_indexed(spec, base, precision, fallback)
+
+
+def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable[[str], PreTrainedModel],
+                 ) -> LoadedModel | None:
+    """The model from its index entry and graph, or None (not indexed, or damaged: load it the
+    slow way, which builds what is missing)."""
+    from kolyric.engine.loading import LoadedModel, fill_special_tokens
+
+    if not runtime_available():
+        return None
+    key = weights_identity(spec, base)
+    if key is None:
+        return None
+    folder = _entry_dir(key)
+    try:
+        entry = json.loads((folder / ENTRY).read_text(encoding="utf-8"))
+        graph_dir = onnx_graph.onnx_cache_dir() / str(entry["graph"])
+        n_params = int(entry["n_params"])
+        config = GraphConfig(**dict(entry["config"]))
+        kind, notices = str(entry["kind"]), [str(n) for n in entry.get("notices", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if precision == "auto":
+        from kolyric.engine.quantize import auto_precision_for
+
+        precision = auto_precision_for(n_params, "cpu")
+        if precision not in onnx_graph.GRAPH_PRECISIONS:
+            return None
+    if not onnx_graph.graph_ok(graph_dir, precision):
+        return None
+    try:
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True))
+    except Exception:  # a damaged entry: the slow path writes it again
+        return None
+    lm = open_graph(graph_dir, precision, config, n_params, fallback)
+    if lm is None:
+        return None
+    return LoadedModel(lm, tokenizer, source=spec, kind=kind, description="", notices=notices)
+
+
+def open_graph(graph_dir: Path, precision: str, config: GraphConfig, n_params: int,
+               fallback: Callable[[str], PreTrainedModel] | None) -> OnnxLM | None:
+    """The graph as an ``OnnxLM`` after a one-step check; a graph that fails it is dropped."""
+    from kolyric.engine.onnx_decoder import _cpu_threads
+
+    path = graph_dir / onnx_graph.graph_name(precision)
+    try:
+        session = onnx_graph.open_session(path, _cpu_threads())
+        lm = OnnxLM(session, config, precision, n_params, _weight_bytes(graph_dir, precision), fallback)
+        lm.check()
+        return lm
+    except Exception:  # torn files, a graph this runtime refuses
+        onnx_graph.drop_graph(graph_dir, precision)
+        return None
+
+
+def _weight_bytes(graph_dir: Path, precision: str) -> int:
+    """From meta.json (written at build time), so that opening a graph needs no ``onnx`` import."""
+    meta = onnx_graph.read_meta(graph_dir)
+    value = meta.get("weight_bytes", {}).get(precision) if isinstance(meta.get("weight_bytes"), dict) else None
+    if isinstance(value, int):
+        return value
+    return onnx_graph.graph_weight_bytes(graph_dir / onnx_graph.graph_name(precision))
+
+
+def graph_for(loaded: LoadedModel, precision: str, spec: str, base: str | None,
+              fallback: Callable[[str], PreTrainedModel],
+              progress: Callable[[str], None] | None = None) -> tuple[OnnxLM | None, str | None]:
+    """``loaded.model``'s graph in ``precision`` (built once per weights) as an ``OnnxLM``, with
+    the index entry written for the next load; or None and a notice saying why not."""
+    from kolyric.engine.onnx_decoder import first_line
+
+    model = loaded.model
+    if getattr(getattr(model, "config", None), "model_type", None) != "gpt2":
+        kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        asked = precision == "int4" or os.environ.get("KOLYRIC_INT8_BACKEND", "").strip().lower() == "onnxruntime"
+        return None, f"{precision}: ONNX Runtime graphs cover GPT-2 models, not {kind}" if asked else None
+    try:
+        digest = onnx_graph.content_digest(model)
+        graph_dir = onnx_graph.onnx_cache_dir() / digest
+        n_params = sum(p.numel() for p in model.parameters())
+        config = GraphConfig(**_plain(model.config.to_dict()))
+        lm = open_graph(graph_dir, precision, config, n_params, fallback) if onnx_graph.graph_ok(
+            graph_dir, precision) else None
+        if lm is None:
+            path = onnx_graph.build(model, graph_dir, precision, progress)
+            _remember_weight_bytes(graph_dir, precision, onnx_graph.graph_weight_bytes(path))
+            lm = open_graph(graph_dir, precision, config, n_params, fallback)
+            if lm is None:
+                raise RuntimeError("the graph just built does not run")
+    except Exception as exc:  # no graph means: PyTorch int8
+        return None, f"{precision}: ONNX Runtime graph unavailable ({first_line(exc)})"
+    key = weights_identity(spec, base)
+    if key is not None:
+        _write_entry(key, digest, loaded, n_params, config)
+    return lm, None
+
+
+def _plain(config: dict) -> dict:
+    """The config's JSON-safe values (the index entry keeps them)."""
+    return json.loads(json.dumps(config, default=str))
+
+
+def _remember_weight_bytes(graph_dir: Path, precision: str, size: int) -> None:
+    meta = onnx_graph.read_meta(graph_dir)
+    if not isinstance(meta.get("weight_bytes"), dict):
+        meta["weight_bytes"] = {}
+    meta["weight_bytes"][precision] = size
+    tmp = graph_dir / f".meta-{os.getpid()}.json"
+    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    os.replace(tmp, graph_dir / "meta.json")
+
+
+def _write_entry(key: str, digest: str, loaded: LoadedModel, n_params: int, config: GraphConfig) -> None:
+    """The index entry, written whole in a temporary folder and moved into place."""
+    import tempfile
+
+    index = onnx_graph.onnx_cache_dir() / INDEX
+    try:
+        index.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=index, prefix=".entry-"))
+        loaded.tokenizer.save_pretrained(str(work))
+        entry = {"graph": digest, "n_params": n_params, "config": config.to_dict(), "kind": loaded.kind,
+                 "source": loaded.source, "notices": list(loaded.notices)}
+        (work / ENTRY).write_text(json.dumps(entry, ensure_ascii=False, indent=1), encoding="utf-8")
+        final = index / key
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+        os.replace(work, final)
+    except OSError as exc:  # a read-only cache: every load takes the slow path, nothing breaks
+        _LOG.info("could not write the ONNX index entry: %s", exc)
+        shutil.rmtree(locals().get("work", index / ".none"), ignore_errors=True)
+
+
+def is_graph_model(model: object) -> bool:
+    return bool(getattr(type(model), "kolyric_graph", False))
+
+
+__all__ = ["GraphConfig", "OnnxLM", "graph_for", "is_graph_model", "load_indexed", "open_graph",
+           "runtime_available", "weights_identity"]
