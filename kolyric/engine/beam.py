@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
+from kolyric.engine.decode import TOP_ALTERNATIVES
 from kolyric.engine.lyric.lookahead import BeamLookAhead
 from kolyric.engine.phrases import find_stop
 from kolyric.engine.prompt import Detokenizer
 from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
-from kolyric.engine.decode import TOP_ALTERNATIVES
 from kolyric.engine.stream import Generator
 
 
@@ -28,7 +28,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
     from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
     class _Cancelled(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+        def __call__(self, input_ids, scores, **kwargs):
             return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
                               device=input_ids.device)
 
@@ -38,7 +38,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         does the same from token bytes, but fails on tokenizers without a byte or metaspace
         vocabulary it can read; this decodes the text itself."""
 
-        def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+        def __call__(self, input_ids, scores, **kwargs):
             hits = [find_stop(gen.tokenizer.decode(row[prompt_len:], skip_special_tokens=False), settings.stop)
                     is not None for row in input_ids.tolist()]
             return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)

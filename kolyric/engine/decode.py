@@ -11,8 +11,9 @@ and stream the text it completes (held back while it could begin a stop string).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
@@ -51,7 +52,7 @@ class Picked:
 class DecodeRun:
     """The state of one greedy or sampled generation (see the module's docstring)."""
 
-    def __init__(self, gen: "Generator", request: GenerationRequest, controls: "LiveControls"):
+    def __init__(self, gen: Generator, request: GenerationRequest, controls: LiveControls):
         import torch
 
         self.gen = gen
@@ -90,7 +91,7 @@ class DecodeRun:
         self.step = 0
 
     # -- the steps ---------------------------------------------------------------------------------
-    def follow(self, controls: "LiveControls") -> None:
+    def follow(self, controls: LiveControls) -> None:
         """A live settings change applies from this token on (the seed, count and strategy stay)."""
         if controls.version == self.version:
             return
@@ -107,7 +108,7 @@ class DecodeRun:
         for stop in self.stops:
             stop.watch(self.settings.stop, self.settings.keep_stop)
 
-    def over(self, cancel: "threading.Event") -> bool:
+    def over(self, cancel: threading.Event) -> bool:
         """Whether every row ends here: the length limit, the model's window, or a cancel."""
         reason = ("length" if self.step >= self.max_new or self.step >= self.gen.context_window - self.prompt_len
                   else "cancelled" if cancel.is_set() else "")
@@ -115,7 +116,7 @@ class DecodeRun:
             self.finish = [f or reason for f in self.finish]
         return bool(reason) or all(self.finish)
 
-    def forward(self) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward pass over the rows' last tokens on the KV cache: the next-token logits
         (float32) and the model's probabilities."""
         import torch
@@ -131,7 +132,7 @@ class DecodeRun:
         logits = out.logits[:, -1, :].float()
         return logits, torch.softmax(logits, dim=-1)
 
-    def settle_held(self, logits: "torch.Tensor", raw_probs: "torch.Tensor") -> Iterator[TokenEvent]:
+    def settle_held(self, logits: torch.Tensor, raw_probs: torch.Tensor) -> Iterator[TokenEvent]:
         """Whole words: each held line-completing token is kept, or taken back and replaced, now
         that the distribution after it is known; then it is streamed."""
         if all(h is None for h in self.held):
@@ -141,7 +142,7 @@ class DecodeRun:
         for i in range(self.rows):
             yield from self._release(i)
 
-    def choose(self, logits: "torch.Tensor", raw_probs: "torch.Tensor") -> Picked:
+    def choose(self, logits: torch.Tensor, raw_probs: torch.Tensor) -> Picked:
         """Each row's next token: forced, greedy or drawn, none completing a banned phrase. The
         processors may change ``logits`` in place: it is not used after this."""
         import torch
@@ -247,7 +248,7 @@ class DecodeRun:
                                          new_tokens))
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _bans(self, settings: "DecodingSettings") -> PhraseBan | None:
+    def _bans(self, settings: DecodingSettings) -> PhraseBan | None:
         gen = self.gen
         return PhraseBan(settings.ban, gen.tokenizer, gen.vocab_size, gen.eos_id) if settings.ban else None
 

@@ -4,18 +4,18 @@ legacy tuple of (keys, values) per layer."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
     from transformers import Cache
 
-    Past = Union[Cache, tuple[tuple[torch.Tensor, torch.Tensor], ...]]
+    Past = Cache | tuple[tuple[torch.Tensor, torch.Tensor], ...]
     """A model's KV cache: a transformers ``Cache`` (kolyric's ONNX Runtime one has its API) or
     a legacy tuple."""
 
 
-def crop_cache(past: "Past", length: int) -> "Past":
+def crop_cache(past: Past, length: int) -> Past:
     """``past`` holding its first ``length`` positions: a transformers cache or kolyric's ONNX
     Runtime cache in place (their ``crop`` with a negative count drops that many from the end),
     a legacy tuple of (keys, values) per layer as a new tuple."""
@@ -29,7 +29,7 @@ def crop_cache(past: "Past", length: int) -> "Past":
     raise TypeError(f"cannot take a step back in a {type(past).__name__} cache")
 
 
-def sub_cache(past: "Past", rows: list[int], length: int) -> "Past":
+def sub_cache(past: Past, rows: list[int], length: int) -> Past:
     """A new cache of the given rows of ``past`` (repeats allowed), first ``length`` positions;
     ``past`` is left as it is."""
     from kolyric.engine.onnx_decoder import _cache_pairs

@@ -23,8 +23,8 @@ as one token, or ``사`` + ``랑``, or byte tokens), so ids alone would miss mos
 
 from __future__ import annotations
 
-import os.path
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kolyric.engine.prompt import clean_piece
 
@@ -121,7 +121,7 @@ class StopText:
 class PhraseBan:
     """The banned phrases of one generation over one tokenizer (see the module's docstring)."""
 
-    def __init__(self, phrases: Sequence[str], tokenizer: "PreTrainedTokenizerBase", vocab_size: int | None,
+    def __init__(self, phrases: Sequence[str], tokenizer: PreTrainedTokenizerBase, vocab_size: int | None,
                  eos_id: int | None):
         from kolyric.engine.lyric.vocab_profile import profile_for
 
@@ -137,9 +137,9 @@ class PhraseBan:
         """Tokens whose own text holds a banned phrase: masked every step."""
         self.empties = len(self.token_ids) == sum(1 for text in texts if text)
         """Whether the ban leaves no token that writes any text (only the end token and the like)."""
-        self._masks: dict[tuple[str, int], "torch.Tensor"] = {}
+        self._masks: dict[tuple[str, int], torch.Tensor] = {}
 
-    def mask(self, scores: "torch.Tensor") -> "torch.Tensor":
+    def mask(self, scores: torch.Tensor) -> torch.Tensor:
         """A bool mask over ``scores``' last dimension: the tokens always banned (cached)."""
         import torch
 
@@ -152,7 +152,7 @@ class PhraseBan:
             found = self._masks[key] = found.to(scores.device)
         return found
 
-    def apply(self, scores: "torch.Tensor") -> "torch.Tensor":
+    def apply(self, scores: torch.Tensor) -> torch.Tensor:
         """``scores`` with the always-banned tokens at -inf (in place)."""
         if self.token_ids:
             scores.masked_fill_(self.mask(scores), float("-inf"))
@@ -175,7 +175,7 @@ class PhraseBan:
             window *= 2
         after = clean_piece(decode(ids[-window:] + [int(token_id)], skip_special_tokens=False), self.unk_token)
         # a phrase counts only where it ends in the new text (what ``before`` had was checked before)
-        keep = len(os.path.commonprefix([before, after]))
+        keep = _shared_start(before, after)
         start = max(0, keep - self._longest + 1)
         tail = after[start:]
         for phrase in self.phrases:
@@ -185,6 +185,12 @@ class PhraseBan:
                     return phrase
                 at = tail.find(phrase, at + 1)
         return None
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` share from their start."""
+    n = min(len(a), len(b))
+    return next((k for k in range(n) if a[k] != b[k]), n)
 
 
 __all__ = ["BAN_TRIES", "BEAM_BAN_MESSAGE", "PhraseBan", "StopText", "cut_at_stop", "find_stop"]

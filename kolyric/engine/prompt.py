@@ -13,7 +13,11 @@ control character (a byte-level model can write escape sequences) is dropped.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 POLARITIES = ("긍정", "부정")
 POLARITY_ALIASES = {
@@ -40,7 +44,7 @@ def prefix_text(polarity: str | None) -> str:
     return f"{polarity} " if polarity else ""
 
 
-def line_separator(tokenizer: Any) -> str:
+def line_separator(tokenizer: PreTrainedTokenizerBase) -> str:
     """How draft lines are joined in a prompt: a newline if the vocabulary knows it, else a space.
 
     A model trained only on single-line reviews maps ``\\n`` to ``<unk>``; a space keeps the
@@ -102,7 +106,7 @@ class Detokenizer:
     the stream then shows them as the final text does.
     """
 
-    def __init__(self, tokenizer: Any, prompt: Sequence[int], unk_token: str | None):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt: Sequence[int], unk_token: str | None):
         self.tokenizer = tokenizer
         self.ids = list(prompt[-4:])  # a little prompt context for the first token's spacing
         self.prefix_offset = 0

@@ -8,7 +8,6 @@ model loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from kolyric.engine.lyric.report import ConstraintReport
 from kolyric.engine.lyric.spec import LyricConstraints
@@ -98,9 +97,10 @@ class GenerationResult:
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
-            "candidates": [{"text": c.text, "full_text": c.full_text, "finish_reason": c.finish_reason, "token_ids": c.token_ids,
+            "candidates": [{"text": c.text, "full_text": c.full_text, "finish_reason": c.finish_reason,
+                            "token_ids": c.token_ids,
                             "constraints": c.constraint_report.to_dict() if c.constraint_report is not None else None,
                             **({"note": c.note} if c.note else {})}
                            for c in self.candidates],

@@ -32,9 +32,9 @@ from __future__ import annotations
 import inspect
 import secrets
 import threading
-import time
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import TYPE_CHECKING
 
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
@@ -42,11 +42,26 @@ from kolyric.engine.decode import DecodeRun
 from kolyric.engine.lyric.report import ConstraintReport
 from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.engine.lyric.state import ConstraintState
-from kolyric.engine.prompt import Detokenizer, clean_output, clean_piece, line_separator, normalize_polarity, \
-    prefix_text, prompt_body
 from kolyric.engine.phrases import BEAM_BAN_MESSAGE, cut_at_stop
+from kolyric.engine.prompt import (
+    clean_output,
+    clean_piece,
+    line_separator,
+    normalize_polarity,
+    prefix_text,
+    prompt_body,
+)
 from kolyric.engine.results import Candidate, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
+from kolyric.engine.window import context_window
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from transformers import PreTrainedModel
+
+    from kolyric.engine.kv_cache import Past
+    from kolyric.engine.loading import LoadedModel
 
 
 class LiveControls:
@@ -71,7 +86,7 @@ class LiveControls:
 class Generator:
     """Generation over one loaded model. One stream at a time per instance (a lock enforces it)."""
 
-    def __init__(self, loaded: Any):
+    def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -90,8 +105,7 @@ class Generator:
     # -- prompt ---------------------------------------------------------------------------------
     @property
     def context_window(self) -> int:
-        config = self.model.config
-        return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024))
+        return context_window(self.model.config)
 
     def prompt_ids(self, request: GenerationRequest, max_new: int) -> tuple[list[int], str]:
         """Token ids of prefix + context + line, trimmed from the oldest context to fit the window."""
@@ -183,21 +197,21 @@ class Generator:
         # what is still held is streamed as it is, then the candidates
         yield from run.done()
 
-    def _sample(self, procs: Any, seqs: Any, logits: Any, settings: DecodingSettings, rngs: list,
-                races: list | None = None) -> Any:
+    def _sample(self, procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor,
+                settings: DecodingSettings, rngs: list[torch.Generator], races: list | None = None) -> torch.Tensor:
         return sampling.sample(procs, seqs, logits, rngs, self.eos_id, races)
 
-    def _draw_numpy(self, values: Any, ids: Any, rng: Any) -> int:
+    def _draw_numpy(self, values: np.ndarray, ids: np.ndarray | None, rng: torch.Generator) -> int:
         """One token from a row of float32 scores (NumPy) over ``ids``, or the whole vocabulary."""
         pool, keys = sampling.race_numpy(values, ids, rng)
         return self.eos_id if pool is None else int(pool[keys.argmax()])
 
-    def _draw_torch(self, scores: Any, ids: Any, rng: Any) -> int:
+    def _draw_torch(self, scores: torch.Tensor, ids: torch.Tensor | None, rng: torch.Generator) -> int:
         """``_draw_numpy`` in torch, for a GPU or another dtype."""
         pool, keys = sampling.race_torch(scores, ids, rng)
         return self.eos_id if pool is None else int(pool[keys.argmax()])
 
-    def _forward_kwargs(self, past: Any) -> dict:
+    def _forward_kwargs(self, past: Past | None) -> dict[str, object]:
         """The cache argument under this transformers version's name (``cache`` since 5.x, before
         that ``past_key_values``), and logits for the last position only where supported."""
         kwargs = {self._cache_name: past}
@@ -251,7 +265,7 @@ class Generator:
             self._token_text_cache[token_id] = text
         return text
 
-def _output_size(model: Any) -> int | None:
+def _output_size(model: PreTrainedModel) -> int | None:
     try:
         return int(model.get_output_embeddings().weight.shape[0])
     except (AttributeError, TypeError):

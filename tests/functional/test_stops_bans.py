@@ -4,6 +4,7 @@ syllables always spans tokens."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from kolyric.engine.phrases import BEAM_BAN_MESSAGE, PhraseBan, StopText, cut_at
 from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
+
 from tests import word_models
 
 PROMPTS = ["봄", "사랑해", "너", "밤"]
@@ -50,7 +52,7 @@ def spanning_pairs(gen, candidate) -> list[str]:
     """Two-syllable strings of the candidate's text whose syllables come from different tokens."""
     out = []
     texts = [gen.tokenizer.decode([t]) for t in candidate.token_ids]
-    for a, b in zip(texts, texts[1:]):
+    for a, b in itertools.pairwise(texts):
         a, b = a.strip("▁ \n"), b.strip("▁ \n")
         if a and b and not b[0].isspace():
             out.append(a[-1] + b[0])
@@ -132,7 +134,7 @@ def test_a_ban_under_lyric_constraints(gen):
 
 
 def test_beam_search_refuses_a_ban_with_a_message(gen):
-    with pytest.raises(ValueError, match="^ban: ") as info:
+    with pytest.raises(ValueError, match=r"^ban: ") as info:
         generate(gen, "봄", "beam-3", ban=("사랑",))
     assert str(info.value) == BEAM_BAN_MESSAGE
 

@@ -43,11 +43,26 @@ to them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 from kolyric.engine.kv_cache import crop_cache, sub_cache
 from kolyric.engine.lyric.spec import WORD_END_MASS, WORD_END_TRIES
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from transformers import PreTrainedModel
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from kolyric.engine.kv_cache import Past
+    from kolyric.engine.lyric.state import ConstraintState, Row
+    from kolyric.engine.results import TokenInfo
+    from kolyric.engine.stream import Generator
+
+    Ranking = np.ndarray | torch.Tensor
+    """A row of scores or keys, NumPy on a CPU, torch elsewhere."""
 
 WORD_END_BATCH = 4
 """Candidate endings measured in the first extra forward pass of a line end; each further pass
@@ -60,16 +75,16 @@ class Choice:
     """How one row's token was chosen at one step: enough to choose again without it."""
 
     step: int
-    keys: Any
+    keys: Ranking
     """The ranking, higher wins (a NumPy array or a torch tensor that nothing else reads):
     greedy's processed scores, or sampling's race keys."""
-    ids: Any = None
+    ids: Ranking | None = None
     """Token ids of ``keys``' entries (NumPy or torch), or None: ``keys`` spans the vocabulary."""
-    probs: Any = None
+    probs: torch.Tensor | None = None
     """The model's next-token probabilities at that step (a torch row)."""
     alternatives: tuple = ()
     """The model's top-5 there, as the loop reports it."""
-    fallback: Any = None
+    fallback: Ranking | None = None
     """Sampling: the scores before top-k/top-p/temperature over the whole vocabulary, ranked when
     ``keys`` has nothing left."""
     tried: dict[int, float] = field(default_factory=dict)
@@ -223,20 +238,20 @@ class BeamLookAhead:
     first step, count once).
     """
 
-    def __init__(self, state: Any, model: Any, cache_name: str, keep: int):
+    def __init__(self, state: ConstraintState, model: PreTrainedModel, cache_name: str, keep: int):
         self.state = state
         self.model = model
         self.cache_name = cache_name
         self.keep = keep
-        self.cache: Any = None
+        self.cache: Past | None = None
         self.measured = 0
         self._busy = False
-        self._handle: Any = None
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._running: dict[tuple[int, ...], float] = {}
-        self._rows: dict[tuple[int, ...], Any] = {}
+        self._rows: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def attach(self) -> "BeamLookAhead":
-        def hook(module: Any, args: Any, output: Any) -> None:
+    def attach(self) -> BeamLookAhead:
+        def hook(module: torch.nn.Module, args: tuple, output: CausalLMOutputWithPast) -> None:
             if not self._busy:  # the look-ahead's own passes are not generate's
                 self.cache = getattr(output, self.cache_name, None)
 
@@ -250,7 +265,7 @@ class BeamLookAhead:
         self.cache = None
         self._running, self._rows = {}, {}
 
-    def screen(self, gens: list[tuple[int, ...]], rows: list[Any], scores: Any, penalty: float) -> None:
+    def screen(self, gens: list[tuple[int, ...]], rows: list[Row], scores: torch.Tensor, penalty: float) -> None:
         """Measure the line-completing continuations beam search could choose (``scores``: each
         hypothesis's processed log-probabilities, changed in place) and penalise those that fail
         the rule, until the ones it could choose pass or do not complete a line."""
@@ -271,7 +286,8 @@ class BeamLookAhead:
             return 0.0
         return self._running[parent] + float(row[gen[-1]])
 
-    def _screen(self, gens: list, rows: list, scores: Any, penalty: float, unique: list[int], running: Any) -> None:
+    def _screen(self, gens: list[tuple[int, ...]], rows: list[Row], scores: torch.Tensor, penalty: float,
+                unique: list[int], running: torch.Tensor) -> None:
         import torch
 
         state = self.state
@@ -317,8 +333,10 @@ class BeamLookAhead:
                 return
 
 
-def take_back(gen: Any, search: WordEndSearch, state: Any, seqs: Any, logits: Any, raw_probs: Any, past: Any,
-              forward: Any, attention: Any, tokens: list[list[Any]], finish: list[str]) -> Any:
+def take_back(gen: Generator, search: WordEndSearch, state: ConstraintState, seqs: torch.Tensor,
+              logits: torch.Tensor, raw_probs: torch.Tensor, past: Past,
+              forward: Callable[..., CausalLMOutputWithPast], attention: torch.Tensor,
+              tokens: list[list[TokenInfo]], finish: list[str]) -> Past:
     """The whole-word rule for the rows whose last token completed a line's count, measured
     on this step's distribution (``kolyric.engine.lyric.lookahead``). A row that fails gets another
     token in that place, and the step is redone with the KV cache cropped by one position.

@@ -8,9 +8,15 @@ whole-word rule, since no step can be taken back there (``kolyric.engine.lyric.l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolyric.engine.lyric.spec import WORD_END_MASS
+
+if TYPE_CHECKING:
+    import torch
+
+    from kolyric.engine.lyric.lookahead import BeamLookAhead
+    from kolyric.engine.lyric.state import ConstraintState, Row
 
 FALLBACK_SCORE = -1e4  # the end token's score when nothing else may follow: finite, but a last resort
 WORD_PENALTY = 1e3
@@ -25,16 +31,16 @@ class ConstraintLogitsProcessor:
     with nothing left to choose gets only the end token, and its report says why.
     """
 
-    def __init__(self, state: Any):
+    def __init__(self, state: ConstraintState):
         self.state = state
-        self._inverse: dict[int, tuple[Any, Any]] = {}
+        self._inverse: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.penalize_mid_word = False
         """Beam search: rank a hypothesis whose line ended inside a word below the others (the
         greedy and sampling loop takes such a token back instead; ``kolyric.engine.lyric.lookahead``)."""
-        self.beam_look_ahead: Any = None
+        self.beam_look_ahead: BeamLookAhead | None = None
         """Beam search: a ``lookahead.BeamLookAhead`` that measures line endings before they are chosen."""
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
         st = self.state
@@ -61,7 +67,8 @@ class ConstraintLogitsProcessor:
         st.keep(gens, rows)
         return out
 
-    def _penalize(self, gens: list[tuple], rows: list[Any], scores: Any, out: Any) -> None:
+    def _penalize(self, gens: list[tuple[int, ...]], rows: list[Row], scores: torch.Tensor,
+                  out: torch.Tensor) -> None:
         """Where a row's last token completed a line, the rule's verdict: the measure the beam
         look-ahead took before the token was chosen, or else this step's; the rows that fail
         are penalised."""
@@ -77,7 +84,7 @@ class ConstraintLogitsProcessor:
             if self.state.word_masses[gens[i]] < WORD_END_MASS:
                 out[i] -= WORD_PENALTY
 
-    def _banned(self, mask: Any, scores: Any) -> Any:
+    def _banned(self, mask: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """The complement of a cached mask, fitted to the scores' width and device (memoised; the
         entry holds the mask itself, so its id stays unique)."""
         import torch

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from kolyric.korean.hangul import FINALS, MEDIALS, count_syllables
 from kolyric.korean.rhyme import RhymeOptions, rhyme_key
@@ -27,7 +26,7 @@ class LineReport:
     """The model's probability of a word break right after the line's last token (the whole-word
     rule's measure); None where it was not measured (no count, the typed line, a forced token)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
 
@@ -57,7 +56,7 @@ class ConstraintReport:
             return f"constraints met ({self.constraints})"
         return f"constraints not met ({self.constraints}): " + "; ".join(self.reasons or ["unknown reason"])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"satisfied": self.satisfied, "constraints": self.constraints, "reasons": list(self.reasons),
                 "notes": list(self.notes), "line_end": self.line_end, "lines": [line.to_dict() for line in self.lines]}
 

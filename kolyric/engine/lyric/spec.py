@@ -57,12 +57,12 @@ Rules, in the order a line is written:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
 
+from kolyric.engine.settings import shown
 from kolyric.korean.hangul import hangul_syllables
 from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions
-from kolyric.engine.settings import shown
 
 MAX_SYLLABLES = 40
 MAX_LINES = 16
@@ -84,14 +84,14 @@ MODES = ("next", "continue")
 @dataclass(frozen=True)
 class ConstraintProblem:
     field: str
-    value: Any
+    value: object
     message: str
     valid: str = ""
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else repr(self.value)
         return {"field": self.field, "value": value, "message": self.message, "valid": self.valid or None}
 
@@ -115,7 +115,7 @@ RANGES = {
 }
 
 
-def parse_pattern(value: Any) -> tuple[int, ...]:
+def parse_pattern(value: object) -> tuple[int, ...]:
     """``"8-8-7-9"`` / ``[8, 8, 7, 9]`` -> (8, 8, 7, 9); ValueError naming the field otherwise."""
     if isinstance(value, str):
         parts = [p for p in value.replace(",", "-").replace("/", "-").replace(" ", "-").split("-") if p]
@@ -134,7 +134,7 @@ def parse_pattern(value: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-def parse_scheme(value: Any) -> str:
+def parse_scheme(value: object) -> str:
     text = "".join(str(value).split()) if isinstance(value, str) else None
     if not text or len(text) > MAX_SCHEME or not all(c.isascii() and (c.isalpha() or c in FREE_LETTERS)
                                                      for c in text):
@@ -142,7 +142,7 @@ def parse_scheme(value: Any) -> str:
     return "".join("x" if c in FREE_LETTERS else c.upper() for c in text)
 
 
-def _int(value: Any) -> int | None:
+def _int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -156,12 +156,12 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _key(key: Any) -> str:
+def _key(key: object) -> str:
     """An unknown field's name as a one-line message can hold it."""
     return key if isinstance(key, str) and key.isprintable() and len(key) <= 40 else shown(key)
 
 
-def _bool(value: Any) -> bool | None:
+def _bool(value: object) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
@@ -290,18 +290,18 @@ class LyricConstraints:
             parts.append(f"{self.n_lines} lines" + (f" {self.scheme}" if self.scheme else ""))
         return " · ".join(parts) or "no constraint"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         out = dataclasses.asdict(self)
         out["pattern"] = list(self.pattern) if self.pattern else None
         return out
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "LyricConstraints":
+    def from_dict(cls, raw: Mapping[str, object]) -> LyricConstraints:
         """From JSON-ish values (numbers as strings too); every problem reported at once."""
         names = [f.name for f in dataclasses.fields(cls)]
         problems = [ConstraintProblem(_key(k), v, f"unknown constraint; known: {', '.join(names)}")
                     for k, v in raw.items() if k not in names]
-        values: dict[str, Any] = {}
+        values: dict[str, object] = {}
         for key, value in raw.items():
             if key not in names or value is None or value == "":
                 continue
@@ -331,7 +331,7 @@ class LyricConstraints:
         return made
 
 
-def from_dict(raw: Mapping[str, Any]) -> LyricConstraints | None:
+def from_dict(raw: Mapping[str, object]) -> LyricConstraints | None:
     """``LyricConstraints.from_dict``, or None when it asks for nothing (no syllables, rhyme,
     lines, pattern or scheme: options such as ``strict`` alone constrain nothing)."""
     made = LyricConstraints.from_dict(raw) if raw else None

@@ -17,8 +17,9 @@ current line's count; the next step's distribution then gives the rule's measure
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from kolyric.engine.lyric.processor import FALLBACK_SCORE, WORD_PENALTY, ConstraintLogitsProcessor
 from kolyric.engine.lyric.report import ConstraintReport, LineReport, check_lines, key_text
@@ -79,7 +80,7 @@ class ConstraintState(WordEndRule):
     """What the decoding loop consults (see kolyric.engine.stream): ``processor``, ``advance``,
     ``row_finished`` and ``report``."""
 
-    def __init__(self, spec: LyricConstraints, tokenizer: "PreTrainedTokenizerBase", *, vocab_size: int | None,
+    def __init__(self, spec: LyricConstraints, tokenizer: PreTrainedTokenizerBase, *, vocab_size: int | None,
                  separator: str, window: int, prompt_len: int, prompt: str = "", context: Sequence[str] = (),
                  max_length: int | None = None):
         """``vocab_size``: the model's output width (None: the tokenizer's); ``separator``: how
@@ -112,7 +113,7 @@ class ConstraintState(WordEndRule):
         self.failures: dict[tuple, str] = {}
         self.word_masses: dict[tuple[int, ...], float] = {}
         """The whole-word measure after each line-completing token sequence that was looked at."""
-        self._break_vectors: dict[tuple, "torch.Tensor"] = {}
+        self._break_vectors: dict[tuple, torch.Tensor] = {}
         self.processor = ConstraintLogitsProcessor(self)
 
     # -- the plan: each generated line's count, scheme letter and (known) rhyme ------------------
@@ -206,7 +207,7 @@ class ConstraintState(WordEndRule):
     def _need(self, j: int) -> int:
         return self.n if self.lines[j].group else 1
 
-    def _first(self, row: Row, j: int) -> "torch.Tensor":
+    def _first(self, row: Row, j: int) -> torch.Tensor:
         """No newline token: tokens that may start line j (word starts)."""
         line, key, avoid = self.lines[j], self._key(row, j), self._avoid(row, j)
         last = j == len(self.lines) - 1
@@ -217,7 +218,7 @@ class ConstraintState(WordEndRule):
         first = self.bank.free(key, self._bits((), key), need, 0, last, avoid)
         return self.bank.boundary(first, ("f", key, avoid, need, last))
 
-    def mask_of(self, row: Row) -> "torch.Tensor":
+    def mask_of(self, row: Row) -> torch.Tensor:
         """The tokens allowed next (a bool tensor over the vocabulary; cached, never modified)."""
         bank = self.bank
         if row.broken or row.done or row.ended:
@@ -362,7 +363,7 @@ class ConstraintState(WordEndRule):
         have = f", {row.count} of {line.target} syllables" if line.target is not None else ""
         return f"line {row.line + 1} of {len(self.lines)}{have}"
 
-    def explain(self, row: Row, mask: "torch.Tensor") -> str:
+    def explain(self, row: Row, mask: torch.Tensor) -> str:
         """Why no token may follow ``row``."""
         if bool(mask.any()):
             return (f"{self._where(row)}: every token that fits was ruled out by the other decoding controls "
@@ -385,7 +386,7 @@ class ConstraintState(WordEndRule):
                 "after every allowed continuation was ruled out)")
 
     # -- the decoding loop's hooks -------------------------------------------------------------------
-    def advance(self, seqs: "torch.Tensor") -> None:
+    def advance(self, seqs: torch.Tensor) -> None:
         gens = [tuple(r) for r in seqs[:, self.prompt_len:].tolist()]
         rows = [self.state_for(g) for g in gens]
         self._current = rows

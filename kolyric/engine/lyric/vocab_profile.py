@@ -28,11 +28,16 @@ import re
 import threading
 import unicodedata
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolyric.korean.hangul import SYLLABLE_FIRST, SYLLABLE_LAST, count_syllables
 from kolyric.korean.rhyme import FINAL_SOUND, MEDIAL_FAMILY
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 MAX_LINE_SYLLABLES = 40
 TAIL = 3  # syllables of a token's ending kept (the most a rhyme compares)
@@ -58,17 +63,17 @@ class VocabProfile:
     size: int
     eos_id: int
     texts: list[str]
-    count: Any  # int64 [V]
-    hangul: Any  # int64 [V] Hangul syllables before any break
-    tail_medial: Any  # int64 [V, 3], last syllable first, -1 padded
-    tail_final: Any  # int64 [V, 3]
-    exact: Any
-    additive: Any
-    has_break: Any
-    break_clean: Any
-    starts_space: Any
-    special: Any
-    word_break: Any
+    count: torch.Tensor  # int64 [V]
+    hangul: torch.Tensor  # int64 [V] Hangul syllables before any break
+    tail_medial: torch.Tensor  # int64 [V, 3], last syllable first, -1 padded
+    tail_final: torch.Tensor  # int64 [V, 3]
+    exact: torch.Tensor
+    additive: torch.Tensor
+    has_break: torch.Tensor
+    break_clean: torch.Tensor
+    starts_space: torch.Tensor
+    special: torch.Tensor
+    word_break: torch.Tensor
     _banks: dict = field(default_factory=dict, repr=False)
     _lists: dict | None = field(default=None, repr=False)
 
@@ -77,10 +82,10 @@ class VocabProfile:
         """Whether some token is a bare line break (nothing but whitespace around it)."""
         return bool((self.pure_breaks()).any())
 
-    def pure_breaks(self) -> Any:
+    def pure_breaks(self) -> torch.Tensor:
         return self.exact & ~self.special & self.has_break & self.break_clean & (self.hangul == 0) & (self.count == 0)
 
-    def masks(self, strict: bool, families: bool, newline: bool, device: str = "cpu") -> "MaskBank":
+    def masks(self, strict: bool, families: bool, newline: bool, device: str = "cpu") -> MaskBank:
         """The (cached) mask builder for one rhyme comparison, line-end kind and device."""
         key = (strict, families, newline, str(device))
         with _CACHE_LOCK:
@@ -98,11 +103,11 @@ class VocabProfile:
         return self._lists
 
 
-_CACHE: "weakref.WeakKeyDictionary[Any, dict[int, VocabProfile]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, dict[int, VocabProfile]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
-def profile_for(tokenizer: Any, size: int | None = None) -> VocabProfile:
+def profile_for(tokenizer: PreTrainedTokenizerBase, size: int | None = None) -> VocabProfile:
     """The profile of ``tokenizer`` padded to ``size`` entries (the model's output width), cached."""
     size = int(size or len(tokenizer))
     with _CACHE_LOCK:
@@ -112,7 +117,7 @@ def profile_for(tokenizer: Any, size: int | None = None) -> VocabProfile:
         return per[size]
 
 
-def token_texts(tokenizer: Any) -> list[str]:
+def token_texts(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Each token's text as it reads after a one-syllable token (keeps its leading space)."""
     n = len(tokenizer)
     kwargs = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
@@ -132,7 +137,7 @@ def token_texts(tokenizer: Any) -> list[str]:
     return decode_all([[i] for i in range(n)])  # no reference token: each text alone
 
 
-def build_profile(tokenizer: Any, size: int) -> VocabProfile:
+def build_profile(tokenizer: PreTrainedTokenizerBase, size: int) -> VocabProfile:
     import torch
 
     texts = token_texts(tokenizer)[:size]
@@ -236,12 +241,12 @@ class MaskBank:
         if 0 <= profile.eos_id < profile.size:
             self.eos[profile.eos_id] = True
         self.last_code = self.med[:, 0] * 32 + self.fin[:, 0] + 1  # the last syllable's class as one int
-        self._counted: dict[tuple, tuple[Any, list[bool]]] = {}
-        self._cache: dict[tuple, Any] = {}
+        self._counted: dict[tuple, tuple[torch.Tensor, list[bool]]] = {}
+        self._cache: dict[tuple, torch.Tensor] = {}
         self._lock = threading.Lock()
 
     # -- rhyme matching ------------------------------------------------------------------------
-    def _tail_match(self, key: Key, offset: int, z: Any) -> Any:
+    def _tail_match(self, key: Key, offset: int, z: torch.Tensor) -> torch.Tensor:
         """Tokens whose last ``z`` syllables (a tensor, per token) equal the key's syllables ending
         at index ``offset``."""
         ok = None
@@ -258,7 +263,7 @@ class MaskBank:
             self.mid_free & (self.hangul > 0) & (self.med[:, 0] == m) & (self.fin[:, 0] == f)).any()))
 
     # -- counted lines -------------------------------------------------------------------------
-    def _avoided(self, avoid: frozenset) -> Any:
+    def _avoided(self, avoid: frozenset) -> torch.Tensor:
         """Tokens whose last syllable's class is one of ``avoid``."""
         import torch
 
@@ -294,7 +299,6 @@ class MaskBank:
     def _zones(self, key: Key | None, avoid: frozenset) -> list:
         """zones[d]: tokens allowed to end ``d`` syllables before the line's end (d < len(key)):
         their syllables inside the last len(key) positions match the key there."""
-        import torch
 
         if key:
             n = len(key)
@@ -303,7 +307,7 @@ class MaskBank:
             return [~self._avoided(avoid)]
         return []
 
-    def counted(self, key: Key | None, r: int, zero_ok: bool = True, avoid: frozenset = frozenset()) -> Any:
+    def counted(self, key: Key | None, r: int, zero_ok: bool = True, avoid: frozenset = frozenset()) -> torch.Tensor:
         """Tokens allowed on a counted line with ``r`` (1..40) syllables left, ending on ``key``
         (or, with no key, on a last syllable of none of the classes in ``avoid``)."""
         masks, _ = self._counted_bank(key, avoid, r)
@@ -316,21 +320,21 @@ class MaskBank:
         return 0 <= r <= MAX_LINE_SYLLABLES and self._counted_bank(key, avoid, r)[1][r]
 
     # -- line ends -------------------------------------------------------------------------------
-    def enders(self, last: bool) -> Any:
+    def enders(self, last: bool) -> torch.Tensor:
         """A finished line's end: a bare line break (and, after the last line, the end token)."""
-        def build() -> Any:
+        def build() -> torch.Tensor:
             out = self.pure_breaks if self.newline else self.eos.clone().fill_(False)
             return out | self.eos if last else out
 
         return self.memo(("enders", last), build)
 
-    def boundary(self, first: Any, signature: tuple) -> Any:
+    def boundary(self, first: torch.Tensor, signature: tuple) -> torch.Tensor:
         """No newline token: the next line starts at a word boundary, with a token allowed to start
         it (``first``, memoised under ``signature``)."""
         return self.memo(("boundary", signature), lambda: first & self.starts_space)
 
     def free(self, key: Key | None, bits: tuple[bool, ...], need: int, tail_len: int, last: bool,
-             avoid: frozenset = frozenset(), row_last: tuple[int, int] | None = None) -> Any:
+             avoid: frozenset = frozenset(), row_last: tuple[int, int] | None = None) -> torch.Tensor:
         """Tokens allowed on a line with no syllable target: any exact token, and a line end only
         where the line's last ``len(key)`` syllables rhyme (``bits[m]``: the line's last m
         syllables equal the key's first m; with no key, its last syllable ``row_last`` is none
@@ -339,7 +343,7 @@ class MaskBank:
 
         avoid = avoid if not key else frozenset()
 
-        def build() -> Any:
+        def build() -> torch.Tensor:
             n = len(key) if key else 0
             line_ok = tail_len >= need and (not key or bits[n]) and row_last not in avoid
             out = self.mid_free.clone()
@@ -361,7 +365,7 @@ class MaskBank:
         return self.memo(("free", key, bits, need, min(tail_len, TAIL), last, avoid,
                           row_last if avoid else None), build)
 
-    def memo(self, key: tuple, build: Any) -> Any:
+    def memo(self, key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
         with self._lock:
             found = self._cache.get(key)
         if found is None:

@@ -11,23 +11,28 @@ search that acts on it is ``kolyric.engine.lyric.lookahead``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolyric.engine.lyric.report import LineReport
 from kolyric.engine.lyric.spec import WORD_END_MASS
+
+if TYPE_CHECKING:
+    import torch
+
+    from kolyric.engine.lyric.state import Row
 
 
 class WordEndRule:
     """Mixed into ``ConstraintState``: it provides ``whole_words``, ``profile``, ``lines``,
     ``word_masses``, ``_break_vectors``, ``_current``, ``_gens``, ``step`` and ``state_for``."""
 
-    def awaiting_word_end(self, row: Any, length: int) -> bool:
+    def awaiting_word_end(self, row: Row, length: int) -> bool:
         """Whether the last of ``length`` generated tokens completed the current line's count (and
         the rule applies): the next distribution decides whether that ends a word."""
         return (self.whole_words and length > 0 and row.line >= 0 and not (row.done or row.broken or row.ended)
                 and len(row.word_ends) == row.line + 1 and row.word_ends[-1] == length - 1)
 
-    def word_end_mass(self, probs: Any) -> list[float]:
+    def word_end_mass(self, probs: torch.Tensor) -> list[float]:
         """The word-break tokens' share of each row of ``probs`` (rows of next-token probabilities)."""
         import torch
 
@@ -45,12 +50,12 @@ class WordEndRule:
         """``awaiting_word_end`` for row ``i`` of the decoding loop's last ``advance``."""
         return i < len(self._current) and self.awaiting_word_end(self._current[i], len(self._gens[i]))
 
-    def line_open(self, row: Any) -> bool:
+    def line_open(self, row: Row) -> bool:
         """Whether a counted line is being written, its count not yet complete (the rule applies)."""
         return (self.whole_words and row.line >= 0 and not (row.done or row.broken or row.ended)
                 and row.count < (self.lines[row.line].target or 0))
 
-    def completes_after(self, gen: tuple[int, ...], row: Any, token_id: int) -> bool:
+    def completes_after(self, gen: tuple[int, ...], row: Row, token_id: int) -> bool:
         """Whether ``token_id`` after ``gen`` (whose state is ``row``) completes the line's count."""
         seq = gen + (int(token_id),)
         return self.awaiting_word_end(self.step(row, int(token_id), len(gen), seq), len(seq))
