@@ -44,7 +44,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
     started = time.perf_counter()
-    max_new = gen._max_new(request, settings)
+    max_new = gen.max_new_tokens(request, settings)
     prompt, prompt_text = gen.prompt_ids(request, max_new)
     prompt_len = len(prompt)
     input_ids = torch.tensor([prompt + list(request.forced_ids)], device=gen.model.device)
@@ -55,7 +55,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
         eos_token_id=gen.eos_id, pad_token_id=gen.pad_id, bos_token_id=gen.tokenizer.bos_token_id,
     )
-    constraint_state = gen._constraint_state(request, prompt_len, max_new)
+    constraint_state = gen.constraints_for(request, prompt_len, max_new)
     extra = []
     look_ahead = None
     if constraint_state is not None:
@@ -64,7 +64,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         # below the others
         constraint_state.processor.penalize_mid_word = True
         if constraint_state.whole_words:
-            look_ahead = BeamLookAhead(constraint_state, gen.model, gen._cache_name, settings.num_beams)
+            look_ahead = BeamLookAhead(constraint_state, gen.model, gen.cache_name, settings.num_beams)
             constraint_state.processor.beam_look_ahead = look_ahead.attach()
         extra.append(constraint_state.processor)
     with torch.inference_mode():
@@ -98,7 +98,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             if reason != "cancelled" and settings.stop and find_stop(text, settings.stop) is not None:
                 reason = "stop"
             report = constraint_state.report(i, generated) if constraint_state else None
-            candidates.append(gen._candidate(request, ids, infos, reason, report, settings))
+            candidates.append(gen.candidate(request, ids, infos, reason, report, settings))
     elapsed = time.perf_counter() - started
     yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
 
@@ -113,7 +113,7 @@ def score_tokens(gen: Generator, prompt: list[int], generated: list[int]) -> lis
     probs = torch.softmax(gen.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), dim=-1)
     top = torch.topk(probs, TOP_ALTERNATIVES, dim=-1)
     chosen = probs.gather(1, torch.tensor(generated, device=probs.device).unsqueeze(1)).squeeze(1).tolist()
-    return [TokenInfo(t, gen._token_text(t), p, tuple(Alternative(a, gen._token_text(a), q)
+    return [TokenInfo(t, gen.token_text(t), p, tuple(Alternative(a, gen.token_text(a), q)
                                                       for a, q in zip(ai, qi)))
             for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())]
 

@@ -61,7 +61,7 @@ class DecodeRun:
         self.settings = controls.current
         self.version = controls.version
         device = gen.model.device
-        self.max_new = gen._max_new(request, self.settings)
+        self.max_new = gen.max_new_tokens(request, self.settings)
         prompt, self.prompt_text = gen.prompt_ids(request, self.max_new)
         self.rows = rows = self.settings.n if self.settings.strategy == "sample" else 1
         self.prompt_len = len(prompt)
@@ -70,8 +70,8 @@ class DecodeRun:
         # sampled alone or in a batch, so a CLI, the app and the server agree.
         self.rngs = [torch.Generator(device=device).manual_seed((int(self.settings.seed) + i) % 2**32)
                      for i in range(rows)]
-        self.constraints: ConstraintState | None = gen._constraint_state(request, self.prompt_len, self.max_new)
-        self.procs = gen._processors(self.settings, self.prompt_len, self.constraints)
+        self.constraints: ConstraintState | None = gen.constraints_for(request, self.prompt_len, self.max_new)
+        self.procs = gen.processors(self.settings, self.prompt_len, self.constraints)
         self.bans = self._bans(self.settings)
         self.search = (WordEndSearch(rows, self.constraints.completes_line, allowed=self._allowed)
                        if self.constraints is not None and self.constraints.whole_words else None)
@@ -99,8 +99,8 @@ class DecodeRun:
         self.settings = replace(new, seed=old.seed, n=old.n,
                                 strategy=new.strategy if new.strategy != "beam" else old.strategy)
         self.version = controls.version
-        self.procs = self.gen._processors(self.settings, self.prompt_len, self.constraints)
-        self.max_new = self.gen._max_new(self.request, self.settings)
+        self.procs = self.gen.processors(self.settings, self.prompt_len, self.constraints)
+        self.max_new = self.gen.max_new_tokens(self.request, self.settings)
         if self.constraints is not None:
             self.constraints.max_length = self.max_new
         if self.settings.ban != old.ban:
@@ -127,8 +127,8 @@ class DecodeRun:
         # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
         self.model_forward = getattr(self.gen.model, "kolyric_decoder", None) or self.gen.model
         out = self.model_forward(input_ids=self.step_input, attention_mask=self.attention, use_cache=True,
-                                 **self.gen._forward_kwargs(self.past))
-        self.past = getattr(out, self.gen._cache_name)
+                                 **self.gen.forward_kwargs(self.past))
+        self.past = getattr(out, self.gen.cache_name)
         logits = out.logits[:, -1, :].float()
         return logits, torch.softmax(logits, dim=-1)
 
@@ -148,7 +148,7 @@ class DecodeRun:
         import torch
 
         settings, procs, seqs = self.settings, self.procs, self.seqs
-        top_ps, top_ids = lean.top_k(raw_probs, TOP_ALTERNATIVES)
+        top_ps, top_ids = lean.top_k(raw_probs, settings.alternatives)  # the inspector's k (1-20)
         ranked = self.search is not None or self.bans is not None  # keep each row's ranking
         keys: np.ndarray | torch.Tensor | None = None
         races: list | None = [] if ranked else None
@@ -165,15 +165,15 @@ class DecodeRun:
                 keys = view if view is not None else scores
         elif ranked:  # the warpers leave the scores before them as they are
             base = procs.base(seqs, logits)
-            next_ids = self.gen._sample(procs.warpers, seqs, base, settings, self.rngs, races)
+            next_ids = self.gen.sample(procs.warpers, seqs, base, settings, self.rngs, races)
             view = lean.numpy_view(base)
             base = view if view is not None else base
             races = [(pool, race, base[i]) for i, (pool, race) in enumerate(races)]
         else:
-            next_ids = self.gen._sample(procs, seqs, logits, settings, self.rngs)
+            next_ids = self.gen.sample(procs, seqs, logits, settings, self.rngs)
         ids = next_ids.tolist()
         top_ids, top_ps = top_ids.tolist(), top_ps.tolist()
-        text = self.gen._token_text
+        text = self.gen.token_text
         alternatives = [tuple(Alternative(a, text(a), p) for a, p in zip(top_ids[i], top_ps[i]))
                         for i in range(self.rows)]
         choices: list[Choice | None] = [None] * self.rows
@@ -211,7 +211,7 @@ class DecodeRun:
             if self.finish[i]:
                 continue
             tid = picked.ids[i]
-            info = TokenInfo(tid, gen._token_text(tid), picked.probs[i], picked.alternatives[i])
+            info = TokenInfo(tid, gen.token_text(tid), picked.probs[i], picked.alternatives[i])
             self.tokens[i].append(info)
             if tid == gen.eos_id:
                 self.finish[i] = "eos"
@@ -239,7 +239,7 @@ class DecodeRun:
             ids = [t.token_id for t in self.tokens[i] if t.token_id != gen.eos_id]
             state = self.constraints
             report = state.report(i, self.seqs[i, self.prompt_len:].tolist()) if state is not None else None
-            candidate = gen._candidate(self.request, ids, self.tokens[i], self.finish[i] or "length", report,
+            candidate = gen.candidate(self.request, ids, self.tokens[i], self.finish[i] or "length", report,
                                        self.settings)
             candidate.note = self.notes[i]
             candidates.append(candidate)

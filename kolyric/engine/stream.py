@@ -97,7 +97,7 @@ class Generator:
         self.unk_token = self.tokenizer.unk_token
         self._token_text_cache: dict[int, str] = {}
         params = inspect.signature(self.model.forward).parameters
-        self._cache_name = "cache" if "cache" in params else "past_key_values"
+        self.cache_name = "cache" if "cache" in params else "past_key_values"
         self._logits_to_keep = "logits_to_keep" in params
         self.vocab_size = _output_size(self.model)
         """The model's output width (the constraint masks span it)."""
@@ -155,11 +155,12 @@ class Generator:
                 yield from self._loop(request, controls, cancel)
 
     # -- greedy and sampling ----------------------------------------------------------------------
-    def _processors(self, settings: DecodingSettings, prompt_len: int,
-                    constraint_state: ConstraintState | None) -> lean.ProcessorChain:
+    def processors(self, settings: DecodingSettings, prompt_len: int,
+                   constraint_state: ConstraintState | None) -> lean.ProcessorChain:
+        """A step's logits processors (the int8 benchmark times them through this one door)."""
         return sampling.processor_chain(settings, prompt_len, constraint_state, self.eos_id, self.tokenizer)
 
-    def _max_new(self, request: GenerationRequest, settings: DecodingSettings) -> int:
+    def max_new_tokens(self, request: GenerationRequest, settings: DecodingSettings) -> int:
         """The new-token limit: ``settings.max_length``, or for a constrained request whose
         max_length the user did not choose, what its lines need if that is more (within the
         window, leaving room for the prompt line itself)."""
@@ -197,8 +198,9 @@ class Generator:
         # what is still held is streamed as it is, then the candidates
         yield from run.done()
 
-    def _sample(self, procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor,
-                settings: DecodingSettings, rngs: list[torch.Generator], races: list | None = None) -> torch.Tensor:
+    def sample(self, procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor,
+               settings: DecodingSettings, rngs: list[torch.Generator], races: list | None = None) -> torch.Tensor:
+        """One token per row drawn from the processed scores (``sampling.sample``)."""
         return sampling.sample(procs, seqs, logits, rngs, self.eos_id, races)
 
     def _draw_numpy(self, values: np.ndarray, ids: np.ndarray | None, rng: torch.Generator) -> int:
@@ -211,16 +213,17 @@ class Generator:
         pool, keys = sampling.race_torch(scores, ids, rng)
         return self.eos_id if pool is None else int(pool[keys.argmax()])
 
-    def _forward_kwargs(self, past: Past | None) -> dict[str, object]:
+    def forward_kwargs(self, past: Past | None) -> dict[str, object]:
         """The cache argument under this transformers version's name (``cache`` since 5.x, before
         that ``past_key_values``), and logits for the last position only where supported."""
-        kwargs = {self._cache_name: past}
+        kwargs = {self.cache_name: past}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
         return kwargs
 
-    def _candidate(self, request: GenerationRequest, ids: list[int], infos: list[TokenInfo], reason: str,
-                   report: ConstraintReport | None, settings: DecodingSettings) -> Candidate:
+    def candidate(self, request: GenerationRequest, ids: list[int], infos: list[TokenInfo], reason: str,
+                  report: ConstraintReport | None, settings: DecodingSettings) -> Candidate:
+        """A finished row as the caller sees it: display text, the prompt line with it, the report."""
         raw = self.tokenizer.decode(ids, skip_special_tokens=False)
         text = clean_output(raw, self.unk_token)
         joiner = " " if raw[:1].isspace() and request.prompt.strip() else ""
@@ -245,7 +248,8 @@ class Generator:
                                max_length=max_new if max_new is not None or request is None
                                else request.settings.max_length)
 
-    def _constraint_state(self, request: GenerationRequest, prompt_len: int, max_new: int) -> ConstraintState | None:
+    def constraints_for(self, request: GenerationRequest, prompt_len: int, max_new: int) -> ConstraintState | None:
+        """The request's constraint state, or None when it has no constraints."""
         if request.constraints is None:
             return None
         return self.constraint_state(request.constraints, prompt_len, request, max_new)
@@ -256,7 +260,8 @@ class Generator:
 
         return beam_stream(self, request, settings, cancel)
 
-    def _token_text(self, token_id: int) -> str:
+    def token_text(self, token_id: int) -> str:
+        """One token's text as the inspector shows it (cached)."""
         text = self._token_text_cache.get(token_id)
         if text is None:
             text = clean_piece(self.tokenizer.decode([token_id], skip_special_tokens=False), self.unk_token)
@@ -264,6 +269,7 @@ class Generator:
                 text = "</s>"
             self._token_text_cache[token_id] = text
         return text
+
 
 def _output_size(model: PreTrainedModel) -> int | None:
     try:

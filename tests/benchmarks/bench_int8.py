@@ -127,7 +127,7 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
             pool = self.processor.pool  # AttributeError when it has none
             return lambda input_ids, scores: self._timed(pool, input_ids, scores)
 
-    original_processors = generator._processors
+    original_processors = generator.processors
     original_push = Detokenizer.push
 
     def timed_push(self: Any, token_id: int) -> str:
@@ -138,7 +138,7 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
         return out
 
     model.kolyric_decoder = timed_forward  # what the loop calls for each step
-    generator._processors = lambda *a, **k: lean.ProcessorChain(Timed(p) for p in original_processors(*a, **k))
+    generator.processors = lambda *a, **k: lean.ProcessorChain(Timed(p) for p in original_processors(*a, **k))
     Detokenizer.push = timed_push
     try:
         events = []
@@ -154,7 +154,7 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
             model.kolyric_decoder = decoder
         else:
             del model.kolyric_decoder
-        del generator._processors
+        del generator.processors
         Detokenizer.push = original_push
     steps = len(events) - 1
     step_ms = (events[-1] - events[0]) / steps * 1e3

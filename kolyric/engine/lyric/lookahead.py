@@ -350,7 +350,7 @@ def take_back(gen: Generator, search: WordEndSearch, state: ConstraintState, seq
         rows = sub_cache(past, [i] * len(candidates), length)
         ids = torch.tensor(candidates, dtype=torch.long, device=seqs.device).unsqueeze(1)
         out = forward(input_ids=ids, attention_mask=attention[i:i + 1].expand(len(candidates), -1),
-                      use_cache=True, **gen._forward_kwargs(rows))
+                      use_cache=True, **gen.forward_kwargs(rows))
         masses = state.word_end_mass(torch.softmax(out.logits[:, -1, :].float(), dim=-1))
         for t, mass in zip(candidates, masses):
             state.word_masses[state.generated(i)[:-1] + (t,)] = mass
@@ -372,14 +372,14 @@ def take_back(gen: Generator, search: WordEndSearch, state: ConstraintState, seq
         for i, tid in redo.items():
             seqs[i, -1] = tid
             choice = search.choices[i]
-            tokens[i][-1] = replace(tokens[i][-1], token_id=tid, text=gen._token_text(tid),
+            tokens[i][-1] = replace(tokens[i][-1], token_id=tid, text=gen.token_text(tid),
                                     prob=float(choice.probs[tid]), alternatives=choice.alternatives)
         state.advance(seqs)
         # every row feeds its last token again (the same one, but for the rows redone); the
         # rows not redone keep the logits they had, so no row's result depends on another's
         out = forward(input_ids=seqs[:, -1:], attention_mask=attention, use_cache=True,
-                      **gen._forward_kwargs(past))
-        past = getattr(out, gen._cache_name)
+                      **gen.forward_kwargs(past))
+        past = getattr(out, gen.cache_name)
         idx = list(redo)
         fresh = out.logits[idx, -1, :].float()
         logits[idx] = fresh
