@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from kolyric.engine.processors import PoolWarper
+from kolyric.engine.chain import PoolWarper
 
 if TYPE_CHECKING:
     from torch import Tensor
