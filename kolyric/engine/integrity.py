@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from kolyric.engine.window import context_window
+
 WEIGHTS_DIGEST_KEY = "kolyric_weights"
 """Top-level checkpoint key: {"sha256": hex digest, "tensors": count} (plain types, weights_only-safe)."""
 BYTES_PER_PARAMETER = 4  # weights are materialised in fp32 before any cast or int8 packing
@@ -44,7 +46,7 @@ def estimate_parameters(config: Any) -> int | None:
     if hidden is None or layers is None or vocab is None:
         return None
     inner = _first(config, "intermediate_size", "n_inner", "ffn_dim") or 4 * hidden
-    positions = _first(config, "max_position_embeddings", "n_positions") or 0
+    positions = context_window(config, default=0)
     tied = getattr(config, "tie_word_embeddings", True) is not False
     embeddings = vocab * hidden * (1 if tied else 2) + max(0, positions) * hidden
     return max(0, embeddings + layers * (4 * hidden * hidden + 2 * hidden * inner))
