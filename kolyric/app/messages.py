@@ -105,6 +105,44 @@ class AcceptCandidate(Message):
 
 
 @dataclass
+class KeepCandidate(Message):
+    """Keep candidate ``slot`` (a compared preset's card) in the tree of versions."""
+
+    slot: int
+
+
+@dataclass
+class CompareProgress(Message):
+    """Preset ``index`` of compare run ``run_id`` finished (``compared``: kolyric.compare.Compared,
+    with the text each token released in ``pieces``)."""
+
+    run_id: int
+    index: int
+    compared: Any
+    pieces: list[str] = field(default_factory=list)
+    tokens: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class StepReady(Message):
+    """A step of step mode ran: ``result`` (engine GenerationResult, None when it failed), the
+    text each token released, and the alternatives of the new token the constraints exclude."""
+
+    result: Any
+    pieces: list[str]
+    excluded: frozenset[int]
+    error: str | None = None
+
+
+@dataclass
+class ModelPick(Message):
+    """Space on card ``slot`` in step mode: take the model's own pick for the next token."""
+
+    slot: int
+
+
+@dataclass
 class EditCandidate(Message):
     """Edit candidate ``slot``'s text, then continue from the edited text."""
 

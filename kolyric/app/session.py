@@ -48,6 +48,7 @@ class CandidateState:
     joiner: str | None = None  # between the prompt and the text; None: a space where the text has one
     report: Any = None  # the engine's ConstraintReport when the generation was constrained
     window_limit: int | None = None  # set when it stopped because the model's window was full
+    title: str | None = None  # a card's own title (the compare view's preset and settings)
 
     @property
     def text(self) -> str:
@@ -207,6 +208,20 @@ def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple
     if context and prompt.strip() and context[-1].strip() == prompt.strip():
         context.pop()
     return tuple(context)
+
+
+def finish_state(state: CandidateState, candidate: Any, result: Any, window: int | None) -> None:
+    """Fill ``state`` from the engine's finished ``Candidate`` of ``result``."""
+    state.full_text = candidate.full_text
+    state.finish_reason = candidate.finish_reason
+    state.seed = result.settings.seed
+    state.report = candidate.constraint_report
+    if not state.tokens and candidate.tokens:  # beam search: tokens come with the result
+        state.tokens = [t for t in candidate.tokens if t.token_id in candidate.token_ids]
+        state.pieces = [t.text for t in state.tokens]
+    # the prompt and the new tokens filled the model's window: that, not max_length, ended it
+    if candidate.finish_reason == "length" and window and result.prompt_tokens + len(candidate.tokens) >= window:
+        state.window_limit = int(window)
 
 
 def state_from_node(node: Node, slot: int) -> CandidateState:

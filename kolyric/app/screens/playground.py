@@ -27,18 +27,24 @@ from kolyric.app.messages import (
     AcceptCandidate,
     AlternativeChosen,
     CardFocused,
+    CompareProgress,
     DraftAnalysed,
     DraftSaved,
     DraftSaveFailed,
     EditCandidate,
+    KeepCandidate,
+    ModelPick,
     PresetChosen,
     SettingsChanged,
+    StepReady,
     StreamFailed,
     StreamProgress,
     TokenSelected,
     UndoRequested,
 )
 from kolyric.app.screens.autosave import Autosave
+from kolyric.app.screens.compare import CompareRunner
+from kolyric.app.screens.step import StepSession, StepState
 from kolyric.app.screens.streaming import Finished, StreamController
 from kolyric.app.session import (
     CandidateState,
@@ -77,6 +83,8 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         Binding("ctrl+r", "regenerate", "Again", tooltip="Regenerate with the last request", priority=True),
         Binding("ctrl+o", "accept", "Accept", priority=True),
         Binding("f5", "history", "History"),
+        Binding("f7", "compare", "Compare", tooltip="The prompt under several presets, one seed", priority=True),
+        Binding("f8", "step", "Step", tooltip="One token at a time; F8 again: to the end", priority=True),
         Binding("f6", "tree", "Tree", tooltip="Every version of this draft's candidates", priority=True),
         Binding("ctrl+s", "export", "Export", tooltip="Export the draft as .txt", priority=True),
         Binding("ctrl+t", "target_line", "Target", tooltip="Target the cursor line's syllables and rhyme",
@@ -133,6 +141,8 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         yield StatusBar()
         yield FittingFooter()
         self.stream = StreamController(self, strip, inspector, stop, self._recorded)
+        self.compare = CompareRunner(self, self.stream)
+        self.steps = StepSession(self, self.stream, self._step_ended)
 
     def on_mount(self) -> None:
         self.app.draft_screen = self  # saved first whenever an unexpected error is reported
@@ -180,6 +190,8 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         self.stream.failed(message.run_id, message.message)
 
     def action_stop(self) -> None:
+        if self.steps.active:
+            self.steps.end()
         self.stream.stop()
 
     def stop_stream(self, quiet: bool = False) -> None:
@@ -259,7 +271,7 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
     # -- generating ----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return True if self.streaming else None
+            return True if self.streaming or self.steps.active else None
         return True
 
     def _request_parts(self) -> tuple[str, str | None, tuple[str, ...]]:
@@ -268,13 +280,8 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         context = draft_context(self.editor.lines(), self.editor.cursor_line, prompt)
         return prompt, polarity if polarity in ("긍정", "부정") else None, context
 
-    def start(self, prompt: str, polarity: str | None, context: tuple[str, ...], *,
-              slot: int | None = None, forced: tuple[int, ...] = (),
-              origin: tuple[str, int | None, int | None] = ("generate", None, None)) -> bool:
-        """Start a stream (fresh, or rewriting ``slot``) under the controls; False when it cannot.
-        ``origin`` is what its nodes record: (kind, parent node, token position)."""
-        host = self.app.host
-        if not host.ready:
+    def _can_generate(self) -> bool:
+        if not self.app.host.ready:
             self.notify("No model is loaded yet." + (" Press F4 to choose one." if not self.app.status_busy else
                                                      " It is still loading."), severity="warning")
             return False
@@ -284,6 +291,16 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
                         title="Fix the controls first", severity="error")
             self.query_one(f"#ctl-{problem.field}").focus()
             return False
+        return True
+
+    def start(self, prompt: str, polarity: str | None, context: tuple[str, ...], *,
+              slot: int | None = None, forced: tuple[int, ...] = (),
+              origin: tuple[str, int | None, int | None] = ("generate", None, None)) -> bool:
+        """Start a stream (fresh, or rewriting ``slot``) under the controls; False when it cannot.
+        ``origin`` is what its nodes record: (kind, parent node, token position)."""
+        if not self._can_generate():
+            return False
+        host = self.app.host
         from kolyric.engine.stream import GenerationRequest
 
         settings = self.controls.settings
@@ -294,6 +311,9 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
                                     constraints=self.controls.constraints)
         if slot is None:
             self.slot_nodes = {}
+            self.compare.cancel()
+        if origin[0] != "step" and self.steps.active:
+            self.steps.end()
         self.stream.start(request, host.generator, slot=slot)
         if self.stream.run is not None:
             self._origins[self.stream.run.run_id] = origin
@@ -341,6 +361,92 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         constraints = constraints_from_dict(node.constraints) if node.constraints else None
         return GenerationRequest(node.prompt, node.polarity, self.controls.settings, context=node.context,
                                  forced_ids=node.forced_ids, constraints=constraints)
+
+    def action_compare(self) -> None:
+        """F7: the prompt under the tutorial's presets, one seed (the controls' or a fresh one),
+        the controls' length, alternatives and constraints."""
+        if not self._can_generate():
+            return
+        import secrets
+
+        from kolyric.compare import TUTORIAL_PRESETS
+        from kolyric.engine.results import GenerationRequest
+
+        prompt, polarity, context = self._request_parts()
+        settings = self.controls.settings
+        seed = settings.seed if settings.seed is not None else secrets.randbelow(2**32)
+        request = GenerationRequest(prompt, polarity, settings, context=context,
+                                    constraints=self.controls.constraints)
+        self.slot_nodes = {}
+        self.compare.start(request, TUTORIAL_PRESETS, {"seed": seed, "max_length": settings.max_length,
+                                                       "alternatives": settings.alternatives}, self.app.host.generator)
+
+    def action_step(self) -> None:
+        """F8: step mode on the prompt; F8 during it continues from the chosen tokens to the end."""
+        if self.steps.active:
+            step = self.steps.step
+            if self.steps.busy or step is None:
+                return
+            self.steps.step = None  # the stream below makes the node, with every chosen token
+            request = step.request
+            self.start(request.prompt, request.polarity, request.context, slot=0,
+                       forced=tuple(t.token_id for t in step.chosen), origin=("step", None, None))
+            return
+        if not self._can_generate():
+            return
+        from kolyric.engine.results import GenerationRequest
+
+        prompt, polarity, context = self._request_parts()
+        self.compare.cancel()
+        self.slot_nodes = {}
+        self.steps.start(GenerationRequest(prompt, polarity, self.controls.settings, context=context,
+                                           constraints=self.controls.constraints), self.app.host.generator)
+        self.notify("Step mode: 1-9/0 take an alternative, Space the model's pick, F8 to the end, Esc stops.",
+                    timeout=6)
+
+    def on_step_ready(self, message: StepReady) -> None:
+        self.steps.ready(message)
+
+    def on_model_pick(self, message: ModelPick) -> None:
+        if self.steps.active and message.slot == 0:
+            refusal = self.steps.pick(None)
+            if refusal:
+                self.notify(f"Not now: {refusal}.", timeout=3)
+
+    def _step_ended(self, step: StepState) -> None:
+        """Esc in step mode: the tokens chosen so far are a node of their own."""
+        state = self.states.get(0)
+        if not step.chosen or state is None:
+            return
+        state.full_text = ""
+        node = self.versions.add(node_from_state(state, step.request, step.request.settings.to_dict(), (),
+                                                 kind="step", model=self.app.host.spec))
+        self.slot_nodes = {0: node.id}
+        self.versions.set_current([node.id])
+        self.draft_changed()
+
+    def on_compare_progress(self, message: CompareProgress) -> None:
+        self.compare.progress(message)
+
+    def on_keep_candidate(self, message: KeepCandidate) -> None:
+        if message.slot in self.slot_nodes:
+            self.notify("That version is in the tree already (F6).", timeout=3)
+        elif self._keep(message.slot) is not None:
+            self.notify(f"Kept in the tree: {self.states[message.slot].title}", timeout=3, markup=False)
+
+    def _keep(self, slot: int) -> int | None:
+        """A compared card as a tree node (once); its node id, or None when it is not one."""
+        if slot in self.slot_nodes:
+            return self.slot_nodes[slot]
+        done, state = self.compare.compared.get(slot), self.states.get(slot)
+        if done is None or state is None:
+            return None
+        node = self.versions.add(node_from_state(state, done.request, done.result.settings.to_dict(), (),
+                                                 kind="compare", model=self.app.host.spec))
+        self.slot_nodes[slot] = node.id
+        self.versions.set_current(self.slot_nodes[s] for s in sorted(self.slot_nodes))
+        self.draft_changed()
+        return node.id
 
     def action_generate(self) -> None:
         prompt, polarity, context = self._request_parts()
@@ -401,11 +507,16 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
             self.current_slot = widget.slot
 
     def on_alternative_chosen(self, message: AlternativeChosen) -> None:
+        if self.steps.active and message.slot == 0:
+            refusal = self.steps.pick(message.token_id)
+            if refusal:
+                self.notify(f"Not taken: {refusal}.", severity="warning", timeout=4)
+            return
         state, request = self.states.get(message.slot), self._request_of(message.slot)
         if state is None or request is None or state.streaming:
             return
         forced = tuple(t.token_id for t in state.tokens[: message.index]) + (message.token_id,)
-        origin = ("branch", self.slot_nodes.get(message.slot), message.index)
+        origin = ("branch", self._keep(message.slot), message.index)
         if self.start(request.prompt, request.polarity, request.context, slot=message.slot, forced=forced,
                       origin=origin):
             card = self.query_one(CandidateStrip).card(message.slot)
@@ -454,6 +565,7 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         if not text:
             self.notify("That candidate is empty.", severity="warning")
             return
+        self._keep(slot)
         self.accept_text(text, state.prompt)
         for entry in reversed(self.history):
             if entry.text == text:
@@ -550,6 +662,9 @@ class PlaygroundScreen(Guarded, CalmFocus, Screen):
         yield SystemCommand("Stop", "Stop the running stream (Esc)", self.action_stop)
         yield SystemCommand("Export draft", "Write the draft to a .txt file (Ctrl+S)", self.action_export)
         yield SystemCommand("History", "Browse this session's candidates (F5)", self.action_history)
+        yield SystemCommand("Compare presets", "The prompt under the tutorial's presets, one seed (F7)",
+                            self.action_compare)
+        yield SystemCommand("Step mode", "Generate one token at a time and choose each (F8)", self.action_step)
         yield SystemCommand("Tree of versions", "Every candidate of this draft, as a tree (F6)", self.action_tree)
         yield SystemCommand("Target this line", "Generate to the cursor line's syllables and rhyme (Ctrl+T)",
                             self.action_target_line)

@@ -25,7 +25,7 @@ from textual.timer import Timer
 from textual.widgets import Button
 
 from kolyric.app.messages import StreamFailed, StreamProgress
-from kolyric.app.session import CandidateState, StreamRun, settings_changes
+from kolyric.app.session import CandidateState, StreamRun, finish_state, settings_changes
 from kolyric.app.widgets.candidates import CandidateStrip
 from kolyric.app.widgets.inspector import TokenInspector
 
@@ -181,18 +181,7 @@ class StreamController:
     def _finish(self, run: StreamRun, result: GenerationResult) -> None:
         window = self.screen.app.model_window
         for i, candidate in enumerate(result.candidates):
-            state = self.states[run.slots[i]]
-            state.full_text = candidate.full_text
-            state.finish_reason = candidate.finish_reason
-            state.seed = result.settings.seed
-            state.report = candidate.constraint_report
-            if not state.tokens and candidate.tokens:  # beam search: tokens come with the result
-                state.tokens = [t for t in candidate.tokens if t.token_id in candidate.token_ids]
-                state.pieces = [t.text for t in state.tokens]
-            # the prompt and the new tokens filled the model's window: that, not max_length, ended it
-            if (candidate.finish_reason == "length" and window
-                    and result.prompt_tokens + len(candidate.tokens) >= window):
-                state.window_limit = int(window)
+            finish_state(self.states[run.slots[i]], candidate, result, window)
         self._record(run, result.settings)
         self.run = None
         self._set_streaming(False)

@@ -25,7 +25,15 @@ from textual.message import Message
 from textual.widget import Widget
 
 from kolyric.app.guard import Guarded
-from kolyric.app.messages import AcceptCandidate, AlternativeChosen, CardFocused, EditCandidate, TokenSelected
+from kolyric.app.messages import (
+    AcceptCandidate,
+    AlternativeChosen,
+    CardFocused,
+    EditCandidate,
+    KeepCandidate,
+    ModelPick,
+    TokenSelected,
+)
 from kolyric.app.session import CandidateState, report_badge
 
 MIN_CARD_WIDTH = 22  # cells, borders included: room for a line of about eight syllables
@@ -41,6 +49,8 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         Binding("end", "move_to(-1)", "Last token", show=False),
         Binding("enter", "accept", "Accept"),
         Binding("e", "edit", "Edit", tooltip="Edit the text, then continue from it"),
+        Binding("space", "model_pick", "Model's pick", tooltip="Step mode: take the model's pick", show=False),
+        Binding("k", "keep", "Keep", tooltip="Keep a compared preset's card in the tree", show=False),
         # 1-9 and 0 choose the first ten alternatives; the inspector reaches the rest (up to 20)
         *[Binding(str(k % 10), f"alternative({k - 1})", f"Alternative {k}", show=False) for k in range(1, 11)],
     ]
@@ -82,7 +92,7 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         if state.report is not None:  # the badge says more than "eos"; other endings still show
             badge = report_badge(state.report)
             status = badge if status in ("eos", "constraint") else f"{status} · {badge}"
-        number = f"#{state.slot + 1}" + (f" of {self.total}" if self.total > 1 else "")
+        number = state.title or f"#{state.slot + 1}" + (f" of {self.total}" if self.total > 1 else "")
         self.border_title = f"{number} · {status}"
         self.border_subtitle = f"{len(state.tokens)} tok" + (f" · seed {state.seed}" if state.seed is not None else "")
         self.set_class(state.streaming, "-streaming")
@@ -190,6 +200,13 @@ class CandidateCard(Guarded, Widget, can_focus=True):
 
     def action_accept(self) -> None:
         self.post_message(AcceptCandidate(self.slot))
+
+    def action_model_pick(self) -> None:
+        self.post_message(ModelPick(self.slot))
+
+    def action_keep(self) -> None:
+        if not self.state.streaming:
+            self.post_message(KeepCandidate(self.slot))
 
     def action_edit(self) -> None:
         if not self.state.streaming:

@@ -46,11 +46,16 @@ def fit_cells(text: str, cells: int = TEXT_CELLS) -> str:
     return set_cell_size(text, cells)
 
 
-def alternative_label(k: int, alt: Any, chosen: bool) -> Text:
-    """"3• ␣사랑 ████▌      45.2%": its key (1-9, then 0), whether it was chosen, text, bar, p."""
+def alternative_label(k: int, alt: Any, chosen: bool, excluded: bool = False) -> Text:
+    """"3• ␣사랑 ████▌      45.2%": its key (1-9, then 0), whether it was chosen, text, bar, p;
+    an alternative the constraints exclude is dimmed and marked ✗."""
     key = str(k + 1) if k < 9 else "0" if k == 9 else " "
-    return Text.assemble(f"{key}{'•' if chosen else ' '}", (f" {fit_cells(shown(alt.text))} ", "bold"),
-                         (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
+    mark = "✗" if excluded else "•" if chosen else " "
+    label = Text.assemble(f"{key}{mark}", (f" {fit_cells(shown(alt.text))} ", "bold"),
+                          (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
+    if excluded:
+        label.stylize("dim strike")
+    return label
 
 
 class TokenInspector(Guarded, Vertical):
@@ -78,7 +83,9 @@ class TokenInspector(Guarded, Vertical):
         yield Static(HINT, id="inspector-title")
         yield OptionList(id="alternatives")
 
-    def show(self, slot: int, index: int, token: Any) -> None:
+    def show(self, slot: int, index: int, token: Any, excluded: frozenset[int] = frozenset()) -> None:
+        """Token ``index`` of card ``slot``; ``excluded``: alternatives the constraints rule out
+        (step mode), marked ✗."""
         self.slot, self.index, self.token = slot, index, token
         title = self.query_one("#inspector-title", Static)
         alternatives = token.alternatives
@@ -88,7 +95,8 @@ class TokenInspector(Guarded, Vertical):
         self.border_title = f"Token · top {len(alternatives)}"
         options = self.query_one("#alternatives", OptionList)
         options.clear_options()
-        options.add_options([Option(alternative_label(k, alt, alt.token_id == token.token_id), id=f"alt-{k}")
+        options.add_options([Option(alternative_label(k, alt, alt.token_id == token.token_id,
+                                                      alt.token_id in excluded), id=f"alt-{k}")
                              for k, alt in enumerate(alternatives)])
 
     def clear(self, hint: str = HINT) -> None:
