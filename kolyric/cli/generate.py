@@ -11,11 +11,16 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kolyric.cli import CLIError
 from kolyric.cli.options import (add_decoding_arguments, add_model_arguments, chosen_preset, decoding_overrides,
                                   user_config)
+
+if TYPE_CHECKING:
+    from kolyric.engine.loading import LoadedModel
+    from kolyric.engine.lyric.report import ConstraintReport
+    from kolyric.engine.results import GenerationRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +45,7 @@ def add_constraint_arguments(parser: argparse.ArgumentParser) -> None:
     add(parser)
 
 
-def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns GenerationRequest
+def build_request(args: argparse.Namespace) -> GenerationRequest:
     from kolyric.engine.prompt import normalize_polarity
     from kolyric.engine.settings import SettingsError, preset
     from kolyric.engine.results import GenerationRequest
@@ -81,7 +86,7 @@ def build_request(args: argparse.Namespace):  # noqa: ANN201 - returns Generatio
                              max_length_set="max_length" in overrides)
 
 
-def load(args: argparse.Namespace):  # noqa: ANN201 - returns LoadedModel
+def load(args: argparse.Namespace) -> LoadedModel:
     from kolyric.engine.loading import ModelLoadError, load_model, resolve_model_spec
 
     _quiet_transformers()
@@ -138,13 +143,13 @@ class CandidateWriter:
             self.out.write(part)
         self.out.flush()
 
-    def end(self, report: Any = None) -> None:
+    def end(self, report: ConstraintReport | None = None) -> None:
         mark = check_mark(report)
         self.out.write(f"  {mark}\n" if mark else "\n")
         self.out.flush()
 
 
-def check_mark(report: Any) -> str:
+def check_mark(report: ConstraintReport | None) -> str:
     """A constraint report in a few characters: "✓ 8 ㅏ", "✓ 8-8-7-9 ㅏㅏㅓㅓ", "✗"; "" without constraints."""
     if report is None:
         return ""

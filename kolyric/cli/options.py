@@ -4,7 +4,6 @@ so each range is stated once) and model selection."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from kolyric.engine import settings_lists
 from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
@@ -45,9 +44,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                                help=f"{spec.help}; {spec.describe_range()}")
 
 
-def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def decoding_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The decoding flags given, as ``DecodingSettings.from_dict`` takes them (list items unescaped)."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for name, spec in FIELDS.items():
         value = getattr(args, name, None)
         if value is None:

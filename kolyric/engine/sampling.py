@@ -13,12 +13,15 @@ ranking is a draw from the distribution restricted to the subset: the whole-word
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kolyric.engine import penalties, samplers
 from kolyric.engine import processors as lean
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from numpy.typing import NDArray
     from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
     from kolyric.engine.settings import DecodingSettings
@@ -117,7 +120,8 @@ def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature
         procs.append(samplers.MirostatV2(settings.mirostat_tau, settings.mirostat_eta))
 
 
-def sample(procs: Any, seqs: Any, logits: Any, rngs: list, eos_id: int, races: list | None = None) -> Any:
+def sample(procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor, rngs: list[torch.Generator],
+           eos_id: int, races: list | None = None) -> torch.Tensor:
     """One token per row, drawn from the processed scores with each row's generator.
 
     A row's draw depends on its own scores only, so candidate i is the same sampled alone or in
@@ -143,7 +147,8 @@ def sample(procs: Any, seqs: Any, logits: Any, rngs: list, eos_id: int, races: l
     return torch.tensor(picks, dtype=torch.long, device=scores.device)
 
 
-def race_numpy(values: Any, ids: Any, rng: Any) -> tuple[Any, Any]:
+def race_numpy(values: NDArray[np.float32], ids: NDArray[np.int64] | None,
+               rng: torch.Generator) -> tuple[NDArray[np.int64] | None, NDArray[np.float32] | None]:
     """(pool ids, race keys) of a row of float32 scores (NumPy) over ``ids`` or the whole
     vocabulary, or (None, None) when every token is masked (e.g. by a constraint)."""
     import numpy as np
@@ -164,7 +169,8 @@ def race_numpy(values: Any, ids: Any, rng: Any) -> tuple[Any, Any]:
     return pool, weights / weights.sum() / noise
 
 
-def race_torch(scores: Any, ids: Any, rng: Any) -> tuple[Any, Any]:
+def race_torch(scores: torch.Tensor, ids: torch.Tensor | None,
+               rng: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``race_numpy`` in torch, for a GPU or another dtype."""
     import torch
 
@@ -182,7 +188,7 @@ def race_torch(scores: Any, ids: Any, rng: Any) -> tuple[Any, Any]:
     return ids, probs / noise
 
 
-def acts_greedy(settings: Any, logits: Any) -> bool:
+def acts_greedy(settings: DecodingSettings, logits: torch.Tensor) -> bool:
     """Whether a sampling step is greedy in effect: its temperature is too small to divide the
     scores by in float32 (they would overflow to infinity, and the probabilities to NaN: an
     empty candidate). The limit of sampling as the temperature goes to 0 is the most likely

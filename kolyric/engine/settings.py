@@ -14,11 +14,20 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from kolyric.engine import settings_lists
-from kolyric.engine.fields import (_SHOWN_CHARS, MAX_NUMBER_CHARS, FieldSpec, OversizedNumber, coerce, json_int,
-                                   parse_float, parse_int, shown)
+from kolyric.engine.fields import (
+    _SHOWN_CHARS,
+    MAX_NUMBER_CHARS,
+    FieldSpec,
+    OversizedNumber,
+    coerce,
+    json_int,
+    parse_float,
+    parse_int,
+    shown,
+)
 
 Strategy = Literal["greedy", "beam", "sample"]
 STRATEGIES: tuple[str, ...] = ("greedy", "beam", "sample")
@@ -84,13 +93,13 @@ class Problem:
     """One invalid value: the field, what was given and what is valid."""
 
     field: str
-    value: Any
+    value: object
     message: str
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         spec = FIELDS.get(self.field)
         value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else shown(self.value)
         if isinstance(value, float) and not math.isfinite(value):
@@ -196,7 +205,7 @@ class DecodingSettings:
 
     # -- construction from untyped input (CLI strings, TOML, JSON, form fields) --------------
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: DecodingSettings | None = None) -> DecodingSettings:
+    def from_dict(cls, values: Mapping[str, object], base: DecodingSettings | None = None) -> DecodingSettings:
         """Coerce and validate ``values`` over ``base`` (default: the class defaults).
 
         Raises SettingsError listing every unknown field, bad type and out-of-range value.
@@ -227,10 +236,10 @@ class DecodingSettings:
             raise SettingsError(problems)
         return cls(**merged)
 
-    def replace(self, **changes: Any) -> DecodingSettings:
+    def replace(self, **changes: object) -> DecodingSettings:
         return DecodingSettings.from_dict(changes, base=self)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The JSON form: lists of strings as lists, the bias as an object; ``from_dict`` reads it back."""
         out = dataclasses.asdict(self)
         for name, spec in FIELDS.items():
@@ -256,18 +265,18 @@ SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon
 """Controls that only the sampling strategy reads (the penalties, bias, stop and ban apply to all)."""
 
 
-def _defaults() -> dict[str, Any]:
+def _defaults() -> dict[str, object]:
     return {f.name: f.default for f in dataclasses.fields(DecodingSettings)}
 
 
-def _coerce_textual(spec: FieldSpec, raw: Any) -> tuple[Any, str]:
+def _coerce_textual(spec: FieldSpec, raw: object) -> tuple[tuple | None, str]:
     """A list or bias field's value from any of its forms; (None, what is wrong) when it cannot be."""
     if spec.kind is dict:
         return settings_lists.coerce_bias(raw, spec.max_items, spec.max_chars, spec.low, spec.high)
     return settings_lists.coerce_strings(raw, spec.max_items, spec.max_chars)
 
 
-def check(values: Mapping[str, Any]) -> list[Problem]:
+def check(values: Mapping[str, object]) -> list[Problem]:
     """Every problem in a full set of typed values (ranges and cross-field rules)."""
     problems: list[Problem] = []
     for name, spec in FIELDS.items():
@@ -301,7 +310,7 @@ def check(values: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def _typed_ok(spec: FieldSpec, value: Any) -> bool:
+def _typed_ok(spec: FieldSpec, value: object) -> bool:
     """Whether a bool, list or bias field holds a value of its typed form (a tuple) or its JSON form."""
     if spec.kind is bool:
         return isinstance(value, bool)
@@ -315,7 +324,7 @@ def _typed_ok(spec: FieldSpec, value: Any) -> bool:
     return found == value
 
 
-def text_form(name: str, value: Any) -> str:
+def text_form(name: str, value: object) -> str:
     """A field's value as a one-line text field shows it (``from_dict`` reads it back)."""
     spec = FIELDS[name]
     if spec.kind is bool:
@@ -328,7 +337,7 @@ def text_form(name: str, value: Any) -> str:
 
 
 # -- presets: the tutorial's runs, by name ------------------------------------------------------
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, object]] = {
     "greedy": {"strategy": "greedy"},
     "beam-3": {"strategy": "beam", "num_beams": 3},
     "no-repeat-3": {"strategy": "greedy", "no_repeat_ngram_size": 3},
@@ -354,7 +363,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "combined"
 
 
-def preset(name: str, **overrides: Any) -> DecodingSettings:
+def preset(name: str, **overrides: object) -> DecodingSettings:
     """The named preset over the defaults, with overrides applied (all validated)."""
     key = name.strip().lower()
     if key not in PRESETS:

@@ -6,22 +6,20 @@ and ``GET /presets``). Validation itself is ``kolyric.serve.schema``'s.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, preset
 from kolyric.serve.schema import REQUEST_FIELDS, Limits
-
 
 _JSON_TYPES: dict[type, str] = {int: "integer", float: "number", str: "string", bool: "boolean",
                                 tuple: "array of strings", dict: "object of phrase: number"}
 """How each kind of control is written in a request body."""
 
 
-def constraint_fields() -> dict[str, Any]:
+def constraint_fields() -> dict[str, object]:
     """The lyric constraint fields and their defaults."""
     from kolyric.engine.lyric.spec import LyricConstraints
 
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for f in dataclasses.fields(LyricConstraints):
         if not f.init:
             continue
@@ -30,10 +28,10 @@ def constraint_fields() -> dict[str, Any]:
     return out
 
 
-def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
+def settings_schema(limits: Limits | None = None) -> dict[str, object]:
     """FIELDS with their ranges, the defaults, the request's other fields and this server's limits."""
     defaults = DecodingSettings().to_dict()
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "settings": {
             name: {
                 "type": _JSON_TYPES.get(spec.kind, spec.kind.__name__), "help": spec.help,
@@ -53,7 +51,7 @@ def settings_schema(limits: Limits | None = None) -> dict[str, Any]:
     return out
 
 
-def presets_listing() -> dict[str, Any]:
+def presets_listing() -> dict[str, object]:
     """Every preset: the controls it sets and the full settings it gives."""
     return {
         "default": DEFAULT_PRESET,
