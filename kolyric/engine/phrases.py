@@ -23,7 +23,9 @@ as one token, or ``사`` + ``랑``, or byte tokens), so ids alone would miss mos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from kolyric.engine.prompt import clean_piece
@@ -123,39 +125,33 @@ class PhraseBan:
 
     def __init__(self, phrases: Sequence[str], tokenizer: PreTrainedTokenizerBase, vocab_size: int | None,
                  eos_id: int | None):
-        from kolyric.engine.lyric.vocab_profile import profile_for
-
         self.phrases = tuple(dict.fromkeys(p for p in phrases if p))
         self.tokenizer = tokenizer
         self.eos_id = eos_id
         self.unk_token = tokenizer.unk_token
         self._longest = max((len(p) for p in self.phrases), default=0)
-        profile = profile_for(tokenizer, vocab_size)
-        special = profile.special.tolist()
-        texts = [clean_piece(text, self.unk_token) if not special[i] else "" for i, text in enumerate(profile.texts)]
-        self.token_ids = [i for i, text in enumerate(texts) if text and any(p in text for p in self.phrases)]
-        """Tokens whose own text holds a banned phrase: masked every step."""
-        self.empties = len(self.token_ids) == sum(1 for text in texts if text)
-        """Whether the ban leaves no token that writes any text (only the end token and the like)."""
-        self._masks: dict[tuple[str, int], torch.Tensor] = {}
-
-    def mask(self, scores: torch.Tensor) -> torch.Tensor:
-        """A bool mask over ``scores``' last dimension: the tokens always banned (cached)."""
-        import torch
-
-        width = scores.shape[-1]
-        key = (str(scores.device), width)
-        found = self._masks.get(key)
-        if found is None:
-            found = torch.zeros(width, dtype=torch.bool)
-            found[[i for i in self.token_ids if i < width]] = True
-            found = self._masks[key] = found.to(scores.device)
-        return found
+        self.token_ids, self.empties = _holding(tokenizer, vocab_size, self.phrases)
+        """``token_ids``: tokens whose own text holds a banned phrase, masked every step;
+        ``empties``: whether that leaves no token that writes any text (only the end token and the like)."""
+        self._index: dict[str, torch.Tensor] = {}
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        # the Rust decoder directly where there is one: a step decodes twice per row
+        self._decode: Callable[[list[int]], str] = (
+            (lambda ids: backend.decode(ids, skip_special_tokens=False)) if backend is not None
+            else (lambda ids: tokenizer.decode(ids, skip_special_tokens=False)))
 
     def apply(self, scores: torch.Tensor) -> torch.Tensor:
         """``scores`` with the always-banned tokens at -inf (in place)."""
-        if self.token_ids:
-            scores.masked_fill_(self.mask(scores), float("-inf"))
+        if not self.token_ids:
+            return scores
+        key = str(scores.device)
+        index = self._index.get(key)
+        if index is None:
+            import torch
+
+            index = self._index[key] = torch.tensor(self.token_ids, dtype=torch.long, device=scores.device)
+        width = scores.shape[-1]
+        scores.index_fill_(-1, index if int(index[-1]) < width else index[index < width], float("-inf"))
         return scores
 
     def completes(self, generated: Sequence[int], token_id: int) -> str | None:
@@ -165,15 +161,15 @@ class PhraseBan:
         new token's text (more when byte tokens spell few characters each)."""
         if not self.phrases or token_id == self.eos_id:
             return None
-        decode = self.tokenizer.decode
+        decode = self._decode
         ids = list(generated)
         window = self._longest + 2
         while True:
-            before = clean_piece(decode(ids[-window:], skip_special_tokens=False), self.unk_token) if ids else ""
+            before = clean_piece(decode(ids[-window:]), self.unk_token) if ids else ""
             if len(before) >= self._longest or window >= len(ids):
                 break
             window *= 2
-        after = clean_piece(decode(ids[-window:] + [int(token_id)], skip_special_tokens=False), self.unk_token)
+        after = clean_piece(decode(ids[-window:] + [int(token_id)]), self.unk_token)
         # a phrase counts only where it ends in the new text (what ``before`` had was checked before)
         keep = _shared_start(before, after)
         start = max(0, keep - self._longest + 1)
@@ -185,6 +181,35 @@ class PhraseBan:
                     return phrase
                 at = tail.find(phrase, at + 1)
         return None
+
+
+_CACHE: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _holding(tokenizer: PreTrainedTokenizerBase, size: int | None,
+             phrases: tuple[str, ...]) -> tuple[list[int], bool]:
+    """The tokens whose text holds one of ``phrases``, and whether they are all the tokens that
+    write any text; cached per tokenizer (its texts, and the last few ban lists)."""
+    from kolyric.engine.lyric.vocab_profile import profile_for
+
+    profile = profile_for(tokenizer, size)
+    with _CACHE_LOCK:
+        per = _CACHE.setdefault(tokenizer, {})
+        found = per.get((profile.size, phrases))
+        if found is not None:
+            return found
+        texts = per.get((profile.size,))
+        if texts is None:
+            special = profile.special.tolist()
+            texts = per[(profile.size,)] = tuple(clean_piece(text, tokenizer.unk_token) if not special[i] else ""
+                                                 for i, text in enumerate(profile.texts))
+        ids = [i for i, text in enumerate(texts) if text and any(p in text for p in phrases)]
+        if len(per) > 16:  # the texts and the last ban lists
+            for key in [k for k in per if len(k) == 2]:
+                del per[key]
+        found = per[(profile.size, phrases)] = (ids, len(ids) == sum(1 for text in texts if text))
+        return found
 
 
 def _shared_start(a: str, b: str) -> int:

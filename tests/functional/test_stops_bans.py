@@ -220,3 +220,17 @@ def test_stop_text_holds_back_what_could_begin_a_stop_string():
     assert tail.push("봄 후") == [] and tail.flush() == ["봄 후"]  # the row ended: all of it
     assert cut_at_stop("가나다", ("나", "가나"), keep=False) == "" and cut_at_stop("가나다", ("다",), True) == "가나다"
     assert cut_at_stop("가나", ("라",), False) is None
+
+
+def test_a_phrase_spelled_in_byte_tokens_is_found_where_its_last_byte_lands(tiny_bytelevel_dir):
+    """A byte-level vocabulary can split a syllable's UTF-8 bytes over tokens: the phrase is
+    complete only at the token holding its last byte, and is found there, not before."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bytelevel_dir))
+    text = "그리움이 밤하늘 별빛"
+    ids = tok.encode(text, add_special_tokens=False)
+    ban = PhraseBan(("밤하늘",), tok, len(tok), tok.eos_token_id)
+    hits = [k for k in range(len(ids)) if ban.completes(ids[:k], ids[k]) is not None]
+    done_at = next(k for k in range(len(ids)) if "밤하늘" in tok.decode(ids[:k + 1]))
+    assert hits == [done_at]
