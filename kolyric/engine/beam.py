@@ -8,13 +8,14 @@ since no step can be taken back there.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
 
 from kolyric.engine.decode import TOP_ALTERNATIVES
 from kolyric.engine.lyric.lookahead import BeamLookAhead
-from kolyric.engine.phrases import find_stop
+from kolyric.engine.phrases import BANNED_NOTE, BeamBan, PhraseBan, StopText, find_stop
 from kolyric.engine.prompt import Detokenizer
 from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
@@ -67,6 +68,9 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             look_ahead = BeamLookAhead(constraint_state, gen.model, gen.cache_name, settings.num_beams)
             constraint_state.processor.beam_look_ahead = look_ahead.attach()
         extra.append(constraint_state.processor)
+    bans = PhraseBan(settings.ban, gen.tokenizer, gen.vocab_size, gen.eos_id) if settings.ban else None
+    if bans is not None:  # last: it checks the tokens beam search will rank, as they will be ranked
+        extra.append(BeamBan(bans, prompt_len, settings.num_beams))
     with torch.inference_mode():
         try:
             out = gen.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
@@ -86,10 +90,11 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             ended = bool(generated) and generated[-1] == gen.eos_id
             detok = Detokenizer(gen.tokenizer, prompt, gen.unk_token)
             starts = constraint_state.boundary_starts(generated) if constraint_state is not None else set()
-            for step, info in enumerate(infos):
-                if info.token_id == gen.eos_id:
-                    break
-                piece = detok.push(info.token_id, step in starts)
+            stop = StopText(settings.stop, settings.keep_stop)  # the stream ends where the text does
+            shown = list(itertools.takewhile(lambda info: info.token_id != gen.eos_id, infos))
+            pieces = [p for step, info in enumerate(shown)
+                      for p in stop.push(detok.push(info.token_id, step in starts))]
+            for step, (info, piece) in enumerate(zip(shown, pieces + stop.flush())):
                 yield TokenEvent(i, step, piece, info, "\n" in piece)
             ids = [t for t in generated if t != gen.eos_id]
             new_tokens += len(generated)
@@ -98,7 +103,12 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             if reason != "cancelled" and settings.stop and find_stop(text, settings.stop) is not None:
                 reason = "stop"
             report = constraint_state.report(i, generated) if constraint_state else None
-            candidates.append(gen.candidate(request, ids, infos, reason, report, settings))
+            if bans is not None and bans.empties:
+                reason = "banned"
+            candidate = gen.candidate(request, ids, infos, reason, report, settings)
+            if reason == "banned":
+                candidate.note = BANNED_NOTE
+            candidates.append(candidate)
     elapsed = time.perf_counter() - started
     yield DoneEvent(GenerationResult(candidates, settings, prompt_text, prompt_len, elapsed, new_tokens))
 

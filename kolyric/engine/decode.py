@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
 from kolyric.engine.lyric.lookahead import Choice, WordEndSearch, take_back
-from kolyric.engine.phrases import BAN_TRIES, PhraseBan, StopText
+from kolyric.engine.phrases import BAN_TRIES, BANNED_NOTE, PhraseBan, StopText
 from kolyric.engine.prompt import Detokenizer
 from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 
@@ -284,8 +284,7 @@ class DecodeRun:
         if found is not None:
             return found
         self.finish[i] = "banned"
-        self.notes[i] = ("ban: every token the model could write next is banned or completes a banned phrase"
-                         + (f" (last tried: {phrase!r})" if phrase else "") + "; the candidate ends here")
+        self.notes[i] = BANNED_NOTE + (f" (last tried: {phrase!r})" if phrase else "") + "; the candidate ends here"
         return self.gen.pad_id
 
     def _release(self, i: int) -> Iterator[TokenEvent]:

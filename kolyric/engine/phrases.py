@@ -17,8 +17,9 @@ as one token, or ``사`` + ``랑``, or byte tokens), so ids alone would miss mos
   scores, sampling's race: ``kolyric.engine.lyric.lookahead.Choice``), so the KV cache never
   holds it. A row with nothing left to choose ends with ``finish_reason`` "banned" and a note
   saying why; it never loops. Overlapping phrases are each checked on the whole text.
-  Beam search cannot take a step back inside ``model.generate``: a ban there is refused with a
-  message (``BEAM_BAN_MESSAGE``).
+  Beam search cannot take a step back inside ``model.generate``; it chooses each step's
+  hypotheses among every row's ``2 x num_beams`` best tokens, so ``BeamBan`` checks those
+  before it chooses and masks the ones that would complete a phrase, until they are clean.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-BEAM_BAN_MESSAGE = "ban: banned phrases work with greedy and sample, not with beam search"
+BANNED_NOTE = "ban: every token the model could write next is banned or completes a banned phrase"
+FALLBACK_SCORE = -1e4
+"""Beam search: the end token's score in a row the ban leaves nothing in (finite: a row of -inf
+would make its log-probabilities NaN)."""
 BAN_TRIES = 4096
 """Tokens struck from one row's ranking at one step before the row gives up (ends "banned")."""
 
@@ -212,10 +216,44 @@ def _holding(tokenizer: PreTrainedTokenizerBase, size: int | None,
         return found
 
 
+class BeamBan:
+    """Banned phrases as a logits processor for ``model.generate``'s beam search (see the
+    module's docstring). It runs after every other processor, on the scores beam search ranks."""
+
+    def __init__(self, ban: PhraseBan, prompt_len: int, num_beams: int):
+        self.ban = ban
+        self.prompt_len = prompt_len
+        self.width = 2 * num_beams
+        self.struck = 0
+        """Tokens masked because they would complete a phrase with a hypothesis's text."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        ban = self.ban
+        ban.apply(scores)
+        width = min(self.width, scores.shape[-1])
+        for b, row in enumerate(input_ids[:, self.prompt_len:].tolist()):
+            checked: set[int] = set()
+            while len(checked) < BAN_TRIES:
+                values, ids = torch.topk(scores[b], width)
+                fresh = [t for v, t in zip(values.tolist(), ids.tolist()) if v > -float("inf") and t not in checked]
+                if not fresh:
+                    break
+                checked.update(fresh)
+                bad = [t for t in fresh if ban.completes(row, t) is not None]
+                if bad:
+                    scores[b, bad] = -float("inf")
+                    self.struck += len(bad)
+            if ban.eos_id is not None and not bool(torch.isfinite(scores[b]).any()):
+                scores[b, ban.eos_id] = FALLBACK_SCORE
+        return scores
+
+
 def _shared_start(a: str, b: str) -> int:
     """How many characters ``a`` and ``b`` share from their start."""
     n = min(len(a), len(b))
     return next((k for k in range(n) if a[k] != b[k]), n)
 
 
-__all__ = ["BAN_TRIES", "BEAM_BAN_MESSAGE", "PhraseBan", "StopText", "cut_at_stop", "find_stop"]
+__all__ = ["BANNED_NOTE", "BAN_TRIES", "FALLBACK_SCORE", "BeamBan", "PhraseBan", "StopText", "cut_at_stop", "find_stop"]

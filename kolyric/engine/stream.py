@@ -42,7 +42,7 @@ from kolyric.engine.decode import DecodeRun
 from kolyric.engine.lyric.report import ConstraintReport
 from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.engine.lyric.state import ConstraintState
-from kolyric.engine.phrases import BEAM_BAN_MESSAGE, cut_at_stop
+from kolyric.engine.phrases import cut_at_stop
 from kolyric.engine.prompt import (
     clean_output,
     clean_piece,
@@ -146,8 +146,6 @@ class Generator:
         if settings.seed is None:  # report the seed used, so any result can be reproduced
             settings = replace(settings, seed=secrets.randbelow(2**32))
             controls.update(settings)
-        if settings.strategy == "beam" and settings.ban:
-            raise ValueError(BEAM_BAN_MESSAGE)
         with self._lock:
             if settings.strategy == "beam":
                 yield from self._beam(request, settings, cancel)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kolyric.engine.lyric.spec import LyricConstraints
-from kolyric.engine.phrases import BEAM_BAN_MESSAGE, PhraseBan, StopText, cut_at_stop
+from kolyric.engine.phrases import PhraseBan, StopText, cut_at_stop
 from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
@@ -133,10 +133,22 @@ def test_a_ban_under_lyric_constraints(gen):
     assert pairs[0] not in out.text and out.constraint_report.satisfied, out.constraint_report
 
 
-def test_beam_search_refuses_a_ban_with_a_message(gen):
-    with pytest.raises(ValueError, match=r"^ban: ") as info:
-        generate(gen, "봄", "beam-3", ban=("사랑",))
-    assert str(info.value) == BEAM_BAN_MESSAGE
+def test_beam_search_never_ranks_a_banned_phrase(gen):
+    tested = 0
+    for prompt in PROMPTS:
+        free, _ = generate(gen, prompt, "beam-3")
+        pairs = [p for c in free.candidates for p in spanning_pairs(gen, c) if p in c.text]
+        if not pairs:
+            continue
+        result, streamed = generate(gen, prompt, "beam-3", ban=(pairs[0],))
+        for cand in result.candidates:
+            assert pairs[0] not in cand.text and pairs[0] not in gen.tokenizer.decode(cand.token_ids), cand.text
+        assert pairs[0] not in streamed[0]
+        tested += 1
+    assert tested >= 2
+    syllables = sorted({s for w in word_models.WORDS for s in w})
+    empty, _ = generate(gen, "봄", "beam-3", ban=(*syllables, " ", "\n"))
+    assert empty.candidates[0].finish_reason == "banned" and empty.candidates[0].note.startswith("ban:")
 
 
 def test_the_check_finds_a_phrase_only_where_it_ends_in_the_new_token(gen):
