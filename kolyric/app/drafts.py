@@ -57,10 +57,12 @@ class Draft:
     constraints: tuple[tuple[str, str], ...] = ()  # the lyric-constraint fields as typed (name, value)
     undo: tuple[str, ...] = ()  # the undo journal's states of the lyrics, oldest first (kolyric.app.undo)
     undo_at: int = -1  # the state the lyrics are in; later ones are redo
+    settings: tuple[tuple[str, object], ...] = ()  # the decoding controls (DecodingSettings.to_dict() items)
 
     def to_json(self) -> str:
         data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self),
-                "constraints": dict(self.constraints), "undo": journal_to_json(self.undo)}
+                "constraints": dict(self.constraints), "undo": journal_to_json(self.undo),
+                "settings": dict(self.settings)}
         text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
         return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
@@ -95,8 +97,9 @@ class Draft:
         if not (undo_at == -1 and not undo) and not (isinstance(undo_at, int) and 0 <= undo_at < len(undo)
                                                      and undo[undo_at] == text):
             undo, undo_at = (), -1  # a journal out of step with the lyrics (a hand edit): started afresh
+        settings, bad_settings = _settings_fields(data.get("settings"))
         return cls(text=text, prompt=prompt, polarity=polarity, constraints=constraints, undo=undo,
-                   undo_at=undo_at), set_aside + bad
+                   undo_at=undo_at, settings=settings), set_aside + bad + bad_settings
 
 
 class DraftStore:
@@ -233,6 +236,17 @@ def _constraint_fields(raw: object) -> tuple[tuple[tuple[str, str], ...], list[s
             continue
         fields.append((key, shown[value] if isinstance(value, bool) else str(value)))
     return tuple(fields), bad
+
+
+def _settings_fields(raw: object) -> tuple[tuple[tuple[str, object], ...], list[str]]:
+    """The decoding controls of a saved draft, and those left out (a number too long to read).
+    Each is checked when the controls panel restores it, which keeps the valid ones only
+    (``kolyric.app.widgets.controls.restore_settings``); another shape is dropped silently."""
+    if not isinstance(raw, dict):
+        return (), []
+    kept = tuple((k, v) for k, v in raw.items() if isinstance(k, str) and not isinstance(v, _LongNumber))
+    bad = [f"settings.{k[:40]}: {_describe(v)}" for k, v in raw.items() if isinstance(v, _LongNumber)]
+    return kept, bad
 
 
 def _describe(value: object) -> str:

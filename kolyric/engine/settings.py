@@ -353,9 +353,10 @@ PRESETS: dict[str, dict[str, object]] = {
                  "temperature": 0.9, "top_k": 50, "top_p": 0.92},
     # for lyrics: min-p keeps sampling coherent at a temperature that makes word choices fresh
     "lyrics-min-p": {"strategy": "sample", "top_k": 0, "temperature": 1.3, "min_p": 0.1},
-    # DRY instead of a hard no-repeat rule: a refrain may come back, a phrase looping on does not
+    # DRY instead of a hard no-repeat rule: a word or a short refrain may come back, a line looping
+    # on does not (a line break is no breaker here, so a repeat is followed across lines)
     "lyrics-dry": {"strategy": "sample", "temperature": 0.9, "top_k": 50, "top_p": 0.92, "repetition_penalty": 1.1,
-                   "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2},
+                   "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 3, "dry_breakers": (":", "\"", "*")},
     "lyrics-xtc": {"strategy": "sample", "top_k": 0, "temperature": 1.0, "min_p": 0.05, "xtc_probability": 0.5,
                    "xtc_threshold": 0.1, "dry_multiplier": 0.8},
     "mirostat": {"strategy": "sample", "top_k": 0, "mirostat_tau": 5.0, "mirostat_eta": 0.1},

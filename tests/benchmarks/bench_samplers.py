@@ -90,7 +90,7 @@ def breakdown(generator: object, text: str, settings: object) -> dict:
         forward.total += bg.clock() - t
         return out
 
-    original = generator._processors
+    original = generator.processors
 
     def timed_processors(*args: object, **kwargs: object) -> object:
         chain = original(*args, **kwargs)
@@ -113,7 +113,7 @@ def breakdown(generator: object, text: str, settings: object) -> dict:
         return out
 
     model.kolyric_decoder = timed_forward
-    generator._processors = timed_processors
+    generator.processors = timed_processors
     Detokenizer.push = timed_push
     stamps: list[float] = []
     first: dict[str, float] = {}
@@ -129,7 +129,7 @@ def breakdown(generator: object, text: str, settings: object) -> dict:
             model.kolyric_decoder = decoder
         else:
             del model.kolyric_decoder
-        del generator._processors
+        del generator.processors
         Detokenizer.push = push
     steps = len(stamps) - 1
     step = (stamps[-1] - stamps[0]) / steps * 1e3
@@ -258,13 +258,21 @@ def repeated_4grams(ids: list[int]) -> int:
     return repeats
 
 
+NO_LINE_BREAKER = (":", "\"", "*")
 REPETITION = {
     "sample t0.9 k50 p0.92": ("combined", {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}),
-    "  + DRY 0.8 (lyrics-dry)": ("lyrics-dry", {"repetition_penalty": 1.0}),
-    "  + DRY 1.5": ("lyrics-dry", {"repetition_penalty": 1.0, "dry_multiplier": 1.5}),
+    "  + DRY 0.8, line break a breaker": ("combined", {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                                                         "dry_multiplier": 0.8}),
+    "  + DRY 0.8, line break no breaker": ("combined", {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                                                "dry_multiplier": 0.8, "dry_breakers": NO_LINE_BREAKER}),
+    "sample t0.6 k50": ("top-k-50", {"temperature": 0.6}),
+    "  + DRY 0.8, line break no breaker ": ("top-k-50", {"temperature": 0.6, "dry_multiplier": 0.8,
+                                                  "dry_breakers": NO_LINE_BREAKER}),
+    "lyrics-dry": ("lyrics-dry", {}),
     "combined (no-repeat 3, penalty 1.5)": ("combined", {}),
     "greedy": ("greedy", {}),
-    "greedy + DRY 0.8": ("greedy", {"dry_multiplier": 0.8}),
+    "greedy + DRY 0.8, line break a breaker": ("greedy", {"dry_multiplier": 0.8}),
+    "greedy + DRY 0.8, line break no breaker": ("greedy", {"dry_multiplier": 0.8, "dry_breakers": NO_LINE_BREAKER}),
 }
 PROMPTS = ("", "사랑해", "그대 없는 밤", "눈물이 흘러", "바람이 분다")
 
@@ -278,11 +286,11 @@ def repetition(args: argparse.Namespace, report: dict) -> None:
     gen = Generator(load_model("mini", device="cpu"))
     print(f"\nrepetition on kolyric-mini: {args.samples} samples of {args.rep_tokens} tokens each "
           f"({len(PROMPTS)} prompts; {bg.load_line()}):")
-    print(f"  {'':38} {'repeated 4-grams / 100 tokens':>30} {'samples with any':>17}")
+    print(f"  {'':50} {'repeated 4-grams / 100 tokens':>30} {'samples with any':>17}")
     table = {}
     for name, (base, extra) in REPETITION.items():
         repeats = tokens = hit = 0
-        count = 1 if base == "greedy" else args.samples
+        count = len(PROMPTS) if base == "greedy" else args.samples  # greedy: one text per prompt
         for i in range(count):
             settings = preset(base, **extra, seed=1000 + i, min_length=args.rep_tokens, max_length=args.rep_tokens)
             result = gen.generate(GenerationRequest(PROMPTS[i % len(PROMPTS)], settings=settings))
@@ -291,7 +299,7 @@ def repetition(args: argparse.Namespace, report: dict) -> None:
             repeats, tokens, hit = repeats + r, tokens + len(ids), hit + (r > 0)
         rate = 100 * repeats / max(1, tokens)
         table[name] = {"per_100_tokens": rate, "samples_with_repeats": hit, "samples": count, "tokens": tokens}
-        print(f"  {name:38} {rate:30.2f} {f'{hit}/{count}':>17}")
+        print(f"  {name:50} {rate:30.2f} {f'{hit}/{count}':>17}")
     report["repetition"] = table
 
 

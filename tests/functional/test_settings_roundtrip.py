@@ -85,6 +85,21 @@ def test_app_text_fields_and_draft_values(wanted):
     assert restored.min_p == 0.0 and restored.bias == wanted.bias and restored.stop == wanted.stop
 
 
+def test_draft_file(wanted, tmp_path):
+    from kolyric.app.drafts import Draft
+    from kolyric.app.widgets.controls import restore_settings
+
+    text = Draft("가사", settings=tuple(wanted.to_dict().items())).to_json()
+    draft, set_aside = Draft.read(text)
+    assert set_aside == [] and restore_settings(preset("greedy"), dict(draft.settings)) == wanted
+    # a number too long to read is set aside by name; the lyrics and the other controls stay
+    poisoned = text.replace('"min_p": 0.07', '"min_p": ' + "9" * 5000)
+    draft, set_aside = Draft.read(poisoned)
+    assert draft.text == "가사" and [line.split(":")[0] for line in set_aside] == ["settings.min_p"]
+    restored = restore_settings(preset("combined"), dict(draft.settings))
+    assert restored.min_p == 0.0 and restored.bias == wanted.bias
+
+
 def test_export_record(wanted):
     from kolyric.app.session import HistoryEntry
 
