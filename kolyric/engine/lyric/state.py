@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 from kolyric.engine.lyric.processor import FALLBACK_SCORE, WORD_PENALTY, ConstraintLogitsProcessor
 from kolyric.engine.lyric.report import ConstraintReport, LineReport, check_lines, key_text
 from kolyric.engine.lyric.spec import MAX_ZERO_RUN, LyricConstraints
-from kolyric.engine.lyric.vocab_profile import TAIL, Key, class_of, key_parts, profile_for
+from kolyric.engine.lyric.vocab_profile import TAIL, Key, class_of, key_parts, profile_for, raw_tail
 from kolyric.engine.lyric.word_ends import WordEndRule
 from kolyric.engine.prompt import clean_output
-from kolyric.korean.hangul import SYLLABLE_FIRST, count_syllables, hangul_syllables
+from kolyric.korean.hangul import count_syllables, hangul_syllables
 
 if TYPE_CHECKING:
     import torch
@@ -66,14 +66,6 @@ class Row:
     """Per counted line whose count is complete: the position of the token that completed it, or
     -1 when no generated token's word end is in question (the token's own text breaks the line,
     or the typed line had the count)."""
-
-
-def _raw_tail(text: str) -> tuple[tuple[int, int], ...]:
-    out = []
-    for ch in hangul_syllables(text)[-TAIL:]:
-        index = ord(ch) - SYLLABLE_FIRST
-        out.append(((index % 588) // 28, index % 28))
-    return tuple(out)
 
 
 class ConstraintState(WordEndRule):
@@ -149,7 +141,7 @@ class ConstraintState(WordEndRule):
     def _initial(self, context: list[str]) -> Row:
         spec = self.spec
         if spec.mode == "continue" and self.prompt:
-            row = Row(line=0, count=count_syllables(self.prompt), tail=_raw_tail(self.prompt), starts=(0,))
+            row = Row(line=0, count=count_syllables(self.prompt), tail=raw_tail(self.prompt), starts=(0,))
         elif self.prompt or context:
             row = Row(line=-1)  # the line before is closed first (continue mode with nothing typed: the draft's)
         else:

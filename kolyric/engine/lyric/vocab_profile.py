@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kolyric.korean.hangul import SYLLABLE_FIRST, SYLLABLE_LAST, count_syllables
+from kolyric.korean.hangul import SYLLABLE_FIRST, SYLLABLE_LAST, count_syllables, hangul_syllables
 from kolyric.korean.rhyme import FINAL_SOUND, MEDIAL_FAMILY
 
 if TYPE_CHECKING:
@@ -199,6 +199,15 @@ def key_parts(syllables: str, strict: bool, families: bool) -> Key:
         index = ord(ch) - SYLLABLE_FIRST
         parts.append(class_of((index % 588) // 28, index % 28, strict, families))
     return tuple(parts)
+
+
+def raw_tail(text: str) -> tuple[tuple[int, int], ...]:
+    """Raw (medial, final) of the text's last ``TAIL`` Hangul syllables, oldest first."""
+    out = []
+    for ch in hangul_syllables(text)[-TAIL:]:
+        index = ord(ch) - SYLLABLE_FIRST
+        out.append(((index % 588) // 28, index % 28))
+    return tuple(out)
 
 
 def class_of(medial: int, final: int, strict: bool, families: bool) -> tuple[int, int]:
