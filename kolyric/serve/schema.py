@@ -22,11 +22,17 @@ import json
 import math
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from kolyric.engine.prompt import normalize_polarity
 from kolyric.engine.settings import (DEFAULT_PRESET, FIELDS, MAX_SEED, PRESETS, DecodingSettings, OversizedNumber,
                                      SettingsError, json_int, preset, shown)
+
+if TYPE_CHECKING:
+    from kolyric.engine.lyric.spec import ConstraintProblem, LyricConstraints
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import Problem
 
 # Top-level fields a body may carry besides the decoding controls (which are FIELDS' names).
 REQUEST_FIELDS: dict[str, str] = {
@@ -94,13 +100,13 @@ class RequestProblem:
     """One thing wrong with a request: the field, what was given, why, and what is valid."""
 
     field: str
-    value: Any
+    value: object
     message: str
     valid: str | None = None
     limit: int | None = None
     """Set for size problems (answered 413 when they are the only problems)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         out = {"field": _safe(self.field), "value": _shown(self.value), "message": _safe(self.message),
                "valid": self.valid}
         if self.limit is not None:
@@ -117,8 +123,8 @@ class RequestError(Exception):
         self.problems = list(problems or [])
         super().__init__(message)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.message}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"error": self.message}
         if self.problems:
             out["problems"] = [p.to_dict() for p in self.problems]
         return out
@@ -126,7 +132,7 @@ class RequestError(Exception):
 
 @dataclass
 class ParsedRequest:
-    request: Any  # GenerationRequest (imported lazily: it pulls in nothing heavy, but stays optional)
+    request: GenerationRequest
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,12 +141,13 @@ def _safe(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _shown(value: Any) -> Any:
+def _shown(value: object) -> object:
     """A value as it is echoed back: JSON scalars as they are, anything long or odd shortened."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     if isinstance(value, (bool, int, float, type(None))):
-        return value if not isinstance(value, int) or isinstance(value, bool) or value.bit_length() < 50 else shown(value)
+        small = not isinstance(value, int) or isinstance(value, bool) or value.bit_length() < 50
+        return value if small else shown(value)
     if isinstance(value, OversizedNumber):
         return repr(value)
     try:
@@ -161,12 +168,12 @@ def _bad_unicode(text: str) -> str | None:
     return None
 
 
-def _from_settings_problem(problem: Any) -> RequestProblem:
+def _from_settings_problem(problem: Problem) -> RequestProblem:
     d = problem.to_dict()
     return RequestProblem(d["field"], problem.value, d["message"], d.get("valid"))
 
 
-def decode_body(body: bytes) -> Any:
+def decode_body(body: bytes) -> object:
     """The JSON document in ``body``; RequestError 400 when it is not JSON."""
     if not body.strip():
         raise RequestError(400, "malformed JSON: the body is empty; send a JSON object such as {\"prompt\": \"…\"}")
@@ -184,11 +191,11 @@ def decode_body(body: bytes) -> Any:
         raise RequestError(400, "malformed JSON: nested too deeply") from None
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_generation(data: Any, limits: Limits = Limits()) -> ParsedRequest:
+def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
     """Validate a decoded JSON body and build the GenerationRequest it asks for.
 
     Raises RequestError: 400 when the body is not an object, 413 when the only problems are
@@ -250,7 +257,7 @@ def parse_generation(data: Any, limits: Limits = Limits()) -> ParsedRequest:
     return ParsedRequest(request, settings.notes())
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -271,7 +278,7 @@ def _strip_field(message: str, name: str) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def _string(data: Mapping[str, Any], name: str, default: str, problems: list[RequestProblem]) -> str | None:
+def _string(data: Mapping[str, object], name: str, default: str, problems: list[RequestProblem]) -> str | None:
     value = data.get(name, default)
     if value is None:
         return default
@@ -281,7 +288,7 @@ def _string(data: Mapping[str, Any], name: str, default: str, problems: list[Req
     return value
 
 
-def _context(raw: Any, limits: Limits, problems: list[RequestProblem]) -> tuple[str, ...]:
+def _context(raw: object, limits: Limits, problems: list[RequestProblem]) -> tuple[str, ...]:
     if raw is None:
         return ()
     if isinstance(raw, str):
@@ -318,9 +325,9 @@ def _context(raw: Any, limits: Limits, problems: list[RequestProblem]) -> tuple[
     return tuple(lines)
 
 
-def _settings(data: Mapping[str, Any], limits: Limits, problems: list[RequestProblem]) -> DecodingSettings | None:
+def _settings(data: Mapping[str, object], limits: Limits, problems: list[RequestProblem]) -> DecodingSettings | None:
     """Preset + controls through the settings' own validation; server limits on top."""
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, object] = {}
     nested = data.get("settings")
     if nested is not None and not isinstance(nested, dict):
         problems.append(RequestProblem("settings", nested, f"must be an object, got {_json_type(nested)}",
@@ -373,7 +380,7 @@ def _settings(data: Mapping[str, Any], limits: Limits, problems: list[RequestPro
     return settings
 
 
-def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
+def _constraints(raw: object, problems: list[RequestProblem]) -> LyricConstraints | None:
     """Lyric constraints, validated by ``LyricConstraints.from_dict`` (its messages go back to the client)."""
     from kolyric.engine.lyric.spec import ConstraintError, LyricConstraints
 
@@ -392,7 +399,7 @@ def _constraints(raw: Any, problems: list[RequestProblem]) -> Any:
         return None
 
 
-def _constraint_problem(item: Any, raw: dict[str, Any]) -> RequestProblem:
+def _constraint_problem(item: ConstraintProblem, raw: dict[str, object]) -> RequestProblem:
     d = item.to_dict()
     name = str(d.get("field", ""))
     return RequestProblem(f"constraints.{name}" if name else "constraints", d.get("value", raw.get(name)),
