@@ -7,15 +7,22 @@ app. FastAPI is imported only when the app is built, so importing this package s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kolyric.serve.schema import Limits, RequestError, parse_generation
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from kolyric.serve.host import ModelSource
 
 __all__ = ["Limits", "RequestError", "create_app", "parse_generation"]
 
 
-def create_app(source: Any, limits: Limits | None = None, **kwargs: Any) -> Any:
+def create_app(source: ModelSource, limits: Limits | None = None, *, description: str | None = None,
+               docs: bool = False, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """See ``kolyric.serve.api.create_app``."""
     from kolyric.serve.api import create_app as build
 
-    return build(source, limits, **kwargs)
+    return build(source, limits, description=description, docs=docs, allowed_hosts=allowed_hosts)
