@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -37,6 +36,8 @@ MAX_NUMBER_CHARS = 40  # longer than any value a numeric range takes ("0.0000000
 MAX_TEXT_CHARS = 500  # a rhyme may be a whole line, not a page
 _COUNT = re.compile(r"[+-]?[0-9]{1,6}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
 COUNT_FIELDS = ("syllables", "lines", "rhyme_syllables")
+FieldProblem = Problem | ConstraintProblem
+"""A bad value in the panel: a decoding control's, or a lyric constraint's."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ CONSTRAINT_FIELDS = (
 
 
 @lru_cache(maxsize=1)
-def _preset_values() -> dict[str, dict[str, Any]]:
+def _preset_values() -> dict[str, dict[str, object]]:
     return {name: {k: v for k, v in preset(name).to_dict().items() if k not in ("seed", "n")}
             for name in PRESETS}
 
@@ -82,17 +83,18 @@ def matching_preset(settings: DecodingSettings) -> str | None:
     return next((name for name, theirs in _preset_values().items() if theirs == mine), None)
 
 
-def oversized(raw_values: dict[str, Any], raw_constraints: dict[str, Any]) -> list[Any]:
+def oversized(raw_values: dict[str, object], raw_constraints: dict[str, object]) -> list[FieldProblem]:
     """Problems with values too long to be numbers (or field text) at all, found before any
     conversion: such a field is then left out of the checks that convert."""
-    problems: list[Any] = []
+    problems: list[FieldProblem] = []
     for name, raw in raw_values.items():
         spec = FIELDS.get(name)
         text = str(raw).strip() if isinstance(raw, str) else ""
-        if spec is not None and spec.kind in (int, float) and len(text) > MAX_NUMBER_CHARS:
-            problems.append(Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, "
-                                    f"got {len(text):,} characters"))
-        elif spec is not None and spec.textual and len(text) > spec.max_items * (2 * spec.max_chars + 24):
+        if spec is None:
+            continue
+        # a list's text past what its items could fill is refused before it is split
+        limit = spec.max_items * (2 * spec.max_chars + 24) if spec.textual else MAX_NUMBER_CHARS
+        if (spec.textual or spec.kind in (int, float)) and len(text) > limit:
             problems.append(Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, "
                                     f"got {len(text):,} characters"))
     for name, raw in raw_constraints.items():
@@ -120,7 +122,7 @@ def _not_a_count(text: str) -> bool:
     return not _COUNT.fullmatch(text) and (len(text) > 6 or text.lstrip("+-").isdigit())
 
 
-def _shown_value(name: str, value: Any) -> Any:
+def _shown_value(name: str, value: object) -> object:
     """A decoding control's value as its field holds it (lists and biases as one line of text)."""
     spec = FIELDS[name]
     if spec.kind is bool:
@@ -159,7 +161,7 @@ def restore_settings(base: DecodingSettings, saved: dict[str, object]) -> Decodi
         return base
 
 
-def problem_text(problem: Any) -> str:
+def problem_text(problem: FieldProblem) -> str:
     """A settings ``Problem`` or a ``ConstraintProblem`` as shown under its field."""
     spec = FIELDS.get(problem.field)
     valid = spec.describe_range() if spec is not None else getattr(problem, "valid", "")
@@ -199,7 +201,7 @@ class ControlsPanel(Guarded, VerticalScroll):
             self.settings = preset("combined")
         if settings:  # the decoding controls a draft saved (settings_values), over the preset
             self.settings = restore_settings(self.settings, settings)
-        self.problems: list[Any] = []  # settings Problems, then ConstraintProblems
+        self.problems: list[FieldProblem] = []  # settings Problems, then ConstraintProblems
         self.rows: dict[str, FieldRow] = {}
         self.constraint_rows: dict[str, FieldRow] = {}
         self.constraints: LyricConstraints | None = None  # None: nothing is asked for
@@ -240,10 +242,10 @@ class ControlsPanel(Guarded, VerticalScroll):
             self.validate()
 
     # -- reading and checking ------------------------------------------------------------------
-    def raw_values(self) -> dict[str, Any]:
+    def raw_values(self) -> dict[str, object]:
         return {name: row.raw_value for name, row in self.rows.items()}
 
-    def raw_constraints(self) -> dict[str, Any]:
+    def raw_constraints(self) -> dict[str, object]:
         return {name: row.raw_value for name, row in self.constraint_rows.items()}
 
     def settings_values(self) -> dict[str, object]:
@@ -271,7 +273,7 @@ class ControlsPanel(Guarded, VerticalScroll):
         if not self.ready:
             return True
         values, constraints = self.raw_values(), self.raw_constraints()
-        problems: list[Any] = oversized(values, constraints)
+        problems: list[FieldProblem] = oversized(values, constraints)
         skip = {p.field for p in problems}  # never converted
         values = {k: v for k, v in values.items() if k not in skip}
         constraints = {k: v for k, v in constraints.items() if k not in skip}
@@ -322,7 +324,7 @@ class ControlsPanel(Guarded, VerticalScroll):
         if self.ready:
             self._show_notes()
 
-    def _rhyme_options(self, constraints: dict[str, Any]) -> RhymeOptions | None:
+    def _rhyme_options(self, constraints: dict[str, object]) -> RhymeOptions | None:
         """The rhyme options the gutter shows, from their two fields alone: a mistake in any
         other field must not freeze the gutter. None while one of the two is invalid (or was
         too long to check, and so is not in ``constraints``)."""
@@ -355,7 +357,7 @@ class ControlsPanel(Guarded, VerticalScroll):
         self.validate()
         self.post_message(PresetChosen(name))
 
-    def set_values(self, **values: Any) -> None:
+    def set_values(self, **values: object) -> None:
         """Set some fields, decoding or constraint (as if typed), and validate once."""
         rows = self.all_rows()
         with self.prevent(Input.Changed, Select.Changed):
