@@ -246,3 +246,29 @@ def test_a_phrase_spelled_in_byte_tokens_is_found_where_its_last_byte_lands(tiny
     hits = [k for k in range(len(ids)) if ban.completes(ids[:k], ids[k]) is not None]
     done_at = next(k for k in range(len(ids)) if "밤하늘" in tok.decode(ids[:k + 1]))
     assert hits == [done_at]
+
+
+def test_a_ban_and_a_stop_added_while_streaming_apply_from_the_next_token(gen):
+    from dataclasses import replace
+
+    from kolyric.engine.stream import LiveControls
+
+    free, _ = generate(gen, "사랑해", "greedy")
+    cand = free.candidates[0]
+    head = gen.tokenizer.decode(cand.token_ids[:3])
+    late = [p for p in spanning_pairs(gen, cand) if p in cand.text and p not in head]
+    assert late, cand.text
+    settings = preset("greedy", seed=0, max_length=40)
+    for change in ({"ban": (late[0],)}, {"stop": (late[0],)}):
+        controls = LiveControls(settings)
+        result = None
+        for event in gen.stream(GenerationRequest("사랑해", None, settings), controls=controls):
+            if isinstance(event, TokenEvent) and event.step == 2:
+                controls.update(replace(settings, **change))
+            elif isinstance(event, DoneEvent):
+                result = event.result
+        out = result.candidates[0]
+        assert late[0] not in out.text, (change, out.text)
+        assert out.token_ids[:3] == cand.token_ids[:3]
+        if "stop" in change:
+            assert out.finish_reason == "stop" and cand.text.startswith(out.text)
