@@ -14,9 +14,10 @@ Runtime's own tools:
 Embeddings' positions, layer norms, attention and the logits stay fp32.
 
 A model's graphs live in one folder under ``onnx_cache_dir()``, named by a digest of its weights,
-config and the library versions (``content_digest``), beside ``meta.json`` (the files' sizes,
-checked before a graph is used, and the model's parameter count). Each graph file is written
-under a temporary name and moved into place, so an interrupted build leaves no half a graph.
+config and the library versions (``content_digest``), beside ``meta.json`` (the files' sizes and
+modification times, checked before a graph is used, and the model's parameter count). A build
+holds the folder's lock; each graph file is written under a temporary name and moved into
+place, so an interrupted build leaves no half a graph.
 """
 
 from __future__ import annotations
@@ -91,13 +92,19 @@ def content_digest(model: PreTrainedModel) -> str:
 
 
 def graph_ok(folder: Path, precision: str) -> bool:
-    """Whether ``folder`` holds a complete ``precision`` graph: its files as big as when written."""
+    """Whether ``folder`` holds a complete ``precision`` graph: its files as big and as old as
+    when they were written (a torn copy, a file rewritten since, a lost one all fail)."""
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        sizes = meta["files"][precision]
-        return bool(sizes) and all((folder / name).stat().st_size == size for name, size in sizes.items())
+        files = meta["files"][precision]
+        return bool(files) and all(_stamp(folder / name) == list(stamp) for name, stamp in files.items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def read_meta(folder: Path) -> dict:
@@ -131,8 +138,34 @@ def build(model: PreTrainedModel, folder: Path, precision: str,
         progress(f"building this model's {precision} graph for ONNX Runtime (once per model; "
                  f"{build_estimate(n_params)} for {n_params / 1e6:.0f}M parameters)")
     folder.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
     name = graph_name(precision)
+    with _build_lock(folder):  # one build per folder at a time; a waiter finds the graph done
+        if graph_ok(folder, precision):
+            return folder / name
+        for leftover in folder.glob(".build-*"):  # a build killed midway (the lock is ours now)
+            shutil.rmtree(leftover, ignore_errors=True)
+        _build_into(model, folder, precision, n_params)
+    return folder / name
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: builds are rare and the last one to finish wins
+        yield
+        return
+    with open(folder / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: int) -> None:
+    name = graph_name(precision)
+    work = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
     try:
         with quiet(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):
@@ -146,10 +179,9 @@ def build(model: PreTrainedModel, folder: Path, precision: str,
         drop_graph(folder, precision)
         for path in sorted(produced, key=lambda p: p.name == name):  # the graph last: it names its data
             os.replace(path, folder / path.name)
-        _write_meta(folder, precision, {p.name: (folder / p.name).stat().st_size for p in produced}, n_params)
+        _write_meta(folder, precision, {p.name: _stamp(folder / p.name) for p in produced}, n_params)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return folder / name
 
 
 def open_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
@@ -206,9 +238,9 @@ def quiet() -> Iterator[None]:
 
 
 # -- internals --------------------------------------------------------------------------------
-def _write_meta(folder: Path, precision: str, sizes: dict[str, int], n_params: int) -> None:
+def _write_meta(folder: Path, precision: str, stamps: dict[str, list[int]], n_params: int) -> None:
     meta = read_meta(folder)
-    meta.setdefault("files", {})[precision] = sizes
+    meta.setdefault("files", {})[precision] = stamps
     meta["n_params"] = n_params
     meta["format"] = FORMAT
     tmp = folder / f".meta-{os.getpid()}.json"

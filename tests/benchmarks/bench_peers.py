@@ -143,7 +143,7 @@ CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 engine, model, threads, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-prompt = json.loads(sys.argv[5])
+text, prompt = json.loads(sys.argv[5])
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
@@ -160,7 +160,6 @@ if engine.startswith("kolyric"):
     loaded = load_model(model, device="cpu", precision=engine.split()[1])
     gen = Generator(loaded)
     t2 = time.perf_counter(); mem = rss()
-    text = loaded.tokenizer.decode(prompt)
     settings = preset("greedy", min_length=n, max_length=n, seed=0)
     start = time.perf_counter()
     for event in gen.stream(GenerationRequest(text, settings=settings)):
@@ -188,11 +187,12 @@ else:
         ids.append(int(step.token_id)); stamps.append(time.perf_counter())
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "rss_mb": mem, "ttft_s": stamps[0] - start,
                   "decode_tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]), "ids": ids[:n],
-                  "first_token_wall": time.time() - (time.perf_counter() - stamps[0])}))
+                  "first_token_wall": time.time() - (time.perf_counter() - stamps[0])}), flush=True)
+os._exit(0)  # CTranslate2's threads can abort the interpreter's teardown; the figures are out
 """
 
 
-def measure(engine: str, model: str, threads: int, tokens: int, prompt: list[int]) -> dict:
+def measure(engine: str, model: str, threads: int, tokens: int, prompt: tuple[str, list[int]]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     spawned = time.time()
     done = subprocess.run([sys.executable, "-c", CHILD, engine, model, str(threads), str(tokens), json.dumps(prompt)],
@@ -234,12 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir, prompt_of_tokens
+    from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir, prompt_text_of_tokens
 
     model_dir = args.model or kogpt2_shaped_dir()
     from transformers import PreTrainedTokenizerFast
 
-    prompt = prompt_of_tokens(PreTrainedTokenizerFast.from_pretrained(str(model_dir)), 32)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
+    text = prompt_text_of_tokens(tokenizer, 32)  # kolyric's prompt builder encodes it to these ids
+    prompt = tokenizer.encode(text, add_special_tokens=False)
     print(f"model {model_dir}; 32-token prompt, {args.tokens} new tokens, {args.reps} interleaved reps; "
           f"{load_line()}")
     targets, skipped = {}, {}
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         for threads in args.threads:
             for engine, target in targets.items():
                 try:
-                    runs.setdefault((engine, threads), []).append(measure(engine, target, threads, args.tokens, prompt))
+                    runs.setdefault((engine, threads), []).append(
+                        measure(engine, target, threads, args.tokens, (text, prompt)))
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     print(f"  {engine} at {threads} threads failed: {exc}")
     print(f"after: {load_line()}\n")
