@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from kolyric.engine import sampling
 from kolyric.engine.decode import TOP_ALTERNATIVES
 from kolyric.engine.lyric.lookahead import BeamLookAhead
 from kolyric.engine.phrases import BANNED_NOTE, BeamBan, PhraseBan, StopText, find_stop
@@ -57,7 +58,7 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         eos_token_id=gen.eos_id, pad_token_id=gen.pad_id, bos_token_id=gen.tokenizer.bos_token_id,
     )
     constraint_state = gen.constraints_for(request, prompt_len, max_new)
-    extra = []
+    extra: list = sampling.text_penalties(settings, gen.tokenizer)  # DRY and phrase bias, before the constraints
     look_ahead = None
     if constraint_state is not None:
         # no step can be taken back inside model.generate: the endings a hypothesis may

@@ -56,15 +56,8 @@ def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_stat
         procs.append(lean.RepetitionPenalty(float(settings.repetition_penalty)))
     if settings.no_repeat_ngram_size > 0:
         procs.append(lean.NoRepeatNGram(settings.no_repeat_ngram_size))
-    if settings.dry_multiplier > 0 or settings.bias:
-        if tokenizer is None:
-            raise ValueError("DRY and phrase bias read token texts: processor_chain needs the tokenizer")
-        texts = penalties.vocab_texts(tokenizer)
-        if settings.dry_multiplier > 0:
-            procs.append(penalties.Dry(settings.dry_multiplier, settings.dry_base, settings.dry_allowed_length,
-                                       penalties.breaker_ids(texts, settings.dry_breakers)))
-        if settings.bias:
-            procs.append(penalties.PhraseBias(settings.bias, texts))
+    for processor in text_penalties(settings, tokenizer):
+        procs.append(processor)
     if settings.min_length > 0 and eos_id is not None:
         procs.append(lean.MinNewTokens(prompt_len, settings.min_length, eos_id))
     if constraint_state is not None:
@@ -73,6 +66,24 @@ def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_stat
     if settings.strategy == "sample":
         _warpers(procs, settings, TemperatureLogitsWarper, TopPLogitsWarper)
     return procs
+
+
+def text_penalties(settings: DecodingSettings,
+                   tokenizer: PreTrainedTokenizerBase | None) -> list[penalties.Dry | penalties.PhraseBias]:
+    """DRY and phrase bias (3 and 4 of the chain) as the settings ask: they read token texts, so
+    they need the tokenizer. Beam search adds them to ``model.generate``'s processors."""
+    if settings.dry_multiplier <= 0 and not settings.bias:
+        return []
+    if tokenizer is None:
+        raise ValueError("DRY and phrase bias read token texts: they need the tokenizer")
+    texts = penalties.vocab_texts(tokenizer)
+    out: list[penalties.Dry | penalties.PhraseBias] = []
+    if settings.dry_multiplier > 0:
+        out.append(penalties.Dry(settings.dry_multiplier, settings.dry_base, settings.dry_allowed_length,
+                                 penalties.breaker_ids(texts, settings.dry_breakers)))
+    if settings.bias:
+        out.append(penalties.PhraseBias(settings.bias, texts))
+    return out
 
 
 def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature_warper: type,
@@ -200,4 +211,5 @@ def acts_greedy(settings: DecodingSettings, logits: torch.Tensor) -> bool:
     return lean.overflows_float32(magnitude, temperature)
 
 
-__all__ = ["NUMPY_DRAWS", "acts_greedy", "processor_chain", "race_numpy", "race_torch", "sample"]
+__all__ = ["NUMPY_DRAWS", "acts_greedy", "processor_chain", "race_numpy", "race_torch", "sample",
+           "text_penalties"]

@@ -69,3 +69,14 @@ def test_phrase_bias_removes_and_brings_a_word(gen):
     assert not any(word in c.text for c in banned.candidates)
     favoured = run(gen, seed=2, n=6, max_length=30, bias={word: 3.0})
     assert sum(c.text.count(word) for c in favoured.candidates) > sum(c.text.count(word) for c in base.candidates)
+
+
+def test_beam_search_feels_dry_and_phrase_bias(gen):
+    plain = run(gen, "beam-3", max_length=40, min_length=40, n=1).candidates[0]
+    words = plain.text.split()
+    word = max(set(words), key=words.count)
+    biased = run(gen, "beam-3", max_length=40, min_length=40, n=1, bias={word: -100.0}).candidates[0]
+    assert word in plain.text and word not in biased.text
+    dry = run(gen, "beam-3", max_length=40, min_length=40, n=1, dry_multiplier=3.0,
+              dry_breakers=[":"]).candidates[0]
+    assert dry.token_ids != plain.token_ids
