@@ -26,13 +26,31 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from kolyric.engine.checkpoints import (CHECKPOINT_META_KEY, IGNORABLE_KEYS, CorruptCheckpoint, ModelLoadError,
-                                        apply_state_dict, best_checkpoint, checkpoint_meta, checkpoint_val_loss,
-                                        meta_of, model_from_meta, one_line, ranked_checkpoints, read_checkpoint)
+from kolyric.engine.checkpoints import (
+    CHECKPOINT_META_KEY,
+    IGNORABLE_KEYS,
+    CorruptCheckpoint,
+    ModelLoadError,
+    apply_state_dict,
+    best_checkpoint,
+    checkpoint_meta,
+    checkpoint_val_loss,
+    meta_of,
+    model_from_meta,
+    one_line,
+    ranked_checkpoints,
+    read_checkpoint,
+)
 from kolyric.engine.hub import hub_unreachable_reason
 from kolyric.engine.integrity import human_count, size_refusal, vocab_refusal
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+    from kolyric.engine.onnx_model import OnnxLM
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
 # The tutorial (ratsnlp) checkpoints are fine-tunes of this model.
@@ -53,8 +71,8 @@ int4 is an ONNX Runtime graph (``onnx_graph``); without ONNX Runtime it falls ba
 class LoadedModel:
     """A causal LM ready for generation, with its tokenizer and where it came from."""
 
-    model: Any  # transformers.PreTrainedModel
-    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    model: PreTrainedModel | OnnxLM
+    tokenizer: PreTrainedTokenizerFast
     source: str  # what the user asked for
     kind: str  # mini | hub | directory | checkpoint
     description: str  # one line for status bars: "kolyric-mini · 4.1M params · cpu fp32"
@@ -91,9 +109,12 @@ def load_model(
     spec = str(spec) if spec is not None else DEFAULT_MODEL
     if precision not in PRECISIONS:
         raise ModelLoadError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    fast = _load_graph(spec, base, device, precision, network_timeout)
-    if fast is not None:
-        return fast
+    if precision in ("int8", "int4", "auto") and device in ("cpu", "auto"):  # a cached graph, if any
+        from kolyric.engine import onnx_model
+
+        fast = onnx_model.load_fast(spec, base, device, precision, network_timeout)
+        if fast is not None:
+            return fast
     try:
         loaded = _load_any(spec, base=base, network_timeout=network_timeout)
     except ModelLoadError:
@@ -105,36 +126,12 @@ def load_model(
         raise ModelLoadError(f"{spec}: {why}")
     try:
         _place(loaded, device, precision, progress,
-               graph_source=(spec, base, _torch_loader(spec, base, network_timeout)))
+               graph_source=(spec, base, network_timeout))
     except ModelLoadError:
         raise
     except (RuntimeError, AssertionError, ValueError) as exc:  # an unknown or unavailable device
         raise ModelLoadError(f"{spec}: cannot use device {device!r}: {one_line(exc)}") from exc
     return loaded
-
-
-def _load_graph(spec: str, base: str | None, device: str, precision: str,
-                network_timeout: float) -> LoadedModel | None:
-    """The model straight from its cached ONNX Runtime graph (``onnx_model``), when it has one."""
-    if precision not in ("int8", "int4", "auto") or device not in ("cpu", "auto"):
-        return None
-    from kolyric.engine import onnx_model
-
-    loaded = onnx_model.load_fast(spec, base, device, precision, _torch_loader(spec, base, network_timeout))
-    if loaded is not None:
-        _describe(loaded, "cpu", loaded.model.precision, loaded.n_params)
-    return loaded
-
-
-def _torch_loader(spec: str, base: str | None, network_timeout: float) -> Callable[[str], Any]:
-    """Loads ``spec`` as a PyTorch model in fp32 or PyTorch int8 (what a graph falls back to)."""
-
-    def load(precision: str) -> Any:
-        loaded = _load_any(spec, base=base, network_timeout=network_timeout)
-        _place(loaded, "cpu", precision, int8_backend="torch")
-        return loaded.model
-
-    return load
 
 
 def _file_errors() -> tuple[type[BaseException], ...]:
@@ -215,7 +212,7 @@ def _load_hub(repo_id: str, *, network_timeout: float) -> LoadedModel:
     return LoadedModel(model, tokenizer, source=repo_id, kind="hub", description="")
 
 
-def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) -> Any:
+def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) -> PreTrainedModel:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(name, local_files_only=local_files_only, trust_remote_code=False)
@@ -246,7 +243,7 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
     return model
 
 
-def load_tokenizer(name: str, *, local_files_only: bool = True) -> Any:
+def load_tokenizer(name: str, *, local_files_only: bool = True) -> PreTrainedTokenizerFast:
     """The model's fast tokenizer, with KoGPT2's special-token roles filled in where missing.
 
     ``tokenizer.json`` is loaded as-is through ``PreTrainedTokenizerFast`` (as the tutorial
@@ -273,7 +270,7 @@ def load_tokenizer(name: str, *, local_files_only: bool = True) -> Any:
     return fill_special_tokens(tokenizer)
 
 
-def fill_special_tokens(tokenizer: Any) -> Any:
+def fill_special_tokens(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
     """Give the tokenizer KoGPT2's special tokens for every role it lacks, when its vocab has them."""
     vocab = tokenizer.get_vocab()
     missing = {}
@@ -287,7 +284,7 @@ def fill_special_tokens(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def plain_backend(tokenizer: Any) -> Any:
+def plain_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
     """The fast tokenizer's Rust backend with padding and truncation off.
 
     A ``tokenizer.json`` saved after a padded, truncated call keeps both settings, and code
@@ -378,10 +375,10 @@ def resolve_device(device: str = "auto") -> str:
 
 def _place(loaded: LoadedModel, device: str, precision: str,
            progress: Callable[[str], None] | None = None, int8_backend: str | None = None,
-           graph_source: tuple[str, str | None, Callable[[str], Any]] | None = None) -> None:
+           graph_source: tuple[str, str | None, float] | None = None) -> None:
     """Put the model on ``device`` in ``precision``. int8 and int4 on a CPU become an ONNX Runtime
-    graph when they can (``graph_source``: the spec, base and PyTorch loader it falls back to),
-    and the PyTorch model is let go; else PyTorch int8."""
+    graph when they can (``graph_source``: the spec, base and network timeout to load its
+    PyTorch model again from, when asked), and the PyTorch model is let go; else PyTorch int8."""
     import torch
 
     device = resolve_device(device)
@@ -400,7 +397,8 @@ def _place(loaded: LoadedModel, device: str, precision: str,
         from kolyric.engine import onnx_model
 
         if onnx_model.runtime_available():
-            spec, base, fallback = graph_source
+            spec, base, timeout = graph_source
+            fallback = onnx_model.torch_loader(spec, base, timeout)
             lm, notice = onnx_model.graph_for(loaded, precision, spec, base, fallback, progress)
             if lm is not None:
                 loaded.model = lm  # the PyTorch model goes: the graph holds the weights once
@@ -459,7 +457,7 @@ def _hub_cached(repo_id: str) -> bool:
 
         found = try_to_load_from_cache(repo_id, "config.json")
         return isinstance(found, str)
-    except Exception:  # a broken cache is the same as no cache here
+    except Exception:  # noqa: BLE001 - a broken cache is the same as no cache here
         return False
 
 

@@ -14,11 +14,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolyric.engine import onnx_graph
 from kolyric.engine.onnx_graph import onnx_cache_dir, quiet
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime
+    import torch
+    from transformers import PreTrainedModel
 
 DECODER = "kolyric_decoder"
 """Model attribute holding the ONNX Runtime decoding step, when there is one."""
@@ -44,7 +51,7 @@ class OnnxDecoder:
     search (``model.generate`` on PyTorch int8) runs on one.
     """
 
-    def __init__(self, model: Any, session: Any, weight_bytes: int):
+    def __init__(self, model: PreTrainedModel, session: onnxruntime.InferenceSession | None, weight_bytes: int):
         import inspect
 
         self._model = weakref.ref(model)  # no cycle: the model going frees this at once
@@ -59,7 +66,7 @@ class OnnxDecoder:
         self._release = None
 
     @property
-    def model(self) -> Any:
+    def model(self) -> PreTrainedModel:
         return self._model()
 
     def take_cores(self) -> None:
@@ -87,7 +94,8 @@ class OnnxDecoder:
             self._release()  # runs once, here or when the decoder is collected
             self._holds_cores = False
 
-    def __call__(self, input_ids: Any = None, attention_mask: Any = None, **kwargs: Any) -> Any:
+    def __call__(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **kwargs: object) -> object:
         import types
 
         import numpy as np
@@ -112,7 +120,7 @@ class OnnxDecoder:
         logits = torch.from_numpy(out[0].numpy())
         return types.SimpleNamespace(logits=logits, **{self.cache_name: _OnnxPast(list(out)[1:])})
 
-    def _arrays(self, past: Any) -> list | None:
+    def _arrays(self, past: object) -> list | None:
         """The cache as 2 x n_layer float32 arrays (rows, heads, positions, head size), or None."""
         if isinstance(past, _OnnxPast):
             return past.arrays
@@ -202,18 +210,18 @@ class _OnnxPast:
         return _OnnxPast([_ort_value(np.ascontiguousarray(value.numpy()[index, :, :length])) for value in self.arrays])
 
 
-def _ort_value(array: Any) -> Any:
+def _ort_value(array: np.ndarray) -> onnxruntime.OrtValue:
     """An ONNX Runtime value sharing ``array``'s memory (it keeps a reference to the array)."""
     import onnxruntime as ort
 
     return ort.OrtValue.ortvalue_from_numpy(array)
 
 
-def _seq_length(value: Any) -> int:
+def _seq_length(value: onnxruntime.OrtValue) -> int:
     return int(value.shape()[2])
 
 
-def _cache_pairs(past: Any) -> list | None:
+def _cache_pairs(past: object) -> list | None:
     """[(keys, values)] per layer from a transformers cache of any recent version, or None."""
     if past is None:
         return None
@@ -227,8 +235,8 @@ def _cache_pairs(past: Any) -> list | None:
     return None
 
 
-def decoder_for(model: Any, required: bool,
-                progress: Any = None) -> tuple[OnnxDecoder | None, str | None]:
+def decoder_for(model: PreTrainedModel, required: bool,
+                progress: Callable[[str], None] | None = None) -> tuple[OnnxDecoder | None, str | None]:
     """The decoder for ``model`` (built and cached on first use), or None and a notice.
     ``progress(phase)`` hears when a graph is built (seconds for a small model, ~35 s for a
     KoGPT2-sized one), so a waiting user is told why."""
@@ -246,15 +254,15 @@ def decoder_for(model: Any, required: bool,
         if onnx_graph.graph_ok(folder, "int8"):
             try:
                 return _load_decoder(model, folder), None
-            except Exception:  # a damaged cached graph (a torn write, a lost file): build anew
+            except Exception:  # noqa: BLE001 - a damaged cached graph (a torn write, a lost file): build anew
                 onnx_graph.drop_graph(folder, "int8")
         onnx_graph.build(model, folder, "int8", progress)
         return _load_decoder(model, folder), None
-    except Exception as exc:  # a graph that cannot be built means: PyTorch int8
+    except Exception as exc:  # noqa: BLE001 - a graph that cannot be built means: PyTorch int8
         return None, f"int8: ONNX Runtime decoding unavailable ({first_line(exc)}); using PyTorch int8"
 
 
-def _load_decoder(model: Any, folder: Path) -> OnnxDecoder:
+def _load_decoder(model: PreTrainedModel, folder: Path) -> OnnxDecoder:
     path = folder / onnx_graph.graph_name("int8")
     session = onnx_graph.open_session(path, _cpu_threads())
     return OnnxDecoder(model, session, onnx_graph.graph_weight_bytes(path))

@@ -240,7 +240,7 @@ def _source_files(spec: str) -> list[Path] | None:
                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         try:
             hit = try_to_load_from_cache(spec, name)
-        except Exception:  # a broken cache is no cache
+        except Exception:  # noqa: BLE001 - a broken cache is no cache
             return None
         if isinstance(hit, str):
             found.append(Path(hit))
@@ -252,16 +252,32 @@ def _entry_dir(key: str) -> Path:
 
 
 def load_fast(spec: str, base: str | None, device: str, precision: str,
-              fallback: Callable[[str], PreTrainedModel]) -> LoadedModel | None:
-    """``load_indexed`` when the model would run on the CPU with ONNX Runtime, else None."""
+              network_timeout: float) -> LoadedModel | None:
+    """The model straight from its cached graph when it would run on the CPU with ONNX Runtime
+    and has one (``load_indexed``), else None."""
     if not runtime_available():
         return None
-    if device == "auto":
-        from kolyric.engine.loading import resolve_device
+    from kolyric.engine.loading import _describe, resolve_device
 
-        if resolve_device("auto") != "cpu":
-            return None
-    return load_indexed(spec, base, precision, fallback)
+    if device == "auto" and resolve_device("auto") != "cpu":
+        return None
+    loaded = load_indexed(spec, base, precision, torch_loader(spec, base, network_timeout))
+    if loaded is not None:
+        _describe(loaded, "cpu", loaded.model.precision, loaded.n_params)
+    return loaded
+
+
+def torch_loader(spec: str, base: str | None, network_timeout: float) -> Callable[[str], PreTrainedModel]:
+    """Loads ``spec`` as a PyTorch model in fp32 or PyTorch int8 (what a graph falls back to)."""
+
+    def load(precision: str) -> PreTrainedModel:
+        from kolyric.engine.loading import _load_any, _place
+
+        loaded = _load_any(spec, base=base, network_timeout=network_timeout)
+        _place(loaded, "cpu", precision, int8_backend="torch")
+        return loaded.model
+
+    return load
 
 
 def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable[[str], PreTrainedModel],
@@ -296,7 +312,7 @@ def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable
         from transformers import PreTrainedTokenizerFast
 
         tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True))
-    except Exception:  # a damaged entry: the slow path writes it again
+    except Exception:  # noqa: BLE001 - a damaged entry: the slow path writes it again
         return None
     lm = open_graph(graph_dir, precision, config, n_params, fallback)
     if lm is None:
@@ -315,7 +331,7 @@ def open_graph(graph_dir: Path, precision: str, config: GraphConfig, n_params: i
         lm = OnnxLM(session, config, precision, n_params, _weight_bytes(graph_dir, precision), fallback)
         lm.check()
         return lm
-    except Exception:  # torn files, a graph this runtime refuses
+    except Exception:  # noqa: BLE001 - torn files, a graph this runtime refuses
         onnx_graph.drop_graph(graph_dir, precision)
         return None
 
@@ -354,7 +370,7 @@ def graph_for(loaded: LoadedModel, precision: str, spec: str, base: str | None,
             lm = open_graph(graph_dir, precision, config, n_params, fallback)
             if lm is None:
                 raise RuntimeError("the graph just built does not run")
-    except Exception as exc:  # no graph means: PyTorch int8
+    except Exception as exc:  # noqa: BLE001 - no graph means: PyTorch int8
         return None, f"{precision}: ONNX Runtime graph unavailable ({first_line(exc)})"
     key = weights_identity(spec, base)
     if key is not None:
@@ -402,5 +418,5 @@ def is_graph_model(model: object) -> bool:
     return bool(getattr(type(model), "kolyric_graph", False))
 
 
-__all__ = ["GraphConfig", "OnnxLM", "graph_for", "is_graph_model", "load_indexed", "open_graph",
-           "runtime_available", "weights_identity"]
+__all__ = ["GraphConfig", "OnnxLM", "graph_for", "is_graph_model", "load_fast", "load_indexed", "open_graph",
+           "runtime_available", "torch_loader", "weights_identity"]

@@ -35,12 +35,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from kolyric.engine import onnx_decoder as _onnx
 from kolyric.engine.onnx_decoder import OnnxDecoder
 from kolyric.engine.onnx_graph import onnx_cache_dir
+
+if TYPE_CHECKING:
+    import torch
+
+    from kolyric.engine.loading import LoadedModel
+
+    Model = torch.nn.Module
+    """A transformers model (or any torch module kolyric quantizes), or an ``onnx_model.OnnxLM``."""
 
 _ORIGINALS = "_kolyric_float_layers"
 """Model attribute holding {qualified name: float module} while the int8 layers are in."""
@@ -48,16 +56,16 @@ DECODER = _onnx.DECODER
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 
-def is_quantized(model: Any) -> bool:
+def is_quantized(model: Model) -> bool:
     """True when ``model`` currently runs with kolyric's int8 layers or is an int8/int4 graph."""
     return _is_graph(model) or bool(getattr(model, _ORIGINALS, None))
 
 
-def _is_graph(model: Any) -> bool:
+def _is_graph(model: object) -> bool:
     return bool(getattr(type(model), "kolyric_graph", False))
 
 
-def precision_of(model: Any) -> str:
+def precision_of(model: Model) -> str:
     """fp32, fp16, bf16, int8 or int4: what the model runs in now."""
     import torch
 
@@ -69,14 +77,14 @@ def precision_of(model: Any) -> str:
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
-def int8_backend(model: Any) -> str | None:
+def int8_backend(model: Model) -> str | None:
     """onnxruntime or torch: what runs the int8 decoding steps; None when not int8."""
     if not is_quantized(model):
         return None
     return "onnxruntime" if _is_graph(model) or getattr(model, DECODER, None) is not None else "torch"
 
 
-def quantize_int8(loaded: Any, backend: str | None = None,
+def quantize_int8(loaded: LoadedModel, backend: str | None = None,
                   progress: Callable[[str], None] | None = None) -> str | None:
     """Put int8 layers into ``loaded.model`` in place; None when done, else a notice saying why
     the model stays in floating point (or why decoding steps run on PyTorch int8). Idempotent.
@@ -106,7 +114,7 @@ def quantize_int8(loaded: Any, backend: str | None = None,
         engine = _pick_engine()
         previous_engine = torch.backends.quantized.engine
         torch.backends.quantized.engine = engine
-        originals: dict[str, Any] = {}
+        originals: dict[str, torch.nn.Module] = {}
         try:
             for name, module in _matmul_layers(model):
                 originals[name] = module
@@ -116,7 +124,7 @@ def quantize_int8(loaded: Any, backend: str | None = None,
                 _set_submodule(model, name, torch.nn.GELU(approximate="tanh"))
             setattr(model, _ORIGINALS, originals)
             _check_forward(model)
-        except Exception as exc:  # any failure means: stay in fp32
+        except Exception as exc:  # noqa: BLE001 - any failure means: stay in fp32
             _restore(model, originals)
             torch.backends.quantized.engine = previous_engine
             return f"int8: quantizing failed ({_first_line(exc)}); running in fp32 instead"
@@ -125,12 +133,12 @@ def quantize_int8(loaded: Any, backend: str | None = None,
             decoder.check()
             setattr(model, DECODER, decoder)
             decoder.take_cores()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             decoder_notice = f"int8: ONNX Runtime decoding failed its check ({_first_line(exc)}); using PyTorch int8"
     return decoder_notice
 
 
-def dequantize(loaded: Any) -> None:
+def dequantize(loaded: LoadedModel) -> None:
     """Put the float layers back (the fp32 model, exactly as loaded)."""
     if _is_graph(loaded.model):
         return
@@ -143,7 +151,7 @@ def dequantize(loaded: Any) -> None:
         delattr(loaded.model, DECODER)
 
 
-def set_precision(loaded: Any, precision: str, backend: str | None = None) -> str | None:
+def set_precision(loaded: LoadedModel, precision: str, backend: str | None = None) -> str | None:
     """Switch ``loaded`` to ``precision`` (fp32, fp16, bf16 or int8) in place, on its device.
 
     Call it between generations, not while a ``Generator`` streams over the model: a
@@ -180,7 +188,7 @@ within 0.003 of fp32, while a small one (kolyric-mini, 4M) gains little and woul
 one-time ONNX export."""
 
 
-def auto_precision(model: Any, device: str) -> str:
+def auto_precision(model: Model, device: str) -> str:
     """The precision ``--precision auto`` means for ``model`` on ``device``: int8 on a CPU when the
     model has at least ``AUTO_INT8_MIN_PARAMS`` parameters (quantizing may still fall back to
     fp32, with a notice), else fp32 (CUDA included: fp16 and bf16 there are unmeasured)."""
@@ -196,7 +204,7 @@ def auto_precision_for(n_params: int, device: str) -> str:
     return "int8" if n_params >= AUTO_INT8_MIN_PARAMS else "fp32"
 
 
-def weight_bytes(model: Any) -> int:
+def weight_bytes(model: Model) -> int:
     """Bytes of weights one generated token reads: every matrix multiply's weights (int8 ones
     with their scales), biases and layer norms, the output head included; of the token and
     position embeddings only one row each, so they are left out unless tied to the head.
@@ -228,7 +236,7 @@ def weight_bytes(model: Any) -> int:
 
 
 # -- internals --------------------------------------------------------------------------------
-def _unsupported_reason(model: Any) -> str | None:
+def _unsupported_reason(model: Model) -> str | None:
     import torch
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -260,7 +268,7 @@ def _pick_engine() -> str | None:
     return None
 
 
-def _matmul_layers(model: Any):
+def _matmul_layers(model: Model) -> Iterator[tuple[str, torch.nn.Module]]:
     """(qualified name, module) of every nn.Linear and GPT-2 Conv1D, in model order."""
     import torch
 
@@ -270,7 +278,7 @@ def _matmul_layers(model: Any):
             yield name, module
 
 
-def _tanh_gelus(model: Any):
+def _tanh_gelus(model: Model) -> Iterator[tuple[str, torch.nn.Module]]:
     """GPT-2's ``gelu_new`` modules: the tanh-approximated GELU written as seven tensor
     operations, which PyTorch computes in one (the same formula; ~0.7 ms a token over 12 layers)."""
     try:
@@ -290,7 +298,7 @@ def _conv1d_class() -> type | None:
     return Conv1D
 
 
-def _to_int8(module: Any, engine: str) -> Any:
+def _to_int8(module: torch.nn.Module, engine: str) -> torch.nn.Module:
     """The int8 dynamic-quantized equivalent of a Linear or Conv1D (which stays untouched)."""
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
@@ -311,20 +319,20 @@ def _to_int8(module: Any, engine: str) -> Any:
     return DynamicLinear.from_float(shell)
 
 
-def _set_submodule(model: Any, name: str, module: Any) -> None:
+def _set_submodule(model: Model, name: str, module: torch.nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
 
 
-def _restore(model: Any, originals: dict[str, Any]) -> None:
+def _restore(model: Model, originals: dict[str, torch.nn.Module]) -> None:
     for name, module in originals.items():
         _set_submodule(model, name, module)
     if hasattr(model, _ORIGINALS):
         delattr(model, _ORIGINALS)
 
 
-def _check_forward(model: Any) -> None:
+def _check_forward(model: Model) -> None:
     """One tiny forward pass, so a model the int8 kernels cannot run fails here, not mid-stream."""
     import torch
 
