@@ -7,6 +7,7 @@ may be spelled by many token sequences.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import weakref
 from collections.abc import Iterable
@@ -34,12 +35,23 @@ class VocabTexts:
     _contains: dict[str, NDArray[np.int64]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    _order: list[int] | None = None
+    _sorted: list[str] | None = None
+
     def starting_with(self, text: str) -> NDArray[np.int64]:
-        """Token ids whose text starts with ``text`` (cached)."""
+        """Token ids whose text starts with ``text`` (cached): a range of the texts in sorted
+        order, found by bisection, so a hostile phrase list costs no scan per prefix."""
         with self._lock:
             found = self._starts.get(text)
             if found is None:
-                found = np.array([i for i, t in enumerate(self.texts) if t.startswith(text)], dtype=np.int64)
+                if self._sorted is None:
+                    self._order = sorted(range(len(self.texts)), key=self.texts.__getitem__)
+                    self._sorted = [self.texts[i] for i in self._order]
+                low = bisect.bisect_left(self._sorted, text)
+                high = bisect.bisect_left(self._sorted, text + "\U0010ffff", low)
+                found = np.sort(np.array(self._order[low:high], dtype=np.int64))
+                if len(self._starts) > 65536:  # bounded: rebuilt on demand
+                    self._starts.clear()
                 self._starts[text] = found
             return found
 

@@ -242,8 +242,9 @@ def speed(args: argparse.Namespace, report: dict) -> None:
     g = bg.median([r.decode_tokens_per_s for r in runs["greedy"]])
     c = bg.median([r.decode_tokens_per_s for r in runs["combined"]])
     report["sampling_vs_greedy"] = {"greedy_tok_s": g, "combined_tok_s": c, "ratio": ratio,
-                                    "threads": args.threads, "load": bg.load_line()}
-    print(f"\ndecode at {args.threads} threads ({bg.load_line()}): greedy {g:.1f} tok/s, combined {c:.1f} tok/s, "
+                                    "threads": threads, "clock": args.clock, "load": bg.load_line()}
+    print(f"\ndecode at {threads} thread(s), {args.clock} clock ({bg.load_line()}): greedy {g:.1f} tok/s, "
+          f"combined {c:.1f} tok/s, "
           f"combined/greedy {ratio:.2f} (goal >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}); combined's "
           f"step outside the forward pass {table['combined']['outside_share']:.1%}")
 

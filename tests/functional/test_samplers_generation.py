@@ -80,3 +80,14 @@ def test_beam_search_feels_dry_and_phrase_bias(gen):
     dry = run(gen, "beam-3", max_length=40, min_length=40, n=1, dry_multiplier=3.0,
               dry_breakers=[":"]).candidates[0]
     assert dry.token_ids != plain.token_ids
+
+
+def test_a_hostile_bias_list_costs_no_scan_per_prefix(gen):
+    """128 phrases of 64 repeated syllables match a run of that syllable at every prefix length:
+    each prefix is a bisection of the sorted token texts, so the run stays quick."""
+    import time
+
+    bias = {"가" * (60 - i % 8) + "나" * (i % 8) + str(i): -1.0 for i in range(128)}
+    started = time.perf_counter()
+    result = run(gen, prompt="가가가가가가", seed=1, max_length=12, bias=bias)
+    assert result.candidates[0].token_ids and time.perf_counter() - started < 20
