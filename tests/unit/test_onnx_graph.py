@@ -238,3 +238,32 @@ def test_int4_without_onnx_runtime_falls_back_to_int8_and_says_so(peaked_dir, mo
     monkeypatch.setenv("KOLYRIC_INT8_BACKEND", "torch")
     loaded = load_model(str(peaked_dir), device="cpu", precision="int4")
     assert quantize.precision_of(loaded.model) == "int8" and quantize.int8_backend(loaded.model) == "torch"
+
+
+def test_a_checkpoint_over_its_base_is_indexed_by_both(int8_built, cache, tmp_path, monkeypatch):
+    """A tutorial-style checkpoint (``state_dict`` keys ``model.…``) applied over a base folder:
+    the second load comes from the index, with the first load's notices; touching the base
+    sends the next load down the slow path again, which reuses the graph (same weights)."""
+    from transformers import AutoModelForCausalLM
+
+    base = tmp_path / "base"
+    shutil.copytree(int8_built, base)
+    model = AutoModelForCausalLM.from_pretrained(str(base))
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_fc.weight.mul_(1.5)
+    ckpt = tmp_path / "epoch=1-val_loss=2.00.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, ckpt)
+    first = load_model(str(ckpt), base=str(base), device="cpu", precision="int8")
+    assert onnx_model.is_graph_model(first.model) and any("applied over" in n for n in first.notices)
+    builds = []
+    real = onnx_graph.build
+    monkeypatch.setattr(onnx_graph, "build", lambda *a, **k: (builds.append(1), real(*a, **k))[1])
+    assert onnx_model.load_indexed(str(ckpt), str(base), "int8", lambda p: None) is not None
+    again = load_model(str(ckpt), base=str(base), device="cpu", precision="int8")
+    assert again.notices == first.notices and again.kind == "checkpoint"
+    fp32 = load_model(str(ckpt), base=str(base), device="cpu", precision="fp32")
+    assert greedy(again, PROMPTS[0]) == greedy(fp32, PROMPTS[0])
+    os.utime(base / "config.json", ns=(1, 1))  # the base changed (as far as its files say)
+    assert onnx_model.load_indexed(str(ckpt), str(base), "int8", lambda p: None) is None
+    assert onnx_model.is_graph_model(load_model(str(ckpt), base=str(base), device="cpu", precision="int8").model)
+    assert builds == []  # the same weights: the graph built for the first load serves
