@@ -48,7 +48,8 @@ class CandidateState:
     joiner: str | None = None  # between the prompt and the text; None: a space where the text has one
     report: Any = None  # the engine's ConstraintReport when the generation was constrained
     window_limit: int | None = None  # set when it stopped because the model's window was full
-    title: str | None = None  # a card's own title (the compare view's preset and settings)
+    title: str | None = None  # a card's own title (the compare view's preset)
+    subtitle: str | None = None  # and what it sets, under the card
 
     @property
     def text(self) -> str:

@@ -72,6 +72,7 @@ async def test_compare_view_cards_equal_single_runs_and_can_be_kept(tiny_model_d
                          what="every preset")
         cards = screen.query_one(CandidateStrip).cards()
         assert [str(c.border_title).split(" · ")[0] for c in cards] == list(TUTORIAL_PRESETS)
+        assert "top_p 0.92" in str(cards[3].border_subtitle) and "seed 5" in str(cards[3].border_subtitle)
         for slot, name in enumerate(TUTORIAL_PRESETS):
             alone = app.host.generator.generate(GenerationRequest("바람이", None, preset(name, seed=5, max_length=8)))
             assert screen.states[slot].full_text == alone.candidates[0].full_text, name

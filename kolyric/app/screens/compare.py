@@ -2,7 +2,7 @@
 
 ``CompareRunner`` runs the presets in turn (``kolyric.compare``: each exactly as a single run
 with that preset and seed) in one thread worker, filling one card per preset, titled with the
-preset and what it sets; a card streams ("streaming…") until its run ends. The cards are the
+preset (what it sets under it); a card streams ("streaming…") until its run ends. The cards are the
 playground's own: the inspector, branching and accepting work on them as on any candidate, and
 ``k`` keeps one in the tree of versions (accepting or branching from one keeps it too).
 """
@@ -45,8 +45,10 @@ class CompareRunner:
         runs = compare_settings(names, overrides)
         self.run_id += 1
         self.cancel_flag = threading.Event()
-        self._states = {i: CandidateState(i, request.prompt, title=preset_title(name, settings))
-                        for i, (name, settings) in enumerate(runs)}
+        self._states = {}
+        for i, (name, settings) in enumerate(runs):
+            title = preset_title(name, settings)  # "top-p-0.92 · sample, top_p 0.92"
+            self._states[i] = CandidateState(i, request.prompt, title=name, subtitle=title.partition(" · ")[2])
         self.compared = {}
         self.stream.show(list(self._states.values()), {})
         run_id, cancel = self.run_id, self.cancel_flag

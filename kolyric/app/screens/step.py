@@ -116,7 +116,7 @@ class StepSession:
         state.tokens = [*step.chosen, *([step.pending] if step.pending is not None else [])]
         state.pieces = [*step.pieces, *([step.pending_piece] if step.pending is not None else [])]
         state.finish_reason = "your pick" if step.pending is not None else f"step · {step.finished}"
-        state.title = f"step · {len(step.chosen)} chosen" + (" · pick?" if step.pending is not None else "")
+        state.title = f"step · {len(step.chosen)} chosen"
         state.full_text = ""
         card = self.stream.strip.card(0)
         if card is not None:

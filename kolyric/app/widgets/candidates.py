@@ -94,7 +94,8 @@ class CandidateCard(Guarded, Widget, can_focus=True):
             status = badge if status in ("eos", "constraint") else f"{status} · {badge}"
         number = state.title or f"#{state.slot + 1}" + (f" of {self.total}" if self.total > 1 else "")
         self.border_title = f"{number} · {status}"
-        self.border_subtitle = f"{len(state.tokens)} tok" + (f" · seed {state.seed}" if state.seed is not None else "")
+        seed = f" · seed {state.seed}" if state.seed is not None else ""
+        self.border_subtitle = f"{state.subtitle or f'{len(state.tokens)} tok'}{seed}"
         self.set_class(state.streaming, "-streaming")
         self.refresh()
 

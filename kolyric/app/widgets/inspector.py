@@ -91,8 +91,9 @@ class TokenInspector(Guarded, Vertical):
         alternatives = token.alternatives
         rest = max(0.0, 1.0 - sum(alt.prob for alt in alternatives))
         title.update(Text.assemble(f"#{slot + 1} token {index + 1}: ", (shown(token.text), "bold"),
-                                   f"  p {token.prob:.1%}", (f"  · rest {rest:.1%}", "dim")))
+                                   f"  p {token.prob:.1%}"))
         self.border_title = f"Token · top {len(alternatives)}"
+        self.border_subtitle = f"the rest {rest:.1%}"  # the mass of every token not listed
         options = self.query_one("#alternatives", OptionList)
         options.clear_options()
         options.add_options([Option(alternative_label(k, alt, alt.token_id == token.token_id,
@@ -101,6 +102,7 @@ class TokenInspector(Guarded, Vertical):
 
     def clear(self, hint: str = HINT) -> None:
         self.slot = self.index = self.token = None
+        self.border_subtitle = ""
         self.query_one("#inspector-title", Static).update(hint)
         self.query_one("#alternatives", OptionList).clear_options()
 
