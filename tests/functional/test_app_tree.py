@@ -80,6 +80,8 @@ async def test_regenerate_branch_and_edit_build_a_tree_that_survives_a_restart(t
                          and len(json.loads(app.drafts.tree_path.read_text("utf-8"))["nodes"]) == 5
                          and json.loads(app.drafts.path.read_text("utf-8"))["text"] == accepted,
                          timeout=1.5, what="the tree and the draft on disk")
+        record = screen.export_record()  # the export's .kolyric.json carries the tree
+        assert [n["kind"] for n in record["tree"]["nodes"]] == kinds and record["tree"]["format"] == "kolyric-tree"
         # F6: the tree panel shows the prompt's branches; Enter makes the first run current
         await pilot.press("f6")
         assert isinstance(app.screen, TreeScreen)
