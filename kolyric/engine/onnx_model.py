@@ -308,14 +308,21 @@ def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable
             return None
     if not onnx_graph.graph_ok(graph_dir, precision):
         return None
-    try:
-        from transformers import PreTrainedTokenizerFast
+    # ONNX Runtime reads and optimizes the graph in C++, without the GIL, while transformers is
+    # imported and the tokenizer read here (~0.2 s of a KoGPT2's second-long load)
+    from concurrent.futures import ThreadPoolExecutor
 
-        tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True))
-    except Exception:  # noqa: BLE001 - a damaged entry: the slow path writes it again
-        return None
-    lm = open_graph(graph_dir, precision, config, n_params, fallback)
-    if lm is None:
+    with ThreadPoolExecutor(1, thread_name_prefix="kolyric-graph") as pool:
+        opening = pool.submit(open_graph, graph_dir, precision, config, n_params, fallback)
+        try:
+            from transformers import PreTrainedTokenizerFast
+
+            tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder),
+                                                                                    local_files_only=True))
+        except Exception:  # noqa: BLE001 - a damaged entry: the slow path writes it again
+            tokenizer = None
+        lm = opening.result()
+    if lm is None or tokenizer is None:
         return None
     return LoadedModel(lm, tokenizer, source=spec, kind=kind, description="", notices=notices)
 
