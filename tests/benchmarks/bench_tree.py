@@ -79,11 +79,25 @@ async def latency(args: argparse.Namespace, work: Path) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, TreeScreen))
         await pilot.pause()
         print(f"tree panel open: {(time.perf_counter() - start) * 1000:.0f} ms", flush=True)
-        start = time.perf_counter()
-        for _ in range(20):
-            await pilot.press("down")
-        print(f"tree panel: 20 moves (each previews its node) in {(time.perf_counter() - start) * 1000:.0f} ms",
-              flush=True)
+        from textual import events
+        from textual.widgets import Tree
+
+        rows = app.screen.query_one(Tree)
+        moves = []
+        for _ in range(30):  # each move previews its node; timed to the first frame that shows it
+            line = rows.cursor_line
+            start = time.perf_counter()
+            event = events.Key("down", None)
+            event.set_sender(app)
+            app._driver.send_message(event)
+            while rows.cursor_line == line:
+                await asyncio.sleep(0.0005)
+            frames = clock.frames
+            while clock.frames == frames:
+                await asyncio.sleep(0.0005)
+            moves.append(clock.last - start)
+            await asyncio.sleep(0.03)
+        report("tree panel move", moves)
 
 
 def main(args: argparse.Namespace) -> None:
