@@ -95,7 +95,8 @@ def load(args: argparse.Namespace) -> LoadedModel:
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     try:
-        loaded = load_model(spec, base=args.base, device=args.device, precision=args.precision)
+        loaded = load_model(spec, base=args.base, device=args.device, precision=args.precision,
+                            progress=lambda phase: print(f"note: {phase} …", file=sys.stderr, flush=True))
     except ModelLoadError as exc:
         raise CLIError(str(exc)) from exc
     for line in loaded.notices:
