@@ -122,8 +122,8 @@ class OnnxLM:
 
         from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value
 
-        others = {k: v for k, v in kwargs.items() if v is not None and k not in ("return_dict", "output_attentions",
-                                                                              "output_hidden_states")}
+        # only what changes the answer counts: labels, attentions or hidden states asked for, …
+        others = {k: v for k, v in kwargs.items() if v is not None and v is not False and k != "return_dict"}
         if input_ids is None or others or (past_key_values is not None and not isinstance(past_key_values, _OnnxPast)):
             model = self.torch_model()
             import inspect
