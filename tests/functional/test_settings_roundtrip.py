@@ -79,6 +79,7 @@ def test_app_text_fields_and_draft_values(wanted):
     assert DecodingSettings.from_dict(typed) == wanted  # what the panel's fields read back
     saved = json.loads(json.dumps(wanted.to_dict(), ensure_ascii=False))  # a draft file's JSON
     assert restore_settings(preset("greedy"), saved) == wanted
+    assert restore_settings(preset("greedy"), {**saved, "from_preset": "combined"}) == wanted  # not a control
     # a bad field in a saved draft is left at the preset's value; the others are restored
     saved["min_p"], saved["from_a_later_version"] = 7, 1
     restored = restore_settings(preset("combined"), saved)
@@ -144,7 +145,7 @@ async def test_controls_panel_shows_and_reads_back_every_field(wanted):
         model_window: var[int | None] = var(None)
 
         def compose(self):
-            yield ControlsPanel("combined", settings=wanted.to_dict(), id="controls")
+            yield ControlsPanel("combined", settings={**wanted.to_dict(), "from_preset": "combined"}, id="controls")
 
         def settle_cursors(self, node: object) -> None:
             pass
@@ -158,6 +159,11 @@ async def test_controls_panel_shows_and_reads_back_every_field(wanted):
         assert panel.rows["bias"].raw_value == "사랑=-2|그대=1.25"
         assert panel.rows["keep_stop"].raw_value == "on"
         assert panel.validate()
-        assert panel.settings == wanted and panel.settings_values() == wanted.to_dict()
+        assert panel.settings == wanted
+        assert panel.settings_values() == {**wanted.to_dict(), "from_preset": "combined"}
+        # saved under another preset than the one starting now (a --preset flag): not restored
+        assert ControlsPanel("greedy", settings=panel.settings_values()).settings == preset("greedy")
+        panel.apply_preset("beam-3")
+        assert panel.settings_values()["from_preset"] == "beam-3"
         panel.set_values(bias="사랑=-2|그대=x")
         assert not panel.valid and any(p.field == "bias" for p in panel.problems)

@@ -26,8 +26,16 @@ from kolyric.app.guard import Guarded
 from kolyric.app.messages import PresetChosen, SettingsChanged
 from kolyric.app.widgets.fields import FieldRow, ProblemsBox
 from kolyric.engine.lyric.spec import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
-from kolyric.engine.settings import (FIELDS, PRESETS, DecodingSettings, FieldSpec, Problem, SettingsError, preset,
-                                     text_form)
+from kolyric.engine.settings import (
+    FIELDS,
+    PRESETS,
+    DecodingSettings,
+    FieldSpec,
+    Problem,
+    SettingsError,
+    preset,
+    text_form,
+)
 from kolyric.korean import RhymeOptions
 
 CUSTOM = "custom"
@@ -36,6 +44,8 @@ MAX_NUMBER_CHARS = 40  # longer than any value a numeric range takes ("0.0000000
 MAX_TEXT_CHARS = 500  # a rhyme may be a whole line, not a page
 _COUNT = re.compile(r"[+-]?[0-9]{1,6}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
 COUNT_FIELDS = ("syllables", "lines", "rhyme_syllables")
+SAVED_PRESET = "from_preset"
+"""The key beside the controls a draft saves naming the preset they were made from."""
 FieldProblem = Problem | ConstraintProblem
 """A bad value in the panel: a decoding control's, or a lyric constraint's."""
 
@@ -197,9 +207,13 @@ class ControlsPanel(Guarded, VerticalScroll):
         self.border_title = "Controls"
         try:
             self.settings = preset(preset_name)
+            self.preset_name = preset_name
         except SettingsError:
             self.settings = preset("combined")
-        if settings:  # the decoding controls a draft saved (settings_values), over the preset
+            self.preset_name = "combined"
+        # the decoding controls a draft saved (settings_values), when they were made from the
+        # preset starting now: a preset chosen for this session (a flag) starts from the preset
+        if settings and settings.get(SAVED_PRESET) == self.preset_name:
             self.settings = restore_settings(self.settings, settings)
         self.problems: list[FieldProblem] = []  # settings Problems, then ConstraintProblems
         self.rows: dict[str, FieldRow] = {}
@@ -249,9 +263,9 @@ class ControlsPanel(Guarded, VerticalScroll):
         return {name: row.raw_value for name, row in self.constraint_rows.items()}
 
     def settings_values(self) -> dict[str, object]:
-        """The decoding controls in their JSON form (``DecodingSettings.to_dict``): what a draft
-        saves and ``ControlsPanel(settings=…)`` restores."""
-        return self.settings.to_dict()
+        """The decoding controls in their JSON form (``DecodingSettings.to_dict``) and the preset
+        they were made from: what a draft saves and ``ControlsPanel(settings=…)`` restores."""
+        return {**self.settings.to_dict(), SAVED_PRESET: self.preset_name}
 
     def changed_constraints(self) -> dict[str, str]:
         """The constraint fields that differ from their defaults, as typed (what a draft saves)."""
@@ -351,6 +365,7 @@ class ControlsPanel(Guarded, VerticalScroll):
         except SettingsError:
             pass
         values = {**base.to_dict(), **keep}
+        self.preset_name = name
         with self.prevent(Input.Changed, Select.Changed):
             for field_name, row in self.rows.items():
                 row.set_value(_shown_value(field_name, values[field_name]))
