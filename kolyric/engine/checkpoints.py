@@ -15,9 +15,12 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kolyric.engine.integrity import digest_refusal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 # Key under which kolyric's own checkpoints carry the model config and tokenizer, so a
 # checkpoint made from scratch needs no base model. Plain types only (weights_only-safe).
@@ -95,10 +98,10 @@ def read_checkpoint(path: Path) -> dict:
 def _make_stub(qualified_name: str) -> type:
     """A class that accepts any construction or state and does nothing with it."""
 
-    def _init(self, *args, **kwargs):  # noqa: ANN001
+    def _init(self: object, *args: object, **kwargs: object) -> None:
         self._args, self._kwargs = args, kwargs
 
-    def _setstate(self, state):  # noqa: ANN001
+    def _setstate(self: object, state: object) -> None:
         self._state = state
 
     module, _, name = qualified_name.rpartition(".")
@@ -111,7 +114,7 @@ def _make_stub(qualified_name: str) -> type:
 IGNORABLE_KEYS = re.compile(r"(\.attn\.bias|\.attn\.masked_bias|\.rotary_emb\.inv_freq)$")
 
 
-def apply_state_dict(model: Any, tensors: dict, *, source: str) -> None:
+def apply_state_dict(model: PreTrainedModel, tensors: dict, *, source: str) -> None:
     """Load ``tensors`` into ``model``, refusing with the differing names if they do not fit."""
     own = model.state_dict()
     tensors = {k: v for k, v in tensors.items() if not IGNORABLE_KEYS.search(k)}
@@ -132,7 +135,7 @@ def apply_state_dict(model: Any, tensors: dict, *, source: str) -> None:
         model.tie_weights()
 
 
-def _tied_names(model: Any) -> set[str]:
+def _tied_names(model: PreTrainedModel) -> set[str]:
     """Parameter names that share storage with another (e.g. lm_head.weight tied to wte)."""
     seen: dict[int, str] = {}
     tied = set()
@@ -153,7 +156,7 @@ def meta_of(data: dict) -> dict | None:
     return None
 
 
-def checkpoint_meta(model: Any, tokenizer: Any, base: str | None) -> dict:
+def checkpoint_meta(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, base: str | None) -> dict:
     """What kolyric stores in its own checkpoints so they load without the base model."""
     return {
         "config": model.config.to_dict(),
@@ -163,7 +166,9 @@ def checkpoint_meta(model: Any, tokenizer: Any, base: str | None) -> dict:
     }
 
 
-def model_from_meta(meta: dict, path: Path, fill_special_tokens: Callable[[Any], Any]) -> tuple[Any, Any]:
+def model_from_meta(meta: dict, path: Path,
+                    fill_special_tokens: Callable[[PreTrainedTokenizerFast], PreTrainedTokenizerFast],
+                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A fresh model and the tokenizer from a kolyric checkpoint's metadata (config, tokenizer.json)."""
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast

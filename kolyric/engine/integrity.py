@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING
 
 from kolyric.engine.window import context_window
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 WEIGHTS_DIGEST_KEY = "kolyric_weights"
 """Top-level checkpoint key: {"sha256": hex digest, "tensors": count} (plain types, weights_only-safe)."""
@@ -29,7 +34,7 @@ BYTES_PER_PARAMETER = 4  # weights are materialised in fp32 before any cast or i
 
 
 # -- size ------------------------------------------------------------------------------------------
-def _first(config: Any, *names: str) -> int | None:
+def _first(config: PretrainedConfig, *names: str) -> int | None:
     for name in names:
         value = getattr(config, name, None)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -37,7 +42,7 @@ def _first(config: Any, *names: str) -> int | None:
     return None
 
 
-def estimate_parameters(config: Any) -> int | None:
+def estimate_parameters(config: PretrainedConfig) -> int | None:
     """Parameters a decoder-only transformer with this config holds (embeddings, attention and
     MLP matrices; biases and norms are a rounding error); None when the config does not say."""
     hidden = _first(config, "hidden_size", "n_embd", "d_model")
@@ -90,7 +95,7 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def size_refusal(config: Any, what: str, available: int | None = None) -> str | None:
+def size_refusal(config: PretrainedConfig, what: str, available: int | None = None) -> str | None:
     """Why a model of ``config`` must not be allocated (it cannot fit in memory), or None.
 
     ``what`` names where the config came from, e.g. ``runs/x/config.json``.
@@ -107,7 +112,7 @@ def size_refusal(config: Any, what: str, available: int | None = None) -> str | 
 
 
 # -- vocabulary ----------------------------------------------------------------------------------
-def vocab_refusal(model: Any, tokenizer: Any) -> str | None:
+def vocab_refusal(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> str | None:
     """Why the tokenizer's ids do not all fit the model's embedding, or None."""
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     weight = getattr(embedding, "weight", None)
@@ -125,7 +130,7 @@ def vocab_refusal(model: Any, tokenizer: Any) -> str | None:
 
 
 # -- weights digest --------------------------------------------------------------------------------
-def weights_digest(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def weights_digest(state_dict: Mapping[str, torch.Tensor | object]) -> dict[str, str | int]:
     """A SHA-256 over every tensor of ``state_dict``: name, dtype, shape and bytes, in name order."""
     import torch
 
@@ -144,7 +149,7 @@ def weights_digest(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "tensors": count}
 
 
-def digest_refusal(data: Mapping[str, Any]) -> str | None:
+def digest_refusal(data: Mapping[str, object]) -> str | None:
     """Why a checkpoint's tensors do not match the digest stored with them (None: they do, or none is stored)."""
     stored = data.get(WEIGHTS_DIGEST_KEY)
     if not isinstance(stored, dict) or not isinstance(stored.get("sha256"), str):
