@@ -283,11 +283,13 @@ class XTC(PoolWarper):
     def __init__(self, probability: float, threshold: float, seed: int, rows: int = 16):
         self.probability = probability
         self.threshold = threshold
-        self.rngs = [np.random.default_rng([seed, row]) for row in range(rows)]
+        self.seed = seed
+        # row i draws from seed + i, as its token draws do: candidate i is the same alone or in a batch
+        self.rngs = [np.random.default_rng((seed + row) % 2**32) for row in range(rows)]
 
     def warp(self, values: Scores, ids: Ids | None, input_ids: Tensor) -> Scores:
         while len(self.rngs) < len(values):
-            self.rngs.append(np.random.default_rng([len(self.rngs), 7]))
+            self.rngs.append(np.random.default_rng((self.seed + len(self.rngs)) % 2**32))
         probs = softmax(values)
         for r, row in enumerate(values):
             if self.rngs[r].random() >= self.probability:

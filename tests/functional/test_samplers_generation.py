@@ -91,3 +91,10 @@ def test_a_hostile_bias_list_costs_no_scan_per_prefix(gen):
     started = time.perf_counter()
     result = run(gen, prompt="가가가가가가", seed=1, max_length=12, bias=bias)
     assert result.candidates[0].token_ids and time.perf_counter() - started < 20
+
+
+def test_candidate_i_is_the_same_alone_or_in_a_batch_with_xtc_and_mirostat(gen):
+    extra = {"xtc_probability": 0.7, "xtc_threshold": 0.05, "mirostat_tau": 4.0, "dry_multiplier": 0.8}
+    batch = run(gen, seed=30, n=3, max_length=24, **extra)
+    alone = run(gen, seed=31, n=1, max_length=24, **extra)
+    assert batch.candidates[1].token_ids == alone.candidates[0].token_ids
