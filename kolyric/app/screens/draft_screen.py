@@ -67,7 +67,7 @@ class DraftScreen(Guarded, CalmFocus, Screen):
                                  dataclasses.replace(draft, undo=states, undo_at=at))
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                self.editor = LyricsEditor(draft.text, id="editor")
+                self.editor = LyricsEditor(draft.text, rhyme_options=lambda: self.controls.rhyme_options, id="editor")
                 yield self.editor
                 with Horizontal(id="prompt-row"):
                     yield Label("prompt", classes="row-label")

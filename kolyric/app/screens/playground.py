@@ -300,7 +300,7 @@ class PlaygroundScreen(DraftScreen):
     def on_settings_changed(self, message: SettingsChanged) -> None:
         self.query_one("#generate", Button).disabled = bool(message.problems)
         self.draft_changed()  # the constraint fields are saved with the draft
-        self.editor.set_rhyme_options(self.controls.rhyme_options)  # valid even when other fields are not
+        self.editor.rhyme_options_changed()  # the controls' options are valid even when other fields are not
         if message.problems:
             return
         if self.run is not None:

@@ -9,6 +9,8 @@ lines) under the current rhyme options, feeds the gutter's columns and posts
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import TextArea
@@ -61,7 +63,7 @@ class LyricsEditor(Guarded, Horizontal):
     """
 
     def __init__(self, text: str = "", columns: list[GutterColumn] | None = None,
-                 *, id: str | None = None) -> None:
+                 *, rhyme_options: Callable[[], RhymeOptions] | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.area = DraftArea(text, soft_wrap=True, show_line_numbers=True, id="draft",
                               highlight_cursor_line=True)
@@ -70,7 +72,8 @@ class LyricsEditor(Guarded, Horizontal):
         self.lyric_gutter = LyricGutter(self.area, columns, id="gutter")
         self.border_title = "Draft"
         self.border_subtitle = "syllables · rhyme ↑"
-        self.rhyme_options = RhymeOptions()
+        # The rhyme options have one home, the controls panel's lyric fields; the editor asks for them.
+        self.options_source: Callable[[], RhymeOptions] = rhyme_options or RhymeOptions
         self.analysis: Analysis | None = None
 
     def compose(self) -> ComposeResult:
@@ -85,13 +88,18 @@ class LyricsEditor(Guarded, Horizontal):
 
     def reanalyse(self) -> None:
         """Analyse the draft now; the gutter repaints and the screen hears ``DraftAnalysed``."""
-        self.analysis = analyse(self.area.text, self.rhyme_options)
+        self.analysis = analyse(self.area.text, self.options_source())
         self.lyric_gutter.set_analysis(self.analysis)
         self.post_message(DraftAnalysed(self.analysis))
 
-    def set_rhyme_options(self, options: RhymeOptions) -> None:
-        if options != self.rhyme_options:
-            self.rhyme_options = options
+    @property
+    def rhyme_options(self) -> RhymeOptions:
+        """The options the draft was last analysed under."""
+        return self.analysis.options if self.analysis is not None else self.options_source()
+
+    def rhyme_options_changed(self) -> None:
+        """Analyse again when the source's options differ from those of the last analysis."""
+        if self.options_source() != self.rhyme_options:
             self.reanalyse()
 
     @property
