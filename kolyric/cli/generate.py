@@ -14,8 +14,13 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from kolyric.cli import CLIError
-from kolyric.cli.options import (add_decoding_arguments, add_model_arguments, chosen_preset, decoding_overrides,
-                                  user_config)
+from kolyric.cli.options import (
+    add_decoding_arguments,
+    add_model_arguments,
+    chosen_preset,
+    decoding_overrides,
+    user_config,
+)
 
 if TYPE_CHECKING:
     from kolyric.engine.loading import LoadedModel
@@ -47,8 +52,8 @@ def add_constraint_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_request(args: argparse.Namespace) -> GenerationRequest:
     from kolyric.engine.prompt import normalize_polarity
-    from kolyric.engine.settings import SettingsError, preset
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import SettingsError, preset
 
     problems = []
     overrides = decoding_overrides(args)

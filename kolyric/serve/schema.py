@@ -21,13 +21,23 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from kolyric.engine.prompt import normalize_polarity
-from kolyric.engine.settings import (DEFAULT_PRESET, FIELDS, MAX_SEED, PRESETS, DecodingSettings, OversizedNumber,
-                                     SettingsError, json_int, preset, shown)
+from kolyric.engine.settings import (
+    DEFAULT_PRESET,
+    FIELDS,
+    MAX_SEED,
+    PRESETS,
+    DecodingSettings,
+    OversizedNumber,
+    SettingsError,
+    json_int,
+    preset,
+    shown,
+)
 
 if TYPE_CHECKING:
     from kolyric.engine.lyric.spec import ConstraintProblem, LyricConstraints
