@@ -92,7 +92,6 @@ class StreamRun:
     request: Any  # GenerationRequest
     controls: Any  # LiveControls
     slots: list[int]  # stream candidate i is shown in slot slots[i]
-    branch: bool = False  # rewrites one slot from a chosen token (not a fresh generation)
     run_id: int = field(default_factory=lambda: next(_run_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)

@@ -48,8 +48,7 @@ class Finished:
     request: GenerationRequest
     began: DecodingSettings  # the settings that made its first tokens, with the seed used
     changes: tuple[dict, ...]  # later stretches: {"from_token": 12, "changed": {...}}
-    fresh: bool  # a fresh generation (all slots), not a branch rewriting one
-    run_id: int = 0
+    run_id: int = 0  # the run that made it
 
 
 class StreamController:
@@ -83,7 +82,7 @@ class StreamController:
         settings = request.settings
         rows = settings.n if settings.strategy != "greedy" else 1
         slots = [slot] if slot is not None else list(range(rows))
-        run = StreamRun(request, RecordingControls(settings), slots, branch=slot is not None)
+        run = StreamRun(request, RecordingControls(settings), slots)
         self.run = run
         constraints = request.constraints
         # constrained "next" lines start on a line of their own; otherwise the text continues the prompt
@@ -202,7 +201,7 @@ class StreamController:
             if changes:
                 began = timeline[0][1]
                 began = began.replace(seed=settings.seed) if began.seed is None else began
-            self.on_recorded(Finished(slot, i, state, run.request, began, changes, fresh=not run.branch,
+            self.on_recorded(Finished(slot, i, state, run.request, began, changes,
                                       run_id=run.run_id))
 
     def failed(self, run_id: int, message: str) -> None:
