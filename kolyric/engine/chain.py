@@ -166,8 +166,8 @@ def _warp_pool(warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor,
 
     device, dtype = scores.device, scores.dtype
     if pooled is not None:
-        values = pooled[0].detach().cpu().numpy().copy()
-        ids: NDArray[np.int64] | None = pooled[1].detach().cpu().numpy()
+        values = host_array(pooled[0]).copy()
+        ids: NDArray[np.int64] | None = host_array(pooled[1])
     else:
         view = _numpy_view(scores)
         values = view if view is not None else scores.detach().cpu().numpy().copy()
@@ -186,6 +186,14 @@ def _warp_pool(warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor,
 
 
 
+def host_array(tensor: Tensor) -> NDArray:
+    """``tensor.detach().cpu().numpy()``: a CPU tensor's own view in one call (each torch call
+    costs 10-20 µs right after a forward pass), the chain of three elsewhere."""
+    if tensor.device.type == "cpu" and not tensor.requires_grad:
+        return tensor.numpy()
+    return tensor.detach().cpu().numpy()
+
+
 numpy_view = _numpy_view
 
-__all__ = ["PoolWarper", "ProcessorChain", "StepCache", "numpy_view"]
+__all__ = ["PoolWarper", "ProcessorChain", "StepCache", "host_array", "numpy_view"]

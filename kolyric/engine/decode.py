@@ -62,6 +62,7 @@ class DecodeRun:
         self.version = controls.version
         device = gen.model.device
         self.max_new = gen.max_new_tokens(request, self.settings)
+        self.window = gen.context_window  # read from the config once: ~20 µs a step otherwise
         prompt, self.prompt_text = gen.prompt_ids(request, self.max_new)
         self.rows = rows = self.settings.n if self.settings.strategy == "sample" else 1
         self.prompt_len = len(prompt)
@@ -89,6 +90,8 @@ class DecodeRun:
         self.ones = torch.ones((rows, 0), dtype=torch.long, device=device)
         self.step_input = self.seqs
         self.step = 0
+        self.probs_view = lean.StepCache()
+        """The NumPy view of a step's probabilities, made once for its two readers."""
 
     # -- the steps ---------------------------------------------------------------------------------
     def follow(self, controls: LiveControls) -> None:
@@ -110,7 +113,7 @@ class DecodeRun:
 
     def over(self, cancel: threading.Event) -> bool:
         """Whether every row ends here: the length limit, the model's window, or a cancel."""
-        reason = ("length" if self.step >= self.max_new or self.step >= self.gen.context_window - self.prompt_len
+        reason = ("length" if self.step >= self.max_new or self.step >= self.window - self.prompt_len
                   else "cancelled" if cancel.is_set() else "")
         if reason:
             self.finish = [f or reason for f in self.finish]
@@ -129,7 +132,9 @@ class DecodeRun:
         out = self.model_forward(input_ids=self.step_input, attention_mask=self.attention, use_cache=True,
                                  **self.gen.forward_kwargs(self.past))
         self.past = getattr(out, self.gen.cache_name)
-        logits = out.logits[:, -1, :].float()
+        logits = out.logits[:, -1, :]
+        if logits.dtype != torch.float32:
+            logits = logits.float()
         return logits, torch.softmax(logits, dim=-1)
 
     def settle_held(self, logits: torch.Tensor, raw_probs: torch.Tensor) -> Iterator[TokenEvent]:
@@ -148,7 +153,8 @@ class DecodeRun:
         import torch
 
         settings, procs, seqs = self.settings, self.procs, self.seqs
-        top_ps, top_ids = lean.top_k(raw_probs, settings.alternatives)  # the inspector's k (1-20)
+        # the inspector's k (1-20) as lists; the probabilities' NumPy view is kept for the pick's
+        top_ps, top_ids = lean.top_k_lists(raw_probs, settings.alternatives, self.probs_view)
         ranked = self.search is not None or self.bans is not None  # keep each row's ranking
         keys: np.ndarray | torch.Tensor | None = None
         races: list | None = [] if ranked else None
@@ -172,7 +178,6 @@ class DecodeRun:
         else:
             next_ids = self.gen.sample(procs, seqs, logits, settings, self.rngs)
         ids = next_ids.tolist()
-        top_ids, top_ps = top_ids.tolist(), top_ps.tolist()
         text = self.gen.token_text
         alternatives = [tuple(Alternative(a, text(a), p) for a, p in zip(top_ids[i], top_ps[i]))
                         for i in range(self.rows)]
@@ -191,7 +196,9 @@ class DecodeRun:
                 ids[i] = self.gen.pad_id
             elif self.bans is not None and not forced:
                 ids[i] = self._unbanned(i, ids[i], choices[i])
-        probs_view = lean.numpy_view(raw_probs)
+        cached = self.probs_view
+        probs_view = cached.view if cached.scores is raw_probs else lean.numpy_view(raw_probs)
+        cached.clear()
         probs = ([float(probs_view[i, t]) for i, t in enumerate(ids)] if probs_view is not None
                  else [float(raw_probs[i, t]) for i, t in enumerate(ids)])
         return Picked(ids, probs, alternatives, choices, forced)
@@ -202,9 +209,9 @@ class DecodeRun:
         import torch
 
         gen, state, search = self.gen, self.constraints, self.search
-        next_ids = torch.tensor(picked.ids, dtype=torch.long, device=self.seqs.device)
-        self.seqs = torch.cat([self.seqs, next_ids.unsqueeze(1)], dim=1)
-        self.step_input = next_ids.unsqueeze(1)
+        column = torch.tensor([[t] for t in picked.ids], dtype=torch.long, device=self.seqs.device)
+        self.seqs = torch.cat([self.seqs, column], dim=1)
+        self.step_input = column
         if state is not None:
             state.advance(self.seqs)
         for i in range(self.rows):

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 # the chain and its step cache live in kolyric.engine.chain; re-exported here
-from kolyric.engine.chain import PoolWarper, ProcessorChain, StepCache, _numpy_view
+from kolyric.engine.chain import PoolWarper, ProcessorChain, StepCache, _numpy_view, host_array
 
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
     from torch import Tensor
@@ -53,11 +53,21 @@ _GROUPS = 512
 
 
 # -- top-k and argmax ----------------------------------------------------------------------------
-def _numpy_rows(scores: Tensor) -> Array | None:
+def _numpy_rows(scores: Tensor, cache: StepCache | None = None) -> Array | None:
     """``scores`` as a NumPy array when the fast CPU path applies, else None."""
     if scores.shape[-1] < _NUMPY_MIN_VOCAB:
         return None
-    return _numpy_view(scores)
+    return _numpy_view(scores, cache)
+
+
+def top_k_lists(scores: Tensor, k: int, cache: StepCache | None = None) -> tuple[list[list[float]], list[list[int]]]:
+    """``top_k`` as Python lists (values, ids), without torch tensors in between where NumPy finds
+    them (``cache``: a ``StepCache`` that keeps the NumPy view of ``scores`` for a later lookup)."""
+    found = _top_k_numpy(scores, k, cache)
+    if found is None:
+        values, ids = top_k(scores, k)
+        return values.tolist(), ids.tolist()
+    return found[0].tolist(), found[1].tolist()
 
 
 def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -77,9 +87,9 @@ def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(found[0]), torch.from_numpy(found[1])
 
 
-def _top_k_numpy(scores: Tensor, k: int) -> tuple[Array, NDArray[np.int64]] | None:
+def _top_k_numpy(scores: Tensor, k: int, cache: StepCache | None = None) -> tuple[Array, NDArray[np.int64]] | None:
     """``top_k`` as NumPy arrays (float32 values, int64 ids), or None where torch's is used."""
-    rows = _numpy_rows(scores)
+    rows = _numpy_rows(scores, cache)
     width = scores.shape[-1]
     if rows is None or k > _GROUPS // 4 or k >= width:
         return None
@@ -90,9 +100,12 @@ def _top_k_numpy(scores: Tensor, k: int) -> tuple[Array, NDArray[np.int64]] | No
         maxima = row[:span].reshape(-1, _GROUPS).max(axis=0)
         if span < width:
             maxima = np.append(maxima, row[span:].max())
-        if np.isnan(maxima).any():  # NaN sorts above everything in torch.topk: its way
+        # one partition places the k-th largest and the largest, which is NaN when the row holds
+        # one (NumPy sorts NaN last; torch.topk ranks it above everything: then torch's way)
+        ranked = np.partition(maxima, (-k, -1))
+        if ranked[-1] != ranked[-1]:
             return None
-        threshold = np.partition(maxima, -k)[-k]
+        threshold = ranked[-k]
         found = np.flatnonzero(row >= threshold)
         if len(found) > 64 * k:  # a flat row (say, mostly -inf): nothing to prune
             return None
@@ -143,7 +156,7 @@ class Incremental:
         step = self.step
         ids = step.ids_numpy if step is not None and step.ids is input_ids else None
         if ids is None:
-            ids = input_ids.detach().cpu().numpy().copy()  # a copy: kept as the next call's previous
+            ids = host_array(input_ids).copy()  # a copy: kept as the next call's previous
             if step is not None and step.ids is input_ids:
                 step.ids_numpy = ids
         previous, self._previous = self._previous, ids
@@ -428,4 +441,5 @@ def _spread(scores: Tensor, values: Tensor, ids: Tensor) -> Tensor:
 numpy_view = _numpy_view
 
 __all__ = ["Incremental", "MinNewTokens", "NoRepeatNGram", "PoolWarper", "ProcessorChain", "RepetitionPenalty",
-           "StepCache", "TopK", "TopKThenTopP", "argmax", "numpy_view", "overflows_float32", "top_k"]
+           "StepCache", "TopK", "TopKThenTopP", "argmax", "numpy_view", "overflows_float32", "top_k",
+           "top_k_lists"]
