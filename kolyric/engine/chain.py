@@ -179,10 +179,13 @@ def _warp_pool(warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor,
                 values = np.ascontiguousarray(values[:, keep])
                 ids = np.broadcast_to(keep, values.shape).copy()
         values = warper.warp(values, ids, input_ids)
-    out = torch.from_numpy(values).to(device=device, dtype=dtype)
+    out = torch.from_numpy(values)
+    if device.type != "cpu" or out.dtype != dtype:  # each no-op ``to`` is a call too
+        out = out.to(device=device, dtype=dtype)
     if ids is None:
         return out, None
-    return out, torch.from_numpy(ids).to(device=device)
+    found = torch.from_numpy(ids)
+    return out, found if device.type == "cpu" else found.to(device=device)
 
 
 

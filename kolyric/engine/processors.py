@@ -398,31 +398,38 @@ class TopKThenTopP(TopK):
         are summed over the k survivors, not the whole row, so a cumulative probability within a
         rounding error (one float32 unit) of 1 - p can fall on the other side of it and keep one
         token more or less than transformers would. That needs a cumulative probability to land
-        within that unit of 1 - p: rare, but a review found such cases by searching for them. Which of
-        equal scores fall at the boundary
-        follows the tie order of torch's (unstable) sort of the whole row, which the survivors
-        cannot reproduce; the caller then runs transformers' warper over the row.
+        within that unit of 1 - p: rare, but a review found such cases by searching for them.
+        Which of equal scores fall at the boundary follows the tie order of torch's (unstable)
+        sort of the whole row, which the survivors cannot reproduce; the caller then runs
+        transformers' warper over the row.
 
         The survivors are sorted already, so the ascending sort is a flip; the cumulative
         probabilities only grow, so top-p removes a run of the smallest and keeps the rest.
         """
+        import torch
+
         k = kept.shape[-1]
-        ascending = kept.flip(-1)
-        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
-        removed = (cumulative <= (1 - self.top_p.top_p)).sum(dim=-1).tolist()
+        cumulative = kept.flip(-1).softmax(dim=-1).cumsum(dim=-1)
+        # the rest in NumPy on a CPU: torch compares a float32 tensor with a number in float32 too
+        cpu = kept.device.type == "cpu" and kept.dtype == torch.float32 and not kept.requires_grad
+        threshold = 1 - self.top_p.top_p
+        removed = ((cumulative.numpy() <= np.float32(threshold)).sum(axis=-1) if cpu
+                   else (cumulative <= threshold).sum(dim=-1)).tolist()
+        if not any(removed):
+            return kept
         keep_min = self.top_p.min_tokens_to_keep
-        values = kept.tolist() if any(removed) else None
-        out = kept
+        values = kept.numpy() if cpu else kept.tolist()
+        out = None
         for row, count in enumerate(removed):
             count = min(count, k - keep_min)
             if count <= 0:
                 continue
             if values[row][k - count] == values[row][k - count - 1]:  # a tie at the boundary
                 return None
-            if out is kept:
-                out = kept.clone()
+            if out is None:
+                out = values.copy() if cpu else kept.clone()
             out[row, k - count:] = self.top_p.filter_value
-        return out
+        return kept if out is None else torch.from_numpy(out) if cpu else out
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         pooled = self.pool(input_ids, scores)
