@@ -78,8 +78,10 @@ def test_the_app_defaults_to_the_measured_precision_and_checks_the_setting(tmp_p
     path.write_text('precision = "int8"\n', encoding="utf-8")
     assert load_config(path)[0].precision == "int8"
     path.write_text('precision = "int4"\n', encoding="utf-8")
+    assert load_config(path)[0].precision == "int4"
+    path.write_text('precision = "int3"\n', encoding="utf-8")
     config, notices = load_config(path)
-    assert config.precision == "auto" and "precision: must be auto, fp32" in notices[0]
+    assert config.precision == "auto" and "precision: must be auto, fp32" in notices[0] and "int4" in notices[0]
 
 
 def test_constrained_lines_streamed_with_spaces_are_broken_where_the_report_says():
