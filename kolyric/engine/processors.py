@@ -161,7 +161,7 @@ class Incremental:
                 step.ids_numpy = ids
         previous, self._previous = self._previous, ids
         if (previous is not None and ids.shape[0] == previous.shape[0] and ids.shape[-1] == previous.shape[-1] + 1
-                and np.array_equal(ids[:, :-1], previous)):
+                and (ids[:, :-1] == previous).all()):
             return False, ids[:, -1:].tolist()
         return True, ids.tolist()
 

@@ -141,6 +141,12 @@ class Detokenizer:
         return keep
 
     def _lines(self, piece: str) -> str:
+        if "\n" not in piece:  # most tokens: no split into lines
+            if self.newlines:
+                piece = piece.lstrip(" \t\u00a0")
+            if piece:
+                self.newlines = 0
+            return piece
         out = []
         for part in re.split(r"(\n+)", piece):
             if not part:
