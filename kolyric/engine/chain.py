@@ -115,7 +115,14 @@ class ProcessorChain(list):
         super().append(processor)
 
     def _part(self, start: int | None, stop: int | None) -> ProcessorChain:
-        return ProcessorChain(self[start:stop], cache=self.cache)
+        """The chain's processors from ``start`` to ``stop``, made once (a step asks every time);
+        the key names every processor, so a chain changed since gets its part made again."""
+        key = (start, stop, tuple(map(id, self)))
+        parts = self.__dict__.setdefault("_parts", {})
+        part = parts.get(key)
+        if part is None:
+            part = parts[key] = ProcessorChain(self[start:stop], cache=self.cache)
+        return part
 
     @property
     def base(self) -> ProcessorChain:

@@ -126,13 +126,13 @@ class DecodeRun:
 
         if self.ones.shape[1] < self.seqs.shape[1]:  # one mask of ones, grown by doubling, sliced per step
             self.ones = torch.ones((self.rows, 2 * self.seqs.shape[1]), dtype=torch.long, device=self.seqs.device)
-        self.attention = self.ones[:, :self.seqs.shape[1]]
+        self.attention = self.ones.narrow(1, 0, self.seqs.shape[1])
         # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
         self.model_forward = getattr(self.gen.model, "kolyric_decoder", None) or self.gen.model
         out = self.model_forward(input_ids=self.step_input, attention_mask=self.attention, use_cache=True,
                                  **self.gen.forward_kwargs(self.past))
         self.past = getattr(out, self.gen.cache_name)
-        logits = out.logits[:, -1, :]
+        logits = out.logits.select(1, -1)  # one call: indexing with slices parses each
         if logits.dtype != torch.float32:
             logits = logits.float()
         return logits, torch.softmax(logits, dim=-1)
