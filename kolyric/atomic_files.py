@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -61,8 +62,7 @@ def fsync_dir(directory: Path) -> None:
 STALE_AFTER_S = 60.0  # a live atomic write holds its temp file for milliseconds, not a minute
 
 
-def sweep_stale_temps(directory: str | os.PathLike, name: str = "*",
-                      older_than_s: float = STALE_AFTER_S) -> list[Path]:
+def sweep_stale_temps(directory: str | os.PathLike, name: str = "*", older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove the temporary files ``atomic_write`` left in ``directory`` (for target ``name``, or
     any) when a process died mid-write; only files older than ``older_than_s``. Returns what
     was removed; never raises (a folder that cannot be listed is simply skipped)."""

@@ -20,19 +20,30 @@ if TYPE_CHECKING:
     from kolyric.engine.results import GenerationRequest, GenerationResult
     from kolyric.engine.stream import Generator
 
-TUTORIAL_PRESETS = ("greedy", "beam-3", "top-k-50", "top-p-0.92", "temperature-0.01", "temperature-1.5",
-                    "repetition-1.5", "combined")
+TUTORIAL_PRESETS = (
+    "greedy",
+    "beam-3",
+    "top-k-50",
+    "top-p-0.92",
+    "temperature-0.01",
+    "temperature-1.5",
+    "repetition-1.5",
+    "combined",
+)
 MAX_COMPARED = 12
 
 
 def parse_names(raw: str | Sequence[str] | None) -> tuple[str, ...]:
-    """"greedy,top-p-0.92" (or a list) as preset names; empty: the tutorial's runs. SettingsError
+    """ "greedy,top-p-0.92" (or a list) as preset names; empty: the tutorial's runs. SettingsError
     naming ``compare`` for an unknown name, a repeat or too many."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return TUTORIAL_PRESETS
     names = [n.strip().lower() for n in (raw.split(",") if isinstance(raw, str) else raw) if n.strip()]
-    problems = [Problem("compare", name, f"unknown preset; one of {', '.join(PRESETS)}")
-                for name in names if name not in PRESETS]
+    problems = [
+        Problem("compare", name, f"unknown preset; one of {', '.join(PRESETS)}")
+        for name in names
+        if name not in PRESETS
+    ]
     if len(set(names)) != len(names):
         problems.append(Problem("compare", ",".join(names), "names a preset twice"))
     if not 1 <= len(names) <= MAX_COMPARED:
@@ -50,8 +61,11 @@ def compare_settings(names: Sequence[str], overrides: Mapping[str, Any]) -> list
 def preset_title(name: str, settings: DecodingSettings) -> str:
     """A card's title: the preset and what it sets ("top-p-0.92 · sample, top_p 0.92")."""
     values = settings.to_dict()
-    own = ", ".join(f"{key} {values[key]:g}" if isinstance(values[key], float) else f"{key} {values[key]}"
-                    for key in PRESETS.get(name, {}) if key != "strategy" and key in values)
+    own = ", ".join(
+        f"{key} {values[key]:g}" if isinstance(values[key], float) else f"{key} {values[key]}"
+        for key in PRESETS.get(name, {})
+        if key != "strategy" and key in values
+    )
     return f"{name} · {settings.strategy}" + (f", {own}" if own else "")
 
 
@@ -63,8 +77,9 @@ class Compared:
     result: GenerationResult
 
 
-def run_compare(generator: Generator, request: GenerationRequest, names: Sequence[str],
-                overrides: Mapping[str, Any]) -> Iterator[Compared]:
+def run_compare(
+    generator: Generator, request: GenerationRequest, names: Sequence[str], overrides: Mapping[str, Any]
+) -> Iterator[Compared]:
     """Run ``request`` under each preset in turn; yields each as it finishes."""
     for name, settings in compare_settings(names, overrides):
         one = replace(request, settings=settings)

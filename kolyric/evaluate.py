@@ -96,8 +96,9 @@ class _Row:
     unk_tokens: int
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], polarities: Sequence[str | None],
-            limit: int) -> list[_Row]:
+def _encode(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], polarities: Sequence[str | None], limit: int
+) -> list[_Row]:
     """Token rows for ``prefix + text (+ EOS)`` and which of their tokens are scored."""
     eos, unk = tokenizer.eos_token_id, tokenizer.unk_token_id
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
@@ -138,9 +139,16 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], polarities
     return rows
 
 
-def score_texts(loaded: LoadedModel, texts: Sequence[str], polarities: Sequence[str | None], *,
-                batch_size: int = DEFAULT_BATCH_SIZE, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-                progress: ProgressFn | None = None, stage: str = "bits") -> list[TextScore]:
+def score_texts(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    polarities: Sequence[str | None],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    progress: ProgressFn | None = None,
+    stage: str = "bits",
+) -> list[TextScore]:
     """-log2 P(text (+ EOS) | prefix) for each text, in batched forward passes.
 
     Rows are sorted by length so a batch pads little; padding is masked from attention and
@@ -165,17 +173,17 @@ def score_texts(loaded: LoadedModel, texts: Sequence[str], polarities: Sequence[
     done = 0
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             width = max(len(rows[i].ids) for i in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
             scored = torch.zeros((len(batch), width - 1), dtype=torch.bool)
             for b, i in enumerate(batch):
                 row = rows[i]
-                input_ids[b, :len(row.ids)] = torch.tensor(row.ids)
-                attention[b, :len(row.ids)] = 1
+                input_ids[b, : len(row.ids)] = torch.tensor(row.ids)
+                attention[b, : len(row.ids)] = 1
                 # Position t predicts token t+1: the scored targets are tokens n_cond … end.
-                scored[b, row.n_cond - 1:len(row.ids) - 1] = True
+                scored[b, row.n_cond - 1 : len(row.ids) - 1] = True
             input_ids, attention, scored = input_ids.to(device), attention.to(device), scored.to(device)
             logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
             nll = torch.nn.functional.cross_entropy(
@@ -187,8 +195,10 @@ def score_texts(loaded: LoadedModel, texts: Sequence[str], polarities: Sequence[
             done += len(batch)
             if progress is not None:
                 progress(stage, done, len(rows))
-    return [TextScore(bits[i], row.chars, len(row.ids) - row.n_cond, row.truncated, row.unk_tokens)
-            for i, row in enumerate(rows)]
+    return [
+        TextScore(bits[i], row.chars, len(row.ids) - row.n_cond, row.truncated, row.unk_tokens)
+        for i, row in enumerate(rows)
+    ]
 
 
 # -- bits per character ------------------------------------------------------------------------------
@@ -211,24 +221,51 @@ class BitsPerChar:
         return self.unk_tokens / self.tokens if self.tokens else 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {"bits_per_char": _round(self.bits_per_char), "bits_per_token": _round(self.bits_per_token),
-                "bits": _round(self.bits, 2), "chars": self.chars, "tokens": self.tokens,
-                "examples": self.examples, "truncated": self.truncated, "unk_tokens": self.unk_tokens,
-                "unk_share": _round(self.unk_share), "eos_counted": True}
+        return {
+            "bits_per_char": _round(self.bits_per_char),
+            "bits_per_token": _round(self.bits_per_token),
+            "bits": _round(self.bits, 2),
+            "chars": self.chars,
+            "tokens": self.tokens,
+            "examples": self.examples,
+            "truncated": self.truncated,
+            "unk_tokens": self.unk_tokens,
+            "unk_share": _round(self.unk_share),
+            "eos_counted": True,
+        }
 
 
 def summarize_bits(scores: Sequence[TextScore]) -> BitsPerChar:
     bits = sum(s.bits for s in scores)
     chars = sum(s.chars for s in scores)
-    return BitsPerChar(bits / chars if chars else math.nan, bits, chars, sum(s.tokens for s in scores),
-                       len(scores), sum(s.truncated for s in scores), sum(s.unk_tokens for s in scores))
+    return BitsPerChar(
+        bits / chars if chars else math.nan,
+        bits,
+        chars,
+        sum(s.tokens for s in scores),
+        len(scores),
+        sum(s.truncated for s in scores),
+        sum(s.unk_tokens for s in scores),
+    )
 
 
-def bits_per_char(loaded: LoadedModel, examples: Sequence[Example], *, batch_size: int = DEFAULT_BATCH_SIZE,
-                  max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, progress: ProgressFn | None = None) -> BitsPerChar:
+def bits_per_char(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    progress: ProgressFn | None = None,
+) -> BitsPerChar:
     """BPC of ``examples`` given their own polarity prefix (none when ``polarity`` is None)."""
-    scores = score_texts(loaded, [e.text for e in examples], [e.polarity for e in examples],
-                         batch_size=batch_size, max_seq_length=max_seq_length, progress=progress)
+    scores = score_texts(
+        loaded,
+        [e.text for e in examples],
+        [e.polarity for e in examples],
+        batch_size=batch_size,
+        max_seq_length=max_seq_length,
+        progress=progress,
+    )
     return summarize_bits(scores)
 
 
@@ -243,19 +280,31 @@ class PolarityAccuracy:
     """polarity → (correct, examples)."""
 
     def to_dict(self) -> dict[str, object]:
-        return {"accuracy": _round(self.accuracy), "correct": self.correct, "examples": self.examples,
-                "ties": self.ties,
-                "by_polarity": {p: {"accuracy": _round(c / n if n else math.nan), "correct": c, "examples": n}
-                                for p, (c, n) in self.by_polarity.items()}}
+        return {
+            "accuracy": _round(self.accuracy),
+            "correct": self.correct,
+            "examples": self.examples,
+            "ties": self.ties,
+            "by_polarity": {
+                p: {"accuracy": _round(c / n if n else math.nan), "correct": c, "examples": n}
+                for p, (c, n) in self.by_polarity.items()
+            },
+        }
 
 
 def _other(polarity: str) -> str:
     return POLARITIES[1] if polarity == POLARITIES[0] else POLARITIES[0]
 
 
-def polarity_accuracy(loaded: LoadedModel, examples: Sequence[Example], *, batch_size: int = DEFAULT_BATCH_SIZE,
-                      max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, progress: ProgressFn | None = None,
-                      true_scores: Sequence[TextScore] | None = None) -> PolarityAccuracy:
+def polarity_accuracy(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    progress: ProgressFn | None = None,
+    true_scores: Sequence[TextScore] | None = None,
+) -> PolarityAccuracy:
     """Share of ``examples`` more likely under their own polarity prefix than under the other.
 
     ``true_scores`` (``score_texts`` of the same examples under their own polarity, e.g. from
@@ -281,14 +330,13 @@ def polarity_accuracy(loaded: LoadedModel, examples: Sequence[Example], *, batch
         by[label][0] += hit
         by[label][1] += 1
     n = len(labels)
-    return PolarityAccuracy(correct / n if n else math.nan, correct, n, ties,
-                            {p: (c, k) for p, (c, k) in by.items()})
+    return PolarityAccuracy(correct / n if n else math.nan, correct, n, ties, {p: (c, k) for p, (c, k) in by.items()})
 
 
 # -- distinct-n ------------------------------------------------------------------------------------------
 def ngrams(text: str, n: int, unit: str = "word") -> list[tuple[str, ...]]:
     units = text.split() if unit == "word" else list("".join(text.split()))
-    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+    return [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
 
 
 def distinct_n(texts: Sequence[str], n: int, unit: str = "word") -> float:
@@ -321,14 +369,25 @@ class Distinct:
     unit: str = "word"
 
     def to_dict(self) -> dict[str, object]:
-        return {"distinct_1": _round(self.distinct_1), "distinct_2": _round(self.distinct_2), "unit": self.unit,
-                "preset": DISTINCT_PRESET, "settings": self.settings,
-                "samples": [{"prompt": s.prompt, "polarity": s.polarity, "seed": s.seed, "text": s.text}
-                            for s in self.samples]}
+        return {
+            "distinct_1": _round(self.distinct_1),
+            "distinct_2": _round(self.distinct_2),
+            "unit": self.unit,
+            "preset": DISTINCT_PRESET,
+            "settings": self.settings,
+            "samples": [
+                {"prompt": s.prompt, "polarity": s.polarity, "seed": s.seed, "text": s.text} for s in self.samples
+            ],
+        }
 
 
-def sample_continuations(loaded: LoadedModel, prompts: Sequence[str] = PROMPTS, *, seed: int = DEFAULT_SEED,
-                         progress: ProgressFn | None = None) -> list[Sample]:
+def sample_continuations(
+    loaded: LoadedModel,
+    prompts: Sequence[str] = PROMPTS,
+    *,
+    seed: int = DEFAULT_SEED,
+    progress: ProgressFn | None = None,
+) -> list[Sample]:
     """One ``combined``-preset continuation per prompt and polarity; pair ``i`` uses ``seed + i``."""
     from kolyric.engine.results import GenerationRequest
     from kolyric.engine.settings import preset
@@ -394,30 +453,48 @@ class EvalReport:
         if self.bits:
             b = self.bits
             extra = f"; {b.truncated} truncated at {self.max_seq_length} tokens" if b.truncated else ""
-            lines.append(f"bits/char          {b.bits_per_char:.4f}   ({b.chars} chars incl. one end each, "
-                         f"{b.tokens} tokens, {b.bits_per_token:.3f} bits/token{extra}; "
-                         f"<unk> {100 * b.unk_share:.2f}% of tokens)")
+            lines.append(
+                f"bits/char          {b.bits_per_char:.4f}   ({b.chars} chars incl. one end each, "
+                f"{b.tokens} tokens, {b.bits_per_token:.3f} bits/token{extra}; "
+                f"<unk> {100 * b.unk_share:.2f}% of tokens)"
+            )
         if self.accuracy:
             a = self.accuracy
             parts = ", ".join(f"{p} {c / n:.3f} of {n}" for p, (c, n) in a.by_polarity.items() if n)
             lines.append(f"polarity accuracy  {a.accuracy:.4f}   ({a.correct}/{a.examples}; {parts}; 0.5 is chance)")
         if self.distinct:
             d = self.distinct
-            lines.append(f"distinct-1 / -2    {d.distinct_1:.4f} / {d.distinct_2:.4f}   ({len(d.samples)} samples, "
-                         f"{d.unit}s, preset {DISTINCT_PRESET}, seed {self.seed})")
+            lines.append(
+                f"distinct-1 / -2    {d.distinct_1:.4f} / {d.distinct_2:.4f}   ({len(d.samples)} samples, "
+                f"{d.unit}s, preset {DISTINCT_PRESET}, seed {self.seed})"
+            )
         return "\n".join(lines)
 
 
-def evaluate(loaded: LoadedModel, examples: Sequence[Example], *, metrics: Sequence[str] = METRICS,
-             batch_size: int = DEFAULT_BATCH_SIZE, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-             seed: int = DEFAULT_SEED, prompts: Sequence[str] = PROMPTS, corpus: str = "",
-             progress: ProgressFn | None = None) -> EvalReport:
+def evaluate(
+    loaded: LoadedModel,
+    examples: Sequence[Example],
+    *,
+    metrics: Sequence[str] = METRICS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    seed: int = DEFAULT_SEED,
+    prompts: Sequence[str] = PROMPTS,
+    corpus: str = "",
+    progress: ProgressFn | None = None,
+) -> EvalReport:
     """The metrics named in ``metrics`` (any of ``bpc``, ``accuracy``, ``distinct``)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-    report = EvalReport(getattr(loaded, "description", "") or str(getattr(loaded, "source", "")), corpus,
-                        len(examples), batch_size, min(max_seq_length, context_window(loaded.model.config)), seed)
+    report = EvalReport(
+        getattr(loaded, "description", "") or str(getattr(loaded, "source", "")),
+        corpus,
+        len(examples),
+        batch_size,
+        min(max_seq_length, context_window(loaded.model.config)),
+        seed,
+    )
     opts = {"batch_size": batch_size, "max_seq_length": max_seq_length, "progress": progress}
     true_scores = None
     if "bpc" in metrics or "accuracy" in metrics:

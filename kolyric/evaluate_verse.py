@@ -59,16 +59,30 @@ class Spread:
         if not counts:
             return None
         q = statistics.quantiles(counts, n=4, method="inclusive") if len(counts) > 1 else [counts[0]] * 3
-        return cls(len(counts), statistics.fmean(counts), statistics.pstdev(counts),
-                   (round(q[0]), round(q[1]), round(q[2])), min(counts), max(counts))
+        return cls(
+            len(counts),
+            statistics.fmean(counts),
+            statistics.pstdev(counts),
+            (round(q[0]), round(q[1]), round(q[2])),
+            min(counts),
+            max(counts),
+        )
 
     def format(self) -> str:
-        return (f"{self.mean:.1f} ± {self.stdev:.1f} syllables (quartiles {self.quartiles[0]}/{self.quartiles[1]}/"
-                f"{self.quartiles[2]}, {self.low}–{self.high}, {self.lines} lines)")
+        return (
+            f"{self.mean:.1f} ± {self.stdev:.1f} syllables (quartiles {self.quartiles[0]}/{self.quartiles[1]}/"
+            f"{self.quartiles[2]}, {self.low}–{self.high}, {self.lines} lines)"
+        )
 
     def to_dict(self) -> dict[str, object]:
-        return {"lines": self.lines, "mean": round(self.mean, 3), "stdev": round(self.stdev, 3),
-                "quartiles": list(self.quartiles), "min": self.low, "max": self.high}
+        return {
+            "lines": self.lines,
+            "mean": round(self.mean, 3),
+            "stdev": round(self.stdev, 3),
+            "quartiles": list(self.quartiles),
+            "min": self.low,
+            "max": self.high,
+        }
 
 
 @dataclass
@@ -104,10 +118,12 @@ class VerseReport:
         return len(self.copied) / self.copy_checked if self.copy_checked else 0.0
 
     def format(self) -> str:
-        lines = [f"verse bits/char    {self.bits_per_char:.4f}   ({self.poems} poems, {self.chars} chars incl. "
-                 f"line breaks and one end each, {self.tokens} tokens)",
-                 f"tokenizing         <unk> {100 * self.unk_share:.2f}% of tokens · line break tokens: "
-                 f"{'yes' if self.line_tokens else 'no'} · {self.round_trips}/{self.poems} poems round-trip"]
+        lines = [
+            f"verse bits/char    {self.bits_per_char:.4f}   ({self.poems} poems, {self.chars} chars incl. "
+            f"line breaks and one end each, {self.tokens} tokens)",
+            f"tokenizing         <unk> {100 * self.unk_share:.2f}% of tokens · line break tokens: "
+            f"{'yes' if self.line_tokens else 'no'} · {self.round_trips}/{self.poems} poems round-trip",
+        ]
         if self.poem_spread:
             lines.append(f"poems' lines       {self.poem_spread.format()}")
         if self.samples:
@@ -115,24 +131,38 @@ class VerseReport:
             lines.append(f"sampled            {n} samples, {self.samples_with_break}/{n} wrote a line break")
             if self.sample_spread:
                 lines.append(f"sampled lines      {self.sample_spread.format()}")
-            lines.append(f"review register    {self.review_lines}/{len(self.sample_lines)} sampled lines hold a "
-                         f"movie-review marker")
-            lines.append(f"copy rate          {self.copy_rate:.3f}   ({len(self.copied)}/{self.copy_checked} lines of "
-                         f"≥ {MIN_COPY_SYLLABLES} syllables found verbatim in the training verse)")
+            lines.append(
+                f"review register    {self.review_lines}/{len(self.sample_lines)} sampled lines hold a "
+                f"movie-review marker"
+            )
+            lines.append(
+                f"copy rate          {self.copy_rate:.3f}   ({len(self.copied)}/{self.copy_checked} lines of "
+                f"≥ {MIN_COPY_SYLLABLES} syllables found verbatim in the training verse)"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "bits_per_char": _round(self.bits_per_char), "bits": round(self.bits, 2), "chars": self.chars,
-            "tokens": self.tokens, "poems": self.poems, "unk_tokens": self.unk_tokens,
-            "unk_share": _round(self.unk_share), "line_break_tokens": self.line_tokens,
-            "round_trips": self.round_trips, "samples": self.samples,
+            "bits_per_char": _round(self.bits_per_char),
+            "bits": round(self.bits, 2),
+            "chars": self.chars,
+            "tokens": self.tokens,
+            "poems": self.poems,
+            "unk_tokens": self.unk_tokens,
+            "unk_share": _round(self.unk_share),
+            "line_break_tokens": self.line_tokens,
+            "round_trips": self.round_trips,
+            "samples": self.samples,
             "samples_with_line_break": self.samples_with_break,
-            "review_marker_lines": self.review_lines, "sampled_lines": len(self.sample_lines),
-            "copy_rate": _round(self.copy_rate), "copied_lines": self.copied, "copy_checked": self.copy_checked,
+            "review_marker_lines": self.review_lines,
+            "sampled_lines": len(self.sample_lines),
+            "copy_rate": _round(self.copy_rate),
+            "copied_lines": self.copied,
+            "copy_checked": self.copy_checked,
             "sample_spread": self.sample_spread.to_dict() if self.sample_spread else None,
             "poem_spread": self.poem_spread.to_dict() if self.poem_spread else None,
-            "min_copy_syllables": MIN_COPY_SYLLABLES, "preset": SAMPLE_PRESET,
+            "min_copy_syllables": MIN_COPY_SYLLABLES,
+            "preset": SAMPLE_PRESET,
         }
 
 
@@ -144,8 +174,9 @@ def _fold(line: str) -> str:
     return " ".join(line.split())
 
 
-def score_poems(loaded: LoadedModel, texts: Sequence[str],
-                progress: ProgressFn | None = None) -> tuple[float, int, int, int]:
+def score_poems(
+    loaded: LoadedModel, texts: Sequence[str], progress: ProgressFn | None = None
+) -> tuple[float, int, int, int]:
     """(bits, chars, tokens, unk tokens) of ``texts`` + EOS each, every token scored once (see
     the module docstring for the sliding window)."""
     import torch
@@ -183,8 +214,9 @@ def score_poems(loaded: LoadedModel, texts: Sequence[str],
     return bits, chars, tokens, unks
 
 
-def sample_verse(loaded: LoadedModel, prompts: Sequence[str], *, seed: int,
-                 progress: ProgressFn | None = None) -> list[tuple[str, bool]]:
+def sample_verse(
+    loaded: LoadedModel, prompts: Sequence[str], *, seed: int, progress: ProgressFn | None = None
+) -> list[tuple[str, bool]]:
     """One continuation per prompt, no polarity: (text, stopped on its length limit)."""
     from kolyric.engine.results import GenerationRequest
     from kolyric.engine.settings import preset
@@ -201,18 +233,36 @@ def sample_verse(loaded: LoadedModel, prompts: Sequence[str], *, seed: int,
     return out
 
 
-def evaluate_verse(loaded: LoadedModel, texts: Sequence[str], *, train_texts: Sequence[str] = (), samples: int = 20,
-                   seed: int = 7, progress: ProgressFn | None = None) -> VerseReport:
+def evaluate_verse(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    *,
+    train_texts: Sequence[str] = (),
+    samples: int = 20,
+    seed: int = 7,
+    progress: ProgressFn | None = None,
+) -> VerseReport:
     """The verse report for ``texts`` (held-out poems); ``train_texts`` is the verse the model
     was trained on, for the copy rate; ``samples`` continuations are drawn (0: none)."""
     from kolyric.training.scratch import keeps_line_breaks
 
     tokenizer = loaded.tokenizer
     bits, chars, tokens, unks = score_poems(loaded, texts, progress)
-    round_trips = sum(1 for t in texts if tokenizer.decode(tokenizer.encode(t, add_special_tokens=False),
-                                                           clean_up_tokenization_spaces=False) == t)
-    report = VerseReport(len(texts), bits, chars, tokens, unks, keeps_line_breaks(tokenizer), round_trips,
-                         poem_spread=Spread.of(poem_lines(texts)))
+    round_trips = sum(
+        1
+        for t in texts
+        if tokenizer.decode(tokenizer.encode(t, add_special_tokens=False), clean_up_tokenization_spaces=False) == t
+    )
+    report = VerseReport(
+        len(texts),
+        bits,
+        chars,
+        tokens,
+        unks,
+        keeps_line_breaks(tokenizer),
+        round_trips,
+        poem_spread=Spread.of(poem_lines(texts)),
+    )
     if samples <= 0:
         return report
     firsts = [t.split("\n", 1)[0].strip() for t in texts if t.strip()]

@@ -39,8 +39,10 @@ def pytest_configure(config):
 def shared_corpus_dir() -> Path:
     """``../shared`` as a --corpus-dir, for a long run that needs the full NSMC; skips without it."""
     if not (SHARED / "nsmc" / "ratings_train.txt").is_file():
-        pytest.skip(f"{SHARED / 'nsmc'} not found: a long run needs the full corpus "
-                    "(the normal run uses the sample in tests/data)")
+        pytest.skip(
+            f"{SHARED / 'nsmc'} not found: a long run needs the full corpus "
+            "(the normal run uses the sample in tests/data)"
+        )
     return SHARED
 
 
@@ -160,9 +162,8 @@ def _train_tiny(out: Path) -> None:
     model.train()
     eos = tokenizer.eos_token
     for step in range(150):
-        batch = texts[(step * 32) % len(texts):][:32]
-        enc = tokenizer([t + eos for t in batch], return_tensors="pt", padding=True,
-                        truncation=True, max_length=48)
+        batch = texts[(step * 32) % len(texts) :][:32]
+        enc = tokenizer([t + eos for t in batch], return_tensors="pt", padding=True, truncation=True, max_length=48)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         loss = model(**enc, labels=labels).loss
         loss.backward()

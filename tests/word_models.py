@@ -21,10 +21,47 @@ from typing import Any
 # Words of 1-3 syllables. No word is the start of another, so a line's last word is whole
 # exactly when it is one of these.
 WORDS = (
-    "봄", "꿈", "너", "나", "별", "밤", "길", "달", "눈", "꽃", "잠", "빛",
-    "좋아", "좋다", "싶어", "싶다", "먹고", "먹어", "줬어", "줬다", "했어", "했지", "갔어", "갔다",
-    "왔어", "왔네", "봤어", "봤지", "웃고", "울어", "걸어", "걷고", "찾아", "잡고",
-    "사랑해", "그리워", "보고파", "노래해", "기다려", "바라봐", "꿈꾸며",
+    "봄",
+    "꿈",
+    "너",
+    "나",
+    "별",
+    "밤",
+    "길",
+    "달",
+    "눈",
+    "꽃",
+    "잠",
+    "빛",
+    "좋아",
+    "좋다",
+    "싶어",
+    "싶다",
+    "먹고",
+    "먹어",
+    "줬어",
+    "줬다",
+    "했어",
+    "했지",
+    "갔어",
+    "갔다",
+    "왔어",
+    "왔네",
+    "봤어",
+    "봤지",
+    "웃고",
+    "울어",
+    "걸어",
+    "걷고",
+    "찾아",
+    "잡고",
+    "사랑해",
+    "그리워",
+    "보고파",
+    "노래해",
+    "기다려",
+    "바라봐",
+    "꿈꾸며",
 )
 STEMS = frozenset(s for w in WORDS for s in w[:-1]) - frozenset(w[-1] for w in WORDS)
 """Syllables that only ever begin or continue a word in the corpus, never end one."""
@@ -54,12 +91,22 @@ def make_tokenizer(kind: str) -> Any:
         vocab.setdefault(token, len(vocab))
     merges = [("▁", s) for s in syllables]
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\n+"), behavior="isolated"),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\n+"), behavior="isolated"),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
+        ]
+    )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", unk_token="<unk>",
-                                      pad_token="<pad>", mask_token="<mask>", clean_up_tokenization_spaces=False)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        clean_up_tokenization_spaces=False,
+    )
     if kind == "newline":
         wrapped.add_tokens([AddedToken(t, normalized=False, special=False) for t in ("\n\n", "\n")])
     return wrapped
@@ -74,9 +121,16 @@ def build(out: Path, kind: str, steps: int = 300, seed: int = 7) -> None:
     texts = corpus(seed=seed)
     if kind == "plain":
         texts = [t.replace("\n", " ") for t in texts]
-    config = GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_embd=64, n_head=2, n_positions=128,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -18,8 +18,7 @@ from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
 
-from kolyric.app.config import (SETTINGS_FILE, AppConfig, config_dir, confine_caches, data_dir, load_config,
-                                save_config)
+from kolyric.app.config import SETTINGS_FILE, AppConfig, config_dir, confine_caches, data_dir, load_config, save_config
 from kolyric.app.drafts import DraftStore
 from kolyric.app.file_safety import describe_os_error
 from kolyric.app.guard import ErrorGuard, Guarded
@@ -57,10 +56,19 @@ class KolyricApp(Guarded, App[None]):
     status_draft_ok: var[bool] = var(True)
     model_window: var[int | None] = var(None)  # the loaded model's context window, in tokens
 
-    def __init__(self, *, model: str | None = None, precision: str | None = None,
-                 device: str | None = None, theme: str | None = None, preset: str | None = None,
-                 data_dir_override: str | Path | None = None, load_on_start: bool = True,
-                 train_command: list[str] | None = None, cursor_blink: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        precision: str | None = None,
+        device: str | None = None,
+        theme: str | None = None,
+        preset: str | None = None,
+        data_dir_override: str | Path | None = None,
+        load_on_start: bool = True,
+        train_command: list[str] | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
         super().__init__()
         confine_caches()
         self.config_path = config_dir() / SETTINGS_FILE
@@ -144,9 +152,8 @@ class KolyricApp(Guarded, App[None]):
         self.save_config()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "switch_mode" and parameters and parameters[0] == self.current_mode:
-            return False  # no footer key for the screen already shown
-        return True
+        # no footer key for the screen already shown
+        return not (action == "switch_mode" and parameters and parameters[0] == self.current_mode)
 
     # -- the model -----------------------------------------------------------------------------
     def load_model(self, spec: str, precision: str | None = None, *, remember: bool = False) -> None:
@@ -201,8 +208,9 @@ class KolyricApp(Guarded, App[None]):
         if isinstance(self.screen, ModelPickerScreen):
             return
         current = self.host.spec or self.model_spec or ""
-        picker = ModelPickerScreen(current, self.precision, self.config.recent_models,
-                                   self.data_dir, error=self.load_error)
+        picker = ModelPickerScreen(
+            current, self.precision, self.config.recent_models, self.data_dir, error=self.load_error
+        )
         self.push_screen(picker, self._model_picked)
 
     def _model_picked(self, choice: tuple[str, str] | None) -> None:
@@ -227,8 +235,9 @@ class KolyricApp(Guarded, App[None]):
             try:
                 save_config(self.config_path, config)
             except OSError as exc:
-                self.call_from_thread(self.notify, f"Could not save settings: {describe_os_error(exc)}",
-                                      severity="warning")
+                self.call_from_thread(
+                    self.notify, f"Could not save settings: {describe_os_error(exc)}", severity="warning"
+                )
 
     def remember_preset(self, name: str) -> None:
         if name != self.config.preset:
@@ -237,11 +246,13 @@ class KolyricApp(Guarded, App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Playground", "Write lyrics and generate lines (F2)",
-                            lambda: self.switch_mode("playground"))
+        yield SystemCommand(
+            "Playground", "Write lyrics and generate lines (F2)", lambda: self.switch_mode("playground")
+        )
         yield SystemCommand("Training", "Fine-tune or train a model (F3)", lambda: self.switch_mode("training"))
-        yield SystemCommand("Choose model", "Load a hub model, a directory or a checkpoint (F4)",
-                            self.action_pick_model)
+        yield SystemCommand(
+            "Choose model", "Load a hub model, a directory or a checkpoint (F4)", self.action_pick_model
+        )
         commands = getattr(screen, "palette_commands", None)
         if commands is not None:
             yield from commands()

@@ -127,8 +127,16 @@ class AppConfig:
         del self.recent_models[RECENT_LIMIT:]
 
 
-_TYPES: dict[str, type] = {"model": str, "preset": str, "precision": str, "device": str,
-                           "theme": str, "recent_models": list, "train_corpus": str, "train_corpus_file": str}
+_TYPES: dict[str, type] = {
+    "model": str,
+    "preset": str,
+    "precision": str,
+    "device": str,
+    "theme": str,
+    "recent_models": list,
+    "train_corpus": str,
+    "train_corpus_file": str,
+}
 TRAIN_CORPORA = ("nsmc", "file")  # what the training form's corpus choice holds
 
 
@@ -165,8 +173,9 @@ def load_config(path: Path) -> tuple[AppConfig, list[str]]:
     if problems:
         moved = quarantine(path)
         where = f"moved to {moved.name}" if moved else "left in place"
-        return AppConfig(), [f"Settings file {path} was unreadable ({problems[0]}); "
-                             f"using defaults, the bad file was {where}."]
+        return AppConfig(), [
+            f"Settings file {path} was unreadable ({problems[0]}); using defaults, the bad file was {where}."
+        ]
     notices = []
     unknown = sorted(set(values) - set(_TYPES))
     if unknown:

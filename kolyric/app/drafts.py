@@ -60,9 +60,15 @@ class Draft:
     settings: tuple[tuple[str, object], ...] = ()  # the decoding controls (DecodingSettings.to_dict() items)
 
     def to_json(self) -> str:
-        data = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), **asdict(self),
-                "constraints": dict(self.constraints), "undo": journal_to_json(self.undo),
-                "settings": dict(self.settings)}
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "saved_at": time.time(),
+            **asdict(self),
+            "constraints": dict(self.constraints),
+            "undo": journal_to_json(self.undo),
+            "settings": dict(self.settings),
+        }
         text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
         return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
@@ -94,12 +100,20 @@ class Draft:
             polarity = None
         constraints, bad = _constraint_fields(data.get("constraints"))
         undo, undo_at = journal_from_json(data.get("undo")), data.get("undo_at", -1)
-        if not (undo_at == -1 and not undo) and not (isinstance(undo_at, int) and 0 <= undo_at < len(undo)
-                                                     and undo[undo_at] == text):
+        if not (undo_at == -1 and not undo) and not (
+            isinstance(undo_at, int) and 0 <= undo_at < len(undo) and undo[undo_at] == text
+        ):
             undo, undo_at = (), -1  # a journal out of step with the lyrics (a hand edit): started afresh
         settings, bad_settings = _settings_fields(data.get("settings"))
-        return cls(text=text, prompt=prompt, polarity=polarity, constraints=constraints, undo=undo,
-                   undo_at=undo_at, settings=settings), set_aside + bad + bad_settings
+        return cls(
+            text=text,
+            prompt=prompt,
+            polarity=polarity,
+            constraints=constraints,
+            undo=undo,
+            undo_at=undo_at,
+            settings=settings,
+        ), set_aside + bad + bad_settings
 
 
 class DraftStore:
@@ -129,8 +143,9 @@ class DraftStore:
             moved = quarantine(self.path)
             where = f"renamed to {moved.name}" if moved else "left in place"
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            return None, [f"The saved draft was unreadable ({reason}); starting empty. "
-                          f"The file was {where} in {self.directory}."]
+            return None, [
+                f"The saved draft was unreadable ({reason}); starting empty. The file was {where} in {self.directory}."
+            ]
         if not set_aside:
             return draft, []
         kept = keep_copy(self.path)
@@ -139,8 +154,10 @@ class DraftStore:
         except OSError:
             pass
         where = f"the file as it was is kept as {kept.name}" if kept else "the file could not be copied aside"
-        return draft, [f"Restored your last draft, but left out what could not be read "
-                       f"({'; '.join(set_aside)[:300]}); {where} in {self.directory}."]
+        return draft, [
+            f"Restored your last draft, but left out what could not be read "
+            f"({'; '.join(set_aside)[:300]}); {where} in {self.directory}."
+        ]
 
     def save(self, draft: Draft, seq: int) -> bool:
         """Write ``draft`` unless a newer one (higher ``seq``) is already written.
@@ -153,7 +170,6 @@ class DraftStore:
             atomic_write_text(self.path, draft.to_json())
             self._written_seq = seq
             return True
-
 
     def load_tree(self) -> tuple[VersionTree, list[str]]:
         """The saved tree of versions (empty when there is none) and notices; an unreadable
@@ -174,8 +190,10 @@ class DraftStore:
             return VersionTree(), [f"The saved versions were unreadable ({reason}); the file was {where}."]
         if skipped:
             kept = keep_copy(self.tree_path)
-            return tree, [f"Left out {len(skipped)} saved version(s) that could not be read ({skipped[0]}); "
-                          f"the file as it was is kept as {kept.name if kept else 'nothing'}."]
+            return tree, [
+                f"Left out {len(skipped)} saved version(s) that could not be read ({skipped[0]}); "
+                f"the file as it was is kept as {kept.name if kept else 'nothing'}."
+            ]
         return tree, []
 
     def save_tree(self, text: str, revision: int) -> bool:
@@ -206,14 +224,18 @@ def journal_from_json(raw: object) -> tuple[str, ...]:
         return ()
     states = [raw[0]]
     for step in raw[1:]:
-        if (not isinstance(step, list) or len(step) != 3 or not all(isinstance(n, int) for n in step[:2])
-                or not isinstance(step[2], str)):
+        if (
+            not isinstance(step, list)
+            or len(step) != 3
+            or not all(isinstance(n, int) for n in step[:2])
+            or not isinstance(step[2], str)
+        ):
             return ()
         head, tail, middle = step
         before = states[-1]
         if head < 0 or tail < 0 or head + tail > len(before):
             return ()
-        states.append(before[:head] + middle + before[len(before) - tail:])
+        states.append(before[:head] + middle + before[len(before) - tail :])
     return tuple(states)
 
 

@@ -73,8 +73,9 @@ class ErrorGuard:
             if count == 1:
                 where_text = f" in {where}" if where else ""
                 log_text = f"details in {self.path}" if logged else "it could not be logged"
-                self._notify(f"Unexpected error{where_text} ({one_line(error)}); kolyric keeps running, "
-                             f"{draft}; {log_text}.")
+                self._notify(
+                    f"Unexpected error{where_text} ({one_line(error)}); kolyric keeps running, {draft}; {log_text}."
+                )
         finally:
             self._reporting = False
 
@@ -91,8 +92,9 @@ class ErrorGuard:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # an unregistered logger: each app has its own file, and nothing leaks into others
                 logger = logging.Logger(f"kolyric.app.errors:{self.path}")
-                handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=1,
-                                                               encoding="utf-8", delay=True)
+                handler = logging.handlers.RotatingFileHandler(
+                    self.path, maxBytes=LOG_BYTES, backupCount=1, encoding="utf-8", delay=True
+                )
                 handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
                 logger.addHandler(handler)
                 self._logger = logger

@@ -48,8 +48,9 @@ class ModelSlot:
     def description(self) -> str:
         return self.loaded.description if self.loaded is not None else "no model loaded"
 
-    def load(self, spec: str, *, device: str = "auto", precision: str = "auto",
-             progress: Progress = lambda phase: None) -> tuple[str, list[str], float]:
+    def load(
+        self, spec: str, *, device: str = "auto", precision: str = "auto", progress: Progress = lambda phase: None
+    ) -> tuple[str, list[str], float]:
         """Load ``spec`` (empty: the defaults in order); returns (spec used, notices, seconds).
 
         Raises ``ModelLoadError`` with a user-ready message when nothing could be loaded.

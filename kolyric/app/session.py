@@ -31,6 +31,7 @@ class GenerationRequestLike(Protocol):
     forced_ids: tuple[int, ...]
     constraints: ConstraintsLike | None
 
+
 _run_ids = itertools.count(1)
 
 
@@ -137,12 +138,22 @@ class HistoryEntry:
     settings_changes: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "prompt": self.prompt, "polarity": self.polarity, "context": list(self.context),
-                "summary": self.summary, "accepted": self.accepted,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.at)), "model": self.model,
-                "settings": self.settings, "settings_changes": [dict(c) for c in self.settings_changes],
-                "candidate": self.candidate, "constraints": self.constraints,
-                "forced_ids": list(self.forced_ids), "finish_reason": self.finish_reason}
+        return {
+            "text": self.text,
+            "prompt": self.prompt,
+            "polarity": self.polarity,
+            "context": list(self.context),
+            "summary": self.summary,
+            "accepted": self.accepted,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.at)),
+            "model": self.model,
+            "settings": self.settings,
+            "settings_changes": [dict(c) for c in self.settings_changes],
+            "candidate": self.candidate,
+            "constraints": self.constraints,
+            "forced_ids": list(self.forced_ids),
+            "finish_reason": self.finish_reason,
+        }
 
 
 # what a live change cannot alter in a running stream (the engine keeps the run's own)
@@ -155,7 +166,7 @@ def settings_changes(timeline: list[tuple[int, Any]], tokens: int | None = None)
     token numbers. Changes that took effect after a candidate's last token (``tokens``) are
     left out: they made none of its text."""
     out: list[dict[str, Any]] = []
-    for (_, before), (step, after) in zip(timeline, timeline[1:]):
+    for (_, before), (step, after) in itertools.pairwise(timeline):
         old, new = before.to_dict(), after.to_dict()
         changed = {k: v for k, v in new.items() if k not in _FIXED_MID_STREAM and old.get(k) != v}
         if new.get("strategy") == "beam":  # a running stream does not turn into beam search
@@ -166,10 +177,12 @@ def settings_changes(timeline: list[tuple[int, Any]], tokens: int | None = None)
 
 
 def changes_summary(changes: tuple[dict[str, Any], ...]) -> str:
-    """"from token 13: temperature 1.5, top_k 20" for each change (1-based for people)."""
-    return "; ".join(f"from token {c['from_token'] + 1}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float)
-                                                                    else f"{k} {v}" for k, v in c["changed"].items())
-                     for c in changes)
+    """ "from token 13: temperature 1.5, top_k 20" for each change (1-based for people)."""
+    return "; ".join(
+        f"from token {c['from_token'] + 1}: "
+        + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in c["changed"].items())
+        for c in changes
+    )
 
 
 def settings_summary(settings: Any, finish_reason: str | None, report: Any = None) -> str:
@@ -228,19 +241,54 @@ def state_from_node(node: Node, slot: int) -> CandidateState:
     """A finished candidate from the tree, as a card shows it (and the inspector reads it)."""
     tokens = list(node.tokens)
     pieces = list(node.pieces) if len(node.pieces) == len(tokens) else [t.text for t in tokens]
-    return CandidateState(slot, node.prompt, tokens=tokens, pieces=pieces, full_text=node.text,
-                          finish_reason=node.finish_reason or "stopped", seed=node.seed, joiner=node.joiner,
-                          report=node.report, window_limit=node.window_limit)
+    return CandidateState(
+        slot,
+        node.prompt,
+        tokens=tokens,
+        pieces=pieces,
+        full_text=node.text,
+        finish_reason=node.finish_reason or "stopped",
+        seed=node.seed,
+        joiner=node.joiner,
+        report=node.report,
+        window_limit=node.window_limit,
+    )
 
 
-def node_from_state(state: CandidateState, request: GenerationRequestLike, settings: dict[str, Any],
-                    changes: tuple[dict[str, Any], ...], *, kind: str, model: str | None, candidate: int = 0,
-                    parent: int | None = None, at: int | None = None) -> Node:
+def node_from_state(
+    state: CandidateState,
+    request: GenerationRequestLike,
+    settings: dict[str, Any],
+    changes: tuple[dict[str, Any], ...],
+    *,
+    kind: str,
+    model: str | None,
+    candidate: int = 0,
+    parent: int | None = None,
+    at: int | None = None,
+) -> Node:
     """A finished candidate as a tree node (its id is given by ``VersionTree.add``)."""
     constraints = request.constraints.to_dict() if request.constraints is not None else None
-    return Node(0, kind, state.prompt, state.accepted_text(), parent=parent, at=at, polarity=request.polarity,
-                context=tuple(request.context), constraints=constraints, forced_ids=tuple(request.forced_ids),
-                settings=settings, changes=changes, seed=state.seed, model=model, candidate=candidate,
-                finish_reason=state.finish_reason, joiner=state.joiner,
-                report=StoredReport.from_report(state.report) if state.report is not None else None,
-                window_limit=state.window_limit, pieces=tuple(state.pieces), _tokens=stored_tokens(state.tokens))
+    return Node(
+        0,
+        kind,
+        state.prompt,
+        state.accepted_text(),
+        parent=parent,
+        at=at,
+        polarity=request.polarity,
+        context=tuple(request.context),
+        constraints=constraints,
+        forced_ids=tuple(request.forced_ids),
+        settings=settings,
+        changes=changes,
+        seed=state.seed,
+        model=model,
+        candidate=candidate,
+        finish_reason=state.finish_reason,
+        joiner=state.joiner,
+        report=StoredReport.from_report(state.report) if state.report is not None else None,
+        window_limit=state.window_limit,
+        pieces=tuple(state.pieces),
+        _tokens=stored_tokens(state.tokens),
+    )

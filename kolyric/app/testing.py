@@ -21,8 +21,13 @@ class WaitTimeout(AssertionError):
     pass
 
 
-async def wait_until(pilot: Pilot[object], condition: Callable[[], T], timeout: float = 30.0,
-                     interval: float = 0.02, what: str = "condition") -> T:
+async def wait_until(
+    pilot: Pilot[object],
+    condition: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
     """Pause the pilot until ``condition()`` is truthy; returns its value, or fails after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -41,7 +41,7 @@ def parse_theme(raw: dict[str, Any], source: str) -> Any:
     try:
         theme = Theme(**raw)
         theme.to_color_system()  # parses every colour now, not at first paint
-    except Exception as exc:  # noqa: BLE001 - Color parse errors have several types
+    except Exception as exc:  # Color parse errors have several types
         raise ValueError(f"{source}: {exc}") from exc
     return theme
 

@@ -29,8 +29,12 @@ FormValue = int | float | None  # a typed field of the form (None: left empty, w
 MAX_NUMBER_CHARS = 40  # longer text is no number any field takes: refused before float() or int() sees it
 LAST_CKPT = "last.ckpt"  # what `kolyric train --resume` continues by default
 # flags the form sets itself, and where the form sets them
-FORM_FLAGS = {"out": "the output dir field", "events": "the form", "resume": "the form's resume box",
-              "corpus_dir": "the corpus dir field"}
+FORM_FLAGS = {
+    "out": "the output dir field",
+    "events": "the form",
+    "resume": "the form's resume box",
+    "corpus_dir": "the corpus dir field",
+}
 
 # The settings the form offers; their ranges, help and defaults are TrainConfig's.
 TRAIN_FIELDS: dict[str, Setting] = {
@@ -149,8 +153,11 @@ def check_extra(extra: tuple[str, ...]) -> str | None:
             return f"--{dest.replace('_', '-')} is set by {owner}, not here"
     if unknown:
         word = unknown[0]
-        return (f"kolyric train has no flag {word!r}" if word.startswith("-")
-                else f"{word!r} is not a flag (flags start with --)")
+        return (
+            f"kolyric train has no flag {word!r}"
+            if word.startswith("-")
+            else f"{word!r} is not a flag (flags start with --)"
+        )
     return None
 
 
@@ -200,8 +207,15 @@ def parse_form(raw: Mapping[str, object], *, data_dir: Path) -> tuple[TrainingRe
             problems.append(Problem(name, folder, refusal))
     if problems:
         return None, problems
-    request = TrainingRequest(corpus=corpus_file if corpus == "file" else "nsmc", corpus_dir=corpus_dir,
-                              model=None if scratch else model, out=out, values=values, extra=extra, resume=resume)
+    request = TrainingRequest(
+        corpus=corpus_file if corpus == "file" else "nsmc",
+        corpus_dir=corpus_dir,
+        model=None if scratch else model,
+        out=out,
+        values=values,
+        extra=extra,
+        resume=resume,
+    )
     return request, []
 
 
@@ -218,6 +232,7 @@ def _check_out(out: Path, resume: bool, *, typed: bool) -> tuple[str | None, str
         return target, None
     if checkpoints_in(out):
         how = "last.ckpt" if target == "last" else Path(target).name if target else "its checkpoints"
-        return None, (f"this folder already holds a run's checkpoints: tick 'resume' to go on from {how}, "
-                      f"or press 'New folder'")
+        return None, (
+            f"this folder already holds a run's checkpoints: tick 'resume' to go on from {how}, or press 'New folder'"
+        )
     return None, None

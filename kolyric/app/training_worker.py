@@ -46,8 +46,13 @@ def result_path(event: Event) -> str | None:
 class TrainingProcess:
     """One training run. ``on_event`` gets each event dict; ``on_line`` each other output line."""
 
-    def __init__(self, argv: list[str], on_event: Callable[[Event], None],
-                 on_line: Callable[[str], None] = lambda line: None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        argv: list[str],
+        on_event: Callable[[Event], None],
+        on_line: Callable[[str], None] = lambda line: None,
+        env: dict[str, str] | None = None,
+    ):
         self.argv = argv
         self.on_event = on_event
         self.on_line = on_line
@@ -60,9 +65,17 @@ class TrainingProcess:
     def run(self) -> TrainingOutcome:
         try:
             self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, encoding="utf-8", errors="replace", bufsize=1, env=self.env,
-                start_new_session=True)  # its own process group: a Ctrl+C meant for us is not its
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                env=self.env,
+                start_new_session=True,
+            )  # its own process group: a Ctrl+C meant for us is not its
         except OSError as exc:
             self._started.set()
             return TrainingOutcome(False, None, f"could not start training: {exc}")
@@ -89,8 +102,9 @@ class TrainingProcess:
         if finished is not None and returncode == 0 and not finished.get("cancelled"):
             return TrainingOutcome(True, 0, "training finished", False, result_path(finished))
         if self.cancelled or (finished is not None and finished.get("cancelled")):
-            return TrainingOutcome(False, returncode, "training cancelled", True,
-                                   result_path(finished) if finished else None)
+            return TrainingOutcome(
+                False, returncode, "training cancelled", True, result_path(finished) if finished else None
+            )
         tail = "\n".join(self._stderr).strip()
         message = error or (tail.splitlines()[-1] if tail else f"the training process exited with status {returncode}")
         return TrainingOutcome(False, returncode, message)

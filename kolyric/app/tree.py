@@ -111,28 +111,76 @@ class StoredReport:
         return (self.text, self.full_text) if self.text is not None and self.full_text is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"satisfied": self.satisfied, "constraints": self.constraints, "reasons": list(self.reasons),
-                "notes": list(self.notes), "line_end": self.line_end, "text": self.text, "full_text": self.full_text,
-                "lines": [{"text": ln.text, "syllables": ln.syllables, "rhyme": ln.rhyme, "target": ln.target,
-                           "ok": ln.ok, "problem": ln.problem} for ln in self.lines]}
+        return {
+            "satisfied": self.satisfied,
+            "constraints": self.constraints,
+            "reasons": list(self.reasons),
+            "notes": list(self.notes),
+            "line_end": self.line_end,
+            "text": self.text,
+            "full_text": self.full_text,
+            "lines": [
+                {
+                    "text": ln.text,
+                    "syllables": ln.syllables,
+                    "rhyme": ln.rhyme,
+                    "target": ln.target,
+                    "ok": ln.ok,
+                    "problem": ln.problem,
+                }
+                for ln in self.lines
+            ],
+        }
 
     @classmethod
     def from_report(cls, report: Any) -> StoredReport:
         """From the engine's ``ConstraintReport`` (or a stored one)."""
-        lines = tuple(StoredLine(ln.text, int(ln.syllables), getattr(ln, "rhyme", None), getattr(ln, "target", None),
-                                 bool(getattr(ln, "ok", True)), getattr(ln, "problem", None)) for ln in report.lines)
-        return cls(bool(report.satisfied), str(report.constraints), tuple(report.reasons), lines,
-                   tuple(getattr(report, "notes", ())), str(getattr(report, "line_end", "newline")),
-                   getattr(report, "text", None), getattr(report, "full_text", None))
+        lines = tuple(
+            StoredLine(
+                ln.text,
+                int(ln.syllables),
+                getattr(ln, "rhyme", None),
+                getattr(ln, "target", None),
+                bool(getattr(ln, "ok", True)),
+                getattr(ln, "problem", None),
+            )
+            for ln in report.lines
+        )
+        return cls(
+            bool(report.satisfied),
+            str(report.constraints),
+            tuple(report.reasons),
+            lines,
+            tuple(getattr(report, "notes", ())),
+            str(getattr(report, "line_end", "newline")),
+            getattr(report, "text", None),
+            getattr(report, "full_text", None),
+        )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StoredReport:
-        lines = tuple(StoredLine(str(ln.get("text", "")), int(ln.get("syllables", 0)), ln.get("rhyme"),
-                                 ln.get("target"), bool(ln.get("ok", True)), ln.get("problem"))
-                      for ln in raw.get("lines", []) if isinstance(ln, dict))
-        return cls(bool(raw.get("satisfied")), str(raw.get("constraints", "")),
-                   tuple(str(r) for r in raw.get("reasons", [])), lines, tuple(str(n) for n in raw.get("notes", [])),
-                   str(raw.get("line_end", "newline")), raw.get("text"), raw.get("full_text"))
+        lines = tuple(
+            StoredLine(
+                str(ln.get("text", "")),
+                int(ln.get("syllables", 0)),
+                ln.get("rhyme"),
+                ln.get("target"),
+                bool(ln.get("ok", True)),
+                ln.get("problem"),
+            )
+            for ln in raw.get("lines", [])
+            if isinstance(ln, dict)
+        )
+        return cls(
+            bool(raw.get("satisfied")),
+            str(raw.get("constraints", "")),
+            tuple(str(r) for r in raw.get("reasons", [])),
+            lines,
+            tuple(str(n) for n in raw.get("notes", [])),
+            str(raw.get("line_end", "newline")),
+            raw.get("text"),
+            raw.get("full_text"),
+        )
 
 
 @dataclass
@@ -192,16 +240,36 @@ class Node:
                 ids.append(alt.token_id)
             alt_ids.append(ids)
             alt_probs.append([round(alt.prob, PROB_DIGITS) for alt in tok.alternatives])
-        return {"id": self.id, "parent": self.parent, "at": self.at, "kind": self.kind, "prompt": self.prompt,
-                "polarity": self.polarity, "context": list(self.context), "constraints": self.constraints,
-                "forced_ids": list(self.forced_ids), "settings": self.settings, "changes": list(self.changes),
-                "seed": self.seed, "model": self.model, "candidate": self.candidate, "text": self.text,
-                "finish_reason": self.finish_reason, "joiner": self.joiner,
-                "report": self.report.to_dict() if self.report is not None else None,
-                "window_limit": self.window_limit, "created": self.created,
-                "tokens": {"ids": [t.token_id for t in tokens], "probs": [round(t.prob, PROB_DIGITS) for t in tokens],
-                           "pieces": list(self.pieces), "alt_ids": alt_ids, "alt_probs": alt_probs},
-                "texts": texts}
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "at": self.at,
+            "kind": self.kind,
+            "prompt": self.prompt,
+            "polarity": self.polarity,
+            "context": list(self.context),
+            "constraints": self.constraints,
+            "forced_ids": list(self.forced_ids),
+            "settings": self.settings,
+            "changes": list(self.changes),
+            "seed": self.seed,
+            "model": self.model,
+            "candidate": self.candidate,
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "joiner": self.joiner,
+            "report": self.report.to_dict() if self.report is not None else None,
+            "window_limit": self.window_limit,
+            "created": self.created,
+            "tokens": {
+                "ids": [t.token_id for t in tokens],
+                "probs": [round(t.prob, PROB_DIGITS) for t in tokens],
+                "pieces": list(self.pieces),
+                "alt_ids": alt_ids,
+                "alt_probs": alt_probs,
+            },
+            "texts": texts,
+        }
 
     def to_json(self) -> str:
         if self._json is None:
@@ -226,23 +294,34 @@ class Node:
         if not isinstance(tokens, dict) or not isinstance(texts, dict):
             raise ValueError(f"node {ident} tokens: must be an object")
         report = raw.get("report")
-        node = cls(ident, kind, prompt, text, parent=_opt_int(raw.get("parent")), at=_opt_int(raw.get("at")),
-                   polarity=raw.get("polarity") if raw.get("polarity") in ("긍정", "부정") else None,
-                   context=tuple(str(c) for c in raw.get("context") or ()),
-                   constraints=raw.get("constraints") if isinstance(raw.get("constraints"), dict) else None,
-                   forced_ids=tuple(int(i) for i in raw.get("forced_ids") or ()),
-                   settings=dict(raw.get("settings") or {}),
-                   changes=tuple(c for c in raw.get("changes") or () if isinstance(c, dict)
-                                 and isinstance(c.get("from_token"), int) and isinstance(c.get("changed"), dict)),
-                   seed=_opt_int(raw.get("seed")),
-                   model=raw.get("model") if isinstance(raw.get("model"), str) else None,
-                   candidate=_opt_int(raw.get("candidate")) or 0, finish_reason=raw.get("finish_reason"),
-                   joiner=raw.get("joiner") if isinstance(raw.get("joiner"), str) else None,
-                   report=StoredReport.from_dict(report) if isinstance(report, dict) else None,
-                   window_limit=_opt_int(raw.get("window_limit")),
-                   created=float(raw.get("created") or 0.0),
-                   pieces=tuple(str(p) for p in tokens.get("pieces") or ()),
-                   _raw_tokens=tokens)
+        node = cls(
+            ident,
+            kind,
+            prompt,
+            text,
+            parent=_opt_int(raw.get("parent")),
+            at=_opt_int(raw.get("at")),
+            polarity=raw.get("polarity") if raw.get("polarity") in ("긍정", "부정") else None,
+            context=tuple(str(c) for c in raw.get("context") or ()),
+            constraints=raw.get("constraints") if isinstance(raw.get("constraints"), dict) else None,
+            forced_ids=tuple(int(i) for i in raw.get("forced_ids") or ()),
+            settings=dict(raw.get("settings") or {}),
+            changes=tuple(
+                c
+                for c in raw.get("changes") or ()
+                if isinstance(c, dict) and isinstance(c.get("from_token"), int) and isinstance(c.get("changed"), dict)
+            ),
+            seed=_opt_int(raw.get("seed")),
+            model=raw.get("model") if isinstance(raw.get("model"), str) else None,
+            candidate=_opt_int(raw.get("candidate")) or 0,
+            finish_reason=raw.get("finish_reason"),
+            joiner=raw.get("joiner") if isinstance(raw.get("joiner"), str) else None,
+            report=StoredReport.from_dict(report) if isinstance(report, dict) else None,
+            window_limit=_opt_int(raw.get("window_limit")),
+            created=float(raw.get("created") or 0.0),
+            pieces=tuple(str(p) for p in tokens.get("pieces") or ()),
+            _raw_tokens=tokens,
+        )
         node._texts = texts
         return node
 
@@ -267,8 +346,12 @@ def _tokens_from(columns: dict[str, Any], texts: dict[str, str]) -> tuple[Token,
     for n, (tid, prob) in enumerate(zip(ids, probs)):
         a_ids = alt_ids[n] if n < len(alt_ids) else []
         a_probs = alt_probs[n] if n < len(alt_probs) else []
-        if (not isinstance(a_ids, list) or not isinstance(a_probs, list) or not set(map(type, a_ids)) <= _INTS
-                or not set(map(type, a_probs)) <= _NUMBERS):
+        if (
+            not isinstance(a_ids, list)
+            or not isinstance(a_probs, list)
+            or not set(map(type, a_ids)) <= _INTS
+            or not set(map(type, a_probs)) <= _NUMBERS
+        ):
             return ()
         alts = tuple([Alt(a, texts.get(str(a), ""), p) for a, p in zip(a_ids, a_probs)])
         out.append(Token(tid, texts.get(str(tid), ""), prob, alts))
@@ -277,10 +360,17 @@ def _tokens_from(columns: dict[str, Any], texts: dict[str, str]) -> tuple[Token,
 
 def stored_tokens(tokens: Iterable[TokenLike]) -> tuple[Token, ...]:
     """Engine ``TokenInfo``s (or stored ones) as the tree keeps them."""
-    return tuple(t if isinstance(t, Token) else
-                 Token(int(t.token_id), t.text, float(t.prob),
-                       tuple(Alt(int(a.token_id), a.text, float(a.prob)) for a in t.alternatives))
-                 for t in tokens)
+    return tuple(
+        t
+        if isinstance(t, Token)
+        else Token(
+            int(t.token_id),
+            t.text,
+            float(t.prob),
+            tuple(Alt(int(a.token_id), a.text, float(a.prob)) for a in t.alternatives),
+        )
+        for t in tokens
+    )
 
 
 class VersionTree:
@@ -348,8 +438,10 @@ class VersionTree:
 
     def snapshot(self) -> TreeSnapshot:
         """The tree as it is now, to write from another thread while this one adds nodes."""
-        head = json.dumps({"format": FORMAT, "version": VERSION, "current": self.current,
-                           "accepted": sorted(self.accepted)}, separators=(",", ":"))
+        head = json.dumps(
+            {"format": FORMAT, "version": VERSION, "current": self.current, "accepted": sorted(self.accepted)},
+            separators=(",", ":"),
+        )
         return TreeSnapshot(head, list(self.nodes.values()), self.revision)
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class UndoJournal:
         if text == self.current:
             return
         now = time.monotonic()
-        del self.states[self.at + 1:]  # a new change drops what could have been redone
+        del self.states[self.at + 1 :]  # a new change drops what could have been redone
         start, end, middle = difference(self.current, text)
         if end - start > TYPED_CHARS or len(middle) > TYPED_CHARS:  # a paste or a cut: a state of its own
             boundary = True
@@ -85,7 +85,7 @@ def difference(before: str, after: str) -> tuple[int, int, str]:
     tail = 0
     while tail < limit - head and before[-1 - tail] == after[-1 - tail]:
         tail += 1
-    return head, len(before) - tail, after[head:len(after) - tail]
+    return head, len(before) - tail, after[head : len(after) - tail]
 
 
 def location(text: str, offset: int) -> tuple[int, int]:

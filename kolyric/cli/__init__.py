@@ -105,7 +105,7 @@ def _sub_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Ar
     """The deepest sub-command parser that ``argv`` names (``lyrics check`` → check's)."""
     current = parser
     for token in argv:
-        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs:
             break
         if token in subs[0].choices:
@@ -114,10 +114,10 @@ def _sub_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Ar
 
 
 def _suggestion(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """" (did you mean --polarity?)" for the first mistyped flag with a close match, else ""."""
+    """ " (did you mean --polarity?)" for the first mistyped flag with a close match, else ""."""
     import difflib
 
-    known = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]  # noqa: SLF001
+    known = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
     for token in unknown:
         if token.startswith("--"):
             close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.6)

@@ -18,10 +18,16 @@ from kolyric.cli.options import decoding_overrides
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compare", nargs="?", const="", default=None, metavar="PRESETS",
-                        help="run the prompt under several presets with one seed, side by side: comma-separated "
-                             "names, or none for the tutorial's greedy, beam-3, top-k-50, top-p-0.92, "
-                             "temperature-0.01, temperature-1.5, repetition-1.5 and combined")
+    parser.add_argument(
+        "--compare",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PRESETS",
+        help="run the prompt under several presets with one seed, side by side: comma-separated "
+        "names, or none for the tutorial's greedy, beam-3, top-k-50, top-p-0.92, "
+        "temperature-0.01, temperature-1.5, repetition-1.5 and combined",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +65,18 @@ def run(args: argparse.Namespace) -> int:
             writer.write(cand.full_text)
             writer.end(cand.constraint_report)
     if args.json:
-        print(json.dumps({"prompt": request.prompt, "polarity": request.polarity, "seed": seed,
-                          "model": loaded.description, "compare": out}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "prompt": request.prompt,
+                    "polarity": request.polarity,
+                    "seed": seed,
+                    "model": loaded.description,
+                    "compare": out,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     print(f"seed {seed} · {len(names)} presets · {loaded.description}", file=sys.stderr)
     return 0

@@ -27,27 +27,53 @@ SHARED = ("val_share", "batch_size", "max_seq_length", "seed")  # TrainConfig's 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", default="nsmc",
-                        help="'nsmc' (its test split) or a .tsv/.jsonl file of texts with polarities (default nsmc)")
-    parser.add_argument("--corpus-dir", default=".",
-                        help="directory holding nsmc/ratings_test.txt (default: the current directory)")
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
-                        help=f"evaluate the first N texts; 0 = all (default {DEFAULT_LIMIT})")
+    parser.add_argument(
+        "--corpus",
+        default="nsmc",
+        help="'nsmc' (its test split) or a .tsv/.jsonl file of texts with polarities (default nsmc)",
+    )
+    parser.add_argument(
+        "--corpus-dir", default=".", help="directory holding nsmc/ratings_test.txt (default: the current directory)"
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"evaluate the first N texts; 0 = all (default {DEFAULT_LIMIT})",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default 16)")
-    parser.add_argument("--max-seq-length", type=int, default=128,
-                        help="tokens per text (prefix + review + end), longer ones are cut and only the kept "
-                             "part is scored; the model's context window caps it too (default 128)")
+    parser.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=128,
+        help="tokens per text (prefix + review + end), longer ones are cut and only the kept "
+        "part is scored; the model's context window caps it too (default 128)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the distinct-n samples (default 7)")
-    parser.add_argument("--metrics",
-                        help=f"comma-separated subset of {', '.join(METRIC_NAMES)} (default: verse for a file of "
-                             f"poems, else bpc,accuracy,distinct)")
-    parser.add_argument("--split", choices=SPLITS, default="all",
-                        help="of a file: all of it, or the validation (val) or training share that kolyric train "
-                             "splits off with the same --val-share and --seed (default all)")
-    parser.add_argument("--val-share", type=float, default=0.1,
-                        help="the share kolyric train held out of the file (default 0.1, as train)")
-    parser.add_argument("--samples", type=int, default=20,
-                        help="verse: continuations to sample for line lengths and the copy rate (default 20)")
+    parser.add_argument(
+        "--metrics",
+        help=f"comma-separated subset of {', '.join(METRIC_NAMES)} (default: verse for a file of "
+        f"poems, else bpc,accuracy,distinct)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="of a file: all of it, or the validation (val) or training share that kolyric train "
+        "splits off with the same --val-share and --seed (default all)",
+    )
+    parser.add_argument(
+        "--val-share",
+        type=float,
+        default=0.1,
+        help="the share kolyric train held out of the file (default 0.1, as train)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=20,
+        help="verse: continuations to sample for line lengths and the copy rate (default 20)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_model_arguments(parser)
 
@@ -70,8 +96,9 @@ def _check(args: argparse.Namespace) -> list[str]:
     return metrics
 
 
-def read_examples(corpus: str, corpus_dir: str, limit: int | None, *, split: str = "all", val_share: float = 0.1,
-                  seed: int = 7) -> tuple[list, str, list]:
+def read_examples(
+    corpus: str, corpus_dir: str, limit: int | None, *, split: str = "all", val_share: float = 0.1, seed: int = 7
+) -> tuple[list, str, list]:
     """The texts to evaluate, a description of where they came from, and the rest of the file
     (what ``kolyric train`` trained on when ``split`` is ``val``)."""
     from kolyric.training.corpora import CorpusError, nsmc_files, read_nsmc, read_user_file, split_validation
@@ -80,8 +107,9 @@ def read_examples(corpus: str, corpus_dir: str, limit: int | None, *, split: str
         if corpus.strip().lower() == "nsmc":
             path = nsmc_files(corpus_dir)["test"]
             if not path.is_file():  # eval never downloads: say where it looked instead
-                raise CLIError(f"{path}: NSMC's test split is not there; pass --corpus-dir DIR "
-                               f"with DIR/nsmc/ratings_test.txt")
+                raise CLIError(
+                    f"{path}: NSMC's test split is not there; pass --corpus-dir DIR with DIR/nsmc/ratings_test.txt"
+                )
             examples, _ = read_nsmc(corpus_dir, "test", limit=limit, download=False)
             description = f"NSMC test ({path})"
         else:
@@ -112,8 +140,13 @@ def is_verse(examples: list) -> bool:
 class Progress:
     """One line on stderr: rewritten in place on a terminal, a few plain lines otherwise."""
 
-    LABELS = {"bits": "scoring under the true polarity", "accuracy": "scoring under the other polarity",
-              "distinct": "sampling continuations", "verse": "scoring poems", "samples": "sampling verse"}
+    LABELS = {
+        "bits": "scoring under the true polarity",
+        "accuracy": "scoring under the other polarity",
+        "distinct": "sampling continuations",
+        "verse": "scoring poems",
+        "samples": "sampling verse",
+    }
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -135,26 +168,38 @@ def run(args: argparse.Namespace) -> int:
     metrics = _check(args)
     if args.split != "all" and args.corpus.strip().lower() == "nsmc":
         raise CLIError("--split: NSMC is always evaluated on its test split; --split is for a file")
-    examples, description, rest = read_examples(args.corpus, args.corpus_dir, args.limit or None, split=args.split,
-                                                val_share=args.val_share, seed=args.seed)
+    examples, description, rest = read_examples(
+        args.corpus, args.corpus_dir, args.limit or None, split=args.split, val_share=args.val_share, seed=args.seed
+    )
     if not metrics:
         metrics = ["verse"] if is_verse(examples) else ["bpc", "accuracy", "distinct"]
     if "verse" in metrics:
         return _run_verse(args, examples, description, rest, [m for m in metrics if m != "verse"])
     if "accuracy" in metrics and not any(e.polarity for e in examples):
-        raise CLIError(f"{args.corpus}: no text has a polarity, so accuracy cannot be measured "
-                       f"(use --metrics bpc,distinct)")
+        raise CLIError(
+            f"{args.corpus}: no text has a polarity, so accuracy cannot be measured (use --metrics bpc,distinct)"
+        )
 
     from kolyric.cli.generate import load
     from kolyric.evaluate import evaluate
 
     loaded = load(args)
-    report = evaluate(loaded, examples, metrics=metrics, batch_size=args.batch_size,
-                      max_seq_length=args.max_seq_length, seed=args.seed, corpus=description,
-                      progress=Progress())
+    report = evaluate(
+        loaded,
+        examples,
+        metrics=metrics,
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        corpus=description,
+        progress=Progress(),
+    )
     if report.bits and report.bits.truncated:
-        print(f"note: {report.bits.truncated} texts were longer than {report.max_seq_length} tokens; "
-              f"only their first {report.max_seq_length} tokens were scored", file=sys.stderr)
+        print(
+            f"note: {report.bits.truncated} texts were longer than {report.max_seq_length} tokens; "
+            f"only their first {report.max_seq_length} tokens were scored",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -170,8 +215,14 @@ def _run_verse(args: argparse.Namespace, examples: list, description: str, rest:
 
     loaded = load(args)
     train_texts = [e.text for e in (rest if args.split == "val" else examples)]
-    report = evaluate_verse(loaded, [e.text for e in examples], train_texts=train_texts, samples=args.samples,
-                            seed=args.seed, progress=Progress())
+    report = evaluate_verse(
+        loaded,
+        [e.text for e in examples],
+        train_texts=train_texts,
+        samples=args.samples,
+        seed=args.seed,
+        progress=Progress(),
+    )
     model = getattr(loaded, "description", "") or str(getattr(loaded, "source", ""))
     if args.json:
         print(json.dumps({"model": model, "corpus": description, **report.to_dict()}, ensure_ascii=False, indent=2))

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", nargs="?", default="", help="the line to continue (가사 한 줄)")
     parser.add_argument("--polarity", "-p", default="none", help="긍정, 부정 or none (default none)")
-    parser.add_argument("--context-file", default=None,
-                        help="a draft whose lines come before the prompt (newest kept when too long)")
+    parser.add_argument(
+        "--context-file", default=None, help="a draft whose lines come before the prompt (newest kept when too long)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     add_model_arguments(parser)
     add_decoding_arguments(parser)
@@ -87,8 +88,14 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
                 context = tuple(line.rstrip("\n") for line in f if line.strip())
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"--context-file {args.context_file}: {exc}") from exc
-    return GenerationRequest(args.prompt, polarity, settings, context=context, constraints=constraints,
-                             max_length_set="max_length" in overrides)
+    return GenerationRequest(
+        args.prompt,
+        polarity,
+        settings,
+        context=context,
+        constraints=constraints,
+        max_length_set="max_length" in overrides,
+    )
 
 
 def load(args: argparse.Namespace) -> LoadedModel:
@@ -100,8 +107,13 @@ def load(args: argparse.Namespace) -> LoadedModel:
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     try:
-        loaded = load_model(spec, base=args.base, device=args.device, precision=args.precision,
-                            progress=lambda phase: print(f"note: {phase} …", file=sys.stderr, flush=True))
+        loaded = load_model(
+            spec,
+            base=args.base,
+            device=args.device,
+            precision=args.precision,
+            progress=lambda phase: print(f"note: {phase} …", file=sys.stderr, flush=True),
+        )
     except ModelLoadError as exc:
         raise CLIError(str(exc)) from exc
     for line in loaded.notices:
@@ -167,8 +179,9 @@ def check_mark(report: ConstraintReport | None) -> str:
     if len(lines) > 2:
         keys = "".join((getattr(line, "rhyme", None) or "·").split("-")[-1] for line in lines)
         return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
-    return "✓ " + " / ".join(f"{line.syllables}" + (f" {line.rhyme}" if getattr(line, "rhyme", None) else "")
-                             for line in lines)
+    return "✓ " + " / ".join(
+        f"{line.syllables}" + (f" {line.rhyme}" if getattr(line, "rhyme", None) else "") for line in lines
+    )
 
 
 def run(args: argparse.Namespace) -> int:

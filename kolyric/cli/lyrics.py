@@ -29,7 +29,8 @@ def _rhyme_syllables(value: str) -> int:
         return parse_int(value, 1, MAX_RHYME_SYLLABLES)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {shown(value)}") from None
+            f"must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {shown(value)}"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"compare the last N syllables of each line (1-{MAX_RHYME_SYLLABLES}, default 1)",
     )
-    check.add_argument(
-        "--strict", action="store_true", help="also match the final consonant (받침)"
-    )
+    check.add_argument("--strict", action="store_true", help="also match the final consonant (받침)")
     check.add_argument(
         "--no-families",
         action="store_true",
@@ -81,9 +80,7 @@ def read_text(file: str) -> str:
     except UnicodeDecodeError as exc:
         offset = skipped + exc.start
         line = data.count(b"\n", 0, offset) + 1
-        raise CLIError(
-            f"{label}: not valid UTF-8 at byte {offset} (line {line}); save it as UTF-8"
-        ) from None
+        raise CLIError(f"{label}: not valid UTF-8 at byte {offset} (line {line}); save it as UTF-8") from None
 
 
 def _width(text: str) -> int:
@@ -134,8 +131,7 @@ def print_analysis(analysis: Analysis, out: TextIO) -> None:
     total = sum(line.syllables for line in lines)
     sections = len(analysis.sections)
     print(
-        f"\n{sections} section{'s' * (sections != 1)}, {len(lines)} line{'s' * (len(lines) != 1)},"
-        f" {total} syllables",
+        f"\n{sections} section{'s' * (sections != 1)}, {len(lines)} line{'s' * (len(lines) != 1)}, {total} syllables",
         file=out,
     )
 
@@ -154,9 +150,7 @@ def _write(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     text = read_text(args.file)
-    options = RhymeOptions(
-        syllables=args.rhyme_syllables, strict=args.strict, families=not args.no_families
-    )
+    options = RhymeOptions(syllables=args.rhyme_syllables, strict=args.strict, families=not args.no_families)
     analysis = analyse(text, options)
     if args.json:
         _write(json.dumps(analysis.to_dict(), ensure_ascii=False, indent=2) + "\n")

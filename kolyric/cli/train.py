@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = spec.help.replace("%", "%%")
         if spec.kind is bool:
             if default:
-                group.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
-                                   help=NEGATED[name])
+                group.add_argument(
+                    f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=NEGATED[name]
+                )
             else:
                 group.add_argument(flag, action="store_true", help=help_text)
             continue
@@ -77,8 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             warmup.add_argument(flag, **options)  # type: ignore[arg-type]
         else:
             group.add_argument(flag, **options)  # type: ignore[arg-type]
-    groups[OUTPUT].add_argument("--events", metavar="PATH|-",
-                                help="also write JSON-line events to PATH, or to stdout with -")
+    groups[OUTPUT].add_argument(
+        "--events", metavar="PATH|-", help="also write JSON-line events to PATH, or to stdout with -"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -118,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # a full disk, an unwritable --out: the checkpoints written so far are intact
         where = f" ({exc.filename})" if exc.filename else ""
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
-        raise CLIError(f"{exc.strerror or exc}{where}; any checkpoints already in {config.out} are "
-                       f"intact (continue with --resume)") from None
+        raise CLIError(
+            f"{exc.strerror or exc}{where}; any checkpoints already in {config.out} are intact (continue with --resume)"
+        ) from None
     except Exception as exc:  # the app needs an error event before the traceback
         events.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise

@@ -23,16 +23,16 @@ from kolyric.engine.settings import DecodingSettings
 from kolyric.engine.stream import Generator
 
 
-def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSettings,
-                cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
+def beam_stream(
+    gen: Generator, request: GenerationRequest, settings: DecodingSettings, cancel: threading.Event
+) -> Iterator[TokenEvent | DoneEvent]:
     """Beam search over ``request``: each candidate's TokenEvents once the search ends, then a DoneEvent."""
     import torch
     from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
     class _Cancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
-                              device=input_ids.device)
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
     class _Stopped(StoppingCriteria):
         """A hypothesis whose generated text holds a stop string is finished (beam search ranks
@@ -41,8 +41,10 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         vocabulary it can read; this decodes the text itself."""
 
         def __call__(self, input_ids, scores, **kwargs):
-            hits = [find_stop(gen.tokenizer.decode(row[prompt_len:], skip_special_tokens=False), settings.stop)
-                    is not None for row in input_ids.tolist()]
+            hits = [
+                find_stop(gen.tokenizer.decode(row[prompt_len:], skip_special_tokens=False), settings.stop) is not None
+                for row in input_ids.tolist()
+            ]
             return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
     started = time.perf_counter()
@@ -51,11 +53,16 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
     prompt_len = len(prompt)
     input_ids = torch.tensor([prompt + list(request.forced_ids)], device=gen.model.device)
     config = GenerationConfig(
-        num_beams=settings.num_beams, num_return_sequences=settings.n, do_sample=False,
-        max_new_tokens=max(1, max_new - len(request.forced_ids)), min_new_tokens=settings.min_length or None,
+        num_beams=settings.num_beams,
+        num_return_sequences=settings.n,
+        do_sample=False,
+        max_new_tokens=max(1, max_new - len(request.forced_ids)),
+        min_new_tokens=settings.min_length or None,
         repetition_penalty=settings.repetition_penalty,
         no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
-        eos_token_id=gen.eos_id, pad_token_id=gen.pad_id, bos_token_id=gen.tokenizer.bos_token_id,
+        eos_token_id=gen.eos_id,
+        pad_token_id=gen.pad_id,
+        bos_token_id=gen.tokenizer.bos_token_id,
     )
     constraint_state = gen.constraints_for(request, prompt_len, max_new)
     extra: list = sampling.text_penalties(settings, gen.tokenizer)  # DRY and phrase bias, before the constraints
@@ -74,10 +81,13 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
         extra.append(BeamBan(bans, prompt_len, settings.num_beams))
     with torch.inference_mode():
         try:
-            out = gen.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                     generation_config=config, logits_processor=extra,
-                                     stopping_criteria=StoppingCriteriaList(
-                                         [_Cancelled(), *([_Stopped()] if settings.stop else [])]))
+            out = gen.model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=config,
+                logits_processor=extra,
+                stopping_criteria=StoppingCriteriaList([_Cancelled(), *([_Stopped()] if settings.stop else [])]),
+            )
         finally:
             if look_ahead is not None:
                 look_ahead.detach()
@@ -93,8 +103,9 @@ def beam_stream(gen: Generator, request: GenerationRequest, settings: DecodingSe
             starts = constraint_state.boundary_starts(generated) if constraint_state is not None else set()
             stop = StopText(settings.stop, settings.keep_stop)  # the stream ends where the text does
             shown = list(itertools.takewhile(lambda info: info.token_id != gen.eos_id, infos))
-            pieces = [p for step, info in enumerate(shown)
-                      for p in stop.push(detok.push(info.token_id, step in starts))]
+            pieces = [
+                p for step, info in enumerate(shown) for p in stop.push(detok.push(info.token_id, step in starts))
+            ]
             for step, (info, piece) in enumerate(zip(shown, pieces + stop.flush())):
                 yield TokenEvent(i, step, piece, info, "\n" in piece)
             ids = [t for t in generated if t != gen.eos_id]
@@ -121,12 +132,13 @@ def score_tokens(gen: Generator, prompt: list[int], generated: list[int]) -> lis
     if not generated:
         return []
     ids = torch.tensor([prompt + generated], device=gen.model.device)
-    probs = torch.softmax(gen.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), dim=-1)
+    probs = torch.softmax(gen.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float(), dim=-1)
     top = torch.topk(probs, TOP_ALTERNATIVES, dim=-1)
     chosen = probs.gather(1, torch.tensor(generated, device=probs.device).unsqueeze(1)).squeeze(1).tolist()
-    return [TokenInfo(t, gen.token_text(t), p, tuple(Alternative(a, gen.token_text(a), q)
-                                                      for a, q in zip(ai, qi)))
-            for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())]
+    return [
+        TokenInfo(t, gen.token_text(t), p, tuple(Alternative(a, gen.token_text(a), q) for a, q in zip(ai, qi)))
+        for t, p, ai, qi in zip(generated, chosen, top.indices.tolist(), top.values.tolist())
+    ]
 
 
 __all__ = ["beam_stream", "score_tokens"]

@@ -105,8 +105,7 @@ def _make_stub(qualified_name: str) -> type:
         self._state = state
 
     module, _, name = qualified_name.rpartition(".")
-    stub = type(name or "Stub", (), {"__init__": _init, "__setstate__": _setstate,
-                                     "__module__": module or __name__})
+    stub = type(name or "Stub", (), {"__init__": _init, "__setstate__": _setstate, "__module__": module or __name__})
     return stub
 
 
@@ -121,8 +120,11 @@ def apply_state_dict(model: PreTrainedModel, tensors: dict, *, source: str) -> N
     tied = _tied_names(model)
     missing = [k for k in own if k not in tensors and not IGNORABLE_KEYS.search(k) and k not in tied]
     unexpected = [k for k in tensors if k not in own]
-    shapes = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
-              for k in tensors if k in own and tuple(tensors[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
+        for k in tensors
+        if k in own and tuple(tensors[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         for label, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)):
@@ -166,9 +168,11 @@ def checkpoint_meta(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
     }
 
 
-def model_from_meta(meta: dict, path: Path,
-                    fill_special_tokens: Callable[[PreTrainedTokenizerFast], PreTrainedTokenizerFast],
-                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def model_from_meta(
+    meta: dict,
+    path: Path,
+    fill_special_tokens: Callable[[PreTrainedTokenizerFast], PreTrainedTokenizerFast],
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A fresh model and the tokenizer from a kolyric checkpoint's metadata (config, tokenizer.json)."""
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -185,11 +189,13 @@ def model_from_meta(meta: dict, path: Path,
     if why:
         raise ModelLoadError(f"{path}: {why}")
     try:
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]),
-                                            **meta.get("special_tokens", {}))
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer.from_str(meta["tokenizer_json"]), **meta.get("special_tokens", {})
+        )
     except Exception as exc:
-        raise ModelLoadError(f"{path}: the tokenizer stored in the checkpoint (its tokenizer.json) is unusable "
-                             f"({one_line(exc)})") from exc
+        raise ModelLoadError(
+            f"{path}: the tokenizer stored in the checkpoint (its tokenizer.json) is unusable ({one_line(exc)})"
+        ) from exc
     try:
         model = AutoModelForCausalLM.from_config(config)
     except Exception as exc:
@@ -197,6 +203,17 @@ def model_from_meta(meta: dict, path: Path,
     return model, fill_special_tokens(tokenizer)
 
 
-__all__ = ["CHECKPOINT_META_KEY", "IGNORABLE_KEYS", "CorruptCheckpoint", "ModelLoadError", "apply_state_dict",
-           "best_checkpoint", "checkpoint_meta", "checkpoint_val_loss", "meta_of", "one_line", "ranked_checkpoints",
-           "read_checkpoint"]
+__all__ = [
+    "CHECKPOINT_META_KEY",
+    "IGNORABLE_KEYS",
+    "CorruptCheckpoint",
+    "ModelLoadError",
+    "apply_state_dict",
+    "best_checkpoint",
+    "checkpoint_meta",
+    "checkpoint_val_loss",
+    "meta_of",
+    "one_line",
+    "ranked_checkpoints",
+    "read_checkpoint",
+]

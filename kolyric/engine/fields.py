@@ -46,11 +46,15 @@ class FieldSpec:
         if self.kind is bool:
             return "true or false (on/off)"
         if self.kind is tuple:
-            return (f"a list of at most {self.max_items} non-empty strings of at most {self.max_chars} "
-                    "characters (text: separated by |)")
+            return (
+                f"a list of at most {self.max_items} non-empty strings of at most {self.max_chars} "
+                "characters (text: separated by |)"
+            )
         if self.kind is dict:
-            return (f"at most {self.max_items} phrase=number pairs (text: separated by |), phrases of at most "
-                    f"{self.max_chars} characters, each number in [{_fmt(self.low)}, {_fmt(self.high)}]")
+            return (
+                f"at most {self.max_items} phrase=number pairs (text: separated by |), phrases of at most "
+                f"{self.max_chars} characters, each number in [{_fmt(self.low)}, {_fmt(self.high)}]"
+            )
         kind = "an integer" if self.kind is int else "a number"
         if self.low is not None and self.high is not None:
             left = "(" if self.low_open else "["
@@ -101,7 +105,7 @@ def shown(value: Raw) -> str:
         text = repr(value)
     except ValueError:  # a container holding a huge integer
         return f"a {type(value).__name__} holding a number too long to show"
-    return text if len(text) <= 2 * _SHOWN_CHARS else text[:2 * _SHOWN_CHARS] + "…"
+    return text if len(text) <= 2 * _SHOWN_CHARS else text[: 2 * _SHOWN_CHARS] + "…"
 
 
 _TRUE = ("true", "on", "yes", "1", "keep")
@@ -169,7 +173,13 @@ def _parse(spec: FieldSpec, raw: Raw) -> int | float:
     return value
 
 
-
-
-__all__ = ["MAX_NUMBER_CHARS", "FieldSpec", "OversizedNumber", "coerce", "json_int", "parse_float", "parse_int",
-           "shown"]
+__all__ = [
+    "MAX_NUMBER_CHARS",
+    "FieldSpec",
+    "OversizedNumber",
+    "coerce",
+    "json_int",
+    "parse_float",
+    "parse_int",
+    "shown",
+]

@@ -40,7 +40,7 @@ def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     def left() -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise socket.timeout("timed out")
+            raise TimeoutError("timed out")
         return remaining
 
     def probe() -> None:
@@ -53,8 +53,10 @@ def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
                     sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
                 target = parsed.path or "/"
                 sock.settimeout(left())
-                sock.sendall(f"HEAD {target} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUser-Agent: kolyric\r\n"
-                             f"Connection: close\r\n\r\n".encode("ascii", "replace"))
+                sock.sendall(
+                    f"HEAD {target} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUser-Agent: kolyric\r\n"
+                    f"Connection: close\r\n\r\n".encode("ascii", "replace")
+                )
                 data = b""
                 while b"\n" not in data and len(data) < 4096:
                     sock.settimeout(left())
@@ -64,8 +66,11 @@ def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
                     data += chunk
             result.append(None if data.startswith(b"HTTP/") else f"{host}: answered, but not with HTTP")
         except Exception as exc:  # noqa: BLE001 - this thread may outlive its caller: whatever it meets is a result
-            result.append(f"{host} did not answer within {timeout:g} s" if isinstance(exc, socket.timeout)
-                          else f"{host}: {one_line(exc)}")
+            result.append(
+                f"{host} did not answer within {timeout:g} s"
+                if isinstance(exc, socket.timeout)
+                else f"{host}: {one_line(exc)}"
+            )
 
     thread = threading.Thread(target=probe, name="kolyric-hub-probe", daemon=True)
     thread.start()

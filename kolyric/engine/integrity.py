@@ -70,9 +70,10 @@ def available_memory() -> int | None:
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = Path(limit_file).read_text().strip()
             usage = int(Path(usage_file).read_text().strip())
@@ -107,8 +108,10 @@ def size_refusal(config: PretrainedConfig, what: str, available: int | None = No
     have = available_memory() if available is None else available
     if have is None or need <= have:
         return None
-    return (f"{what} describes a model of about {human_count(n)} parameters ({_gb(need)} in fp32), more than "
-            f"the {_gb(have)} of memory available; refusing to allocate it")
+    return (
+        f"{what} describes a model of about {human_count(n)} parameters ({_gb(need)} in fp32), more than "
+        f"the {_gb(have)} of memory available; refusing to allocate it"
+    )
 
 
 # -- vocabulary ----------------------------------------------------------------------------------
@@ -125,8 +128,10 @@ def vocab_refusal(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) ->
         return None
     if ids <= rows:
         return None
-    return (f"its tokenizer (tokenizer.json) has {ids} token ids but the model's embedding has {rows} rows; "
-            f"ids {rows}..{ids - 1} would crash generation (a tokenizer from another model?)")
+    return (
+        f"its tokenizer (tokenizer.json) has {ids} token ids but the model's embedding has {rows} rows; "
+        f"ids {rows}..{ids - 1} would crash generation (a tokenizer from another model?)"
+    )
 
 
 # -- weights digest --------------------------------------------------------------------------------
@@ -160,9 +165,19 @@ def digest_refusal(data: Mapping[str, object]) -> str | None:
     found = weights_digest(state)
     if found["sha256"] == stored["sha256"]:
         return None
-    return ("its weights do not match the digest written when it was saved (a damaged file: a flipped bit "
-            "or a bad copy); refusing to load it")
+    return (
+        "its weights do not match the digest written when it was saved (a damaged file: a flipped bit "
+        "or a bad copy); refusing to load it"
+    )
 
 
-__all__ = ["WEIGHTS_DIGEST_KEY", "available_memory", "digest_refusal", "estimate_parameters", "human_count",
-           "size_refusal", "vocab_refusal", "weights_digest"]
+__all__ = [
+    "WEIGHTS_DIGEST_KEY",
+    "available_memory",
+    "digest_refusal",
+    "estimate_parameters",
+    "human_count",
+    "size_refusal",
+    "vocab_refusal",
+    "weights_digest",
+]

@@ -42,8 +42,7 @@ def sub_cache(past: Past, rows: list[int], length: int) -> Past:
     import torch
 
     index = torch.tensor(rows, dtype=torch.long, device=pairs[0][0].device)
-    picked = [(k.index_select(0, index)[..., :length, :], v.index_select(0, index)[..., :length, :])
-              for k, v in pairs]
+    picked = [(k.index_select(0, index)[..., :length, :], v.index_select(0, index)[..., :length, :]) for k, v in pairs]
     if isinstance(past, (tuple, list)):
         return tuple(picked)
     from transformers import DynamicCache

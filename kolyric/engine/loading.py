@@ -58,8 +58,11 @@ DEFAULT_CHECKPOINT_BASE = DEFAULT_MODEL
 MINI_PATH = Path(__file__).resolve().parent.parent / "models" / "kolyric-mini"
 # KoGPT2's tokenizer.json defines no special-token roles; the tutorial passes these.
 KOGPT2_SPECIAL_TOKENS = {
-    "bos_token": "</s>", "eos_token": "</s>", "unk_token": "<unk>",
-    "pad_token": "<pad>", "mask_token": "<mask>",
+    "bos_token": "</s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
 }
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "int4")
@@ -125,8 +128,7 @@ def load_model(
     if why:
         raise ModelLoadError(f"{spec}: {why}")
     try:
-        _place(loaded, device, precision, progress,
-               graph_source=(spec, base, network_timeout))
+        _place(loaded, device, precision, progress, graph_source=(spec, base, network_timeout))
     except ModelLoadError:
         raise
     except (RuntimeError, AssertionError, ValueError) as exc:  # an unknown or unavailable device
@@ -180,8 +182,12 @@ def _refuse_broken_link(spec: str, path: Path) -> None:
 
 def looks_like_path(spec: str) -> bool:
     """Whether ``spec`` names a file or folder rather than a hub id."""
-    return (spec.startswith((".", "/", "~")) or spec.endswith((".ckpt", ".bin", ".safetensors"))
-            or spec.count("/") > 1 or (os.sep != "/" and os.sep in spec))
+    return (
+        spec.startswith((".", "/", "~"))
+        or spec.endswith((".ckpt", ".bin", ".safetensors"))
+        or spec.count("/") > 1
+        or (os.sep != "/" and os.sep in spec)
+    )
 
 
 # -- directories and the hub ---------------------------------------------------------------------
@@ -206,7 +212,8 @@ def _load_hub(repo_id: str, *, network_timeout: float) -> LoadedModel:
     if reason:
         raise ModelLoadError(
             f"{repo_id}: not in the local Hugging Face cache, and the hub cannot be reached ({reason}). "
-            f"Use a local model directory, a .ckpt checkpoint, or --model mini.")
+            f"Use a local model directory, a .ckpt checkpoint, or --model mini."
+        )
     model = _model_from_pretrained(repo_id, source=repo_id, local_files_only=False)
     tokenizer = load_tokenizer(repo_id, local_files_only=False)
     return LoadedModel(model, tokenizer, source=repo_id, kind="hub", description="")
@@ -219,27 +226,35 @@ def _model_from_pretrained(name: str, *, source: str, local_files_only: bool) ->
     if type(config) not in AutoModelForCausalLM._model_mapping:  # a type check only
         raise ModelLoadError(
             f"{source}: is a {config.model_type!r} model, not a causal language model "
-            f"(kolyric needs a GPT-2 style model)")
+            f"(kolyric needs a GPT-2 style model)"
+        )
     why = size_refusal(config, "its config.json")
     if why:
         raise ModelLoadError(f"{source}: {why}")
     # Shapes that differ are loaded as "mismatched" (and refused below, by name) instead of
     # raising transformers' "look at the above report", whose report is a log line we silence.
     model, info = AutoModelForCausalLM.from_pretrained(
-        name, config=config, local_files_only=local_files_only, trust_remote_code=False,
-        output_loading_info=True, ignore_mismatched_sizes=True)
+        name,
+        config=config,
+        local_files_only=local_files_only,
+        trust_remote_code=False,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+    )
     mismatched = sorted(f"{key} {tuple(ckpt)} vs {tuple(own)}" for key, ckpt, own in info.get("mismatched_keys", []))
     if mismatched:
         shown = ", ".join(mismatched[:5]) + (f" … (+{len(mismatched) - 5})" if len(mismatched) > 5 else "")
-        raise ModelLoadError(f"{source}: the weights do not fit its config.json (shape differs, weights vs "
-                             f"config: {shown})")
+        raise ModelLoadError(
+            f"{source}: the weights do not fit its config.json (shape differs, weights vs config: {shown})"
+        )
     # Weights the files lack would be silently random: a model with another head or another
     # architecture's checkpoint. Refuse, naming them.
     missing = [k for k in info.get("missing_keys", []) if not IGNORABLE_KEYS.search(k)]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (f" … (+{len(missing) - 5})" if len(missing) > 5 else "")
-        raise ModelLoadError(f"{source}: the weights do not fit a {config.model_type!r} causal language "
-                             f"model (missing: {shown})")
+        raise ModelLoadError(
+            f"{source}: the weights do not fit a {config.model_type!r} causal language model (missing: {shown})"
+        )
     return model
 
 
@@ -261,8 +276,7 @@ def load_tokenizer(name: str, *, local_files_only: bool = True) -> PreTrainedTok
         try:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(name, local_files_only=local_files_only)
         except (OSError, ValueError, TypeError):
-            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
-                                                      trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only, trust_remote_code=False)
     except Exception as exc:  # JSON, decoding and schema errors alike: the file is unusable
         raise ModelLoadError(f"{where}: not a usable tokenizer ({one_line(exc)})") from exc
     if len(tokenizer) < 2:
@@ -337,7 +351,7 @@ def _load_checkpoint(path: Path, *, base: str | None, network_timeout: float) ->
         raise CorruptCheckpoint(f"{path}: the checkpoint's state_dict holds no tensors")
     # Lightning modules hold the HF model as `self.model`; strip only that leading prefix.
     if any(k.startswith("model.") for k in tensors):
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     meta = meta_of(data)
     if meta is not None and base is None:
         model, tokenizer = model_from_meta(meta, path, fill_special_tokens)
@@ -373,9 +387,14 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def _place(loaded: LoadedModel, device: str, precision: str,
-           progress: Callable[[str], None] | None = None, int8_backend: str | None = None,
-           graph_source: tuple[str, str | None, float] | None = None) -> None:
+def _place(
+    loaded: LoadedModel,
+    device: str,
+    precision: str,
+    progress: Callable[[str], None] | None = None,
+    int8_backend: str | None = None,
+    graph_source: tuple[str, str | None, float] | None = None,
+) -> None:
     """Put the model on ``device`` in ``precision``. int8 and int4 on a CPU become an ONNX Runtime
     graph when they can (``graph_source``: the spec, base and network timeout to load its
     PyTorch model again from, when asked), and the PyTorch model is let go; else PyTorch int8."""
@@ -410,9 +429,11 @@ def _place(loaded: LoadedModel, device: str, precision: str,
     if precision == "int4":
         from kolyric.engine import onnx_model
 
-        why = ("KOLYRIC_INT8_BACKEND is torch" if onnx_model.runtime_available() or
-               os.environ.get("KOLYRIC_INT8_BACKEND", "").strip().lower() == "torch"
-               else "onnxruntime is not installed (pip install kolyric[int8])")
+        why = (
+            "KOLYRIC_INT8_BACKEND is torch"
+            if onnx_model.runtime_available() or os.environ.get("KOLYRIC_INT8_BACKEND", "").strip().lower() == "torch"
+            else "onnxruntime is not installed (pip install kolyric[int8])"
+        )
         loaded.notices.append(f"int4: runs on ONNX Runtime graphs and {why}; using int8")
         precision = "int8"
     if precision == "int8":
@@ -430,8 +451,9 @@ def _describe(loaded: LoadedModel, device: str, precision: str, n_params: int) -
     loaded.description = f"{name} · {human_count(n_params)} params · {device} {precision}"
 
 
-def resolve_model_spec(spec: str | None, configured: str | None = None,
-                       network_timeout: float = 2.0) -> tuple[str, str | None]:
+def resolve_model_spec(
+    spec: str | None, configured: str | None = None, network_timeout: float = 2.0
+) -> tuple[str, str | None]:
     """Which model to load when the user may not have named one, and a notice saying why.
 
     Named > configured default > ``skt/kogpt2-base-v2`` when cached or the hub answers quickly >
@@ -462,8 +484,23 @@ def _hub_cached(repo_id: str) -> bool:
 
 
 __all__ = [  # checkpoint-file helpers live in checkpoints.py and the hub probe in hub.py; both re-exported here
-    "CHECKPOINT_META_KEY", "CorruptCheckpoint", "DEFAULT_MODEL", "LoadedModel", "MINI_PATH", "ModelLoadError",
-    "PRECISIONS", "apply_state_dict", "best_checkpoint", "checkpoint_meta", "checkpoint_val_loss",
-    "fill_special_tokens", "hub_unreachable_reason", "load_model", "load_tokenizer", "plain_backend",
-    "read_checkpoint", "resolve_device", "resolve_model_spec",
+    "CHECKPOINT_META_KEY",
+    "CorruptCheckpoint",
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "MINI_PATH",
+    "ModelLoadError",
+    "PRECISIONS",
+    "apply_state_dict",
+    "best_checkpoint",
+    "checkpoint_meta",
+    "checkpoint_val_loss",
+    "fill_special_tokens",
+    "hub_unreachable_reason",
+    "load_model",
+    "load_tokenizer",
+    "plain_backend",
+    "read_checkpoint",
+    "resolve_device",
+    "resolve_model_spec",
 ]

@@ -94,8 +94,9 @@ class OnnxDecoder:
             self._release()  # runs once, here or when the decoder is collected
             self._holds_cores = False
 
-    def __call__(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                 **kwargs: object) -> object:
+    def __call__(
+        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs: object
+    ) -> object:
         import types
 
         import numpy as np
@@ -110,9 +111,11 @@ class OnnxDecoder:
                 return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         rows, length = input_ids.shape[0], _seq_length(arrays[0]) + 1
         mask = attention_mask if attention_mask is not None else torch.ones(rows, length, dtype=torch.long)
-        feeds = {"input_ids": _ort_value(input_ids.cpu().numpy().astype(np.int64, copy=False)),
-                 "attention_mask": _ort_value(np.ascontiguousarray(mask.cpu().numpy(), dtype=np.int64)),
-                 **dict(zip(self.past_names, arrays))}
+        feeds = {
+            "input_ids": _ort_value(input_ids.cpu().numpy().astype(np.int64, copy=False)),
+            "attention_mask": _ort_value(np.ascontiguousarray(mask.cpu().numpy(), dtype=np.int64)),
+            **dict(zip(self.past_names, arrays)),
+        }
         # ONNX Runtime's own tensors in and out: the KV cache stays in the buffers ONNX Runtime
         # wrote it to, instead of being copied into NumPy arrays after every step (2 x 12 layers,
         # ~5 MB a step at 64 positions; a step measured ~4% faster).
@@ -235,20 +238,21 @@ def _cache_pairs(past: object) -> list | None:
     return None
 
 
-def decoder_for(model: PreTrainedModel, required: bool,
-                progress: Callable[[str], None] | None = None) -> tuple[OnnxDecoder | None, str | None]:
+def decoder_for(
+    model: PreTrainedModel, required: bool, progress: Callable[[str], None] | None = None
+) -> tuple[OnnxDecoder | None, str | None]:
     """The decoder for ``model`` (built and cached on first use), or None and a notice.
     ``progress(phase)`` hears when a graph is built (seconds for a small model, ~35 s for a
     KoGPT2-sized one), so a waiting user is told why."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return None, ("int8: onnxruntime is not installed; decoding steps run on PyTorch int8"
-                      if required else None)
+        return None, ("int8: onnxruntime is not installed; decoding steps run on PyTorch int8" if required else None)
     if getattr(getattr(model, "config", None), "model_type", None) != "gpt2":
         kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        return None, (f"int8: ONNX Runtime decoding covers GPT-2 models, not {kind}; using PyTorch int8"
-                      if required else None)
+        return None, (
+            f"int8: ONNX Runtime decoding covers GPT-2 models, not {kind}; using PyTorch int8" if required else None
+        )
     try:
         folder = onnx_cache_dir() / onnx_graph.content_digest(model)
         if onnx_graph.graph_ok(folder, "int8"):

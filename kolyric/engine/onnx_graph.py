@@ -128,15 +128,16 @@ def build_estimate(n_params: int) -> str:
     return f"~{seconds} s" if seconds < 90 else f"~{round(seconds / 60)} min"
 
 
-def build(model: PreTrainedModel, folder: Path, precision: str,
-          progress: Callable[[str], None] | None = None) -> Path:
+def build(model: PreTrainedModel, folder: Path, precision: str, progress: Callable[[str], None] | None = None) -> Path:
     """Export ``model`` and quantize it to ``precision`` into ``folder``; the graph's path."""
     if precision not in GRAPH_PRECISIONS:
         raise ValueError(f"precision: a graph is int8 or int4, got {precision!r}")
     n_params = sum(p.numel() for p in model.parameters())
     if progress is not None:
-        progress(f"building this model's {precision} graph for ONNX Runtime (once per model; "
-                 f"{build_estimate(n_params)} for {n_params / 1e6:.0f}M parameters)")
+        progress(
+            f"building this model's {precision} graph for ONNX Runtime (once per model; "
+            f"{build_estimate(n_params)} for {n_params / 1e6:.0f}M parameters)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     name = graph_name(precision)
     with _build_lock(folder):  # one build per folder at a time; a waiter finds the graph done
@@ -167,8 +168,12 @@ def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: 
     name = graph_name(precision)
     work = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
     try:
-        with quiet(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
+        with (
+            quiet(),
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             _export(model, work / "fp32.onnx")
             if precision == "int8":
@@ -296,42 +301,63 @@ def _export(model: PreTrainedModel, out: Path) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor
+        ) -> tuple[torch.Tensor, ...]:
             cache = DynamicCache()
             for i in range(n_layer):
                 cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
-                             **{cache_name: cache})
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{cache_name: cache})
             cache = getattr(out, cache_name, None)
             pairs = cache_pairs(cache if cache is not None else out.past_key_values)
             return (out.logits, *[t for pair in pairs for t in pair])
 
     rows, seq, positions = 2, 3, 4  # examples above 1, so no size is fixed into the graph
-    example = (torch.zeros((rows, seq), dtype=torch.long), torch.ones((rows, positions + seq), dtype=torch.long),
-               *[torch.zeros((rows, heads, positions, head_size)) for _ in range(2 * n_layer)])
+    example = (
+        torch.zeros((rows, seq), dtype=torch.long),
+        torch.ones((rows, positions + seq), dtype=torch.long),
+        *[torch.zeros((rows, heads, positions, head_size)) for _ in range(2 * n_layer)],
+    )
     batch, length, total, past_len = (torch.export.Dim(n) for n in ("batch", "seq", "total", "past"))
-    shapes = ({0: batch, 1: length}, {0: batch, 1: total},
-              tuple({0: batch, 2: past_len} for _ in range(2 * n_layer)))
-    torch.onnx.export(Step(step_model).eval(), example, str(out), dynamo=True, dynamic_shapes=shapes,
-                      external_data=True,
-                      input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
-                      output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)]])
+    shapes = ({0: batch, 1: length}, {0: batch, 1: total}, tuple({0: batch, 2: past_len} for _ in range(2 * n_layer)))
+    torch.onnx.export(
+        Step(step_model).eval(),
+        example,
+        str(out),
+        dynamo=True,
+        dynamic_shapes=shapes,
+        external_data=True,
+        input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
+        output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)]],
+    )
 
 
 def _int8(source: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                     use_external_data_format=True)
+    quantize_dynamic(
+        str(source), str(out), weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True
+    )
 
 
 def _int4(source: Path, out: Path) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=4, block_size=INT4_BLOCK, is_symmetric=True,
-                                     accuracy_level=4, op_types_to_quantize=("MatMul", "Gather"))
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(source)),
+        bits=4,
+        block_size=INT4_BLOCK,
+        is_symmetric=True,
+        accuracy_level=4,
+        op_types_to_quantize=("MatMul", "Gather"),
+    )
     quantizer.process()
-    onnx.save_model(quantizer.model.model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=out.name + ".data", size_threshold=1024)
+    onnx.save_model(
+        quantizer.model.model,
+        str(out),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=out.name + ".data",
+        size_threshold=1024,
+    )

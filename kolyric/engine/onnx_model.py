@@ -66,8 +66,15 @@ class OnnxLM:
     main_input_name = "input_ids"
     cache_name = "past_key_values"
 
-    def __init__(self, session: onnxruntime.InferenceSession, config: GraphConfig, precision: str,
-                 n_params: int, weight_bytes: int, fallback: Callable[[str], PreTrainedModel] | None = None):
+    def __init__(
+        self,
+        session: onnxruntime.InferenceSession,
+        config: GraphConfig,
+        precision: str,
+        n_params: int,
+        weight_bytes: int,
+        fallback: Callable[[str], PreTrainedModel] | None = None,
+    ):
         from kolyric.engine.onnx_decoder import hold_cores
 
         self.session = session
@@ -112,9 +119,15 @@ class OnnxLM:
     def eval(self) -> OnnxLM:
         return self
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                past_key_values: _OnnxPast | None = None, use_cache: bool = True, logits_to_keep: int = 0,
-                **kwargs: object) -> types.SimpleNamespace:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: _OnnxPast | None = None,
+        use_cache: bool = True,
+        logits_to_keep: int = 0,
+        **kwargs: object,
+    ) -> types.SimpleNamespace:
         """Logits for every position of ``input_ids`` (the last ``logits_to_keep`` when it is set)
         and the cache after them. Calls the graph does not cover go to the PyTorch model."""
         import numpy as np
@@ -135,14 +148,20 @@ class OnnxLM:
         rows, length = int(input_ids.shape[0]), int(input_ids.shape[1])
         arrays = past_key_values.arrays if past_key_values is not None else self._empty(rows)
         total = int(arrays[0].shape()[2]) + length
-        mask = (np.ascontiguousarray(attention_mask.cpu().numpy(), dtype=np.int64) if attention_mask is not None
-                else np.ones((rows, total), dtype=np.int64))
-        feeds = {"input_ids": _ort_value(np.ascontiguousarray(input_ids.cpu().numpy(), dtype=np.int64)),
-                 "attention_mask": _ort_value(mask), **dict(zip(self.past_names, arrays))}
+        mask = (
+            np.ascontiguousarray(attention_mask.cpu().numpy(), dtype=np.int64)
+            if attention_mask is not None
+            else np.ones((rows, total), dtype=np.int64)
+        )
+        feeds = {
+            "input_ids": _ort_value(np.ascontiguousarray(input_ids.cpu().numpy(), dtype=np.int64)),
+            "attention_mask": _ort_value(mask),
+            **dict(zip(self.past_names, arrays)),
+        }
         out = self.session.run_with_ort_values(self.output_names, feeds)
         logits = torch.from_numpy(out[0].numpy())
         if logits_to_keep:
-            logits = logits[:, -int(logits_to_keep):]
+            logits = logits[:, -int(logits_to_keep) :]
         return types.SimpleNamespace(logits=logits, past_key_values=_OnnxPast(list(out)[1:]))
 
     __call__ = forward
@@ -183,8 +202,12 @@ class OnnxLM:
 
         ids = torch.zeros((2, 2), dtype=torch.long)
         out = self.forward(input_ids=ids)
-        out = self.forward(input_ids=ids[:, :1], attention_mask=torch.ones((2, 3), dtype=torch.long),
-                           past_key_values=out.past_key_values, logits_to_keep=1)
+        out = self.forward(
+            input_ids=ids[:, :1],
+            attention_mask=torch.ones((2, 3), dtype=torch.long),
+            past_key_values=out.past_key_values,
+            logits_to_keep=1,
+        )
         if tuple(out.logits.shape) != (2, 1, int(self.config.vocab_size)) or not bool(torch.isfinite(out.logits).all()):
             raise RuntimeError(f"bad logits from the ONNX graph: shape {tuple(out.logits.shape)}")
 
@@ -236,8 +259,15 @@ def _source_files(spec: str) -> list[Path] | None:
     except ImportError:
         return None
     found = []
-    for name in ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ):
         try:
             hit = try_to_load_from_cache(spec, name)
         except Exception:  # noqa: BLE001 - a broken cache is no cache
@@ -251,8 +281,7 @@ def _entry_dir(key: str) -> Path:
     return onnx_graph.onnx_cache_dir() / INDEX / key
 
 
-def load_fast(spec: str, base: str | None, device: str, precision: str,
-              network_timeout: float) -> LoadedModel | None:
+def load_fast(spec: str, base: str | None, device: str, precision: str, network_timeout: float) -> LoadedModel | None:
     """The model straight from its cached graph when it would run on the CPU with ONNX Runtime
     and has one (``load_indexed``), else None."""
     if not runtime_available():
@@ -280,8 +309,12 @@ def torch_loader(spec: str, base: str | None, network_timeout: float) -> Callabl
     return load
 
 
-def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable[[str], PreTrainedModel],
-                 ) -> LoadedModel | None:
+def load_indexed(
+    spec: str,
+    base: str | None,
+    precision: str,
+    fallback: Callable[[str], PreTrainedModel],
+) -> LoadedModel | None:
     """The model from its index entry and graph, or None (not indexed, or damaged: load it the
     slow way, which builds what is missing)."""
     from kolyric.engine.loading import LoadedModel, fill_special_tokens
@@ -317,8 +350,7 @@ def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable
         try:
             from transformers import PreTrainedTokenizerFast
 
-            tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder),
-                                                                                    local_files_only=True))
+            tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True))
         except Exception:  # noqa: BLE001 - a damaged entry: the slow path writes it again
             tokenizer = None
         lm = opening.result()
@@ -327,8 +359,13 @@ def load_indexed(spec: str, base: str | None, precision: str, fallback: Callable
     return LoadedModel(lm, tokenizer, source=spec, kind=kind, description="", notices=notices)
 
 
-def open_graph(graph_dir: Path, precision: str, config: GraphConfig, n_params: int,
-               fallback: Callable[[str], PreTrainedModel] | None) -> OnnxLM | None:
+def open_graph(
+    graph_dir: Path,
+    precision: str,
+    config: GraphConfig,
+    n_params: int,
+    fallback: Callable[[str], PreTrainedModel] | None,
+) -> OnnxLM | None:
     """The graph as an ``OnnxLM`` after a one-step check; a graph that fails it is dropped."""
     from kolyric.engine.onnx_decoder import _cpu_threads
 
@@ -352,9 +389,14 @@ def _weight_bytes(graph_dir: Path, precision: str) -> int:
     return onnx_graph.graph_weight_bytes(graph_dir / onnx_graph.graph_name(precision))
 
 
-def graph_for(loaded: LoadedModel, precision: str, spec: str, base: str | None,
-              fallback: Callable[[str], PreTrainedModel],
-              progress: Callable[[str], None] | None = None) -> tuple[OnnxLM | None, str | None]:
+def graph_for(
+    loaded: LoadedModel,
+    precision: str,
+    spec: str,
+    base: str | None,
+    fallback: Callable[[str], PreTrainedModel],
+    progress: Callable[[str], None] | None = None,
+) -> tuple[OnnxLM | None, str | None]:
     """``loaded.model``'s graph in ``precision`` (built once per weights) as an ``OnnxLM``, with
     the index entry written for the next load; or None and a notice saying why not."""
     from kolyric.engine.onnx_decoder import first_line
@@ -369,8 +411,11 @@ def graph_for(loaded: LoadedModel, precision: str, spec: str, base: str | None,
         graph_dir = onnx_graph.onnx_cache_dir() / digest
         n_params = sum(p.numel() for p in model.parameters())
         config = GraphConfig(**_plain(model.config.to_dict()))
-        lm = open_graph(graph_dir, precision, config, n_params, fallback) if onnx_graph.graph_ok(
-            graph_dir, precision) else None
+        lm = (
+            open_graph(graph_dir, precision, config, n_params, fallback)
+            if onnx_graph.graph_ok(graph_dir, precision)
+            else None
+        )
         if lm is None:
             path = onnx_graph.build(model, graph_dir, precision, progress)
             _remember_weight_bytes(graph_dir, precision, onnx_graph.graph_weight_bytes(path))
@@ -409,8 +454,14 @@ def _write_entry(key: str, digest: str, loaded: LoadedModel, n_params: int, conf
         index.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=index, prefix=".entry-"))
         loaded.tokenizer.save_pretrained(str(work))
-        entry = {"graph": digest, "n_params": n_params, "config": config.to_dict(), "kind": loaded.kind,
-                 "source": loaded.source, "notices": list(loaded.notices)}
+        entry = {
+            "graph": digest,
+            "n_params": n_params,
+            "config": config.to_dict(),
+            "kind": loaded.kind,
+            "source": loaded.source,
+            "notices": list(loaded.notices),
+        }
         (work / ENTRY).write_text(json.dumps(entry, ensure_ascii=False, indent=1), encoding="utf-8")
         final = index / key
         if final.exists():
@@ -425,5 +476,15 @@ def is_graph_model(model: object) -> bool:
     return bool(getattr(type(model), "kolyric_graph", False))
 
 
-__all__ = ["GraphConfig", "OnnxLM", "graph_for", "is_graph_model", "load_fast", "load_indexed", "open_graph",
-           "runtime_available", "torch_loader", "weights_identity"]
+__all__ = [
+    "GraphConfig",
+    "OnnxLM",
+    "graph_for",
+    "is_graph_model",
+    "load_fast",
+    "load_indexed",
+    "open_graph",
+    "runtime_available",
+    "torch_loader",
+    "weights_identity",
+]

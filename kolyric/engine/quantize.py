@@ -84,8 +84,9 @@ def int8_backend(model: Model) -> str | None:
     return "onnxruntime" if _is_graph(model) or getattr(model, DECODER, None) is not None else "torch"
 
 
-def quantize_int8(loaded: LoadedModel, backend: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> str | None:
+def quantize_int8(
+    loaded: LoadedModel, backend: str | None = None, progress: Callable[[str], None] | None = None
+) -> str | None:
     """Put int8 layers into ``loaded.model`` in place; None when done, else a notice saying why
     the model stays in floating point (or why decoding steps run on PyTorch int8). Idempotent.
 
@@ -169,8 +170,9 @@ def set_precision(loaded: LoadedModel, precision: str, backend: str | None = Non
         if model.precision == precision and backend in (None, "auto", "onnxruntime"):
             return None
         model = loaded.model = model.plain_model()
-    if precision_of(model) == precision and (precision != "int8" or backend in (None, "auto")
-                                             or int8_backend(model) == backend):
+    if precision_of(model) == precision and (
+        precision != "int8" or backend in (None, "auto") or int8_backend(model) == backend
+    ):
         return None
     dequantize(loaded)
     model.to(dtype=dtypes.get(precision, torch.float32))
@@ -262,7 +264,7 @@ def _pick_engine() -> str | None:
 
     engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
     arm = platform.machine().lower() in ("arm64", "aarch64")
-    for name in (("qnnpack",) if arm else ("x86", "fbgemm", "onednn", "qnnpack")):
+    for name in ("qnnpack",) if arm else ("x86", "fbgemm", "onednn", "qnnpack"):
         if name in engines:
             return name
     return None
@@ -352,6 +354,18 @@ _first_line = _onnx.first_line
 _quiet = _onnx.quiet
 
 
-__all__ = ["AUTO_INT8_MIN_PARAMS", "BACKENDS", "DECODER", "OnnxDecoder", "auto_precision", "dequantize",
-           "int8_backend", "is_quantized", "onnx_cache_dir", "precision_of", "quantize_int8", "set_precision",
-           "weight_bytes"]
+__all__ = [
+    "AUTO_INT8_MIN_PARAMS",
+    "BACKENDS",
+    "DECODER",
+    "OnnxDecoder",
+    "auto_precision",
+    "dequantize",
+    "int8_backend",
+    "is_quantized",
+    "onnx_cache_dir",
+    "precision_of",
+    "quantize_int8",
+    "set_precision",
+    "weight_bytes",
+]

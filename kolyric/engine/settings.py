@@ -35,54 +35,115 @@ MAX_SEED = 2**32 - 1
 FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("strategy", str, "greedy: most likely token; beam: beam search; sample: random sampling",
-                  choices=STRATEGIES),
+        FieldSpec(
+            "strategy", str, "greedy: most likely token; beam: beam search; sample: random sampling", choices=STRATEGIES
+        ),
         FieldSpec("num_beams", int, "beams kept by beam search", 2, 16),
         FieldSpec("top_k", int, "sample only from the k most likely tokens (0 = off)", 0, 51200),
-        FieldSpec("top_p", float, "sample from the smallest set of tokens whose probability reaches p (1 = off)",
-                  0.0, 1.0, low_open=True),
-        FieldSpec("temperature", float, "divide the logits by this before sampling (<1 sharper, >1 flatter)",
-                  0.0, 1e6, low_open=True),
+        FieldSpec(
+            "top_p",
+            float,
+            "sample from the smallest set of tokens whose probability reaches p (1 = off)",
+            0.0,
+            1.0,
+            low_open=True,
+        ),
+        FieldSpec(
+            "temperature",
+            float,
+            "divide the logits by this before sampling (<1 sharper, >1 flatter)",
+            0.0,
+            1e6,
+            low_open=True,
+        ),
         FieldSpec("repetition_penalty", float, "penalise tokens already in the text (1 = off)", 1.0, 10.0),
         FieldSpec("no_repeat_ngram_size", int, "never repeat an n-gram of this size (0 = off)", 0, 10),
-        FieldSpec("min_p", float, "remove tokens less likely than min_p times the most likely one (0 = off)",
-                  0.0, 1.0),
-        FieldSpec("typical_p", float, "locally typical sampling: keep the tokens whose surprise is closest to "
-                  "the expected one, up to this probability (1 = off)", 0.0, 1.0, low_open=True),
+        FieldSpec("min_p", float, "remove tokens less likely than min_p times the most likely one (0 = off)", 0.0, 1.0),
+        FieldSpec(
+            "typical_p",
+            float,
+            "locally typical sampling: keep the tokens whose surprise is closest to "
+            "the expected one, up to this probability (1 = off)",
+            0.0,
+            1.0,
+            low_open=True,
+        ),
         FieldSpec("epsilon", float, "epsilon cutoff: remove tokens with a probability below this (0 = off)", 0.0, 0.5),
-        FieldSpec("eta", float, "eta cutoff: like epsilon, lowered where the distribution is flat (0 = off)",
-                  0.0, 0.5),
-        FieldSpec("top_n_sigma", float, "keep the tokens within n standard deviations of the best score (0 = off)",
-                  0.0, 10.0),
-        FieldSpec("xtc_probability", float, "XTC: chance at each token of excluding the top choices (0 = off)",
-                  0.0, 1.0),
-        FieldSpec("xtc_threshold", float, "XTC: tokens at least this likely are top choices (all but the least "
-                  "likely of them are excluded)", 0.0, 0.5),
-        FieldSpec("dry_multiplier", float, "DRY: penalty on a token that extends a repeat of earlier text "
-                  "(0 = off)", 0.0, 10.0),
+        FieldSpec("eta", float, "eta cutoff: like epsilon, lowered where the distribution is flat (0 = off)", 0.0, 0.5),
+        FieldSpec(
+            "top_n_sigma", float, "keep the tokens within n standard deviations of the best score (0 = off)", 0.0, 10.0
+        ),
+        FieldSpec(
+            "xtc_probability", float, "XTC: chance at each token of excluding the top choices (0 = off)", 0.0, 1.0
+        ),
+        FieldSpec(
+            "xtc_threshold",
+            float,
+            "XTC: tokens at least this likely are top choices (all but the least likely of them are excluded)",
+            0.0,
+            0.5,
+        ),
+        FieldSpec(
+            "dry_multiplier",
+            float,
+            "DRY: penalty on a token that extends a repeat of earlier text (0 = off)",
+            0.0,
+            10.0,
+        ),
         FieldSpec("dry_base", float, "DRY: the penalty grows by this factor per repeated token", 1.0, 10.0),
         FieldSpec("dry_allowed_length", int, "DRY: repeats up to this many tokens long cost nothing", 1, 50),
-        FieldSpec("dry_breakers", tuple, "DRY: a repeat never runs across a token holding one of these",
-                  max_items=32, max_chars=16),
-        FieldSpec("dynatemp_range", float, "dynamic temperature: the temperature moves within ± this by the "
-                  "step's entropy (0 = off)", 0.0, 10.0),
-        FieldSpec("dynatemp_exponent", float, "dynamic temperature: exponent on the normalised entropy",
-                  0.0, 10.0, low_open=True),
+        FieldSpec(
+            "dry_breakers",
+            tuple,
+            "DRY: a repeat never runs across a token holding one of these",
+            max_items=32,
+            max_chars=16,
+        ),
+        FieldSpec(
+            "dynatemp_range",
+            float,
+            "dynamic temperature: the temperature moves within ± this by the step's entropy (0 = off)",
+            0.0,
+            10.0,
+        ),
+        FieldSpec(
+            "dynatemp_exponent",
+            float,
+            "dynamic temperature: exponent on the normalised entropy",
+            0.0,
+            10.0,
+            low_open=True,
+        ),
         FieldSpec("mirostat_tau", float, "mirostat v2: target surprise in bits per token (0 = off)", 0.0, 20.0),
-        FieldSpec("mirostat_eta", float, "mirostat v2: how fast its threshold follows the target", 0.0, 1.0,
-                  low_open=True),
+        FieldSpec(
+            "mirostat_eta", float, "mirostat v2: how fast its threshold follows the target", 0.0, 1.0, low_open=True
+        ),
         FieldSpec("min_length", int, "new tokens before the end token is allowed", 0, 1024),
         FieldSpec("max_length", int, "most new tokens to generate", 1, 1024),
-        FieldSpec("seed", int, "random seed; the same seed and settings give the same text", 0, MAX_SEED,
-                  optional=True),
+        FieldSpec(
+            "seed", int, "random seed; the same seed and settings give the same text", 0, MAX_SEED, optional=True
+        ),
         FieldSpec("n", int, "number of candidates", 1, 16),
-        FieldSpec("stop", tuple, "end a candidate where its text contains one of these strings", max_items=16,
-                  max_chars=64),
+        FieldSpec(
+            "stop", tuple, "end a candidate where its text contains one of these strings", max_items=16, max_chars=64
+        ),
         FieldSpec("keep_stop", bool, "keep the stop string that ended a candidate in its text (off: trim it)"),
-        FieldSpec("ban", tuple, "words or phrases that never appear in the output, however they are spelled "
-                  "in tokens", max_items=128, max_chars=64),
-        FieldSpec("bias", dict, "raise (+) or lower (-) the log-probability of words or phrases, e.g. 사랑=-2",
-                  -100.0, 100.0, max_items=128, max_chars=64),
+        FieldSpec(
+            "ban",
+            tuple,
+            "words or phrases that never appear in the output, however they are spelled in tokens",
+            max_items=128,
+            max_chars=64,
+        ),
+        FieldSpec(
+            "bias",
+            dict,
+            "raise (+) or lower (-) the log-probability of words or phrases, e.g. 사랑=-2",
+            -100.0,
+            100.0,
+            max_items=128,
+            max_chars=64,
+        ),
         FieldSpec("alternatives", int, "top alternatives shown for each token", 1, 20),
     )
 }
@@ -104,11 +165,16 @@ class Problem:
         value = self.value if isinstance(self.value, (int, float, str, bool, type(None))) else shown(self.value)
         if isinstance(value, float) and not math.isfinite(value):
             value = repr(value)
-        elif ((isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64)
-              or (isinstance(value, str) and len(value) > _SHOWN_CHARS)):
+        elif (isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64) or (
+            isinstance(value, str) and len(value) > _SHOWN_CHARS
+        ):
             value = shown(value)
-        return {"field": self.field, "value": value, "message": self.message,
-                "valid": spec.describe_range() if spec else None}
+        return {
+            "field": self.field,
+            "value": value,
+            "message": self.message,
+            "valid": spec.describe_range() if spec else None,
+        }
 
 
 class SettingsError(ValueError):
@@ -157,7 +223,7 @@ class DecodingSettings:
     """DRY: growth of the penalty per token of a repeat beyond the allowed length."""
     dry_allowed_length: int = 2
     """DRY: the longest repeat (in tokens) left unpenalised."""
-    dry_breakers: tuple[str, ...] = ("\n", ":", "\"", "*")
+    dry_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
     """DRY: a repeat is never matched across a token whose text holds one of these."""
     dynatemp_range: float = 0.0
     """Dynamic temperature: the temperature spans temperature ± this; 0 turns it off."""
@@ -260,8 +326,19 @@ class DecodingSettings:
         return out
 
 
-SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta", "top_n_sigma",
-                 "xtc_probability", "dynatemp_range", "mirostat_tau")
+SAMPLING_ONLY = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "epsilon",
+    "eta",
+    "top_n_sigma",
+    "xtc_probability",
+    "dynatemp_range",
+    "mirostat_tau",
+)
 """Controls that only the sampling strategy reads (the penalties, bias, stop and ban apply to all)."""
 
 
@@ -299,14 +376,27 @@ def check(values: Mapping[str, object]) -> list[Problem]:
     if problems:
         return problems
     if values["min_length"] > values["max_length"]:
-        problems.append(Problem("min_length", values["min_length"],
-                                f"must be <= max_length ({values['max_length']}), got {values['min_length']}"))
+        problems.append(
+            Problem(
+                "min_length",
+                values["min_length"],
+                f"must be <= max_length ({values['max_length']}), got {values['min_length']}",
+            )
+        )
     if values["strategy"] == "greedy" and values["n"] != 1:
-        problems.append(Problem("n", values["n"], "greedy decoding gives one candidate: n must be 1 "
-                                "(use beam or sample for several)"))
+        problems.append(
+            Problem(
+                "n", values["n"], "greedy decoding gives one candidate: n must be 1 (use beam or sample for several)"
+            )
+        )
     if values["strategy"] == "beam" and values["n"] > values["num_beams"]:
-        problems.append(Problem("n", values["n"], f"beam search returns at most num_beams "
-                                f"({values['num_beams']}) candidates, got {values['n']}"))
+        problems.append(
+            Problem(
+                "n",
+                values["n"],
+                f"beam search returns at most num_beams ({values['num_beams']}) candidates, got {values['n']}",
+            )
+        )
     return problems
 
 
@@ -349,16 +439,38 @@ PRESETS: dict[str, dict[str, object]] = {
     "temperature-1.5": {"strategy": "sample", "top_k": 50, "temperature": 1.5},
     "top-p-0.92": {"strategy": "sample", "top_p": 0.92},
     "top-p-0.8": {"strategy": "sample", "top_p": 0.8},
-    "combined": {"strategy": "sample", "repetition_penalty": 1.5, "no_repeat_ngram_size": 3,
-                 "temperature": 0.9, "top_k": 50, "top_p": 0.92},
+    "combined": {
+        "strategy": "sample",
+        "repetition_penalty": 1.5,
+        "no_repeat_ngram_size": 3,
+        "temperature": 0.9,
+        "top_k": 50,
+        "top_p": 0.92,
+    },
     # for lyrics: min-p keeps sampling coherent at a temperature that makes word choices fresh
     "lyrics-min-p": {"strategy": "sample", "top_k": 0, "temperature": 1.3, "min_p": 0.1},
     # DRY instead of a hard no-repeat rule: a word or a short refrain may come back, a line looping
     # on does not (a line break is no breaker here, so a repeat is followed across lines)
-    "lyrics-dry": {"strategy": "sample", "temperature": 0.9, "top_k": 50, "top_p": 0.92, "repetition_penalty": 1.1,
-                   "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 3, "dry_breakers": (":", "\"", "*")},
-    "lyrics-xtc": {"strategy": "sample", "top_k": 0, "temperature": 1.0, "min_p": 0.05, "xtc_probability": 0.5,
-                   "xtc_threshold": 0.1, "dry_multiplier": 0.8},
+    "lyrics-dry": {
+        "strategy": "sample",
+        "temperature": 0.9,
+        "top_k": 50,
+        "top_p": 0.92,
+        "repetition_penalty": 1.1,
+        "dry_multiplier": 0.8,
+        "dry_base": 1.75,
+        "dry_allowed_length": 3,
+        "dry_breakers": (":", '"', "*"),
+    },
+    "lyrics-xtc": {
+        "strategy": "sample",
+        "top_k": 0,
+        "temperature": 1.0,
+        "min_p": 0.05,
+        "xtc_probability": 0.5,
+        "xtc_threshold": 0.1,
+        "dry_multiplier": 0.8,
+    },
     "mirostat": {"strategy": "sample", "top_k": 0, "mirostat_tau": 5.0, "mirostat_eta": 0.1},
 }
 DEFAULT_PRESET = "combined"
@@ -372,6 +484,25 @@ def preset(name: str, **overrides: object) -> DecodingSettings:
     return DecodingSettings.from_dict({**PRESETS[key], **overrides})
 
 
-__all__ = ["DEFAULT_PRESET", "FIELDS", "MAX_NUMBER_CHARS", "MAX_SEED", "PRESETS", "SAMPLING_ONLY", "STRATEGIES",
-           "DecodingSettings", "FieldSpec", "OversizedNumber", "Problem", "SettingsError", "Strategy", "check",
-           "json_int", "parse_float", "parse_int", "preset", "shown", "text_form"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "FIELDS",
+    "MAX_NUMBER_CHARS",
+    "MAX_SEED",
+    "PRESETS",
+    "SAMPLING_ONLY",
+    "STRATEGIES",
+    "DecodingSettings",
+    "FieldSpec",
+    "OversizedNumber",
+    "Problem",
+    "SettingsError",
+    "Strategy",
+    "check",
+    "json_int",
+    "parse_float",
+    "parse_int",
+    "preset",
+    "shown",
+    "text_form",
+]

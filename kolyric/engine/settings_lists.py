@@ -122,8 +122,9 @@ def _number(raw: Raw) -> float | None:
     return None
 
 
-def coerce_bias(raw: Raw, max_items: int, max_chars: int, low: float,
-                high: float) -> tuple[tuple[tuple[str, float], ...] | None, str]:
+def coerce_bias(
+    raw: Raw, max_items: int, max_chars: int, low: float, high: float
+) -> tuple[tuple[tuple[str, float], ...] | None, str]:
     """(phrase, bias) pairs, or (None, what is wrong). A phrase given twice keeps its last bias."""
     if raw is None:
         return (), ""

@@ -48,18 +48,30 @@ def _index_map(table: str | tuple[str, ...], pairs: dict[str, str]) -> tuple[int
 
 
 # Index -> index of the representative of its family (identity outside the families).
-MEDIAL_FAMILY: tuple[int, ...] = _index_map(
-    MEDIALS, {"ㅔ": "ㅐ", "ㅖ": "ㅒ", "ㅙ": "ㅚ", "ㅞ": "ㅚ", "ㅢ": "ㅣ"}
-)
+MEDIAL_FAMILY: tuple[int, ...] = _index_map(MEDIALS, {"ㅔ": "ㅐ", "ㅖ": "ㅒ", "ㅙ": "ㅚ", "ㅞ": "ㅚ", "ㅢ": "ㅣ"})
 FINAL_SOUND: tuple[int, ...] = _index_map(
     FINALS,
     {
-        "ㄲ": "ㄱ", "ㅋ": "ㄱ", "ㄳ": "ㄱ", "ㄺ": "ㄱ",
-        "ㄵ": "ㄴ", "ㄶ": "ㄴ",
-        "ㅅ": "ㄷ", "ㅆ": "ㄷ", "ㅈ": "ㄷ", "ㅊ": "ㄷ", "ㅌ": "ㄷ", "ㅎ": "ㄷ",
-        "ㄼ": "ㄹ", "ㄽ": "ㄹ", "ㄾ": "ㄹ", "ㅀ": "ㄹ",
+        "ㄲ": "ㄱ",
+        "ㅋ": "ㄱ",
+        "ㄳ": "ㄱ",
+        "ㄺ": "ㄱ",
+        "ㄵ": "ㄴ",
+        "ㄶ": "ㄴ",
+        "ㅅ": "ㄷ",
+        "ㅆ": "ㄷ",
+        "ㅈ": "ㄷ",
+        "ㅊ": "ㄷ",
+        "ㅌ": "ㄷ",
+        "ㅎ": "ㄷ",
+        "ㄼ": "ㄹ",
+        "ㄽ": "ㄹ",
+        "ㄾ": "ㄹ",
+        "ㅀ": "ㄹ",
         "ㄻ": "ㅁ",
-        "ㅍ": "ㅂ", "ㅄ": "ㅂ", "ㄿ": "ㅂ",
+        "ㅍ": "ㅂ",
+        "ㅄ": "ㅂ",
+        "ㄿ": "ㅂ",
     },
 )
 
@@ -75,9 +87,7 @@ class RhymeOptions:
     def __post_init__(self) -> None:
         n = self.syllables
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RHYME_SYLLABLES:
-            raise ValueError(
-                f"RhymeOptions.syllables must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {n!r}"
-            )
+            raise ValueError(f"RhymeOptions.syllables must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {n!r}")
 
     def to_dict(self) -> dict[str, object]:
         return {"syllables": self.syllables, "strict": self.strict, "families": self.families}

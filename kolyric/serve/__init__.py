@@ -20,8 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "RequestError", "create_app", "parse_generation"]
 
 
-def create_app(source: ModelSource, limits: Limits | None = None, *, description: str | None = None,
-               docs: bool = False, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+def create_app(
+    source: ModelSource,
+    limits: Limits | None = None,
+    *,
+    description: str | None = None,
+    docs: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
     """See ``kolyric.serve.api.create_app``."""
     from kolyric.serve.api import create_app as build
 

@@ -43,9 +43,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kolyric.serve.describe import presets_listing, settings_schema
 from kolyric.serve.guard import check_media_type
 from kolyric.serve.host import Busy, Job, ServerModel, _Failure
-from kolyric.serve.describe import presets_listing, settings_schema
 from kolyric.serve.schema import Limits, ParsedRequest, RequestError, decode_body, parse_generation
 
 if TYPE_CHECKING:  # the engine (and torch) loads with the model, in the background
@@ -100,9 +100,12 @@ def _token_dict(event: TokenEvent) -> dict[str, Any]:
         "text": event.text,
         "line_break": event.line_break,
         "token": {
-            "id": token.token_id, "text": token.text, "prob": round(float(token.prob), 6),
-            "alternatives": [{"id": a.token_id, "text": a.text, "prob": round(float(a.prob), 6)}
-                             for a in token.alternatives],
+            "id": token.token_id,
+            "text": token.text,
+            "prob": round(float(token.prob), 6),
+            "alternatives": [
+                {"id": a.token_id, "text": a.text, "prob": round(float(a.prob), 6)} for a in token.alternatives
+            ],
         },
     }
 
@@ -128,17 +131,28 @@ class _CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:  # noqa: BLE001 - the point of this middleware
+        except Exception as exc:  # the point of this middleware
             incident = uuid.uuid4().hex[:12]
-            log.error("unhandled error on %s %s (incident %s)", scope.get("method"), scope.get("path"), incident,
-                      exc_info=(type(exc), exc, exc.__traceback__))
+            log.error(
+                "unhandled error on %s %s (incident %s)",
+                scope.get("method"),
+                scope.get("path"),
+                incident,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
             if not started:  # else the response is cut short: the client sees an incomplete body
                 await _json(500, {"error": "internal server error", "incident": incident})(scope, receive, send)
 
 
 # -- the app ---------------------------------------------------------------------------------------
-def create_app(source: ModelSource, limits: Limits | None = None, *, description: str | None = None,
-               docs: bool = False, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+def create_app(
+    source: ModelSource,
+    limits: Limits | None = None,
+    *,
+    description: str | None = None,
+    docs: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
     """The FastAPI app serving ``source`` (a Generator, a LoadedModel, or a callable loading one).
 
     A callable is called in a background thread when the app starts (its lifespan), so the
@@ -149,16 +163,21 @@ def create_app(source: ModelSource, limits: Limits | None = None, *, description
     host = ServerModel(source, limits, description=description)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         host.start()
         try:
             yield
         finally:
             host.close()
 
-    app = FastAPI(title="kolyric", summary="Korean lyric continuation with a Korean GPT-2",
-                  lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
-                  openapi_url="/openapi.json" if docs else None)
+    app = FastAPI(
+        title="kolyric",
+        summary="Korean lyric continuation with a Korean GPT-2",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.host = host
 
     app.add_middleware(_CatchAll)
@@ -171,8 +190,16 @@ def create_app(source: ModelSource, limits: Limits | None = None, *, description
 
     @app.get("/")
     async def index() -> dict[str, Any]:
-        return {"name": "kolyric", "endpoints": ["GET /health", "GET /presets", "GET /settings/schema",
-                                                 "POST /generate", "POST /generate/stream"]}
+        return {
+            "name": "kolyric",
+            "endpoints": [
+                "GET /health",
+                "GET /presets",
+                "GET /settings/schema",
+                "POST /generate",
+                "POST /generate/stream",
+            ],
+        }
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -226,8 +253,15 @@ def create_app(source: ModelSource, limits: Limits | None = None, *, description
 
             events = host.events(job)
             try:
-                yield _sse("start", {"settings": parsed.request.settings.to_dict(), "model": host.description,
-                                     "notes": parsed.notes, "ahead": job.ahead})
+                yield _sse(
+                    "start",
+                    {
+                        "settings": parsed.request.settings.to_dict(),
+                        "model": host.description,
+                        "notes": parsed.notes,
+                        "ahead": job.ahead,
+                    },
+                )
                 done = None
                 async for event in events:
                     if isinstance(event, TokenEvent):
@@ -249,8 +283,9 @@ def create_app(source: ModelSource, limits: Limits | None = None, *, description
                     job.cancel()
                 await events.aclose()
 
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     return app
 

@@ -70,9 +70,18 @@ def _host_port(host: str, port: int) -> str:
 class BrowserServer(Server):
     """textual-serve's Server with a token, an origin check, a session cap and confinement."""
 
-    def __init__(self, command: str, *, host: str, port: int, confined_dir: Path,
-                 max_sessions: int = DEFAULT_MAX_SESSIONS, public_url: str | None = None,
-                 title: str = "kolyric", token: str | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        *,
+        host: str,
+        port: int,
+        confined_dir: Path,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        public_url: str | None = None,
+        title: str = "kolyric",
+        token: str | None = None,
+    ) -> None:
         if public_url is None:  # textual-serve's own default would write an IPv6 address unbracketed
             public_url = f"{'https' if port == 443 else 'http'}://{_host_port(host, port)}"
         super().__init__(command, host=host, port=port, title=title, public_url=public_url)
@@ -106,8 +115,7 @@ class BrowserServer(Server):
         if request.path.startswith("/static/"):
             return None
         if not self._has_token(request):
-            return ("a token is needed: open the URL that `kolyric serve --app` printed "
-                    "(it ends in ?token=…)")
+            return "a token is needed: open the URL that `kolyric serve --app` printed (it ends in ?token=…)"
         return None
 
     def _own_origin(self, origin: str, host: str) -> bool:
@@ -144,15 +152,23 @@ class BrowserServer(Server):
         if self.sessions >= self.max_sessions:
             return web.Response(status=503, headers={"Retry-After": "5"}, text=self._full_message() + "\n")
         response = await super().handle_index(request)
-        response.set_cookie(self.cookie_name, self.token, httponly=True, samesite="Strict", path="/",
-                            secure=self.public_url.lower().startswith("https:"))
+        response.set_cookie(
+            self.cookie_name,
+            self.token,
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=self.public_url.lower().startswith("https:"),
+        )
         response.headers["Cache-Control"] = "no-store"  # the page's URL holds the token
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
     def _full_message(self) -> str:
-        return (f"kolyric serve --app: {self.sessions} app session{'s' * (self.sessions != 1)} already open, "
-                f"the most this server allows (--max-sessions {self.max_sessions}); close a tab and reload")
+        return (
+            f"kolyric serve --app: {self.sessions} app session{'s' * (self.sessions != 1)} already open, "
+            f"the most this server allows (--max-sessions {self.max_sessions}); close a tab and reload"
+        )
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         """textual-serve's handler, with the cap and a confined app process."""
@@ -169,9 +185,14 @@ class BrowserServer(Server):
         try:
             await websocket.prepare(request)
             app_service = ConfinedAppService(
-                self.command, confined_dir=self.confined_dir, write_bytes=websocket.send_bytes,
-                write_str=websocket.send_str, close=websocket.close, download_manager=self.download_manager,
-                debug=self.debug)
+                self.command,
+                confined_dir=self.confined_dir,
+                write_bytes=websocket.send_bytes,
+                write_str=websocket.send_str,
+                close=websocket.close,
+                download_manager=self.download_manager,
+                debug=self.debug,
+            )
             await app_service.start(width, height)
             try:
                 await self._process_messages(websocket, app_service)
@@ -192,10 +213,14 @@ class BrowserServer(Server):
 
     def announce(self, *_: object) -> None:
         """Said once the server listens (aiohttp calls it then), instead of textual-serve's banner."""
-        print(f"kolyric serve --app: open {self.url}\n"
-              f"  the token in this URL is the key: anyone with it can use the app; each tab runs "
-              f"its own `kolyric app` (at most {self.max_sessions} at once), which writes files only "
-              f"under {self.confined_dir}", file=sys.stderr, flush=True)
+        print(
+            f"kolyric serve --app: open {self.url}\n"
+            f"  the token in this URL is the key: anyone with it can use the app; each tab runs "
+            f"its own `kolyric app` (at most {self.max_sessions} at once), which writes files only "
+            f"under {self.confined_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def serve(self, debug: bool = False, sock: socket.socket | None = None) -> None:
         """textual-serve's ``serve``, announcing the URL (with its token) when the port is open;
@@ -211,8 +236,9 @@ class BrowserServer(Server):
                 pass
         # aiohttp listens on ``sock`` alone when it is given and no host is.
         host, port = (None, None) if sock is not None else (self.host, self.port)
-        web.run_app(self._make_app(), host=host, port=port, sock=sock, handle_signals=False, loop=loop,
-                    print=self.announce)
+        web.run_app(
+            self._make_app(), host=host, port=port, sock=sock, handle_signals=False, loop=loop, print=self.announce
+        )
 
 
 __all__ = ["CONFINED_ENV", "BrowserServer", "ConfinedAppService", "DEFAULT_MAX_SESSIONS"]

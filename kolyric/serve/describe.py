@@ -10,8 +10,14 @@ import dataclasses
 from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, preset
 from kolyric.serve.schema import REQUEST_FIELDS, Limits
 
-_JSON_TYPES: dict[type, str] = {int: "integer", float: "number", str: "string", bool: "boolean",
-                                tuple: "array of strings", dict: "object of phrase: number"}
+_JSON_TYPES: dict[type, str] = {
+    int: "integer",
+    float: "number",
+    str: "string",
+    bool: "boolean",
+    tuple: "array of strings",
+    dict: "object of phrase: number",
+}
 """How each kind of control is written in a request body."""
 
 
@@ -34,9 +40,14 @@ def settings_schema(limits: Limits | None = None) -> dict[str, object]:
     out: dict[str, object] = {
         "settings": {
             name: {
-                "type": _JSON_TYPES.get(spec.kind, spec.kind.__name__), "help": spec.help,
-                "valid": spec.describe_range(), "low": spec.low, "high": spec.high, "low_open": spec.low_open,
-                "choices": list(spec.choices) if spec.choices else None, "optional": spec.optional,
+                "type": _JSON_TYPES.get(spec.kind, spec.kind.__name__),
+                "help": spec.help,
+                "valid": spec.describe_range(),
+                "low": spec.low,
+                "high": spec.high,
+                "low_open": spec.low_open,
+                "choices": list(spec.choices) if spec.choices else None,
+                "optional": spec.optional,
                 "default": defaults.get(name),
                 **({"max_items": spec.max_items, "max_chars": spec.max_chars} if spec.textual else {}),
             }
@@ -55,8 +66,9 @@ def presets_listing() -> dict[str, object]:
     """Every preset: the controls it sets and the full settings it gives."""
     return {
         "default": DEFAULT_PRESET,
-        "presets": {name: {"sets": dict(values), "settings": preset(name).to_dict()}
-                    for name, values in PRESETS.items()},
+        "presets": {
+            name: {"sets": dict(values), "settings": preset(name).to_dict()} for name, values in PRESETS.items()
+        },
     }
 
 

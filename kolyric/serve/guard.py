@@ -46,15 +46,20 @@ def check_media_type(content_type: str | None) -> None:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != JSON_MEDIA_TYPE:
         got = f"got {media!r}" if media else "no Content-Type was given"
-        raise RequestError(415, f"unsupported media type: send the body as {JSON_MEDIA_TYPE} "
-                                f"(Content-Type: {JSON_MEDIA_TYPE}); {got}")
+        raise RequestError(
+            415, f"unsupported media type: send the body as {JSON_MEDIA_TYPE} (Content-Type: {JSON_MEDIA_TYPE}); {got}"
+        )
 
 
 def _raw_response(status: int, reason: str, body: dict[str, Any], retry_after: int | None = None) -> bytes:
     """A whole HTTP/1.1 response, for a connection that is closed right after (h11 is bypassed)."""
     payload = json.dumps(body).encode()
-    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(payload)}",
-            "connection: close"]
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: application/json",
+        f"content-length: {len(payload)}",
+        "connection: close",
+    ]
     if retry_after is not None:
         head.append(f"retry-after: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
@@ -72,8 +77,10 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
     """
     hard_cap = HARD_CAP_FACTOR * limits.max_connections
     retry_after = retry_after_s(limits)
-    busy_body = {"error": f"server busy: more than {limits.max_connections} connections are open; try again "
-                          f"in {retry_after} s", "retry_after": retry_after}
+    busy_body = {
+        "error": f"server busy: more than {limits.max_connections} connections are open; try again in {retry_after} s",
+        "retry_after": retry_after,
+    }
 
     def rejected() -> None:
         if on_reject is not None:
@@ -95,8 +102,11 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
                     # see a reset instead of this 503.
                     while (await receive()).get("more_body"):
                         pass
-                    headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode()),
-                               (b"connection", b"close")]
+                    headers = [
+                        (b"content-type", b"application/json"),
+                        (b"retry-after", str(retry_after).encode()),
+                        (b"connection", b"close"),
+                    ]
                     await send({"type": "http.response.start", "status": 503, "headers": headers})
                     await send({"type": "http.response.body", "body": json.dumps(busy_body).encode()})
                     return
@@ -147,8 +157,9 @@ def guarded_protocol(limits: Limits, on_reject: Callable[[], None] | None = None
             self._cancel()
             self._phase = phase
             if phase == "head":
-                timeout = min(limits.header_timeout_s, OVER_CAP_HEAD_TIMEOUT_S) if self._over_cap \
-                    else limits.header_timeout_s
+                timeout = (
+                    min(limits.header_timeout_s, OVER_CAP_HEAD_TIMEOUT_S) if self._over_cap else limits.header_timeout_s
+                )
             elif phase == "body":
                 timeout = limits.body_timeout_s
             else:
@@ -179,9 +190,22 @@ def server_config(app: Starlette, limits: Limits, *, log_level: str = "info", **
     ``kwargs``: more of uvicorn.Config's own arguments."""
     host = getattr(app.state, "host", None)
     on_reject = host.reject if host is not None else None
-    return Config(app, http=guarded_protocol(limits, on_reject), ws="none", log_level=log_level,
-                          timeout_graceful_shutdown=5, limit_concurrency=None, **kwargs)
+    return Config(
+        app,
+        http=guarded_protocol(limits, on_reject),
+        ws="none",
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+        limit_concurrency=None,
+        **kwargs,
+    )
 
 
-__all__ = ["JSON_MEDIA_TYPE", "LOOPBACK_HOSTS", "check_media_type", "guarded_protocol", "retry_after_s",
-           "server_config"]
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "LOOPBACK_HOSTS",
+    "check_media_type",
+    "guarded_protocol",
+    "retry_after_s",
+    "server_config",
+]

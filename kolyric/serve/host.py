@@ -99,8 +99,7 @@ class ServerModel:
         self._started = False
         self._closed = False
         self.started_at = time.monotonic()
-        self.counters = {"admitted": 0, "completed": 0, "cancelled": 0, "failed": 0, "rejected": 0,
-                         "new_tokens": 0}
+        self.counters = {"admitted": 0, "completed": 0, "cancelled": 0, "failed": 0, "rejected": 0, "new_tokens": 0}
         self.active = 0
         self._mean_s: float | None = None  # moving average of generation time
         self.last_cancel: dict[str, float | int | bool] | None = None
@@ -132,7 +131,7 @@ class ServerModel:
             if not (self._is_generator(result) or self._is_loaded(result)):
                 raise TypeError(f"the model loader returned {type(result).__name__}, not a model")
             self._install(result)
-        except Exception as exc:  # noqa: BLE001 - reported by /health, never raised into a request
+        except Exception as exc:  # reported by /health, never raised into a request
             self.error = str(exc).strip() or type(exc).__name__
             self.status = "error"
             if _is_expected_load_error(exc):
@@ -178,8 +177,11 @@ class ServerModel:
             if len(self._jobs) >= capacity:
                 self.counters["rejected"] += 1
                 waiting = len(self._jobs) - self.active
-                raise Busy(f"server busy: {self.active} generating and {waiting} waiting "
-                           f"(queue depth {self.limits.queue_depth})", self._retry_after(len(self._jobs)))
+                raise Busy(
+                    f"server busy: {self.active} generating and {waiting} waiting "
+                    f"(queue depth {self.limits.queue_depth})",
+                    self._retry_after(len(self._jobs)),
+                )
             job = Job(request, ahead=len(self._jobs))
             self._jobs.add(job)
             self.counters["admitted"] += 1
@@ -247,8 +249,11 @@ class ServerModel:
                 self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
 
     # -- the async side ----------------------------------------------------------------------------
-    async def run(self, job: Job, disconnected: Callable[[], Awaitable[None]] | None = None,
-                  ) -> GenerationResult | _Failure | None:
+    async def run(
+        self,
+        job: Job,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
+    ) -> GenerationResult | _Failure | None:
         """Run ``job`` to its end; cancel it if ``disconnected()`` (an awaitable factory) fires first."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._work, job, None)

@@ -84,8 +84,16 @@ class Limits:
     """A request's whole body must arrive within this (else 408)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_prompt_chars", "max_context_lines", "max_context_chars", "max_n",
-                     "max_new_tokens", "max_body_bytes", "workers", "max_connections"):
+        for name in (
+            "max_prompt_chars",
+            "max_context_lines",
+            "max_context_chars",
+            "max_n",
+            "max_new_tokens",
+            "max_body_bytes",
+            "workers",
+            "max_connections",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {shown(value)}")
@@ -98,8 +106,9 @@ class Limits:
         if self.max_n > FIELDS["n"].high:
             raise ValueError(f"max_n: must be at most {int(FIELDS['n'].high)}, got {self.max_n}")
         if self.max_new_tokens > FIELDS["max_length"].high:
-            raise ValueError(f"max_new_tokens: must be at most {int(FIELDS['max_length'].high)}, "
-                             f"got {self.max_new_tokens}")
+            raise ValueError(
+                f"max_new_tokens: must be at most {int(FIELDS['max_length'].high)}, got {self.max_new_tokens}"
+            )
 
     def to_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -117,8 +126,12 @@ class RequestProblem:
     """Set for size problems (answered 413 when they are the only problems)."""
 
     def to_dict(self) -> dict[str, object]:
-        out = {"field": _safe(self.field), "value": _shown(self.value), "message": _safe(self.message),
-               "valid": self.valid}
+        out = {
+            "field": _safe(self.field),
+            "value": _shown(self.value),
+            "message": _safe(self.message),
+            "valid": self.valid,
+        }
         if self.limit is not None:
             out["limit"] = self.limit
         return out
@@ -186,7 +199,7 @@ def _from_settings_problem(problem: Problem) -> RequestProblem:
 def decode_body(body: bytes) -> object:
     """The JSON document in ``body``; RequestError 400 when it is not JSON."""
     if not body.strip():
-        raise RequestError(400, "malformed JSON: the body is empty; send a JSON object such as {\"prompt\": \"…\"}")
+        raise RequestError(400, 'malformed JSON: the body is empty; send a JSON object such as {"prompt": "…"}')
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -223,26 +236,36 @@ def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
 
     prompt = _string(data, "prompt", "", problems)
     if prompt is not None and _bad_unicode(prompt):
-        problems.append(RequestProblem("prompt", prompt, f"must be valid Unicode text: {_bad_unicode(prompt)}",
-                                       "a string"))
+        problems.append(
+            RequestProblem("prompt", prompt, f"must be valid Unicode text: {_bad_unicode(prompt)}", "a string")
+        )
         prompt = None
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
-        problems.append(RequestProblem("prompt", f"<{len(prompt)} characters>",
-                                       f"the prompt is {len(prompt)} characters; this server allows at most "
-                                       f"{limits.max_prompt_chars}", f"at most {limits.max_prompt_chars} characters",
-                                       limit=limits.max_prompt_chars))
+        problems.append(
+            RequestProblem(
+                "prompt",
+                f"<{len(prompt)} characters>",
+                f"the prompt is {len(prompt)} characters; this server allows at most {limits.max_prompt_chars}",
+                f"at most {limits.max_prompt_chars} characters",
+                limit=limits.max_prompt_chars,
+            )
+        )
 
     polarity = None
     raw_polarity = data.get("polarity")
     if raw_polarity is not None and not isinstance(raw_polarity, str):
-        problems.append(RequestProblem("polarity", raw_polarity, f"must be a string, got {_json_type(raw_polarity)}",
-                                       "긍정, 부정 or none"))
+        problems.append(
+            RequestProblem(
+                "polarity", raw_polarity, f"must be a string, got {_json_type(raw_polarity)}", "긍정, 부정 or none"
+            )
+        )
     else:
         try:
             polarity = normalize_polarity(raw_polarity)
         except ValueError as exc:
-            problems.append(RequestProblem("polarity", raw_polarity, _strip_field(str(exc), "polarity"),
-                                           "긍정, 부정 or none"))
+            problems.append(
+                RequestProblem("polarity", raw_polarity, _strip_field(str(exc), "polarity"), "긍정, 부정 or none")
+            )
 
     context = _context(data.get("context"), limits, problems)
     settings = _settings(data, limits, problems)
@@ -262,8 +285,9 @@ def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
         # What the lines need, within this server's limit: the engine's own fit could pass it.
         fitted = min(constraints.length_budget(), limits.max_new_tokens)
         settings, chosen = replace(settings, max_length=max(settings.max_length, fitted)), True
-    request = GenerationRequest(prompt or "", polarity, settings, context=context, constraints=constraints,
-                                max_length_set=chosen)
+    request = GenerationRequest(
+        prompt or "", polarity, settings, context=context, constraints=constraints, max_length_set=chosen
+    )
     return ParsedRequest(request, settings.notes())
 
 
@@ -285,7 +309,7 @@ def _json_type(value: object) -> str:
 
 def _strip_field(message: str, name: str) -> str:
     prefix = f"{name}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _string(data: Mapping[str, object], name: str, default: str, problems: list[RequestProblem]) -> str | None:
@@ -306,14 +330,25 @@ def _context(raw: object, limits: Limits, problems: list[RequestProblem]) -> tup
     elif isinstance(raw, list):
         bad = [i for i, line in enumerate(raw) if not isinstance(line, str)]
         if bad:
-            problems.append(RequestProblem("context", raw, f"every line must be a string; item {bad[0]} is "
-                                           f"{_json_type(raw[bad[0]])}", "a list of strings, or one string of lines"))
+            problems.append(
+                RequestProblem(
+                    "context",
+                    raw,
+                    f"every line must be a string; item {bad[0]} is {_json_type(raw[bad[0]])}",
+                    "a list of strings, or one string of lines",
+                )
+            )
             return ()
         lines = [line for line in raw if line.strip()]
     else:
-        problems.append(RequestProblem("context", raw,
-                                       f"must be a list of strings or a string, got {_json_type(raw)}",
-                                       "a list of strings, or one string of lines"))
+        problems.append(
+            RequestProblem(
+                "context",
+                raw,
+                f"must be a list of strings or a string, got {_json_type(raw)}",
+                "a list of strings, or one string of lines",
+            )
+        )
         return ()
     for i, line in enumerate(lines):
         why = _bad_unicode(line)
@@ -321,17 +356,26 @@ def _context(raw: object, limits: Limits, problems: list[RequestProblem]) -> tup
             problems.append(RequestProblem("context", raw, f"line {i} {why}", "a list of strings"))
             return ()
     if len(lines) > limits.max_context_lines:
-        problems.append(RequestProblem("context", f"<{len(lines)} lines>",
-                                       f"{len(lines)} context lines; this server allows at most "
-                                       f"{limits.max_context_lines}", f"at most {limits.max_context_lines} lines",
-                                       limit=limits.max_context_lines))
+        problems.append(
+            RequestProblem(
+                "context",
+                f"<{len(lines)} lines>",
+                f"{len(lines)} context lines; this server allows at most {limits.max_context_lines}",
+                f"at most {limits.max_context_lines} lines",
+                limit=limits.max_context_lines,
+            )
+        )
     chars = sum(len(line) for line in lines)
     if chars > limits.max_context_chars:
-        problems.append(RequestProblem("context", f"<{chars} characters>",
-                                       f"the context is {chars} characters; this server allows at most "
-                                       f"{limits.max_context_chars}",
-                                       f"at most {limits.max_context_chars} characters",
-                                       limit=limits.max_context_chars))
+        problems.append(
+            RequestProblem(
+                "context",
+                f"<{chars} characters>",
+                f"the context is {chars} characters; this server allows at most {limits.max_context_chars}",
+                f"at most {limits.max_context_chars} characters",
+                limit=limits.max_context_chars,
+            )
+        )
     return tuple(lines)
 
 
@@ -340,15 +384,24 @@ def _settings(data: Mapping[str, object], limits: Limits, problems: list[Request
     overrides: dict[str, object] = {}
     nested = data.get("settings")
     if nested is not None and not isinstance(nested, dict):
-        problems.append(RequestProblem("settings", nested, f"must be an object, got {_json_type(nested)}",
-                                       "an object of decoding controls"))
+        problems.append(
+            RequestProblem(
+                "settings", nested, f"must be an object, got {_json_type(nested)}", "an object of decoding controls"
+            )
+        )
     elif nested:
         overrides.update(nested)
     for name in FIELDS:
         if name in data:
             if name in overrides:
-                problems.append(RequestProblem(name, data[name], "given both at the top level and in `settings`; "
-                                               "give it once", FIELDS[name].describe_range()))
+                problems.append(
+                    RequestProblem(
+                        name,
+                        data[name],
+                        "given both at the top level and in `settings`; give it once",
+                        FIELDS[name].describe_range(),
+                    )
+                )
                 continue
             overrides[name] = data[name]
 
@@ -356,8 +409,11 @@ def _settings(data: Mapping[str, object], limits: Limits, problems: list[Request
     if raw_preset is None:
         raw_preset = DEFAULT_PRESET
     if not isinstance(raw_preset, str):
-        problems.append(RequestProblem("preset", raw_preset, f"must be a string, got {_json_type(raw_preset)}",
-                                       "one of " + ", ".join(PRESETS)))
+        problems.append(
+            RequestProblem(
+                "preset", raw_preset, f"must be a string, got {_json_type(raw_preset)}", "one of " + ", ".join(PRESETS)
+            )
+        )
         raw_preset = DEFAULT_PRESET
     unknown = {k: v for k, v in overrides.items() if k not in FIELDS}
     if unknown:  # reported with the settings' own message (and kept out of preset()'s keywords)
@@ -379,14 +435,25 @@ def _settings(data: Mapping[str, object], limits: Limits, problems: list[Request
                 problems.extend(_from_settings_problem(p) for p in more.problems)
         return None
     if settings.n > limits.max_n:
-        problems.append(RequestProblem("n", settings.n, f"{settings.n} candidates; this server allows at most "
-                                       f"{limits.max_n} per request", f"an integer in [1, {limits.max_n}]",
-                                       limit=limits.max_n))
+        problems.append(
+            RequestProblem(
+                "n",
+                settings.n,
+                f"{settings.n} candidates; this server allows at most {limits.max_n} per request",
+                f"an integer in [1, {limits.max_n}]",
+                limit=limits.max_n,
+            )
+        )
     if settings.max_length > limits.max_new_tokens:
-        problems.append(RequestProblem("max_length", settings.max_length,
-                                       f"{settings.max_length} new tokens; this server allows at most "
-                                       f"{limits.max_new_tokens}", f"an integer in [1, {limits.max_new_tokens}]",
-                                       limit=limits.max_new_tokens))
+        problems.append(
+            RequestProblem(
+                "max_length",
+                settings.max_length,
+                f"{settings.max_length} new tokens; this server allows at most {limits.max_new_tokens}",
+                f"an integer in [1, {limits.max_new_tokens}]",
+                limit=limits.max_new_tokens,
+            )
+        )
     return settings
 
 
@@ -397,8 +464,14 @@ def _constraints(raw: object, problems: list[RequestProblem]) -> LyricConstraint
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        problems.append(RequestProblem("constraints", raw, f"must be an object or null, got {_json_type(raw)}",
-                                       "an object of lyric constraints, or null"))
+        problems.append(
+            RequestProblem(
+                "constraints",
+                raw,
+                f"must be an object or null, got {_json_type(raw)}",
+                "an object of lyric constraints, or null",
+            )
+        )
         return None
     if not raw:
         return None
@@ -412,9 +485,20 @@ def _constraints(raw: object, problems: list[RequestProblem]) -> LyricConstraint
 def _constraint_problem(item: ConstraintProblem, raw: dict[str, object]) -> RequestProblem:
     d = item.to_dict()
     name = str(d.get("field", ""))
-    return RequestProblem(f"constraints.{name}" if name else "constraints", d.get("value", raw.get(name)),
-                          str(d.get("message", item)), d.get("valid"))
+    return RequestProblem(
+        f"constraints.{name}" if name else "constraints",
+        d.get("value", raw.get(name)),
+        str(d.get("message", item)),
+        d.get("valid"),
+    )
 
 
-__all__ = ["Limits", "ParsedRequest", "REQUEST_FIELDS", "RequestError", "RequestProblem", "decode_body",
-           "parse_generation"]
+__all__ = [
+    "Limits",
+    "ParsedRequest",
+    "REQUEST_FIELDS",
+    "RequestError",
+    "RequestProblem",
+    "decode_body",
+    "parse_generation",
+]

@@ -102,80 +102,175 @@ def _shape(help: str, high: int, low: int = 1) -> Setting:
 class TrainConfig:
     """Everything a training run needs. Defaults are the tutorial's (ratsnlp on NSMC)."""
 
-    corpus: str | list[str] = setting("nsmc", Setting(  # noqa: RUF009 - setting() is field(): the default is a str
-        "nsmc, or a .txt (blank line between songs), .tsv (text<TAB>polarity) or .jsonl ({\"text\", \"polarity\"}; "
-        "a poems file as it is) file; give it again to train on several, and add ,repeat=N to show one N times "
-        "an epoch", metavar="nsmc|FILE[,repeat=N]"))
-    corpus_dir: str = setting(".", Setting("root holding nsmc/ratings_train.txt; downloaded there if missing",
-                                           metavar="DIR"))
-    skip_bad_rows: bool = setting(False, Setting(
-        "skip malformed rows and report how many, instead of stopping at the first"))
-    val_share: float = setting(0.1, Setting(
-        "share of a user file held out for validation (NSMC uses its test split)", float, 0.0, 1.0,
-        low_open=True, high_open=True, metavar="F"))
-    limit_train: int | None = setting(None, Setting("use only the first N training examples", int, 1, MAX_COUNT,
-                                                    metavar="N"))
-    limit_val: int | None = setting(None, Setting("use only the first N validation examples", int, 1, MAX_COUNT,
-                                                  metavar="N"))
-    max_seq_length: int = setting(32, Setting(
-        "tokens per training row, EOS included; longer texts are split into overlapping windows that end on "
-        "line breaks, never cut off (at most the model's context)", int, 2, MAX_WINDOW, metavar="N"))
+    corpus: str | list[str] = setting(  # noqa: RUF009 - setting() is field(): the default is a str
+        "nsmc",
+        Setting(
+            'nsmc, or a .txt (blank line between songs), .tsv (text<TAB>polarity) or .jsonl ({"text", "polarity"}; '
+            "a poems file as it is) file; give it again to train on several, and add ,repeat=N to show one N times "
+            "an epoch",
+            metavar="nsmc|FILE[,repeat=N]",
+        ),
+    )
+    corpus_dir: str = setting(
+        ".", Setting("root holding nsmc/ratings_train.txt; downloaded there if missing", metavar="DIR")
+    )
+    skip_bad_rows: bool = setting(
+        False, Setting("skip malformed rows and report how many, instead of stopping at the first")
+    )
+    val_share: float = setting(
+        0.1,
+        Setting(
+            "share of a user file held out for validation (NSMC uses its test split)",
+            float,
+            0.0,
+            1.0,
+            low_open=True,
+            high_open=True,
+            metavar="F",
+        ),
+    )
+    limit_train: int | None = setting(
+        None, Setting("use only the first N training examples", int, 1, MAX_COUNT, metavar="N")
+    )
+    limit_val: int | None = setting(
+        None, Setting("use only the first N validation examples", int, 1, MAX_COUNT, metavar="N")
+    )
+    max_seq_length: int = setting(
+        32,
+        Setting(
+            "tokens per training row, EOS included; longer texts are split into overlapping windows that end on "
+            "line breaks, never cut off (at most the model's context)",
+            int,
+            2,
+            MAX_WINDOW,
+            metavar="N",
+        ),
+    )
 
-    model: str = setting(DEFAULT_MODEL, Setting("model to fine-tune: hub id, directory, .ckpt or mini",
-                                                group=MODEL, metavar="SPEC"))
-    base: str | None = setting(None, Setting("base model for a .ckpt that does not carry its config",
-                                             group=MODEL, metavar="SPEC"))
-    from_scratch: bool = setting(False, Setting("train a new tokenizer and a small GPT-2 on the corpus instead",
-                                                group=MODEL))
+    model: str = setting(
+        DEFAULT_MODEL, Setting("model to fine-tune: hub id, directory, .ckpt or mini", group=MODEL, metavar="SPEC")
+    )
+    base: str | None = setting(
+        None, Setting("base model for a .ckpt that does not carry its config", group=MODEL, metavar="SPEC")
+    )
+    from_scratch: bool = setting(
+        False, Setting("train a new tokenizer and a small GPT-2 on the corpus instead", group=MODEL)
+    )
     vocab_size: int = setting(8000, _shape("from scratch: tokenizer vocabulary", 1_000_000, low=71))
-    tokenizer_kind: str = setting("metaspace", Setting(
-        "from scratch: metaspace (whole syllables, like KoGPT2) or bytelevel", choices=TOKENIZER_KINDS,
-        group=MODEL, metavar="KIND", scratch_only=True))
+    tokenizer_kind: str = setting(
+        "metaspace",
+        Setting(
+            "from scratch: metaspace (whole syllables, like KoGPT2) or bytelevel",
+            choices=TOKENIZER_KINDS,
+            group=MODEL,
+            metavar="KIND",
+            scratch_only=True,
+        ),
+    )
     n_layer: int = setting(4, _shape("from scratch: transformer blocks", 256))
     n_embd: int = setting(256, _shape("from scratch: model width, divisible by --n-head", 65536))
     n_head: int = setting(4, _shape("from scratch: attention heads", 1024))
     n_positions: int = setting(128, _shape("from scratch: longest context, at least --max-seq-length", MAX_WINDOW))
 
-    batch_size: int = setting(32, Setting("examples per batch per device", int, 1, 4096, group=OPTIMISATION,
-                                          metavar="N"))
-    lr: float | None = setting(None, Setting(
-        f"peak learning rate (default {FINETUNE_LR:g} to fine-tune, {SCRATCH_LR:g} from scratch)", float, 0.0, 1.0,
-        low_open=True, group=OPTIMISATION, metavar="LR"))
-    epochs: int = setting(3, Setting("passes over the training data", int, 1, 1000, group=OPTIMISATION,
-                                     metavar="N"))
-    max_steps: int | None = setting(None, Setting("stop after N optimiser steps in all, whatever --epochs says",
-                                                  int, 1, MAX_COUNT, group=OPTIMISATION, metavar="N"))
-    warmup_steps: int | None = setting(None, Setting("linear warm-up steps; overrides --warmup-ratio", int, 0,
-                                                     MAX_COUNT, group=OPTIMISATION, metavar="N"))
-    warmup_ratio: float = setting(0.05, Setting(
-        "warm-up as a share of all steps; then cosine decay to 10% of lr", float, 0.0, 1.0, high_open=True,
-        group=OPTIMISATION, metavar="F"))
-    seed: int = setting(7, Setting(  # Lightning's (numpy's) range
-        "seed for model init, shuffling and the validation split", int, 0, 2**32 - 1, group=OPTIMISATION,
-        metavar="N"))
+    batch_size: int = setting(
+        32, Setting("examples per batch per device", int, 1, 4096, group=OPTIMISATION, metavar="N")
+    )
+    lr: float | None = setting(
+        None,
+        Setting(
+            f"peak learning rate (default {FINETUNE_LR:g} to fine-tune, {SCRATCH_LR:g} from scratch)",
+            float,
+            0.0,
+            1.0,
+            low_open=True,
+            group=OPTIMISATION,
+            metavar="LR",
+        ),
+    )
+    epochs: int = setting(3, Setting("passes over the training data", int, 1, 1000, group=OPTIMISATION, metavar="N"))
+    max_steps: int | None = setting(
+        None,
+        Setting(
+            "stop after N optimiser steps in all, whatever --epochs says",
+            int,
+            1,
+            MAX_COUNT,
+            group=OPTIMISATION,
+            metavar="N",
+        ),
+    )
+    warmup_steps: int | None = setting(
+        None,
+        Setting("linear warm-up steps; overrides --warmup-ratio", int, 0, MAX_COUNT, group=OPTIMISATION, metavar="N"),
+    )
+    warmup_ratio: float = setting(
+        0.05,
+        Setting(
+            "warm-up as a share of all steps; then cosine decay to 10% of lr",
+            float,
+            0.0,
+            1.0,
+            high_open=True,
+            group=OPTIMISATION,
+            metavar="F",
+        ),
+    )
+    seed: int = setting(
+        7,
+        Setting(  # Lightning's (numpy's) range
+            "seed for model init, shuffling and the validation split",
+            int,
+            0,
+            2**32 - 1,
+            group=OPTIMISATION,
+            metavar="N",
+        ),
+    )
 
-    precision: str = setting("32", Setting(
-        "Lightning precision: 32, 16-mixed or bf16-mixed (or 16-true, bf16-true, 64)", choices=PRECISIONS,
-        group=HARDWARE, metavar="P"))
-    accelerator: str = setting("auto", Setting("auto, cpu, gpu, mps, …", choices=ACCELERATORS, group=HARDWARE,
-                                               metavar="A"))
+    precision: str = setting(
+        "32",
+        Setting(
+            "Lightning precision: 32, 16-mixed or bf16-mixed (or 16-true, bf16-true, 64)",
+            choices=PRECISIONS,
+            group=HARDWARE,
+            metavar="P",
+        ),
+    )
+    accelerator: str = setting(
+        "auto", Setting("auto, cpu, gpu, mps, …", choices=ACCELERATORS, group=HARDWARE, metavar="A")
+    )
     devices: str | int = setting("auto", Setting("auto, a count, or a list like 0,1", group=HARDWARE, metavar="D"))
-    num_nodes: int = setting(1, Setting("machines in a multi-node run", int, 1, 100_000, group=HARDWARE,
-                                        metavar="N"))
+    num_nodes: int = setting(1, Setting("machines in a multi-node run", int, 1, 100_000, group=HARDWARE, metavar="N"))
     strategy: str = setting("auto", Setting("auto, ddp, fsdp, deepspeed, …", group=HARDWARE, metavar="S"))
-    group_by_length: bool = setting(True, Setting(
-        "batch rows of similar length together, so dynamic padding pads almost nothing", group=HARDWARE))
+    group_by_length: bool = setting(
+        True, Setting("batch rows of similar length together, so dynamic padding pads almost nothing", group=HARDWARE)
+    )
     num_workers: int = setting(2, Setting("DataLoader worker processes", int, 0, 256, group=HARDWARE, metavar="N"))
-    val_check_interval: float | int | None = setting(None, Setting(
-        "validate every N steps, or every F of an epoch (default once an epoch)", group=HARDWARE, metavar="N|F"))
+    val_check_interval: float | int | None = setting(
+        None,
+        Setting(
+            "validate every N steps, or every F of an epoch (default once an epoch)", group=HARDWARE, metavar="N|F"
+        ),
+    )
 
-    out: str = setting("checkpoints", Setting("folder for checkpoints, the exported model (DIR/model) and logs",
-                                              group=OUTPUT, metavar="DIR"))
-    resume: str | None = setting(None, Setting(
-        "continue from DIR/last.ckpt (or the given checkpoint): weights, optimiser, step", group=OUTPUT,
-        metavar="CKPT"))
-    log_every_s: float = setting(1.0, Setting(
-        "at most one step event per this many seconds (the first and last step always)", float, 0.0, flag=False))
+    out: str = setting(
+        "checkpoints",
+        Setting("folder for checkpoints, the exported model (DIR/model) and logs", group=OUTPUT, metavar="DIR"),
+    )
+    resume: str | None = setting(
+        None,
+        Setting(
+            "continue from DIR/last.ckpt (or the given checkpoint): weights, optimiser, step",
+            group=OUTPUT,
+            metavar="CKPT",
+        ),
+    )
+    log_every_s: float = setting(
+        1.0,
+        Setting(
+            "at most one step event per this many seconds (the first and last step always)", float, 0.0, flag=False
+        ),
+    )
 
     @property
     def corpus_specs(self) -> list[str]:
@@ -204,18 +299,29 @@ class TrainConfig:
             elif isinstance(v, int) and v < 1:
                 p.append(f"--val-check-interval: a step count must be ≥ 1, got {v!r}")
         if not _valid_devices(self.devices):
-            p.append(f"--devices: must be auto, -1 (all), a count ≥ 1 or a list of device numbers like 0,1, "
-                     f"got {_short(self.devices)}")
+            p.append(
+                f"--devices: must be auto, -1 (all), a count ≥ 1 or a list of device numbers like 0,1, "
+                f"got {_short(self.devices)}"
+            )
         if isinstance(self.num_nodes, int) and self.num_nodes > 1 and not _multi_node_launch():
-            p.append(f"--num-nodes: {self.num_nodes} machines need a multi-machine launcher (torchrun, SLURM "
-                     f"or MPI setting MASTER_ADDR and NODE_RANK on each); none is set here, so the run "
-                     f"would wait for the others forever")
+            p.append(
+                f"--num-nodes: {self.num_nodes} machines need a multi-machine launcher (torchrun, SLURM "
+                f"or MPI setting MASTER_ADDR and NODE_RANK on each); none is set here, so the run "
+                f"would wait for the others forever"
+            )
         if make_model:
-            if (isinstance(self.n_embd, int) and isinstance(self.n_head, int) and self.n_head >= 1
-                    and self.n_embd % self.n_head):
+            if (
+                isinstance(self.n_embd, int)
+                and isinstance(self.n_head, int)
+                and self.n_head >= 1
+                and self.n_embd % self.n_head
+            ):
                 p.append(f"--n-embd: must be divisible by --n-head ({self.n_head}), got {self.n_embd}")
-            if (isinstance(self.n_positions, int) and isinstance(self.max_seq_length, int)
-                    and self.max_seq_length > self.n_positions):
+            if (
+                isinstance(self.n_positions, int)
+                and isinstance(self.max_seq_length, int)
+                and self.max_seq_length > self.n_positions
+            ):
                 p.append(f"--max-seq-length: must be ≤ --n-positions ({self.n_positions}), got {self.max_seq_length}")
         out = Path(self.out).expanduser()
         try:
@@ -237,8 +343,10 @@ class TrainConfig:
             try:
                 if not path.is_file():
                     others = _resume_hint(path.parent) if self.resume in (None, "last") else ""
-                    p.append(f"--resume: no checkpoint at {path}" + (f"; to go on from the best one, use {others}"
-                                                                     if others.startswith("--resume ") else ""))
+                    p.append(
+                        f"--resume: no checkpoint at {path}"
+                        + (f"; to go on from the best one, use {others}" if others.startswith("--resume ") else "")
+                    )
             except OSError as exc:
                 p.append(f"--resume: cannot use {path} ({exc.strerror or exc})")
         return p
@@ -286,8 +394,12 @@ def _valid_devices(value: object) -> bool:
 
 def _multi_node_launch() -> bool:
     env = os.environ
-    return ("MASTER_ADDR" in env and ("NODE_RANK" in env or "GROUP_RANK" in env)) or "SLURM_NTASKS" in env \
-        or "OMPI_COMM_WORLD_SIZE" in env or "TORCHELASTIC_RUN_ID" in env
+    return (
+        ("MASTER_ADDR" in env and ("NODE_RANK" in env or "GROUP_RANK" in env))
+        or "SLURM_NTASKS" in env
+        or "OMPI_COMM_WORLD_SIZE" in env
+        or "TORCHELASTIC_RUN_ID" in env
+    )
 
 
 def _resume_hint(folder: Path) -> str:
@@ -295,8 +407,9 @@ def _resume_hint(folder: Path) -> str:
     from kolyric.engine.loading import checkpoint_val_loss
 
     try:
-        best = sorted((p for p in folder.glob("*.ckpt") if p.name != LAST_NAME and p.is_file()),
-                      key=checkpoint_val_loss)
+        best = sorted(
+            (p for p in folder.glob("*.ckpt") if p.name != LAST_NAME and p.is_file()), key=checkpoint_val_loss
+        )
     except OSError:
         best = []
     return f"--resume {best[0]}" if best else "--resume"

@@ -37,9 +37,18 @@ POSITIVE, NEGATIVE = "긍정", "부정"
 NSMC_LABELS = {"0": NEGATIVE, "1": POSITIVE}
 # Spellings accepted for the polarity column of a .tsv file ("" means none).
 _POLARITY_WORDS = {
-    "긍정": POSITIVE, "부정": NEGATIVE, "1": POSITIVE, "0": NEGATIVE,
-    "positive": POSITIVE, "negative": NEGATIVE, "pos": POSITIVE, "neg": NEGATIVE,
-    "": None, "none": None, "null": None, "-": None,
+    "긍정": POSITIVE,
+    "부정": NEGATIVE,
+    "1": POSITIVE,
+    "0": NEGATIVE,
+    "positive": POSITIVE,
+    "negative": NEGATIVE,
+    "pos": POSITIVE,
+    "neg": NEGATIVE,
+    "": None,
+    "none": None,
+    "null": None,
+    "-": None,
 }
 USER_SUFFIXES = (".txt", ".tsv", ".jsonl")
 MAX_LINE_BYTES = 4 * 2**20
@@ -76,8 +85,9 @@ def nsmc_files(root: str | os.PathLike) -> dict[str, Path]:
     return {"train": base / "ratings_train.txt", "test": base / "ratings_test.txt"}
 
 
-def read_nsmc(root: str | os.PathLike, split: str, *, limit: int | None = None,
-              skip_bad: bool = False, download: bool = True) -> tuple[list[Example], int]:
+def read_nsmc(
+    root: str | os.PathLike, split: str, *, limit: int | None = None, skip_bad: bool = False, download: bool = True
+) -> tuple[list[Example], int]:
     """NSMC ``split`` ("train" or "test") from ``<root>/nsmc``; downloads it only when absent.
 
     Returns the examples and the number of malformed rows skipped. Rows whose review is
@@ -97,15 +107,16 @@ def _download_nsmc(root: str | os.PathLike) -> None:
         from Korpora.korpus_nsmc import fetch_nsmc
     except ImportError as exc:
         raise CorpusError(
-            f"{root}: NSMC is not in {Path(root) / 'nsmc'} and Korpora is not installed to "
-            f"download it ({exc})") from None
+            f"{root}: NSMC is not in {Path(root) / 'nsmc'} and Korpora is not installed to download it ({exc})"
+        ) from None
     try:
         fetch_nsmc(str(Path(root).expanduser()), False)
     except Exception as exc:  # noqa: BLE001 - any download failure is the same story for the user
         raise CorpusError(
             f"{root}: NSMC is not in {Path(root) / 'nsmc'} and downloading it failed "
             f"({_one_line(exc)}); put ratings_train.txt and ratings_test.txt there, "
-            f"or use --corpus-dir pointing at a copy") from None
+            f"or use --corpus-dir pointing at a copy"
+        ) from None
 
 
 def _read_nsmc_file(path: Path, *, limit: int | None, skip_bad: bool) -> tuple[list[Example], int]:
@@ -138,8 +149,9 @@ def read_user_file(path: str | os.PathLike, *, skip_bad: bool = False) -> tuple[
         raise CorpusError(f"{path}: is a directory, not a corpus file")
     suffix = path.suffix.lower()
     if suffix not in USER_SUFFIXES:
-        raise CorpusError(f"{path}: unknown corpus format {suffix or '(no extension)'!r}; "
-                          f"use one of {', '.join(USER_SUFFIXES)}")
+        raise CorpusError(
+            f"{path}: unknown corpus format {suffix or '(no extension)'!r}; use one of {', '.join(USER_SUFFIXES)}"
+        )
     reader = {".txt": _read_txt, ".tsv": _read_tsv, ".jsonl": _read_jsonl}[suffix]
     examples, skipped = reader(path, skip_bad)
     if not examples:
@@ -165,8 +177,9 @@ def _read_txt(path: Path, skip_bad: bool) -> tuple[list[Example], int]:
     return songs, skipped
 
 
-def _read_rows(path: Path, skip_bad: bool, parse: Callable[[int, str], Example | str | None],
-               limit: int | None = None) -> tuple[list[Example], int]:
+def _read_rows(
+    path: Path, skip_bad: bool, parse: Callable[[int, str], Example | str | None], limit: int | None = None
+) -> tuple[list[Example], int]:
     """The row loop of the NSMC, ``.tsv`` and ``.jsonl`` readers. ``parse(number, line)`` returns
     an Example, None for a row to pass over (a header), or a string naming what is wrong; a bad
     row is an error naming file and line, or skipped and counted with ``skip_bad``. Blank lines
@@ -232,7 +245,7 @@ def _jsonl_row(number: int, line: str) -> Example | str:
         return "'text' holds a lone surrogate escape (\\ud800-\\udfff), which is not text"
     polarity = row.get("polarity")
     if polarity not in (POSITIVE, NEGATIVE, None):
-        return f"'polarity' must be \"긍정\", \"부정\" or null, got {_preview(repr(polarity), 40)}"
+        return f'\'polarity\' must be "긍정", "부정" or null, got {_preview(repr(polarity), 40)}'
     return Example(normalize_text(text), polarity)
 
 
@@ -278,8 +291,9 @@ def _lines(path: Path, *, skip_bad: bool = False):
         while raw := handle.readline(MAX_LINE_BYTES + 1):
             number += 1
             if len(raw) > MAX_LINE_BYTES:
-                raise CorpusError(f"{path}:{number}: the line is longer than {MAX_LINE_BYTES // 2**20} MiB; "
-                                  f"is this a text corpus?")
+                raise CorpusError(
+                    f"{path}:{number}: the line is longer than {MAX_LINE_BYTES // 2**20} MiB; is this a text corpus?"
+                )
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
@@ -306,9 +320,16 @@ def split_validation(examples: list[Example], share: float, seed: int) -> tuple[
     return train, val
 
 
-def load_corpus(spec: str, *, root: str | os.PathLike = ".", val_share: float = 0.1, seed: int = 7,
-                limit_train: int | None = None, limit_val: int | None = None,
-                skip_bad: bool = False) -> Corpus:
+def load_corpus(
+    spec: str,
+    *,
+    root: str | os.PathLike = ".",
+    val_share: float = 0.1,
+    seed: int = 7,
+    limit_train: int | None = None,
+    limit_val: int | None = None,
+    skip_bad: bool = False,
+) -> Corpus:
     """``spec`` is ``nsmc`` (read from ``root``) or the path of a user file."""
     if spec.strip().lower() == "nsmc":
         train, skipped_train = read_nsmc(root, "train", limit=limit_train, skip_bad=skip_bad)
@@ -349,8 +370,10 @@ class CorpusSpec:
             return cls(text)
         option = option.strip()
         if not (option.isdigit() and len(option) <= 4 and 1 <= int(option) <= MAX_REPEAT):
-            raise CorpusError(f"--corpus {_preview(text, 80)}: repeat must be an integer in [1, {MAX_REPEAT}], "
-                              f"got {_preview(option, 20)}")
+            raise CorpusError(
+                f"--corpus {_preview(text, 80)}: repeat must be an integer in [1, {MAX_REPEAT}], "
+                f"got {_preview(option, 20)}"
+            )
         if not source.strip():
             raise CorpusError(f"--corpus {_preview(text, 80)}: name a corpus before ',repeat='")
         return cls(source, int(option))
@@ -359,23 +382,41 @@ class CorpusSpec:
         return self.source if self.repeat == 1 else f"{self.source},repeat={self.repeat}"
 
 
-def load_corpora(specs: list[str], *, root: str | os.PathLike = ".", val_share: float = 0.1, seed: int = 7,
-                 limit_train: int | None = None, limit_val: int | None = None,
-                 skip_bad: bool = False) -> Corpus:
+def load_corpora(
+    specs: list[str],
+    *,
+    root: str | os.PathLike = ".",
+    val_share: float = 0.1,
+    seed: int = 7,
+    limit_train: int | None = None,
+    limit_val: int | None = None,
+    skip_bad: bool = False,
+) -> Corpus:
     """Several corpora as one: each ``spec`` as ``load_corpus`` reads it (limits apply to each),
     its training examples repeated as the spec says. The validation sets are joined unrepeated,
     so ``val_loss`` weighs every corpus by its own size."""
     if not specs:
         raise CorpusError("--corpus: name at least one corpus (nsmc or a file)")
     parsed = [CorpusSpec.parse(spec) for spec in specs]
-    parts = [load_corpus(spec.source, root=root, val_share=val_share, seed=seed, limit_train=limit_train,
-                         limit_val=limit_val, skip_bad=skip_bad) for spec in parsed]
+    parts = [
+        load_corpus(
+            spec.source,
+            root=root,
+            val_share=val_share,
+            seed=seed,
+            limit_train=limit_train,
+            limit_val=limit_val,
+            skip_bad=skip_bad,
+        )
+        for spec in parsed
+    ]
     if len(parts) == 1 and parsed[0].repeat == 1:
         return parts[0]
     train = [ex for spec, part in zip(parsed, parts) for _ in range(spec.repeat) for ex in part.train]
     val = [ex for part in parts for ex in part.val]
-    descriptions = [part.description + (f" ×{spec.repeat}" if spec.repeat > 1 else "")
-                    for spec, part in zip(parsed, parts)]
+    descriptions = [
+        part.description + (f" ×{spec.repeat}" if spec.repeat > 1 else "") for spec, part in zip(parsed, parts)
+    ]
     corpus = Corpus(train, val, " + ".join(descriptions), sum(part.skipped for part in parts))
     corpus.notices = [notice for part in parts for notice in part.notices]
     return corpus

@@ -54,7 +54,7 @@ class TokenizedDataset(Dataset):
         return len(self.offsets) - 1
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.flat[self.offsets[index]:self.offsets[index + 1]]
+        return self.flat[self.offsets[index] : self.offsets[index + 1]]
 
     def lengths(self) -> torch.Tensor:
         return self.offsets[1:] - self.offsets[:-1]
@@ -93,19 +93,25 @@ class Coverage:
         text = f"{self.trained_tokens:,} of {self.corpus_tokens:,} corpus tokens trained on ({share:.0%})"
         if self.split_examples:
             extra = self.row_tokens - self.corpus_tokens
-            text += (f"; {self.split_examples:,} long text(s) split into windows"
-                     f" (+{extra:,} tokens of overlap and prefixes)")
+            text += (
+                f"; {self.split_examples:,} long text(s) split into windows (+{extra:,} tokens of overlap and prefixes)"
+            )
         return text
 
     def warning(self, max_seq_length: int) -> str | None:
-        parts = [f"{n:,} window(s) had to end mid-{what}"
-                 for n, what in ((self.cut_lines, "line"), (self.cut_words, "word")) if n]
+        parts = [
+            f"{n:,} window(s) had to end mid-{what}"
+            for n, what in ((self.cut_lines, "line"), (self.cut_words, "word"))
+            if n
+        ]
         if not parts:
             return None
-        return (f"{' and '.join(parts)}: some lines (or texts without lines) run longer than half of "
-                f"--max-seq-length "
-                f"{max_seq_length} tokens; nothing is lost (the next window goes on from there), but a "
-                f"longer --max-seq-length keeps such lines whole")
+        return (
+            f"{' and '.join(parts)}: some lines (or texts without lines) run longer than half of "
+            f"--max-seq-length "
+            f"{max_seq_length} tokens; nothing is lost (the next window goes on from there), but a "
+            f"longer --max-seq-length keeps such lines whole"
+        )
 
 
 class _Boundaries:
@@ -137,8 +143,9 @@ class Windows:
         return seen
 
 
-def split_windows(body: Sequence[int], prefix: Sequence[int], eos: int, max_seq_length: int,
-                  boundaries: _Boundaries) -> Windows:
+def split_windows(
+    body: Sequence[int], prefix: Sequence[int], eos: int, max_seq_length: int, boundaries: _Boundaries
+) -> Windows:
     """``prefix + body + [eos]`` as rows of at most ``max_seq_length`` tokens: one row when it
     fits, else windows as the module docstring says."""
     if len(prefix) + len(body) + 1 <= max_seq_length:
@@ -180,8 +187,14 @@ def _first_in(sorted_positions: list[int], low: int, high: int) -> int | None:
     return sorted_positions[i] if i < len(sorted_positions) and sorted_positions[i] <= high else None
 
 
-def tokenize_examples(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, max_seq_length: int, *,
-                      chunk_size: int = 20_000, progress: ProgressFn | None = None) -> TokenizedDataset:
+def tokenize_examples(
+    examples: Sequence[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    *,
+    chunk_size: int = 20_000,
+    progress: ProgressFn | None = None,
+) -> TokenizedDataset:
     """Tokenize ``examples`` in batches with the fast tokenizer; ``progress(done, total)`` per chunk.
     The result's ``coverage`` says how many tokens were trained on and whether any line was cut."""
     eos = tokenizer.eos_token_id
@@ -201,17 +214,24 @@ def tokenize_examples(examples: Sequence[Example], tokenizer: PreTrainedTokenize
     total = len(examples)
     rows: list[list[int]] = []
     for start in range(0, total, chunk_size):
-        chunk = examples[start:start + chunk_size]
+        chunk = examples[start : start + chunk_size]
         for example, enc in zip(chunk, encode([format_example(ex) for ex in chunk], add_special_tokens=False)):
             ids = enc.ids
             prefix = _prefix(example.polarity, ids, prefixes, backend)
-            windows = split_windows(ids[len(prefix):], prefix, eos, max_seq_length, boundaries)
+            windows = split_windows(ids[len(prefix) :], prefix, eos, max_seq_length, boundaries)
             rows.extend(windows.rows)
-            coverage.add(Coverage(examples=1, rows=len(windows.rows), corpus_tokens=len(ids) + 1,
-                                  trained_tokens=len(prefix) + windows.covered() + 1,
-                                  row_tokens=sum(map(len, windows.rows)),
-                                  split_examples=int(len(windows.rows) > 1), cut_lines=windows.cut_lines,
-                                  cut_words=windows.cut_words))
+            coverage.add(
+                Coverage(
+                    examples=1,
+                    rows=len(windows.rows),
+                    corpus_tokens=len(ids) + 1,
+                    trained_tokens=len(prefix) + windows.covered() + 1,
+                    row_tokens=sum(map(len, windows.rows)),
+                    split_examples=int(len(windows.rows) > 1),
+                    cut_lines=windows.cut_lines,
+                    cut_words=windows.cut_words,
+                )
+            )
         if progress is not None:
             progress(min(start + chunk_size, total), total)
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
@@ -231,7 +251,7 @@ def _prefix(polarity: str | None, ids: list[int], cache: dict[str, list[int]], b
     if polarity not in cache:
         cache[polarity] = backend.encode(polarity, add_special_tokens=False).ids
     prefix = cache[polarity]
-    return prefix if ids[:len(prefix)] == prefix else []
+    return prefix if ids[: len(prefix)] == prefix else []
 
 
 class DynamicPaddingCollator:
@@ -245,8 +265,8 @@ class DynamicPaddingCollator:
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row
-            attention_mask[i, :len(row)] = 1
+            input_ids[i, : len(row)] = row
+            attention_mask[i, : len(row)] = 1
         # Mask by position, not by id: the pad id may equal EOS, and EOS must still be learned.
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
@@ -264,8 +284,8 @@ class FixedPaddingCollator:
         input_ids = torch.full((len(rows), self.width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), self.width), dtype=torch.long)
         for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row
-            attention_mask[i, :len(row)] = 1
+            input_ids[i, : len(row)] = row
+            attention_mask[i, : len(row)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": input_ids.clone()}
 
 
@@ -282,8 +302,9 @@ class LengthGroupedBatchSampler:
     same number), so Lightning's own distributed sampler must be off.
     """
 
-    def __init__(self, lengths: torch.Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 7,
-                 pool_factor: int = 64) -> None:
+    def __init__(
+        self, lengths: torch.Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 7, pool_factor: int = 64
+    ) -> None:
         self.lengths = lengths
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -299,15 +320,15 @@ class LengthGroupedBatchSampler:
         n = len(self.lengths)
         if not self.shuffle:
             order = torch.argsort(self.lengths, descending=True, stable=True).tolist()
-            return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(n, generator=generator)
         pool = self.batch_size * self.pool_factor
         batches: list[list[int]] = []
         for start in range(0, n, pool):
-            idx = order[start:start + pool]
+            idx = order[start : start + pool]
             idx = idx[torch.argsort(self.lengths[idx], descending=True, stable=True)].tolist()
-            batches.extend(idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size))
+            batches.extend(idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size))
         shuffled = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in shuffled]
 
@@ -317,7 +338,7 @@ class LengthGroupedBatchSampler:
             return batches
         per_rank = max(1, len(batches) // world)
         # Every process needs the same number of batches, or collective ops would hang.
-        batches = (batches * world)[:per_rank * world] if len(batches) < world else batches[:per_rank * world]
+        batches = (batches * world)[: per_rank * world] if len(batches) < world else batches[: per_rank * world]
         return batches[rank::world]
 
     def __iter__(self):

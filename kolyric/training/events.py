@@ -126,8 +126,15 @@ class ProgressCallback(pl.Callback):
     MAX_NONFINITE_STREAK = 50
     """Non-finite losses in a row after which the run is stopped as diverged."""
 
-    def __init__(self, events: EventWriter, cancel: CancelToken, *, last_path: Path,
-                 min_interval_s: float = 1.0, say_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        events: EventWriter,
+        cancel: CancelToken,
+        *,
+        last_path: Path,
+        min_interval_s: float = 1.0,
+        say_interval_s: float = 5.0,
+    ) -> None:
         self.events = events
         self.cancel = cancel
         self.last_path = last_path
@@ -187,14 +194,19 @@ class ProgressCallback(pl.Callback):
         loss = float(loss) if loss is not None else float("nan")  # None: a skipped (non-finite) step
         streak = getattr(pl_module, "nonfinite_streak", 0)
         if streak == 1:
-            self.events.emit("phase", phase="warning", step=step,
-                             message=f"non-finite loss at step {step}; the step was skipped",
-                             say=f"warning: non-finite loss at step {step} "
-                                 f"(batch {tuple(batch['input_ids'].shape)}); skipped")
+            self.events.emit(
+                "phase",
+                phase="warning",
+                step=step,
+                message=f"non-finite loss at step {step}; the step was skipped",
+                say=f"warning: non-finite loss at step {step} (batch {tuple(batch['input_ids'].shape)}); skipped",
+            )
         if streak >= self.MAX_NONFINITE_STREAK and not self.cancel.cancelled:
             self.diverged = True
-            self.cancel.cancel(f"the loss was NaN or infinite for {streak} steps in a row: training diverged "
-                               f"(try a lower --lr, or --precision 32)")
+            self.cancel.cancel(
+                f"the loss was NaN or infinite for {streak} steps in a row: training diverged "
+                f"(try a lower --lr, or --precision 32)"
+            )
         cancelled = self.cancel.cancelled
         if trainer.world_size > 1:  # every process must stop at the same step
             cancelled = trainer.strategy.reduce_boolean_decision(cancelled, all=False)
@@ -206,11 +218,22 @@ class ProgressCallback(pl.Callback):
             say = None
             if now - self._last_say >= self.say_interval_s or step <= 1:
                 self._last_say = now
-                say = (f"step {step}/{total} · epoch {trainer.current_epoch} · loss {loss:.3f} · "
-                       f"{tokens_per_s:,.0f} tok/s · eta {_duration(eta)}")
-            self.events.emit("step", say=say, step=step, total_steps=total, epoch=trainer.current_epoch,
-                             loss=loss, lr=lr, tokens_per_s=tokens_per_s, eta_s=eta,
-                             skipped_steps=getattr(pl_module, "skipped_steps", 0))
+                say = (
+                    f"step {step}/{total} · epoch {trainer.current_epoch} · loss {loss:.3f} · "
+                    f"{tokens_per_s:,.0f} tok/s · eta {_duration(eta)}"
+                )
+            self.events.emit(
+                "step",
+                say=say,
+                step=step,
+                total_steps=total,
+                epoch=trainer.current_epoch,
+                loss=loss,
+                lr=lr,
+                tokens_per_s=tokens_per_s,
+                eta_s=eta,
+                skipped_steps=getattr(pl_module, "skipped_steps", 0),
+            )
         # Stopping mid-epoch (a cancel, or max_steps): save here, while the loop state still says
         # where in the epoch we are, so --resume carries on with the rest of it.
         reached_max = trainer.max_steps > 0 and step >= trainer.max_steps
@@ -220,8 +243,12 @@ class ProgressCallback(pl.Callback):
     def _stop(self, trainer: pl.Trainer) -> None:
         if not self.stopped_early:
             self.stopped_early = True
-            self.events.emit("phase", phase="stopping", message=self.cancel.reason,
-                             say=f"stopping: {self.cancel.reason}; saving a checkpoint")
+            self.events.emit(
+                "phase",
+                phase="stopping",
+                message=self.cancel.reason,
+                say=f"stopping: {self.cancel.reason}; saving a checkpoint",
+            )
         trainer.should_stop = True
         # Lightning would run a full validation before stopping; a cancel should not wait for it.
         trainer.limit_val_batches = 0
@@ -233,8 +260,13 @@ class ProgressCallback(pl.Callback):
         val_loss = trainer.callback_metrics.get("val_loss")
         if val_loss is not None:
             val_loss = float(val_loss)
-            self.events.emit("val", say=f"validation at step {trainer.global_step}: val_loss {val_loss:.4f}",
-                             step=trainer.global_step, epoch=trainer.current_epoch, val_loss=val_loss)
+            self.events.emit(
+                "val",
+                say=f"validation at step {trainer.global_step}: val_loss {val_loss:.4f}",
+                step=trainer.global_step,
+                epoch=trainer.current_epoch,
+                val_loss=val_loss,
+            )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Whatever else happened, last.ckpt holds the step training ended at.

@@ -43,8 +43,15 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, floor: float =
 class CausalLMModule(pl.LightningModule):
     """Trains ``model`` on batches of ``input_ids``/``attention_mask``/``labels``."""
 
-    def __init__(self, model: PreTrainedModel, *, lr: float = 5e-5, warmup_steps: int = 0,
-                 warmup_ratio: float = 0.0, meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        *,
+        lr: float = 5e-5,
+        warmup_steps: int = 0,
+        warmup_ratio: float = 0.0,
+        meta: dict | None = None,
+    ) -> None:
         super().__init__()
         if getattr(model, "loss_type", "") is None:
             # GPT-2's class name names no loss; transformers then falls back to this one, with a
@@ -103,11 +110,11 @@ class CausalLMModule(pl.LightningModule):
             (no_decay if param.ndim < 2 or "ln" in name or "norm" in name.lower() else decay).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr)
+            lr=self.hparams.lr,
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = self.hparams.warmup_steps or int(total * self.hparams.warmup_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints ---------------------------------------------------------------------------------

@@ -50,16 +50,25 @@ class FilePlan:
     def describe(self) -> str:
         cov = self.coverage
         share = cov.trained_tokens / cov.corpus_tokens if cov.corpus_tokens else 1.0
-        text = (f"each epoch trains on {self.train_examples:,} text(s), {cov.trained_tokens:,} of "
-                f"{cov.corpus_tokens:,} tokens ({share:.0%}), as {self.rows:,} row(s) of ≤ {self.max_seq_length} "
-                f"tokens: {self.steps_per_epoch:,} step(s) of {self.batch_size}; "
-                f"{self.val_examples:,} held out for validation")
+        text = (
+            f"each epoch trains on {self.train_examples:,} text(s), {cov.trained_tokens:,} of "
+            f"{cov.corpus_tokens:,} tokens ({share:.0%}), as {self.rows:,} row(s) of ≤ {self.max_seq_length} "
+            f"tokens: {self.steps_per_epoch:,} step(s) of {self.batch_size}; "
+            f"{self.val_examples:,} held out for validation"
+        )
         warning = cov.warning(self.max_seq_length)
         return text + (f". Note: {warning}" if warning else "")
 
 
-def plan_file(path: str | os.PathLike, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int, batch_size: int,
-              val_share: float = 0.1, seed: int = 7) -> FilePlan:
+def plan_file(
+    path: str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int,
+    batch_size: int,
+    val_share: float = 0.1,
+    seed: int = 7,
+) -> FilePlan:
     """Read ``path`` as ``kolyric train`` would and tokenize its training share (a CorpusError
     names what is wrong with the file)."""
     examples, _ = read_user_file(path)
@@ -74,8 +83,12 @@ def lyrics_defaults(plan_rows: int, *, n_params: int, context: int) -> dict[str,
     model's size (1e-4 for a pretrained model such as KoGPT2, 1e-3 for a small one)."""
     steps_per_epoch = max(1, math.ceil(plan_rows / LYRICS_BATCH_SIZE))
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
-    return {"max_seq_length": min(LYRICS_MAX_SEQ_LENGTH, context), "batch_size": LYRICS_BATCH_SIZE,
-            "epochs": epochs, "lr": SCRATCH_LR if n_params < SMALL_MODEL_PARAMS else PRETRAINED_LYRICS_LR}
+    return {
+        "max_seq_length": min(LYRICS_MAX_SEQ_LENGTH, context),
+        "batch_size": LYRICS_BATCH_SIZE,
+        "epochs": epochs,
+        "lr": SCRATCH_LR if n_params < SMALL_MODEL_PARAMS else PRETRAINED_LYRICS_LR,
+    }
 
 
 @dataclass(frozen=True)
@@ -91,8 +104,7 @@ class FormPlan:
         return f"{self.plan.describe()} ({self.note})"
 
 
-def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: float = 0.1,
-                  seed: int = 7) -> FormPlan:
+def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: float = 0.1, seed: int = 7) -> FormPlan:
     """Lyrics defaults and their coverage for training on ``path`` over ``model`` (None: from
     scratch). The base's own tokenizer measures the file when it is on disk; otherwise (from
     scratch, or a hub id not cached) kolyric-mini's does, as an estimate."""
@@ -115,8 +127,9 @@ def plan_for_form(path: str | os.PathLike, model: str | None, *, val_share: floa
         note = "estimated with kolyric-mini's tokenizer; from scratch trains its own"
         n_params, context = 0, LYRICS_MAX_SEQ_LENGTH  # a new small model: its own 128-token window
     length = min(LYRICS_MAX_SEQ_LENGTH, context)
-    plan = plan_file(path, tokenizer, max_seq_length=length, batch_size=LYRICS_BATCH_SIZE, val_share=val_share,
-                     seed=seed)
+    plan = plan_file(
+        path, tokenizer, max_seq_length=length, batch_size=LYRICS_BATCH_SIZE, val_share=val_share, seed=seed
+    )
     return FormPlan(plan, lyrics_defaults(plan.rows, n_params=n_params, context=context), note)
 
 

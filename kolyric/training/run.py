@@ -99,14 +99,27 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
     # -- corpus --------------------------------------------------------------------------------
     names = " + ".join(config.corpus_specs)
     events.emit("phase", phase="corpus", message=f"reading {names}", say=f"reading {names} …")
-    corpus = load_corpora(config.corpus_specs, root=config.corpus_dir, val_share=config.val_share,
-                          seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
-                          skip_bad=config.skip_bad_rows)
+    corpus = load_corpora(
+        config.corpus_specs,
+        root=config.corpus_dir,
+        val_share=config.val_share,
+        seed=config.seed,
+        limit_train=config.limit_train,
+        limit_val=config.limit_val,
+        skip_bad=config.skip_bad_rows,
+    )
     msg = f"{corpus.description}: {len(corpus.train):,} training, {len(corpus.val):,} validation examples"
     if corpus.skipped:
         msg += f"; skipped {corpus.skipped} malformed row(s)"
-    events.emit("phase", phase="corpus", message=msg, say=msg, train=len(corpus.train), val=len(corpus.val),
-                skipped=corpus.skipped)
+    events.emit(
+        "phase",
+        phase="corpus",
+        message=msg,
+        say=msg,
+        train=len(corpus.train),
+        val=len(corpus.val),
+        skipped=corpus.skipped,
+    )
 
     # -- tokenizer and model ---------------------------------------------------------------------
     base: str | None
@@ -114,15 +127,25 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
         # Our checkpoints carry their config and tokenizer: the base is not needed to resume.
         loaded = load_model(config.resume_path, device="cpu")
         model, tokenizer, base = loaded.model, loaded.tokenizer, config.base
-        events.emit("phase", phase="model", message=f"resuming from {config.resume_path}",
-                    say=f"resuming from {config.resume_path}")
+        events.emit(
+            "phase",
+            phase="model",
+            message=f"resuming from {config.resume_path}",
+            say=f"resuming from {config.resume_path}",
+        )
     elif config.from_scratch:
-        events.emit("phase", phase="tokenizer", say="training a tokenizer on the corpus …",
-                    message=f"training a {config.tokenizer_kind} tokenizer, vocab {config.vocab_size}")
-        tokenizer = train_tokenizer((format_example(ex) for ex in corpus.train),
-                                    vocab_size=config.vocab_size, kind=config.tokenizer_kind)
-        shape = ModelShape(n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head,
-                           n_positions=config.n_positions)
+        events.emit(
+            "phase",
+            phase="tokenizer",
+            say="training a tokenizer on the corpus …",
+            message=f"training a {config.tokenizer_kind} tokenizer, vocab {config.vocab_size}",
+        )
+        tokenizer = train_tokenizer(
+            (format_example(ex) for ex in corpus.train), vocab_size=config.vocab_size, kind=config.tokenizer_kind
+        )
+        shape = ModelShape(
+            n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head, n_positions=config.n_positions
+        )
         model, base = new_model(tokenizer, shape, seed=config.seed), None
         events.emit("phase", phase="model", message=f"new GPT-2 {shape}", say=f"new GPT-2: {shape}")
     else:
@@ -132,8 +155,7 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
         base = config.model if loaded.kind in ("hub", "directory", "mini") else (config.base or None)
     window = context_window(model.config, default=0)  # 0: the config states none, nothing to check
     if window and config.max_seq_length > window:
-        raise ConfigError([f"--max-seq-length: must be ≤ the model's context ({window}), "
-                           f"got {config.max_seq_length}"])
+        raise ConfigError([f"--max-seq-length: must be ≤ the model's context ({window}), got {config.max_seq_length}"])
     if not config.resume and _has_line_breaks(corpus) and add_line_tokens(tokenizer):
         # A base without line tokens (KoGPT2's vocabulary has none) would see every lyric as one line.
         model.resize_token_embeddings(len(tokenizer))
@@ -151,35 +173,64 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
     t0 = time.perf_counter()
     train_data = tokenize_examples(corpus.train, tokenizer, config.max_seq_length, progress=progress)
     val_data = tokenize_examples(corpus.val, tokenizer, config.max_seq_length, progress=progress)
-    msg = (f"tokenized {len(corpus.train):,} + {len(corpus.val):,} examples into {len(train_data):,} + "
-           f"{len(val_data):,} rows ({train_data.n_tokens + val_data.n_tokens:,} tokens) in "
-           f"{time.perf_counter() - t0:.1f} s; {train_data.coverage.summary()}")
+    msg = (
+        f"tokenized {len(corpus.train):,} + {len(corpus.val):,} examples into {len(train_data):,} + "
+        f"{len(val_data):,} rows ({train_data.n_tokens + val_data.n_tokens:,} tokens) in "
+        f"{time.perf_counter() - t0:.1f} s; {train_data.coverage.summary()}"
+    )
     cov = train_data.coverage
-    events.emit("phase", phase="tokenize", message=msg, say=msg, done=len(corpus.train), total=len(corpus.train),
-                seconds=time.perf_counter() - t0, corpus_tokens=cov.corpus_tokens, trained_tokens=cov.trained_tokens,
-                rows=len(train_data), row_tokens=cov.row_tokens, split_examples=cov.split_examples,
-                cut_lines=cov.cut_lines)
+    events.emit(
+        "phase",
+        phase="tokenize",
+        message=msg,
+        say=msg,
+        done=len(corpus.train),
+        total=len(corpus.train),
+        seconds=time.perf_counter() - t0,
+        corpus_tokens=cov.corpus_tokens,
+        trained_tokens=cov.trained_tokens,
+        rows=len(train_data),
+        row_tokens=cov.row_tokens,
+        split_examples=cov.split_examples,
+        cut_lines=cov.cut_lines,
+    )
     cut_warning = train_data.coverage.warning(config.max_seq_length)
     if cut_warning:
         events.emit("phase", phase="warning", message=cut_warning, say=f"warning: {cut_warning}")
 
     collate = DynamicPaddingCollator(tokenizer.pad_token_id)
-    loader_args = dict(collate_fn=collate, num_workers=config.num_workers,
-                       persistent_workers=config.num_workers > 0)
+    loader_args = dict(collate_fn=collate, num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
     if config.group_by_length:
-        train_loader = DataLoader(train_data, **loader_args, batch_sampler=LengthGroupedBatchSampler(
-            train_data.lengths(), config.batch_size, shuffle=True, seed=config.seed))
+        train_loader = DataLoader(
+            train_data,
+            **loader_args,
+            batch_sampler=LengthGroupedBatchSampler(
+                train_data.lengths(), config.batch_size, shuffle=True, seed=config.seed
+            ),
+        )
     else:
-        train_loader = DataLoader(train_data, **loader_args, batch_size=config.batch_size, shuffle=True,
-                                  generator=torch.Generator().manual_seed(config.seed))
-    val_loader = DataLoader(val_data, **loader_args, batch_sampler=LengthGroupedBatchSampler(
-        val_data.lengths(), config.batch_size, shuffle=False))
+        train_loader = DataLoader(
+            train_data,
+            **loader_args,
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+    val_loader = DataLoader(
+        val_data,
+        **loader_args,
+        batch_sampler=LengthGroupedBatchSampler(val_data.lengths(), config.batch_size, shuffle=False),
+    )
 
     # -- trainer -----------------------------------------------------------------------------------
     model.train()  # load_model hands it over in eval mode; Lightning keeps submodules' modes
-    module = CausalLMModule(model, lr=config.peak_lr, warmup_steps=config.warmup_steps or 0,
-                            warmup_ratio=0.0 if config.warmup_steps is not None else config.warmup_ratio,
-                            meta=meta)
+    module = CausalLMModule(
+        model,
+        lr=config.peak_lr,
+        warmup_steps=config.warmup_steps or 0,
+        warmup_ratio=0.0 if config.warmup_steps is not None else config.warmup_ratio,
+        meta=meta,
+    )
     last_path = out / LAST_NAME
 
     def saved(path: Path) -> None:
@@ -189,37 +240,69 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
             progress_cb.last_saved_step = trainer.global_step
             if progress_cb.stopped_early:
                 kind = "interrupted"
-        events.emit("checkpoint", path=str(path), kind=kind, step=trainer.global_step,
-                    epoch=trainer.current_epoch, say=f"saved {path}")
+        events.emit(
+            "checkpoint",
+            path=str(path),
+            kind=kind,
+            step=trainer.global_step,
+            epoch=trainer.current_epoch,
+            say=f"saved {path}",
+        )
 
     progress_cb = ProgressCallback(events, cancel, last_path=last_path, min_interval_s=config.log_every_s)
-    checkpoint_cb = LastCheckpoint(dirpath=out, filename="{epoch}-{val_loss:.2f}", monitor="val_loss",
-                                    mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=True,
-                                    enable_version_counter=False)
+    checkpoint_cb = LastCheckpoint(
+        dirpath=out,
+        filename="{epoch}-{val_loss:.2f}",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=True,
+        enable_version_counter=False,
+    )
     n_batches = max(1, len(train_loader))
     if isinstance(config.val_check_interval, int) and config.val_check_interval > n_batches:
-        raise ConfigError([f"--val-check-interval: a step count must be between 1 and the batches in an "
-                           f"epoch ({n_batches}), got {config.val_check_interval}"])
+        raise ConfigError(
+            [
+                f"--val-check-interval: a step count must be between 1 and the batches in an "
+                f"epoch ({n_batches}), got {config.val_check_interval}"
+            ]
+        )
     plugins = [] if any(s in str(config.strategy) for s in ("deepspeed", "fsdp")) else [AtomicCheckpointIO(saved)]
     trainer = _make_trainer(
-        pl, config, default_root_dir=out, max_epochs=config.epochs, max_steps=config.max_steps or -1,
-        precision=_precision(config.precision), accelerator=config.accelerator, devices=_devices(config.devices),
-        num_nodes=config.num_nodes, strategy=config.strategy, val_check_interval=config.val_check_interval,
-        callbacks=[progress_cb, checkpoint_cb], plugins=plugins, gradient_clip_val=1.0,
-        logger=CSVLogger(save_dir=out, name="logs"), log_every_n_steps=min(50, n_batches),
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
+        pl,
+        config,
+        default_root_dir=out,
+        max_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        precision=_precision(config.precision),
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        val_check_interval=config.val_check_interval,
+        callbacks=[progress_cb, checkpoint_cb],
+        plugins=plugins,
+        gradient_clip_val=1.0,
+        logger=CSVLogger(save_dir=out, name="logs"),
+        log_every_n_steps=min(50, n_batches),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
         # The length-grouped batch sampler shards by rank itself; plain shuffling uses Lightning's.
-        use_distributed_sampler=not config.group_by_length)
+        use_distributed_sampler=not config.group_by_length,
+    )
     n_params = sum(p.numel() for p in model.parameters())
-    msg = (f"training {n_params / 1e6:.1f}M parameters · {n_batches:,} batches/epoch · "
-           f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '').lower()} · "
-           f"precision {config.precision} · lr {config.peak_lr:g}")
+    msg = (
+        f"training {n_params / 1e6:.1f}M parameters · {n_batches:,} batches/epoch · "
+        f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '').lower()} · "
+        f"precision {config.precision} · lr {config.peak_lr:g}"
+    )
     events.emit("phase", phase="train", message=msg, say=msg, params=n_params)
     with warnings.catch_warnings():
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
-        trainer.fit(module, train_loader, val_loader,
-                    ckpt_path=str(config.resume_path) if config.resume else None)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(config.resume_path) if config.resume else None)
 
     # -- export ----------------------------------------------------------------------------------------
     best = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else None
@@ -229,21 +312,41 @@ def train(config: TrainConfig, events: EventWriter | None = None, cancel: Cancel
     if source is not None and trainer.is_global_zero:
         events.emit("phase", phase="export", message=f"exporting {source.name}", say=f"exporting {source.name} …")
         export_dir = export_model(source, out / EXPORT_DIRNAME)
-        events.emit("checkpoint", path=str(export_dir), kind="export", step=trainer.global_step,
-                    epoch=trainer.current_epoch, say=f"exported {export_dir}")
+        events.emit(
+            "checkpoint",
+            path=str(export_dir),
+            kind="export",
+            step=trainer.global_step,
+            epoch=trainer.current_epoch,
+            say=f"exported {export_dir}",
+        )
     val_loss = checkpoint_cb.best_model_score
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    result = TrainResult(best if best and best.is_file() else None, last, export_dir, metrics,
-                         cancelled=cancel.cancelled, diverged=progress_cb.diverged)
+    result = TrainResult(
+        best if best and best.is_file() else None,
+        last,
+        export_dir,
+        metrics,
+        cancelled=cancel.cancelled,
+        diverged=progress_cb.diverged,
+    )
     result.metrics["skipped_steps"] = module.skipped_steps
     if progress_cb.diverged:
         events.emit("error", message=cancel.reason, say=f"error: {cancel.reason}")
-    events.emit("finished", cancelled=cancel.cancelled, diverged=progress_cb.diverged,
-                skipped_steps=module.skipped_steps, best_ckpt=result.best_ckpt, last_ckpt=last,
-                export_dir=export_dir, val_loss=float(val_loss) if val_loss is not None else None,
-                step=trainer.global_step, elapsed_s=time.perf_counter() - started,
-                say=("cancelled; " if cancel.cancelled else "done; ")
-                + f"best {result.best_ckpt or '-'}, model in {export_dir or '-'}")
+    events.emit(
+        "finished",
+        cancelled=cancel.cancelled,
+        diverged=progress_cb.diverged,
+        skipped_steps=module.skipped_steps,
+        best_ckpt=result.best_ckpt,
+        last_ckpt=last,
+        export_dir=export_dir,
+        val_loss=float(val_loss) if val_loss is not None else None,
+        step=trainer.global_step,
+        elapsed_s=time.perf_counter() - started,
+        say=("cancelled; " if cancel.cancelled else "done; ")
+        + f"best {result.best_ckpt or '-'}, model in {export_dir or '-'}",
+    )
     return result
 
 
@@ -266,8 +369,12 @@ def _make_trainer(pl: ModuleType, config: TrainConfig, **kwargs: object) -> Trai
         return pl.Trainer(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Lightning raises ValueError, TypeError, MisconfigurationException
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ConfigError([f"--accelerator {config.accelerator} --devices {config.devices} "
-                           f"--strategy {config.strategy} --precision {config.precision}: {text}"]) from None
+        raise ConfigError(
+            [
+                f"--accelerator {config.accelerator} --devices {config.devices} "
+                f"--strategy {config.strategy} --precision {config.precision}: {text}"
+            ]
+        ) from None
 
 
 def _devices(value: str | int) -> str | int | list[int]:
@@ -302,4 +409,3 @@ def export_model(checkpoint: Path, target: Path, *, base: str | None = None) -> 
     if old.exists():
         shutil.rmtree(old)
     return target
-

@@ -34,8 +34,13 @@ LINE_TOKENS = (STANZA_BREAK, LINE_BREAK)
 TOKENIZER_KINDS = ("metaspace", "bytelevel")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "metaspace",
-                    min_frequency: int = 2, alphabet_size: int = 2500) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 8000,
+    kind: str = "metaspace",
+    min_frequency: int = 2,
+    alphabet_size: int = 2500,
+) -> PreTrainedTokenizerFast:
     """Train a BPE tokenizer on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -46,25 +51,40 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "m
         raise ValueError(f"vocab_size: must be at least {len(SPECIAL_TOKENS) + 64}, got {vocab_size}")
     if kind == "metaspace":
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            _newline_split(pre_tokenizers, Regex),
-            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [_newline_split(pre_tokenizers, Regex), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")]
+        )
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=SPECIAL_TOKENS, limit_alphabet=alphabet_size,
-                                      show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            limit_alphabet=alphabet_size,
+            show_progress=False,
+        )
     else:
         tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            _newline_split(pre_tokenizers, Regex), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [_newline_split(pre_tokenizers, Regex), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        )
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
     tok.train_from_iterator(texts, trainer=trainer)
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="</s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", mask_token="<mask>", clean_up_tokenization_spaces=False)
+        tokenizer_object=tok,
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        clean_up_tokenization_spaces=False,
+    )
     add_line_tokens(wrapped)
     return wrapped
 
@@ -81,8 +101,11 @@ def keeps_line_breaks(tokenizer: PreTrainedTokenizerBase) -> bool:
     if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
         return False
     pieces = tokenizer.convert_ids_to_tokens(ids)
-    return (LINE_BREAK in pieces and STANZA_BREAK in pieces
-            and tokenizer.decode(ids, clean_up_tokenization_spaces=False) == probe)
+    return (
+        LINE_BREAK in pieces
+        and STANZA_BREAK in pieces
+        and tokenizer.decode(ids, clean_up_tokenization_spaces=False) == probe
+    )
 
 
 def add_line_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -125,9 +148,13 @@ def new_model(tokenizer: PreTrainedTokenizerBase, shape: ModelShape = ModelShape
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=shape.n_positions, n_embd=shape.n_embd,
-        n_layer=shape.n_layer, n_head=shape.n_head,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=shape.n_positions,
+        n_embd=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 NSMC_DIR = Path(os.environ.get("KOLYRIC_NSMC_DIR", ROOT.parent / "shared" / "nsmc"))
@@ -72,8 +73,14 @@ def tokenizer_51200(cache: Path = CACHE) -> Any:
             model["model"]["vocab"][word] = next_id
             next_id += 1
         backend = Tokenizer.from_str(__import__("json").dumps(model, ensure_ascii=False))
-        tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="</s>", eos_token="</s>",
-                                      unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+        tok = PreTrainedTokenizerFast(
+            tokenizer_object=backend,
+            bos_token="</s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            mask_token="<mask>",
+        )
     out.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(str(out))
     return tok
@@ -98,8 +105,13 @@ def kogpt2_shaped_dir(cache: Path = CACHE, seed: int = 7) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tokenizer = tokenizer_51200(cache)
-    config = GPT2Config(vocab_size=VOCAB, **SHAPE, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=VOCAB,
+        **SHAPE,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
     model.save_pretrained(str(out))

@@ -45,7 +45,7 @@ class FrameClock:
         original = Screen._compositor_refresh
         clock = self
 
-        def counted(screen):  # noqa: ANN001
+        def counted(screen):
             result = original(screen)
             clock.frames += 1
             clock.last = time.perf_counter()
@@ -83,8 +83,11 @@ def report(name: str, latencies: list[float], extra: str = "") -> None:
     ms = sorted(x * 1000 for x in latencies)
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     worst = max(range(len(latencies)), key=latencies.__getitem__)
-    print(f"{name:<16} n={len(ms):<4} p50 {statistics.median(ms):6.1f} ms   p95 {p95:6.1f} ms   "
-          f"max {ms[-1]:6.1f} ms (key {worst + 1})   {extra}", flush=True)
+    print(
+        f"{name:<16} n={len(ms):<4} p50 {statistics.median(ms):6.1f} ms   p95 {p95:6.1f} ms   "
+        f"max {ms[-1]:6.1f} ms (key {worst + 1})   {extra}",
+        flush=True,
+    )
 
 
 async def keep_streaming(screen, stop: asyncio.Event) -> int:
@@ -117,8 +120,14 @@ async def main(args: argparse.Namespace) -> None:
         await wait_until(pilot, lambda: screen.controls.ready)
         print(f"model: {app.status_model} · CPUs: {os.cpu_count()}", flush=True)
         if args.draft_lines:  # a long draft: every keypress re-analyses all of it (rhyme groups)
-            verse = ["[Verse]", "바람이 불어오는 곳 그곳으로 가네", "너를 보낸 그 날에 나", "사랑한다고 말해",
-                     "눈물이 흐르네", ""]
+            verse = [
+                "[Verse]",
+                "바람이 불어오는 곳 그곳으로 가네",
+                "너를 보낸 그 날에 나",
+                "사랑한다고 말해",
+                "눈물이 흐르네",
+                "",
+            ]
             screen.editor.load("\n".join((verse * (args.draft_lines // len(verse) + 1))[: args.draft_lines]))
             screen.editor.area.move_cursor((args.draft_lines - 1, 0))
             await pilot.pause()
@@ -143,22 +152,36 @@ async def main(args: argparse.Namespace) -> None:
         await pilot.press("f3")
         training = app.screen
         corpus_dir = str(SHARED) if (SHARED / "nsmc").is_dir() else ""
-        values = {"corpus_dir": corpus_dir, "batch_size": "8", "epochs": "1", "limit_train": "512",
-                  "limit_val": "64", "max_steps": str(args.train_steps), "out": str(work / "run"),
-                  "extra": "--vocab-size 800 --n-layer 2 --n-embd 64 --n-head 2 --n-positions 64 "
-                           "--num-workers 0 --val-check-interval 20"}
+        values = {
+            "corpus_dir": corpus_dir,
+            "batch_size": "8",
+            "epochs": "1",
+            "limit_train": "512",
+            "limit_val": "64",
+            "max_steps": str(args.train_steps),
+            "out": str(work / "run"),
+            "extra": "--vocab-size 800 --n-layer 2 --n-embd 64 --n-head 2 --n-positions 64 "
+            "--num-workers 0 --val-check-interval 20",
+        }
         training.query_one("#train-from_scratch").value = True
         for name, value in values.items():
             training.query_one(f"#train-{name}").value = value
         await pilot.pause()
         training.action_start()
-        await wait_until(pilot, lambda: any(training.query_one("#train-plot").series["loss"].points)
-                         or training.process is None, timeout=300, what="training steps")
+        await wait_until(
+            pilot,
+            lambda: any(training.query_one("#train-plot").series["loss"].points) or training.process is None,
+            timeout=300,
+            what="training steps",
+        )
         await pilot.press("f2")
         seen = training.events_seen
         latencies = await type_keys(pilot, clock, args.keys, args.gap)
-        report("while training", latencies, f"({training.events_seen - seen} events meanwhile, "
-                                            f"{'still running' if training.process else 'ended'})")
+        report(
+            "while training",
+            latencies,
+            f"({training.events_seen - seen} events meanwhile, {'still running' if training.process else 'ended'})",
+        )
         if training.process is not None:
             training.action_cancel()
             await wait_until(pilot, lambda: training.process is None, timeout=60)

@@ -50,22 +50,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from kolyric.engine.lyric.spec import LyricConstraints
-    from kolyric.engine.settings import preset
-    from kolyric.engine.results import GenerationRequest
-    from kolyric.engine.stream import Generator
-    from kolyric.engine.lyric.vocab_profile import profile_for
     from kolyric.engine.loading import load_model
+    from kolyric.engine.lyric.spec import LyricConstraints
+    from kolyric.engine.lyric.vocab_profile import profile_for
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
+    from kolyric.engine.stream import Generator
+
     from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir
 
     loaded = load_model(str(kogpt2_shaped_dir()), device=args.device, precision=args.precision)
     gen = Generator(loaded)
     size = int(gen.model.config.vocab_size)
     constraints = LyricConstraints(syllables=args.syllables, rhyme=args.rhyme, lines=args.lines, scheme=args.scheme)
-    print(f"model: {loaded.description}; vocabulary {len(gen.tokenizer)} (output {size}); "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"constraints: {constraints.describe()}; line end: "
-          f"{'newline' if gen._separator == chr(10) else 'word boundary (no newline token)'}")
+    print(
+        f"model: {loaded.description}; vocabulary {len(gen.tokenizer)} (output {size}); "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"constraints: {constraints.describe()}; line end: "
+        f"{'newline' if gen._separator == chr(10) else 'word boundary (no newline token)'}"
+    )
 
     t0 = time.perf_counter()
     profile = profile_for(gen.tokenizer, size)
@@ -75,12 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     state = gen.constraint_state(constraints, 1, warm)
     state.mask_of(state.root)
     t_masks = time.perf_counter() - t0
-    print(f"one-time: vocabulary profile {t_profile:.2f} s (cached per tokenizer), first masks for this "
-          f"rhyme {t_masks * 1e3:.0f} ms (cached); usable tokens on a counted line: "
-          f"{int((profile.exact & profile.additive & ~profile.special & ~profile.has_break).sum())}")
+    print(
+        f"one-time: vocabulary profile {t_profile:.2f} s (cached per tokenizer), first masks for this "
+        f"rhyme {t_masks * 1e3:.0f} ms (cached); usable tokens on a counted line: "
+        f"{int((profile.exact & profile.additive & ~profile.special & ~profile.has_break).sum())}"
+    )
 
-    header = f"{'strategy':<8} {'lines met':>10} {'tok/s constrained':>18} {'tok/s plain':>12} {'step cost':>10} " \
-             f"{'processor/step':>15} {'share of plain step':>20}"
+    header = (
+        f"{'strategy':<8} {'lines met':>10} {'tok/s constrained':>18} {'tok/s plain':>12} {'step cost':>10} "
+        f"{'processor/step':>15} {'share of plain step':>20}"
+    )
     print()
     print(header)
     print("-" * len(header))
@@ -116,23 +125,30 @@ def main(argv: list[str] | None = None) -> int:
         plain_step = p_time / p_tokens
         overhead = c_rate and (p_rate / c_rate - 1)
         worst = max(worst, per_step / plain_step)
-        print(f"{strategy:<8} {met:>4}/{total:<5} {c_rate:>18.2f} {p_rate:>12.2f} {overhead:>+9.1%} "
-              f"{per_step * 1e6:>12.0f} µs {per_step / plain_step:>19.2%}")
+        print(
+            f"{strategy:<8} {met:>4}/{total:<5} {c_rate:>18.2f} {p_rate:>12.2f} {overhead:>+9.1%} "
+            f"{per_step * 1e6:>12.0f} µs {per_step / plain_step:>19.2%}"
+        )
     print()
-    print("step cost: the constrained run's time per token over the plain run's (same prompts and lengths; "
-          "includes run-to-run noise). processor/step: the constraint processor alone, per step.")
-    print(f"goal: a constrained step costs at most 20% more -> processor share of a plain step {worst:.2%}: "
-          f"{'met' if worst <= 0.20 else 'NOT met'}")
+    print(
+        "step cost: the constrained run's time per token over the plain run's (same prompts and lengths; "
+        "includes run-to-run noise). processor/step: the constraint processor alone, per step."
+    )
+    print(
+        f"goal: a constrained step costs at most 20% more -> processor share of a plain step {worst:.2%}: "
+        f"{'met' if worst <= 0.20 else 'NOT met'}"
+    )
     return 0
 
 
 def plain_run(gen, prompt: str, strategy: str, seed: int, length: int):
     """An unconstrained generation of exactly ``length`` tokens."""
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
 
-    return gen.generate(GenerationRequest(prompt, None, preset(PRESETS[strategy], seed=seed, max_length=length,
-                                                                   min_length=length)))
+    return gen.generate(
+        GenerationRequest(prompt, None, preset(PRESETS[strategy], seed=seed, max_length=length, min_length=length))
+    )
 
 
 def processor_cost(gen, constraints, outputs, strategy: str, device: str = "cpu") -> float:

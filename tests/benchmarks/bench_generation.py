@@ -23,9 +23,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -75,12 +76,17 @@ def generation_config(settings: Any, tokenizer: Any) -> Any:
     sample = settings.strategy == "sample"
     warpers = {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p} if sample else {}
     return GenerationConfig(
-        do_sample=sample, num_beams=settings.num_beams if settings.strategy == "beam" else 1,
-        **warpers, repetition_penalty=settings.repetition_penalty,
+        do_sample=sample,
+        num_beams=settings.num_beams if settings.strategy == "beam" else 1,
+        **warpers,
+        repetition_penalty=settings.repetition_penalty,
         no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
-        min_new_tokens=settings.min_length or None, max_new_tokens=settings.max_length,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        min_new_tokens=settings.min_length or None,
+        max_new_tokens=settings.max_length,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
 
 
 class _FirstToken:
@@ -111,8 +117,7 @@ def time_generate(model: Any, tokenizer: Any, prompt_ids: list[int], settings: A
     started = clock()
     streamer = _FirstToken(started) if settings.strategy != "beam" else None
     with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                             streamer=streamer)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config, streamer=streamer)
     elapsed = clock() - started
     tokens = out.shape[1] - ids.shape[1]
     ttft = streamer.first if streamer is not None and streamer.first is not None else elapsed
@@ -137,13 +142,17 @@ def time_stream(generator: Any, prompt: str, settings: Any) -> Run:
     return Run(tokens, elapsed, first if first is not None else elapsed, settings.strategy != "beam")
 
 
-def interleaved(contenders: dict[str, Callable[[], Run]], reps: int, warmup: int = 1,
-                on_rep: Callable[[int, dict[str, Run]], None] | None = None) -> dict[str, list[Run]]:
+def interleaved(
+    contenders: dict[str, Callable[[], Run]],
+    reps: int,
+    warmup: int = 1,
+    on_rep: Callable[[int, dict[str, Run]], None] | None = None,
+) -> dict[str, list[Run]]:
     """Run every contender once per repetition, rotating who goes first; warm-up runs dropped."""
     names = list(contenders)
     runs: dict[str, list[Run]] = {name: [] for name in names}
     for rep in range(warmup + reps):
-        order = names[rep % len(names):] + names[:rep % len(names)]
+        order = names[rep % len(names) :] + names[: rep % len(names)]
         this: dict[str, Run] = {}
         for name in order:
             gc.collect()
@@ -166,11 +175,14 @@ def paired_ratio(runs: dict[str, list[Run]], a: str, b: str, attr: str = "tokens
 
 
 def summary_row(name: str, runs: list[Run]) -> dict:
-    return {"name": name, "tokens": runs[0].tokens if runs else 0,
-            "tokens_per_s": median([r.tokens_per_s for r in runs]),
-            "decode_tokens_per_s": median([r.decode_tokens_per_s for r in runs]),
-            "ttft_ms": median([r.ttft_s * 1e3 for r in runs]),
-            "spread_tokens_per_s": (min(r.tokens_per_s for r in runs), max(r.tokens_per_s for r in runs))}
+    return {
+        "name": name,
+        "tokens": runs[0].tokens if runs else 0,
+        "tokens_per_s": median([r.tokens_per_s for r in runs]),
+        "decode_tokens_per_s": median([r.decode_tokens_per_s for r in runs]),
+        "ttft_ms": median([r.ttft_s * 1e3 for r in runs]),
+        "spread_tokens_per_s": (min(r.tokens_per_s for r in runs), max(r.tokens_per_s for r in runs)),
+    }
 
 
 def print_rows(rows: list[dict], extra: Callable[[dict], str] | None = None) -> None:
@@ -178,8 +190,10 @@ def print_rows(rows: list[dict], extra: Callable[[dict], str] | None = None) -> 
     for row in rows:
         lo, hi = row["spread_tokens_per_s"]
         tail = extra(row) if extra else ""
-        print(f"  {row['name']:28} {row['tokens_per_s']:7.1f} {f'({lo:.1f}-{hi:.1f})':>15} "
-              f"{row['decode_tokens_per_s']:12.1f} {row['ttft_ms']:8.0f}{tail}")
+        print(
+            f"  {row['name']:28} {row['tokens_per_s']:7.1f} {f'({lo:.1f}-{hi:.1f})':>15} "
+            f"{row['decode_tokens_per_s']:12.1f} {row['ttft_ms']:8.0f}{tail}"
+        )
 
 
 def load_line() -> str:
@@ -195,8 +209,9 @@ def setup(threads: int | None) -> tuple[Any, Any, str, list[int]]:
     """The KoGPT2-shaped model (fp32), a Generator over it, and the 32-token prompt."""
     import torch
 
-    from tests.benchmarks._kogpt2_shape import kogpt2_shaped, prompt_text_of_tokens
     from kolyric.engine.stream import Generator
+
+    from tests.benchmarks._kogpt2_shape import kogpt2_shaped, prompt_text_of_tokens
 
     if threads:
         torch.set_num_threads(threads)
@@ -219,8 +234,12 @@ def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per run (min = max length)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per contender")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall-clock time, or this thread's CPU time (one thread; for a busy machine)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall-clock time, or this thread's CPU time (one thread; for a busy machine)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,26 +252,37 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     loaded, generator, text, prompt_ids = setup(use_clock(args.clock, args.threads))
-    print(f"model: KoGPT2-shaped GPT-2, {loaded.n_params / 1e6:.1f}M params, vocab {len(loaded.tokenizer)}, "
-          f"cpu fp32, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.clock} clock")
+    print(
+        f"model: KoGPT2-shaped GPT-2, {loaded.n_params / 1e6:.1f}M params, vocab {len(loaded.tokenizer)}, "
+        f"cpu fp32, {torch.get_num_threads()} threads, torch {torch.__version__}, {args.clock} clock"
+    )
     print(f"prompt: {len(prompt_ids)} tokens; {args.tokens} new tokens per run; {args.reps} interleaved reps")
     print(f"before: {load_line()}\n")
-    report: dict[str, Any] = {"tokens": args.tokens, "reps": args.reps, "threads": torch.get_num_threads(),
-                              "presets": {}}
+    report: dict[str, Any] = {
+        "tokens": args.tokens,
+        "reps": args.reps,
+        "threads": torch.get_num_threads(),
+        "presets": {},
+    }
     worst = 0.0
     for name in [p.strip() for p in args.presets.split(",") if p.strip()]:
         settings = settings_for(name, args.tokens)
-        runs = interleaved({
-            "generate": lambda: time_generate(loaded.model, loaded.tokenizer, prompt_ids, settings),
-            "kolyric stream": lambda: time_stream(generator, text, settings),
-        }, args.reps)
+        runs = interleaved(
+            {
+                "generate": lambda: time_generate(loaded.model, loaded.tokenizer, prompt_ids, settings),
+                "kolyric stream": lambda: time_stream(generator, text, settings),
+            },
+            args.reps,
+        )
         ratio = paired_ratio(runs, "kolyric stream", "generate")
         slower = 1.0 - ratio
         worst = max(worst, slower)
         print(f"{name}:")
         print_rows([summary_row(n, r) for n, r in runs.items()])
-        print(f"  stream / generate tokens/s: {ratio:.3f}  ({'slower' if slower > 0 else 'faster'} by "
-              f"{abs(slower) * 100:.1f}%; goal: no more than 10% slower)\n")
+        print(
+            f"  stream / generate tokens/s: {ratio:.3f}  ({'slower' if slower > 0 else 'faster'} by "
+            f"{abs(slower) * 100:.1f}%; goal: no more than 10% slower)\n"
+        )
         report["presets"][name] = {"rows": [summary_row(n, r) for n, r in runs.items()], "ratio": ratio}
     print(f"after: {load_line()}")
     verdict = "PASS" if worst <= 0.10 else "FAIL"

@@ -67,8 +67,12 @@ def read_bandwidth(gib: float = 1.0, reps: int = 5) -> dict:
     return {"roofline_gb_s": rates["copy_rw_gb_s"], **rates}
 
 
-BANDWIDTHS = (("copy_rw", "copy, read+written"), ("sum", "sum, read"), ("matvec", "matrix-vector, read"),
-              ("copy_read", "copy, read only"))
+BANDWIDTHS = (
+    ("copy_rw", "copy, read+written"),
+    ("sum", "sum, read"),
+    ("matvec", "matrix-vector, read"),
+    ("copy_read", "copy, read only"),
+)
 
 
 # -- 3. breakdown ------------------------------------------------------------------------------------
@@ -147,8 +151,11 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
             if isinstance(event, stream_mod.TokenEvent):
                 events.append(bg.clock())
                 if len(events) == 1:  # everything before this belongs to the prompt and token 1
-                    first = {"forward": forward.total, "detokenizer": detok.total,
-                             **{name: timer.total for name, timer in per_processor.items()}}
+                    first = {
+                        "forward": forward.total,
+                        "detokenizer": detok.total,
+                        **{name: timer.total for name, timer in per_processor.items()},
+                    }
     finally:
         if decoder is not None:
             model.kolyric_decoder = decoder
@@ -159,12 +166,18 @@ def breakdown(generator: Any, text: str, settings: Any) -> dict:
     steps = len(events) - 1
     step_ms = (events[-1] - events[0]) / steps * 1e3
     per_us = {name: (timer.total - first.get(name, 0.0)) / steps * 1e6 for name, timer in per_processor.items()}
-    parts = {"forward": (forward.total - first["forward"]) / steps * 1e3,
-             "processors": sum(per_us.values()) / 1e3,
-             "detokenizer": (detok.total - first["detokenizer"]) / steps * 1e3}
+    parts = {
+        "forward": (forward.total - first["forward"]) / steps * 1e3,
+        "processors": sum(per_us.values()) / 1e3,
+        "detokenizer": (detok.total - first["detokenizer"]) / steps * 1e3,
+    }
     parts["rest"] = step_ms - sum(parts.values())
-    return {"step_ms": step_ms, **parts, "outside_forward_share": 1 - parts["forward"] / step_ms,
-            "per_processor_us": per_us}
+    return {
+        "step_ms": step_ms,
+        **parts,
+        "outside_forward_share": 1 - parts["forward"] / step_ms,
+        "per_processor_us": per_us,
+    }
 
 
 # -- 4. quality ----------------------------------------------------------------------------------------
@@ -210,8 +223,11 @@ def train_small_model(out: Path, steps: int) -> Path:
         sched.step()
         opt.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == steps - 1:
-            print(f"  [train] step {step + 1}/{steps} loss {loss.item():.3f} "
-                  f"({time.perf_counter() - started:.0f} s, {device})", flush=True)
+            print(
+                f"  [train] step {step + 1}/{steps} loss {loss.item():.3f} "
+                f"({time.perf_counter() - started:.0f} s, {device})",
+                flush=True,
+            )
     model.to("cpu").eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
@@ -247,14 +263,14 @@ def bits_per_char(loaded: Any, texts: list[str], batch: int = 32, stepwise: bool
     chars = 0
     with torch.inference_mode():
         for i in range(0, len(texts), batch):
-            chunk = texts[i:i + batch]
-            seqs = [[bos] + tok.encode(t, add_special_tokens=False)[:limit - 1] for t in chunk]
+            chunk = texts[i : i + batch]
+            seqs = [[bos] + tok.encode(t, add_special_tokens=False)[: limit - 1] for t in chunk]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for r, s in enumerate(seqs):
-                ids[r, :len(s)] = torch.tensor(s)
-                mask[r, :len(s)] = 1
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
             if stepwise:
                 logits = _stepwise_logits(model, ids)
             else:
@@ -277,8 +293,13 @@ def _stepwise_logits(model: Any, ids: Any) -> Any:
     logits = [out.logits[:, -1].float()]
     past = getattr(out, cache_name, None)
     for t in range(1, width - 1):
-        out = forward(input_ids=ids[:, t:t + 1], attention_mask=torch.ones(rows, t + 1, dtype=torch.long),
-                      use_cache=True, logits_to_keep=1, **{cache_name: past})
+        out = forward(
+            input_ids=ids[:, t : t + 1],
+            attention_mask=torch.ones(rows, t + 1, dtype=torch.long),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_name: past},
+        )
         logits.append(out.logits[:, -1].float())
         past = getattr(out, cache_name)
     return torch.stack(logits, dim=1)
@@ -287,8 +308,8 @@ def _stepwise_logits(model: Any, ids: Any) -> Any:
 def greedy_agreement(fp32: Any, int8: Any, prompts: list[str], tokens: int = 10) -> tuple[int, float]:
     """How many prompts' greedy continuations (kolyric's loop) agree on their first ``tokens``
     tokens, and the mean length of the agreeing prefix."""
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
 
     settings = preset("greedy", min_length=tokens, max_length=tokens, seed=0)
@@ -332,8 +353,9 @@ def forward_steps(models: dict[str, Any], reps: int, threads: int, steps: int = 
             for i in range(steps):
                 mask = torch.ones(1, 33 + i, dtype=torch.long)
                 t = bg.clock()
-                out = forward(input_ids=ids[:, -1:], attention_mask=mask, use_cache=True, logits_to_keep=1,
-                              **{cache_name: past})
+                out = forward(
+                    input_ids=ids[:, -1:], attention_mask=mask, use_cache=True, logits_to_keep=1, **{cache_name: past}
+                )
                 times.append(bg.clock() - t)
                 past = getattr(out, cache_name)
         return bg.median(times) * 1e3
@@ -382,8 +404,11 @@ def load_int8(path: Path, backend: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bg.add_timing_arguments(parser)
-    parser.add_argument("--quality-model", default=None,
-                        help="model directory for BPC and agreement (default: kolyric-mini, else train one)")
+    parser.add_argument(
+        "--quality-model",
+        default=None,
+        help="model directory for BPC and agreement (default: kolyric-mini, else train one)",
+    )
     parser.add_argument("--train-steps", type=int, default=800, help="steps when training the quality model")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
@@ -399,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     report: dict[str, Any] = {"threads": threads, "tokens": args.tokens, "reps": args.reps}
-    print(f"torch {torch.__version__}, {threads} threads, {args.clock} clock, quantized engine "
-          f"{quantize._pick_engine()}; {bg.load_line()}\n")
+    print(
+        f"torch {torch.__version__}, {threads} threads, {args.clock} clock, quantized engine "
+        f"{quantize._pick_engine()}; {bg.load_line()}\n"
+    )
     goals = []
     if not args.skip_speed:
         goals += speed(args, report)
@@ -417,18 +444,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def speed(args: Any, report: dict) -> list[tuple]:
     """Sections 1, 2, 3 and 5 on the KoGPT2-shaped model."""
+    import torch
+
     from kolyric.engine import quantize
     from kolyric.engine.loading import load_model
     from kolyric.engine.stream import Generator
 
-    import torch
-
     threads = torch.get_num_threads()
     bw = read_bandwidth()
     report["bandwidth"] = bw
-    print(f"memory bandwidth (the roofline's): {bw['roofline_gb_s']:.1f} GB/s, a 1 GiB tensor copy counting bytes "
-          f"read + written; stricter: sum {bw['sum_gb_s']:.1f}, matrix-vector {bw['matvec_gb_s']:.1f} (bytes "
-          f"read); lenient: the copy counting bytes read only {bw['copy_read_gb_s']:.1f}")
+    print(
+        f"memory bandwidth (the roofline's): {bw['roofline_gb_s']:.1f} GB/s, a 1 GiB tensor copy counting bytes "
+        f"read + written; stricter: sum {bw['sum_gb_s']:.1f}, matrix-vector {bw['matvec_gb_s']:.1f} (bytes "
+        f"read); lenient: the copy counting bytes read only {bw['copy_read_gb_s']:.1f}"
+    )
 
     path = kogpt2_shaped_dir()
     models = {"fp32": load_model(str(path), device="cpu", precision="fp32")}
@@ -458,8 +487,11 @@ def speed(args: Any, report: dict) -> list[tuple]:
     best_int8 = "int8 onnxruntime" if "int8 onnxruntime" in models else "int8 torch"
     for name in ("greedy", "combined"):
         settings = bg.settings_for(name, args.tokens)
-        contenders = {"plain generate fp32": at_threads("fp32", threads, lambda: bg.time_generate(
-            fp32.model, fp32.tokenizer, prompt_ids, settings))}
+        contenders = {
+            "plain generate fp32": at_threads(
+                "fp32", threads, lambda: bg.time_generate(fp32.model, fp32.tokenizer, prompt_ids, settings)
+            )
+        }
         for label, gen in gens.items():
             contenders[f"kolyric {label}"] = at_threads(label, threads, lambda g=gen: bg.time_stream(g, text, settings))
         runs = bg.interleaved(contenders, args.reps)
@@ -470,20 +502,37 @@ def speed(args: Any, report: dict) -> list[tuple]:
             row["roofline_share"] = row["tokens_per_s"] / r
             row["decode_roofline_share"] = row["decode_tokens_per_s"] / r
         print(f"{name} ({args.tokens} new tokens, 32-token prompt, {args.reps} interleaved reps):")
-        bg.print_rows(rows, lambda row: (f"  x{row['x_plain_fp32']:.2f} plain fp32   roofline "
-                                         f"{row['roofline_share'] * 100:.0f}% (decode "
-                                         f"{row['decode_roofline_share'] * 100:.0f}%)"))
+        bg.print_rows(
+            rows,
+            lambda row: (
+                f"  x{row['x_plain_fp32']:.2f} plain fp32   roofline "
+                f"{row['roofline_share'] * 100:.0f}% (decode "
+                f"{row['decode_roofline_share'] * 100:.0f}%)"
+            ),
+        )
         report["speed"][name] = rows
         k8 = next(r for r in rows if r["name"] == f"kolyric {best_int8}")
-        goals.append((f"{name}: kolyric {best_int8} >= 2x plain generate fp32", k8["x_plain_fp32"] >= 2.0,
-                      f"x{k8['x_plain_fp32']:.2f}"))
-        goals.append((f"{name}: kolyric {best_int8} >= 60% of its roofline (decode, copy bandwidth)",
-                      k8["decode_roofline_share"] >= 0.6, f"{k8['decode_roofline_share'] * 100:.0f}%"))
+        goals.append(
+            (
+                f"{name}: kolyric {best_int8} >= 2x plain generate fp32",
+                k8["x_plain_fp32"] >= 2.0,
+                f"x{k8['x_plain_fp32']:.2f}",
+            )
+        )
+        goals.append(
+            (
+                f"{name}: kolyric {best_int8} >= 60% of its roofline (decode, copy bandwidth)",
+                k8["decode_roofline_share"] >= 0.6,
+                f"{k8['decode_roofline_share'] * 100:.0f}%",
+            )
+        )
         size = report["weight_bytes"][best_int8]
         shares = {key: k8["decode_tokens_per_s"] / (bw[f"{key}_gb_s"] * 1e9 / size) for key, _ in BANDWIDTHS}
         k8["decode_roofline_shares"] = shares
-        print(f"  kolyric {best_int8} decode, share of its roofline by bandwidth: " + ", ".join(
-            f"{text} {bw[key + '_gb_s']:.1f} GB/s -> {shares[key] * 100:.0f}%" for key, text in BANDWIDTHS))
+        print(
+            f"  kolyric {best_int8} decode, share of its roofline by bandwidth: "
+            + ", ".join(f"{text} {bw[key + '_gb_s']:.1f} GB/s -> {shares[key] * 100:.0f}%" for key, text in BANDWIDTHS)
+        )
         print()
 
     print("per-token breakdown of kolyric's loop (decoding steps after the first, ms per token):")
@@ -492,20 +541,32 @@ def speed(args: Any, report: dict) -> list[tuple]:
     for label, gen in gens.items():
         for name in ("greedy", "combined"):
             settings = bg.settings_for(name, args.tokens)
-            samples = [at_threads(label, threads, breakdown)(gen, text, settings)
-                       for _ in range(max(2, args.reps // 2) + 1)][1:]
+            samples = [
+                at_threads(label, threads, breakdown)(gen, text, settings) for _ in range(max(2, args.reps // 2) + 1)
+            ][1:]
             b = {k: bg.median([s[k] for s in samples]) for k in samples[0] if k != "per_processor_us"}
-            b["per_processor_us"] = {k: bg.median([s["per_processor_us"][k] for s in samples])
-                                     for k in samples[0]["per_processor_us"]}
+            b["per_processor_us"] = {
+                k: bg.median([s["per_processor_us"][k] for s in samples]) for k in samples[0]["per_processor_us"]
+            }
             report["breakdown"][f"{label} {name}"] = b
-            print(f"  {label + ' ' + name:26} {b['step_ms']:7.2f} {b['forward']:8.2f} {b['processors']:7.2f} "
-                  f"{b['detokenizer']:7.2f} {b['rest']:7.2f} {b['outside_forward_share'] * 100:10.1f}%")
+            print(
+                f"  {label + ' ' + name:26} {b['step_ms']:7.2f} {b['forward']:8.2f} {b['processors']:7.2f} "
+                f"{b['detokenizer']:7.2f} {b['rest']:7.2f} {b['outside_forward_share'] * 100:10.1f}%"
+            )
             if b["per_processor_us"]:
-                print(" " * 30 + "processors, µs a token: " + ", ".join(
-                    f"{k} {v:.0f}" for k, v in b["per_processor_us"].items()))
+                print(
+                    " " * 30
+                    + "processors, µs a token: "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in b["per_processor_us"].items())
+                )
             if label == best_int8:
-                goals.append((f"{label} {name}: work outside the forward pass <= 10% of a step",
-                              b["outside_forward_share"] <= 0.10, f"{b['outside_forward_share'] * 100:.1f}%"))
+                goals.append(
+                    (
+                        f"{label} {name}: work outside the forward pass <= 10% of a step",
+                        b["outside_forward_share"] <= 0.10,
+                        f"{b['outside_forward_share'] * 100:.1f}%",
+                    )
+                )
     print()
 
     print("the forward step alone (batch 1, KV cache of 32-96 positions), median ms:")
@@ -527,8 +588,10 @@ def quality(args: Any, report: dict) -> list[tuple]:
     reviews = list(nsmc_reviews("test", limit=500))
     prompts = agreement_prompts(30)
     bpc32 = bits_per_char(q32, reviews)
-    print(f"quality on {qdir.name} ({q32.n_params / 1e6:.1f}M params), 500 NSMC test reviews, "
-          f"{len(prompts)} greedy prompts:")
+    print(
+        f"quality on {qdir.name} ({q32.n_params / 1e6:.1f}M params), 500 NSMC test reviews, "
+        f"{len(prompts)} greedy prompts:"
+    )
     print(f"  fp32: {bpc32:.4f} bits per character")
     report["quality"] = {"model": str(qdir), "bpc_fp32": bpc32}
     goals = []
@@ -538,14 +601,22 @@ def quality(args: Any, report: dict) -> list[tuple]:
             continue
         bpc8 = bits_per_char(q8, reviews, stepwise=backend == "onnxruntime")
         same, mean_prefix = greedy_agreement(q32, q8, prompts)
-        report["quality"][backend] = {"bpc": bpc8, "bpc_delta": bpc8 - bpc32, "greedy_agree_10": same,
-                                      "prompts": len(prompts), "mean_agreeing_prefix": mean_prefix}
-        print(f"  int8 {backend}: {bpc8:.4f} bits per character (delta {bpc8 - bpc32:+.4f}; goal |delta| <= 0.03); "
-              f"greedy agreeing on the first 10 tokens: {same}/{len(prompts)} (mean agreeing prefix "
-              f"{mean_prefix:.1f})")
+        report["quality"][backend] = {
+            "bpc": bpc8,
+            "bpc_delta": bpc8 - bpc32,
+            "greedy_agree_10": same,
+            "prompts": len(prompts),
+            "mean_agreeing_prefix": mean_prefix,
+        }
+        print(
+            f"  int8 {backend}: {bpc8:.4f} bits per character (delta {bpc8 - bpc32:+.4f}; goal |delta| <= 0.03); "
+            f"greedy agreeing on the first 10 tokens: {same}/{len(prompts)} (mean agreeing prefix "
+            f"{mean_prefix:.1f})"
+        )
         goals.append((f"int8 {backend}: BPC within 0.03 of fp32", abs(bpc8 - bpc32) <= 0.03, f"{bpc8 - bpc32:+.4f}"))
-        goals.append((f"int8 {backend}: greedy agreement in most cases", same > len(prompts) / 2,
-                      f"{same}/{len(prompts)}"))
+        goals.append(
+            (f"int8 {backend}: greedy agreement in most cases", same > len(prompts) / 2, f"{same}/{len(prompts)}")
+        )
     for precision in ("int8", "int4"):  # load_model's ONNX Runtime graphs alone (kolyric.engine.onnx_model)
         graph = load_model(str(qdir), device="cpu", precision=precision)
         if type(graph.model).__name__ != "OnnxLM":
@@ -553,10 +624,17 @@ def quality(args: Any, report: dict) -> list[tuple]:
             continue
         bpc = bits_per_char(graph, reviews)
         same, mean_prefix = greedy_agreement(q32, graph, prompts)
-        report["quality"][f"{precision} graph"] = {"bpc": bpc, "bpc_delta": bpc - bpc32, "greedy_agree_10": same,
-                                                   "prompts": len(prompts), "mean_agreeing_prefix": mean_prefix}
-        print(f"  {precision} graph (load_model): {bpc:.4f} bits per character (delta {bpc - bpc32:+.4f}); greedy "
-              f"agreeing on the first 10 tokens: {same}/{len(prompts)} (mean agreeing prefix {mean_prefix:.1f})")
+        report["quality"][f"{precision} graph"] = {
+            "bpc": bpc,
+            "bpc_delta": bpc - bpc32,
+            "greedy_agree_10": same,
+            "prompts": len(prompts),
+            "mean_agreeing_prefix": mean_prefix,
+        }
+        print(
+            f"  {precision} graph (load_model): {bpc:.4f} bits per character (delta {bpc - bpc32:+.4f}); greedy "
+            f"agreeing on the first 10 tokens: {same}/{len(prompts)} (mean agreeing prefix {mean_prefix:.1f})"
+        )
     print()
     return goals
 

@@ -40,8 +40,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PRESETS = {"greedy": "greedy", "sample": "combined", "beam": "beam-3"}
-PROMPTS = ["사랑", "그대", "오늘", "하늘", "바람", "노래", "추억", "눈물", "내일", "우리", "별빛", "꿈",
-           "봄이 오면", "밤하늘", "너를 보내고", "첫눈", "기다림", "파도", "골목길", "편지"]
+PROMPTS = [
+    "사랑",
+    "그대",
+    "오늘",
+    "하늘",
+    "바람",
+    "노래",
+    "추억",
+    "눈물",
+    "내일",
+    "우리",
+    "별빛",
+    "꿈",
+    "봄이 오면",
+    "밤하늘",
+    "너를 보내고",
+    "첫눈",
+    "기다림",
+    "파도",
+    "골목길",
+    "편지",
+]
 SHARED = ROOT.parent / "shared"
 
 
@@ -57,7 +77,7 @@ class Counters:
         counters = self
         resolve, screen = lookahead.WordEndSearch.resolve, lookahead.BeamLookAhead.screen
 
-        def counted_resolve(search, i, token_id, mass, line, measure):  # noqa: ANN001, ANN202
+        def counted_resolve(search, i, token_id, mass, line, measure):
             counters.looked += 1
             before = search.measured
             out = resolve(search, i, token_id, mass, line, measure)
@@ -65,7 +85,7 @@ class Counters:
             counters.taken_back += out is not None
             return out
 
-        def counted_screen(look, gens, rows, scores, penalty):  # noqa: ANN001, ANN202
+        def counted_screen(look, gens, rows, scores, penalty):
             before = look.measured
             screen(look, gens, rows, scores, penalty)
             counters.measured += look.measured - before
@@ -82,11 +102,12 @@ class Counters:
 def cost(args: argparse.Namespace) -> int:
     import torch
 
-    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.loading import load_model
-    from kolyric.engine.settings import preset
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
+
     from tests.benchmarks._kogpt2_shape import kogpt2_shaped_dir
 
     loaded = load_model(str(kogpt2_shaped_dir()), device=args.device, precision=args.precision)
@@ -97,8 +118,10 @@ def cost(args: argparse.Namespace) -> int:
     with_rule = LyricConstraints(syllables=args.syllables, lines=args.lines)
     without = LyricConstraints(syllables=args.syllables, lines=args.lines, whole_words=False)
     print(f"constraints: {with_rule.describe()}; {args.prompts} prompts per strategy, max_length {args.max_length}")
-    header = (f"{'strategy':<8} {'ms/token with':>14} {'without':>9} {'ratio':>7} {'wall':>7} {'line ends':>10} "
-              f"{'taken back':>11} {'measured':>9} {'mid-word':>9} {'tokens with/without':>20}")
+    header = (
+        f"{'strategy':<8} {'ms/token with':>14} {'without':>9} {'ratio':>7} {'wall':>7} {'line ends':>10} "
+        f"{'taken back':>11} {'measured':>9} {'mid-word':>9} {'tokens with/without':>20}"
+    )
     print()
     print(header)
     print("-" * len(header))
@@ -116,8 +139,9 @@ def cost(args: argparse.Namespace) -> int:
             settings = preset(PRESETS[strategy], seed=i, max_length=args.max_length)
             order = [True, False] if i % 2 == 0 else [False, True]
             for rule in order:
-                request = GenerationRequest(PROMPTS[i % len(PROMPTS)], None, settings,
-                                            constraints=with_rule if rule else without)
+                request = GenerationRequest(
+                    PROMPTS[i % len(PROMPTS)], None, settings, constraints=with_rule if rule else without
+                )
                 started, cpu = time.perf_counter(), time.process_time()
                 result = gen.generate(request)
                 times[rule] += time.process_time() - cpu
@@ -126,25 +150,34 @@ def cost(args: argparse.Namespace) -> int:
                 if rule:
                     a, b, m = counters.take()
                     looked, taken, measured = looked + a, taken + b, measured + m
-                    mid_word += sum("ends mid-word" in (line.problem or "") for cand in result.candidates
-                                    for line in cand.constraint_report.lines)
+                    mid_word += sum(
+                        "ends mid-word" in (line.problem or "")
+                        for cand in result.candidates
+                        for line in cand.constraint_report.lines
+                    )
                 else:
                     counters.take()
         per = {rule: 1e3 * times[rule] / max(1, tokens[rule]) for rule in times}
         ratio = per[True] / per[False]
         wall = (walls[True] / max(1, tokens[True])) / (walls[False] / max(1, tokens[False]))
         worst = max(worst, ratio)
-        print(f"{strategy:<8} {per[True]:>14.1f} {per[False]:>9.1f} {ratio:>6.2f}x {wall:>6.2f}x {looked:>10} "
-              f"{taken:>11} {measured:>9} {mid_word:>9} {tokens[True]:>10}/{tokens[False]:<9}")
+        print(
+            f"{strategy:<8} {per[True]:>14.1f} {per[False]:>9.1f} {ratio:>6.2f}x {wall:>6.2f}x {looked:>10} "
+            f"{taken:>11} {measured:>9} {mid_word:>9} {tokens[True]:>10}/{tokens[False]:<9}"
+        )
     print()
-    print("ms/token: a generation's CPU time (this process, all its threads: other processes on a shared "
-          "machine do not count) over its tokens, look-ahead passes included; wall: the same ratio in wall "
-          "time. line ends: "
-          "line-completing tokens looked at after the next step's pass (greedy, sampling); taken back: "
-          "replaced; measured: candidate endings run in extra batched passes (beam: screened before "
-          "choosing). mid-word: lines the report marks so.")
-    print(f"goal: a step with the look-ahead costs at most 1.2x one without -> worst {worst:.2f}x: "
-          f"{'met' if worst <= 1.2 else 'NOT met'}")
+    print(
+        "ms/token: a generation's CPU time (this process, all its threads: other processes on a shared "
+        "machine do not count) over its tokens, look-ahead passes included; wall: the same ratio in wall "
+        "time. line ends: "
+        "line-completing tokens looked at after the next step's pass (greedy, sampling); taken back: "
+        "replaced; measured: candidate endings run in extra batched passes (beam: screened before "
+        "choosing). mid-word: lines the report marks so."
+    )
+    print(
+        f"goal: a step with the look-ahead costs at most 1.2x one without -> worst {worst:.2f}x: "
+        f"{'met' if worst <= 1.2 else 'NOT met'}"
+    )
     return 0
 
 
@@ -184,12 +217,12 @@ def bound_syllables(texts: list[str], min_seen: int = 30, final_share: float = 0
 def word_ends(args: argparse.Namespace) -> int:
     import torch
 
-    from kolyric.engine.lyric.spec import WORD_END_MASS, LyricConstraints
     from kolyric.engine.loading import load_model, resolve_model_spec
-    from kolyric.engine.settings import preset
-    from kolyric.engine.results import GenerationRequest
-    from kolyric.engine.stream import Generator
+    from kolyric.engine.lyric.spec import WORD_END_MASS, LyricConstraints
     from kolyric.engine.lyric.vocab_profile import profile_for
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
+    from kolyric.engine.stream import Generator
     from kolyric.korean.hangul import count_syllables, hangul_syllables
 
     texts = reference_texts(args.reference)
@@ -197,8 +230,10 @@ def word_ends(args: argparse.Namespace) -> int:
         print(f"no reference corpus under {SHARED} (nsmc/ratings_train.txt, verse/poems.jsonl)")
         return 2
     bound = bound_syllables(texts)
-    print(f"reference: {len(texts)} texts; {len(bound)} bound syllables, e.g. "
-          + " ".join(sorted(s for s in bound if s in "좋싶줬했먹봤갔왔있없같않")))
+    print(
+        f"reference: {len(texts)} texts; {len(bound)} bound syllables, e.g. "
+        + " ".join(sorted(s for s in bound if s in "좋싶줬했먹봤갔왔있없같않"))
+    )
     spec, _ = resolve_model_spec(args.word_ends)
     loaded = load_model(spec, device=args.device, precision=args.precision)
     gen = Generator(loaded)
@@ -212,8 +247,10 @@ def word_ends(args: argparse.Namespace) -> int:
             logits = gen.model(input_ids=torch.tensor([prompt_ids + ids])).logits[0, -1].float()
         return float(torch.softmax(logits, dim=-1)[breaks].sum())
 
-    header = (f"{'strategy':<8} {'rule':<5} {'lines':>6} {'bound ends':>11} {'measure < 0.5':>14} "
-              f"{'mean measure':>13} {'unsatisfied':>12} {'taken back':>11} {'measured':>9} {'s':>6}")
+    header = (
+        f"{'strategy':<8} {'rule':<5} {'lines':>6} {'bound ends':>11} {'measure < 0.5':>14} "
+        f"{'mean measure':>13} {'unsatisfied':>12} {'taken back':>11} {'measured':>9} {'s':>6}"
+    )
     print()
     print(header)
     print("-" * len(header))
@@ -243,24 +280,30 @@ def word_ends(args: argparse.Namespace) -> int:
                         lines += 1
                         last = hangul_syllables(line.text)[-1:]
                         bound_ends += last in bound
-                        m = measure(prompt_ids, cand.token_ids[:end + 1])
+                        m = measure(prompt_ids, cand.token_ids[: end + 1])
                         measures.append(m)
                         low += m < WORD_END_MASS
                     if i < 2:
-                        examples.append(f"{strategy} {'with' if rule else 'without'}: "
-                                        + " / ".join(line.text for line in report.lines))
+                        examples.append(
+                            f"{strategy} {'with' if rule else 'without'}: "
+                            + " / ".join(line.text for line in report.lines)
+                        )
             mean = sum(measures) / len(measures) if measures else float("nan")
             elapsed = time.perf_counter() - started
             _, taken, measured = counters.take()
-            print(f"{strategy:<8} {'on' if rule else 'off':<5} {lines:>6} "
-                  f"{bound_ends:>5} ({bound_ends / max(1, lines):>4.0%})"
-                  f" {low:>6} ({low / max(1, lines):>4.0%}) {mean:>13.2f} {unsatisfied:>12} {taken:>11} {measured:>9} "
-                  f"{elapsed:>6.1f}")
+            print(
+                f"{strategy:<8} {'on' if rule else 'off':<5} {lines:>6} "
+                f"{bound_ends:>5} ({bound_ends / max(1, lines):>4.0%})"
+                f" {low:>6} ({low / max(1, lines):>4.0%}) {mean:>13.2f} {unsatisfied:>12} {taken:>11} {measured:>9} "
+                f"{elapsed:>6.1f}"
+            )
     print()
-    print("bound ends: lines whose last syllable ends a word in under 5% of its uses in the reference "
-          "corpus; measure: the model's probability of a word break after the line's last token, from a "
-          "fresh pass (the rule asks 0.5); taken back / measured: the look-ahead's work (as in the cost "
-          "table; s includes the fresh passes).")
+    print(
+        "bound ends: lines whose last syllable ends a word in under 5% of its uses in the reference "
+        "corpus; measure: the model's probability of a word break after the line's last token, from a "
+        "fresh pass (the rule asks 0.5); taken back / measured: the look-ahead's work (as in the cost "
+        "table; s includes the fresh passes)."
+    )
     print("examples:")
     for line in examples:
         print("  " + line)
@@ -270,20 +313,32 @@ def word_ends(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategies", default="greedy,sample,beam", help="comma-separated: greedy,sample,beam")
-    parser.add_argument("--prompts", type=int, default=None,
-                        help="prompts per strategy, each with its own seed (default 6; 20 with --word-ends)")
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=None,
+        help="prompts per strategy, each with its own seed (default 6; 20 with --word-ends)",
+    )
     parser.add_argument("--syllables", type=int, default=None, help="default 8 (7 with --word-ends)")
     parser.add_argument("--lines", type=int, default=None, help="default 2 (4 with --word-ends)")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", help="fp32, int8 (ONNX Runtime steps when installed), ...")
-    parser.add_argument("--word-ends", default=None, metavar="MODEL",
-                        help="measure stem endings on this model (mini, a folder, a checkpoint) instead of the cost")
+    parser.add_argument(
+        "--word-ends",
+        default=None,
+        metavar="MODEL",
+        help="measure stem endings on this model (mini, a folder, a checkpoint) instead of the cost",
+    )
     parser.add_argument("--reference", type=int, default=60000, help="NSMC reviews in the reference corpus")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="the rule's share of word breaks (default 0.5): random weights pass 0.5 nearly "
-                             "always, a higher one makes the look-ahead take tokens back (its worst case)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="the rule's share of word breaks (default 0.5): random weights pass 0.5 nearly "
+        "always, a higher one makes the look-ahead take tokens back (its worst case)",
+    )
     args = parser.parse_args(argv)
     words = args.word_ends is not None
     args.prompts = args.prompts or (20 if words else 6)
@@ -295,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.threshold is not None:
-        from kolyric.engine.lyric import lookahead, processor as constraint_processor, word_ends as rule
+        from kolyric.engine.lyric import lookahead
+        from kolyric.engine.lyric import processor as constraint_processor
+        from kolyric.engine.lyric import word_ends as rule
 
         lookahead.WORD_END_MASS = rule.WORD_END_MASS = constraint_processor.WORD_END_MASS = args.threshold
     return word_ends(args) if words else cost(args)

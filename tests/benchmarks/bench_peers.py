@@ -102,13 +102,23 @@ def _write_gguf(model_dir: Path, out: Path) -> None:
     writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
     writer.add_bos_token_id(tokenizer.bos_token_id or 0)
     writer.add_eos_token_id(tokenizer.eos_token_id or 0)
-    names = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
-             "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    names = {
+        "ln_1": "attn_norm",
+        "attn.c_attn": "attn_qkv",
+        "attn.c_proj": "attn_output",
+        "ln_2": "ffn_norm",
+        "mlp.c_fc": "ffn_up",
+        "mlp.c_proj": "ffn_down",
+    }
     prefix = "transformer." if any(k.startswith("transformer.") for k in weights) else ""
-    top = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight", "ln_f.weight": "output_norm.weight",
-           "ln_f.bias": "output_norm.bias"}
+    top = {
+        "wte.weight": "token_embd.weight",
+        "wpe.weight": "position_embd.weight",
+        "ln_f.weight": "output_norm.weight",
+        "ln_f.bias": "output_norm.bias",
+    }
     for key, value in weights.items():
-        name = key[len(prefix):] if key.startswith(prefix) else key
+        name = key[len(prefix) :] if key.startswith(prefix) else key
         if name in top:
             writer.add_tensor(top[name], value.astype(np.float32))
         elif name.startswith("h."):
@@ -133,8 +143,7 @@ def ct2_dir(model_dir: Path) -> Path:
     if not (out / "model.bin").is_file():
         import ctranslate2
 
-        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(out), quantization="int8",
-                                                                             force=True)
+        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(out), quantization="int8", force=True)
     return out
 
 
@@ -195,8 +204,14 @@ os._exit(0)  # CTranslate2's threads can abort the interpreter's teardown; the f
 def measure(engine: str, model: str, threads: int, tokens: int, prompt: tuple[str, list[int]]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     spawned = time.time()
-    done = subprocess.run([sys.executable, "-c", CHILD, engine, model, str(threads), str(tokens), json.dumps(prompt)],
-                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, engine, model, str(threads), str(tokens), json.dumps(prompt)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{engine}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
     got = json.loads(done.stdout.strip().splitlines()[-1])
@@ -210,9 +225,14 @@ def fp32_greedy(model_dir: Path, prompt: list[int], tokens: int) -> list[int]:
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     with torch.inference_mode():
-        out = model.generate(torch.tensor([prompt]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                             pad_token_id=model.config.eos_token_id)
-    return out[0, len(prompt):].tolist()
+        out = model.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            pad_token_id=model.config.eos_token_id,
+        )
+    return out[0, len(prompt) :].tolist()
 
 
 def agreeing(a: list[int], b: list[int]) -> int:
@@ -242,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(model_dir))
     text = prompt_text_of_tokens(tokenizer, 32)  # kolyric's prompt builder encodes it to these ids
     prompt = tokenizer.encode(text, add_special_tokens=False)
-    print(f"model {model_dir}; 32-token prompt, {args.tokens} new tokens, {args.reps} interleaved reps; "
-          f"{load_line()}")
+    print(f"model {model_dir}; 32-token prompt, {args.tokens} new tokens, {args.reps} interleaved reps; {load_line()}")
     targets, skipped = {}, {}
     for engine in args.engines:
         why = missing(engine)
@@ -271,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             for engine, target in targets.items():
                 try:
                     runs.setdefault((engine, threads), []).append(
-                        measure(engine, target, threads, args.tokens, (text, prompt)))
+                        measure(engine, target, threads, args.tokens, (text, prompt))
+                    )
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     print(f"  {engine} at {threads} threads failed: {exc}")
     print(f"after: {load_line()}\n")
@@ -280,20 +300,28 @@ def main(argv: list[str] | None = None) -> int:
         med = {k: statistics.median(s[k] for s in samples) for k in samples[0] if k != "ids"}
         med["agree"] = statistics.median(agreeing(s["ids"], reference) for s in samples)
         rows.append({"engine": engine, "threads": threads, **med})
-    header = ("| engine | threads | decode tok/s | first token | import + load | start to first token "
-              f"| RSS after load | greedy = fp32 (of {args.tokens}) |")
+    header = (
+        "| engine | threads | decode tok/s | first token | import + load | start to first token "
+        f"| RSS after load | greedy = fp32 (of {args.tokens}) |"
+    )
     print(header)
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["threads"], ENGINES.index(r["engine"]))):
-        print(f"| {r['engine']} | {r['threads']} | {r['decode_tok_s']:.1f} | {r['ttft_s'] * 1e3:.0f} ms "
-              f"| {r['import_s']:.2f} + {r['load_s']:.2f} s | {r['start_to_first_token_s']:.2f} s "
-              f"| {r['rss_mb']:.0f} MB "
-              f"| {r['agree']:.0f} |")
+        print(
+            f"| {r['engine']} | {r['threads']} | {r['decode_tok_s']:.1f} | {r['ttft_s'] * 1e3:.0f} ms "
+            f"| {r['import_s']:.2f} + {r['load_s']:.2f} s | {r['start_to_first_token_s']:.2f} s "
+            f"| {r['rss_mb']:.0f} MB "
+            f"| {r['agree']:.0f} |"
+        )
     for engine, why in skipped.items():
         print(f"| {engine} | – | skipped: {why} | | | | | |")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "load": load_line(),
-                                         "when": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"rows": rows, "skipped": skipped, "load": load_line(), "when": time.strftime("%Y-%m-%d %H:%M")},
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -46,8 +46,7 @@ COMBINED_PLUS = {
     "+ bias 3 phrases": {"bias": {"사랑": -2.0, "그대": 1.0, "눈물": -1.0}},
     "+ min-p + DRY": {"min_p": 0.05, "dry_multiplier": 0.8},
 }
-OTHER = {"greedy": ("greedy", {}), "lyrics-min-p (no top-k)": ("lyrics-min-p", {}),
-         "lyrics-dry": ("lyrics-dry", {})}
+OTHER = {"greedy": ("greedy", {}), "lyrics-min-p (no top-k)": ("lyrics-min-p", {}), "lyrics-dry": ("lyrics-dry", {})}
 
 
 class Timer:
@@ -67,6 +66,7 @@ def _timed_class(cls: type, timer: Timer, methods: tuple[str, ...]) -> type:
                 return inner(self, *args)
             finally:
                 timer.total += bg.clock() - t
+
         return timed
 
     return type(f"Timed{cls.__name__}", (cls,), {name: wrap(name) for name in methods})
@@ -122,8 +122,7 @@ def breakdown(generator: object, text: str, settings: object) -> dict:
             if isinstance(event, TokenEvent):
                 stamps.append(bg.clock())
                 if len(stamps) == 1:
-                    first = {"forward": forward.total, "detok": detok.total,
-                             **{k: t.total for k, t in timers.items()}}
+                    first = {"forward": forward.total, "detok": detok.total, **{k: t.total for k, t in timers.items()}}
     finally:
         if decoder is not None:
             model.kolyric_decoder = decoder
@@ -137,8 +136,15 @@ def breakdown(generator: object, text: str, settings: object) -> dict:
     fwd = (forward.total - first["forward"]) / steps * 1e3
     det = (detok.total - first["detok"]) / steps * 1e3
     procs = sum(per_us.values()) / 1e3
-    return {"step_ms": step, "forward_ms": fwd, "processors_us": procs * 1e3, "detok_us": det * 1e3,
-            "rest_us": (step - fwd - procs - det) * 1e3, "outside_share": 1 - fwd / step, "per_us": per_us}
+    return {
+        "step_ms": step,
+        "forward_ms": fwd,
+        "processors_us": procs * 1e3,
+        "detok_us": det * 1e3,
+        "rest_us": (step - fwd - procs - det) * 1e3,
+        "outside_share": 1 - fwd / step,
+        "per_us": per_us,
+    }
 
 
 def median_of(rows: list[dict]) -> dict:
@@ -168,8 +174,10 @@ def micro(args: argparse.Namespace, report: dict) -> None:
         rows = loaded.model(torch.tensor([prompt] * 8)).logits[0, -8:].float()  # 8 real score rows
     configs = {name: preset(p, **extra) for name, (p, extra) in OTHER.items()}
     configs.update({name: preset("combined", **extra) for name, extra in COMBINED_PLUS.items()})
-    print(f"\nprocessors + draw per token, alone (CPU time, 1 thread, median of {args.micro_steps} steps; "
-          f"{bg.load_line()}):")
+    print(
+        f"\nprocessors + draw per token, alone (CPU time, 1 thread, median of {args.micro_steps} steps; "
+        f"{bg.load_line()}):"
+    )
     table = {}
     for name, settings in configs.items():
         settings = settings.replace(seed=5)
@@ -208,8 +216,10 @@ def speed(args: argparse.Namespace, report: dict) -> None:
     path = kogpt2_shaped_dir()
     started = time.perf_counter()
     loaded = load_int8(path, "onnxruntime") or load_int8(path, "torch")
-    print(f"KoGPT2-shaped int8 loaded in {time.perf_counter() - started:.0f} s; {threads} threads, {args.clock} clock; "
-          f"{bg.load_line()}")
+    print(
+        f"KoGPT2-shaped int8 loaded in {time.perf_counter() - started:.0f} s; {threads} threads, {args.clock} clock; "
+        f"{bg.load_line()}"
+    )
     gen = Generator(loaded)
     text = prompt_text_of_tokens(loaded.tokenizer, 32)
     configs = {name: preset(p, **extra) for name, (p, extra) in OTHER.items()}
@@ -228,47 +238,67 @@ def speed(args: argparse.Namespace, report: dict) -> None:
         m = median_of(found)
         table[name] = m
         parts = ", ".join(f"{k} {v:.0f}" for k, v in m["per_us"].items())
-        print(f"  {name:26} {m['step_ms']:8.2f} {m['forward_ms']:8.2f} {m['processors_us']:9.0f} "
-              f"{m['rest_us']:8.0f} {m['outside_share']:7.1%}   {parts}")
+        print(
+            f"  {name:26} {m['step_ms']:8.2f} {m['forward_ms']:8.2f} {m['processors_us']:9.0f} "
+            f"{m['rest_us']:8.0f} {m['outside_share']:7.1%}   {parts}"
+        )
     report["per_token"] = table
     goal = table["+ min-p + DRY"]["outside_share"]
-    print(f"goal: combined + min-p + DRY outside the forward pass {goal:.1%} of a step (<= 10%): "
-          f"{'met' if goal <= 0.10 else 'NOT met'}")
+    print(
+        f"goal: combined + min-p + DRY outside the forward pass {goal:.1%} of a step (<= 10%): "
+        f"{'met' if goal <= 0.10 else 'NOT met'}"
+    )
 
     greedy, sample = configs["greedy"], configs["combined"]
-    runs = bg.interleaved({"greedy": lambda: bg.time_stream(gen, text, greedy),
-                           "combined": lambda: bg.time_stream(gen, text, sample)}, args.reps)
+    runs = bg.interleaved(
+        {"greedy": lambda: bg.time_stream(gen, text, greedy), "combined": lambda: bg.time_stream(gen, text, sample)},
+        args.reps,
+    )
     ratio = bg.paired_ratio(runs, "combined", "greedy", "decode_tokens_per_s")
     g = bg.median([r.decode_tokens_per_s for r in runs["greedy"]])
     c = bg.median([r.decode_tokens_per_s for r in runs["combined"]])
-    report["sampling_vs_greedy"] = {"greedy_tok_s": g, "combined_tok_s": c, "ratio": ratio,
-                                    "threads": threads, "clock": args.clock, "load": bg.load_line()}
-    print(f"\ndecode at {threads} thread(s), {args.clock} clock ({bg.load_line()}): greedy {g:.1f} tok/s, "
-          f"combined {c:.1f} tok/s, "
-          f"combined/greedy {ratio:.2f} (goal >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}); combined's "
-          f"step outside the forward pass {table['combined']['outside_share']:.1%}")
+    report["sampling_vs_greedy"] = {
+        "greedy_tok_s": g,
+        "combined_tok_s": c,
+        "ratio": ratio,
+        "threads": threads,
+        "clock": args.clock,
+        "load": bg.load_line(),
+    }
+    print(
+        f"\ndecode at {threads} thread(s), {args.clock} clock ({bg.load_line()}): greedy {g:.1f} tok/s, "
+        f"combined {c:.1f} tok/s, "
+        f"combined/greedy {ratio:.2f} (goal >= 0.90: {'met' if ratio >= 0.9 else 'NOT met'}); combined's "
+        f"step outside the forward pass {table['combined']['outside_share']:.1%}"
+    )
 
 
 def repeated_4grams(ids: list[int]) -> int:
     seen: set[tuple[int, ...]] = set()
     repeats = 0
     for i in range(len(ids) - 3):
-        gram = tuple(ids[i:i + 4])
+        gram = tuple(ids[i : i + 4])
         repeats += gram in seen
         seen.add(gram)
     return repeats
 
 
-NO_LINE_BREAKER = (":", "\"", "*")
+NO_LINE_BREAKER = (":", '"', "*")
 REPETITION = {
     "sample t0.9 k50 p0.92": ("combined", {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}),
-    "  + DRY 0.8, line break a breaker": ("combined", {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-                                                         "dry_multiplier": 0.8}),
-    "  + DRY 0.8, line break no breaker": ("combined", {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-                                                "dry_multiplier": 0.8, "dry_breakers": NO_LINE_BREAKER}),
+    "  + DRY 0.8, line break a breaker": (
+        "combined",
+        {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "dry_multiplier": 0.8},
+    ),
+    "  + DRY 0.8, line break no breaker": (
+        "combined",
+        {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "dry_multiplier": 0.8, "dry_breakers": NO_LINE_BREAKER},
+    ),
     "sample t0.6 k50": ("top-k-50", {"temperature": 0.6}),
-    "  + DRY 0.8, line break no breaker ": ("top-k-50", {"temperature": 0.6, "dry_multiplier": 0.8,
-                                                  "dry_breakers": NO_LINE_BREAKER}),
+    "  + DRY 0.8, line break no breaker ": (
+        "top-k-50",
+        {"temperature": 0.6, "dry_multiplier": 0.8, "dry_breakers": NO_LINE_BREAKER},
+    ),
     "lyrics-dry": ("lyrics-dry", {}),
     "combined (no-repeat 3, penalty 1.5)": ("combined", {}),
     "greedy": ("greedy", {}),
@@ -285,8 +315,10 @@ def repetition(args: argparse.Namespace, report: dict) -> None:
     from kolyric.engine.stream import Generator
 
     gen = Generator(load_model("mini", device="cpu"))
-    print(f"\nrepetition on kolyric-mini: {args.samples} samples of {args.rep_tokens} tokens each "
-          f"({len(PROMPTS)} prompts; {bg.load_line()}):")
+    print(
+        f"\nrepetition on kolyric-mini: {args.samples} samples of {args.rep_tokens} tokens each "
+        f"({len(PROMPTS)} prompts; {bg.load_line()}):"
+    )
     print(f"  {'':50} {'repeated 4-grams / 100 tokens':>30} {'samples with any':>17}")
     table = {}
     for name, (base, extra) in REPETITION.items():
@@ -312,8 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--rep-tokens", type=int, default=100)
     parser.add_argument("--micro-steps", type=int, default=300)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="for the step breakdown: wall-clock, or this thread's CPU time (one thread)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="for the step breakdown: wall-clock, or this thread's CPU time (one thread)",
+    )
     parser.add_argument("--skip-micro", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-repetition", action="store_true")

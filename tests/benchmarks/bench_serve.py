@@ -52,8 +52,18 @@ class Level:
     wall_s: float = 0.0
 
 
-FALLBACK_PROMPTS = ["사랑해 너를", "눈물이 흘러", "바다가 보이는 창가에서", "별빛 아래 우리", "비가 오는 날이면",
-                    "너와 나의 노래", "봄이 오면 다시", "잊지 못할 그 밤", "기다릴게 언제까지나", "하늘을 날아"]
+FALLBACK_PROMPTS = [
+    "사랑해 너를",
+    "눈물이 흘러",
+    "바다가 보이는 창가에서",
+    "별빛 아래 우리",
+    "비가 오는 날이면",
+    "너와 나의 노래",
+    "봄이 오면 다시",
+    "잊지 못할 그 밤",
+    "기다릴게 언제까지나",
+    "하늘을 날아",
+]
 
 
 def nsmc_prompts(count: int, chars: int = 24) -> list[str]:
@@ -113,13 +123,35 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_path.open("w")
-        cmd = [sys.executable, "-m", "kolyric", "serve", "--model", str(model), "--port", str(self.port),
-               "--queue-depth", str(args.queue_depth), "--workers", str(args.workers), "--device", args.device,
-               "--max-n", "1", "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kolyric",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(self.port),
+            "--queue-depth",
+            str(args.queue_depth),
+            "--workers",
+            str(args.workers),
+            "--device",
+            args.device,
+            "--max-n",
+            "1",
+            "--log-level",
+            "warning",
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        )
 
     def wait_ready(self, timeout: float) -> dict:
         import httpx
@@ -180,8 +212,9 @@ async def one_request(client, url: str, body: dict, stream: bool) -> Outcome:
         return Outcome(type(exc).__name__, time.perf_counter() - started)
 
 
-async def run_level(url: str, clients: int, requests: int, args: argparse.Namespace, prompts: list[str],
-                    seed0: int) -> Level:
+async def run_level(
+    url: str, clients: int, requests: int, args: argparse.Namespace, prompts: list[str], seed0: int
+) -> Level:
     import httpx
 
     level = Level(clients)
@@ -189,11 +222,17 @@ async def run_level(url: str, clients: int, requests: int, args: argparse.Namesp
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
 
     async with httpx.AsyncClient(timeout=args.request_timeout, limits=limits) as client:
+
         async def worker() -> None:
             while todo:
                 i = todo.pop(0)
-                body = {"prompt": prompts[i % len(prompts)], "preset": "top-k-50", "seed": seed0 + i,
-                        "max_length": args.new_tokens, "min_length": args.new_tokens}
+                body = {
+                    "prompt": prompts[i % len(prompts)],
+                    "preset": "top-k-50",
+                    "seed": seed0 + i,
+                    "max_length": args.new_tokens,
+                    "min_length": args.new_tokens,
+                }
                 level.outcomes.append(await one_request(client, url, body, args.stream))
 
         started = time.perf_counter()
@@ -210,8 +249,16 @@ async def burst(url: str, count: int, args: argparse.Namespace, prompts: list[st
     limits = httpx.Limits(max_connections=count + 4)
     async with httpx.AsyncClient(timeout=args.request_timeout, limits=limits) as client:
         started = time.perf_counter()
-        bodies = [{"prompt": prompts[i % len(prompts)], "preset": "top-k-50", "seed": 9000 + i,
-                   "max_length": args.new_tokens, "min_length": args.new_tokens} for i in range(count)]
+        bodies = [
+            {
+                "prompt": prompts[i % len(prompts)],
+                "preset": "top-k-50",
+                "seed": 9000 + i,
+                "max_length": args.new_tokens,
+                "min_length": args.new_tokens,
+            }
+            for i in range(count)
+        ]
         level.outcomes = list(await asyncio.gather(*(one_request(client, url, b, args.stream) for b in bodies)))
         level.wall_s = time.perf_counter() - started
     return level
@@ -232,9 +279,11 @@ def report(model: str, level: Level, label: str | None = None) -> str:
     lat = [o.latency_s for o in ok]
     ttft = [o.first_token_s for o in ok if o.first_token_s is not None]
     tokens = sum(o.new_tokens for o in ok)
-    row = (f"{model:<8} {label or level.clients:>7} {len(level.outcomes):>5} {len(ok) / level.wall_s:>8.2f} "
-           f"{tokens / level.wall_s:>8.1f} {pct(lat, 50):>7.2f} {pct(lat, 95):>7.2f} "
-           f"{pct(ttft, 50):>7.2f} {pct(ttft, 95):>7.2f} {len(failed):>6} {len(rejected):>5}")
+    row = (
+        f"{model:<8} {label or level.clients:>7} {len(level.outcomes):>5} {len(ok) / level.wall_s:>8.2f} "
+        f"{tokens / level.wall_s:>8.1f} {pct(lat, 50):>7.2f} {pct(lat, 95):>7.2f} "
+        f"{pct(ttft, 50):>7.2f} {pct(ttft, 95):>7.2f} {len(failed):>6} {len(rejected):>5}"
+    )
     if failed:
         kinds = sorted({str(o.status) for o in failed})
         row += f"   failures: {', '.join(kinds)}"
@@ -253,25 +302,37 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="server workers (default 1)")
     parser.add_argument("--device", default="cpu", help="server device (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="server's torch CPU threads (default: torch's)")
-    parser.add_argument("--plain", dest="stream", action="store_false",
-                        help="use POST /generate instead of the SSE stream (no first-token times)")
-    parser.add_argument("--burst", type=int, default=0,
-                        help="after the levels, this many requests at once (past workers + queue depth: "
-                             "the rest must be 503)")
+    parser.add_argument(
+        "--plain",
+        dest="stream",
+        action="store_false",
+        help="use POST /generate instead of the SSE stream (no first-token times)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="after the levels, this many requests at once (past workers + queue depth: the rest must be 503)",
+    )
     parser.add_argument("--request-timeout", type=float, default=300.0)
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--cache", default=os.environ.get("KOLYRIC_BENCH_CACHE", "/tmp/kolyric-bench"))
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     if max(levels) > args.workers + args.queue_depth:
-        print(f"note: {max(levels)} clients exceed workers + queue depth ({args.workers + args.queue_depth}): "
-              "some requests will be answered 503", file=sys.stderr)
+        print(
+            f"note: {max(levels)} clients exceed workers + queue depth ({args.workers + args.queue_depth}): "
+            "some requests will be answered 503",
+            file=sys.stderr,
+        )
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     prompts = nsmc_prompts(max(64, args.requests))
 
-    header = (f"{'model':<8} {'clients':>7} {'reqs':>5} {'req/s':>8} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} "
-              f"{'ttft50':>7} {'ttft95':>7} {'failed':>6} {'503':>5}")
+    header = (
+        f"{'model':<8} {'clients':>7} {'reqs':>5} {'req/s':>8} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} "
+        f"{'ttft50':>7} {'ttft95':>7} {'failed':>6} {'503':>5}"
+    )
     rows = []
     logs = Path(tempfile.mkdtemp(prefix="kolyric-bench-serve-"))
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -292,9 +353,11 @@ def main() -> int:
                 print(rows[-1], file=sys.stderr)
         finally:
             server.stop()
-    print(f"\nkolyric serve: {args.new_tokens} new tokens per request, workers {args.workers}, queue depth "
-          f"{args.queue_depth}, {'SSE stream' if args.stream else 'POST /generate'}, device {args.device}, "
-          f"torch threads {args.threads or 'default'}, {os.cpu_count()} CPUs")
+    print(
+        f"\nkolyric serve: {args.new_tokens} new tokens per request, workers {args.workers}, queue depth "
+        f"{args.queue_depth}, {'SSE stream' if args.stream else 'POST /generate'}, device {args.device}, "
+        f"torch threads {args.threads or 'default'}, {os.cpu_count()} CPUs"
+    )
     print(header)
     for row in rows:
         print(row)

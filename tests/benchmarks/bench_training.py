@@ -21,8 +21,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from kolyric.training.corpora import load_corpus
-from kolyric.training.dataset import (DynamicPaddingCollator, FixedPaddingCollator, LengthGroupedBatchSampler,
-                                      format_example, tokenize_examples)
+from kolyric.training.dataset import (
+    DynamicPaddingCollator,
+    FixedPaddingCollator,
+    LengthGroupedBatchSampler,
+    format_example,
+    tokenize_examples,
+)
 from kolyric.training.scratch import ModelShape, new_model, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,16 +57,21 @@ def main() -> None:
     t0 = time.perf_counter()
     train = tokenize_examples(corpus.train, tokenizer, args.max_seq_length)
     seconds = time.perf_counter() - t0
-    print(f"tokenize NSMC train: {len(train):,} rows, {train.n_tokens:,} tokens in {seconds:.2f} s "
-          f"({len(train) / seconds:,.0f} rows/s)")
+    print(
+        f"tokenize NSMC train: {len(train):,} rows, {train.n_tokens:,} tokens in {seconds:.2f} s "
+        f"({len(train) / seconds:,.0f} rows/s)"
+    )
     val = tokenize_examples(corpus.val, tokenizer, args.max_seq_length)
     lengths = train.lengths().float()
-    print(f"row length: mean {lengths.mean():.1f}, median {lengths.median():.0f}, "
-          f"at the {args.max_seq_length} limit {(lengths == args.max_seq_length).float().mean():.1%}")
+    print(
+        f"row length: mean {lengths.mean():.1f}, median {lengths.median():.0f}, "
+        f"at the {args.max_seq_length} limit {(lengths == args.max_seq_length).float().mean():.1%}"
+    )
 
     device = torch.device(args.device)
-    shape = ModelShape(n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head,
-                       n_positions=max(128, args.max_seq_length))
+    shape = ModelShape(
+        n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head, n_positions=max(128, args.max_seq_length)
+    )
     pad = tokenizer.pad_token_id
     schemes = {
         # kolyric train: length-grouped batches, padded to their longest row, padding masked.
@@ -69,10 +79,14 @@ def main() -> None:
         "random batches, dynamic pad, masked": (DynamicPaddingCollator(pad), False),
         # The tutorial pads with </s> (its pad token); the id does not change the cost.
         "tutorial (pad to max_seq_length, loss on pad)": (
-            FixedPaddingCollator(tokenizer.eos_token_id, args.max_seq_length), False),
+            FixedPaddingCollator(tokenizer.eos_token_id, args.max_seq_length),
+            False,
+        ),
     }
-    print(f"\ndevice {device}{' bf16 autocast' if args.bf16 else ''} · GPT-2 {shape} · batch {args.batch_size}"
-          f" · {args.steps} timed steps after 5 warm-up steps")
+    print(
+        f"\ndevice {device}{' bf16 autocast' if args.bf16 else ''} · GPT-2 {shape} · batch {args.batch_size}"
+        f" · {args.steps} timed steps after 5 warm-up steps"
+    )
     # Warm every batch shape once first (CUDA context, kernel choice per length), so the
     # scheme timed first pays no start-up cost the others do not.
     warm = new_model(tokenizer, shape, seed=7).to(device).train()
@@ -86,11 +100,19 @@ def main() -> None:
         model = new_model(tokenizer, shape, seed=7).to(device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         if grouped:
-            loader = DataLoader(train, collate_fn=collate, batch_sampler=LengthGroupedBatchSampler(
-                train.lengths(), args.batch_size, seed=7))
+            loader = DataLoader(
+                train,
+                collate_fn=collate,
+                batch_sampler=LengthGroupedBatchSampler(train.lengths(), args.batch_size, seed=7),
+            )
         else:
-            loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
-                                generator=torch.Generator().manual_seed(7))
+            loader = DataLoader(
+                train,
+                batch_size=args.batch_size,
+                shuffle=True,
+                collate_fn=collate,
+                generator=torch.Generator().manual_seed(7),
+            )
         it = iter(loader)
         real = total = 0
         for step in range(5 + args.steps):
@@ -109,8 +131,10 @@ def main() -> None:
         _sync(device)
         seconds = time.perf_counter() - t0
         results[name] = (args.steps / seconds, total / seconds, real / seconds)
-        print(f"  {name:48s} {args.steps / seconds:7.1f} steps/s · {total / seconds:10,.0f} tokens/s · "
-              f"{real / seconds:10,.0f} useful tokens/s ({real / total:.0%} of positions are real)")
+        print(
+            f"  {name:48s} {args.steps / seconds:7.1f} steps/s · {total / seconds:10,.0f} tokens/s · "
+            f"{real / seconds:10,.0f} useful tokens/s ({real / total:.0%} of positions are real)"
+        )
         if name.startswith("kolyric"):
             trained = model
     ours, _, tutorial = results.values()
@@ -119,8 +143,10 @@ def main() -> None:
     # The same trained model, validated with the two labelings.
     trained.eval()
     sums = {"masked": [0.0, 0], "loss on padding": [0.0, 0]}
-    loaders = {"masked": DynamicPaddingCollator(pad),
-               "loss on padding": FixedPaddingCollator(tokenizer.eos_token_id, args.max_seq_length)}
+    loaders = {
+        "masked": DynamicPaddingCollator(pad),
+        "loss on padding": FixedPaddingCollator(tokenizer.eos_token_id, args.max_seq_length),
+    }
     with torch.no_grad():
         for label, collate in loaders.items():
             for batch in DataLoader(val, batch_size=256, collate_fn=collate):
@@ -130,8 +156,10 @@ def main() -> None:
                 n = int((batch["labels"][:, 1:] != -100).sum())
                 sums[label][0] += float(loss) * n
                 sums[label][1] += n
-    print("\nval_loss of the kolyric-trained model on 5,000 NSMC test rows: "
-          + ", ".join(f"{k} {s / n:.3f}" for k, (s, n) in sums.items()))
+    print(
+        "\nval_loss of the kolyric-trained model on 5,000 NSMC test rows: "
+        + ", ".join(f"{k} {s / n:.3f}" for k, (s, n) in sums.items())
+    )
 
 
 def _sync(device: torch.device) -> None:

@@ -41,10 +41,20 @@ def make_tree(nodes: int, tokens: int, alternatives: int, vocab: int = 1200):
             alts = tuple(Alt(a, words[a], p) for a, p in zip(ids, probs))
             toks.append(Token(ids[0], words[ids[0]], probs[0], alts))
         parent = rng.choice(list(tree.nodes)) if tree.nodes and i % 3 else None
-        node = Node(0, "branch" if parent else "generate", f"프롬프트 {i % 7}", " ".join(t.text for t in toks),
-                    parent=parent, at=rng.randrange(tokens) if parent else None,
-                    settings={"strategy": "sample", "temperature": 0.9, "seed": i}, seed=i, model="bench",
-                    finish_reason="length", pieces=tuple(" " + t.text for t in toks), _tokens=tuple(toks))
+        node = Node(
+            0,
+            "branch" if parent else "generate",
+            f"프롬프트 {i % 7}",
+            " ".join(t.text for t in toks),
+            parent=parent,
+            at=rng.randrange(tokens) if parent else None,
+            settings={"strategy": "sample", "temperature": 0.9, "seed": i},
+            seed=i,
+            model="bench",
+            finish_reason="length",
+            pieces=tuple(" " + t.text for t in toks),
+            _tokens=tuple(toks),
+        )
         tree.add(node)
     tree.set_current(list(tree.nodes)[-3:])
     return tree
@@ -71,8 +81,11 @@ async def latency(args: argparse.Namespace, work: Path) -> None:
         await wait_for_model(pilot, timeout=300)
         screen = app.screen
         await wait_until(pilot, lambda: screen.controls.ready)
-        print(f"app ready with the tree loaded: {time.perf_counter() - started:.2f} s "
-              f"({len(screen.versions)} nodes, {len(screen.states)} current cards)", flush=True)
+        print(
+            f"app ready with the tree loaded: {time.perf_counter() - started:.2f} s "
+            f"({len(screen.versions)} nodes, {len(screen.states)} current cards)",
+            flush=True,
+        )
         report("typing, tree", await type_keys(pilot, clock, args.keys, args.gap))
         start = time.perf_counter()
         await pilot.press("f6")
@@ -121,8 +134,7 @@ def main(args: argparse.Namespace) -> None:
     assert not notices and len(loaded) == len(tree), notices
     print(f"load: {seconds * 1000:.0f} ms", flush=True)
     seconds, _ = timed(lambda: [node.tokens for node in loaded.nodes.values()])
-    print(f"tokens of every node built: {seconds * 1000:.0f} ms (a node builds its own when first shown)",
-          flush=True)
+    print(f"tokens of every node built: {seconds * 1000:.0f} ms (a node builds its own when first shown)", flush=True)
     store.save_tree(make_tree(args.nodes, args.tokens, args.alternatives).to_json(), 10**9)
     if not args.no_app:
         asyncio.run(latency(args, work))

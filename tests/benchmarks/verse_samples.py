@@ -26,8 +26,18 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-OPENINGS = ["봄이 오면", "그대 없는 밤", "바람이 불어", "달빛 아래서", "너를 처음 만난 날", "비가 내리면",
-            "오늘 밤", "잊지 못할 거야", "먼 길을 걸어", "하늘을 보면"]
+OPENINGS = [
+    "봄이 오면",
+    "그대 없는 밤",
+    "바람이 불어",
+    "달빛 아래서",
+    "너를 처음 만난 날",
+    "비가 내리면",
+    "오늘 밤",
+    "잊지 못할 거야",
+    "먼 길을 걸어",
+    "하늘을 보면",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.loading import load_model
-    from kolyric.engine.settings import preset
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
     from kolyric.evaluate_verse import MIN_COPY_SYLLABLES, REVIEW_MARKERS, poem_lines
     from kolyric.korean import count_syllables, rhymes_with
@@ -98,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = len(lines) == 4 and all(n == args.syllables and r for n, r in checks)
         met += ok
         report = getattr(candidate, "constraint_report", None)
-        print(f"{i + 1:>2}. {'✓' if ok else '✗'} {prompts[i % len(prompts)]} ({candidate.finish_reason})"
-              + (f" {report.summary()}" if report is not None and hasattr(report, "summary") else ""))
+        print(
+            f"{i + 1:>2}. {'✓' if ok else '✗'} {prompts[i % len(prompts)]} ({candidate.finish_reason})"
+            + (f" {report.summary()}" if report is not None and hasattr(report, "summary") else "")
+        )
         for line, (n, r) in zip(lines, checks):
             print(f"      {line}   [{n} syllables, {'rhymes' if r else 'no rhyme'}]")
     checked = [line for line in lines_seen if count_syllables(line) >= MIN_COPY_SYLLABLES]
@@ -108,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nconstrained verses met: {met}/{args.constrained}")
     print(f"review markers: {review}/{len(lines_seen)} sampled lines")
     if known:
-        print(f"copy rate: {len(copied)}/{len(checked)} lines of ≥ {MIN_COPY_SYLLABLES} syllables "
-              f"({len(copied) / max(1, len(checked)):.3f}) found verbatim in the training verse")
+        print(
+            f"copy rate: {len(copied)}/{len(checked)} lines of ≥ {MIN_COPY_SYLLABLES} syllables "
+            f"({len(copied) / max(1, len(checked)):.3f}) found verbatim in the training verse"
+        )
         for line in copied:
             print(f"  copied: {line}")
     return 0

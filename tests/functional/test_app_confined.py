@@ -58,8 +58,11 @@ async def test_any_number_in_any_control_is_a_marked_field_never_a_crash():
         # the poisoned value was autosaved as typed; the next start must come up all the same
         controls.set_values(syllables=HUGE)
         screen.save_draft_now()
-        await wait_until(pilot, lambda: HUGE in app.drafts.path.read_text(encoding="utf-8")
-                         if app.drafts.path.exists() else False, what="the autosave")
+        await wait_until(
+            pilot,
+            lambda: HUGE in app.drafts.path.read_text(encoding="utf-8") if app.drafts.path.exists() else False,
+            what="the autosave",
+        )
     again = new_app()
     async with again.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -69,8 +72,15 @@ async def test_any_number_in_any_control_is_a_marked_field_never_a_crash():
 
 
 def test_any_number_in_the_training_form_is_a_problem_never_a_crash(tmp_path):
-    base = {"corpus": "nsmc", "model": "any", "max_seq_length": "32", "batch_size": "8", "lr": "5e-5",
-            "epochs": "1", "seed": "7"}
+    base = {
+        "corpus": "nsmc",
+        "model": "any",
+        "max_seq_length": "32",
+        "batch_size": "8",
+        "lr": "5e-5",
+        "epochs": "1",
+        "seed": "7",
+    }
     for name in TRAIN_FIELDS:
         for value in NUMBERS:
             request, problems = parse_form({**base, name: value}, data_dir=tmp_path)
@@ -82,8 +92,14 @@ def test_any_number_in_the_training_form_is_a_problem_never_a_crash(tmp_path):
 async def test_a_poisoned_draft_field_is_set_aside_and_the_lyrics_kept(dirs, where):
     data = dirs / "data"
     data.mkdir(parents=True)
-    draft = {"format": "kolyric-draft", "version": 1, "text": "바람이 분다\n너를 보낸 날", "prompt": "다시",
-             "polarity": None, "constraints": {"syllables": "7", "rhyme": "랑"}}
+    draft = {
+        "format": "kolyric-draft",
+        "version": 1,
+        "text": "바람이 분다\n너를 보낸 날",
+        "prompt": "다시",
+        "polarity": None,
+        "constraints": {"syllables": "7", "rhyme": "랑"},
+    }
     raw = json.dumps(draft, ensure_ascii=False)
     poison = {"constraints": ('"7"', HUGE), "prompt": ('"다시"', HUGE), "polarity": ("null", HUGE)}[where]
     (data / "draft.json").write_text(raw.replace(*poison, 1), encoding="utf-8")
@@ -109,7 +125,7 @@ async def test_a_poisoned_draft_field_is_set_aside_and_the_lyrics_kept(dirs, whe
 async def test_a_huge_number_in_the_settings_file_means_defaults_and_a_notice(dirs):
     config = dirs / "config"
     config.mkdir(parents=True)
-    (config / "settings.toml").write_text(f"theme = \"kolyric-paper\"\nrecent = {HUGE}\n", encoding="utf-8")
+    (config / "settings.toml").write_text(f'theme = "kolyric-paper"\nrecent = {HUGE}\n', encoding="utf-8")
     app = new_app()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
@@ -134,8 +150,14 @@ def test_confinement_resolves_links_and_dots(jail, tmp_path):
     assert confined_dir() == jail
     assert outside_confinement(jail / "song.txt") is None
     assert outside_confinement("song.txt") is None  # relative: inside the folder
-    for path in (outside / "x.txt", jail / ".." / "outside" / "x.txt", jail / "link" / "x.txt", "/etc/x.pth",
-                 "~/x.txt", "../x.txt"):
+    for path in (
+        outside / "x.txt",
+        jail / ".." / "outside" / "x.txt",
+        jail / "link" / "x.txt",
+        "/etc/x.pth",
+        "~/x.txt",
+        "../x.txt",
+    ):
         refusal = outside_confinement(path)
         assert refusal is not None and str(jail) in refusal, path
 
@@ -166,8 +188,15 @@ async def test_export_outside_the_folder_is_refused_with_the_folder_named(jail, 
 
 
 def test_training_folders_outside_are_refused(jail, tmp_path):
-    base = {"corpus": "nsmc", "model": "any", "max_seq_length": "32", "batch_size": "8", "lr": "5e-5",
-            "epochs": "1", "seed": "7"}
+    base = {
+        "corpus": "nsmc",
+        "model": "any",
+        "max_seq_length": "32",
+        "batch_size": "8",
+        "lr": "5e-5",
+        "epochs": "1",
+        "seed": "7",
+    }
     data = jail / "data"
     request, problems = parse_form({**base, "out": str(tmp_path / "runs")}, data_dir=data)
     assert request is None and problems[0].field == "out" and str(jail) in problems[0].message

@@ -35,8 +35,12 @@ async def test_draft_restored_after_unclean_exit(dirs, monkeypatch):
         monkeypatch.setattr(PlaygroundScreen, "flush_draft", lambda self: None)
         await pilot.press(*"바람이 분다", "enter", *"너를 보낸다")
         screen.prompt_input.value = "다시"
-        await wait_until(pilot, lambda: (saved_draft(dirs) or {}).get("prompt") == "다시", timeout=10,
-                         what="the autosave (at most a second behind)")
+        await wait_until(
+            pilot,
+            lambda: (saved_draft(dirs) or {}).get("prompt") == "다시",
+            timeout=10,
+            what="the autosave (at most a second behind)",
+        )
     assert saved_draft(dirs)["text"] == "바람이 분다\n너를 보낸다"
     assert not list((dirs / "data").glob(".draft.json.*.tmp"))  # no temp file left behind
 
@@ -46,8 +50,12 @@ async def test_draft_restored_after_unclean_exit(dirs, monkeypatch):
         assert screen.editor.text == "바람이 분다\n너를 보낸다"
         assert screen.prompt_input.value == "다시"
         assert screen.editor.lyric_gutter.cells(0) == ["5", "ㅏ"]  # 바람이 분다: 5 syllables, ends in ㅏ
-        await wait_until(pilot, lambda: any("Restored" in str(n.message) for n in again._notifications),
-                         timeout=10, what="the restore notice")
+        await wait_until(
+            pilot,
+            lambda: any("Restored" in str(n.message) for n in again._notifications),
+            timeout=10,
+            what="the restore notice",
+        )
 
 
 async def test_syllable_gutter_follows_typing():
@@ -77,8 +85,12 @@ async def test_corrupt_draft_and_settings_are_renamed_aside(dirs):
         def messages() -> str:
             return " ".join(str(n.message) for n in app._notifications)
 
-        await wait_until(pilot, lambda: "draft was unreadable" in messages() and "Settings file" in messages(),
-                         timeout=10, what="both notices")
+        await wait_until(
+            pilot,
+            lambda: "draft was unreadable" in messages() and "Settings file" in messages(),
+            timeout=10,
+            what="both notices",
+        )
     assert len(list((dirs / "data").glob("draft.json.bad-*"))) == 1
     assert len(list((dirs / "config").glob("settings.toml.bad-*"))) == 1
 
@@ -140,8 +152,12 @@ async def test_theme_and_preset_choices_are_remembered_but_flags_are_not(dirs):
         app.theme = "kolyric-paper"
         await wait_until(pilot, lambda: app.screen.controls.ready)
         app.screen.controls.apply_preset("beam-3")
-        await wait_until(pilot, lambda: path.exists() and 'preset = "beam-3"' in path.read_text()
-                         and "kolyric-paper" in path.read_text(), timeout=10, what="the settings file")
+        await wait_until(
+            pilot,
+            lambda: path.exists() and 'preset = "beam-3"' in path.read_text() and "kolyric-paper" in path.read_text(),
+            timeout=10,
+            what="the settings file",
+        )
     flagged = new_app(theme="textual-light", preset="greedy")
     async with flagged.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: flagged.screen.controls.ready)

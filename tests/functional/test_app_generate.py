@@ -33,14 +33,19 @@ async def test_type_generate_stream_stop_and_accept(tiny_model_dir):
         assert screen.editor.text == "사랑해"
         screen.prompt_input.value = "너를"
         # sampling, long enough to be caught mid-stream; seed fixed for a stable run
-        screen.controls.set_values(strategy="sample", max_length=120, seed=7, n=1,
-                                   repetition_penalty=1.0, no_repeat_ngram_size=0)
+        screen.controls.set_values(
+            strategy="sample", max_length=120, seed=7, n=1, repetition_penalty=1.0, no_repeat_ngram_size=0
+        )
         send_key(pilot, "ctrl+g")  # Pilot.press would wait for the app to be idle: the stream's end
         await wait_until(pilot, lambda: screen.streaming, what="the stream to start")
         card = screen.query_one("#candidates").cards()[0]
         counts = set()
-        await wait_until(pilot, lambda: counts.add(len(card.state.tokens)) or len(counts - {0}) >= 2,
-                         interval=0.005, what="tokens arriving in more than one step")
+        await wait_until(
+            pilot,
+            lambda: counts.add(len(card.state.tokens)) or len(counts - {0}) >= 2,
+            interval=0.005,
+            what="tokens arriving in more than one step",
+        )
         send_key(pilot, "escape")
         await wait_until(pilot, lambda: not screen.streaming, timeout=3, interval=0.001, what="the stop")
         assert card.state.finish_reason == "stopped"  # stopped at once, not at the end of the stream

@@ -155,7 +155,7 @@ async def test_theme_change_recolours_gutter_and_panel_alike():
 
         def letter_colour() -> str:
             text = screen.sections.render()
-            span = next(s for s in text.spans if text.plain[s.start:s.end] == "A")
+            span = next(s for s in text.spans if text.plain[s.start : s.end] == "A")
             return Style.parse(str(span.style)).color.get_truecolor()
 
         night = letter_colour()
@@ -291,8 +291,13 @@ async def test_constraint_fields_are_saved_with_the_draft_and_restored():
         screen = await controls_ready(pilot)
         await pilot.pause()
         values = screen.controls.raw_constraints()
-        assert (values["syllables"], values["rhyme"], values["strict"], values["scheme"], values["lines"]) == \
-            ("8", "랑", "on", "AABB", "4")
+        assert (values["syllables"], values["rhyme"], values["strict"], values["scheme"], values["lines"]) == (
+            "8",
+            "랑",
+            "on",
+            "AABB",
+            "4",
+        )
         made = screen.controls.constraints
         assert made is not None and (made.syllables, made.rhyme, made.strict, made.n_lines) == (8, "랑", True, 4)
         assert screen.editor.rhyme_options.strict  # the gutter follows the restored options
@@ -301,10 +306,10 @@ async def test_constraint_fields_are_saved_with_the_draft_and_restored():
 async def test_export_writes_how_each_accepted_line_was_made(tiny_model_dir, dirs):
     import json
 
-    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.loading import load_model
-    from kolyric.engine.settings import DecodingSettings
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import DecodingSettings
     from kolyric.engine.stream import Generator
 
     app = new_app(model=str(tiny_model_dir), device="cpu")
@@ -333,7 +338,13 @@ async def test_export_writes_how_each_accepted_line_was_made(tiny_model_dir, dir
     assert accepted_text is not None and line["text"] == accepted_text
     # the record is enough to make the same line again, outside the app
     generator = Generator(load_model(record["model"], device="cpu"))
-    again = generator.generate(GenerationRequest(
-        line["prompt"], line["polarity"], DecodingSettings.from_dict(line["settings"]),
-        context=tuple(line["context"]), constraints=LyricConstraints.from_dict(line["constraints"])))
+    again = generator.generate(
+        GenerationRequest(
+            line["prompt"],
+            line["polarity"],
+            DecodingSettings.from_dict(line["settings"]),
+            context=tuple(line["context"]),
+            constraints=LyricConstraints.from_dict(line["constraints"]),
+        )
+    )
     assert again.candidates[line["candidate"]].full_text == line["text"]

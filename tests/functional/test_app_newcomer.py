@@ -44,8 +44,18 @@ def token(text: str, *alternatives: tuple[str, float]) -> TokenInfo:
 
 
 def states(count: int, pieces: list[str], **extra) -> list[CandidateState]:
-    return [CandidateState(slot, "다시 만날", joiner="\n", pieces=list(pieces), tokens=[token(p) for p in pieces],
-                           finish_reason="eos", **extra) for slot in range(count)]
+    return [
+        CandidateState(
+            slot,
+            "다시 만날",
+            joiner="\n",
+            pieces=list(pieces),
+            tokens=[token(p) for p in pieces],
+            finish_reason="eos",
+            **extra,
+        )
+        for slot in range(count)
+    ]
 
 
 # -- 80x24 -----------------------------------------------------------------------------------------
@@ -119,8 +129,9 @@ async def test_card_lines_apart_without_a_leading_space_and_the_reason_visible()
     async with app.run_test(size=SMALL) as pilot:
         screen = await ready(pilot)
         strip = screen.query_one(CandidateStrip)
-        unmet = SimpleNamespace(satisfied=False, reasons=["line 2 has 9 syllables, not 7"], lines=[],
-                                constraints="7 syllables")
+        unmet = SimpleNamespace(
+            satisfied=False, reasons=["line 2 has 9 syllables, not 7"], lines=[], constraints="7 syllables"
+        )
         pieces = [" 그대", " 곁에", "\n", " 너를", " 보낸", " 날", *[" 바람이 분다"] * 12]
         strip.show(states(3, pieces, report=unmet))
         await pilot.pause(0.2)
@@ -137,8 +148,11 @@ async def test_a_long_reason_leaves_room_for_the_lyrics_and_no_blank_first_row()
     async with app.run_test(size=SMALL) as pilot:
         screen = await ready(pilot)
         strip = screen.query_one(CandidateStrip)
-        reasons = [f"line {n}: ends mid-word on '걸': after it the model gives a word break 35%, under the 50% "
-                   f"the whole-word rule asks" for n in range(1, 5)]
+        reasons = [
+            f"line {n}: ends mid-word on '걸': after it the model gives a word break 35%, under the 50% "
+            f"the whole-word rule asks"
+            for n in range(1, 5)
+        ]
         unmet = SimpleNamespace(satisfied=False, reasons=reasons, lines=[], constraints="9 syllables")
         for state in states(2, ["\n", " 그대", " 곁에", "\n", " 너를", " 보낸"], report=unmet):
             state.prompt = ""
@@ -254,8 +268,9 @@ async def test_inspector_columns_line_up_with_hangul():
     async with app.run_test(size=LARGE) as pilot:
         screen = await ready(pilot)
         inspector = screen.query_one(TokenInspector)
-        inspector.show(0, 0, token("사랑", ("사랑", 0.4), ("a", 0.3), ("해요해요해요해요", 0.2), (" ", 0.05),
-                                       ("눈", 0.05)))
+        inspector.show(
+            0, 0, token("사랑", ("사랑", 0.4), ("a", 0.3), ("해요해요해요해요", 0.2), (" ", 0.05), ("눈", 0.05))
+        )
         await pilot.pause()
         options = inspector.query_one("#alternatives")
         labels = [options.get_option_at_index(k).prompt.plain for k in range(5)]
@@ -316,7 +331,11 @@ async def test_status_bar_says_the_draft_was_restored():
     async with again.run_test(size=SMALL) as pilot:
         pilot.app.watch(pilot.app, "status_draft", lambda value: seen.append(value))
         await ready(pilot)
-        assert again.status_draft == "draft restored", (seen, again.screen.autosave.last_written, again.screen.current_draft())
+        assert again.status_draft == "draft restored", (
+            seen,
+            again.screen.autosave.last_written,
+            again.screen.current_draft(),
+        )
         assert again.screen.editor.text == "바람이 분다"
 
 

@@ -14,8 +14,15 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
 async def pending(pilot, screen):
-    await wait_until(pilot, lambda: screen.steps.step is not None and not screen.steps.busy
-                     and (screen.steps.step.pending is not None or screen.steps.step.finished), what="a step")
+    await wait_until(
+        pilot,
+        lambda: (
+            screen.steps.step is not None
+            and not screen.steps.busy
+            and (screen.steps.step.pending is not None or screen.steps.step.finished)
+        ),
+        what="a step",
+    )
     return screen.steps.step
 
 
@@ -35,8 +42,11 @@ async def test_step_mode_picks_tokens_and_keeps_the_syllable_count(tiny_model_di
         inspector = screen.query_one("#inspector")
         assert inspector.token is step.pending and len(step.pending.alternatives) == 20
         # an alternative the constraints allow, other than the model's pick, by its key
-        k = next(k for k, a in enumerate(step.pending.alternatives[:9])
-                 if a.token_id not in step.excluded and a.token_id != step.pending.token_id)
+        k = next(
+            k
+            for k, a in enumerate(step.pending.alternatives[:9])
+            if a.token_id not in step.excluded and a.token_id != step.pending.token_id
+        )
         chosen = step.pending.alternatives[k].token_id
         await pilot.press(str(k + 1))
         step = await pending(pilot, screen)

@@ -19,8 +19,9 @@ from kolyric.app.widgets.plot import LossPlot
 from tests.conftest import CORPUS_DIR
 
 SIZE = (120, 36)
-TINY_SHAPE = ("--vocab-size 500 --n-layer 1 --n-embd 32 --n-head 2 --n-positions 64 "
-              "--num-workers 0 --val-check-interval 2")
+TINY_SHAPE = (
+    "--vocab-size 500 --n-layer 1 --n-embd 32 --n-head 2 --n-positions 64 --num-workers 0 --val-check-interval 2"
+)
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
 
 
@@ -70,8 +71,17 @@ async def test_tiny_training_run_from_the_screen_then_open_it(dirs):
         screen.query_one("#train-from_scratch").value = True
         await pilot.pause()
         assert screen.query_one("#train-lr").value == "0.001"  # the from-scratch default
-        fill(screen, corpus_dir=str(CORPUS_DIR), batch_size="8", epochs="1", limit_train="64", limit_val="32",
-             max_steps="3", out=str(out), extra=TINY_SHAPE)
+        fill(
+            screen,
+            corpus_dir=str(CORPUS_DIR),
+            batch_size="8",
+            epochs="1",
+            limit_train="64",
+            limit_val="32",
+            max_steps="3",
+            out=str(out),
+            extra=TINY_SHAPE,
+        )
         await pilot.press("ctrl+g")
         assert screen.process is not None
         assert screen.query_one("#train-start").disabled and not screen.query_one("#train-cancel").disabled
@@ -86,8 +96,7 @@ async def test_tiny_training_run_from_the_screen_then_open_it(dirs):
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, PlaygroundScreen)
         # Opening the run makes it the model kolyric starts with, and the app says so.
-        assert any("starts with" in str(n.message) and str(out / "model") in str(n.message)
-                   for n in app._notifications)
+        assert any("starts with" in str(n.message) and str(out / "model") in str(n.message) for n in app._notifications)
         await wait_for_model(pilot)
         assert app.host.spec == str(out / "model")
         assert str(out / "model") in app.status_model
@@ -207,8 +216,10 @@ async def test_checkpoints_list_the_files_there_and_the_log_reads_like_prose(tmp
         await pilot.press("ctrl+g")
         phase = screen.query_one("#train-phase")
         await wait_until(pilot, lambda: "waiting at step 9" in str(phase.render()), timeout=30, what="step 9")
-        listed = [str(screen.query_one("#train-checkpoints").get_option_at_index(k).prompt)
-                  for k in range(screen.query_one("#train-checkpoints").option_count)]
+        listed = [
+            str(screen.query_one("#train-checkpoints").get_option_at_index(k).prompt)
+            for k in range(screen.query_one("#train-checkpoints").option_count)
+        ]
         assert len(listed) == 2 and any("val_loss=2.00" in item for item in listed), listed
         assert not any("val_loss=3.00" in item for item in listed)  # replaced by the run: gone
         log = [str(line) for line in screen.query_one("#train-log").lines]
@@ -253,14 +264,34 @@ async def test_a_second_run_into_the_same_folder_offers_resume_or_a_new_folder(t
         assert not screen.query_one("#train-row-out", FieldRow).invalid
 
 
-@pytest.mark.parametrize("extra", ["--out=/tmp/elsewhere", "--out /tmp/elsewhere", "--ou /tmp/elsewhere",
-                                   "--events=/tmp/x.jsonl", "--n-layer 2 --resume", "--polarty 3", "-h"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "--out=/tmp/elsewhere",
+        "--out /tmp/elsewhere",
+        "--ou /tmp/elsewhere",
+        "--events=/tmp/x.jsonl",
+        "--n-layer 2 --resume",
+        "--polarty 3",
+        "-h",
+    ],
+)
 def test_extra_flags_cannot_redirect_the_run(extra, tmp_path):
     from kolyric.app.training_form import parse_form
 
-    request, problems = parse_form({"corpus": "nsmc", "model": "any", "extra": extra, "max_seq_length": "32",
-                                    "batch_size": "8", "lr": "5e-5", "epochs": "1", "seed": "7"},
-                                   data_dir=tmp_path)
+    request, problems = parse_form(
+        {
+            "corpus": "nsmc",
+            "model": "any",
+            "extra": extra,
+            "max_seq_length": "32",
+            "batch_size": "8",
+            "lr": "5e-5",
+            "epochs": "1",
+            "seed": "7",
+        },
+        data_dir=tmp_path,
+    )
     assert request is None and [p.field for p in problems] == ["extra"], problems
     assert len(problems[0].message) < 120
 
@@ -268,8 +299,18 @@ def test_extra_flags_cannot_redirect_the_run(extra, tmp_path):
 def test_extra_flags_kolyric_train_takes_pass(tmp_path):
     from kolyric.app.training_form import parse_form
 
-    request, problems = parse_form({"corpus": "nsmc", "model": "any", "extra": TINY_SHAPE, "max_seq_length": "32",
-                                    "batch_size": "8", "lr": "5e-5", "epochs": "1", "seed": "7"},
-                                   data_dir=tmp_path)
+    request, problems = parse_form(
+        {
+            "corpus": "nsmc",
+            "model": "any",
+            "extra": TINY_SHAPE,
+            "max_seq_length": "32",
+            "batch_size": "8",
+            "lr": "5e-5",
+            "epochs": "1",
+            "seed": "7",
+        },
+        data_dir=tmp_path,
+    )
     assert problems == [] and request.argv()[-2:] == ["--events", "-"]
     assert request.argv()[request.argv().index("--out") + 1].startswith(str(tmp_path / "runs"))

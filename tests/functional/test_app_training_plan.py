@@ -86,8 +86,11 @@ async def test_the_form_offers_the_last_runs_corpus_file_after_a_restart(dirs, t
         await pilot.press("ctrl+g")
         await wait_until(pilot, lambda: screen.process is None, timeout=30, what="the run to end")
         settings = dirs / "config" / "settings.toml"
-        await wait_until(pilot, lambda: settings.exists() and "songs.txt" in settings.read_text(encoding="utf-8"),
-                         what="the corpus saved")
+        await wait_until(
+            pilot,
+            lambda: settings.exists() and "songs.txt" in settings.read_text(encoding="utf-8"),
+            what="the corpus saved",
+        )
     again = KolyricApp(load_on_start=False, cursor_blink=False)
     async with again.run_test(size=SIZE) as pilot:
         screen = await open_training(pilot)

@@ -29,8 +29,10 @@ async def ready(pilot):
 
 def tokens_of(state) -> list[tuple]:
     """A candidate's tokens with their alternatives, as the inspector shows them."""
-    return [(t.token_id, t.text, round(t.prob, 6), tuple((a.token_id, a.text, round(a.prob, 6))
-                                                         for a in t.alternatives)) for t in state.tokens]
+    return [
+        (t.token_id, t.text, round(t.prob, 6), tuple((a.token_id, a.text, round(a.prob, 6)) for a in t.alternatives))
+        for t in state.tokens
+    ]
 
 
 async def generated(pilot, screen, key: str) -> None:
@@ -76,10 +78,16 @@ async def test_regenerate_branch_and_edit_build_a_tree_that_survives_a_restart(t
         accepted = screen.editor.text
         assert accepted.startswith("노래 부르며 걸어") and cont.id in tree.accepted
         # saved within a second, with no flush (a kill -9 now loses nothing)
-        await wait_until(pilot, lambda: app.drafts.tree_path.exists()
-                         and len(json.loads(app.drafts.tree_path.read_text("utf-8"))["nodes"]) == 5
-                         and json.loads(app.drafts.path.read_text("utf-8"))["text"] == accepted,
-                         timeout=1.5, what="the tree and the draft on disk")
+        await wait_until(
+            pilot,
+            lambda: (
+                app.drafts.tree_path.exists()
+                and len(json.loads(app.drafts.tree_path.read_text("utf-8"))["nodes"]) == 5
+                and json.loads(app.drafts.path.read_text("utf-8"))["text"] == accepted
+            ),
+            timeout=1.5,
+            what="the tree and the draft on disk",
+        )
         record = screen.export_record()  # the export's .kolyric.json carries the tree
         assert [n["kind"] for n in record["tree"]["nodes"]] == kinds and record["tree"]["format"] == "kolyric-tree"
         # F6: the tree panel shows the prompt's branches; Enter makes the first run current

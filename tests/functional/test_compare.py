@@ -15,14 +15,51 @@ NAMES = ["greedy", "top-p-0.92", "combined"]
 
 
 def single(capsys, model_dir, name: str, *flags: str) -> dict:
-    assert main(["generate", "바람이", "--model", str(model_dir), "--device", "cpu", "--preset", name,
-                 "--seed", "5", "--max-length", "8", "--json", *flags]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "바람이",
+                "--model",
+                str(model_dir),
+                "--device",
+                "cpu",
+                "--preset",
+                name,
+                "--seed",
+                "5",
+                "--max-length",
+                "8",
+                "--json",
+                *flags,
+            ]
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 
 def test_compare_json_equals_single_runs(tiny_model_dir, capsys):
-    assert main(["generate", "바람이", "--model", str(tiny_model_dir), "--device", "cpu", "--compare", ",".join(NAMES),
-                 "--seed", "5", "--max-length", "8", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "바람이",
+                "--model",
+                str(tiny_model_dir),
+                "--device",
+                "cpu",
+                "--compare",
+                ",".join(NAMES),
+                "--seed",
+                "5",
+                "--max-length",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["seed"] == 5 and [run["preset"] for run in out["compare"]] == NAMES
     for run in out["compare"]:
@@ -32,8 +69,25 @@ def test_compare_json_equals_single_runs(tiny_model_dir, capsys):
 
 
 def test_compare_in_the_terminal_titles_each_preset(tiny_model_dir, capsys):
-    assert main(["generate", "바람이", "--model", str(tiny_model_dir), "--device", "cpu", "--compare",
-                 "greedy,top-k-50", "--seed", "5", "--max-length", "8"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "바람이",
+                "--model",
+                str(tiny_model_dir),
+                "--device",
+                "cpu",
+                "--compare",
+                "greedy,top-k-50",
+                "--seed",
+                "5",
+                "--max-length",
+                "8",
+            ]
+        )
+        == 0
+    )
     shown = capsys.readouterr().out
     blocks = [b for b in shown.split("── ") if b.strip()]
     assert [b.split(" ·")[0] for b in blocks] == ["greedy", "top-k-50"]
@@ -68,16 +122,18 @@ async def test_compare_view_cards_equal_single_runs_and_can_be_kept(tiny_model_d
         screen.prompt_input.value = "바람이"
         screen.controls.set_values(seed=5, max_length=8)
         await pilot.press("f7")
-        await wait_until(pilot, lambda: len(screen.compare.compared) == len(TUTORIAL_PRESETS), timeout=60,
-                         what="every preset")
+        await wait_until(
+            pilot, lambda: len(screen.compare.compared) == len(TUTORIAL_PRESETS), timeout=60, what="every preset"
+        )
         cards = screen.query_one(CandidateStrip).cards()
         assert [str(c.border_title).split(" · ")[0] for c in cards] == list(TUTORIAL_PRESETS)
         assert "top_p 0.92" in str(cards[3].border_subtitle) and "seed 5" in str(cards[3].border_subtitle)
         for slot, name in enumerate(TUTORIAL_PRESETS):
             alone = app.host.generator.generate(GenerationRequest("바람이", None, preset(name, seed=5, max_length=8)))
             assert screen.states[slot].full_text == alone.candidates[0].full_text, name
-            assert [t.token_id for t in screen.states[slot].tokens] == alone.candidates[0].token_ids[:len(
-                screen.states[slot].tokens)] or name.startswith("beam")
+            assert [t.token_id for t in screen.states[slot].tokens] == alone.candidates[0].token_ids[
+                : len(screen.states[slot].tokens)
+            ] or name.startswith("beam")
         assert len(screen.versions) == 0  # nothing is kept until asked
         cards[3].focus()
         await pilot.press("k")

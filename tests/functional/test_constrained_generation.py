@@ -14,14 +14,34 @@ import json
 import pytest
 
 from kolyric.engine.lyric.spec import LyricConstraints
-from kolyric.engine.settings import preset
 from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
 from kolyric.korean.hangul import count_syllables
 from kolyric.korean.rhyme import RhymeOptions, rhyme_key
 
-PROMPTS = ["영화", "사랑", "배우", "연기", "스토리", "감동", "최고", "정말", "노래", "음악",
-           "시간", "처음", "마지막", "기대", "재미", "눈물", "추천", "완전", "진짜", "그냥"]
+PROMPTS = [
+    "영화",
+    "사랑",
+    "배우",
+    "연기",
+    "스토리",
+    "감동",
+    "최고",
+    "정말",
+    "노래",
+    "음악",
+    "시간",
+    "처음",
+    "마지막",
+    "기대",
+    "재미",
+    "눈물",
+    "추천",
+    "완전",
+    "진짜",
+    "그냥",
+]
 PRESETS = {"greedy": "greedy", "sample": "combined", "beam": "beam-3"}
 
 
@@ -186,8 +206,26 @@ def test_a_forced_token_that_breaks_the_line_is_reported(gen):
 def test_cli_flags(trained_tiny_dir, capsys):
     from kolyric.cli import main
 
-    args = ["generate", "영화", "--model", str(trained_tiny_dir), "--device", "cpu", "--seed", "1",
-            "--max-length", "60", "--syllables", "8", "--rhyme", "랑", "--lines", "4", "--scheme", "AABB"]
+    args = [
+        "generate",
+        "영화",
+        "--model",
+        str(trained_tiny_dir),
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+        "--max-length",
+        "60",
+        "--syllables",
+        "8",
+        "--rhyme",
+        "랑",
+        "--lines",
+        "4",
+        "--scheme",
+        "AABB",
+    ]
     assert main(args + ["--json", "--no-whole-words"]) == 0
     out = json.loads(capsys.readouterr().out)
     cand = out["candidates"][0]

@@ -16,11 +16,13 @@ import pytest
 from kolyric.cli import main
 from kolyric.engine import loading
 from kolyric.engine.loading import DEFAULT_MODEL, load_model, resolve_model_spec
+
 from tests.conftest import CORPUS_DIR
 
-
-TSV = ("text\tpolarity\n너무 재밌다\t긍정\n시간 낭비\t부정\n배우 연기 최고\t1\n별로였다\t0\n"
-       "그냥 그럼\t\n음악이 좋다\t긍정\n지루함\t부정\n")
+TSV = (
+    "text\tpolarity\n너무 재밌다\t긍정\n시간 낭비\t부정\n배우 연기 최고\t1\n별로였다\t0\n"
+    "그냥 그럼\t\n음악이 좋다\t긍정\n지루함\t부정\n"
+)
 
 
 def eval_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -62,8 +64,7 @@ def test_a_trained_model_beats_a_random_one(capsys, tiny_model_dir, trained_tiny
 
 
 def test_terminal_report(capsys, tiny_model_dir, tsv):
-    code, out, err = eval_cli(capsys, "--model", str(tiny_model_dir), "--corpus", str(tsv),
-                              "--metrics", "bpc,accuracy")
+    code, out, err = eval_cli(capsys, "--model", str(tiny_model_dir), "--corpus", str(tsv), "--metrics", "bpc,accuracy")
     assert code == 0, err
     assert "bits/char" in out and "polarity accuracy" in out and "distinct" not in out
     assert f"{tsv} · 7 texts" in out
@@ -71,24 +72,39 @@ def test_terminal_report(capsys, tiny_model_dir, tsv):
 
 
 def test_limit_zero_means_all_and_texts_without_polarity_only_count_for_bits(capsys, tiny_model_dir, tsv):
-    data, _ = eval_json(capsys, "--model", str(tiny_model_dir), "--corpus", str(tsv), "--limit", "0",
-                        "--metrics", "bpc,accuracy")
+    data, _ = eval_json(
+        capsys, "--model", str(tiny_model_dir), "--corpus", str(tsv), "--limit", "0", "--metrics", "bpc,accuracy"
+    )
     assert data["examples"] == 7 and data["details"]["bits"]["examples"] == 7
     assert data["details"]["accuracy"]["examples"] == 6  # "그냥 그럼" has no polarity
-    data, _ = eval_json(capsys, "--model", str(tiny_model_dir), "--corpus", str(tsv), "--limit", "3",
-                        "--metrics", "bpc", "--max-seq-length", "4")
+    data, _ = eval_json(
+        capsys,
+        "--model",
+        str(tiny_model_dir),
+        "--corpus",
+        str(tsv),
+        "--limit",
+        "3",
+        "--metrics",
+        "bpc",
+        "--max-seq-length",
+        "4",
+    )
     assert data["examples"] == 3 and data["options"]["max_seq_length"] == 4
     assert data["details"]["bits"]["truncated"] > 0
 
 
 # -- mistakes cost no model load ----------------------------------------------------------------------------
-@pytest.mark.parametrize("args, message", [
-    (["--limit", "-1"], "--limit"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["--max-seq-length", "1"], "--max-seq-length"),
-    (["--seed", "-3"], "--seed"),
-    (["--metrics", "bpc,perplexity"], "--metrics"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--limit", "-1"], "--limit"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--max-seq-length", "1"], "--max-seq-length"),
+        (["--seed", "-3"], "--seed"),
+        (["--metrics", "bpc,perplexity"], "--metrics"),
+    ],
+)
 def test_bad_options_are_refused_before_loading(capsys, args, message):
     code, out, err = eval_cli(capsys, "--model", "/nonexistent/model", *args)
     assert code == 2 and message in err and "/nonexistent/model" not in err and out == ""
@@ -171,10 +187,13 @@ def _no_network_prefix() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("argv", [
-    ["generate", "사랑"],
-    ["eval", "--corpus-dir", str(CORPUS_DIR), "--limit", "5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "사랑"],
+        ["eval", "--corpus-dir", str(CORPUS_DIR), "--limit", "5"],
+    ],
+)
 def test_hub_id_without_any_network_fails_fast_naming_it(argv, tmp_path):
     prefix = _no_network_prefix()
     if prefix is None:
@@ -182,8 +201,13 @@ def test_hub_id_without_any_network_fails_fast_naming_it(argv, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}  # no hint: the probe must find out
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
     started = time.monotonic()
-    proc = subprocess.run([*prefix, sys.executable, "-m", "kolyric", *argv, "--model", DEFAULT_MODEL],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-m", "kolyric", *argv, "--model", DEFAULT_MODEL],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr
     assert DEFAULT_MODEL in proc.stderr and "Traceback" not in proc.stderr

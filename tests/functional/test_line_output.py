@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.serve.schema import Limits, parse_generation
 
@@ -22,8 +20,10 @@ def test_a_constrained_request_without_max_length_gets_room_for_its_lines():
 
 
 def test_an_explicit_max_length_is_kept():
-    for body in ({"prompt": "봄", "max_length": 40, "constraints": {"syllables": 12, "lines": 6}},
-                 {"prompt": "봄", "settings": {"max_length": 40}, "constraints": {"syllables": 12, "lines": 6}}):
+    for body in (
+        {"prompt": "봄", "max_length": 40, "constraints": {"syllables": 12, "lines": 6}},
+        {"prompt": "봄", "settings": {"max_length": 40}, "constraints": {"syllables": 12, "lines": 6}},
+    ):
         request = parse_generation(body, Limits()).request
         assert request.max_length_set is True and request.settings.max_length == 40
     plain = parse_generation({"prompt": "봄"}, Limits()).request
@@ -35,21 +35,25 @@ def test_the_cli_tells_the_engine_whether_max_length_was_chosen():
     from kolyric.cli.generate import build_request
 
     parser = build_parser("generate")
-    chosen = build_request(parser.parse_args(["generate", "봄", "--syllables", "7", "--lines", "4",
-                                              "--max-length", "40"]))
+    chosen = build_request(
+        parser.parse_args(["generate", "봄", "--syllables", "7", "--lines", "4", "--max-length", "40"])
+    )
     assert chosen.max_length_set is True
     default = build_request(parser.parse_args(["generate", "봄", "--syllables", "7", "--lines", "4"]))
     assert default.max_length_set is False
 
 
 def test_stream_token_events_carry_line_break(tiny_loaded):
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest, TokenEvent
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
     from kolyric.serve.api import _token_dict
 
-    events = [e for e in Generator(tiny_loaded).stream(GenerationRequest("봄", None, preset("greedy", max_length=8)))
-              if isinstance(e, TokenEvent)]
+    events = [
+        e
+        for e in Generator(tiny_loaded).stream(GenerationRequest("봄", None, preset("greedy", max_length=8)))
+        if isinstance(e, TokenEvent)
+    ]
     assert events
     for event in events:
         shown = _token_dict(event)

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kolyric.engine.loading import (ModelLoadError, best_checkpoint, hub_unreachable_reason, load_model,
-                                    read_checkpoint)
+from kolyric.engine.loading import ModelLoadError, best_checkpoint, hub_unreachable_reason, load_model, read_checkpoint
 
 
 def _ratsnlp_checkpoint(model_dir: Path, path: Path, extra: dict | None = None) -> Path:
@@ -28,9 +27,15 @@ def _ratsnlp_checkpoint(model_dir: Path, path: Path, extra: dict | None = None) 
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     # GPT-2's causal-mask buffers, as older transformers saved them
     state["model.transformer.h.0.attn.bias"] = torch.ones(1, 1, 8, 8)
-    ckpt = {"epoch": 1, "global_step": 100, "pytorch-lightning_version": "1.3.4", "state_dict": state,
-            "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(2.29)}},
-            "optimizer_states": [], "lr_schedulers": [{"gamma": 0.9, "last_epoch": 1}]}
+    ckpt = {
+        "epoch": 1,
+        "global_step": 100,
+        "pytorch-lightning_version": "1.3.4",
+        "state_dict": state,
+        "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(2.29)}},
+        "optimizer_states": [],
+        "lr_schedulers": [{"gamma": 0.9, "last_epoch": 1}],
+    }
     ckpt.update(extra or {})
     torch.save(ckpt, path)
     return path
@@ -52,13 +57,21 @@ def test_hub_layout_gets_kogpt2_special_tokens(tiny_hub_layout_dir):
     """skt/kogpt2-base-v2 ships a bare tokenizer.json: roles come from KoGPT2's convention."""
     loaded = load_model(str(tiny_hub_layout_dir), device="cpu")
     tok = loaded.tokenizer
-    assert (tok.bos_token, tok.eos_token, tok.unk_token, tok.pad_token, tok.mask_token) == \
-        ("</s>", "</s>", "<unk>", "<pad>", "<mask>")
+    assert (tok.bos_token, tok.eos_token, tok.unk_token, tok.pad_token, tok.mask_token) == (
+        "</s>",
+        "</s>",
+        "<unk>",
+        "<pad>",
+        "<mask>",
+    )
 
 
 def test_ratsnlp_checkpoint_over_its_base(tiny_model_dir, tmp_path):
-    ckpt = _ratsnlp_checkpoint(tiny_model_dir, tmp_path / "epoch=1-val_loss=2.29.ckpt",
-                               {"hyper_parameters": {"args": GenerationTrainArguments()}})
+    ckpt = _ratsnlp_checkpoint(
+        tiny_model_dir,
+        tmp_path / "epoch=1-val_loss=2.29.ckpt",
+        {"hyper_parameters": {"args": GenerationTrainArguments()}},
+    )
     base = load_model(str(tiny_model_dir), device="cpu")
     loaded = load_model(str(ckpt), base=str(tiny_model_dir), device="cpu")
     assert loaded.kind == "checkpoint"
@@ -75,8 +88,9 @@ def test_unknown_pickled_classes_are_never_imported_or_run(tiny_model_dir, tmp_p
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    ckpt = _ratsnlp_checkpoint(tiny_model_dir, tmp_path / "epoch=0-val_loss=3.00.ckpt",
-                               {"hyper_parameters": {"evil": Evil()}})
+    ckpt = _ratsnlp_checkpoint(
+        tiny_model_dir, tmp_path / "epoch=0-val_loss=3.00.ckpt", {"hyper_parameters": {"evil": Evil()}}
+    )
     try:
         load_model(str(ckpt), base=str(tiny_model_dir), device="cpu")
     except ModelLoadError:
@@ -130,8 +144,9 @@ def test_missing_path_and_empty_directory(tmp_path):
 def test_wrong_model_type(tmp_path):
     from transformers import T5Config, T5Model
 
-    T5Model(T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
-            ).save_pretrained(tmp_path / "t5")
+    T5Model(T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)).save_pretrained(
+        tmp_path / "t5"
+    )
     with pytest.raises(ModelLoadError) as info:
         load_model(str(tmp_path / "t5"), device="cpu")
     assert "t5" in str(info.value) and "not a causal language model" in str(info.value)
@@ -141,8 +156,9 @@ def test_encoder_weights_are_not_silently_made_a_generator(tmp_path):
     """BERT has a causal-LM class in transformers, but its encoder checkpoint lacks that head."""
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(tmp_path / "bert")
+    BertModel(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(tmp_path / "bert")
     with pytest.raises(ModelLoadError) as info:
         load_model(str(tmp_path / "bert"), device="cpu")
     assert "bert" in str(info.value) and "missing" in str(info.value)
@@ -180,9 +196,13 @@ def test_cli_without_network_says_what_is_missing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
     started = time.monotonic()
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-m", "kolyric", "generate", "사랑",
-                           "--model", "skt/kogpt2-base-v2"], capture_output=True, text=True, env=env,
-                          timeout=60)
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "kolyric", "generate", "사랑", "--model", "skt/kogpt2-base-v2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "skt/kogpt2-base-v2" in proc.stderr and "Traceback" not in proc.stderr
     assert time.monotonic() - started < 30

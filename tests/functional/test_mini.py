@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -42,8 +41,8 @@ def test_loads_as_mini_and_with_plain_transformers(mini):
 
 
 def test_streams_korean_for_both_polarities(mini):
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest, TokenEvent
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
 
     gen = Generator(mini)
@@ -61,18 +60,23 @@ REVIEW_WORDS = ("영화", "평점", "ㅋㅋ", "배우", "연기")
 
 def test_writes_verse_in_lines_without_a_polarity(mini):
     """With no polarity the shipped model writes lines (its own line breaks), not reviews."""
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
 
     gen = Generator(mini)
-    texts = [c.text for prompt in ("봄이 오면", "그대 없는 밤") for c in
-             gen.generate(GenerationRequest(prompt, None, preset("combined", seed=11, n=8))).candidates]
+    texts = [
+        c.text
+        for prompt in ("봄이 오면", "그대 없는 밤")
+        for c in gen.generate(GenerationRequest(prompt, None, preset("combined", seed=11, n=8))).candidates
+    ]
     with_lines = [t for t in texts if "\n" in t.strip()]
     assert len(with_lines) >= len(texts) // 2, texts
     assert sum(any(w in t for w in REVIEW_WORDS) for t in texts) <= 1, texts
     # A polarity still brings the tutorial's register back.
-    reviews = [c.text for c in gen.generate(GenerationRequest("이 영화", "긍정", preset("combined", seed=11, n=8))).candidates]
+    reviews = [
+        c.text for c in gen.generate(GenerationRequest("이 영화", "긍정", preset("combined", seed=11, n=8))).candidates
+    ]
     assert sum("\n" in t.strip() for t in reviews) <= 1, reviews
 
 
@@ -88,8 +92,12 @@ def test_follows_the_polarity_prefix_on_unseen_reviews(mini):
 
 def test_the_wheel_carries_the_model(tmp_path):
     """A fresh install gets kolyric-mini: the built wheel holds every file of it."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheel = next(tmp_path.glob("kolyric-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

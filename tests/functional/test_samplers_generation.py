@@ -18,9 +18,19 @@ def gen(trained_tiny_dir):
     return Generator(load_model(str(trained_tiny_dir), device="cpu"))
 
 
-EVERYTHING = {"min_p": 0.02, "typical_p": 0.95, "epsilon": 1e-4, "eta": 1e-4, "top_n_sigma": 3.0,
-              "xtc_probability": 0.5, "xtc_threshold": 0.1, "dry_multiplier": 0.8, "dynatemp_range": 0.3,
-              "mirostat_tau": 6.0, "bias": {"영화": -1.0}}
+EVERYTHING = {
+    "min_p": 0.02,
+    "typical_p": 0.95,
+    "epsilon": 1e-4,
+    "eta": 1e-4,
+    "top_n_sigma": 3.0,
+    "xtc_probability": 0.5,
+    "xtc_threshold": 0.1,
+    "dry_multiplier": 0.8,
+    "dynatemp_range": 0.3,
+    "mirostat_tau": 6.0,
+    "bias": {"영화": -1.0},
+}
 
 
 def run(gen, name="combined", prompt="영화", constraints=None, **settings):
@@ -52,7 +62,7 @@ def test_samplers_compose_with_the_lyric_constraints(gen):
 
 def test_dry_cuts_repetition_in_greedy_text(gen):
     def repeated_4grams(ids):
-        grams = [tuple(ids[i:i + 4]) for i in range(len(ids) - 3)]
+        grams = [tuple(ids[i : i + 4]) for i in range(len(ids) - 3)]
         return len(grams) - len(set(grams))
 
     plain = run(gen, "greedy", max_length=60, min_length=60).candidates[0].token_ids
@@ -77,8 +87,7 @@ def test_beam_search_feels_dry_and_phrase_bias(gen):
     word = max(set(words), key=words.count)
     biased = run(gen, "beam-3", max_length=40, min_length=40, n=1, bias={word: -100.0}).candidates[0]
     assert word in plain.text and word not in biased.text
-    dry = run(gen, "beam-3", max_length=40, min_length=40, n=1, dry_multiplier=3.0,
-              dry_breakers=[":"]).candidates[0]
+    dry = run(gen, "beam-3", max_length=40, min_length=40, n=1, dry_multiplier=3.0, dry_breakers=[":"]).candidates[0]
     assert dry.token_ids != plain.token_ids
 
 

@@ -14,16 +14,51 @@ from kolyric.cli.generate import build_request
 from kolyric.engine.settings import FIELDS, DecodingSettings, preset, text_form
 from kolyric.serve.schema import RequestError, parse_generation
 
-NEW_FIELDS = ("min_p", "typical_p", "epsilon", "eta", "top_n_sigma", "xtc_probability", "xtc_threshold",
-              "dry_multiplier", "dry_base", "dry_allowed_length", "dry_breakers", "dynatemp_range",
-              "dynatemp_exponent", "mirostat_tau", "mirostat_eta", "stop", "keep_stop", "ban", "bias",
-              "alternatives")
+NEW_FIELDS = (
+    "min_p",
+    "typical_p",
+    "epsilon",
+    "eta",
+    "top_n_sigma",
+    "xtc_probability",
+    "xtc_threshold",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_breakers",
+    "dynatemp_range",
+    "dynatemp_exponent",
+    "mirostat_tau",
+    "mirostat_eta",
+    "stop",
+    "keep_stop",
+    "ban",
+    "bias",
+    "alternatives",
+)
 
-CHANGED = {"min_p": 0.07, "typical_p": 0.9, "epsilon": 0.0003, "eta": 0.0009, "top_n_sigma": 1.5,
-           "xtc_probability": 0.4, "xtc_threshold": 0.15, "dry_multiplier": 0.8, "dry_base": 2.5,
-           "dry_allowed_length": 3, "dry_breakers": ("\n", "|", "。"), "dynatemp_range": 0.4,
-           "dynatemp_exponent": 1.5, "mirostat_tau": 4.5, "mirostat_eta": 0.2, "stop": ("\n\n", "끝|"),
-           "keep_stop": True, "ban": ("눈물", "a=b"), "bias": (("사랑", -2.0), ("그대", 1.25)), "alternatives": 9}
+CHANGED = {
+    "min_p": 0.07,
+    "typical_p": 0.9,
+    "epsilon": 0.0003,
+    "eta": 0.0009,
+    "top_n_sigma": 1.5,
+    "xtc_probability": 0.4,
+    "xtc_threshold": 0.15,
+    "dry_multiplier": 0.8,
+    "dry_base": 2.5,
+    "dry_allowed_length": 3,
+    "dry_breakers": ("\n", "|", "。"),
+    "dynatemp_range": 0.4,
+    "dynatemp_exponent": 1.5,
+    "mirostat_tau": 4.5,
+    "mirostat_eta": 0.2,
+    "stop": ("\n\n", "끝|"),
+    "keep_stop": True,
+    "ban": ("눈물", "a=b"),
+    "bias": (("사랑", -2.0), ("그대", 1.25)),
+    "alternatives": 9,
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +98,9 @@ def test_cli_flags(wanted):
 def test_bad_cli_values_name_the_range():
     from kolyric.cli import CLIError
 
-    args = build_parser("generate").parse_args(["generate", "x", "--min-p", "2", "--bias", "사랑=lots",
-                                                "--dry-allowed-length", "0"])
+    args = build_parser("generate").parse_args(
+        ["generate", "x", "--min-p", "2", "--bias", "사랑=lots", "--dry-allowed-length", "0"]
+    )
     with pytest.raises(CLIError) as info:
         build_request(args)
     message = str(info.value)

@@ -36,8 +36,9 @@ def gen(word_dirs) -> Generator:
 
 def generate(gen, prompt, name="greedy", seed=0, constraints=None, **settings):
     """The result, and each candidate's streamed text."""
-    request = GenerationRequest(prompt, None, preset(name, seed=seed, max_length=40, **settings),
-                                constraints=constraints)
+    request = GenerationRequest(
+        prompt, None, preset(name, seed=seed, max_length=40, **settings), constraints=constraints
+    )
     pieces: dict[int, list[str]] = {}
     result = None
     for event in gen.stream(request):
@@ -66,7 +67,7 @@ def replayed_probs(gen, prompt, ids):
     prompt_ids = gen.prompt_ids(GenerationRequest(prompt), 0)[0]
     with torch.inference_mode():
         logits = gen.model(input_ids=torch.tensor([prompt_ids + list(ids)])).logits[0].float()
-    probs = torch.softmax(logits[len(prompt_ids) - 1:-1], dim=-1)
+    probs = torch.softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
     return [float(probs[k, t]) for k, t in enumerate(ids)]
 
 
@@ -179,9 +180,9 @@ def test_a_stop_string_spanning_tokens_ends_the_candidate(gen, keep):
         at = cand.text.index(stop)
         result, streamed = generate(gen, prompt, "greedy", stop=(stop,), keep_stop=keep)
         out = result.candidates[0]
-        want = cand.text[:at + len(stop)] if keep else cand.text[:at].rstrip()
+        want = cand.text[: at + len(stop)] if keep else cand.text[:at].rstrip()
         assert out.finish_reason == "stop" and out.text == want, (stop, cand.text, out.text)
-        assert out.token_ids == cand.token_ids[:len(out.token_ids)]  # the same tokens, up to the stop
+        assert out.token_ids == cand.token_ids[: len(out.token_ids)]  # the same tokens, up to the stop
         assert out.full_text.endswith(want) and out.full_text.startswith(prompt)
         # the stream never showed the part of the stop string that the text trims
         assert streamed[0].strip() == want.strip()
@@ -197,7 +198,7 @@ def test_a_stop_string_in_a_sampled_batch_ends_only_its_row(gen):
     stopped, _ = generate(gen, "봄", "combined", seed=3, n=3, stop=(stop,))
     for before, after in zip(texts, stopped.candidates):
         if stop in before:
-            assert after.finish_reason == "stop" and after.text == before[:before.index(stop)].rstrip()
+            assert after.finish_reason == "stop" and after.text == before[: before.index(stop)].rstrip()
         else:
             assert after.text == before
 
@@ -244,7 +245,7 @@ def test_a_phrase_spelled_in_byte_tokens_is_found_where_its_last_byte_lands(tiny
     ids = tok.encode(text, add_special_tokens=False)
     ban = PhraseBan(("밤하늘",), tok, len(tok), tok.eos_token_id)
     hits = [k for k in range(len(ids)) if ban.completes(ids[:k], ids[k]) is not None]
-    done_at = next(k for k in range(len(ids)) if "밤하늘" in tok.decode(ids[:k + 1]))
+    done_at = next(k for k in range(len(ids)) if "밤하늘" in tok.decode(ids[: k + 1]))
     assert hits == [done_at]
 
 

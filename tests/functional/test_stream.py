@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
+from kolyric.engine.results import GenerationRequest, TokenEvent
 from kolyric.engine.settings import preset
-from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
 from kolyric.engine.stream import Generator, LiveControls
 
 
@@ -105,16 +105,19 @@ def test_repetition_penalty_and_no_repeat_ngram(gen):
     assert len(set(penal)) >= len(set(plain))
     for n in (2, 3):
         out = ids(run(gen, preset="greedy", no_repeat_ngram_size=n, max_length=40, min_length=40))
-        grams = [tuple(out[i:i + n]) for i in range(len(out) - n + 1)]
+        grams = [tuple(out[i : i + n]) for i in range(len(out) - n + 1)]
         assert len(grams) == len(set(grams))
 
 
-@pytest.mark.parametrize("controls", [
-    {"repetition_penalty": 1.5, "no_repeat_ngram_size": 3},
-    {"repetition_penalty": 1.1, "no_repeat_ngram_size": 2, "min_length": 30},
-    {"no_repeat_ngram_size": 1},
-    {"repetition_penalty": 2.0, "min_length": 40},
-])
+@pytest.mark.parametrize(
+    "controls",
+    [
+        {"repetition_penalty": 1.5, "no_repeat_ngram_size": 3},
+        {"repetition_penalty": 1.1, "no_repeat_ngram_size": 2, "min_length": 30},
+        {"no_repeat_ngram_size": 1},
+        {"repetition_penalty": 2.0, "min_length": 40},
+    ],
+)
 def test_greedy_with_penalties_is_what_transformers_generate_picks(gen, controls):
     """kolyric's own repetition-penalty, no-repeat-n-gram and minimum-length processors
     (kolyric.engine.processors) pick the tokens transformers' processors pick."""
@@ -125,12 +128,18 @@ def test_greedy_with_penalties_is_what_transformers_generate_picks(gen, controls
     prompt, _ = gen.prompt_ids(GenerationRequest("영화", "긍정", settings), settings.max_length)
     ids_in = torch.tensor([prompt])
     with torch.inference_mode():
-        out = gen.model.generate(ids_in, attention_mask=torch.ones_like(ids_in), do_sample=False,
-                                 max_new_tokens=40, min_new_tokens=controls.get("min_length") or None,
-                                 repetition_penalty=controls.get("repetition_penalty", 1.0),
-                                 no_repeat_ngram_size=controls.get("no_repeat_ngram_size") or None,
-                                 eos_token_id=gen.eos_id, pad_token_id=gen.pad_id)
-    theirs = [t for t in out[0, len(prompt):].tolist() if t != gen.eos_id]
+        out = gen.model.generate(
+            ids_in,
+            attention_mask=torch.ones_like(ids_in),
+            do_sample=False,
+            max_new_tokens=40,
+            min_new_tokens=controls.get("min_length") or None,
+            repetition_penalty=controls.get("repetition_penalty", 1.0),
+            no_repeat_ngram_size=controls.get("no_repeat_ngram_size") or None,
+            eos_token_id=gen.eos_id,
+            pad_token_id=gen.pad_id,
+        )
+    theirs = [t for t in out[0, len(prompt) :].tolist() if t != gen.eos_id]
     assert ids(result) == theirs
 
 
@@ -160,8 +169,9 @@ def test_cancel_stops_within_one_step(gen):
     cancel = threading.Event()
     seen = 0
     result = None
-    for ev in gen.stream(GenerationRequest("영화", "긍정", preset("combined", seed=1, max_length=200,
-                                                                   min_length=200)), cancel=cancel):
+    for ev in gen.stream(
+        GenerationRequest("영화", "긍정", preset("combined", seed=1, max_length=200, min_length=200)), cancel=cancel
+    ):
         if isinstance(ev, TokenEvent):
             seen += 1
             if seen == 3:
@@ -237,9 +247,11 @@ def test_bytelevel_stream_never_breaks_a_character(tiny_bytelevel_dir):
     forced = tuple(g.tokenizer.encode(text, add_special_tokens=False))
     partial = [t for t in forced if "\ufffd" in g.tokenizer.decode([t])]
     assert partial, "the test needs tokens holding part of a character"
-    pieces = [ev.text for ev in g.stream(GenerationRequest("노래", None, preset("greedy", max_length=len(forced)),
-                                                             forced_ids=forced))
-              if isinstance(ev, TokenEvent)]
+    pieces = [
+        ev.text
+        for ev in g.stream(GenerationRequest("노래", None, preset("greedy", max_length=len(forced)), forced_ids=forced))
+        if isinstance(ev, TokenEvent)
+    ]
     assert all("\ufffd" not in p for p in pieces)
     assert "".join(pieces) == text
     assert sum(1 for p in pieces if not p) >= 1  # some tokens released nothing (incomplete bytes)
@@ -265,11 +277,14 @@ def test_a_row_draw_is_torch_multinomial_over_its_pool(gen, dtype):
         ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
         for _ in range(8):
             k = rng.choice((1, 7, 50, 120))
-            scores = (torch.randn(k, dtype=dt) * rng.choice((0.5, 3.0)))
+            scores = torch.randn(k, dtype=dt) * rng.choice((0.5, 3.0))
             scores[torch.rand(k) < 0.2] = -float("inf")  # some filtered out (top-p, bans)
             ids = torch.randperm(51200)[:k]
-            draw = (lambda: gen._draw_numpy(scores.numpy(), ids.numpy(), ours)) if dtype == "float32" else \
-                (lambda: gen._draw_torch(scores, ids, ours))
+            draw = (
+                (lambda: gen._draw_numpy(scores.numpy(), ids.numpy(), ours))
+                if dtype == "float32"
+                else (lambda: gen._draw_torch(scores, ids, ours))
+            )
             if not torch.isfinite(scores).any():
                 assert draw() == gen.eos_id
                 continue
@@ -291,8 +306,9 @@ def test_candidate_i_is_the_same_alone_or_in_a_batch_under_constraints(gen):
     for seed in range(12):
         batch = gen.generate(GenerationRequest("영화", None, settings.replace(seed=seed, n=3), constraints=constraints))
         for i, candidate in enumerate(batch.candidates):
-            alone = gen.generate(GenerationRequest("영화", None, settings.replace(seed=seed + i, n=1),
-                                                   constraints=constraints))
+            alone = gen.generate(
+                GenerationRequest("영화", None, settings.replace(seed=seed + i, n=1), constraints=constraints)
+            )
             assert alone.candidates[0].token_ids == candidate.token_ids, (seed, i)
 
 
@@ -302,10 +318,15 @@ def test_numpy_fast_paths_give_the_same_text_as_torch_paths(gen, monkeypatch, na
     them on, and the decoding loop must give the very tokens torch's paths give."""
     from kolyric.engine import processors as lean
     from kolyric.engine.lyric.spec import LyricConstraints
+
     n = 1 if preset(name).strategy == "greedy" else 2
     for constraints in (None, LyricConstraints(syllables=5, rhyme="고")):
-        requests = [GenerationRequest("영화", "긍정", preset(name).replace(seed=seed, n=n, max_length=20),
-                                      constraints=constraints) for seed in range(6)]
+        requests = [
+            GenerationRequest(
+                "영화", "긍정", preset(name).replace(seed=seed, n=n, max_length=20), constraints=constraints
+            )
+            for seed in range(6)
+        ]
         monkeypatch.setattr(lean, "_NUMPY_MIN_VOCAB", 10**9)
         torch_paths = [[c.token_ids for c in gen.generate(r).candidates] for r in requests]
         monkeypatch.setattr(lean, "_NUMPY_MIN_VOCAB", 0)

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from kolyric.engine.settings import preset
 from kolyric.engine.results import GenerationRequest
+from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
 
 
@@ -25,8 +25,9 @@ def gen(tiny_model_dir):
 def test_an_underflowing_temperature_samples_the_greedy_token(gen, name, temperature):
     settings = preset(name, temperature=temperature, seed=5, max_length=12, min_length=12, n=2)
     result = gen.generate(GenerationRequest("영화", None, settings))
-    greedy = gen.generate(GenerationRequest("영화", None, preset(name, strategy="greedy", n=1, max_length=12,
-                                                                 min_length=12)))
+    greedy = gen.generate(
+        GenerationRequest("영화", None, preset(name, strategy="greedy", n=1, max_length=12, min_length=12))
+    )
     for cand in result.candidates:
         assert len(cand.token_ids) == 12 and cand.text, cand
         assert cand.token_ids == greedy.candidates[0].token_ids

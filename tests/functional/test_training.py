@@ -24,9 +24,25 @@ from kolyric.training.run import TrainConfig, train
 
 from tests.conftest import CORPUS_DIR, ROOT
 
-TINY = dict(corpus="nsmc", corpus_dir=str(CORPUS_DIR), from_scratch=True, limit_train=640, limit_val=128,
-            vocab_size=600, n_layer=2, n_embd=64, n_head=2, n_positions=64, max_seq_length=32,
-            batch_size=32, epochs=3, num_workers=0, accelerator="cpu", lr=3e-3, log_every_s=0)
+TINY = dict(
+    corpus="nsmc",
+    corpus_dir=str(CORPUS_DIR),
+    from_scratch=True,
+    limit_train=640,
+    limit_val=128,
+    vocab_size=600,
+    n_layer=2,
+    n_embd=64,
+    n_head=2,
+    n_positions=64,
+    max_seq_length=32,
+    batch_size=32,
+    epochs=3,
+    num_workers=0,
+    accelerator="cpu",
+    lr=3e-3,
+    log_every_s=0,
+)
 
 
 def steps_per_epoch(events) -> int:
@@ -34,9 +50,31 @@ def steps_per_epoch(events) -> int:
     rows = [e for e in events if e.get("phase") == "tokenize" and "rows" in e][-1]["rows"]
     assert rows >= 640
     return -(-rows // 32)
-CLI_TINY = ["--from-scratch", "--corpus", "nsmc", "--corpus-dir", str(CORPUS_DIR), "--limit-val", "64",
-            "--vocab-size", "400", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--n-positions", "64",
-            "--num-workers", "0", "--accelerator", "cpu"]
+
+
+CLI_TINY = [
+    "--from-scratch",
+    "--corpus",
+    "nsmc",
+    "--corpus-dir",
+    str(CORPUS_DIR),
+    "--limit-val",
+    "64",
+    "--vocab-size",
+    "400",
+    "--n-layer",
+    "1",
+    "--n-embd",
+    "32",
+    "--n-head",
+    "2",
+    "--n-positions",
+    "64",
+    "--num-workers",
+    "0",
+    "--accelerator",
+    "cpu",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -174,8 +212,9 @@ def test_a_cancel_request_stops_at_the_next_step_and_leaves_a_loadable_checkpoin
 
 def test_fine_tuning_a_model_directory(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    result, events = run(out, from_scratch=False, model=str(tiny_model_dir), epochs=1, limit_train=128,
-                         lr=1e-3, group_by_length=False)
+    result, events = run(
+        out, from_scratch=False, model=str(tiny_model_dir), epochs=1, limit_train=128, lr=1e-3, group_by_length=False
+    )
     assert result.best_ckpt is not None
     meta = torch.load(result.best_ckpt, weights_only=True)[CHECKPOINT_META_KEY]
     assert meta["base"] == str(tiny_model_dir)
@@ -214,12 +253,21 @@ def test_a_diverging_run_skips_bad_steps_then_stops_with_an_error(tmp_path, monk
 def test_user_file_corpus_with_skipped_rows(tmp_path):
     from tests.conftest import nsmc_rows
 
-    rows = [json.dumps({"text": t, "polarity": "긍정" if y else "부정"}, ensure_ascii=False)
-            for t, y in nsmc_rows("train", 300)]
+    rows = [
+        json.dumps({"text": t, "polarity": "긍정" if y else "부정"}, ensure_ascii=False)
+        for t, y in nsmc_rows("train", 300)
+    ]
     path = tmp_path / "mine.jsonl"
     path.write_text("\n".join(rows[:100] + ["not json", '{"text": ""}'] + rows[100:]) + "\n", encoding="utf-8")
-    result, events = run(tmp_path / "out", corpus=str(path), limit_train=None, limit_val=None, epochs=1,
-                         skip_bad_rows=True, val_share=0.1)
+    result, events = run(
+        tmp_path / "out",
+        corpus=str(path),
+        limit_train=None,
+        limit_val=None,
+        epochs=1,
+        skip_bad_rows=True,
+        val_share=0.1,
+    )
     corpus = next(e for e in of(events, "phase") if e["phase"] == "corpus" and "train" in e)
     assert (corpus["train"], corpus["val"], corpus["skipped"]) == (270, 30, 2)
     assert "skipped 2 malformed row(s)" in corpus["message"]
@@ -251,15 +299,41 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 def test_cli_reports_every_invalid_setting_with_its_flag(tmp_path, capsys):
     from kolyric.cli import main
 
-    code = main(["train", "--from-scratch", "--batch-size", "0", "--lr", "-1", "--val-share", "1.5",
-                 "--n-embd", "65", "--n-head", "4", "--max-seq-length", "300", "--precision", "8",
-                 "--warmup-ratio", "2", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "train",
+            "--from-scratch",
+            "--batch-size",
+            "0",
+            "--lr",
+            "-1",
+            "--val-share",
+            "1.5",
+            "--n-embd",
+            "65",
+            "--n-head",
+            "4",
+            "--max-seq-length",
+            "300",
+            "--precision",
+            "8",
+            "--warmup-ratio",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    for text in ("--batch-size: must be an integer in [1, 4096], got 0", "--lr: must be > 0 and ≤ 1, got -1.0",
-                 "--val-share: must be between 0 and 1", "--n-embd: must be divisible by --n-head (4), got 65",
-                 "--max-seq-length: must be ≤ --n-positions (128), got 300", "--precision: must be one of",
-                 "--warmup-ratio: must be ≥ 0 and < 1, got 2.0"):
+    for text in (
+        "--batch-size: must be an integer in [1, 4096], got 0",
+        "--lr: must be > 0 and ≤ 1, got -1.0",
+        "--val-share: must be between 0 and 1",
+        "--n-embd: must be divisible by --n-head (4), got 65",
+        "--max-seq-length: must be ≤ --n-positions (128), got 300",
+        "--precision: must be one of",
+        "--warmup-ratio: must be ≥ 0 and < 1, got 2.0",
+    ):
         assert text in err
     assert not (tmp_path / "o").exists()
 
@@ -272,17 +346,29 @@ def test_cli_refuses_to_mix_runs_in_one_folder_and_reports_corpus_errors(scratch
     assert main(["train", *CLI_TINY, "--out", str(tmp_path / "a"), "--resume"]) == 2
     assert "--resume: no checkpoint at" in capsys.readouterr().err
     events = tmp_path / "events.jsonl"
-    code = main(["train", *CLI_TINY, "--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "b"),
-                 "--events", str(events)])
+    code = main(
+        [
+            "train",
+            *CLI_TINY,
+            "--corpus",
+            str(tmp_path / "missing.txt"),
+            "--out",
+            str(tmp_path / "b"),
+            "--events",
+            str(events),
+        ]
+    )
     assert code == 2 and "missing.txt: no such file" in capsys.readouterr().err
     last = json.loads(events.read_text(encoding="utf-8").splitlines()[-1])
     assert last["event"] == "error" and "missing.txt: no such file" in last["message"]
 
 
 def test_cli_module_imports_no_torch():
-    code = ("import sys, kolyric.cli.train, argparse; p = argparse.ArgumentParser(); "
-            "kolyric.cli.train.add_arguments(p); p.parse_args([]); "
-            "assert not {'torch', 'transformers', 'pytorch_lightning'} & set(sys.modules), sorted(sys.modules)")
+    code = (
+        "import sys, kolyric.cli.train, argparse; p = argparse.ArgumentParser(); "
+        "kolyric.cli.train.add_arguments(p); p.parse_args([]); "
+        "assert not {'torch', 'transformers', 'pytorch_lightning'} & set(sys.modules), sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
 
 
@@ -290,9 +376,28 @@ def test_sigint_stops_a_cli_run_and_leaves_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kolyric", "train", *CLI_TINY, "--limit-train", "2000", "--epochs", "50",
-         "--out", str(out), "--events", "-"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+        [
+            sys.executable,
+            "-m",
+            "kolyric",
+            "train",
+            *CLI_TINY,
+            "--limit-train",
+            "2000",
+            "--epochs",
+            "50",
+            "--out",
+            str(out),
+            "--events",
+            "-",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
     events = []
     try:
         for line in proc.stdout:
@@ -320,9 +425,27 @@ def test_a_cli_run_logs_only_what_a_user_can_act_on(tmp_path):
     """The log the app shows is the trainer's stderr: no transformers notice about a loss it
     picks by itself, no progress bar drawn with carriage returns."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "kolyric", "train", *CLI_TINY, "--limit-train", "200", "--epochs",
-                           "1", "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True,
-                          text=True, encoding="utf-8", timeout=240)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kolyric",
+            "train",
+            *CLI_TINY,
+            "--limit-train",
+            "200",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=240,
+    )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-2000:]
     assert "exported" in log

@@ -14,12 +14,27 @@ from kolyric.engine.loading import load_model
 from kolyric.training.events import EventWriter
 from kolyric.training.run import TrainConfig, train
 from kolyric.training.scratch import keeps_line_breaks
+
 from tests.conftest import CORPUS_DIR, ROOT
 
 VERSE = ROOT / "tests" / "data" / "verse_sample.jsonl"
-TINY = dict(corpus_dir=str(CORPUS_DIR), limit_train=200, limit_val=32, vocab_size=500, n_layer=1, n_embd=32,
-            n_head=2, n_positions=64, max_seq_length=48, batch_size=16, epochs=1, num_workers=0,
-            accelerator="cpu", lr=3e-3, log_every_s=0)
+TINY = dict(
+    corpus_dir=str(CORPUS_DIR),
+    limit_train=200,
+    limit_val=32,
+    vocab_size=500,
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    n_positions=64,
+    max_seq_length=48,
+    batch_size=16,
+    epochs=1,
+    num_workers=0,
+    accelerator="cpu",
+    lr=3e-3,
+    log_every_s=0,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -51,8 +66,9 @@ def test_poems_and_reviews_train_together_with_every_token_covered(verse_run):
 
 
 def test_a_lyrics_file_over_a_base_without_line_tokens_keeps_its_breaks(tmp_path):
-    from tests.unit.test_windows import reviews_only_tokenizer
     from kolyric.training.scratch import ModelShape, new_model
+
+    from tests.unit.test_windows import reviews_only_tokenizer
 
     base_tok = reviews_only_tokenizer()
     base_tok.bos_token = base_tok.eos_token
@@ -60,8 +76,12 @@ def test_a_lyrics_file_over_a_base_without_line_tokens_keeps_its_breaks(tmp_path
     new_model(base_tok, ModelShape(n_layer=1, n_embd=32, n_head=2, n_positions=64)).save_pretrained(base)
     base_tok.save_pretrained(base)
     songs = tmp_path / "songs.txt"
-    songs.write_text("\n\n".join(json.loads(line)["text"].replace("\n\n", "\n")
-                                 for line in VERSE.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    songs.write_text(
+        "\n\n".join(
+            json.loads(line)["text"].replace("\n\n", "\n") for line in VERSE.read_text(encoding="utf-8").splitlines()
+        ),
+        encoding="utf-8",
+    )
     result, events = run(tmp_path / "out", model=str(base), corpus=str(songs), max_seq_length=32, val_share=0.2)
     assert any("added line and stanza break tokens" in e.get("message", "") for e in events)
     loaded = load_model(str(result.export_dir), device="cpu")
@@ -73,8 +93,22 @@ def test_eval_reports_verse_figures_on_held_out_poems(verse_run, capsys):
     from kolyric.cli import main
 
     _, result, _ = verse_run
-    code = main(["eval", "--model", str(result.export_dir), "--corpus", str(VERSE), "--split", "val",
-                 "--val-share", "0.2", "--samples", "3", "--json"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(result.export_dir),
+            "--corpus",
+            str(VERSE),
+            "--split",
+            "val",
+            "--val-share",
+            "0.2",
+            "--samples",
+            "3",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["poems"] == round(21 * 0.2) and "val split" in report["corpus"]
@@ -100,8 +134,11 @@ def test_sliding_window_scores_every_token_once(verse_run):
     # A text inside the window is scored in one pass: the same as a direct forward pass.
     short = poem.split("\n")[0]
     bits_short, *_ = score_poems(loaded, [short])
-    seq = [loaded.tokenizer.eos_token_id, *loaded.tokenizer.encode(short, add_special_tokens=False),
-           loaded.tokenizer.eos_token_id]
+    seq = [
+        loaded.tokenizer.eos_token_id,
+        *loaded.tokenizer.encode(short, add_special_tokens=False),
+        loaded.tokenizer.eos_token_id,
+    ]
     with torch.inference_mode():
         logp = torch.log_softmax(loaded.model(input_ids=torch.tensor([seq])).logits[0], dim=-1)
     direct = -sum(float(logp[i, seq[i + 1]]) for i in range(len(seq) - 1)) / math.log(2)

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from kolyric.engine.lyric.spec import WORD_END_MASS, LyricConstraints
-from kolyric.engine.settings import preset
 from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
 from kolyric.korean.hangul import count_syllables
+
 from tests import word_models
 
 PRESETS = {"greedy": "greedy", "sample": "combined", "beam": "beam-3"}
@@ -79,7 +80,7 @@ def test_every_line_ends_on_a_whole_word(gens, kind, strategy):
             ends = _completing_positions(gen, c, cand.token_ids, prompt)
             assert len(ends) == 3
             for line, end in zip(report.lines, ends):
-                fresh = fresh_word_break(gen, prompt_ids, cand.token_ids[:end + 1])
+                fresh = fresh_word_break(gen, prompt_ids, cand.token_ids[: end + 1])
                 assert fresh >= WORD_END_MASS and abs(fresh - line.word_end) < 1e-3, (line, fresh)
 
 
@@ -124,7 +125,7 @@ def test_probabilities_after_a_step_taken_back_match_a_fresh_pass(gens, kind):
             ids = [t.token_id for t in cand.tokens]
             with torch.inference_mode():
                 logits = gen.model(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
-            probs = torch.softmax(logits[len(prompt_ids) - 1:-1], dim=-1)
+            probs = torch.softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
             for k, info in enumerate(cand.tokens):
                 assert abs(float(probs[k, info.token_id]) - info.prob) < 1e-4, (strategy, seed, k)
                 checked += 1
@@ -172,8 +173,24 @@ def test_lines_without_a_count_are_the_models_own(gens, word_dirs, capsys):
             assert cand.finish_reason in ("constraint", "eos") or strategy == "beam"
     from kolyric.cli import main
 
-    assert main(["generate", "봄", "--lines", "4", "--model", str(word_dirs["newline"]), "--device", "cpu",
-                 "--seed", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "봄",
+                "--lines",
+                "4",
+                "--model",
+                str(word_dirs["newline"]),
+                "--device",
+                "cpu",
+                "--seed",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["candidates"][0]["constraints"]["satisfied"] is True
     assert len(out["candidates"][0]["text"].split("\n")) == 4
@@ -207,8 +224,9 @@ def test_the_stream_shows_lines_as_lines(gens):
     without."""
     for kind, gen in gens.items():
         for strategy in PRESETS:
-            request = GenerationRequest("봄", None, preset(PRESETS[strategy], seed=2),
-                                        constraints=LyricConstraints(syllables=4, lines=3))
+            request = GenerationRequest(
+                "봄", None, preset(PRESETS[strategy], seed=2), constraints=LyricConstraints(syllables=4, lines=3)
+            )
             events = list(gen.stream(request))
             pieces = [e for e in events if isinstance(e, TokenEvent)]
             cand = next(e for e in events if isinstance(e, DoneEvent)).result.candidates[0]
@@ -227,8 +245,9 @@ def test_forced_tokens_are_measured_not_taken_back(gens, strategy):
     gen = gens["plain"]
     tok = gen.tokenizer
     forced = tuple(tok.convert_tokens_to_ids(["▁좋", "다", "▁좋"]))
-    request = GenerationRequest("봄", None, preset(PRESETS[strategy], seed=0), forced_ids=forced,
-                                constraints=LyricConstraints(syllables=3))
+    request = GenerationRequest(
+        "봄", None, preset(PRESETS[strategy], seed=0), forced_ids=forced, constraints=LyricConstraints(syllables=3)
+    )
     cand = gen.generate(request).candidates[0]
     assert cand.token_ids[:3] == list(forced)
     assert not cand.constraint_report.satisfied
@@ -268,8 +287,8 @@ def test_the_onnx_runtime_cache_takes_a_step_back(word_dirs, tmp_path, monkeypat
     import torch
 
     from kolyric.engine import quantize
-    from kolyric.engine.lyric import lookahead
     from kolyric.engine.loading import load_model
+    from kolyric.engine.lyric import lookahead
 
     monkeypatch.setenv("KOLYRIC_ONNX_CACHE", str(tmp_path))
     monkeypatch.setenv("KOLYRIC_INT8_BACKEND", "onnxruntime")
@@ -281,8 +300,12 @@ def test_the_onnx_runtime_cache_takes_a_step_back(word_dirs, tmp_path, monkeypat
     n = prompt.shape[1]
 
     def step(token, past, length):
-        out = decoder(input_ids=torch.tensor([[token]]), attention_mask=torch.ones(1, length, dtype=torch.long),
-                      use_cache=True, **{decoder.cache_name: past})
+        out = decoder(
+            input_ids=torch.tensor([[token]]),
+            attention_mask=torch.ones(1, length, dtype=torch.long),
+            use_cache=True,
+            **{decoder.cache_name: past},
+        )
         return out.logits[0, -1], getattr(out, decoder.cache_name)
 
     with torch.inference_mode():
@@ -299,14 +322,19 @@ def test_the_onnx_runtime_cache_takes_a_step_back(word_dirs, tmp_path, monkeypat
         assert torch.allclose(one, straight, atol=1e-6) and past_a.get_seq_length() == n + 1
         # two copies of the row (ONNX Runtime quantizes activations per batch, so compare
         # within the batch): the same token gives the same logits in both
-        out = decoder(input_ids=torch.tensor([[b], [b]]), attention_mask=torch.ones(2, n + 2, dtype=torch.long),
-                      use_cache=True, **{decoder.cache_name: past_a.rows([0, 0], n + 1)})
+        out = decoder(
+            input_ids=torch.tensor([[b], [b]]),
+            attention_mask=torch.ones(2, n + 2, dtype=torch.long),
+            use_cache=True,
+            **{decoder.cache_name: past_a.rows([0, 0], n + 1)},
+        )
         assert torch.allclose(out.logits[0, -1], out.logits[1, -1], atol=1e-6)
 
     crops = []
     real_crop = lookahead.crop_cache
-    monkeypatch.setattr(lookahead, "crop_cache", lambda past, length: (crops.append(type(past).__name__),
-                                                                        real_crop(past, length))[1])
+    monkeypatch.setattr(
+        lookahead, "crop_cache", lambda past, length: (crops.append(type(past).__name__), real_crop(past, length))[1]
+    )
     gen = Generator(loaded)
     c = LyricConstraints(syllables=5, lines=3)
     for seed, prompt_text in enumerate(PROMPTS[:6]):
@@ -315,8 +343,9 @@ def test_the_onnx_runtime_cache_takes_a_step_back(word_dirs, tmp_path, monkeypat
         lines = cand.text.split("\n")
         assert [count_syllables(line) for line in lines] == [5, 5, 5]
         assert not any(word_models.ends_on_stem(line) for line in lines), lines
-        replay = _replay_probs(loaded, decoder, gen.prompt_ids(GenerationRequest(prompt_text), 0)[0],
-                               [t.token_id for t in cand.tokens])
+        replay = _replay_probs(
+            loaded, decoder, gen.prompt_ids(GenerationRequest(prompt_text), 0)[0], [t.token_id for t in cand.tokens]
+        )
         assert all(abs(p - t.prob) < 1e-5 for p, t in zip(replay, cand.tokens))
     assert "_OnnxPast" in crops  # steps were taken back on ONNX Runtime's cache
 
@@ -334,7 +363,10 @@ def _replay_probs(loaded, decoder, prompt_ids, ids):
             p = torch.softmax(out.logits[0, -1].float(), dim=-1)
             probs.append(float(p[tid]))
             past = getattr(out, decoder.cache_name)
-            out = decoder(input_ids=torch.tensor([[tid]]),
-                          attention_mask=torch.ones(1, len(prompt_ids) + k + 1, dtype=torch.long),
-                          use_cache=True, **{decoder.cache_name: past})
+            out = decoder(
+                input_ids=torch.tensor([[tid]]),
+                attention_mask=torch.ones(1, len(prompt_ids) + k + 1, dtype=torch.long),
+                use_cache=True,
+                **{decoder.cache_name: past},
+            )
     return probs

@@ -31,8 +31,15 @@ def count(name: str, n: int = 1) -> None:
 
 def quiet_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: one thread, offline, unbuffered, no network."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     env.update(extra)
     return env
 
@@ -75,8 +82,7 @@ def try_mount_tmpfs(path: Path, size: str, read_only: bool = False) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     opts = f"size={size}" + (",ro" if read_only else "")
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True,
-                              timeout=20)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

@@ -66,11 +66,24 @@ class PtyApp:
     def __init__(self, data_dir: Path, config_dir: Path, columns: int = 120, rows: int = 36) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-        env = quiet_env(TERM="xterm-256color", KOLYRIC_CONFIG_DIR=str(config_dir), COLUMNS=str(columns),
-                        LINES=str(rows), LANG="C.UTF-8", LC_ALL="C.UTF-8")
+        env = quiet_env(
+            TERM="xterm-256color",
+            KOLYRIC_CONFIG_DIR=str(config_dir),
+            COLUMNS=str(columns),
+            LINES=str(rows),
+            LANG="C.UTF-8",
+            LC_ALL="C.UTF-8",
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kolyric", "app", "--no-load", "--data-dir", str(data_dir)],
-            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True, close_fds=True)
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            close_fds=True,
+        )
         os.close(slave)
         self.master = master
         self.output = bytearray()
@@ -145,13 +158,14 @@ def base_draft(lines: int, rng: random.Random) -> str:
     return "\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(lines))
 
 
-def run_app_trials(trials: int, workdir: Path, *, seed: int = 0, draft_lines: int = 400,
-                   startup_timeout: float = 60.0, log=print) -> AppReport:  # noqa: ANN001
+def run_app_trials(
+    trials: int, workdir: Path, *, seed: int = 0, draft_lines: int = 400, startup_timeout: float = 60.0, log=print
+) -> AppReport:
     rng = random.Random(seed)
     data_dir, config_dir = workdir / "data", workdir / "config"
     data_dir.mkdir(parents=True, exist_ok=True)
     config_dir.mkdir(parents=True, exist_ok=True)
-    from kolyric.app.drafts import Draft, DraftStore  # noqa: PLC0415 - light, no torch
+    from kolyric.app.drafts import Draft, DraftStore  # light, no torch
 
     DraftStore(data_dir).save(Draft(base_draft(draft_lines, rng)), 1)
     report = AppReport()
@@ -162,8 +176,10 @@ def run_app_trials(trials: int, workdir: Path, *, seed: int = 0, draft_lines: in
         app = PtyApp(data_dir, config_dir)
         try:
             if not app.wait_for("Candidates", startup_timeout):
-                report.failures.append(f"trial {trial}: the app did not paint within {startup_timeout:g} s "
-                                       f"(exit {app.proc.poll()}): {strip_ansi(bytes(app.output))[-500:]!r}")
+                report.failures.append(
+                    f"trial {trial}: the app did not paint within {startup_timeout:g} s "
+                    f"(exit {app.proc.poll()}): {strip_ansi(bytes(app.output))[-500:]!r}"
+                )
                 app.kill()
                 continue
             if base:
@@ -224,9 +240,11 @@ def run_app_trials(trials: int, workdir: Path, *, seed: int = 0, draft_lines: in
         if after["prompt"] != "" or after["polarity"] is not None:
             report.failures.append(f"trial {trial}: prompt/polarity changed: {after!r}"[:300])
         report.saves_observed += int(k > 0)
-        log(f"app trial {trial + 1}/{trials}: typed {len(typed)}, on disk {k} "
+        log(
+            f"app trial {trial + 1}/{trials}: typed {len(typed)}, on disk {k} "
             f"({'kill during a save' if killed_in_write else 'random kill'}), "
-            f"{len(after['text'])} chars")
+            f"{len(after['text'])} chars"
+        )
     # the last launch: the draft comes back and a clean quit leaves it as it is
     final = _read_draft(data_dir / DRAFT)
     app = PtyApp(data_dir, config_dir)
@@ -247,8 +265,9 @@ def _prefix_k(text: str, typed: str, base: str, report: AppReport, trial: int) -
         head = text[: len(text) - len(base)]
         if typed.startswith(head):
             return len(head)
-    report.failures.append(f"trial {trial}: the draft is not an earlier or current version "
-                           f"(head {text[:60]!r}, typed {typed[:60]!r})")
+    report.failures.append(
+        f"trial {trial}: the draft is not an earlier or current version (head {text[:60]!r}, typed {typed[:60]!r})"
+    )
     return -1
 
 
@@ -280,7 +299,7 @@ class StoreReport:
     seconds: float = 0.0
 
 
-def run_store_trials(trials: int, workdir: Path, *, seed: int = 0, log=print) -> StoreReport:  # noqa: ANN001
+def run_store_trials(trials: int, workdir: Path, *, seed: int = 0, log=print) -> StoreReport:
     rng = random.Random(seed)
     data_dir = workdir / "store"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -288,8 +307,13 @@ def run_store_trials(trials: int, workdir: Path, *, seed: int = 0, log=print) ->
     started = time.monotonic()
     acknowledged = 0
     for trial in range(trials):
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(data_dir), str(rng.getrandbits(32)),
-                                 str(acknowledged)], stdout=subprocess.PIPE, env=quiet_env(), cwd=ROOT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(data_dir), str(rng.getrandbits(32)), str(acknowledged)],
+            stdout=subprocess.PIPE,
+            env=quiet_env(),
+            cwd=ROOT,
+            text=True,
+        )
         acks: list[int] = []
         reader = threading.Thread(target=lambda: [acks.append(int(line)) for line in proc.stdout], daemon=True)
         reader.start()
@@ -321,7 +345,7 @@ def run_store_trials(trials: int, workdir: Path, *, seed: int = 0, log=print) ->
         if data is None:
             report.failures.append(f"store trial {trial}: no draft at all")
             continue
-        from kolyric.app.drafts import DraftStore  # noqa: PLC0415
+        from kolyric.app.drafts import DraftStore
 
         if DraftStore(data_dir).load()[1]:  # what the next launch would say
             report.failures.append(f"store trial {trial}: the app would not restore the draft")
@@ -333,8 +357,10 @@ def run_store_trials(trials: int, workdir: Path, *, seed: int = 0, log=print) ->
             report.failures.append(f"store trial {trial}: on disk v{version}, last acknowledged v{last_ack}")
         report.newer_than_acknowledged += int(version == last_ack + 1)
         acknowledged = version
-        log(f"store trial {trial + 1}/{trials}: acknowledged v{last_ack}, on disk v{version}, "
-            f"{len(text):,} chars{' (killed mid-write)' if in_write else ''}")
+        log(
+            f"store trial {trial + 1}/{trials}: acknowledged v{last_ack}, on disk v{version}, "
+            f"{len(text):,} chars{' (killed mid-write)' if in_write else ''}"
+        )
     report.seconds = round(time.monotonic() - started, 1)
     return report
 

@@ -30,10 +30,39 @@ from pathlib import Path
 
 from tests.reliability._util import CORPUS_DIR, ROOT, print_report, quiet_env
 
-TINY = ["--from-scratch", "--corpus", "nsmc", "--corpus-dir", str(CORPUS_DIR), "--limit-train", "640", "--limit-val", "64",
-        "--vocab-size", "400", "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--n-positions", "64",
-        "--max-seq-length", "32", "--batch-size", "32", "--num-workers", "0", "--accelerator", "cpu",
-        "--val-check-interval", "2", "--lr", "3e-3"]
+TINY = [
+    "--from-scratch",
+    "--corpus",
+    "nsmc",
+    "--corpus-dir",
+    str(CORPUS_DIR),
+    "--limit-train",
+    "640",
+    "--limit-val",
+    "64",
+    "--vocab-size",
+    "400",
+    "--n-layer",
+    "1",
+    "--n-embd",
+    "32",
+    "--n-head",
+    "2",
+    "--n-positions",
+    "64",
+    "--max-seq-length",
+    "32",
+    "--batch-size",
+    "32",
+    "--num-workers",
+    "0",
+    "--accelerator",
+    "cpu",
+    "--val-check-interval",
+    "2",
+    "--lr",
+    "3e-3",
+]
 
 
 def read_events(path: Path) -> list[dict]:
@@ -68,7 +97,7 @@ class TrainReport:
     seconds: float = 0.0
 
 
-def run_trials(trials: int, workdir: Path, *, seed: int = 0, max_k: int = 30, log=print) -> TrainReport:  # noqa: ANN001
+def run_trials(trials: int, workdir: Path, *, seed: int = 0, max_k: int = 30, log=print) -> TrainReport:
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -85,9 +114,26 @@ def run_trials(trials: int, workdir: Path, *, seed: int = 0, max_k: int = 30, lo
         out.parent.mkdir(parents=True, exist_ok=True)
         k = rng.randint(1, max_k)
         mid_write = trial % 2 == 1
-        proc = subprocess.Popen([sys.executable, "-m", "kolyric", "train", *TINY, "--epochs", "50", "--out", str(out),
-                                 "--events", str(events_path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kolyric",
+                "train",
+                *TINY,
+                "--epochs",
+                "50",
+                "--out",
+                str(out),
+                "--events",
+                str(events_path),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 240
         reached = False
         in_write = False
@@ -132,8 +178,14 @@ def run_trials(trials: int, workdir: Path, *, seed: int = 0, max_k: int = 30, lo
             report.killed_before_first_checkpoint += 1
             if last_events:
                 report.failures.append(f"trial {trial}: a checkpoint was reported but none is on disk")
-            done = subprocess.run([sys.executable, "-m", "kolyric", "train", *TINY, "--out", str(out), "--resume"],
-                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+            done = subprocess.run(
+                [sys.executable, "-m", "kolyric", "train", *TINY, "--out", str(out), "--resume"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
             if done.returncode != 2 or "--resume: no checkpoint at" not in done.stderr:
                 report.failures.append(f"trial {trial}: --resume with no checkpoint: {done.stderr[-500:]}")
             log(f"train trial {trial + 1}/{trials}: killed at step {step_at_kill}, before any checkpoint")
@@ -142,19 +194,43 @@ def run_trials(trials: int, workdir: Path, *, seed: int = 0, max_k: int = 30, lo
             load_model(out, device="cpu")
         except ModelLoadError as exc:
             report.failures.append(f"trial {trial}: the folder's best checkpoint does not load: {exc}")
-        last_step = int(torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]) \
-            if (out / "last.ckpt").is_file() else None
+        last_step = (
+            int(torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)["global_step"])
+            if (out / "last.ckpt").is_file()
+            else None
+        )
         if last_step is None:
             report.failures.append(f"trial {trial}: no last.ckpt although {len(ckpts)} checkpoint(s) exist")
             continue
         if last_events and last_step < last_events[-1]["step"]:
-            report.failures.append(f"trial {trial}: last.ckpt holds step {last_step}, older than the reported "
-                                   f"{last_events[-1]['step']}")
+            report.failures.append(
+                f"trial {trial}: last.ckpt holds step {last_step}, older than the reported {last_events[-1]['step']}"
+            )
         # 2. --resume continues from it
         resumed_events = out.parent / "resumed.jsonl"
-        done = subprocess.run([sys.executable, "-m", "kolyric", "train", *TINY, "--out", str(out), "--resume",
-                               "--max-steps", str(last_step + 2), "--epochs", "50", "--events", str(resumed_events)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kolyric",
+                "train",
+                *TINY,
+                "--out",
+                str(out),
+                "--resume",
+                "--max-steps",
+                str(last_step + 2),
+                "--epochs",
+                "50",
+                "--events",
+                str(resumed_events),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         resumed = read_events(resumed_events)
         steps = [e["step"] for e in resumed if e["event"] == "step"]
         finished = [e for e in resumed if e["event"] == "finished"]
@@ -162,16 +238,20 @@ def run_trials(trials: int, workdir: Path, *, seed: int = 0, max_k: int = 30, lo
             report.failures.append(f"trial {trial}: --resume failed (exit {done.returncode}): {done.stderr[-800:]}")
             continue
         if steps[0] != last_step + 1 or finished[-1]["step"] != last_step + 2:
-            report.failures.append(f"trial {trial}: resumed at step {steps[0]} and ended at {finished[-1]['step']}, "
-                                   f"expected {last_step + 1} and {last_step + 2}")
+            report.failures.append(
+                f"trial {trial}: resumed at step {steps[0]} and ended at {finished[-1]['step']}, "
+                f"expected {last_step + 1} and {last_step + 2}"
+            )
         try:
             load_model(out / "model", device="cpu")
         except ModelLoadError as exc:
             report.failures.append(f"trial {trial}: the exported model does not load: {exc}")
         report.resumes += 1
-        log(f"train trial {trial + 1}/{trials}: killed at step {step_at_kill}"
+        log(
+            f"train trial {trial + 1}/{trials}: killed at step {step_at_kill}"
             f"{' during a checkpoint write' if in_write else ''}; {len(ckpts)} checkpoint(s) load; "
-            f"resumed {last_step} -> {finished[-1]['step']}")
+            f"resumed {last_step} -> {finished[-1]['step']}"
+        )
     report.seconds = round(time.monotonic() - started, 1)
     return report
 

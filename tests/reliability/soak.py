@@ -63,27 +63,37 @@ class SoakReport:
 PROMPTS = ["사랑해", "바람이 분다", "", "너를 보낸다", "하늘 위로 날아가", "la la", "2024년 겨울", "가" * 60]
 
 
-def _request(rng: random.Random, i: int):  # noqa: ANN202
-    from kolyric.engine.settings import DecodingSettings
+def _request(rng: random.Random, i: int):
     from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import DecodingSettings
 
     strategy = rng.choice(["sample", "sample", "sample", "greedy", "beam"])
     n = 1 if strategy == "greedy" else rng.choice([1, 2])
-    settings = DecodingSettings(strategy=strategy, n=n, num_beams=max(2, n), max_length=rng.randint(6, 20),
-                                seed=i, top_k=rng.choice([0, 50]), top_p=rng.choice([1.0, 0.9]),
-                                repetition_penalty=rng.choice([1.0, 1.3]), no_repeat_ngram_size=rng.choice([0, 3]))
+    settings = DecodingSettings(
+        strategy=strategy,
+        n=n,
+        num_beams=max(2, n),
+        max_length=rng.randint(6, 20),
+        seed=i,
+        top_k=rng.choice([0, 50]),
+        top_p=rng.choice([1.0, 0.9]),
+        repetition_penalty=rng.choice([1.0, 1.3]),
+        no_repeat_ngram_size=rng.choice([0, 3]),
+    )
     context = tuple(rng.sample(PROMPTS, 2)) if i % 3 == 0 else ()
     constraints = None
     if i % 11 == 0:
         from kolyric.engine.lyric.spec import from_dict
 
         constraints = from_dict({"syllables": rng.choice([4, 6])})
-    return GenerationRequest(rng.choice(PROMPTS), rng.choice([None, "긍정", "부정"]), settings, context=context,
-                             constraints=constraints)
+    return GenerationRequest(
+        rng.choice(PROMPTS), rng.choice([None, "긍정", "부정"]), settings, context=context, constraints=constraints
+    )
 
 
-def soak_generator(generations: int, model_dir: Path, *, warmup: int = 100, sample_every: int = 50,
-                   seed: int = 0, log=print) -> SoakReport:  # noqa: ANN001
+def soak_generator(
+    generations: int, model_dir: Path, *, warmup: int = 100, sample_every: int = 50, seed: int = 0, log=print
+) -> SoakReport:
     import gc
 
     import psutil
@@ -123,8 +133,9 @@ def soak_generator(generations: int, model_dir: Path, *, warmup: int = 100, samp
         elif done is None:
             report.failures.append(f"generation {i}: no result")
         elif mode == "cancel":
-            report.cancelled += int(any(c.finish_reason == "cancelled" for c in done.candidates)
-                                    or request.settings.strategy == "beam")
+            report.cancelled += int(
+                any(c.finish_reason == "cancelled" for c in done.candidates) or request.settings.strategy == "beam"
+            )
         report.generations += 1
         if i + 1 == warmup:
             gc.collect()
@@ -132,8 +143,10 @@ def soak_generator(generations: int, model_dir: Path, *, warmup: int = 100, samp
             report.rss_start_mb = proc.memory_info().rss / 2**20
         if i + 1 >= warmup and (i + 1 - warmup) % sample_every == 0:
             report.rss_mb.append((i + 1, round(proc.memory_info().rss / 2**20, 1)))
-            log(f"generator: {i + 1}/{generations}, rss {report.rss_mb[-1][1]} MB, "
-                f"threads {threading.active_count()}, fds {open_fds()}")
+            log(
+                f"generator: {i + 1}/{generations}, rss {report.rss_mb[-1][1]} MB, "
+                f"threads {threading.active_count()}, fds {open_fds()}"
+            )
     gc.collect()
     report.rss_end_mb = round(proc.memory_info().rss / 2**20, 1)
     report.rss_mb.append((generations, report.rss_end_mb))
@@ -150,9 +163,30 @@ class ServeProcess:
 
     def __init__(self, model_dir: Path, queue_depth: int = 16) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kolyric", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
-             "--port", "0", "--threads", "1", "--queue-depth", str(queue_depth), "--log-level", "warning"],
-            cwd=ROOT, env=quiet_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "kolyric",
+                "serve",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                "--queue-depth",
+                str(queue_depth),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=quiet_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.url: str | None = None
         found = threading.Event()
@@ -195,8 +229,16 @@ class ServeProcess:
                 self.proc.wait(10)
 
 
-def soak_server(generations: int, model_dir: Path, *, clients: int = 3, warmup: int = 100, sample_every: int = 50,
-                seed: int = 0, log=print) -> SoakReport:  # noqa: ANN001
+def soak_server(
+    generations: int,
+    model_dir: Path,
+    *,
+    clients: int = 3,
+    warmup: int = 100,
+    sample_every: int = 50,
+    seed: int = 0,
+    log=print,
+) -> SoakReport:
     import httpx
     import psutil
 
@@ -216,9 +258,13 @@ def soak_server(generations: int, model_dir: Path, *, clients: int = 3, warmup: 
             rng = random.Random(seed * 100 + cid)
             with httpx.Client(base_url=url, timeout=60) as http:
                 for i in counter:
-                    body = {"prompt": rng.choice(PROMPTS), "max_length": rng.randint(6, 20), "seed": i,
-                            "preset": rng.choice(["combined", "greedy", "top-p-0.92", "beam-3"]),
-                            "context": rng.sample(PROMPTS, 2) if i % 3 == 0 else []}
+                    body = {
+                        "prompt": rng.choice(PROMPTS),
+                        "max_length": rng.randint(6, 20),
+                        "seed": i,
+                        "preset": rng.choice(["combined", "greedy", "top-p-0.92", "beam-3"]),
+                        "context": rng.sample(PROMPTS, 2) if i % 3 == 0 else [],
+                    }
                     if i % 11 == 0:
                         body["constraints"] = {"syllables": 5}
                     try:
@@ -250,8 +296,10 @@ def soak_server(generations: int, model_dir: Path, *, clients: int = 3, warmup: 
                             report.rss_start_mb = round(ps.memory_info().rss / 2**20, 1)
                         if n >= warmup and (n - warmup) % sample_every == 0:
                             report.rss_mb.append((n, round(ps.memory_info().rss / 2**20, 1)))
-                            log(f"server: {n}/{generations}, rss {report.rss_mb[-1][1]} MB, "
-                                f"threads {ps.num_threads()}, fds {ps.num_fds()}")
+                            log(
+                                f"server: {n}/{generations}, rss {report.rss_mb[-1][1]} MB, "
+                                f"threads {ps.num_threads()}, fds {ps.num_fds()}"
+                            )
 
         def poll_health() -> None:
             with httpx.Client(base_url=url, timeout=30) as http:
@@ -313,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         print_report("generator", vars(report))
         failures += len(report.failures)
     if args.part in ("server", "both"):
-        report = soak_server(args.generations, model, clients=args.clients, warmup=args.warmup,
-                             sample_every=args.sample_every)
+        report = soak_server(
+            args.generations, model, clients=args.clients, warmup=args.warmup, sample_every=args.sample_every
+        )
         print_report("server", vars(report))
         failures += len(report.failures)
     return 1 if failures else 0

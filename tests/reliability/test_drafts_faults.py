@@ -17,6 +17,7 @@ from kolyric.app.drafts import Draft, DraftStore
 from kolyric.app.screens.export import ExportScreen
 from kolyric.app.screens.playground import PlaygroundScreen
 from kolyric.app.testing import wait_until
+
 from tests.reliability import kill_drafts
 from tests.reliability._util import count, remount, try_mount_tmpfs, umount
 
@@ -130,8 +131,12 @@ async def test_a_really_full_disk(dirs, small_disk):
         await pilot.pause()
         assert "saved again" in messages(app)
         text = screen.editor.text
-        await wait_until(pilot, lambda: json.loads((small_disk / "draft.json").read_text(encoding="utf-8"))["text"]
-                         == text, timeout=5, what="the last edit on disk")
+        await wait_until(
+            pilot,
+            lambda: json.loads((small_disk / "draft.json").read_text(encoding="utf-8"))["text"] == text,
+            timeout=5,
+            what="the last edit on disk",
+        )
     count("pilot: real ENOSPC (tmpfs)")
 
 
@@ -171,9 +176,15 @@ async def test_a_lone_surrogate_in_the_draft_is_saved_and_exported(dirs):
     app = new_app()
     async with app.run_test(size=SIZE) as pilot:
         app.screen.editor.area.post_message(events.Paste("깨진\ud83d붙여넣기"))
-        await wait_until(pilot, lambda: (dirs / "data" / "draft.json").exists()
-                         and "붙여넣기" in (dirs / "data" / "draft.json").read_text(encoding="utf-8"),
-                         timeout=5, what="the autosave")
+        await wait_until(
+            pilot,
+            lambda: (
+                (dirs / "data" / "draft.json").exists()
+                and "붙여넣기" in (dirs / "data" / "draft.json").read_text(encoding="utf-8")
+            ),
+            timeout=5,
+            what="the autosave",
+        )
         assert app.status_draft_ok
         await pilot.press("ctrl+s")
         app.screen.query_one("#export-path").value = str(dirs / "out.txt")

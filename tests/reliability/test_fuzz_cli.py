@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kolyric.engine.settings import FIELDS, PRESETS
+
 from tests.reliability._util import count
 
 
@@ -52,8 +53,13 @@ def context_files(tmp_path_factory):
     (d / "bom.txt").write_bytes(b"\xef\xbb\xbf\xec\x95\x84\n")
     (d / "latin1.txt").write_bytes(b"caf\xe9\n")
     (d / "folder").mkdir()
-    return {"good": d / "good.txt", "bom": d / "bom.txt", "latin1": d / "latin1.txt", "folder": d / "folder",
-            "missing": d / "missing.txt"}
+    return {
+        "good": d / "good.txt",
+        "bom": d / "bom.txt",
+        "latin1": d / "latin1.txt",
+        "folder": d / "folder",
+        "missing": d / "missing.txt",
+    }
 
 
 # -- generate --------------------------------------------------------------------------------------
@@ -81,8 +87,10 @@ GENERATE_FLAGS: dict[str, list[str]] = {
     "--mode": ["next", "continue", "sideways"],
 }
 SWITCHES = ["--json", "--strict", "--no-families"]
-PROMPTS = st.one_of(st.sampled_from(["", "사랑해", "  ", "바람이 분다\n너를", "la la", "\udcff사랑", "\x00", "가" * 3000]),
-                    st.text(max_size=12))
+PROMPTS = st.one_of(
+    st.sampled_from(["", "사랑해", "  ", "바람이 분다\n너를", "la la", "\udcff사랑", "\x00", "가" * 3000]),
+    st.text(max_size=12),
+)
 
 
 @st.composite
@@ -101,8 +109,21 @@ def generate_argv(draw):
     return argv, context
 
 
-NAMES = set(FIELDS) | {"prompt", "polarity", "preset", "syllables", "rhyme", "lines", "pattern", "scheme", "strict",
-                       "rhyme_syllables", "families", "mode", "constraints"}
+NAMES = set(FIELDS) | {
+    "prompt",
+    "polarity",
+    "preset",
+    "syllables",
+    "rhyme",
+    "lines",
+    "pattern",
+    "scheme",
+    "strict",
+    "rhyme_syllables",
+    "families",
+    "mode",
+    "constraints",
+}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -137,16 +158,30 @@ def test_generate_flags(isolated_config, context_files, tiny_model_dir, case):
 
 # -- train (validation only: the training is a recorder) -----------------------------------------------
 TRAIN_FLAGS: dict[str, list[str]] = {
-    "--batch-size": ["1", "32", "0", "-3", "2.5"], "--epochs": ["1", "0", "x"], "--max-steps": ["1", "0", "-1"],
-    "--lr": ["5e-5", "0", "2", "nan", "inf", "-1e-3"], "--val-share": ["0.1", "0", "1", "nan", "1.5"],
-    "--limit-train": ["10", "0", "-1"], "--limit-val": ["5", "0"], "--max-seq-length": ["32", "0", "200", "4096"],
-    "--warmup-steps": ["0", "10", "-1"], "--warmup-ratio": ["0.05", "1", "-0.1", "nan"],
-    "--seed": ["0", "7", "-1", "4294967295", "4294967296"], "--precision": ["32", "16-mixed", "8", "bf16-mixed", ""],
-    "--devices": ["auto", "1", "0", "0,1", "-1"], "--num-nodes": ["1", "0"], "--num-workers": ["0", "2", "-1"],
-    "--val-check-interval": ["1", "0.5", "0", "1.5", "nan", "1e999", "-2"], "--vocab-size": ["71", "70", "8000"],
-    "--tokenizer-kind": ["metaspace", "bytelevel", "wordpiece"], "--n-layer": ["1", "0"],
-    "--n-embd": ["64", "65", "0"], "--n-head": ["2", "4", "0", "3"], "--n-positions": ["64", "128", "16", "0"],
-    "--corpus": ["nsmc", "missing.txt"], "--resume": ["last", "nowhere.ckpt"],
+    "--batch-size": ["1", "32", "0", "-3", "2.5"],
+    "--epochs": ["1", "0", "x"],
+    "--max-steps": ["1", "0", "-1"],
+    "--lr": ["5e-5", "0", "2", "nan", "inf", "-1e-3"],
+    "--val-share": ["0.1", "0", "1", "nan", "1.5"],
+    "--limit-train": ["10", "0", "-1"],
+    "--limit-val": ["5", "0"],
+    "--max-seq-length": ["32", "0", "200", "4096"],
+    "--warmup-steps": ["0", "10", "-1"],
+    "--warmup-ratio": ["0.05", "1", "-0.1", "nan"],
+    "--seed": ["0", "7", "-1", "4294967295", "4294967296"],
+    "--precision": ["32", "16-mixed", "8", "bf16-mixed", ""],
+    "--devices": ["auto", "1", "0", "0,1", "-1"],
+    "--num-nodes": ["1", "0"],
+    "--num-workers": ["0", "2", "-1"],
+    "--val-check-interval": ["1", "0.5", "0", "1.5", "nan", "1e999", "-2"],
+    "--vocab-size": ["71", "70", "8000"],
+    "--tokenizer-kind": ["metaspace", "bytelevel", "wordpiece"],
+    "--n-layer": ["1", "0"],
+    "--n-embd": ["64", "65", "0"],
+    "--n-head": ["2", "4", "0", "3"],
+    "--n-positions": ["64", "128", "16", "0"],
+    "--corpus": ["nsmc", "missing.txt"],
+    "--resume": ["last", "nowhere.ckpt"],
 }
 TRAIN_SWITCHES = ["--from-scratch", "--skip-bad-rows", "--no-group-by-length"]
 FLAG_RE = re.compile(r"^\s*(--[a-z-]+|log_every_s):")
@@ -171,7 +206,7 @@ def test_train_flags(isolated_config, case):
     argv, out_kind = case
     calls = []
 
-    def recorder(config, events=None, cancel=None):  # noqa: ANN001
+    def recorder(config, events=None, cancel=None):
         calls.append(config.problems())  # while its folders still exist
         import pytorch_lightning as pl
 
@@ -203,11 +238,14 @@ def test_train_flags(isolated_config, case):
         assert FLAG_RE.match(line), f"problem does not name its flag: {line!r}"
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["\udcff사랑"], "prompt: not valid UTF-8 text at character 1"),  # `kolyric generate $'\xff사랑'`
-    (["사랑", "--device", "bogus"], "cannot use device 'bogus'"),
-    (["사랑", "--device", "cuda:7"], "cannot use device 'cuda:7'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["\udcff사랑"], "prompt: not valid UTF-8 text at character 1"),  # `kolyric generate $'\xff사랑'`
+        (["사랑", "--device", "bogus"], "cannot use device 'bogus'"),
+        (["사랑", "--device", "cuda:7"], "cannot use device 'cuda:7'"),
+    ],
+)
 def test_cases_that_once_ended_in_a_traceback(isolated_config, tiny_model_dir, extra, message):
     """Found by the fuzzing above; each printed a traceback before its fix."""
     code, _, err = run_main(["generate", *extra, "--model", str(tiny_model_dir), "--max-length", "2"])
@@ -221,8 +259,10 @@ def test_names_too_long_for_the_file_system_are_a_message(isolated_config, tmp_p
     from kolyric.training.run import TrainResult
 
     long = "1" * 400
-    cases = [(["--resume", long, "--out", str(tmp_path / "o")], "--resume: cannot use"),
-             (["--out", str(tmp_path / long)], "--out: cannot use")]
+    cases = [
+        (["--resume", long, "--out", str(tmp_path / "o")], "--resume: cannot use"),
+        (["--out", str(tmp_path / long)], "--out: cannot use"),
+    ]
     with mock.patch("kolyric.training.run.train", lambda *a, **k: TrainResult(None, None, None)):
         for argv, message in cases:
             code, _, err = run_main(["train", *argv])

@@ -15,33 +15,82 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kolyric.training.corpora import CorpusError, Example, load_corpus, read_user_file
+
 from tests.reliability._util import count
 
-POLARITY_WORDS = {"긍정": "긍정", "부정": "부정", "1": "긍정", "0": "부정", "positive": "긍정", "negative": "부정",
-                  "pos": "긍정", "neg": "부정", "": None, "none": None, "null": None, "-": None}
+POLARITY_WORDS = {
+    "긍정": "긍정",
+    "부정": "부정",
+    "1": "긍정",
+    "0": "부정",
+    "positive": "긍정",
+    "negative": "부정",
+    "pos": "긍정",
+    "neg": "부정",
+    "": None,
+    "none": None,
+    "null": None,
+    "-": None,
+}
 
 FRAGMENTS = st.one_of(
-    st.sampled_from([b"", b" ", b"\t", b"\r", b"  \t ", "사랑해 너를".encode(), b"hello world", "\ufeff가사".encode(),
-                     b'"quoted"', b"'single'", b'say "hi\tthere"', "좋아\t긍정".encode(), "슬퍼\t부정\t".encode(),
-                     "노래\tPOS".encode(), "노래\t중립".encode(), "\t부정".encode(), b"text\tpolarity", b"TEXT",
-                     b"\xff\xfe", b"\xc3\x28", b"\x80abc", "가".encode()[:2], b"\xed\xa0\x80",  # invalid UTF-8
-                     b'{"text": "\xec\x95\x84", "polarity": "\xea\xb8\x8d\xec\xa0\x95"}', b'{"text": "a"}',
-                     b'{"text": ""}', b'{"text": 3}', b'["a"]', b'{"text": "a", "polarity": NaN}', b"{",
-                     b'{"text": "a", "polarity": "x"}', b"[" * 5000, b'{"a":' * 3000, b"null", b"\x00\x01",
-                     "\u2028줄 \u3000".encode(), b"x" * 10_000]),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=12)
-    .map(lambda s: s.encode("utf-8")),
+    st.sampled_from(
+        [
+            b"",
+            b" ",
+            b"\t",
+            b"\r",
+            b"  \t ",
+            "사랑해 너를".encode(),
+            b"hello world",
+            "\ufeff가사".encode(),
+            b'"quoted"',
+            b"'single'",
+            b'say "hi\tthere"',
+            "좋아\t긍정".encode(),
+            "슬퍼\t부정\t".encode(),
+            "노래\tPOS".encode(),
+            "노래\t중립".encode(),
+            "\t부정".encode(),
+            b"text\tpolarity",
+            b"TEXT",
+            b"\xff\xfe",
+            b"\xc3\x28",
+            b"\x80abc",
+            "가".encode()[:2],
+            b"\xed\xa0\x80",  # invalid UTF-8
+            b'{"text": "\xec\x95\x84", "polarity": "\xea\xb8\x8d\xec\xa0\x95"}',
+            b'{"text": "a"}',
+            b'{"text": ""}',
+            b'{"text": 3}',
+            b'["a"]',
+            b'{"text": "a", "polarity": NaN}',
+            b"{",
+            b'{"text": "a", "polarity": "x"}',
+            b"[" * 5000,
+            b'{"a":' * 3000,
+            b"null",
+            b"\x00\x01",
+            "\u2028줄 \u3000".encode(),
+            b"x" * 10_000,
+        ]
+    ),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=12).map(
+        lambda s: s.encode("utf-8")
+    ),
     st.binary(max_size=6).filter(lambda b: b"\n" not in b),
 )
 
-FILES = st.fixed_dictionaries({
-    "lines": st.lists(FRAGMENTS, max_size=12),
-    "bom": st.booleans(),
-    "crlf": st.booleans(),
-    "trailing_newline": st.booleans(),
-    "suffix": st.sampled_from([".txt", ".tsv", ".jsonl", ".TSV", ".csv", ""]),
-    "skip_bad": st.booleans(),
-})
+FILES = st.fixed_dictionaries(
+    {
+        "lines": st.lists(FRAGMENTS, max_size=12),
+        "bom": st.booleans(),
+        "crlf": st.booleans(),
+        "trailing_newline": st.booleans(),
+        "suffix": st.sampled_from([".txt", ".tsv", ".jsonl", ".TSV", ".csv", ""]),
+        "skip_bad": st.booleans(),
+    }
+)
 
 
 def file_bytes(spec: dict) -> bytes:
@@ -99,10 +148,16 @@ def reference(data: bytes, suffix: str, skip_bad: bool) -> tuple[list[Example], 
             cols = line.split("\t")
             if number == 1 and [c.strip().lower() for c in cols] in (["text"], ["text", "polarity"]):
                 continue
-            if len(cols) > 2 or not cols[0].strip() or (len(cols) == 2 and cols[1].strip().lower() not in POLARITY_WORDS):
+            if (
+                len(cols) > 2
+                or not cols[0].strip()
+                or (len(cols) == 2 and cols[1].strip().lower() not in POLARITY_WORDS)
+            ):
                 bad(number)
                 continue
-            examples.append(Example(cols[0].strip(), POLARITY_WORDS[cols[1].strip().lower()] if len(cols) == 2 else None))
+            examples.append(
+                Example(cols[0].strip(), POLARITY_WORDS[cols[1].strip().lower()] if len(cols) == 2 else None)
+            )
     else:  # .jsonl
         for number, line in decoded:
             if line is None:
@@ -115,8 +170,12 @@ def reference(data: bytes, suffix: str, skip_bad: bool) -> tuple[list[Example], 
             except (ValueError, RecursionError):
                 bad(number)
                 continue
-            if (not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip()
-                    or row.get("polarity") not in ("긍정", "부정", None)):
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("text"), str)
+                or not row["text"].strip()
+                or row.get("polarity") not in ("긍정", "부정", None)
+            ):
                 bad(number)
                 continue
             examples.append(Example(row["text"].strip(), row.get("polarity")))
@@ -180,13 +239,28 @@ def test_one_megabyte_lines_bom_and_a_bad_byte_far_down(tmp_path):
 
 
 NSMC_FRAGMENTS = st.one_of(
-    st.sampled_from([b"id\tdocument\tlabel", "1\t좋은 영화\t1".encode(), "2\t별로\t0".encode(), b"3\t\t1",
-                     "4\t 공백 \t 1 ".encode(), b"5\tno label\t", b"6\ttoo\tmany\t1", b"7\tlabel\t2", b"",
-                     b"\t\t", "8\t\"따옴표\t1".encode(), b"9\t\xff\t1", b"\xef\xbb\xbfid\tdocument\tlabel"]),
-    st.tuples(st.integers(0, 10**9), st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                                                    blacklist_characters="\n\t"), max_size=10),
-              st.sampled_from(["0", "1", "01", "x"]))
-    .map(lambda t: f"{t[0]}\t{t[1]}\t{t[2]}".encode()),
+    st.sampled_from(
+        [
+            b"id\tdocument\tlabel",
+            "1\t좋은 영화\t1".encode(),
+            "2\t별로\t0".encode(),
+            b"3\t\t1",
+            "4\t 공백 \t 1 ".encode(),
+            b"5\tno label\t",
+            b"6\ttoo\tmany\t1",
+            b"7\tlabel\t2",
+            b"",
+            b"\t\t",
+            '8\t"따옴표\t1'.encode(),
+            b"9\t\xff\t1",
+            b"\xef\xbb\xbfid\tdocument\tlabel",
+        ]
+    ),
+    st.tuples(
+        st.integers(0, 10**9),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\t"), max_size=10),
+        st.sampled_from(["0", "1", "01", "x"]),
+    ).map(lambda t: f"{t[0]}\t{t[1]}\t{t[2]}".encode()),
 )
 
 

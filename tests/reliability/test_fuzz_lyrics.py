@@ -17,19 +17,51 @@ from hypothesis import strategies as st
 from kolyric.korean.hangul import count_syllables, split_lines
 from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions, rhyme_key
 from kolyric.korean.sections import _HEADER_RE, analyse
+
 from tests.reliability._util import count
 
 LINES = st.one_of(
-    st.sampled_from(["[Verse 1]", "[후렴]", " [ Chorus x2 ] ", "[]", "[[a]]", "[브릿지", "사랑해 너를", "하늘 위로 날아가",
-                     "2024년 12월 25일", "9" * 60, "1" * 5000, "１２３", "la la la", "ㅋㅋㅋ", "ㄱ", "\t", "",
-                     "a\x1b[31mred\x1b[0m", "\x00\x07\x08", "\u202e뒤집힘", "\ufeff가", "가\u0301", "각\u11a8",
-                     "\u1100\u1161\u11a8", "😀 이모지", "x" * 3000, "Ⅻ", "٣٤", "𝟗𝟗"]),
+    st.sampled_from(
+        [
+            "[Verse 1]",
+            "[후렴]",
+            " [ Chorus x2 ] ",
+            "[]",
+            "[[a]]",
+            "[브릿지",
+            "사랑해 너를",
+            "하늘 위로 날아가",
+            "2024년 12월 25일",
+            "9" * 60,
+            "1" * 5000,
+            "１２３",
+            "la la la",
+            "ㅋㅋㅋ",
+            "ㄱ",
+            "\t",
+            "",
+            "a\x1b[31mred\x1b[0m",
+            "\x00\x07\x08",
+            "\u202e뒤집힘",
+            "\ufeff가",
+            "가\u0301",
+            "각\u11a8",
+            "\u1100\u1161\u11a8",
+            "😀 이모지",
+            "x" * 3000,
+            "Ⅻ",
+            "٣٤",
+            "𝟗𝟗",
+        ]
+    ),
     st.text(max_size=30),
 )
 TEXTS = st.lists(LINES, max_size=15).flatmap(
-    lambda lines: st.sampled_from(["\n", "\r\n", "\r"]).map(lambda sep: sep.join(lines)))
-OPTIONS = st.builds(RhymeOptions, syllables=st.integers(1, MAX_RHYME_SYLLABLES), strict=st.booleans(),
-                    families=st.booleans())
+    lambda lines: st.sampled_from(["\n", "\r\n", "\r"]).map(lambda sep: sep.join(lines))
+)
+OPTIONS = st.builds(
+    RhymeOptions, syllables=st.integers(1, MAX_RHYME_SYLLABLES), strict=st.booleans(), families=st.booleans()
+)
 
 
 def check_analysis(text: str, options: RhymeOptions) -> dict:
@@ -57,15 +89,23 @@ def test_analysis_accounts_for_every_line(text, options):
     check_analysis(text, options)
 
 
-FLAGS = st.lists(st.one_of(
-    st.just(["--json"]), st.just(["--strict"]), st.just(["--no-families"]),
-    st.sampled_from(["1", "2", "3", "0", "4", "-1", "x", "", "2.5", "１", "99999999999999999999"]).map(
-        lambda v: ["--rhyme-syllables", v]),
-    st.just(["--bogus"]),
-), max_size=3).map(lambda groups: [a for g in groups for a in g])
-FILE_BYTES = st.one_of(TEXTS.map(lambda t: t.encode("utf-8", "surrogatepass")),
-                       TEXTS.map(lambda t: b"\xef\xbb\xbf" + t.encode("utf-8", "surrogatepass")),
-                       st.binary(max_size=40))
+FLAGS = st.lists(
+    st.one_of(
+        st.just(["--json"]),
+        st.just(["--strict"]),
+        st.just(["--no-families"]),
+        st.sampled_from(["1", "2", "3", "0", "4", "-1", "x", "", "2.5", "１", "99999999999999999999"]).map(
+            lambda v: ["--rhyme-syllables", v]
+        ),
+        st.just(["--bogus"]),
+    ),
+    max_size=3,
+).map(lambda groups: [a for g in groups for a in g])
+FILE_BYTES = st.one_of(
+    TEXTS.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    TEXTS.map(lambda t: b"\xef\xbb\xbf" + t.encode("utf-8", "surrogatepass")),
+    st.binary(max_size=40),
+)
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -91,7 +131,8 @@ def test_cli_gives_a_report_or_names_the_file(data, flags, name):
         code, out, err = run_cli(["lyrics", "check", str(path), *flags])
     assert "Traceback" not in err
     bad_flag = "--bogus" in flags or any(
-        flags[i] == "--rhyme-syllables" and flags[i + 1] not in ("1", "2", "3", "１") for i in range(len(flags) - 1))
+        flags[i] == "--rhyme-syllables" and flags[i + 1] not in ("1", "2", "3", "１") for i in range(len(flags) - 1)
+    )
     if bad_flag:
         assert code == 2 and ("--rhyme-syllables" in err or "--bogus" in err), err
         return

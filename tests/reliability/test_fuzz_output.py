@@ -29,10 +29,13 @@ class FailingRaw(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # noqa: ANN001
+    def write(self, data) -> int:
         if self.taken >= self.room:
-            raise OSError(self.error, os.strerror(self.error)) if self.error != errno.EPIPE else BrokenPipeError(
-                errno.EPIPE, os.strerror(errno.EPIPE))
+            raise (
+                OSError(self.error, os.strerror(self.error))
+                if self.error != errno.EPIPE
+                else BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+            )
         n = min(len(data), self.room - self.taken)
         self.taken += n
         return n
@@ -62,18 +65,28 @@ def files(tmp_path_factory):
 
 
 COMMANDS = [
-    ["lyrics", "check", "SONG"], ["lyrics", "check", "SONG", "--json"], ["lyrics", "check", "SONG", "--strict"],
+    ["lyrics", "check", "SONG"],
+    ["lyrics", "check", "SONG", "--json"],
+    ["lyrics", "check", "SONG", "--strict"],
     ["generate", "사랑", "--max-length", "4", "-n", "2", "--preset", "top-k-50"],
-    ["generate", "사랑", "--max-length", "3", "--json"], ["generate", "사랑", "--max-length", "3", "--preset", "beam-3"],
-    ["generate", "--help"], ["lyrics", "check", "--help"], ["--help"],
+    ["generate", "사랑", "--max-length", "3", "--json"],
+    ["generate", "사랑", "--max-length", "3", "--preset", "beam-3"],
+    ["generate", "--help"],
+    ["lyrics", "check", "--help"],
+    ["--help"],
 ]
 ERRORS = [errno.EPIPE, errno.ENOSPC, errno.EIO]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
-@given(st.sampled_from(COMMANDS), st.one_of(st.integers(0, 40), st.integers(0, 5000)), st.sampled_from(ERRORS),
-       st.booleans())
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    st.sampled_from(COMMANDS),
+    st.one_of(st.integers(0, 40), st.integers(0, 5000)),
+    st.sampled_from(ERRORS),
+    st.booleans(),
+)
 def test_unwritable_stdout_never_ends_in_a_traceback(files, tiny_model_dir, argv, room, error, buffered):
     count("fuzz: unwritable stdout")
     argv = [str(files["song"]) if a == "SONG" else a for a in argv]

@@ -17,17 +17,32 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from kolyric.engine.settings import FIELDS, PRESETS  # noqa: E402
-from kolyric.serve.schema import REQUEST_FIELDS, Limits  # noqa: E402
-from tests.reliability._util import count  # noqa: E402
+from kolyric.engine.settings import FIELDS, PRESETS
+from kolyric.serve.schema import REQUEST_FIELDS, Limits
+
+from tests.reliability._util import count
 
 LIMITS = Limits(max_new_tokens=8, max_n=3, queue_depth=64, max_body_bytes=16384, max_prompt_chars=200)
 
 # -- file access audit -------------------------------------------------------------------------------
-_FILE_EVENTS = {"open", "os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.truncate", "os.chmod", "os.link",
-                "os.symlink", "shutil.rmtree", "shutil.copyfile", "shutil.move", "os.listdir", "os.scandir"}
+_FILE_EVENTS = {
+    "open",
+    "os.remove",
+    "os.rename",
+    "os.mkdir",
+    "os.rmdir",
+    "os.truncate",
+    "os.chmod",
+    "os.link",
+    "os.symlink",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.move",
+    "os.listdir",
+    "os.scandir",
+}
 _recording: list | None = None
 _hook_lock = threading.Lock()
 _hook_installed = False
@@ -68,8 +83,11 @@ def client(tiny_loaded):
     assert seen and seen[0][0] == "open"
     app = create_app(Generator(tiny_loaded), LIMITS)
     with TestClient(app, raise_server_exceptions=False) as c:
-        for body in ({"prompt": "가", "max_length": 2}, {"prompt": "가", "max_length": 2, "strategy": "beam", "n": 2},
-                     {"constraints": {"syllables": 3}, "max_length": 4}):  # warm every code path (imports)
+        for body in (
+            {"prompt": "가", "max_length": 2},
+            {"prompt": "가", "max_length": 2, "strategy": "beam", "n": 2},
+            {"constraints": {"syllables": 3}, "max_length": 4},
+        ):  # warm every code path (imports)
             c.post("/generate", json=body)
             c.post("/generate/stream", json=body)
         c.post("/generate", json={"top_k": "x", "preset": "nope", "constraints": {"x": 1}})
@@ -77,11 +95,19 @@ def client(tiny_loaded):
 
 
 # -- bodies --------------------------------------------------------------------------------------------
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from([10**400, -(10**30), 2**64]),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
-JSON = st.recursive(JSON_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                          st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                    max_leaves=8)
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from([10**400, -(10**30), 2**64]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+JSON = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
 # (valid values, invalid values) per field: valid ones are drawn 9 times in 10, so a good share
 # of the bodies are runnable and their results can be checked too.
 FIELD_VALUES: dict[str, tuple[list, list]] = {
@@ -100,8 +126,10 @@ FIELD_VALUES: dict[str, tuple[list, list]] = {
     "polarity": (["긍정", "부정", "none", "positive", "neg", None, ""], ["중립", 1]),
     "preset": ([*PRESETS, None], ["nope", 3, ""]),
     "context": ([["첫 줄", "", "둘째 줄"], "하나\n둘", "", []], [["\udfff"], [5], "줄\n" * 70, 3, {"a": 1}]),
-    "constraints": ([None, {}, {"syllables": 3}, {"rhyme": "가"}, {"lines": 2, "syllables": 4}, {"scheme": "AB"}],
-                    [{"syllables": 0}, {"metre": 3}, {"syllables": "seven"}, "rhyme", [1]]),
+    "constraints": (
+        [None, {}, {"syllables": 3}, {"rhyme": "가"}, {"lines": 2, "syllables": 4}, {"scheme": "AB"}],
+        [{"syllables": 0}, {"metre": 3}, {"syllables": "seven"}, "rhyme", [1]],
+    ),
 }
 PATHLIKE_KEYS = ["model", "model_path", "checkpoint", "out", "data_dir", "file", "context_file", "path", "../x"]
 
@@ -115,7 +143,8 @@ def bodies(draw):
         body[key] = draw(st.sampled_from(good) if roll < 18 else st.sampled_from(bad) if roll == 18 else JSON)
     if draw(st.integers(0, 7)) == 0:
         body[draw(st.one_of(st.sampled_from(PATHLIKE_KEYS), st.text(max_size=8)))] = draw(
-            st.one_of(st.sampled_from(["/etc/passwd", "../../secret", "~/.ssh/id_rsa", "C:\\x"]), JSON))
+            st.one_of(st.sampled_from(["/etc/passwd", "../../secret", "~/.ssh/id_rsa", "C:\\x"]), JSON)
+        )
     body.setdefault("max_length", draw(st.sampled_from([1, 3, 6])))  # the default (40) is over this server's 8
     if draw(st.integers(0, 6)) == 0:  # some controls nested under `settings`, as results report them
         nested = {k: body.pop(k) for k in list(body) if k in FIELDS and draw(st.booleans())}
@@ -126,17 +155,20 @@ def bodies(draw):
 KNOWN = set(REQUEST_FIELDS) | set(FIELDS)
 
 
-def check_response(body, status: int, data: dict, stream_events: list | None) -> None:  # noqa: ANN001
+def check_response(body, status: int, data: dict, stream_events: list | None) -> None:
     assert status in (200, 400, 413, 422), (status, data)
     if status != 200:
         assert isinstance(data.get("error"), str) and data["error"], data
         if status in (413, 422):
             assert data["problems"], data
-            given = {str(k) for k in body} | (set(body["settings"]) if isinstance(body.get("settings"), dict) else set())
+            given = {str(k) for k in body} | (
+                set(body["settings"]) if isinstance(body.get("settings"), dict) else set()
+            )
             for p in data["problems"]:
                 name = p["field"]
-                assert (name in given or name in FIELDS or name == "?" or name.startswith("constraints")
-                        or name == "preset"), (name, body)
+                assert (
+                    name in given or name in FIELDS or name == "?" or name.startswith("constraints") or name == "preset"
+                ), (name, body)
                 assert p["message"], p
             unknown = [str(k) for k in body if k not in KNOWN]
             for key in unknown:  # a field the server does not know is never ignored
@@ -170,8 +202,9 @@ def sse(text: str) -> list[tuple[str, dict]]:
     return events
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(bodies(), st.booleans())
 def test_json_bodies(client, body, stream):
     count("fuzz: server JSON bodies")
@@ -190,16 +223,32 @@ def test_json_bodies(client, body, stream):
 
 RAW = st.one_of(
     st.binary(max_size=60),
-    st.sampled_from([b"", b"{", b"null", b"[]", b'"text"', b"1e999", b'{"top_k": NaN}', b'{"a": Infinity}',
-                     b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b'{"prompt": "\\ud800"}', b"[" * 50000,
-                     b'{"temperature": 1' + b"0" * 400 + b"}", b'{"seed": 1' + b"0" * 4400 + b"}",
-                     b'{"prompt": "a", "prompt": "b", "max_length": 1}']),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"null",
+            b"[]",
+            b'"text"',
+            b"1e999",
+            b'{"top_k": NaN}',
+            b'{"a": Infinity}',
+            b"\xef\xbb\xbf{}",
+            b"\xff\xfe{\x00}\x00",
+            b'{"prompt": "\\ud800"}',
+            b"[" * 50000,
+            b'{"temperature": 1' + b"0" * 400 + b"}",
+            b'{"seed": 1' + b"0" * 4400 + b"}",
+            b'{"prompt": "a", "prompt": "b", "max_length": 1}',
+        ]
+    ),
     JSON.map(lambda v: json.dumps(v).encode()),
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(RAW)
 def test_raw_bodies(client, raw):
     count("fuzz: server raw bodies")
@@ -213,13 +262,24 @@ def test_raw_bodies(client, raw):
 
 def test_huge_integer_for_a_float_control_is_a_422_naming_it(client):
     """Before the fix in settings._coerce this was a 500 (OverflowError: int too large to convert to float)."""
-    r = client.post("/generate", content=b'{"temperature": 1' + b"0" * 400 + b"}",
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/generate", content=b'{"temperature": 1' + b"0" * 400 + b"}", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and [p["field"] for p in r.json()["problems"]] == ["temperature"]
 
 
-@pytest.mark.parametrize("url", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/generate/..%2f..%2fetc%2fpasswd",
-                                 "/static/../../etc/passwd", "//etc/passwd", "/docs", "/openapi.json?path=/etc"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/generate/..%2f..%2fetc%2fpasswd",
+        "/static/../../etc/passwd",
+        "//etc/passwd",
+        "/docs",
+        "/openapi.json?path=/etc",
+    ],
+)
 def test_no_route_reads_a_path(client, url):
     with Recording() as touched:
         r = client.get(url)
@@ -229,8 +289,15 @@ def test_no_route_reads_a_path(client, url):
 
 def test_the_api_has_no_place_for_a_model_or_a_path(client):
     routes = {(m, route.path) for route in client.app.routes for m in getattr(route, "methods", ()) or ()}
-    assert {p for _, p in routes} <= {"/", "/health", "/presets", "/settings/schema", "/generate", "/generate/stream",
-                                      "/openapi.json"}
+    assert {p for _, p in routes} <= {
+        "/",
+        "/health",
+        "/presets",
+        "/settings/schema",
+        "/generate",
+        "/generate/stream",
+        "/openapi.json",
+    }
     assert not (set(REQUEST_FIELDS) & {"model", "model_path", "checkpoint", "path", "file", "out", "data_dir"})
     for key in PATHLIKE_KEYS:
         r = client.post("/generate", json={key: "/etc/passwd", "max_length": 1})
@@ -240,10 +307,15 @@ def test_the_api_has_no_place_for_a_model_or_a_path(client):
 NUMERIC_FIELDS = [name for name, spec in FIELDS.items() if spec.kind in (int, float)]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(NUMERIC_FIELDS + ["constraints.syllables", "constraints.lines", "settings.top_k"]),
-       st.integers(101, 9000), st.sampled_from(["", "-"]), st.sampled_from(["", ".5", "e3"]))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(NUMERIC_FIELDS + ["constraints.syllables", "constraints.lines", "settings.top_k"]),
+    st.integers(101, 9000),
+    st.sampled_from(["", "-"]),
+    st.sampled_from(["", ".5", "e3"]),
+)
 def test_json_numbers_of_any_length_are_a_422_naming_the_field(client, name, digits, sign, tail):
     """JSON numbers have no size limit; Python's int() stops at 4,300 digits. Either way the
     answer is 422 naming the field, never a 400 about integer conversion or a 500."""

@@ -11,26 +11,75 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, SettingsError, check, preset
+
 from tests.reliability._util import count
 
-NUMBER_TEXT = st.sampled_from(["0", "1", "2", " 3 ", "0.5", "1.0", "-1", "1e3", "1e400", "-1e400", "nan", "NaN",
-                               "inf", "-inf", "+7", "1_000", "0x10", "٣", "３", "", " ", "none", "None", "random",
-                               "9" * 5000, "1" + "0" * 30, "4294967295", "4294967296", "greedy", "BEAM",
-                               " sample ", "true", "False", "null"])
-HUGE_INTS = st.sampled_from([2**31, 2**32, 2**32 - 1, 2**63, 2**64, 10**30, 10**400, -10**400, -(2**63)])
-VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(), HUGE_INTS, st.floats(allow_nan=True, allow_infinity=True),
-    st.floats(min_value=-2, max_value=20), st.integers(min_value=-2, max_value=20),
-    NUMBER_TEXT, st.text(max_size=20), st.lists(st.integers(), max_size=3),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.binary(max_size=4),
-    st.tuples(st.integers()), st.complex_numbers(max_magnitude=10),
+NUMBER_TEXT = st.sampled_from(
+    [
+        "0",
+        "1",
+        "2",
+        " 3 ",
+        "0.5",
+        "1.0",
+        "-1",
+        "1e3",
+        "1e400",
+        "-1e400",
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "+7",
+        "1_000",
+        "0x10",
+        "٣",
+        "３",
+        "",
+        " ",
+        "none",
+        "None",
+        "random",
+        "9" * 5000,
+        "1" + "0" * 30,
+        "4294967295",
+        "4294967296",
+        "greedy",
+        "BEAM",
+        " sample ",
+        "true",
+        "False",
+        "null",
+    ]
 )
-KEYS = st.one_of(st.sampled_from(list(FIELDS)), st.sampled_from([f.upper() for f in FIELDS] + ["top-k", "preset"]),
-                 st.text(max_size=12), st.integers(), st.none())
+HUGE_INTS = st.sampled_from([2**31, 2**32, 2**32 - 1, 2**63, 2**64, 10**30, 10**400, -(10**400), -(2**63)])
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    HUGE_INTS,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-2, max_value=20),
+    st.integers(min_value=-2, max_value=20),
+    NUMBER_TEXT,
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.binary(max_size=4),
+    st.tuples(st.integers()),
+    st.complex_numbers(max_magnitude=10),
+)
+KEYS = st.one_of(
+    st.sampled_from(list(FIELDS)),
+    st.sampled_from([f.upper() for f in FIELDS] + ["top-k", "preset"]),
+    st.text(max_size=12),
+    st.integers(),
+    st.none(),
+)
 BODIES = st.dictionaries(KEYS, VALUES, max_size=6)
 
 
-def expected_value(name: str, raw):  # noqa: ANN001
+def expected_value(name: str, raw):
     """What a well-typed raw value must become (None: no simple expectation)."""
     spec = FIELDS[name]
     if isinstance(raw, bool):
@@ -44,7 +93,7 @@ def expected_value(name: str, raw):  # noqa: ANN001
     return None
 
 
-def check_outcome(values: dict, make) -> None:  # noqa: ANN001
+def check_outcome(values: dict, make) -> None:
     try:
         result = make()
     except SettingsError as exc:
@@ -76,16 +125,19 @@ def test_from_dict_never_raises_anything_but_settings_error(values):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.sampled_from(list(PRESETS)), st.text(max_size=15)),
-       st.dictionaries(st.sampled_from(list(FIELDS)), VALUES, max_size=4))
+@given(
+    st.one_of(st.sampled_from(list(PRESETS)), st.text(max_size=15)),
+    st.dictionaries(st.sampled_from(list(FIELDS)), VALUES, max_size=4),
+)
 def test_preset_with_overrides(name, overrides):
     count("fuzz: preset(name, **overrides)")
     check_outcome(overrides, lambda: preset(name, **overrides))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["temperature", "top_p", "repetition_penalty"]),
-       st.one_of(HUGE_INTS, st.integers(min_value=10**20)))
+@given(
+    st.sampled_from(["temperature", "top_p", "repetition_penalty"]), st.one_of(HUGE_INTS, st.integers(min_value=10**20))
+)
 def test_huge_integers_in_float_fields_are_a_message(name, value):
     """JSON has no size limit on integers: 10**400 for a float control must be a range message."""
     count("fuzz: huge integers in float fields")
@@ -98,10 +150,19 @@ def test_huge_integers_in_float_fields_are_a_message(name, value):
 
 
 NUMERIC = [name for name, spec in FIELDS.items() if spec.kind in (int, float)]
-DIGITS = st.builds(lambda sign, head, n, pad: f"{pad}{sign}{head}{'0' * n}{pad}", st.sampled_from(["", "-", "+"]),
-                   st.integers(1, 9), st.integers(4290, 6000), st.sampled_from(["", " "]))
-HUGE = st.one_of(st.builds(lambda e, k: k * 10**e, st.integers(4290, 6000), st.sampled_from([1, -1, 7])),
-                 DIGITS, DIGITS.map(lambda t: t.strip() + ".5"), DIGITS.map(lambda t: t.strip() + "e5"))
+DIGITS = st.builds(
+    lambda sign, head, n, pad: f"{pad}{sign}{head}{'0' * n}{pad}",
+    st.sampled_from(["", "-", "+"]),
+    st.integers(1, 9),
+    st.integers(4290, 6000),
+    st.sampled_from(["", " "]),
+)
+HUGE = st.one_of(
+    st.builds(lambda e, k: k * 10**e, st.integers(4290, 6000), st.sampled_from([1, -1, 7])),
+    DIGITS,
+    DIGITS.map(lambda t: t.strip() + ".5"),
+    DIGITS.map(lambda t: t.strip() + "e5"),
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -26,8 +26,9 @@ import pytest
 pytest.importorskip("textual_serve")
 aiohttp = pytest.importorskip("aiohttp")
 
-from kolyric.serve.browser import CONFINED_ENV, BrowserServer  # noqa: E402
-from tests.reliability._util import count, quiet_env  # noqa: E402
+from kolyric.serve.browser import BrowserServer
+
+from tests.reliability._util import count, quiet_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +63,7 @@ class Running:
         self.ws_url = f"ws://127.0.0.1:{server.port}/ws"
         self.origin = f"http://127.0.0.1:{server.port}"
 
-    async def __aenter__(self) -> "Running":
+    async def __aenter__(self) -> Running:
         app = await self.server._make_app()
         self.runner = aiohttp.web.AppRunner(app)
         await self.runner.setup()
@@ -76,8 +77,14 @@ class Running:
 def make_server(tmp_path: Path, max_sessions: int = 2, **kwargs) -> BrowserServer:
     script = tmp_path / "stand_in_app.py"
     script.write_text(STAND_IN, encoding="utf-8")
-    return BrowserServer(shlex.join([sys.executable, str(script)]), host="127.0.0.1", port=free_port(),
-                         confined_dir=tmp_path / "data" / "browser", max_sessions=max_sessions, **kwargs)
+    return BrowserServer(
+        shlex.join([sys.executable, str(script)]),
+        host="127.0.0.1",
+        port=free_port(),
+        confined_dir=tmp_path / "data" / "browser",
+        max_sessions=max_sessions,
+        **kwargs,
+    )
 
 
 def browser():
@@ -152,9 +159,18 @@ def test_a_websocket_without_the_token_is_refused(tmp_path):
 
 
 # -- origins -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("origin", ["http://evil.example", "http://evil.example:{port}", "null",
-                                    "http://127.0.0.1:1", "https://127.0.0.1.evil.example:{port}",
-                                    "file://", "http://localhost.evil.example:{port}"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",
+        "http://evil.example:{port}",
+        "null",
+        "http://127.0.0.1:1",
+        "https://127.0.0.1.evil.example:{port}",
+        "file://",
+        "http://localhost.evil.example:{port}",
+    ],
+)
 def test_foreign_origins_are_refused_even_with_the_token(tmp_path, origin):
     server = make_server(tmp_path)
     origin = origin.format(port=server.port)
@@ -178,8 +194,9 @@ def test_a_rebound_host_name_is_refused(tmp_path):
 
     async def go():
         async with Running(server) as live, browser() as http:
-            async with http.get(f"{live.base}/?token={server.token}",
-                                headers={"Host": f"evil.example:{server.port}"}) as r:
+            async with http.get(
+                f"{live.base}/?token={server.token}", headers={"Host": f"evil.example:{server.port}"}
+            ) as r:
                 assert r.status == 403 and "host" in await r.text()
             for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}"):
                 async with http.get(f"{live.base}/?token={server.token}", headers={"Host": host}) as r:
@@ -205,8 +222,9 @@ def test_an_ipv6_loopback_server_works_from_its_own_page(tmp_path):
     with socket.socket(socket.AF_INET6) as s:
         s.bind(("::1", 0))
         port = s.getsockname()[1]
-    server = BrowserServer(shlex.join([sys.executable, str(script)]), host="::1", port=port,
-                           confined_dir=tmp_path / "data" / "browser")
+    server = BrowserServer(
+        shlex.join([sys.executable, str(script)]), host="::1", port=port, confined_dir=tmp_path / "data" / "browser"
+    )
     base = f"http://[::1]:{port}"
     assert server.url == f"{base}/?token={server.token}"
 
@@ -287,8 +305,9 @@ def test_the_app_command_and_folder_come_from_the_cli(tmp_path, monkeypatch):
     server = build_app_server(args)
     assert isinstance(server, BrowserServer) and server.max_sessions == 2
     assert server.confined_dir == (tmp_path / "data" / "browser").resolve()
-    args = build_parser("serve").parse_args(["serve", "--app", "--max-sessions", "3",
-                                             f"--app-arg=--data-dir={tmp_path / 'mine'}"])
+    args = build_parser("serve").parse_args(
+        ["serve", "--app", "--max-sessions", "3", f"--app-arg=--data-dir={tmp_path / 'mine'}"]
+    )
     server = build_app_server(args)
     assert server.max_sessions == 3 and server.confined_dir == (tmp_path / "mine" / "browser").resolve()
     from kolyric.cli import main
@@ -299,9 +318,14 @@ def test_the_app_command_and_folder_come_from_the_cli(tmp_path, monkeypatch):
 # -- the real thing ----------------------------------------------------------------------------------------
 def test_cli_serve_app_end_to_end(tmp_path):
     env = quiet_env(KOLYRIC_DATA_DIR=str(tmp_path / "data"), KOLYRIC_CONFIG_DIR=str(tmp_path / "config"))
-    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--app", "--port", "0", "--model", "mini",
-                             "--app-arg=--no-load"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kolyric", "serve", "--app", "--port", "0", "--model", "mini", "--app-arg=--no-load"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         url = None
@@ -322,8 +346,9 @@ def test_cli_serve_app_end_to_end(tmp_path):
                     assert r.status == 200
                 with pytest.raises(aiohttp.WSServerHandshakeError):
                     await http.ws_connect(f"ws://127.0.0.1:{port}/ws", origin="http://evil.example")
-                ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws?width=80&height=24",
-                                           origin=f"http://127.0.0.1:{port}")
+                ws = await http.ws_connect(
+                    f"ws://127.0.0.1:{port}/ws?width=80&height=24", origin=f"http://127.0.0.1:{port}"
+                )
                 await ws.send_json(["resize", {"width": 80, "height": 24}])  # as the page does once open
                 painted = b""
                 deadline = time.monotonic() + 60

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kolyric.engine.loading import ModelLoadError, hub_unreachable_reason, load_model, resolve_model_spec
+
 from tests.reliability._util import quiet_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ class FakeHub:
         self.held: list[socket.socket] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self.thread.start()
         return self
 
@@ -52,7 +53,7 @@ class FakeHub:
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
                 conn, _ = self.sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if self.behaviour == "close":
                 conn.close()
@@ -120,12 +121,22 @@ def test_loading_a_hub_id_from_a_silent_hub_fails_in_seconds(online, monkeypatch
 
 def test_cli_generate_from_a_silent_hub_says_so_in_seconds(tmp_path):
     with FakeHub("trickle") as hub:
-        env = {k: v for k, v in quiet_env(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"),
-                                          KOLYRIC_CONFIG_DIR=str(tmp_path / "config")).items()
-               if k != "HF_HUB_OFFLINE"}
+        env = {
+            k: v
+            for k, v in quiet_env(
+                HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), KOLYRIC_CONFIG_DIR=str(tmp_path / "config")
+            ).items()
+            if k != "HF_HUB_OFFLINE"
+        }
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "kolyric", "generate", "사랑", "--model", "someone/model"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "kolyric", "generate", "사랑", "--model", "someone/model"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         took = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr
     assert "someone/model" in proc.stderr and "did not answer within 3 s" in proc.stderr

@@ -24,9 +24,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from kolyric.engine.integrity import (WEIGHTS_DIGEST_KEY, estimate_parameters, size_refusal, vocab_refusal,
-                                      weights_digest)
+from kolyric.engine.integrity import (
+    WEIGHTS_DIGEST_KEY,
+    estimate_parameters,
+    size_refusal,
+    vocab_refusal,
+    weights_digest,
+)
 from kolyric.engine.loading import CorruptCheckpoint, ModelLoadError, load_model
+
 from tests.reliability._util import count
 
 
@@ -50,14 +56,31 @@ def run_folder(tmp_path_factory):
     """A real (tiny) `kolyric train` run: a best checkpoint and last.ckpt, both kolyric's own."""
     from kolyric.training.events import EventWriter
     from kolyric.training.run import TrainConfig, train
+
     from tests.conftest import CORPUS_DIR
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run") / "out"
-    config = TrainConfig(out=str(out), corpus="nsmc", corpus_dir=str(CORPUS_DIR), from_scratch=True,
-                         limit_train=96, limit_val=32, vocab_size=400, n_layer=1, n_embd=32, n_head=2,
-                         n_positions=64, max_seq_length=32, batch_size=32, epochs=2, num_workers=0,
-                         accelerator="cpu", lr=3e-3, log_every_s=0)
+    config = TrainConfig(
+        out=str(out),
+        corpus="nsmc",
+        corpus_dir=str(CORPUS_DIR),
+        from_scratch=True,
+        limit_train=96,
+        limit_val=32,
+        vocab_size=400,
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        n_positions=64,
+        max_seq_length=32,
+        batch_size=32,
+        epochs=2,
+        num_workers=0,
+        accelerator="cpu",
+        lr=3e-3,
+        log_every_s=0,
+    )
     result = train(config, EventWriter(io.StringIO(), None), None)
     assert result.best_ckpt is not None and (out / "last.ckpt").is_file()
     return out, Path(result.best_ckpt)
@@ -68,11 +91,15 @@ def flip_a_bit(ckpt: Path, *, smallest: bool = False) -> str:
     stores tensors uncompressed), as a bad disk or copy would: the zip directory is untouched.
     Returns the weight's name."""
     weights = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    by_bytes = {t.contiguous().view(torch.uint8).numpy().tobytes(): name for name, t in weights.items()
-                if t.numel() >= 16}
+    by_bytes = {
+        t.contiguous().view(torch.uint8).numpy().tobytes(): name for name, t in weights.items() if t.numel() >= 16
+    }
     with zipfile.ZipFile(ckpt) as archive:
-        found = [(info.file_size, by_bytes[data], info) for info in archive.infolist() if "/data/" in info.filename
-                 and (data := archive.read(info)) in by_bytes]
+        found = [
+            (info.file_size, by_bytes[data], info)
+            for info in archive.infolist()
+            if "/data/" in info.filename and (data := archive.read(info)) in by_bytes
+        ]
     _size, name, info = min(found) if smallest else max(found)
     with open(ckpt, "r+b") as f:
         f.seek(info.header_offset + 26)
@@ -204,11 +231,17 @@ def test_a_torn_best_checkpoint_falls_back_too(run_folder, tmp_path):
 
 
 # -- item 8: words that say what is wrong -------------------------------------------------------------------
-@pytest.mark.parametrize("damage, expected", [
-    ("missing", "no tokenizer.json"), ("garbage", "tokenizer.json: not a usable tokenizer"),
-    ("empty-object", "tokenizer.json: not a usable tokenizer"), ("binary", "tokenizer.json: not a usable tokenizer"),
-    ("truncated", "tokenizer.json: not a usable tokenizer"), ("folder", "tokenizer.json: a folder"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("missing", "no tokenizer.json"),
+        ("garbage", "tokenizer.json: not a usable tokenizer"),
+        ("empty-object", "tokenizer.json: not a usable tokenizer"),
+        ("binary", "tokenizer.json: not a usable tokenizer"),
+        ("truncated", "tokenizer.json: not a usable tokenizer"),
+        ("folder", "tokenizer.json: a folder"),
+    ],
+)
 def test_tokenizer_errors_name_tokenizer_json(tiny_model_dir, tmp_path, damage, expected):
     folder = tmp_path / damage
     shutil.copytree(tiny_model_dir, folder)
@@ -222,8 +255,11 @@ def test_tokenizer_errors_name_tokenizer_json(tiny_model_dir, tmp_path, damage, 
         target.unlink()
         target.mkdir()
     else:
-        target.write_bytes({"garbage": b"{garbage", "empty-object": b"{}", "binary": b"\xff\xfe\x00\x01",
-                            "truncated": original[:400]}[damage])
+        target.write_bytes(
+            {"garbage": b"{garbage", "empty-object": b"{}", "binary": b"\xff\xfe\x00\x01", "truncated": original[:400]}[
+                damage
+            ]
+        )
     assert expected in refused(folder)
 
 

@@ -16,9 +16,10 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from tests.servers import ThreadedServer  # noqa: E402
-from kolyric.serve.schema import Limits  # noqa: E402
-from tests.reliability._util import count  # noqa: E402
+from kolyric.serve.schema import Limits
+
+from tests.reliability._util import count
+from tests.servers import ThreadedServer
 
 HEAD_S = 1.0
 BODY_S = 1.0
@@ -66,7 +67,7 @@ def read_until_closed(s: socket.socket, within: float) -> tuple[bytes, float]:
         s.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             chunk = s.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         except ConnectionResetError:
             return data, time.monotonic() - started
@@ -99,8 +100,14 @@ def read_response(s: socket.socket, within: float = 5) -> bytes:
     while time.monotonic() < deadline:
         head, sep, body = data.partition(b"\r\n\r\n")
         if sep:
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
             if len(body) >= length:
                 return data
         s.settimeout(max(0.01, deadline - time.monotonic()))
@@ -115,15 +122,23 @@ def status_of(raw: bytes) -> int:
 
 
 # -- item 2: only JSON bodies; no published schema -----------------------------------------------------
-@pytest.mark.parametrize("content_type", [None, "text/plain", "text/plain;charset=UTF-8",
-                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                          "application/jsonp", "application/json-patch+json"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/json-patch+json",
+    ],
+)
 @pytest.mark.parametrize("path", ["/generate", "/generate/stream"])
 def test_posts_that_are_not_json_are_415_naming_json(live, content_type, path):
     headers = {"content-type": content_type} if content_type else {}
     before = live.health().json()["admitted"]
-    r = httpx.post(live.url + path, content=b'{"prompt": "\xea\xb0\x80", "max_length": 1}', headers=headers,
-                   timeout=10)
+    r = httpx.post(live.url + path, content=b'{"prompt": "\xea\xb0\x80", "max_length": 1}', headers=headers, timeout=10)
     assert r.status_code == 415, r.text
     assert "application/json" in r.json()["error"]
     assert live.health().json()["admitted"] == before  # nothing ran
@@ -131,8 +146,12 @@ def test_posts_that_are_not_json_are_415_naming_json(live, content_type, path):
 
 
 def test_json_with_a_charset_is_fine(live):
-    r = httpx.post(live.url + "/generate", content='{"prompt": "가", "max_length": 1}'.encode(),
-                   headers={"content-type": "Application/JSON; charset=utf-8"}, timeout=30)
+    r = httpx.post(
+        live.url + "/generate",
+        content='{"prompt": "가", "max_length": 1}'.encode(),
+        headers={"content-type": "Application/JSON; charset=utf-8"},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -181,8 +200,9 @@ def test_an_idle_connection_is_closed_at_the_head_deadline(live):
 
 def test_a_body_sent_a_byte_at_a_time_is_cut_off(live):
     body = b'{"prompt": "' + b"a" * 300 + b'", "max_length": 1}'
-    head = (f"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     before = live.health().json()
     with connect(live.port) as s:
         s.sendall(head)
@@ -262,8 +282,14 @@ def test_a_flood_past_four_times_the_cap_is_answered_at_once(live):
 
 
 # -- item 2: a page on a name rebound to 127.0.0.1 (DNS rebinding) -----------------------------------------
-FOREIGN_HOSTS = ["evil.example:{port}", "localhost.evil.example:{port}", "127.0.0.1.nip.io:{port}", "EVIL.example",
-                 "localhost.:{port}", ""]
+FOREIGN_HOSTS = [
+    "evil.example:{port}",
+    "localhost.evil.example:{port}",
+    "127.0.0.1.nip.io:{port}",
+    "EVIL.example",
+    "localhost.:{port}",
+    "",
+]
 OWN_HOSTS = ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}", "127.0.0.1"]
 
 
@@ -277,8 +303,13 @@ def test_a_loopback_server_answers_only_loopback_host_names(tiny_loaded):
         for host in FOREIGN_HOSTS:
             host = host.format(port=server.port)
             for method, path in (("GET", "/health"), ("POST", "/generate"), ("GET", "/settings/schema")):
-                r = httpx.request(method, server.url + path, headers={"Host": host}, timeout=10,
-                                  json={"prompt": "가", "max_length": 1})
+                r = httpx.request(
+                    method,
+                    server.url + path,
+                    headers={"Host": host},
+                    timeout=10,
+                    json={"prompt": "가", "max_length": 1},
+                )
                 assert r.status_code == 400, (host, path, r.status_code)
                 count("hostile serve: rebound host names")
         for host in OWN_HOSTS:
@@ -304,9 +335,27 @@ def test_cli_serve_on_loopback_refuses_rebound_host_names():
             pytest.skip(f"{address} is not a loopback address here")
         port = probe.getsockname()[1]
     url = f"http://{address}:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "kolyric", "serve", "--model", "mini", "--host", address,
-                             "--port", str(port), "--log-level", "warning"], cwd=Path(__file__).resolve().parents[2],
-                            env=quiet_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kolyric",
+            "serve",
+            "--model",
+            "mini",
+            "--host",
+            address,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=quiet_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

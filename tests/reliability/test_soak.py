@@ -15,7 +15,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("psutil")
 
 
-def check(report, name: str, *, slope_limit: float | None = None) -> None:  # noqa: ANN001
+def check(report, name: str, *, slope_limit: float | None = None) -> None:
     count(f"soak: {name} generations", report.generations)
     count(f"soak: {name} cancels", report.cancelled + report.abandoned)
     print(name, {k: v for k, v in vars(report).items() if k not in ("failures", "rss_mb")})

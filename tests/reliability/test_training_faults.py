@@ -17,11 +17,12 @@ import types
 import pytest
 
 from kolyric.engine.loading import load_model
+
 from tests.reliability import kill_train
 from tests.reliability._util import count, try_mount_tmpfs, umount
 
 
-def check(report) -> None:  # noqa: ANN001
+def check(report) -> None:
     count("kill -9 trials: kolyric train", report.trials)
     count("kill -9 trials: kolyric train, during a checkpoint write", report.kills_during_checkpoint_write)
     count("kill -9 trials: kolyric train, resumed", report.resumes)
@@ -60,7 +61,7 @@ def full_disk(request, tmp_path, monkeypatch):
 
     calls = {"n": 0}
 
-    def fsync(fd):  # noqa: ANN001
+    def fsync(fd):
         calls["n"] += 1
         if calls["n"] > 4:  # two checkpoints (file + folder fsync each), then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -77,8 +78,20 @@ def test_disk_full_while_saving_a_checkpoint(full_disk, tmp_path):
     events_path = tmp_path / "events.jsonl"
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["train", *kill_train.TINY, "--limit-train", "320", "--epochs", "3", "--out", str(full_disk),
-                     "--events", str(events_path)])
+        code = main(
+            [
+                "train",
+                *kill_train.TINY,
+                "--limit-train",
+                "320",
+                "--epochs",
+                "3",
+                "--out",
+                str(full_disk),
+                "--events",
+                str(events_path),
+            ]
+        )
     count("disk full while saving a checkpoint")
     events = [json.loads(line) for line in events_path.read_text(encoding="utf-8").splitlines()]
     assert code == 2 and "Traceback" not in err.getvalue(), err.getvalue()[-3000:]

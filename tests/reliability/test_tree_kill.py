@@ -37,8 +37,9 @@ def test_a_killed_tree_save_leaves_a_whole_tree(tmp_path):
     script = WRITER.format(root=str(ROOT), bench=str(ROOT / "tests" / "benchmarks"), folder=str(folder))
     sizes = []
     for _trial in range(4):
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        child = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
         assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.3, 1.5))
         child.send_signal(signal.SIGKILL)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from kolyric.engine.loading import CHECKPOINT_META_KEY, ModelLoadError, load_model, read_checkpoint
+
 from tests.reliability._util import count
 
 
@@ -114,36 +115,55 @@ def test_config_auto_map_and_remote_code_are_never_run(tiny_model_dir, tmp_path)
     config = json.loads((known / "config.json").read_text())
     (known / "config.json").write_text(json.dumps({**config, "auto_map": auto_map}))
     tok_config = json.loads((known / "tokenizer_config.json").read_text())
-    (known / "tokenizer_config.json").write_text(json.dumps(
-        {**tok_config, "auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}}))
+    (known / "tokenizer_config.json").write_text(
+        json.dumps({**tok_config, "auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}})
+    )
     assert attempt(known, marker) == "loaded"
     # a model type transformers does not know: only remote code could build it -> refused
     unknown = copy_model(tiny_model_dir, tmp_path / "unknown")
     _write_remote_code(unknown, marker)
-    (unknown / "config.json").write_text(json.dumps({**config, "model_type": "evil", "auto_map": auto_map,
-                                                     "architectures": ["EvilModel"]}))
+    (unknown / "config.json").write_text(
+        json.dumps({**config, "model_type": "evil", "auto_map": auto_map, "architectures": ["EvilModel"]})
+    )
     assert attempt(unknown, marker) == "refused"
     # a tokenizer that names a custom class only remote code provides
     tok = copy_model(tiny_model_dir, tmp_path / "tok")
     _write_remote_code(tok, marker)
-    (tok / "tokenizer_config.json").write_text(json.dumps(
-        {**tok_config, "tokenizer_class": "EvilTokenizer",
-         "auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}}))
+    (tok / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                **tok_config,
+                "tokenizer_class": "EvilTokenizer",
+                "auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]},
+            }
+        )
+    )
     attempt(tok, marker)
     # a kolyric checkpoint whose embedded config asks for remote code
     loaded = load_model(str(tiny_model_dir), device="cpu")
     state = {f"model.{k}": v for k, v in loaded.model.state_dict().items()}
     for model_type in ("gpt2", "evil"):
-        meta = {"config": {**loaded.model.config.to_dict(), "model_type": model_type, "auto_map": auto_map},
-                "tokenizer_json": loaded.tokenizer.backend_tokenizer.to_str(), "special_tokens": {}, "base": None}
+        meta = {
+            "config": {**loaded.model.config.to_dict(), "model_type": model_type, "auto_map": auto_map},
+            "tokenizer_json": loaded.tokenizer.backend_tokenizer.to_str(),
+            "special_tokens": {},
+            "base": None,
+        }
         path = tmp_path / f"meta-{model_type}.ckpt"
         torch.save({"state_dict": state, CHECKPOINT_META_KEY: meta}, path)
         assert attempt(path, marker) == ("loaded" if model_type == "gpt2" else "refused")
 
 
-@pytest.mark.parametrize("content", [b"", b"\xff" * 16, (2**63).to_bytes(8, "little") + b"{}",
-                                     (100).to_bytes(8, "little") + b'{"a": {"dtype": "F32", "shape": [99999999999],'
-                                                                   b' "data_offsets": [0, 4]}}' + b" " * 40])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\xff" * 16,
+        (2**63).to_bytes(8, "little") + b"{}",
+        (100).to_bytes(8, "little") + b'{"a": {"dtype": "F32", "shape": [99999999999],'
+        b' "data_offsets": [0, 4]}}' + b" " * 40,
+    ],
+)
 def test_corrupt_safetensors_is_refused_fast(tiny_model_dir, tmp_path, content):
     model = copy_model(tiny_model_dir, tmp_path / "model")
     (model / "model.safetensors").write_bytes(content)

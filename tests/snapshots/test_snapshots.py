@@ -54,7 +54,6 @@ class TestPlayground:
 
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
 
-
     @pytest.mark.parametrize("theme", THEMES)
     def test_sections_and_rhymes(self, snap_compare, theme):
         """Rhyme keys in the gutter, coloured by group; the sections panel; constraint fields."""
@@ -62,16 +61,25 @@ class TestPlayground:
         async def run_before(pilot) -> None:
             screen = pilot.app.screen
             await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
-            screen.editor.load("[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나\n사랑한다고 말해\n눈물이 흐르네\n\n"
-                               "[후렴]\n다시 올 수 있을까\n돌아와 다오")
+            screen.editor.load(
+                "[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나\n사랑한다고 말해\n눈물이 흐르네\n\n"
+                "[후렴]\n다시 올 수 있을까\n돌아와 다오"
+            )
             screen.editor.area.move_cursor((8, 0))
             await pilot.press("ctrl+t")
             controls = screen.controls
             controls.scroll_end(animate=False)
             # settled: the fields scrolled to the end, the gutter and panel analysed, the toast up
-            await wait_until(pilot, lambda: controls.max_scroll_y > 0 and controls.scroll_y == controls.max_scroll_y
-                             and screen.sections.analysis is not None and pilot.app._notifications,
-                             what="the settled playground")
+            await wait_until(
+                pilot,
+                lambda: (
+                    controls.max_scroll_y > 0
+                    and controls.scroll_y == controls.max_scroll_y
+                    and screen.sections.analysis is not None
+                    and pilot.app._notifications
+                ),
+                what="the settled playground",
+            )
             await pilot.pause()
 
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
@@ -90,8 +98,9 @@ class TestModelPicker:
             app = pilot.app
             await wait_until(pilot, lambda: app.screen.controls.ready, what="the controls")
             await pilot.press("f4")
-            picker = await wait_until(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen,
-                                      what="the model picker")
+            picker = await wait_until(
+                pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen, what="the model picker"
+            )
             spec = picker.query_one("#model-spec", Input)
             await wait_until(pilot, lambda: spec.has_focus, what="the model field's focus")
             # A blinking cursor makes the picture depend on when it is taken (it was off half
@@ -103,8 +112,10 @@ class TestModelPicker:
 
 # -- the main screens at 80x24 and 120x40: layouts that hold on a small terminal -------------------
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
-LONG_DRAFT = ("[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나 사랑한다고 말해 눈물이 흐르네 다시 올 수 있을까 돌아와 다오\n\n"
-              "[후렴]\n다시 올 수 있을까")
+LONG_DRAFT = (
+    "[Verse 1]\n바람이 분다\n너를 보낸 그 날에 나 사랑한다고 말해 눈물이 흐르네 다시 올 수 있을까 돌아와 다오\n\n"
+    "[후렴]\n다시 올 수 있을까"
+)
 
 
 async def settled_playground(pilot):
@@ -125,8 +136,11 @@ class TestSizes:
             screen.editor.load(LONG_DRAFT)
             screen.editor.area.move_cursor((5, 0))
             screen.prompt_input.value = "다시 만날"
-            await wait_until(pilot, lambda: screen.sections.analysis is not None
-                             and pilot.app.status_draft == "draft saved", what="the analysis and the autosave")
+            await wait_until(
+                pilot,
+                lambda: screen.sections.analysis is not None and pilot.app.status_draft == "draft saved",
+                what="the analysis and the autosave",
+            )
             await pilot.pause()
 
         assert snap_compare(make_app("kolyric-night"), terminal_size=SIZES[size], run_before=run_before)
@@ -141,16 +155,32 @@ class TestSizes:
 
         async def run_before(pilot) -> None:
             screen = await settled_playground(pilot)
-            unmet = SimpleNamespace(satisfied=False, reasons=["line 2 has 9 syllables, not 7"], lines=[],
-                                    constraints="7 syllables")
-            lines = [[" 그대", " 곁에", "\n", " 너를", " 보낸", " 날"], [" 바람이", " 분다", "\n", " 다시"],
-                     [" 눈물이", " 흐르네"], [" 돌아와", " 다오", "\n", " 제발"]]
-            states = [CandidateState(n, "다시 만날", joiner="\n", pieces=pieces, finish_reason="eos",
-                                     seed=7, report=unmet if n == 1 else None) for n, pieces in enumerate(lines)]
+            unmet = SimpleNamespace(
+                satisfied=False, reasons=["line 2 has 9 syllables, not 7"], lines=[], constraints="7 syllables"
+            )
+            lines = [
+                [" 그대", " 곁에", "\n", " 너를", " 보낸", " 날"],
+                [" 바람이", " 분다", "\n", " 다시"],
+                [" 눈물이", " 흐르네"],
+                [" 돌아와", " 다오", "\n", " 제발"],
+            ]
+            states = [
+                CandidateState(
+                    n,
+                    "다시 만날",
+                    joiner="\n",
+                    pieces=pieces,
+                    finish_reason="eos",
+                    seed=7,
+                    report=unmet if n == 1 else None,
+                )
+                for n, pieces in enumerate(lines)
+            ]
             strip = screen.query_one(CandidateStrip)
             strip.show(states)
-            await wait_until(pilot, lambda: len(strip.cards()) == 4 and all(c.region.width for c in strip.cards()),
-                             what="the cards")
+            await wait_until(
+                pilot, lambda: len(strip.cards()) == 4 and all(c.region.width for c in strip.cards()), what="the cards"
+            )
             await pilot.pause()
 
         assert snap_compare(make_app("kolyric-night"), terminal_size=SIZES[size], run_before=run_before)

@@ -60,8 +60,11 @@ def test_drafts_round_trip_constraints_and_older_drafts_still_load():
     old = json.dumps({"format": "kolyric-draft", "version": 1, "text": "가", "prompt": "", "polarity": None})
     assert Draft.from_json(old) == Draft("가")  # saved before constraints existed
     # odd constraint values never cost the lyrics: numbers and switches become field text, the rest is dropped
-    odd = {"format": "kolyric-draft", "text": "바람이 분다", "constraints": {"syllables": 8, "strict": True,
-                                                                         "rhyme": ["랑"], "lines": None}}
+    odd = {
+        "format": "kolyric-draft",
+        "text": "바람이 분다",
+        "constraints": {"syllables": 8, "strict": True, "rhyme": ["랑"], "lines": None},
+    }
     assert Draft.from_json(json.dumps(odd)) == Draft("바람이 분다", constraints=(("syllables", "8"), ("strict", "on")))
     for shape in ([["syllables", "8"]], "8", 3):
         assert Draft.from_json(json.dumps({**odd, "constraints": shape})) == Draft("바람이 분다")
@@ -87,11 +90,18 @@ def test_the_app_defaults_to_the_measured_precision_and_checks_the_setting(tmp_p
 def test_constrained_lines_streamed_with_spaces_are_broken_where_the_report_says():
     lines = [SimpleNamespace(text=t) for t in ("보려주던게", "해도 있는거", "같아요 꼭")]
     report = SimpleNamespace(lines=lines, satisfied=True)
-    state = CandidateState(0, "너를", joiner="\n", pieces=["보려", "주던게", " 해도", " 있는거", " 같아요", " 꼭"],
-                           finish_reason="eos", report=report)
+    state = CandidateState(
+        0,
+        "너를",
+        joiner="\n",
+        pieces=["보려", "주던게", " 해도", " 있는거", " 같아요", " 꼭"],
+        finish_reason="eos",
+        report=report,
+    )
     assert state.line_breaks() == [len("보려주던게 "), len("보려주던게 해도 있는거 ")]
-    with_newlines = CandidateState(0, "", pieces=["보려주던게", "\n해도 있는거", "\n같아요 꼭"], finish_reason="eos",
-                                   report=report)
+    with_newlines = CandidateState(
+        0, "", pieces=["보려주던게", "\n해도 있는거", "\n같아요 꼭"], finish_reason="eos", report=report
+    )
     assert with_newlines.line_breaks() == []  # the stream already breaks them
     state.pieces = ["딴말"]
     assert state.line_breaks() == []  # text and report disagree: shown as streamed
@@ -139,12 +149,21 @@ def test_a_draft_field_that_cannot_be_read_is_left_out_not_the_draft():
     from kolyric.app.drafts import Draft
 
     huge = "9" * 5000
-    raw = json.dumps({"format": "kolyric-draft", "text": "가사", "prompt": "다시", "polarity": "긍정",
-                      "constraints": {"syllables": "7", "lines": "2"}})
+    raw = json.dumps(
+        {
+            "format": "kolyric-draft",
+            "text": "가사",
+            "prompt": "다시",
+            "polarity": "긍정",
+            "constraints": {"syllables": "7", "lines": "2"},
+        }
+    )
     draft, left_out = Draft.read(raw.replace('"7"', huge).replace('"\\uae0d\\uc815"', '"neutral"'))
     assert draft == Draft("가사", "다시", None, (("lines", "2"),))
-    assert left_out == ["polarity: must be 긍정, 부정 or none, got 'neutral'",
-                        "constraints.syllables: a number of 5,000 digits"]
+    assert left_out == [
+        "polarity: must be 긍정, 부정 or none, got 'neutral'",
+        "constraints.syllables: a number of 5,000 digits",
+    ]
     with pytest.raises(ValueError, match="syllables"):
         Draft.from_json(raw.replace('"7"', huge))  # the strict reading names the field
     with pytest.raises(ValueError, match="5,000 digits"):

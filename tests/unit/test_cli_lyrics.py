@@ -163,13 +163,23 @@ def test_subprocess(draft: Path) -> None:
         pytest.skip(f"sub-command modules not written yet: {missing}")
     result = subprocess.run(
         [sys.executable, "-m", "kolyric", "lyrics", "check", str(draft)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, encoding="utf-8", timeout=120,
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "scheme:  AABB" in result.stdout
     missing_file = subprocess.run(
         [sys.executable, "-m", "kolyric", "lyrics", "check", str(draft) + ".missing"],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, encoding="utf-8", timeout=120,
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
     )
     assert missing_file.returncode == 2
     assert "no such file" in missing_file.stderr and "Traceback" not in missing_file.stderr

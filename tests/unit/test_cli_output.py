@@ -24,8 +24,14 @@ def env(tmp_path: Path) -> dict[str, str]:
     # Without PYTHONUNBUFFERED, as a user runs it: unbuffered, a write that only partly fits
     # a pipe drops the rest silently instead of failing (a CPython behaviour, not kolyric's).
     base = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    return {**base, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT),
-            "KOLYRIC_CONFIG_DIR": str(tmp_path / "config"), "KOLYRIC_DATA_DIR": str(tmp_path / "data")}
+    return {
+        **base,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+        "KOLYRIC_CONFIG_DIR": str(tmp_path / "config"),
+        "KOLYRIC_DATA_DIR": str(tmp_path / "data"),
+    }
 
 
 def written(number, pieces, report=None) -> str:
@@ -60,8 +66,26 @@ def test_the_check_mark_ends_the_candidate():
 
 
 def test_a_constrained_generate_prints_each_candidate_once(trained_tiny_dir, capsys):
-    args = ["generate", "영화", "--model", str(trained_tiny_dir), "--device", "cpu", "--seed", "1", "-n", "2",
-            "--max-length", "40", "--syllables", "4", "--lines", "2", "--preset", "top-k-50"]
+    args = [
+        "generate",
+        "영화",
+        "--model",
+        str(trained_tiny_dir),
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+        "-n",
+        "2",
+        "--max-length",
+        "40",
+        "--syllables",
+        "4",
+        "--lines",
+        "2",
+        "--preset",
+        "top-k-50",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert [m.group(1) for m in re.finditer(r"^\[(\d)\] ", out, re.M)] == ["1", "2"]
@@ -91,8 +115,14 @@ def song(tmp_path) -> Path:
 @pytest.mark.parametrize("extra", [[], ["--json"]])
 def test_lyrics_check_into_a_full_disk_is_one_line(song, tmp_path, extra):
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "kolyric", "lyrics", "check", str(song), *extra], stdout=full,
-                              stderr=subprocess.PIPE, text=True, env=env(tmp_path), timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "kolyric", "lyrics", "check", str(song), *extra],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(tmp_path),
+            timeout=60,
+        )
     assert proc.returncode == 1
     assert proc.stderr == "kolyric lyrics: cannot write to standard output: No space left on device\n"
 
@@ -100,24 +130,44 @@ def test_lyrics_check_into_a_full_disk_is_one_line(song, tmp_path, extra):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_generate_json_into_a_full_disk_is_one_line(tiny_model_dir, tmp_path):
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "kolyric", "generate", "사랑", "--model", str(tiny_model_dir),
-                               "--max-length", "3", "--json"], stdout=full, stderr=subprocess.PIPE, text=True,
-                              env=env(tmp_path), timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kolyric",
+                "generate",
+                "사랑",
+                "--model",
+                str(tiny_model_dir),
+                "--max-length",
+                "3",
+                "--json",
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(tmp_path),
+            timeout=120,
+        )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == \
-        "kolyric generate: cannot write to standard output: No space left on device"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == "kolyric generate: cannot write to standard output: No space left on device"
+    )
 
 
-@pytest.mark.parametrize("argv", [["generate", "사랑", "-n", "3", "--max-length", "20", "--preset", "top-k-50"],
-                                  ["lyrics", "check", "SONG"]])
+@pytest.mark.parametrize(
+    "argv", [["generate", "사랑", "-n", "3", "--max-length", "20", "--preset", "top-k-50"], ["lyrics", "check", "SONG"]]
+)
 def test_a_reader_that_leaves_ends_it_quietly(tiny_model_dir, song, tmp_path, argv):
     """`kolyric generate -n 3 | head -c 5`: like any Unix tool, no traceback, no noise."""
     argv = [str(song) if a == "SONG" else a for a in argv]
     if argv[0] == "generate":
         argv += ["--model", str(tiny_model_dir)]
-    proc = subprocess.Popen([sys.executable, "-m", "kolyric", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kolyric", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(tmp_path)
+    )
     head = proc.stdout.read(5)
     proc.stdout.close()  # the reader leaves, as `head -c 5` does
     try:
@@ -132,13 +182,16 @@ def test_a_reader_that_leaves_ends_it_quietly(tiny_model_dir, song, tmp_path, ar
 
 
 # -- a mistyped flag ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv, usage, hint", [
-    (["generate", "사랑", "--polarty", "긍정"], "usage: kolyric generate", "did you mean --polarity?"),
-    (["generate", "--max-lenght", "3"], "usage: kolyric generate", "did you mean --max-length?"),
-    (["lyrics", "check", "f.txt", "--strct"], "usage: kolyric lyrics check", "did you mean --strict?"),
-    (["serve", "--max-sesions", "3"], "usage: kolyric serve", "did you mean --max-sessions?"),
-    (["generat", "x"], "usage: kolyric [-h]", "did you mean generate?"),
-])
+@pytest.mark.parametrize(
+    "argv, usage, hint",
+    [
+        (["generate", "사랑", "--polarty", "긍정"], "usage: kolyric generate", "did you mean --polarity?"),
+        (["generate", "--max-lenght", "3"], "usage: kolyric generate", "did you mean --max-length?"),
+        (["lyrics", "check", "f.txt", "--strct"], "usage: kolyric lyrics check", "did you mean --strict?"),
+        (["serve", "--max-sesions", "3"], "usage: kolyric serve", "did you mean --max-sessions?"),
+        (["generat", "x"], "usage: kolyric [-h]", "did you mean generate?"),
+    ],
+)
 def test_a_mistyped_flag_gets_the_closest_under_its_command(argv, usage, hint, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)

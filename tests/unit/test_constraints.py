@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kolyric.engine.lyric.spec import ConstraintError, LyricConstraints, from_dict, parse_pattern, parse_scheme
 from kolyric.cli.lyric_flags import add_arguments, from_arguments
+from kolyric.engine.lyric.spec import ConstraintError, LyricConstraints, from_dict, parse_pattern, parse_scheme
 from kolyric.engine.lyric.state import ConstraintState
 from kolyric.engine.lyric.vocab_profile import MaskBank, build_profile, key_parts
 from kolyric.korean.hangul import count_syllables
@@ -24,13 +24,52 @@ from kolyric.korean.rhyme import RhymeOptions, rhyme_key
 
 # -- a vocabulary we control ---------------------------------------------------------------------
 PIECES = [
-    "</s>", "<unk>", "<pad>",
-    "가", "나", "다", "고", "노", "랑", "요", "이", "꿈", "별", "해", "밤", "강", "산",
-    " 사랑", " 가", " 해", " 나다", " 노래", " 꿈을", " 별이", " 바다", " 하늘", " 밤이", " 강물",
-    "해요", "하늘", "바다", "사랑해", "노래야", "구름아",
-    "!", ".", " ", "ㅋㅋ", "...",
-    "24", "2", "4", "love", " baby",  # numbers and Latin: their count depends on neighbours
-    "\ufffd", "사\ufffd",  # partial UTF-8 (byte-level)
+    "</s>",
+    "<unk>",
+    "<pad>",
+    "가",
+    "나",
+    "다",
+    "고",
+    "노",
+    "랑",
+    "요",
+    "이",
+    "꿈",
+    "별",
+    "해",
+    "밤",
+    "강",
+    "산",
+    " 사랑",
+    " 가",
+    " 해",
+    " 나다",
+    " 노래",
+    " 꿈을",
+    " 별이",
+    " 바다",
+    " 하늘",
+    " 밤이",
+    " 강물",
+    "해요",
+    "하늘",
+    "바다",
+    "사랑해",
+    "노래야",
+    "구름아",
+    "!",
+    ".",
+    " ",
+    "ㅋㅋ",
+    "...",
+    "24",
+    "2",
+    "4",
+    "love",
+    " baby",  # numbers and Latin: their count depends on neighbours
+    "\ufffd",
+    "사\ufffd",  # partial UTF-8 (byte-level)
     "\u1100",  # a conjoining jamo: NFC could merge it into its neighbour
 ]
 NEWLINES = ["\n", "다\n", "요\n", "\n그"]
@@ -84,24 +123,53 @@ class FakeModel:
 def fake_generator(newline: bool, extra_rows: int = 3):
     pieces = PIECES + (NEWLINES if newline else [])
     tok = FakeTokenizer(pieces)
-    return SimpleNamespace(tokenizer=tok, model=FakeModel(len(pieces) + extra_rows),
-                           _separator="\n" if newline else " ", context_window=4096)
+    return SimpleNamespace(
+        tokenizer=tok,
+        model=FakeModel(len(pieces) + extra_rows),
+        _separator="\n" if newline else " ",
+        context_window=4096,
+    )
 
 
 def start_state(spec, gen, prompt_len, request=None):
-    return ConstraintState(spec, gen.tokenizer, vocab_size=gen.model.size, separator=gen._separator,
-                           window=gen.context_window, prompt_len=prompt_len,
-                           prompt=request.prompt if request else "", context=request.context if request else (),
-                           max_length=request.settings.max_length if request else None)
+    return ConstraintState(
+        spec,
+        gen.tokenizer,
+        vocab_size=gen.model.size,
+        separator=gen._separator,
+        window=gen.context_window,
+        prompt_len=prompt_len,
+        prompt=request.prompt if request else "",
+        context=request.context if request else (),
+        max_length=request.settings.max_length if request else None,
+    )
 
 
 # -- validation and flags ----------------------------------------------------------------------
-@pytest.mark.parametrize("field,value", [
-    ("syllables", 0), ("syllables", 41), ("syllables", "8"), ("syllables", True), ("lines", 0), ("lines", 17),
-    ("rhyme_syllables", 0), ("rhyme_syllables", 4), ("pattern", "8-0-7"), ("pattern", "8-x"),
-    ("pattern", "-".join(["8"] * 17)), ("scheme", "A1"), ("scheme", ""), ("scheme", "A" * 33),
-    ("rhyme", "abc"), ("rhyme", ""), ("mode", "sideways"), ("strict", "yes"), ("families", 1),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("syllables", 0),
+        ("syllables", 41),
+        ("syllables", "8"),
+        ("syllables", True),
+        ("lines", 0),
+        ("lines", 17),
+        ("rhyme_syllables", 0),
+        ("rhyme_syllables", 4),
+        ("pattern", "8-0-7"),
+        ("pattern", "8-x"),
+        ("pattern", "-".join(["8"] * 17)),
+        ("scheme", "A1"),
+        ("scheme", ""),
+        ("scheme", "A" * 33),
+        ("rhyme", "abc"),
+        ("rhyme", ""),
+        ("mode", "sideways"),
+        ("strict", "yes"),
+        ("families", 1),
+    ],
+)
 def test_each_bad_value_names_its_field(field, value):
     with pytest.raises(ConstraintError) as info:
         LyricConstraints(**{field: value})
@@ -118,13 +186,16 @@ def test_every_problem_is_reported_at_once():
     assert set(d) == {"field", "value", "message", "valid"} and d["valid"]
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"syllables": 8, "pattern": "8-8"}, "pattern"),
-    ({"lines": 3, "pattern": "8-8"}, "pattern"),
-    ({"lines": 4, "scheme": "AB"}, "scheme"),
-    ({"rhyme": "랑", "rhyme_syllables": 2}, "rhyme"),  # the target has one syllable
-    ({"syllables": 2, "rhyme": "사랑해", "rhyme_syllables": 3}, "rhyme_syllables"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"syllables": 8, "pattern": "8-8"}, "pattern"),
+        ({"lines": 3, "pattern": "8-8"}, "pattern"),
+        ({"lines": 4, "scheme": "AB"}, "scheme"),
+        ({"rhyme": "랑", "rhyme_syllables": 2}, "rhyme"),  # the target has one syllable
+        ({"syllables": 2, "rhyme": "사랑해", "rhyme_syllables": 3}, "rhyme_syllables"),
+    ],
+)
 def test_cross_field_rules(kwargs, field):
     with pytest.raises(ConstraintError) as info:
         LyricConstraints(**kwargs)
@@ -165,10 +236,27 @@ def parse(*argv):
 def test_flags():
     assert from_arguments(parse()) is None
     assert from_arguments(parse("--mode", "continue")) is None
-    c = from_arguments(parse("--syllables", "8", "--rhyme", "랑", "--lines", "4", "--scheme", "AABB", "--strict",
-                             "--rhyme-syllables", "1", "--no-families", "--mode", "continue"))
-    assert c == LyricConstraints(syllables=8, rhyme="랑", lines=4, scheme="AABB", strict=True, families=False,
-                                 mode="continue")
+    c = from_arguments(
+        parse(
+            "--syllables",
+            "8",
+            "--rhyme",
+            "랑",
+            "--lines",
+            "4",
+            "--scheme",
+            "AABB",
+            "--strict",
+            "--rhyme-syllables",
+            "1",
+            "--no-families",
+            "--mode",
+            "continue",
+        )
+    )
+    assert c == LyricConstraints(
+        syllables=8, rhyme="랑", lines=4, scheme="AABB", strict=True, families=False, mode="continue"
+    )
     assert from_arguments(parse("--pattern", "8-8-7-9")).targets == (8, 8, 7, 9)
     with pytest.raises(ValueError, match="syllables: must be an integer from 1 to 40, got 'x'"):
         from_arguments(parse("--syllables", "x"))
@@ -224,11 +312,30 @@ def test_profile_reads_each_token_in_context():
     assert not build_profile(fake_generator(False).tokenizer, 60).has_newline_token
 
 
-@pytest.mark.parametrize("text, sung", [
-    ("사랑", True), (" 사랑,", True), ("다.", True), ("!", True), ("'", True), ("\n", True),
-    ("八", False), ("恨에", False), ("ㅋㅋ", False), ("ㅠ", False), ("あ", False), ("(", False), ("『", False),
-    ("≥", False), ("_", False), ("★", False), ("$", False), ("24", False), ("Ｌ", False),
-])
+@pytest.mark.parametrize(
+    "text, sung",
+    [
+        ("사랑", True),
+        (" 사랑,", True),
+        ("다.", True),
+        ("!", True),
+        ("'", True),
+        ("\n", True),
+        ("八", False),
+        ("恨에", False),
+        ("ㅋㅋ", False),
+        ("ㅠ", False),
+        ("あ", False),
+        ("(", False),
+        ("『", False),
+        ("≥", False),
+        ("_", False),
+        ("★", False),
+        ("$", False),
+        ("24", False),
+        ("Ｌ", False),
+    ],
+)
 def test_under_a_count_only_what_is_counted_is_sung(text, sung):
     """Han characters (八 is sung 팔), kana, bare jamo, brackets and symbols would let a line reach
     its count with sounds the count cannot see: they are not additive, so never chosen there."""
@@ -256,25 +363,27 @@ def brute_allowed(bank_profile, tokens, key, r):
     """Tokens that start a way to write exactly r more syllables whose last len(key) are key."""
     n = len(key) if key else 0
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def can(left: int, zone: tuple) -> bool:  # zone: classes written from the token on (its last n)
         if left == 0:  # syllables before the token were checked when they were written
-            return not key or zone[-n:] == key[n - len(zone[-n:]):]
-        return any(can(left - c, (zone + t)[-max(n, 1):]) for c, t in tokens if 1 <= c <= left)
+            return not key or zone[-n:] == key[n - len(zone[-n:]) :]
+        return any(can(left - c, (zone + t)[-max(n, 1) :]) for c, t in tokens if 1 <= c <= left)
 
     out = set()
     for i, (c, t) in bank_profile.items():
         if c == 0:
             ok = can(r, ())
         else:
-            ok = c <= r and can(r - c, t[-max(n, 1):]) if key else c <= r and can(r - c, ())
+            ok = c <= r and can(r - c, t[-max(n, 1) :]) if key else c <= r and can(r - c, ())
         if ok:
             out.add(i)
     return out
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("target,n,strict", [("랑", 1, False), ("사랑", 2, False), ("강", 1, True), ("노래야", 3, False)])
+@pytest.mark.parametrize(
+    "target,n,strict", [("랑", 1, False), ("사랑", 2, False), ("강", 1, True), ("노래야", 3, False)]
+)
 def test_counted_masks_match_a_brute_force_search(seed, target, n, strict):
     rng = random.Random(seed)
     syllables = "가나다랑강산사노래야요해밤별꿈"
@@ -335,9 +444,9 @@ def drive(constraints, newline, seed, prompt="", context=(), rows=1, shuffle=Fal
         if shuffle:
             seqs = seqs[torch.randperm(rows, generator=g)]
         state.advance(seqs)
-        if all(state.row_finished(i) or seqs[i, len(prompt_ids):].eq(0).any() for i in range(rows)):
+        if all(state.row_finished(i) or seqs[i, len(prompt_ids) :].eq(0).any() for i in range(rows)):
             break
-    return [state.report(i, seqs[i, len(prompt_ids):].tolist()) for i in range(rows)], tok
+    return [state.report(i, seqs[i, len(prompt_ids) :].tolist()) for i in range(rows)], tok
 
 
 def check_report(report, constraints, prompt=""):
@@ -354,7 +463,7 @@ def check_report(report, constraints, prompt=""):
         if constraints.targets:
             assert count_syllables(text) == constraints.targets[j], (text, report)
     keys = [rhyme_key(t, options) for t in lines]
-    letters = (constraints.scheme or ("A" if constraints.rhyme else "x") * constraints.n_lines)[-len(lines):]
+    letters = (constraints.scheme or ("A" if constraints.rhyme else "x") * constraints.n_lines)[-len(lines) :]
     for j, letter in enumerate(letters):
         if letter == "x":
             continue

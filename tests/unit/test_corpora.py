@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kolyric.training.corpora import (CorpusError, Example, load_corpus, read_nsmc, read_user_file,
-                                      split_validation)
+from kolyric.training.corpora import CorpusError, Example, load_corpus, read_nsmc, read_user_file, split_validation
+
 from tests.conftest import CORPUS_DIR, NSMC_DIR, ROOT
 
 
@@ -31,30 +31,41 @@ def test_txt_one_example_per_song(tmp_path):
 
 
 def test_tsv_with_header_and_optional_polarity(tmp_path):
-    path = write(tmp_path / "rows.tsv", "text\tpolarity\n좋은 노래\t긍정\n슬픈 노래\t부정\n그냥 노래\t\n한 칸\n",
-                 bom=True)
+    path = write(
+        tmp_path / "rows.tsv", "text\tpolarity\n좋은 노래\t긍정\n슬픈 노래\t부정\n그냥 노래\t\n한 칸\n", bom=True
+    )
     examples, _ = read_user_file(path)
-    assert examples == [Example("좋은 노래", "긍정"), Example("슬픈 노래", "부정"),
-                        Example("그냥 노래", None), Example("한 칸", None)]
+    assert examples == [
+        Example("좋은 노래", "긍정"),
+        Example("슬픈 노래", "부정"),
+        Example("그냥 노래", None),
+        Example("한 칸", None),
+    ]
 
 
 def test_jsonl_rows(tmp_path):
     rows = [{"text": "사랑해", "polarity": "긍정"}, {"text": "미워", "polarity": None}, {"text": "안녕"}]
-    path = write(tmp_path / "rows.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n",
-                 bom=True)
+    path = write(tmp_path / "rows.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", bom=True)
     examples, _ = read_user_file(path)
     assert examples == [Example("사랑해", "긍정"), Example("미워"), Example("안녕")]
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("bad.tsv", "좋아\t긍정\n셋\t긍정\t남는 칸\n", "bad.tsv:2: expected 'text' or 'text<TAB>polarity', got 3 columns"),
-    ("bad.tsv", "좋아\t긍정\n\t부정\n", "bad.tsv:2: the text column is empty"),
-    ("bad.tsv", "좋아\t중립\n", "bad.tsv:1: polarity must be 긍정, 부정 or empty, got '중립'"),
-    ("bad.jsonl", '{"text": "좋아"}\n{"text": "아"\n', "bad.jsonl:2: not valid JSON"),
-    ("bad.jsonl", '["좋아"]\n', "bad.jsonl:1: expected a JSON object, got list"),
-    ("bad.jsonl", '{"text": ""}\n', "bad.jsonl:1: 'text' must be a non-empty string"),
-    ("bad.jsonl", '{"text": "아", "polarity": "좋음"}\n', "bad.jsonl:1: 'polarity' must be"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "bad.tsv",
+            "좋아\t긍정\n셋\t긍정\t남는 칸\n",
+            "bad.tsv:2: expected 'text' or 'text<TAB>polarity', got 3 columns",
+        ),
+        ("bad.tsv", "좋아\t긍정\n\t부정\n", "bad.tsv:2: the text column is empty"),
+        ("bad.tsv", "좋아\t중립\n", "bad.tsv:1: polarity must be 긍정, 부정 or empty, got '중립'"),
+        ("bad.jsonl", '{"text": "좋아"}\n{"text": "아"\n', "bad.jsonl:2: not valid JSON"),
+        ("bad.jsonl", '["좋아"]\n', "bad.jsonl:1: expected a JSON object, got list"),
+        ("bad.jsonl", '{"text": ""}\n', "bad.jsonl:1: 'text' must be a non-empty string"),
+        ("bad.jsonl", '{"text": "아", "polarity": "좋음"}\n', "bad.jsonl:1: 'polarity' must be"),
+    ],
+)
 def test_malformed_row_names_file_and_line(tmp_path, name, text, message):
     path = write(tmp_path / name, text)
     with pytest.raises(CorpusError) as info:
@@ -73,7 +84,9 @@ def test_not_utf8_names_the_line(tmp_path):
 
 
 def test_skip_bad_rows_counts_them(tmp_path):
-    path = write(tmp_path / "rows.jsonl", '{"text": "하나"}\nnot json\n{"text": 3}\n{"text": "둘", "polarity": "긍정"}\n')
+    path = write(
+        tmp_path / "rows.jsonl", '{"text": "하나"}\nnot json\n{"text": 3}\n{"text": "둘", "polarity": "긍정"}\n'
+    )
     examples, skipped = read_user_file(path, skip_bad=True)
     assert examples == [Example("하나"), Example("둘", "긍정")]
     assert skipped == 2
@@ -81,12 +94,15 @@ def test_skip_bad_rows_counts_them(tmp_path):
     assert read_user_file(tsv, skip_bad=True) == ([Example("좋아", "긍정")], 2)
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("empty.txt", "", "the corpus is empty"),
-    ("blank.txt", "\n\n   \n", "the corpus is empty"),
-    ("header.tsv", "text\tpolarity\n", "the corpus is empty"),
-    ("empty.jsonl", "\n", "the corpus is empty"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("empty.txt", "", "the corpus is empty"),
+        ("blank.txt", "\n\n   \n", "the corpus is empty"),
+        ("header.tsv", "text\tpolarity\n", "the corpus is empty"),
+        ("empty.jsonl", "\n", "the corpus is empty"),
+    ],
+)
 def test_empty_corpus_is_an_error(tmp_path, name, text, message):
     with pytest.raises(CorpusError, match=message):
         read_user_file(write(tmp_path / name, text))
@@ -154,8 +170,9 @@ def test_nsmc_reads_in_a_process_with_no_network_at_all():
         c = load_corpus("nsmc", root={str(CORPUS_DIR)!r}, limit_train=500, limit_val=100)
         print(len(c.train), len(c.val))
     """)
-    result = subprocess.run(["unshare", "-n", sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["500", "100"]
 
@@ -163,8 +180,7 @@ def test_nsmc_reads_in_a_process_with_no_network_at_all():
 def _fake_nsmc(root: Path, train_rows: list[str], test_rows: list[str]) -> None:
     (root / "nsmc").mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train_rows), ("test", test_rows)):
-        (root / "nsmc" / f"ratings_{name}.txt").write_text("id\tdocument\tlabel\n" + "".join(rows),
-                                                           encoding="utf-8")
+        (root / "nsmc" / f"ratings_{name}.txt").write_text("id\tdocument\tlabel\n" + "".join(rows), encoding="utf-8")
 
 
 def test_nsmc_missing_downloads_through_korpora(tmp_path, monkeypatch):

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from kolyric.training.corpora import Example
-from kolyric.training.dataset import (IGNORE_INDEX, DynamicPaddingCollator, FixedPaddingCollator,
-                                      LengthGroupedBatchSampler, format_example, tokenize_examples)
+from kolyric.training.dataset import (
+    IGNORE_INDEX,
+    DynamicPaddingCollator,
+    FixedPaddingCollator,
+    LengthGroupedBatchSampler,
+    format_example,
+    tokenize_examples,
+)
 from kolyric.training.module import MIN_LR_RATIO, warmup_cosine
 
 
@@ -37,8 +43,13 @@ def test_eos_appended_and_long_texts_windowed_not_cut(tokenizer):
 
 def test_progress_is_reported(tokenizer):
     seen = []
-    tokenize_examples([Example(f"줄 {i}") for i in range(25)], tokenizer, 8, chunk_size=10,
-                      progress=lambda done, total: seen.append((done, total)))
+    tokenize_examples(
+        [Example(f"줄 {i}") for i in range(25)],
+        tokenizer,
+        8,
+        chunk_size=10,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(10, 25), (20, 25), (25, 25)]
 
 

@@ -11,8 +11,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kolyric.evaluate import (bits_per_char, distinct_n, evaluate, ngrams, polarity_accuracy,
-                              sample_continuations, score_texts)
+from kolyric.evaluate import (
+    bits_per_char,
+    distinct_n,
+    evaluate,
+    ngrams,
+    polarity_accuracy,
+    sample_continuations,
+    score_texts,
+)
 from kolyric.training.corpora import Example
 
 REVIEWS = [
@@ -71,15 +78,17 @@ def test_uniform_model_costs_log2_vocab_per_token(uniform_loaded):
     for ex, s in zip(REVIEWS, scores):
         # the metaspace tokenizer splits at the space after the polarity word: the review's
         # tokens are those of the whole string past the word's own, then one EOS
-        n_review = (len(tok.encode(f"{ex.polarity} {ex.text}", add_special_tokens=False))
-                    - len(tok.encode(ex.polarity, add_special_tokens=False)))
+        n_review = len(tok.encode(f"{ex.polarity} {ex.text}", add_special_tokens=False)) - len(
+            tok.encode(ex.polarity, add_special_tokens=False)
+        )
         assert s.tokens == n_review + 1
         assert s.chars == len(ex.text) + 1  # the end counts as one character
         assert s.bits == pytest.approx(s.tokens * per_token, rel=1e-5)
         assert not s.truncated
     result = bits_per_char(uniform_loaded, REVIEWS)
     assert result.bits_per_char == pytest.approx(
-        sum(s.tokens for s in scores) * per_token / sum(len(e.text) + 1 for e in REVIEWS), rel=1e-5)
+        sum(s.tokens for s in scores) * per_token / sum(len(e.text) + 1 for e in REVIEWS), rel=1e-5
+    )
 
 
 def test_scores_match_a_plain_unbatched_forward_pass(tiny_loaded):
@@ -112,7 +121,8 @@ def test_a_tokenizer_saved_with_padding_and_truncation_on_is_scored_plainly(tiny
     sticky = SimpleNamespace(model=tiny_loaded.model, tokenizer=tok)
     texts, pols = [e.text for e in REVIEWS], [e.polarity for e in REVIEWS]
     assert [s.bits for s in score_texts(sticky, texts, pols)] == pytest.approx(
-        [s.bits for s in score_texts(tiny_loaded, texts, pols)], rel=1e-5)
+        [s.bits for s in score_texts(tiny_loaded, texts, pols)], rel=1e-5
+    )
     assert tok.backend_tokenizer.padding is not None  # the shared tokenizer is left as it was
 
 
@@ -162,8 +172,9 @@ def toy_loaded(tmp_path_factory):
     texts = ["긍정 좋아요 최고", "부정 별로 최악"]
     tokenizer = train_tokenizer(texts * 10, vocab_size=80, min_frequency=1)
     model = new_model(tokenizer, ModelShape(n_layer=1, n_embd=32, n_head=2, n_positions=16), seed=3)
-    enc = tokenizer([t + tokenizer.eos_token for t in texts], return_tensors="pt", padding=True,
-                    add_special_tokens=False)
+    enc = tokenizer(
+        [t + tokenizer.eos_token for t in texts], return_tensors="pt", padding=True, add_special_tokens=False
+    )
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     torch.manual_seed(3)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-2)
@@ -212,8 +223,14 @@ def test_samples_are_reproducible_and_cover_both_polarities(tiny_loaded):
 
 def test_report_to_dict_is_json_with_the_headline_figures(tiny_loaded):
     seen = []
-    report = evaluate(tiny_loaded, REVIEWS, prompts=("사랑해",), corpus="toy", seed=5,
-                      progress=lambda stage, done, total: seen.append((stage, done, total)))
+    report = evaluate(
+        tiny_loaded,
+        REVIEWS,
+        prompts=("사랑해",),
+        corpus="toy",
+        seed=5,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
     data = json.loads(json.dumps(report.to_dict(), ensure_ascii=False))
     assert data["bits_per_char"] == pytest.approx(report.bits.bits_per_char, rel=1e-5) and data["bits_per_char"] > 0
     assert 0.0 <= data["polarity_accuracy"] <= 1.0

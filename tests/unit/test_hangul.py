@@ -112,9 +112,21 @@ def test_number_reading_rejects_non_digits(bad: str) -> None:
 @pytest.mark.parametrize(
     ("word", "count"),
     [
-        ("love", 1), ("smile", 1), ("the", 1), ("I", 1), ("yeah", 1), ("you're", 1),
-        ("don't", 1), ("baby", 2), ("little", 2), ("apple", 2), ("agree", 2),
-        ("hello", 2), ("beautiful", 3), ("rock'n'roll", 2), ("DJ", 1),
+        ("love", 1),
+        ("smile", 1),
+        ("the", 1),
+        ("I", 1),
+        ("yeah", 1),
+        ("you're", 1),
+        ("don't", 1),
+        ("baby", 2),
+        ("little", 2),
+        ("apple", 2),
+        ("agree", 2),
+        ("hello", 2),
+        ("beautiful", 3),
+        ("rock'n'roll", 2),
+        ("DJ", 1),
     ],
 )
 def test_latin_syllables(word: str, count: int) -> None:

@@ -5,11 +5,10 @@ tiny stem/ending tokenizer of tests/word_models.py) and through the stream."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from kolyric.engine.prompt import Detokenizer, clean_output, clean_piece, line_separator
+
 from tests import word_models
 
 
@@ -69,15 +68,17 @@ def test_the_profile_tells_line_ends_from_word_breaks(tok):
 
 def test_the_stream_keeps_newlines_and_marks_them(models_dir):
     from kolyric.engine.loading import load_model
-    from kolyric.engine.settings import preset
     from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
+    from kolyric.engine.settings import preset
     from kolyric.engine.stream import Generator
 
     path = word_models.model_dir(models_dir / "word-models", "newline")
     gen = Generator(load_model(str(path), device="cpu"))
     text = " 좋아\n사랑해 봄\n\n꿈"
     forced = tuple(gen.tokenizer.encode(text, add_special_tokens=False))
-    events = list(gen.stream(GenerationRequest("별", None, preset("greedy", max_length=len(forced)), forced_ids=forced)))
+    events = list(
+        gen.stream(GenerationRequest("별", None, preset("greedy", max_length=len(forced)), forced_ids=forced))
+    )
     pieces = [e for e in events if isinstance(e, TokenEvent)]
     cand = next(e for e in events if isinstance(e, DoneEvent)).result.candidates[0]
     assert "".join(e.text for e in pieces) == text

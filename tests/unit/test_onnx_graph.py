@@ -27,8 +27,12 @@ from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
 
 ROOT = Path(__file__).resolve().parents[2]
-LINES = ["영화 정말 재밌어요 최고의 영화", "배우 연기가 너무 좋았어요", "음악도 좋고 영상도 예뻐요",
-         "다시 보고 싶은 영화 입니다"]
+LINES = [
+    "영화 정말 재밌어요 최고의 영화",
+    "배우 연기가 너무 좋았어요",
+    "음악도 좋고 영상도 예뻐요",
+    "다시 보고 싶은 영화 입니다",
+]
 PROMPTS = ["영화 정말", "배우 연기가", "음악도 좋고", "다시 보고"]
 
 
@@ -137,8 +141,14 @@ print(json.dumps({"model": type(loaded.model).__name__, "modules": modules, "big
 
 def _child(model_dir: Path, precision: str, prompt: str, cache: Path) -> dict:
     env = {**os.environ, "KOLYRIC_ONNX_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(model_dir), precision, prompt], env=env,
-                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(model_dir), precision, prompt],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

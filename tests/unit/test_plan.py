@@ -6,6 +6,7 @@ import json
 
 from kolyric.training.plan import MAX_EPOCHS, MIN_EPOCHS, lyrics_defaults, plan_file
 from kolyric.training.scratch import train_tokenizer
+
 from tests.conftest import ROOT
 
 VERSE = ROOT / "tests" / "data" / "verse_sample.jsonl"

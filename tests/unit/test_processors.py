@@ -8,11 +8,16 @@ import random
 import pytest
 
 torch = pytest.importorskip("torch")
-from transformers.generation.logits_process import (  # noqa: E402
-    MinNewTokensLengthLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from transformers.generation.logits_process import (
+    MinNewTokensLengthLogitsProcessor,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
-from kolyric.engine import processors as lean  # noqa: E402
+from kolyric.engine import processors as lean
 
 
 def random_scores(rng: random.Random, rows: int, vocab: int, ties: bool) -> torch.Tensor:
@@ -33,8 +38,7 @@ def grow(rng: random.Random, rows: int, prompt_len: int, steps: int, alphabet: i
     seqs = torch.tensor([[rng.randrange(alphabet) for _ in range(prompt_len)] for _ in range(rows)])
     for _ in range(steps):
         yield seqs
-        column = [[rng.randrange(alphabet) if rng.random() > 0.02 else vocab + rng.randrange(3)]
-                  for _ in range(rows)]
+        column = [[rng.randrange(alphabet) if rng.random() > 0.02 else vocab + rng.randrange(3)] for _ in range(rows)]
         seqs = torch.cat([seqs, torch.tensor(column)], dim=1)
 
 
@@ -71,8 +75,10 @@ def test_incremental_processors_start_over_on_a_different_sequence():
     """Called with something other than the last sequence plus one token (a new prompt, a
     reordered batch), they rebuild from the whole input instead of trusting their state."""
     rng = random.Random(5)
-    pairs = [(lean.RepetitionPenalty(1.7), RepetitionPenaltyLogitsProcessor(1.7)),
-             (lean.NoRepeatNGram(2), NoRepeatNGramLogitsProcessor(2))]
+    pairs = [
+        (lean.RepetitionPenalty(1.7), RepetitionPenaltyLogitsProcessor(1.7)),
+        (lean.NoRepeatNGram(2), NoRepeatNGramLogitsProcessor(2)),
+    ]
     for _ in range(200):
         rows = rng.choice((1, 2))
         seqs = torch.tensor([[rng.randrange(5) for _ in range(rng.randrange(1, 12))]] * rows)
@@ -172,7 +178,7 @@ def test_temperature_on_the_survivors_matches_transformers(temperature, k, p, dt
         if collide:  # the k-th and the next score differ, but not once divided (for T 0.9 and 1.7)
             a = torch.tensor(3.622565269470215, dtype=dtype)
             scores = scores.clamp(max=1.0)
-            scores[:, :k - 1] = 50.0
+            scores[:, : k - 1] = 50.0
             scores[:, k - 1], scores[:, k] = a, torch.nextafter(a, torch.zeros((), dtype=dtype))
         ids = torch.zeros(rows, 1, dtype=torch.long)
         expected = scores.clone()
@@ -205,10 +211,12 @@ def test_the_chain_pools_only_behind_a_top_k():
 def test_processors_on_cuda_match_transformers():
     """On a GPU the same processors run as torch operations (no NumPy): the same scores."""
     rng = random.Random(11)
-    pairs = [(lean.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)),
-             (lean.NoRepeatNGram(3), NoRepeatNGramLogitsProcessor(3)),
-             (lean.MinNewTokens(4, 20, 2), MinNewTokensLengthLogitsProcessor(4, 20, 2, device="cuda")),
-             (lean.TopKThenTopP(50, 0.92), _Chain(TopKLogitsWarper(50), TopPLogitsWarper(0.92)))]
+    pairs = [
+        (lean.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)),
+        (lean.NoRepeatNGram(3), NoRepeatNGramLogitsProcessor(3)),
+        (lean.MinNewTokens(4, 20, 2), MinNewTokensLengthLogitsProcessor(4, 20, 2, device="cuda")),
+        (lean.TopKThenTopP(50, 0.92), _Chain(TopKLogitsWarper(50), TopPLogitsWarper(0.92))),
+    ]
     for seqs in grow(rng, 2, 4, 30, alphabet=8, vocab=51200):
         seqs = seqs.cuda()
         scores = random_scores(rng, 2, 51200, ties=False).to("cuda")

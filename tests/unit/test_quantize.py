@@ -22,8 +22,12 @@ from kolyric.engine.stream import Generator, LiveControls
 HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime, onnx and onnxscript (kolyric[int8])")
 BACKENDS = ["torch", pytest.param("onnxruntime", marks=needs_onnx)]
-LINES = ["영화 정말 재밌어요 최고의 영화", "배우 연기가 너무 좋았어요", "음악도 좋고 영상도 예뻐요",
-         "다시 보고 싶은 영화 입니다"]
+LINES = [
+    "영화 정말 재밌어요 최고의 영화",
+    "배우 연기가 너무 좋았어요",
+    "음악도 좋고 영상도 예뻐요",
+    "다시 보고 싶은 영화 입니다",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +124,9 @@ def test_int8_logits_stay_close_to_fp32(fp32, int8):
 def test_int8_and_fp32_greedy_give_the_same_text(fp32, int8, prompt):
     a, b = run(fp32, prompt=prompt, max_length=12), run(int8, prompt=prompt, max_length=12)
     assert ids(a) == ids(b) and a.candidates[0].text == b.candidates[0].text
-    assert [t.alternatives[0].token_id for t in a.candidates[0].tokens] == \
-        [t.alternatives[0].token_id for t in b.candidates[0].tokens]
+    assert [t.alternatives[0].token_id for t in a.candidates[0].tokens] == [
+        t.alternatives[0].token_id for t in b.candidates[0].tokens
+    ]
 
 
 def test_every_decoding_control_works_on_int8(int8):
@@ -137,7 +142,7 @@ def test_every_decoding_control_works_on_int8(int8):
     assert len(combined.candidates) == 3
     assert ids(run(gen, "combined", n=3, max_length=12, seed=11), 1) == ids(combined, 1)  # seeded
     for cand in combined.candidates:
-        grams = [tuple(cand.token_ids[i:i + 3]) for i in range(len(cand.token_ids) - 2)]
+        grams = [tuple(cand.token_ids[i : i + 3]) for i in range(len(cand.token_ids) - 2)]
         assert len(grams) == len(set(grams))  # no_repeat_ngram_size=3
     hot = {tuple(ids(run(gen, "top-k-50", temperature=3.0, seed=s, max_length=8))) for s in range(4)}
     assert len(hot) > 1
@@ -153,8 +158,9 @@ def test_every_decoding_control_works_on_int8(int8):
     assert len(beam.candidates) == 2 and all(c.tokens for c in beam.candidates)
 
     forced = greedy.candidates[0].tokens[0].alternatives[1].token_id
-    branch = gen.generate(GenerationRequest("영화", settings=preset("greedy", max_length=6, seed=3),
-                                            forced_ids=(forced,)))
+    branch = gen.generate(
+        GenerationRequest("영화", settings=preset("greedy", max_length=6, seed=3), forced_ids=(forced,))
+    )
     assert ids(branch)[0] == forced
 
 
@@ -162,8 +168,9 @@ def test_cancel_and_live_changes_work_on_int8(int8):
     gen = Generator(int8)
     cancel = threading.Event()
     events = []
-    for event in gen.stream(GenerationRequest("영화", settings=preset("top-k-50", max_length=30, seed=1)),
-                            cancel=cancel):
+    for event in gen.stream(
+        GenerationRequest("영화", settings=preset("top-k-50", max_length=30, seed=1)), cancel=cancel
+    ):
         events.append(event)
         if isinstance(event, TokenEvent) and event.step == 2:
             cancel.set()

@@ -132,8 +132,9 @@ def test_xtc_by_hand():
     acted = sum(kept(half.warp(row.copy(), None, NO_IDS)) == [2, 3] for _ in range(2000))
     assert 900 < acted < 1100  # it acts at its probability
     a, b = samplers.XTC(0.5, 0.15, seed=3), samplers.XTC(0.5, 0.15, seed=3)
-    assert [kept(a.warp(row.copy(), None, NO_IDS)) for _ in range(30)] == \
-        [kept(b.warp(row.copy(), None, NO_IDS)) for _ in range(30)]  # a seed gives the same choices
+    assert [kept(a.warp(row.copy(), None, NO_IDS)) for _ in range(30)] == [
+        kept(b.warp(row.copy(), None, NO_IDS)) for _ in range(30)
+    ]  # a seed gives the same choices
 
 
 def test_dynamic_temperature_by_hand():
@@ -200,7 +201,7 @@ def test_dry_by_hand():
     assert (dry_scores([3, 4, 3]) == 0).all()
     # the longest match per following token counts: 5 follows "2 3" (length 2) and "1 2 3" (3)
     out = dry_scores([2, 3, 5, 1, 2, 3, 5, 1, 2, 3])
-    assert out[5] == pytest.approx(-0.8 * 1.75 ** 4) and out[1] == 0  # "2 3 5 1 2 3" repeats: length 6
+    assert out[5] == pytest.approx(-0.8 * 1.75**4) and out[1] == 0  # "2 3 5 1 2 3" repeats: length 6
 
 
 def test_dry_sequence_breakers():
@@ -251,8 +252,15 @@ def test_top_n_sigma_ahead_of_top_k_is_a_cut_of_its_pool():
     for seed in range(20):
         scores = crafted_rows(seed, 1, 6000) * (1 + seed % 3)
         for n, k, p in ((1.0, 50, 1.0), (2.5, 40, 0.9), (0.5, 5, 0.8)):
-            settings = preset("combined", repetition_penalty=1.0, no_repeat_ngram_size=0, top_n_sigma=n, top_k=k,
-                              top_p=p, temperature=0.7)
+            settings = preset(
+                "combined",
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                top_n_sigma=n,
+                top_k=k,
+                top_p=p,
+                temperature=0.7,
+            )
             chain = sampling.processor_chain(settings, 1, None, None)
             values, ids = chain.pool(NO_IDS, scores.clone())
             ours = torch.full_like(scores, -float("inf")).scatter_(-1, ids, values) if ids is not None else values
@@ -267,5 +275,6 @@ def test_temperature_on_a_pool_is_transformers_division():
     from transformers.generation.logits_process import TemperatureLogitsWarper
 
     scores = crafted_rows(1, 2, 300)
-    assert torch.equal(samplers.Temperature(0.7)(NO_IDS, scores.clone()),
-                       TemperatureLogitsWarper(0.7)(NO_IDS, scores.clone()))
+    assert torch.equal(
+        samplers.Temperature(0.7)(NO_IDS, scores.clone()), TemperatureLogitsWarper(0.7)(NO_IDS, scores.clone())
+    )

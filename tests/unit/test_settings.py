@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from kolyric.engine.settings import (DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, SettingsError,
-                                     preset)
+from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, SettingsError, preset
 
 
 def problems_of(values, base=None):
@@ -14,13 +13,32 @@ def problems_of(values, base=None):
     return {p.field: p for p in info.value.problems}
 
 
-@pytest.mark.parametrize("field,bad", [
-    ("top_p", 0), ("top_p", 1.5), ("top_k", -1), ("temperature", 0), ("temperature", -2),
-    ("repetition_penalty", 0.5), ("no_repeat_ngram_size", 11), ("min_length", -1),
-    ("max_length", 0), ("max_length", 5000), ("num_beams", 1), ("seed", -1), ("seed", 2**40),
-    ("n", 0), ("n", 99), ("strategy", "nucleus"), ("temperature", math.nan), ("top_p", math.inf),
-    ("top_k", 2.5), ("n", True), ("top_k", "many"),
-])
+@pytest.mark.parametrize(
+    "field,bad",
+    [
+        ("top_p", 0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("temperature", 0),
+        ("temperature", -2),
+        ("repetition_penalty", 0.5),
+        ("no_repeat_ngram_size", 11),
+        ("min_length", -1),
+        ("max_length", 0),
+        ("max_length", 5000),
+        ("num_beams", 1),
+        ("seed", -1),
+        ("seed", 2**40),
+        ("n", 0),
+        ("n", 99),
+        ("strategy", "nucleus"),
+        ("temperature", math.nan),
+        ("top_p", math.inf),
+        ("top_k", 2.5),
+        ("n", True),
+        ("top_k", "many"),
+    ],
+)
 def test_each_bad_value_names_field_value_and_range(field, bad):
     found = problems_of({field: bad})
     assert field in found
@@ -60,13 +78,31 @@ def test_replace_keeps_other_fields():
 
 
 def test_presets_cover_the_tutorial_runs():
-    for name in ["greedy", "beam-3", "no-repeat-3", "repetition-1.1", "repetition-1.2", "repetition-1.5",
-                 "top-k-50", "temperature-0.01", "temperature-1.5", "top-p-0.92", "top-p-0.8", "combined"]:
+    for name in [
+        "greedy",
+        "beam-3",
+        "no-repeat-3",
+        "repetition-1.1",
+        "repetition-1.2",
+        "repetition-1.5",
+        "top-k-50",
+        "temperature-0.01",
+        "temperature-1.5",
+        "top-p-0.92",
+        "top-p-0.8",
+        "combined",
+    ]:
         assert name in PRESETS
         preset(name)  # each is valid
     combined = preset("combined")
-    assert (combined.repetition_penalty, combined.no_repeat_ngram_size, combined.temperature,
-            combined.top_k, combined.top_p, combined.strategy) == (1.5, 3, 0.9, 50, 0.92, "sample")
+    assert (
+        combined.repetition_penalty,
+        combined.no_repeat_ngram_size,
+        combined.temperature,
+        combined.top_k,
+        combined.top_p,
+        combined.strategy,
+    ) == (1.5, 3, 0.9, 50, 0.92, "sample")
     assert preset("beam-3").num_beams == 3 and preset("beam-3").strategy == "beam"
     assert DEFAULT_PRESET in PRESETS
 

@@ -20,10 +20,12 @@ def test_defaults_are_off():
 
 
 def test_code_json_and_text_forms_agree():
-    from_code = DecodingSettings(stop=["\n\n", "끝"], keep_stop=True, ban=["눈물"], bias={"사랑": -2, "그대": 1.5},
-                                 alternatives=8)
-    from_text = DecodingSettings.from_dict({"stop": "\\n\\n|끝", "keep_stop": "on", "ban": "눈물",
-                                            "bias": "사랑=-2|그대=1.5", "alternatives": "8"})
+    from_code = DecodingSettings(
+        stop=["\n\n", "끝"], keep_stop=True, ban=["눈물"], bias={"사랑": -2, "그대": 1.5}, alternatives=8
+    )
+    from_text = DecodingSettings.from_dict(
+        {"stop": "\\n\\n|끝", "keep_stop": "on", "ban": "눈물", "bias": "사랑=-2|그대=1.5", "alternatives": "8"}
+    )
     assert from_code == from_text
     assert from_code.bias == (("사랑", -2.0), ("그대", 1.5)) and from_code.bias_map == {"사랑": -2.0, "그대": 1.5}
     data = json.loads(json.dumps(from_code.to_dict(), ensure_ascii=False))
@@ -44,8 +46,23 @@ def test_text_form_escapes_round_trip():
 def test_cli_flags_repeat_and_unescape():
     parser = argparse.ArgumentParser()
     add_decoding_arguments(parser)
-    args = parser.parse_args(["--stop", "\\n", "--stop", "끝", "--ban", "눈물", "--bias", "사랑=-2",
-                              "--bias", "a=b=1", "--keep-stop", "--alternatives", "3"])
+    args = parser.parse_args(
+        [
+            "--stop",
+            "\\n",
+            "--stop",
+            "끝",
+            "--ban",
+            "눈물",
+            "--bias",
+            "사랑=-2",
+            "--bias",
+            "a=b=1",
+            "--keep-stop",
+            "--alternatives",
+            "3",
+        ]
+    )
     s = preset("combined", **decoding_overrides(args))
     assert s.stop == ("\n", "끝") and s.ban == ("눈물",) and s.keep_stop is True and s.alternatives == 3
     assert s.bias == (("사랑", -2.0), ("a=b", 1.0))  # the last '=' divides
@@ -53,22 +70,25 @@ def test_cli_flags_repeat_and_unescape():
     assert off.keep_stop is False
 
 
-@pytest.mark.parametrize("field,bad,why", [
-    ("stop", [""], "item 1 is an empty string"),
-    ("stop", ["x"] * 17, "got 17 items"),
-    ("stop", ["x" * 65], "item 1 has 65 characters"),
-    ("stop", 3, "got int"),
-    ("ban", ["ok", 7], "item 2 is int"),
-    ("ban", ["\ud800"], "unpaired surrogate"),
-    ("bias", "사랑", "has no '='"),
-    ("bias", "사랑=x", "is 'x'"),
-    ("bias", {"사랑": 101}, "is 101"),
-    ("bias", {"사랑": float("nan")}, "the bias of '사랑'"),
-    ("bias", {"": 1}, "empty string"),
-    ("keep_stop", "maybe", "got 'maybe'"),
-    ("alternatives", 0, "got 0"),
-    ("alternatives", 21, "got 21"),
-])
+@pytest.mark.parametrize(
+    "field,bad,why",
+    [
+        ("stop", [""], "item 1 is an empty string"),
+        ("stop", ["x"] * 17, "got 17 items"),
+        ("stop", ["x" * 65], "item 1 has 65 characters"),
+        ("stop", 3, "got int"),
+        ("ban", ["ok", 7], "item 2 is int"),
+        ("ban", ["\ud800"], "unpaired surrogate"),
+        ("bias", "사랑", "has no '='"),
+        ("bias", "사랑=x", "is 'x'"),
+        ("bias", {"사랑": 101}, "is 101"),
+        ("bias", {"사랑": float("nan")}, "the bias of '사랑'"),
+        ("bias", {"": 1}, "empty string"),
+        ("keep_stop", "maybe", "got 'maybe'"),
+        ("alternatives", 0, "got 0"),
+        ("alternatives", 21, "got 21"),
+    ],
+)
 def test_bad_values_name_field_and_range(field, bad, why):
     with pytest.raises(SettingsError) as info:
         DecodingSettings.from_dict({field: bad})

@@ -28,8 +28,20 @@ def test_every_setting_with_a_flag_has_one_and_takes_its_kind():
     dests = {action.dest for action in parser()._actions}
     for f in fields(TrainConfig):
         assert (f.name in dests) == SETTINGS[f.name].flag, f.name
-    args = parser().parse_args(["--max-seq-length", "64", "--lr", "2e-4", "--no-group-by-length",
-                                "--corpus", "a.txt", "--corpus", "b.txt,repeat=3", "--resume"])
+    args = parser().parse_args(
+        [
+            "--max-seq-length",
+            "64",
+            "--lr",
+            "2e-4",
+            "--no-group-by-length",
+            "--corpus",
+            "a.txt",
+            "--corpus",
+            "b.txt,repeat=3",
+            "--resume",
+        ]
+    )
     config = config_from_args(args)
     assert (config.max_seq_length, config.lr, config.group_by_length) == (64, 2e-4, False)
     assert config.corpus == ["a.txt", "b.txt,repeat=3"] and config.resume == "last"
@@ -56,16 +68,30 @@ def test_the_form_and_the_cli_refuse_the_same_values_with_the_same_range(name, t
 
 def test_max_seq_length_has_one_range(tmp_path):
     assert check_setting("max_seq_length", 1) == "--max-seq-length: must be an integer in [2, 8192], got 1"
-    _, problems = parse_form({"corpus": "nsmc", "model": "any", **{k: "" if v is None else str(v) for k, v in
-                              DEFAULTS.items()}, "max_seq_length": "9000"}, data_dir=tmp_path)
+    _, problems = parse_form(
+        {
+            "corpus": "nsmc",
+            "model": "any",
+            **{k: "" if v is None else str(v) for k, v in DEFAULTS.items()},
+            "max_seq_length": "9000",
+        },
+        data_dir=tmp_path,
+    )
     assert [str(p) for p in problems] == ["max_seq_length: must be an integer in [2, 8192], got '9000'"]
     assert check_setting("max_seq_length", True) is not None  # a bool is no integer here
 
 
-@pytest.mark.parametrize("config, window", [
-    ({"n_positions": 64}, 64), ({"max_position_embeddings": 2048}, 2048), ({"n_ctx": 512}, 512),
-    ({"n_positions": None, "max_position_embeddings": 256}, 256), ({}, 1024), ({"n_positions": 0}, 1024),
-])
+@pytest.mark.parametrize(
+    "config, window",
+    [
+        ({"n_positions": 64}, 64),
+        ({"max_position_embeddings": 2048}, 2048),
+        ({"n_ctx": 512}, 512),
+        ({"n_positions": None, "max_position_embeddings": 256}, 256),
+        ({}, 1024),
+        ({"n_positions": 0}, 1024),
+    ],
+)
 def test_a_models_window_is_read_one_way(config, window):
     assert context_window(argparse.Namespace(**config)) == window
     assert context_window(None, default=7) == 7

@@ -13,9 +13,19 @@ from kolyric.app.undo import UndoJournal
 
 def node(text: str = "너를 사랑해", parent: int | None = None, at: int | None = None) -> Node:
     tokens = (Token(5, "▁사랑", 0.4, (Alt(5, "▁사랑", 0.4), Alt(9, "▁너", 0.2))), Token(1, "</s>", 0.9, ()))
-    return Node(0, "branch" if parent else "generate", "너를", text, parent=parent, at=at, seed=7,
-                settings={"strategy": "sample", "temperature": 0.9}, pieces=(" 사랑", ""), _tokens=tokens,
-                changes=({"from_token": 1, "changed": {"temperature": 1.5}},))
+    return Node(
+        0,
+        "branch" if parent else "generate",
+        "너를",
+        text,
+        parent=parent,
+        at=at,
+        seed=7,
+        settings={"strategy": "sample", "temperature": 0.9},
+        pieces=(" 사랑", ""),
+        _tokens=tokens,
+        changes=({"from_token": 1, "changed": {"temperature": 1.5}},),
+    )
 
 
 def test_round_trip_keeps_every_field_and_alternative():
@@ -29,16 +39,21 @@ def test_round_trip_keeps_every_field_and_alternative():
     back = again.nodes[child.id]
     assert (back.parent, back.at, back.kind, back.seed) == (root.id, 0, "branch", 7)
     assert back.tokens == child.tokens and back.pieces == child.pieces
-    assert back.stretches == [(0, {"strategy": "sample", "temperature": 0.9}),
-                              (1, {"strategy": "sample", "temperature": 1.5})]
+    assert back.stretches == [
+        (0, {"strategy": "sample", "temperature": 0.9}),
+        (1, {"strategy": "sample", "temperature": 1.5}),
+    ]
     assert [n.id for n in again.children(root.id)] == [child.id]
 
 
-@pytest.mark.parametrize("bad", [
-    {"format": FORMAT, "version": 99, "nodes": []},
-    {"format": "something else", "nodes": []},
-    [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"format": FORMAT, "version": 99, "nodes": []},
+        {"format": "something else", "nodes": []},
+        [1, 2, 3],
+    ],
+)
 def test_a_file_that_is_no_tree_is_set_aside(tmp_path, bad):
     store = DraftStore(tmp_path)
     store.tree_path.write_text(json.dumps(bad), encoding="utf-8")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 
 import pytest
 
-from kolyric.training.corpora import (CorpusError, CorpusSpec, load_corpora, normalize_text, read_user_file)
+from kolyric.training.corpora import CorpusError, CorpusSpec, load_corpora, normalize_text, read_user_file
 from kolyric.training.run import TrainConfig
+
 from tests.conftest import CORPUS_DIR, ROOT
 
 VERSE = ROOT / "tests" / "data" / "verse_sample.jsonl"
@@ -42,20 +42,25 @@ def test_a_lyrics_txt_keeps_its_line_breaks(tmp_path):
 
 def test_corpora_mix_with_repeats_and_unrepeated_validation():
     one = load_corpora([str(VERSE)], val_share=0.2, seed=3)
-    mixed = load_corpora(["nsmc", f"{VERSE},repeat=3"], root=CORPUS_DIR, val_share=0.2, seed=3,
-                         limit_train=50, limit_val=10)
+    mixed = load_corpora(
+        ["nsmc", f"{VERSE},repeat=3"], root=CORPUS_DIR, val_share=0.2, seed=3, limit_train=50, limit_val=10
+    )
     verse_train = [e for e in mixed.train if e.polarity is None]
     assert len(verse_train) == 3 * len(one.train[:50])
     assert len(mixed.val) == 10 + len(one.val[:10])
     assert "×3" in mixed.description
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("poems.jsonl,repeat=0", "repeat must be an integer in [1, 1000]"),
-    ("poems.jsonl,repeat=x", "repeat must be an integer"),
-    ("poems.jsonl,repeat=" + "9" * 5000, "repeat must be an integer"),
-    (",repeat=2", "name a corpus"),
-], ids=["zero", "word", "5000-digits", "no-corpus"])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("poems.jsonl,repeat=0", "repeat must be an integer in [1, 1000]"),
+        ("poems.jsonl,repeat=x", "repeat must be an integer"),
+        ("poems.jsonl,repeat=" + "9" * 5000, "repeat must be an integer"),
+        (",repeat=2", "name a corpus"),
+    ],
+    ids=["zero", "word", "5000-digits", "no-corpus"],
+)
 def test_bad_repeat_is_a_one_line_message(spec, message):
     with pytest.raises(CorpusError, match=None) as info:
         CorpusSpec.parse(spec)
@@ -67,11 +72,15 @@ def test_spec_without_repeat_is_the_path():
     assert str(CorpusSpec.parse("x.jsonl,repeat=4")) == "x.jsonl,repeat=4"
 
 
-@pytest.mark.parametrize("row, message", [
-    ('{"text": "좋다", "polarity": ' + "1" * 5000 + "}", "not valid JSON"),
-    ('{"text": "\\ud800 좋다"}', "lone surrogate"),
-    ('{"text": "좋다", "polarity": "' + "중" * 5000 + '"}', "'polarity' must be"),
-], ids=["5000-digit-polarity", "lone-surrogate", "long-polarity"])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ('{"text": "좋다", "polarity": ' + "1" * 5000 + "}", "not valid JSON"),
+        ('{"text": "\\ud800 좋다"}', "lone surrogate"),
+        ('{"text": "좋다", "polarity": "' + "중" * 5000 + '"}', "'polarity' must be"),
+    ],
+    ids=["5000-digit-polarity", "lone-surrogate", "long-polarity"],
+)
 def test_hostile_jsonl_rows_name_file_and_line(tmp_path, row, message):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "첫 줄"}\n' + row + "\n", encoding="utf-8")
@@ -114,14 +123,17 @@ def test_a_huge_line_is_refused_without_reading_it_all(tmp_path, monkeypatch):
         read_user_file(path)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("accelerator", "bogus", "--accelerator: must be one of"),
-    ("devices", "bogus", "--devices: must be auto"),
-    ("devices", "0,x", "--devices: must be auto"),
-    ("devices", 0, "--devices: must be auto"),
-    ("num_nodes", 2, "--num-nodes: 2 machines need a multi-machine launcher"),
-    ("base", "/nonexistent/base", "--base: no such file or folder"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("accelerator", "bogus", "--accelerator: must be one of"),
+        ("devices", "bogus", "--devices: must be auto"),
+        ("devices", "0,x", "--devices: must be auto"),
+        ("devices", 0, "--devices: must be auto"),
+        ("num_nodes", 2, "--num-nodes: 2 machines need a multi-machine launcher"),
+        ("base", "/nonexistent/base", "--base: no such file or folder"),
+    ],
+)
 def test_train_settings_refused_before_lightning(tmp_path, monkeypatch, field, value, message):
     for name in ("MASTER_ADDR", "NODE_RANK", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
@@ -140,7 +152,8 @@ def test_a_folder_without_last_ckpt_names_the_complete_best_one(tmp_path):
     (out / "epoch=0-val_loss=3.10.ckpt").write_bytes(b"x")
     (out / "epoch=1-val_loss=2.90.ckpt").write_bytes(b"x")
     resume = TrainConfig(out=str(out), resume="last").problems()
-    assert any("--resume: no checkpoint at" in p and f"--resume {out / 'epoch=1-val_loss=2.90.ckpt'}" in p
-               for p in resume), resume
+    assert any(
+        "--resume: no checkpoint at" in p and f"--resume {out / 'epoch=1-val_loss=2.90.ckpt'}" in p for p in resume
+    ), resume
     fresh = TrainConfig(out=str(out)).problems()
     assert any(f"continue them with --resume {out / 'epoch=1-val_loss=2.90.ckpt'}" in p for p in fresh), fresh

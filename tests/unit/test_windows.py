@@ -8,8 +8,8 @@ import pytest
 
 from kolyric.training.corpora import Example
 from kolyric.training.dataset import tokenize_examples
-from kolyric.training.scratch import (LINE_BREAK, STANZA_BREAK, add_line_tokens, keeps_line_breaks,
-                                      train_tokenizer)
+from kolyric.training.scratch import LINE_BREAK, STANZA_BREAK, add_line_tokens, keeps_line_breaks, train_tokenizer
+
 from tests.conftest import ROOT
 
 VERSE = ROOT / "tests" / "data" / "verse_sample.jsonl"
@@ -67,7 +67,6 @@ def test_a_base_without_line_tokens_gets_them():
     assert add_line_tokens(base) == 0
 
 
-
 @pytest.mark.parametrize("max_seq_length", [16, 24, 48])
 def test_windows_cover_every_token_of_a_long_song_and_end_on_lines(tokenizer, max_seq_length):
     song = "\n\n".join(poems()[:4])  # a few hundred tokens
@@ -83,7 +82,7 @@ def test_windows_cover_every_token_of_a_long_song_and_end_on_lines(tokenizer, ma
         row = row[:-1] if row is rows[-1] else row
         start = _find_start(body, rebuilt, row)
         rebuilt = body[:start] + row
-        assert body[start:start + len(row)] == row
+        assert body[start : start + len(row)] == row
     assert rebuilt == body
     line_ids = {tokenizer.convert_tokens_to_ids(LINE_BREAK), tokenizer.convert_tokens_to_ids(STANZA_BREAK)}
     ends_on_line = sum(r[-1] in line_ids for r in rows[:-1])
@@ -94,7 +93,7 @@ def test_windows_cover_every_token_of_a_long_song_and_end_on_lines(tokenizer, ma
 
 def _find_start(body: list[int], rebuilt: list[int], row: list[int]) -> int:
     for start in range(len(rebuilt), -1, -1):
-        if body[start:start + len(row)] == row:
+        if body[start : start + len(row)] == row:
             return start
     raise AssertionError("a window is not a stretch of the text that continues the ones before it")
 
@@ -106,7 +105,7 @@ def test_every_window_keeps_the_polarity_word(tiny_model_dir):
     data = tokenize_examples([Example("정말 재밌다 " * 30, "긍정")], tok, 16)
     prefix = tok.encode("긍정", add_special_tokens=False)
     assert len(data) > 2
-    assert all(data[i].tolist()[:len(prefix)] == prefix for i in range(len(data)))
+    assert all(data[i].tolist()[: len(prefix)] == prefix for i in range(len(data)))
 
 
 def test_a_line_longer_than_the_window_is_reported_not_lost(tokenizer):

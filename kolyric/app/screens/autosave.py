@@ -28,8 +28,9 @@ class Autosave:
     """Saves ``snapshot()`` and ``tree`` through ``store`` for ``screen``, which hands the
     ``DraftSaved`` / ``DraftSaveFailed`` messages back to ``saved`` / ``failed``."""
 
-    def __init__(self, screen: Screen, store: DraftStore, snapshot: Callable[[], Draft], tree: VersionTree,
-                 last_written: Draft) -> None:
+    def __init__(
+        self, screen: Screen, store: DraftStore, snapshot: Callable[[], Draft], tree: VersionTree, last_written: Draft
+    ) -> None:
         self.screen = screen
         self.store = store
         self.snapshot = snapshot
@@ -58,8 +59,9 @@ class Autosave:
             return
         self._seq += 1
         seq = self._seq
-        self.screen.run_worker(lambda: self._write(draft, tree, seq), thread=True, group="autosave",
-                               exit_on_error=False)
+        self.screen.run_worker(
+            lambda: self._write(draft, tree, seq), thread=True, group="autosave", exit_on_error=False
+        )
 
     def _write(self, draft: Draft, tree: TreeSnapshot | None, seq: int) -> None:
         try:
@@ -101,9 +103,13 @@ class Autosave:
     def failed(self, message: DraftSaveFailed) -> None:
         app = self.screen.app
         if not self.failing:
-            self.screen.notify(f"Could not save the draft: {message.reason}. It is kept in memory; "
-                               "keep writing, kolyric will retry (Ctrl+S exports it elsewhere).",
-                               title="Draft not saved", severity="error", timeout=12)
+            self.screen.notify(
+                f"Could not save the draft: {message.reason}. It is kept in memory; "
+                "keep writing, kolyric will retry (Ctrl+S exports it elsewhere).",
+                title="Draft not saved",
+                severity="error",
+                timeout=12,
+            )
         self.failing = True
         app.status_draft, app.status_draft_ok = f"draft NOT saved: {message.reason}", False
         if self.timer is None:  # no edit since: retry on a slower clock

@@ -37,8 +37,9 @@ class CompareRunner:
         self.compared: dict[int, Compared] = {}  # card slot -> its finished run, while those cards show
         self._states: dict[int, CandidateState] = {}
 
-    def start(self, request: GenerationRequest, names: Sequence[str], overrides: Mapping[str, Any],
-              generator: Generator) -> None:
+    def start(
+        self, request: GenerationRequest, names: Sequence[str], overrides: Mapping[str, Any], generator: Generator
+    ) -> None:
         from kolyric.compare import compare_settings, preset_title
 
         self.cancel()
@@ -53,11 +54,21 @@ class CompareRunner:
         self.stream.show(list(self._states.values()), {})
         run_id, cancel = self.run_id, self.cancel_flag
         self.screen.app.status_activity = f"comparing {len(runs)} presets…"
-        self.screen.run_worker(lambda: self._work(run_id, cancel, request, runs, generator), thread=True,
-                               group="compare", exit_on_error=False)
+        self.screen.run_worker(
+            lambda: self._work(run_id, cancel, request, runs, generator),
+            thread=True,
+            group="compare",
+            exit_on_error=False,
+        )
 
-    def _work(self, run_id: int, cancel: threading.Event, request: GenerationRequest,
-              runs: list[tuple[str, Any]], generator: Generator) -> None:
+    def _work(
+        self,
+        run_id: int,
+        cancel: threading.Event,
+        request: GenerationRequest,
+        runs: list[tuple[str, Any]],
+        generator: Generator,
+    ) -> None:
         from kolyric.compare import Compared, preset_title
         from kolyric.engine.results import DoneEvent, TokenEvent
 

@@ -63,31 +63,37 @@ class DraftScreen(Guarded, CalmFocus, Screen):
         self.versions: VersionTree = tree
         self.journal = UndoJournal(draft.undo, draft.undo_at, draft.text)
         states, at = self.journal.snapshot()  # as written: a start with nothing changed writes nothing
-        self.autosave = Autosave(self, self.app.drafts, self.current_draft, tree,
-                                 dataclasses.replace(draft, undo=states, undo_at=at))
+        self.autosave = Autosave(
+            self, self.app.drafts, self.current_draft, tree, dataclasses.replace(draft, undo=states, undo_at=at)
+        )
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 self.editor = LyricsEditor(draft.text, rhyme_options=lambda: self.controls.rhyme_options, id="editor")
                 yield self.editor
                 with Horizontal(id="prompt-row"):
                     yield Label("prompt", classes="row-label")
-                    self.prompt_input = Input(draft.prompt, placeholder=PROMPT_HINT,
-                                              compact=True, id="prompt")
+                    self.prompt_input = Input(draft.prompt, placeholder=PROMPT_HINT, compact=True, id="prompt")
                     yield self.prompt_input
-                    self.polarity_select = Select(POLARITIES, value=draft.polarity or "none", allow_blank=False,
-                                                  compact=True, id="polarity")
+                    self.polarity_select = Select(
+                        POLARITIES, value=draft.polarity or "none", allow_blank=False, compact=True, id="polarity"
+                    )
                     yield self.polarity_select
                 with Horizontal(id="candidates-bar"):
                     yield Static("Candidates", id="candidates-title")
                     yield Button("Generate", id="generate", variant="primary", compact=True)
                     stop = Button("Stop", id="stop", variant="error", compact=True, disabled=True)
                     yield stop
-                strip = CandidateStrip(Static("Generated lines appear here, token by token.",
-                                              classes="placeholder"), id="candidates")
+                strip = CandidateStrip(
+                    Static("Generated lines appear here, token by token.", classes="placeholder"), id="candidates"
+                )
                 yield strip
             with Vertical(id="right"):
-                self.controls = ControlsPanel(self.app.preset_name, constraints=dict(draft.constraints),
-                                              settings=dict(draft.settings), id="controls")
+                self.controls = ControlsPanel(
+                    self.app.preset_name,
+                    constraints=dict(draft.constraints),
+                    settings=dict(draft.settings),
+                    id="controls",
+                )
                 yield self.controls
                 self.sections = SectionsPanel(id="sections")
                 yield self.sections
@@ -103,8 +109,7 @@ class DraftScreen(Guarded, CalmFocus, Screen):
             self.app.status_draft, self.app.status_draft_ok = "draft restored", True
         for notice in self._restore_notices:
             warn = "unreadable" in notice or "could not be read" in notice
-            self.notify(notice, severity="warning" if warn else "information", timeout=12 if warn else 8,
-                        markup=False)
+            self.notify(notice, severity="warning" if warn else "information", timeout=12 if warn else 8, markup=False)
         self.app.settle_cursors(self)
         self.editor.area.focus()
         if self.versions.current:  # the candidates shown when the app closed, with every alternative
@@ -133,9 +138,15 @@ class DraftScreen(Guarded, CalmFocus, Screen):
         # Widget references, not queries: this also runs at unmount, when queries find nothing.
         polarity = self.polarity_select.value
         states, at = self.journal.snapshot()
-        return Draft(self.editor.text, self.prompt_input.value, polarity if polarity in ("긍정", "부정") else None,
-                     tuple(self.controls.changed_constraints().items()), undo=states, undo_at=at,
-                     settings=tuple(self.controls.settings_values().items()))
+        return Draft(
+            self.editor.text,
+            self.prompt_input.value,
+            polarity if polarity in ("긍정", "부정") else None,
+            tuple(self.controls.changed_constraints().items()),
+            undo=states,
+            undo_at=at,
+            settings=tuple(self.controls.settings_values().items()),
+        )
 
     def draft_changed(self) -> None:
         self.autosave.changed()
@@ -185,8 +196,9 @@ class DraftScreen(Guarded, CalmFocus, Screen):
             return
         line = self.editor.lines()[self.editor.cursor_line]
         if not line.strip() or is_header(line):
-            self.notify("Put the cursor on a lyric line first: its syllables and rhyme become the target.",
-                        severity="warning")
+            self.notify(
+                "Put the cursor on a lyric line first: its syllables and rhyme become the target.", severity="warning"
+            )
             return
         count = count_syllables(line)
         ending = last_syllables(line, self.controls.rhyme_options.syllables)
@@ -230,7 +242,7 @@ class DraftScreen(Guarded, CalmFocus, Screen):
         self.journal.boundary()  # an accept is one undo step of its own
         row = self._prompt_row(prompt) if prompt and text.startswith(prompt) else None
         if row is not None:
-            rest = text[len(prompt):]
+            rest = text[len(prompt) :]
             if rest.startswith("\n"):
                 editor.area.move_cursor((row, len(editor.lines()[row])))
                 editor.insert_line(rest[1:])
@@ -260,15 +272,20 @@ class DraftScreen(Guarded, CalmFocus, Screen):
         draft = self.current_draft()
         constraints = self.controls.constraints
         return {
-            "format": "kolyric-export", "version": 1,
+            "format": "kolyric-export",
+            "version": 1,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": self.app.host.spec, "model_description": self.app.host.description,
-            "prompt": draft.prompt, "polarity": draft.polarity,
+            "model": self.app.host.spec,
+            "model_description": self.app.host.description,
+            "prompt": draft.prompt,
+            "polarity": draft.polarity,
             "settings": self.controls.settings.to_dict(),
             "constraints": constraints.to_dict() if constraints is not None else None,
             # accepted this session and still in the draft (an accept undone with Ctrl+Z is not)
-            "accepted": [entry.to_dict() for entry in self.history
-                         if entry.accepted and all(line in draft.text for line in entry.text.split("\n"))],
+            "accepted": [
+                entry.to_dict()
+                for entry in self.history
+                if entry.accepted and all(line in draft.text for line in entry.text.split("\n"))
+            ],
             "tree": self.versions.to_dict(),  # every version, in kolyric.app.tree's format
         }
-

@@ -78,7 +78,11 @@ class ExportScreen(Guarded, ModalScreen[str | None]):
             try:
                 also = f"; how it was made: {export_record(written, self.record).name}"
             except OSError as exc:  # the lyrics are out: say what is missing, do not undo that
-                self.notify(f"The settings record beside it could not be written: {describe_os_error(exc)}",
-                            title="Record not written", severity="warning", timeout=10)
+                self.notify(
+                    f"The settings record beside it could not be written: {describe_os_error(exc)}",
+                    title="Record not written",
+                    severity="warning",
+                    timeout=10,
+                )
         self.notify(f"Exported to {written}{also}", title="Draft exported", markup=False)
         self.dismiss(str(written))

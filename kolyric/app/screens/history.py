@@ -38,9 +38,15 @@ class HistoryScreen(Guarded, ModalScreen[int | None]):
             for index in range(len(self.entries) - 1, -1, -1):
                 entry = self.entries[index]
                 label = Text.assemble(
-                    ("✓ " if entry.accepted else "  ", "green"), (entry.text, "bold"), "\n",
-                    (f"  {time.strftime('%H:%M:%S', time.localtime(entry.at))} · "
-                     f"{entry.polarity or 'no polarity'} · {entry.summary}", "dim"))
+                    ("✓ " if entry.accepted else "  ", "green"),
+                    (entry.text, "bold"),
+                    "\n",
+                    (
+                        f"  {time.strftime('%H:%M:%S', time.localtime(entry.at))} · "
+                        f"{entry.polarity or 'no polarity'} · {entry.summary}",
+                        "dim",
+                    ),
+                )
                 options.add_option(Option(label, id=f"entry-{index}"))
             yield options
             yield Static("Enter: add to the draft again · Esc: close", classes="dialog-help")

@@ -66,8 +66,9 @@ class ModelPickerScreen(Guarded, ModalScreen[tuple[str, str] | None]):
     ModelPickerScreen OptionList { height: auto; max-height: 10; border: none; margin-bottom: 1; }
     """
 
-    def __init__(self, current: str, precision: str, recent: list[str], data_dir: Path,
-                 *, error: str | None = None) -> None:
+    def __init__(
+        self, current: str, precision: str, recent: list[str], data_dir: Path, *, error: str | None = None
+    ) -> None:
         super().__init__()
         self.current = current
         self.precision = precision if precision in PRECISIONS else "auto"
@@ -78,19 +79,25 @@ class ModelPickerScreen(Guarded, ModalScreen[tuple[str, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Choose a model", classes="dialog-title")
-            yield Static(f"Loading failed: {self.error}" if self.error else "", classes="dialog-error",
-                         id="picker-error")
+            yield Static(
+                f"Loading failed: {self.error}" if self.error else "", classes="dialog-error", id="picker-error"
+            )
             with Horizontal(id="model-row"):
-                yield Input(self.current, placeholder="hub id, model directory or .ckpt", compact=True,
-                            id="model-spec")
-                yield Select([(p, p) for p in PRECISIONS], value=self.precision, allow_blank=False,
-                             compact=True, id="model-precision")
+                yield Input(self.current, placeholder="hub id, model directory or .ckpt", compact=True, id="model-spec")
+                yield Select(
+                    [(p, p) for p in PRECISIONS],
+                    value=self.precision,
+                    allow_blank=False,
+                    compact=True,
+                    id="model-precision",
+                )
             options = OptionList(id="model-suggestions")
             for spec, why in suggestions(self.recent, self.data_dir):
                 options.add_option(Option(Text.assemble(spec, "  ", (why, "dim")), id=spec))
             yield options
-            yield Static("Enter loads the model typed above, or the suggestion under the cursor.",
-                         classes="dialog-help")
+            yield Static(
+                "Enter loads the model typed above, or the suggestion under the cursor.", classes="dialog-help"
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="picker-cancel")
                 yield Button("Load", id="picker-load", variant="primary")

@@ -64,8 +64,9 @@ class PlaygroundScreen(DraftScreen):
         Binding("f8", "step", "Step", tooltip="One token at a time; F8 again: to the end", priority=True),
         Binding("f6", "tree", "Tree", tooltip="Every version of this draft's candidates", priority=True),
         Binding("ctrl+s", "export", "Export", tooltip="Export the draft as .txt", priority=True),
-        Binding("ctrl+t", "target_line", "Target", tooltip="Target the cursor line's syllables and rhyme",
-                priority=True),
+        Binding(
+            "ctrl+t", "target_line", "Target", tooltip="Target the cursor line's syllables and rhyme", priority=True
+        ),
     ]
 
     def __init__(self) -> None:
@@ -119,20 +120,33 @@ class PlaygroundScreen(DraftScreen):
 
     def _can_generate(self) -> bool:
         if not self.app.host.ready:
-            self.notify("No model is loaded yet." + (" Press F4 to choose one." if not self.app.status_busy else
-                                                     " It is still loading."), severity="warning")
+            self.notify(
+                "No model is loaded yet."
+                + (" Press F4 to choose one." if not self.app.status_busy else " It is still loading."),
+                severity="warning",
+            )
             return False
         if not self.controls.valid:
             problem = self.controls.problems[0]
-            self.notify(f"Generation waits until the controls are valid: {problem.field}: {problem.message}",
-                        title="Fix the controls first", severity="error")
+            self.notify(
+                f"Generation waits until the controls are valid: {problem.field}: {problem.message}",
+                title="Fix the controls first",
+                severity="error",
+            )
             self.query_one(f"#ctl-{problem.field}").focus()
             return False
         return True
 
-    def start(self, prompt: str, polarity: str | None, context: tuple[str, ...], *,
-              slot: int | None = None, forced: tuple[int, ...] = (),
-              origin: tuple[str, int | None, int | None] = ("generate", None, None)) -> bool:
+    def start(
+        self,
+        prompt: str,
+        polarity: str | None,
+        context: tuple[str, ...],
+        *,
+        slot: int | None = None,
+        forced: tuple[int, ...] = (),
+        origin: tuple[str, int | None, int | None] = ("generate", None, None),
+    ) -> bool:
         """Start a stream (fresh, or rewriting ``slot``) under the controls; False when it cannot.
         ``origin`` is what its nodes record: (kind, parent node, token position)."""
         if not self._can_generate():
@@ -142,10 +156,14 @@ class PlaygroundScreen(DraftScreen):
 
         settings = self.controls.settings
         if slot is not None:  # a branch rewrites one candidate: one row, greedy where beams were
-            settings = settings.replace(n=1, strategy="greedy" if settings.strategy == "beam" else settings.strategy,
-                                        max_length=min(1024, max(settings.max_length, len(forced) + 1)))
-        request = GenerationRequest(prompt, polarity, settings, context=context, forced_ids=forced,
-                                    constraints=self.controls.constraints)
+            settings = settings.replace(
+                n=1,
+                strategy="greedy" if settings.strategy == "beam" else settings.strategy,
+                max_length=min(1024, max(settings.max_length, len(forced) + 1)),
+            )
+        request = GenerationRequest(
+            prompt, polarity, settings, context=context, forced_ids=forced, constraints=self.controls.constraints
+        )
         if slot is None:
             self.slot_nodes = {}
             self.compare.cancel()
@@ -164,14 +182,35 @@ class PlaygroundScreen(DraftScreen):
         if done.changes:
             summary += f" · changed {changes_summary(done.changes)}"
         constraints = request.constraints.to_dict() if request.constraints is not None else None
-        self.history.append(HistoryEntry(
-            state.accepted_text(), state.prompt, request.polarity, summary, settings=done.began.to_dict(),
-            candidate=done.candidate, context=tuple(request.context), constraints=constraints,
-            forced_ids=tuple(request.forced_ids), model=self.app.host.spec, finish_reason=state.finish_reason,
-            settings_changes=done.changes))
-        node = self.versions.add(node_from_state(state, request, done.began.to_dict(), done.changes, kind=kind,
-                                             model=self.app.host.spec, candidate=done.candidate, parent=parent,
-                                             at=at))
+        self.history.append(
+            HistoryEntry(
+                state.accepted_text(),
+                state.prompt,
+                request.polarity,
+                summary,
+                settings=done.began.to_dict(),
+                candidate=done.candidate,
+                context=tuple(request.context),
+                constraints=constraints,
+                forced_ids=tuple(request.forced_ids),
+                model=self.app.host.spec,
+                finish_reason=state.finish_reason,
+                settings_changes=done.changes,
+            )
+        )
+        node = self.versions.add(
+            node_from_state(
+                state,
+                request,
+                done.began.to_dict(),
+                done.changes,
+                kind=kind,
+                model=self.app.host.spec,
+                candidate=done.candidate,
+                parent=parent,
+                at=at,
+            )
+        )
         self.slot_nodes[done.slot] = node.id
         self.versions.set_current(self.slot_nodes[s] for s in sorted(self.slot_nodes))
         self.draft_changed()
@@ -188,8 +227,14 @@ class PlaygroundScreen(DraftScreen):
         from kolyric.engine.stream import GenerationRequest
 
         constraints = constraints_from_dict(node.constraints) if node.constraints else None
-        return GenerationRequest(node.prompt, node.polarity, self.controls.settings, context=node.context,
-                                 forced_ids=node.forced_ids, constraints=constraints)
+        return GenerationRequest(
+            node.prompt,
+            node.polarity,
+            self.controls.settings,
+            context=node.context,
+            forced_ids=node.forced_ids,
+            constraints=constraints,
+        )
 
     def action_compare(self) -> None:
         """F7: the prompt under the tutorial's presets, one seed (the controls' or a fresh one),
@@ -204,11 +249,14 @@ class PlaygroundScreen(DraftScreen):
         prompt, polarity, context = self._request_parts()
         settings = self.controls.settings
         seed = settings.seed if settings.seed is not None else secrets.randbelow(2**32)
-        request = GenerationRequest(prompt, polarity, settings, context=context,
-                                    constraints=self.controls.constraints)
+        request = GenerationRequest(prompt, polarity, settings, context=context, constraints=self.controls.constraints)
         self.slot_nodes = {}
-        self.compare.start(request, TUTORIAL_PRESETS, {"seed": seed, "max_length": settings.max_length,
-                                                       "alternatives": settings.alternatives}, self.app.host.generator)
+        self.compare.start(
+            request,
+            TUTORIAL_PRESETS,
+            {"seed": seed, "max_length": settings.max_length, "alternatives": settings.alternatives},
+            self.app.host.generator,
+        )
 
     def action_step(self) -> None:
         """F8: step mode on the prompt; F8 during it continues from the chosen tokens to the end."""
@@ -218,8 +266,14 @@ class PlaygroundScreen(DraftScreen):
                 return
             self.steps.step = None  # the stream below makes the node, with every chosen token
             request = step.request
-            self.start(request.prompt, request.polarity, request.context, slot=0,
-                       forced=tuple(t.token_id for t in step.chosen), origin=("step", None, None))
+            self.start(
+                request.prompt,
+                request.polarity,
+                request.context,
+                slot=0,
+                forced=tuple(t.token_id for t in step.chosen),
+                origin=("step", None, None),
+            )
             return
         if not self._can_generate():
             return
@@ -228,10 +282,15 @@ class PlaygroundScreen(DraftScreen):
         prompt, polarity, context = self._request_parts()
         self.compare.cancel()
         self.slot_nodes = {}
-        self.steps.start(GenerationRequest(prompt, polarity, self.controls.settings, context=context,
-                                           constraints=self.controls.constraints), self.app.host.generator)
-        self.notify("Step mode: 1-9/0 take an alternative, Space the model's pick, F8 to the end, Esc stops.",
-                    timeout=6)
+        self.steps.start(
+            GenerationRequest(
+                prompt, polarity, self.controls.settings, context=context, constraints=self.controls.constraints
+            ),
+            self.app.host.generator,
+        )
+        self.notify(
+            "Step mode: 1-9/0 take an alternative, Space the model's pick, F8 to the end, Esc stops.", timeout=6
+        )
 
     def on_step_ready(self, message: StepReady) -> None:
         self.steps.ready(message)
@@ -248,8 +307,11 @@ class PlaygroundScreen(DraftScreen):
         if not step.chosen or state is None:
             return
         state.full_text = ""
-        node = self.versions.add(node_from_state(state, step.request, step.request.settings.to_dict(), (),
-                                                 kind="step", model=self.app.host.spec))
+        node = self.versions.add(
+            node_from_state(
+                state, step.request, step.request.settings.to_dict(), (), kind="step", model=self.app.host.spec
+            )
+        )
         self.slot_nodes = {0: node.id}
         self.versions.set_current([node.id])
         self.draft_changed()
@@ -270,8 +332,11 @@ class PlaygroundScreen(DraftScreen):
         done, state = self.compare.compared.get(slot), self.states.get(slot)
         if done is None or state is None:
             return None
-        node = self.versions.add(node_from_state(state, done.request, done.result.settings.to_dict(), (),
-                                                 kind="compare", model=self.app.host.spec))
+        node = self.versions.add(
+            node_from_state(
+                state, done.request, done.result.settings.to_dict(), (), kind="compare", model=self.app.host.spec
+            )
+        )
         self.slot_nodes[slot] = node.id
         self.versions.set_current(self.slot_nodes[s] for s in sorted(self.slot_nodes))
         self.draft_changed()
@@ -333,8 +398,9 @@ class PlaygroundScreen(DraftScreen):
             return
         forced = tuple(t.token_id for t in state.tokens[: message.index]) + (message.token_id,)
         origin = ("branch", self._keep(message.slot), message.index)
-        if self.start(request.prompt, request.polarity, request.context, slot=message.slot, forced=forced,
-                      origin=origin):
+        if self.start(
+            request.prompt, request.polarity, request.context, slot=message.slot, forced=forced, origin=origin
+        ):
             card = self.query_one(CandidateStrip).card(message.slot)
             if card is not None:
                 card.focus()
@@ -355,12 +421,22 @@ class PlaygroundScreen(DraftScreen):
                 return
             parent = self.slot_nodes.get(message.slot)
             base = self.versions.nodes.get(parent) if parent is not None else None
-            edit = self.versions.add(Node(0, "edit", state.prompt, text.strip(), parent=parent,
-                                      polarity=request.polarity, context=tuple(request.context),
-                                      model=base.model if base is not None else self.app.host.spec,
-                                      settings=dict(base.settings) if base is not None else {}))
-            self.start(text.strip(), request.polarity, request.context, slot=message.slot,
-                       origin=("continue", edit.id, None))
+            edit = self.versions.add(
+                Node(
+                    0,
+                    "edit",
+                    state.prompt,
+                    text.strip(),
+                    parent=parent,
+                    polarity=request.polarity,
+                    context=tuple(request.context),
+                    model=base.model if base is not None else self.app.host.spec,
+                    settings=dict(base.settings) if base is not None else {},
+                )
+            )
+            self.start(
+                text.strip(), request.polarity, request.context, slot=message.slot, origin=("continue", edit.id, None)
+            )
 
         self.app.push_screen(EditScreen(state.accepted_text()), edited)
 
@@ -427,15 +503,19 @@ class PlaygroundScreen(DraftScreen):
         yield SystemCommand("Stop", "Stop the running stream (Esc)", self.action_stop)
         yield SystemCommand("Export draft", "Write the draft to a .txt file (Ctrl+S)", self.action_export)
         yield SystemCommand("History", "Browse this session's candidates (F5)", self.action_history)
-        yield SystemCommand("Compare presets", "The prompt under the tutorial's presets, one seed (F7)",
-                            self.action_compare)
+        yield SystemCommand(
+            "Compare presets", "The prompt under the tutorial's presets, one seed (F7)", self.action_compare
+        )
         yield SystemCommand("Step mode", "Generate one token at a time and choose each (F8)", self.action_step)
         yield SystemCommand("Tree of versions", "Every candidate of this draft, as a tree (F6)", self.action_tree)
-        yield SystemCommand("Target this line", "Generate to the cursor line's syllables and rhyme (Ctrl+T)",
-                            self.action_target_line)
+        yield SystemCommand(
+            "Target this line", "Generate to the cursor line's syllables and rhyme (Ctrl+T)", self.action_target_line
+        )
         from kolyric.engine.settings import PRESETS
 
         for name in PRESETS:
-            yield SystemCommand(f"Preset: {name}", "Set every decoding control from this preset",
-                                lambda name=name: self.controls.apply_preset(name))
-
+            yield SystemCommand(
+                f"Preset: {name}",
+                "Set every decoding control from this preset",
+                lambda name=name: self.controls.apply_preset(name),
+            )

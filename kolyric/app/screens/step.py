@@ -69,8 +69,11 @@ class StepSession:
             return
         self.busy = True
         forced = tuple(t.token_id for t in step.chosen)
-        request = replace(step.request, forced_ids=forced,
-                          settings=step.request.settings.replace(max_length=min(1024, len(forced) + 1)))
+        request = replace(
+            step.request,
+            forced_ids=forced,
+            settings=step.request.settings.replace(max_length=min(1024, len(forced) + 1)),
+        )
         self.screen.run_worker(lambda: self._work(request, generator), thread=True, group="step", exit_on_error=False)
 
     def _work(self, request: GenerationRequest, generator: Generator) -> None:

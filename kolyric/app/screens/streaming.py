@@ -54,8 +54,14 @@ class Finished:
 class StreamController:
     """One stream at a time for ``screen``: its run, the candidates' states, and their requests."""
 
-    def __init__(self, screen: Screen, strip: CandidateStrip, inspector: TokenInspector, stop: Button,
-                 on_recorded: Callable[[Finished], None]) -> None:
+    def __init__(
+        self,
+        screen: Screen,
+        strip: CandidateStrip,
+        inspector: TokenInspector,
+        stop: Button,
+        on_recorded: Callable[[Finished], None],
+    ) -> None:
         self.screen = screen
         self.strip = strip
         self.inspector = inspector
@@ -105,8 +111,7 @@ class StreamController:
             self.slot_requests[s] = request
         self._set_streaming(True)
         self.screen.app.status_activity = "generating…"
-        self.screen.run_worker(lambda: self._work(run, generator), thread=True, group="stream",
-                               exit_on_error=False)
+        self.screen.run_worker(lambda: self._work(run, generator), thread=True, group="stream", exit_on_error=False)
 
     def show(self, states: list[CandidateState], requests: dict[int, GenerationRequest]) -> None:
         """Show finished candidates (from the tree) as the current ones; a stream stops first."""
@@ -184,8 +189,9 @@ class StreamController:
         self._record(run, result.settings)
         self.run = None
         self._set_streaming(False)
-        self.screen.app.status_activity = (f"done: {run.tokens} tokens in {result.elapsed_s:.2f} s "
-                                           f"({result.tokens_per_s:.1f} tok/s)")
+        self.screen.app.status_activity = (
+            f"done: {run.tokens} tokens in {result.elapsed_s:.2f} s ({result.tokens_per_s:.1f} tok/s)"
+        )
 
     def _record(self, run: StreamRun, settings: DecodingSettings) -> None:
         """Hand each candidate with text to ``on_recorded``. ``settings`` are those in force at
@@ -201,8 +207,7 @@ class StreamController:
             if changes:
                 began = timeline[0][1]
                 began = began.replace(seed=settings.seed) if began.seed is None else began
-            self.on_recorded(Finished(slot, i, state, run.request, began, changes,
-                                      run_id=run.run_id))
+            self.on_recorded(Finished(slot, i, state, run.request, began, changes, run_id=run.run_id))
 
     def failed(self, run_id: int, message: str) -> None:
         run = self.run

@@ -83,29 +83,50 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         corpus = config.train_corpus if config.train_corpus in CORPORA else CORPORA[0]  # the last run's
         with Horizontal(id="train-main"):
             with VerticalScroll(id="train-form"):
-                yield FieldRow("corpus", "corpus", corpus, choices=CORPORA, prefix="train",
-                               help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own")
-                yield FieldRow("corpus_file", "corpus file", config.train_corpus_file, prefix="train",
-                               placeholder=".txt (blank line between songs), .tsv, .jsonl")
+                yield FieldRow(
+                    "corpus",
+                    "corpus",
+                    corpus,
+                    choices=CORPORA,
+                    prefix="train",
+                    help="NSMC movie reviews (긍정/부정 prefixed), or a text file of your own",
+                )
+                yield FieldRow(
+                    "corpus_file",
+                    "corpus file",
+                    config.train_corpus_file,
+                    prefix="train",
+                    placeholder=".txt (blank line between songs), .tsv, .jsonl",
+                )
                 yield Static("", id="train-plan")
-                yield FieldRow("corpus_dir", "corpus dir", "", prefix="train",
-                               placeholder="default: the data folder")
+                yield FieldRow("corpus_dir", "corpus dir", "", prefix="train", placeholder="default: the data folder")
                 yield FieldRow("model", "base model", base, prefix="train", placeholder="hub id, directory, .ckpt")
                 yield Checkbox("train from scratch (no base model)", id="train-from_scratch", compact=True)
                 for name, spec in TRAIN_FIELDS.items():
-                    yield FieldRow(name, name, DEFAULTS[name], help=spec.help, prefix="train",
-                                   placeholder="all" if spec.optional else spec.describe_range())
+                    yield FieldRow(
+                        name,
+                        name,
+                        DEFAULTS[name],
+                        help=spec.help,
+                        prefix="train",
+                        placeholder="all" if spec.optional else spec.describe_range(),
+                    )
                 yield FieldRow("out", "output dir", "", prefix="train", placeholder="auto: new, in data")
                 yield Checkbox("resume the run in the output dir", id="train-resume", compact=True)
-                yield FieldRow("extra", "extra flags", "", prefix="train", placeholder="e.g. --n-layer 2",
-                               help="more `kolyric train` flags, as on the command line")
+                yield FieldRow(
+                    "extra",
+                    "extra flags",
+                    "",
+                    prefix="train",
+                    placeholder="e.g. --n-layer 2",
+                    help="more `kolyric train` flags, as on the command line",
+                )
                 yield ProblemsBox(id="train-problems")
                 with Horizontal(id="train-buttons"):
                     yield Button("Start", id="train-start", variant="primary", compact=True)
                     yield Button("New folder", id="train-new-folder", compact=True)
                     yield Button("Cancel", id="train-cancel", variant="error", compact=True, disabled=True)
-                    yield Button("Open result", id="train-open", variant="success", compact=True,
-                                 disabled=True)
+                    yield Button("Open result", id="train-open", variant="success", compact=True, disabled=True)
             with Vertical(id="train-right"):
                 with Vertical(id="train-progress"):
                     yield Static("Not started. Fill in the form and press Start (Ctrl+G).", id="train-phase")
@@ -178,8 +199,9 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
             plan.update("Name a .txt (blank line between songs), .tsv or .jsonl file to see what an epoch covers.")
             return
         plan.update("measuring the file …")
-        self._plan_worker(str(Path(path).expanduser()),
-                          None if scratch else self.query_one("#train-model", Input).value.strip())
+        self._plan_worker(
+            str(Path(path).expanduser()), None if scratch else self.query_one("#train-model", Input).value.strip()
+        )
 
     @work(thread=True, group="plan", exclusive=True, exit_on_error=False)
     def _plan_worker(self, path: str, model: str | None) -> None:
@@ -242,8 +264,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         request, problems = self.validate_form()
         if request is None:
             first = problems[0]
-            self.notify(f"{first.field}: {first.message}", title="Fix the form first", severity="error",
-                        markup=False)
+            self.notify(f"{first.field}: {first.message}", title="Fix the form first", severity="error", markup=False)
             return
         self._remember_corpus(request)
         argv = [*self.app.train_command, *request.argv()]
@@ -279,8 +300,9 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
     @work(thread=True, group="training", exit_on_error=False)
     def _train_worker(self, process: TrainingProcess) -> None:
         outcome = process.run()
-        self.post_message(TrainingEnded(outcome.ok, outcome.returncode, outcome.message, outcome.cancelled,
-                                        outcome.result_path))
+        self.post_message(
+            TrainingEnded(outcome.ok, outcome.returncode, outcome.message, outcome.cancelled, outcome.result_path)
+        )
 
     def _on_event(self, event: Event) -> None:  # worker thread
         with self._lock:
@@ -364,8 +386,11 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
         self.query_one("#train-open", Button).disabled = self.result_path is None
         if message.ok:
             summary = f"training finished: {self.result_path or 'no model path reported'}"
-            self.notify("Training finished. Ctrl+O opens the result in the playground (and makes it the model "
-                        "kolyric starts with).", title="Training")
+            self.notify(
+                "Training finished. Ctrl+O opens the result in the playground (and makes it the model "
+                "kolyric starts with).",
+                title="Training",
+            )
         elif message.cancelled:
             step, total = self._last_step
             at = f" at step {step}" + (f" of {total}" if total else "") if step else ""
@@ -386,8 +411,12 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
     def action_open_result(self) -> None:
         if self.result_path and self.process is None:
             # Opening a result also makes it the model kolyric starts with: say so, once, plainly.
-            self.app.notify(f"{self.result_path} is now the model kolyric starts with (saved in settings.toml); "
-                            f"F4 picks another.", title="Opened the trained model", markup=False, timeout=10)
+            self.app.notify(
+                f"{self.result_path} is now the model kolyric starts with (saved in settings.toml); F4 picks another.",
+                title="Opened the trained model",
+                markup=False,
+                timeout=10,
+            )
             self.app.open_in_playground(self.result_path)
 
     def _set_running(self, running: bool) -> None:
@@ -412,4 +441,3 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
     def on_unmount(self) -> None:
         if self.process is not None:
             self.process.cancel()
-

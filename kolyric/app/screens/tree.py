@@ -42,8 +42,8 @@ def node_label(node: Node, against: Node | None, accepted: bool, current: bool) 
     shared = 0
     if against is not None:
         if node.kind == "branch" and node.at is not None:
-            shared = len("".join(node.pieces[:node.at]))
-            shared += len(node.prompt.strip()) + (1 if node.text[len(node.prompt.strip()):][:1] == " " else 0)
+            shared = len("".join(node.pieces[: node.at]))
+            shared += len(node.prompt.strip()) + (1 if node.text[len(node.prompt.strip()) :][:1] == " " else 0)
         else:
             shared = len(_common_text(text, against.text.replace("\n", " / ")))
     shared = max(0, min(shared, len(text)))
@@ -65,11 +65,19 @@ def describe(node: Node) -> Text:
     """The preview of one node: text, then how it was made."""
     out = Text()
     out.append(node.text + "\n", style="bold")
-    origin = {"generate": "generated", "branch": f"branched from #{node.parent} at token {(node.at or 0) + 1}",
-              "edit": f"#{node.parent} edited by hand", "continue": f"continued from the edit #{node.parent}",
-              "step": "picked token by token", "compare": "kept from the compare view"}.get(node.kind, node.kind)
-    out.append(f"{origin} · {len(node.pieces)} tokens · {node.finish_reason or '—'}"
-               f"{f' · seed {node.seed}' if node.seed is not None else ''} · {node.model or 'model ?'}\n", style="dim")
+    origin = {
+        "generate": "generated",
+        "branch": f"branched from #{node.parent} at token {(node.at or 0) + 1}",
+        "edit": f"#{node.parent} edited by hand",
+        "continue": f"continued from the edit #{node.parent}",
+        "step": "picked token by token",
+        "compare": "kept from the compare view",
+    }.get(node.kind, node.kind)
+    out.append(
+        f"{origin} · {len(node.pieces)} tokens · {node.finish_reason or '—'}"
+        f"{f' · seed {node.seed}' if node.seed is not None else ''} · {node.model or 'model ?'}\n",
+        style="dim",
+    )
     for start, settings in node.stretches:
         keys = ("strategy", "temperature", "top_k", "top_p", "repetition_penalty", "num_beams")
         shown = ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
@@ -121,8 +129,9 @@ class TreeScreen(Guarded, ModalScreen[tuple[str, int] | None]):
             self._fill(widget)
             yield widget
             yield Static("", id="tree-preview")
-            yield Static("Enter: make current · a: accept · c: mark, then c: compare · Esc: close",
-                         classes="dialog-help")
+            yield Static(
+                "Enter: make current · a: accept · c: mark, then c: compare · Esc: close", classes="dialog-help"
+            )
 
     def _fill(self, widget: Tree[int]) -> None:
         prompts = self.versions.prompts()
@@ -131,8 +140,9 @@ class TreeScreen(Guarded, ModalScreen[tuple[str, int] | None]):
             prompts.insert(0, self.prompt)
         for n, prompt in enumerate(prompts):
             roots = self.versions.roots(prompt)
-            group = widget.root.add(Text.assemble((prompt or "(empty prompt)", "bold"), f"  {len(roots)} runs"),
-                                    expand=n == 0)
+            group = widget.root.add(
+                Text.assemble((prompt or "(empty prompt)", "bold"), f"  {len(roots)} runs"), expand=n == 0
+            )
             previous: Node | None = None
             for node in roots:
                 self._add(group, node, previous)
@@ -189,8 +199,9 @@ class TreeScreen(Guarded, ModalScreen[tuple[str, int] | None]):
             return
         if self.marked is None or self.marked == node.id:
             self.marked = None if self.marked == node.id else node.id
-            self.notify(f"#{node.id} marked: move to another version and press c." if self.marked else "Unmarked.",
-                        timeout=3)
+            self.notify(
+                f"#{node.id} marked: move to another version and press c." if self.marked else "Unmarked.", timeout=3
+            )
             self._preview()
         else:
             self.query_one("#tree-preview", Static).update(compare(self.versions.nodes[self.marked], node))
@@ -209,8 +220,10 @@ class EditScreen(Guarded, ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label("Edit, then continue from the edited text", classes="dialog-title")
             yield Input(self.text.replace("\n", " "), id="edit-text")
-            yield Static("Enter: continue from it (the edit and the continuation are new versions) · Esc: cancel",
-                         classes="dialog-help")
+            yield Static(
+                "Enter: continue from it (the edit and the continuation are new versions) · Esc: cancel",
+                classes="dialog-help",
+            )
 
     def on_mount(self) -> None:
         self.app.settle_cursors(self)

@@ -147,12 +147,16 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         if state.streaming:
             return None
         if state.report is not None and not state.report.satisfied:
-            return Text(f"✗ {'; '.join(state.report.reasons) or 'constraint not met'}",
-                        style=self.get_component_rich_style("candidate--unmet"))
+            return Text(
+                f"✗ {'; '.join(state.report.reasons) or 'constraint not met'}",
+                style=self.get_component_rich_style("candidate--unmet"),
+            )
         if state.window_limit is not None and state.finish_reason == "length":
-            return Text(f"⚠ stopped at the model's window of {state.window_limit} tokens (the prompt and "
-                        "the new tokens share it), not at max_length",
-                        style=self.get_component_rich_style("candidate--limit"))
+            return Text(
+                f"⚠ stopped at the model's window of {state.window_limit} tokens (the prompt and "
+                "the new tokens share it), not at max_length",
+                style=self.get_component_rich_style("candidate--limit"),
+            )
         return None
 
     def _window(self, text: Text, offset: int, *, centre: bool, footer: Text | None = None) -> Text:
@@ -168,19 +172,21 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         # are what the card is for; the whole reason is in the history (F5) and the export.
         cap = max(2, height // 3)
         if len(tail) > cap:
-            tail = [*tail[:cap - 1], Text(tail[cap - 1].plain[:max(0, width - 1)] + "…", style=tail[0].style)]
+            tail = [*tail[: cap - 1], Text(tail[cap - 1].plain[: max(0, width - 1)] + "…", style=tail[0].style)]
         room = height - len(tail)
         lines = text.wrap(console, width, overflow="fold")
         if len(lines) <= room:
             return Text("\n").join([*lines, *tail]) if tail else text
-        position, row = 0, 0
-        for row, line in enumerate(lines):
+        # the wrapped row holding ``offset`` (the last row when it lies past the end)
+        position, row = 0, max(len(lines) - 1, 0)
+        for index, line in enumerate(lines):
             position += len(line.plain)
             if position >= offset:
+                row = index
                 break
         start = row - room // 2 if centre else row - room + 1
         start = max(0, min(start, len(lines) - room))
-        return Text("\n").join([*lines[start:start + room], *tail]) if room > 0 else Text("\n").join(tail)
+        return Text("\n").join([*lines[start : start + room], *tail]) if room > 0 else Text("\n").join(tail)
 
     # -- actions -------------------------------------------------------------------------------
     def select_token(self, index: int | None) -> None:

@@ -63,28 +63,49 @@ class ConstraintField:
 
 
 CONSTRAINT_FIELDS = (
-    ConstraintField("syllables", "syllables/line", "every generated line has exactly this many syllables "
-                    f"({RANGES['syllables']}); Ctrl+T takes the cursor line's", "off · 1–40"),
-    ConstraintField("rhyme", "rhyme with", "the generated line's last syllable(s) rhyme with this "
-                    f"({RANGES['rhyme']}); Ctrl+T takes the cursor line's", "off · 랑"),
+    ConstraintField(
+        "syllables",
+        "syllables/line",
+        f"every generated line has exactly this many syllables ({RANGES['syllables']}); Ctrl+T takes the cursor line's",
+        "off · 1–40",
+    ),
+    ConstraintField(
+        "rhyme",
+        "rhyme with",
+        f"the generated line's last syllable(s) rhyme with this ({RANGES['rhyme']}); Ctrl+T takes the cursor line's",
+        "off · 랑",
+    ),
     ConstraintField("lines", "lines", f"how many lines to generate ({RANGES['lines']})", "1 · 1–16"),
-    ConstraintField("strict", "strict rhyme", "also match the final consonant (받침)", choices=SWITCH,
-                    default="off"),
-    ConstraintField("rhyme_syllables", "rhyming syllables", "how many trailing syllables must rhyme "
-                    f"({RANGES['rhyme_syllables']}); also what the gutter shows", "1 · 1–3", default="1"),
-    ConstraintField("pattern", "syllable pattern", f"syllables per line instead of one count ({RANGES['pattern']})",
-                    "off · 8-8-7-9"),
-    ConstraintField("scheme", "rhyme scheme", f"rhyme letters per line ({RANGES['scheme']}); letters before "
-                    "the new lines match the draft's last lines", "off · AABB"),
-    ConstraintField("mode", "mode", "next: new lines after the prompt; continue: finish the prompt line",
-                    choices=("next", "continue"), default="next"),
+    ConstraintField("strict", "strict rhyme", "also match the final consonant (받침)", choices=SWITCH, default="off"),
+    ConstraintField(
+        "rhyme_syllables",
+        "rhyming syllables",
+        f"how many trailing syllables must rhyme ({RANGES['rhyme_syllables']}); also what the gutter shows",
+        "1 · 1–3",
+        default="1",
+    ),
+    ConstraintField(
+        "pattern", "syllable pattern", f"syllables per line instead of one count ({RANGES['pattern']})", "off · 8-8-7-9"
+    ),
+    ConstraintField(
+        "scheme",
+        "rhyme scheme",
+        f"rhyme letters per line ({RANGES['scheme']}); letters before the new lines match the draft's last lines",
+        "off · AABB",
+    ),
+    ConstraintField(
+        "mode",
+        "mode",
+        "next: new lines after the prompt; continue: finish the prompt line",
+        choices=("next", "continue"),
+        default="next",
+    ),
 )
 
 
 @lru_cache(maxsize=1)
 def _preset_values() -> dict[str, dict[str, object]]:
-    return {name: {k: v for k, v in preset(name).to_dict().items() if k not in ("seed", "n")}
-            for name in PRESETS}
+    return {name: {k: v for k, v in preset(name).to_dict().items() if k not in ("seed", "n")} for name in PRESETS}
 
 
 def matching_preset(settings: DecodingSettings) -> str | None:
@@ -105,24 +126,42 @@ def oversized(raw_values: dict[str, object], raw_constraints: dict[str, object])
         # a list's text past what its items could fill is refused before it is split
         limit = spec.max_items * (2 * spec.max_chars + 24) if spec.textual else MAX_NUMBER_CHARS
         if (spec.textual or spec.kind in (int, float)) and len(text) > limit:
-            problems.append(Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, "
-                                    f"got {len(text):,} characters"))
+            problems.append(
+                Problem(name, text[:20] + "…", f"must be {spec.describe_range()}, got {len(text):,} characters")
+            )
     for name, raw in raw_constraints.items():
         text = str(raw).strip() if isinstance(raw, str) else ""
         if not text:
             continue
         if name in COUNT_FIELDS and _not_a_count(text):
-            problems.append(ConstraintProblem(name, text[:20], f"must be {RANGES[name]}, got "
-                                              + (f"{len(text):,} characters" if len(text) > 12 else repr(text)),
-                                              RANGES[name]))
-        elif name == "pattern" and (len(text) > MAX_TEXT_CHARS or any(_not_a_count(part) for part in
-                                                                      re.split(r"[-,/ ]+", text) if part)):
-            problems.append(ConstraintProblem(name, text[:20], f"must be {RANGES[name]}, got "
-                                              + (f"{len(text):,} characters" if len(text) > 24 else repr(text)),
-                                              RANGES[name]))
+            problems.append(
+                ConstraintProblem(
+                    name,
+                    text[:20],
+                    f"must be {RANGES[name]}, got " + (f"{len(text):,} characters" if len(text) > 12 else repr(text)),
+                    RANGES[name],
+                )
+            )
+        elif name == "pattern" and (
+            len(text) > MAX_TEXT_CHARS or any(_not_a_count(part) for part in re.split(r"[-,/ ]+", text) if part)
+        ):
+            problems.append(
+                ConstraintProblem(
+                    name,
+                    text[:20],
+                    f"must be {RANGES[name]}, got " + (f"{len(text):,} characters" if len(text) > 24 else repr(text)),
+                    RANGES[name],
+                )
+            )
         elif len(text) > MAX_TEXT_CHARS:
-            problems.append(ConstraintProblem(name, text[:20], f"must be {RANGES.get(name, 'shorter')}, got "
-                                              f"{len(text):,} characters", RANGES.get(name, "")))
+            problems.append(
+                ConstraintProblem(
+                    name,
+                    text[:20],
+                    f"must be {RANGES.get(name, 'shorter')}, got {len(text):,} characters",
+                    RANGES.get(name, ""),
+                )
+            )
     return problems
 
 
@@ -198,8 +237,14 @@ class ControlsPanel(Guarded, VerticalScroll):
     ControlsPanel .ctl-heading { color: $primary; text-style: bold; margin-top: 1; }
     """
 
-    def __init__(self, preset_name: str, *, constraints: dict[str, str] | None = None,
-                 settings: dict[str, object] | None = None, id: str | None = None) -> None:
+    def __init__(
+        self,
+        preset_name: str,
+        *,
+        constraints: dict[str, str] | None = None,
+        settings: dict[str, object] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         known = {spec.name for spec in CONSTRAINT_FIELDS}
         # the constraint fields as the draft saved them (unknown names from other versions dropped)
@@ -226,8 +271,13 @@ class ControlsPanel(Guarded, VerticalScroll):
     def compose(self) -> ComposeResult:
         current = matching_preset(self.settings) or CUSTOM
         yield Label("preset")
-        yield Select([(name, name) for name in (*PRESETS, CUSTOM)], value=current,
-                     allow_blank=False, compact=True, id="ctl-preset")
+        yield Select(
+            [(name, name) for name in (*PRESETS, CUSTOM)],
+            value=current,
+            allow_blank=False,
+            compact=True,
+            id="ctl-preset",
+        )
         yield ProblemsBox(id="ctl-problems")
 
     def on_mount(self) -> None:
@@ -238,18 +288,37 @@ class ControlsPanel(Guarded, VerticalScroll):
     def _mount_fields(self) -> None:
         values = self.settings.to_dict()
         for name, spec in FIELDS.items():
-            self.rows[name] = FieldRow(name, name, _shown_value(name, values[name]), help=spec.help, prefix="ctl",
-                                       placeholder=_placeholder(spec), choices=_choices(spec))
+            self.rows[name] = FieldRow(
+                name,
+                name,
+                _shown_value(name, values[name]),
+                help=spec.help,
+                prefix="ctl",
+                placeholder=_placeholder(spec),
+                choices=_choices(spec),
+            )
         for spec in CONSTRAINT_FIELDS:
             value = self.initial_constraints.get(spec.name, spec.default)
             if spec.choices:
                 value = value.strip().lower()
                 value = value if value in spec.choices else spec.default
-            self.constraint_rows[spec.name] = FieldRow(spec.name, spec.label, value, help=spec.help,
-                                                       prefix="ctl", placeholder=spec.placeholder,
-                                                       choices=spec.choices)
-        self.mount_all([*self.rows.values(), Label("lyric constraints", classes="ctl-heading"),
-                        *self.constraint_rows.values(), Static("", id="ctl-notes")])
+            self.constraint_rows[spec.name] = FieldRow(
+                spec.name,
+                spec.label,
+                value,
+                help=spec.help,
+                prefix="ctl",
+                placeholder=spec.placeholder,
+                choices=spec.choices,
+            )
+        self.mount_all(
+            [
+                *self.rows.values(),
+                Label("lyric constraints", classes="ctl-heading"),
+                *self.constraint_rows.values(),
+                Static("", id="ctl-notes"),
+            ]
+        )
         self.app.settle_cursors(self)  # type: ignore[attr-defined]
         self.ready = True
         if self.initial_constraints:  # restored from the draft: check them and make them current
@@ -327,9 +396,11 @@ class ControlsPanel(Guarded, VerticalScroll):
         wanted = [f"constrained: {self.constraints.describe()}"] if self.constraints else []
         window = self.window
         if window is not None and self.settings.max_length >= window:
-            wanted.append(f"max_length {self.settings.max_length} is beyond the model's window of {window} "
-                          f"tokens: the prompt and the new tokens share it, so the window ends a long "
-                          f"candidate (and a long prompt is cut from its start to make room)")
+            wanted.append(
+                f"max_length {self.settings.max_length} is beyond the model's window of {window} "
+                f"tokens: the prompt and the new tokens share it, so the window ends a long "
+                f"candidate (and a long prompt is cut from its start to make room)"
+            )
         notes.update("\n".join([*self.settings.notes(), *wanted]))
 
     def set_window(self, window: int | None) -> None:

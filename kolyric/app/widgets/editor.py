@@ -44,8 +44,7 @@ class DraftArea(Guarded, TextArea):
         last = document.line_count - 1
         if row > last:
             row, column = last, len(document.get_line(last))
-        self._cursor_offset = self.wrapped_document.location_to_offset(
-            (row, min(column, len(document.get_line(row)))))
+        self._cursor_offset = self.wrapped_document.location_to_offset((row, min(column, len(document.get_line(row)))))
 
 
 class LyricsEditor(Guarded, Horizontal):
@@ -62,11 +61,16 @@ class LyricsEditor(Guarded, Horizontal):
     LyricsEditor DraftArea:focus { border: none; }
     """
 
-    def __init__(self, text: str = "", columns: list[GutterColumn] | None = None,
-                 *, rhyme_options: Callable[[], RhymeOptions] | None = None, id: str | None = None) -> None:
+    def __init__(
+        self,
+        text: str = "",
+        columns: list[GutterColumn] | None = None,
+        *,
+        rhyme_options: Callable[[], RhymeOptions] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
-        self.area = DraftArea(text, soft_wrap=True, show_line_numbers=True, id="draft",
-                              highlight_cursor_line=True)
+        self.area = DraftArea(text, soft_wrap=True, show_line_numbers=True, id="draft", highlight_cursor_line=True)
         if columns is None:
             columns = [SyllableColumn(), RhymeColumn(lambda: rhyme_palette(self.app))]
         self.lyric_gutter = LyricGutter(self.area, columns, id="gutter")

@@ -34,9 +34,17 @@ class FieldRow(Guarded, Vertical):
     FieldRow.-invalid Input { background: $error 20%; }
     """
 
-    def __init__(self, name: str, label: str, value: Any, *, help: str = "",
-                 placeholder: str = "", choices: tuple[str, ...] | None = None,
-                 prefix: str = "field") -> None:
+    def __init__(
+        self,
+        name: str,
+        label: str,
+        value: Any,
+        *,
+        help: str = "",
+        placeholder: str = "",
+        choices: tuple[str, ...] | None = None,
+        prefix: str = "field",
+    ) -> None:
         super().__init__(id=f"{prefix}-row-{name}")
         self.field_name = name
         self.label_text = label
@@ -44,12 +52,17 @@ class FieldRow(Guarded, Vertical):
         self.choices = choices
         self.message: str | None = None
         if choices:
-            self.control: Input | Select = Select([(c, c) for c in choices], value=value,
-                                                  allow_blank=False, compact=True,
-                                                  id=f"{prefix}-{name}")
+            self.control: Input | Select = Select(
+                [(c, c) for c in choices], value=value, allow_blank=False, compact=True, id=f"{prefix}-{name}"
+            )
         else:
-            self.control = Input("" if value is None else str(value), placeholder=placeholder,
-                                 compact=True, id=f"{prefix}-{name}", select_on_focus=False)
+            self.control = Input(
+                "" if value is None else str(value),
+                placeholder=placeholder,
+                compact=True,
+                id=f"{prefix}-{name}",
+                select_on_focus=False,
+            )
         self.control.tooltip = help or None
         self.label = Label(label, classes="field-label")
 
@@ -113,6 +126,7 @@ class CalmFocus:
     def set_focus(self, widget: Widget | None, scroll_visible: bool = True, from_app_focus: bool = False) -> None:
         super().set_focus(widget, scroll_visible=False, from_app_focus=from_app_focus)  # type: ignore[misc]
         if scroll_visible and widget is not None:
+
             def reveal() -> None:
                 if self.focused is widget:  # type: ignore[attr-defined]
                     widget.scroll_visible(animate=False)

@@ -81,8 +81,9 @@ class LyricGutter(Guarded, Widget):
     LyricGutter > .lyric-gutter--cursor { color: $accent; text-style: bold; background: $boost; }
     """
 
-    def __init__(self, text_area: TextArea, columns: list[GutterColumn] | None = None,
-                 *, id: str | None = None) -> None:
+    def __init__(
+        self, text_area: TextArea, columns: list[GutterColumn] | None = None, *, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.text_area = text_area
         self.columns: list[GutterColumn] = list(columns) if columns else [SyllableColumn()]
@@ -92,7 +93,7 @@ class LyricGutter(Guarded, Widget):
         self.watch(self.text_area, "selection", lambda _: self.refresh(), init=False)  # the cursor's row
         self.watch(self.text_area, "virtual_size", lambda _: self.refresh(), init=False)  # wrapped again
 
-    def get_content_width(self, container, viewport) -> int:  # noqa: ANN001 - Textual's signature
+    def get_content_width(self, container, viewport) -> int:  # Textual's signature
         return sum(c.width for c in self.columns) + len(self.columns) - 1
 
     def set_analysis(self, analysis: object) -> None:
@@ -133,8 +134,7 @@ class LyricGutter(Guarded, Widget):
             return Strip([Segment(" " * width, base)], width)
         line = document.get_line(index)
         on_cursor = index == self.text_area.cursor_location[0]
-        default = self.get_component_rich_style(
-            "lyric-gutter--cursor" if on_cursor else "lyric-gutter--cell")
+        default = self.get_component_rich_style("lyric-gutter--cursor" if on_cursor else "lyric-gutter--cell")
         segments: list[Segment] = []
         for n, column in enumerate(self.columns):
             if n:

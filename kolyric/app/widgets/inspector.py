@@ -47,12 +47,13 @@ def fit_cells(text: str, cells: int = TEXT_CELLS) -> str:
 
 
 def alternative_label(k: int, alt: Any, chosen: bool, excluded: bool = False) -> Text:
-    """"3• ␣사랑 ████▌      45.2%": its key (1-9, then 0), whether it was chosen, text, bar, p;
+    """ "3• ␣사랑 ████▌      45.2%": its key (1-9, then 0), whether it was chosen, text, bar, p;
     an alternative the constraints exclude is dimmed and marked ✗."""
     key = str(k + 1) if k < 9 else "0" if k == 9 else " "
     mark = "✗" if excluded else "•" if chosen else " "
-    label = Text.assemble(f"{key}{mark}", (f" {fit_cells(shown(alt.text))} ", "bold"),
-                          (bar(alt.prob), "green"), f" {alt.prob:6.1%}")
+    label = Text.assemble(
+        f"{key}{mark}", (f" {fit_cells(shown(alt.text))} ", "bold"), (bar(alt.prob), "green"), f" {alt.prob:6.1%}"
+    )
     if excluded:
         label.stylize("dim strike")
     return label
@@ -90,15 +91,21 @@ class TokenInspector(Guarded, Vertical):
         title = self.query_one("#inspector-title", Static)
         alternatives = token.alternatives
         rest = max(0.0, 1.0 - sum(alt.prob for alt in alternatives))
-        title.update(Text.assemble(f"#{slot + 1} token {index + 1}: ", (shown(token.text), "bold"),
-                                   f"  p {token.prob:.1%}"))
+        title.update(
+            Text.assemble(f"#{slot + 1} token {index + 1}: ", (shown(token.text), "bold"), f"  p {token.prob:.1%}")
+        )
         self.border_title = f"Token · top {len(alternatives)}"
         self.border_subtitle = f"the rest {rest:.1%}"  # the mass of every token not listed
         options = self.query_one("#alternatives", OptionList)
         options.clear_options()
-        options.add_options([Option(alternative_label(k, alt, alt.token_id == token.token_id,
-                                                      alt.token_id in excluded), id=f"alt-{k}")
-                             for k, alt in enumerate(alternatives)])
+        options.add_options(
+            [
+                Option(
+                    alternative_label(k, alt, alt.token_id == token.token_id, alt.token_id in excluded), id=f"alt-{k}"
+                )
+                for k, alt in enumerate(alternatives)
+            ]
+        )
 
     def clear(self, hint: str = HINT) -> None:
         self.slot = self.index = self.token = None

@@ -7,6 +7,7 @@ every event.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from rich.segment import Segment
@@ -93,7 +94,7 @@ class LossPlot(Guarded, Widget):
 
         for s in self.series.values():
             pixels = [pixel(x, y) for x, y in s.points]
-            path = pixels[:1] + [p for a, b in zip(pixels, pixels[1:]) for p in _line(*a, *b)[1:]]
+            path = pixels[:1] + [p for a, b in itertools.pairwise(pixels) for p in _line(*a, *b)[1:]]
             for px, py in path:
                 cell = (px // 2, py // 4)
                 bits, _ = self._cells.get(cell, (0, s.color))

@@ -11,7 +11,8 @@ colours when it has none (Textual's own themes, users' themes).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 RHYME_VARIABLES = tuple(f"rhyme-{n}" for n in range(1, 7))
 # not $error: red is what an unmet constraint is shown in

@@ -96,8 +96,9 @@ class SectionsPanel(Guarded, Static):
                 continue
             for line in section.lines:
                 colour = colours.get(line.group) if line.group is not None else None
-                text.append(line.letter, style=f"bold {palette[colour % len(palette)]}" if colour is not None
-                            else "dim")
+                text.append(
+                    line.letter, style=f"bold {palette[colour % len(palette)]}" if colour is not None else "dim"
+                )
             text.append(f"  {section.pattern}", style="" if here else "dim")
         self._show(text)
         self.border_subtitle = self._line_summary()

@@ -152,9 +152,15 @@ last one."""
 class WordEndSearch:
     """Per generation: each row's last choice and the endings measured on its current line."""
 
-    def __init__(self, rows: int, completes: Callable[[int, int], bool], tries: int = WORD_END_TRIES,
-                 batch: int = WORD_END_BATCH, threshold: float | None = None,
-                 allowed: Callable[[int, int], bool] | None = None):
+    def __init__(
+        self,
+        rows: int,
+        completes: Callable[[int, int], bool],
+        tries: int = WORD_END_TRIES,
+        batch: int = WORD_END_BATCH,
+        threshold: float | None = None,
+        allowed: Callable[[int, int], bool] | None = None,
+    ):
         self.completes = completes
         """completes(row, token): whether the token, in place of the row's last, completes the line's count."""
         self.allowed = allowed
@@ -286,8 +292,15 @@ class BeamLookAhead:
             return 0.0
         return self._running[parent] + float(row[gen[-1]])
 
-    def _screen(self, gens: list[tuple[int, ...]], rows: list[Row], scores: torch.Tensor, penalty: float,
-                unique: list[int], running: torch.Tensor) -> None:
+    def _screen(
+        self,
+        gens: list[tuple[int, ...]],
+        rows: list[Row],
+        scores: torch.Tensor,
+        penalty: float,
+        unique: list[int],
+        running: torch.Tensor,
+    ) -> None:
         import torch
 
         state = self.state
@@ -333,10 +346,19 @@ class BeamLookAhead:
                 return
 
 
-def take_back(gen: Generator, search: WordEndSearch, state: ConstraintState, seqs: torch.Tensor,
-              logits: torch.Tensor, raw_probs: torch.Tensor, past: Past,
-              forward: Callable[..., CausalLMOutputWithPast], attention: torch.Tensor,
-              tokens: list[list[TokenInfo]], finish: list[str]) -> Past:
+def take_back(
+    gen: Generator,
+    search: WordEndSearch,
+    state: ConstraintState,
+    seqs: torch.Tensor,
+    logits: torch.Tensor,
+    raw_probs: torch.Tensor,
+    past: Past,
+    forward: Callable[..., CausalLMOutputWithPast],
+    attention: torch.Tensor,
+    tokens: list[list[TokenInfo]],
+    finish: list[str],
+) -> Past:
     """The whole-word rule for the rows whose last token completed a line's count, measured
     on this step's distribution (``kolyric.engine.lyric.lookahead``). A row that fails gets another
     token in that place, and the step is redone with the KV cache cropped by one position.
@@ -349,8 +371,12 @@ def take_back(gen: Generator, search: WordEndSearch, state: ConstraintState, seq
     def measure(i: int, candidates: list[int]) -> list[float]:
         rows = sub_cache(past, [i] * len(candidates), length)
         ids = torch.tensor(candidates, dtype=torch.long, device=seqs.device).unsqueeze(1)
-        out = forward(input_ids=ids, attention_mask=attention[i:i + 1].expand(len(candidates), -1),
-                      use_cache=True, **gen.forward_kwargs(rows))
+        out = forward(
+            input_ids=ids,
+            attention_mask=attention[i : i + 1].expand(len(candidates), -1),
+            use_cache=True,
+            **gen.forward_kwargs(rows),
+        )
         masses = state.word_end_mass(torch.softmax(out.logits[:, -1, :].float(), dim=-1))
         for t, mass in zip(candidates, masses):
             state.word_masses[state.generated(i)[:-1] + (t,)] = mass
@@ -372,13 +398,17 @@ def take_back(gen: Generator, search: WordEndSearch, state: ConstraintState, seq
         for i, tid in redo.items():
             seqs[i, -1] = tid
             choice = search.choices[i]
-            tokens[i][-1] = replace(tokens[i][-1], token_id=tid, text=gen.token_text(tid),
-                                    prob=float(choice.probs[tid]), alternatives=choice.alternatives)
+            tokens[i][-1] = replace(
+                tokens[i][-1],
+                token_id=tid,
+                text=gen.token_text(tid),
+                prob=float(choice.probs[tid]),
+                alternatives=choice.alternatives,
+            )
         state.advance(seqs)
         # every row feeds its last token again (the same one, but for the rows redone); the
         # rows not redone keep the logits they had, so no row's result depends on another's
-        out = forward(input_ids=seqs[:, -1:], attention_mask=attention, use_cache=True,
-                      **gen.forward_kwargs(past))
+        out = forward(input_ids=seqs[:, -1:], attention_mask=attention, use_cache=True, **gen.forward_kwargs(past))
         past = getattr(out, gen.cache_name)
         idx = list(redo)
         fresh = out.logits[idx, -1, :].float()

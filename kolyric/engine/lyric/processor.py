@@ -44,7 +44,7 @@ class ConstraintLogitsProcessor:
         import torch
 
         st = self.state
-        gens = [tuple(r) for r in input_ids[:, st.prompt_len:].tolist()]
+        gens = [tuple(r) for r in input_ids[:, st.prompt_len :].tolist()]
         rows = [st.state_for(g) for g in gens]
         masks = [st.mask_of(r) for r in rows]
         banned = [self._banned(m, scores) for m in masks]
@@ -67,8 +67,7 @@ class ConstraintLogitsProcessor:
         st.keep(gens, rows)
         return out
 
-    def _penalize(self, gens: list[tuple[int, ...]], rows: list[Row], scores: torch.Tensor,
-                  out: torch.Tensor) -> None:
+    def _penalize(self, gens: list[tuple[int, ...]], rows: list[Row], scores: torch.Tensor, out: torch.Tensor) -> None:
         """Where a row's last token completed a line, the rule's verdict: the measure the beam
         look-ahead took before the token was chosen, or else this step's; the rows that fail
         are penalised."""

@@ -57,8 +57,14 @@ class ConstraintReport:
         return f"constraints not met ({self.constraints}): " + "; ".join(self.reasons or ["unknown reason"])
 
     def to_dict(self) -> dict[str, object]:
-        return {"satisfied": self.satisfied, "constraints": self.constraints, "reasons": list(self.reasons),
-                "notes": list(self.notes), "line_end": self.line_end, "lines": [line.to_dict() for line in self.lines]}
+        return {
+            "satisfied": self.satisfied,
+            "constraints": self.constraints,
+            "reasons": list(self.reasons),
+            "notes": list(self.notes),
+            "line_end": self.line_end,
+            "lines": [line.to_dict() for line in self.lines],
+        }
 
 
 def key_text(key: tuple[tuple[int, int], ...] | None) -> str | None:
@@ -68,8 +74,9 @@ def key_text(key: tuple[tuple[int, int], ...] | None) -> str | None:
     return "-".join(MEDIALS[m] + (FINALS[f] if f >= 0 else "") for m, f in key)
 
 
-def check_lines(texts: list[str], targets: list[int | None], keys: list[str | None], groups: list[str | None],
-                options: RhymeOptions) -> list[LineReport]:
+def check_lines(
+    texts: list[str], targets: list[int | None], keys: list[str | None], groups: list[str | None], options: RhymeOptions
+) -> list[LineReport]:
     """Check finished lines against their counts and rhymes from their text alone; lines of a
     group with no given rhyme must share the first such line's key."""
     first: dict[str, str | None] = {}
@@ -85,8 +92,7 @@ def check_lines(texts: list[str], targets: list[int | None], keys: list[str | No
             problems.append(f"{syllables} syllables, not {target}")
         if want is not None and actual != want:
             problems.append(f"ends on rhyme {actual}, not {want}")
-        out.append(LineReport(text, syllables, target, actual, want, group, not problems,
-                              "; ".join(problems) or None))
+        out.append(LineReport(text, syllables, target, actual, want, group, not problems, "; ".join(problems) or None))
     return out
 
 

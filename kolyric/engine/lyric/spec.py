@@ -136,8 +136,7 @@ def parse_pattern(value: object) -> tuple[int, ...]:
 
 def parse_scheme(value: object) -> str:
     text = "".join(str(value).split()) if isinstance(value, str) else None
-    if not text or len(text) > MAX_SCHEME or not all(c.isascii() and (c.isalpha() or c in FREE_LETTERS)
-                                                     for c in text):
+    if not text or len(text) > MAX_SCHEME or not all(c.isascii() and (c.isalpha() or c in FREE_LETTERS) for c in text):
         raise ValueError(f"must be {RANGES['scheme']}, got {shown(value)}")
     return "".join("x" if c in FREE_LETTERS else c.upper() for c in text)
 
@@ -299,8 +298,11 @@ class LyricConstraints:
     def from_dict(cls, raw: Mapping[str, object]) -> LyricConstraints:
         """From JSON-ish values (numbers as strings too); every problem reported at once."""
         names = [f.name for f in dataclasses.fields(cls)]
-        problems = [ConstraintProblem(_key(k), v, f"unknown constraint; known: {', '.join(names)}")
-                    for k, v in raw.items() if k not in names]
+        problems = [
+            ConstraintProblem(_key(k), v, f"unknown constraint; known: {', '.join(names)}")
+            for k, v in raw.items()
+            if k not in names
+        ]
         values: dict[str, object] = {}
         for key, value in raw.items():
             if key not in names or value is None or value == "":
@@ -308,8 +310,9 @@ class LyricConstraints:
             if key in ("syllables", "lines", "rhyme_syllables"):
                 n = _int(value)
                 if n is None:
-                    problems.append(ConstraintProblem(key, value, f"must be {RANGES[key]}, got {shown(value)}",
-                                                      RANGES[key]))
+                    problems.append(
+                        ConstraintProblem(key, value, f"must be {RANGES[key]}, got {shown(value)}", RANGES[key])
+                    )
                     continue
                 value = n
             elif key in ("strict", "families", "whole_words"):
@@ -338,6 +341,19 @@ def from_dict(raw: Mapping[str, object]) -> LyricConstraints | None:
     return made if made is not None and made.active else None
 
 
-__all__ = ["FREE_LINE_TOKENS", "MAX_LINES", "MAX_SYLLABLES", "MAX_ZERO_RUN", "MODES", "RANGES", "WORD_END_MASS",
-           "WORD_END_TRIES", "ConstraintError", "ConstraintProblem", "LyricConstraints", "from_dict",
-           "parse_pattern", "parse_scheme"]
+__all__ = [
+    "FREE_LINE_TOKENS",
+    "MAX_LINES",
+    "MAX_SYLLABLES",
+    "MAX_ZERO_RUN",
+    "MODES",
+    "RANGES",
+    "WORD_END_MASS",
+    "WORD_END_TRIES",
+    "ConstraintError",
+    "ConstraintProblem",
+    "LyricConstraints",
+    "from_dict",
+    "parse_pattern",
+    "parse_scheme",
+]

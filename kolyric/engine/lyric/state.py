@@ -72,9 +72,19 @@ class ConstraintState(WordEndRule):
     """What the decoding loop consults (see kolyric.engine.stream): ``processor``, ``advance``,
     ``row_finished`` and ``report``."""
 
-    def __init__(self, spec: LyricConstraints, tokenizer: PreTrainedTokenizerBase, *, vocab_size: int | None,
-                 separator: str, window: int, prompt_len: int, prompt: str = "", context: Sequence[str] = (),
-                 max_length: int | None = None):
+    def __init__(
+        self,
+        spec: LyricConstraints,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        vocab_size: int | None,
+        separator: str,
+        window: int,
+        prompt_len: int,
+        prompt: str = "",
+        context: Sequence[str] = (),
+        max_length: int | None = None,
+    ):
         """``vocab_size``: the model's output width (None: the tokenizer's); ``separator``: how
         the prompt joins draft lines (``prompt.line_separator``); ``window``: the model's context
         window; ``prompt``/``context``: the request's line and earlier draft lines."""
@@ -118,24 +128,26 @@ class ConstraintState(WordEndRule):
         letters = spec.scheme[-k:] if spec.scheme else ("A" if spec.rhyme else "x") * k
         before = spec.scheme[:-k] if spec.scheme and len(spec.scheme) > k else ""
         preceding = context + ([self.prompt] if spec.mode == "next" and self.prompt else [])
-        aligned = preceding[-len(before):] if before else []
+        aligned = preceding[-len(before) :] if before else []
         if len(aligned) < len(before):
-            self.notes.append(f"scheme: {len(before)} letter(s) for draft lines, but only {len(aligned)} "
-                              "draft line(s) precede; the first letters are not used")
-            before = before[len(before) - len(aligned):]
+            self.notes.append(
+                f"scheme: {len(before)} letter(s) for draft lines, but only {len(aligned)} "
+                "draft line(s) precede; the first letters are not used"
+            )
+            before = before[len(before) - len(aligned) :]
         fixed: dict[str, Key] = {}
         for letter, text in zip(before, aligned):
             syllables = hangul_syllables(text)
             if letter == "x":
                 continue
             if len(syllables) >= self.n:
-                fixed[letter] = self._key_of(syllables[-self.n:])
+                fixed[letter] = self._key_of(syllables[-self.n :])
             else:
                 self.notes.append(f"scheme: draft line {text!r} (letter {letter}) has no rhyme to match")
         if spec.rhyme:
             first = next((c for c in letters if c != "x"), None)
             if first:
-                fixed[first] = self._key_of(hangul_syllables(spec.rhyme)[-self.n:])
+                fixed[first] = self._key_of(hangul_syllables(spec.rhyme)[-self.n :])
         return [PlannedLine(t, None if c == "x" else c, fixed.get(c)) for t, c in zip(targets, letters)]
 
     def _initial(self, context: list[str]) -> Row:
@@ -151,20 +163,23 @@ class ConstraintState(WordEndRule):
     def _impossible(self, row: Row) -> str | None:
         """Why the constraints cannot be met with this vocabulary and prompt, before generating."""
         if not self.counted and len(self.lines) > 1 and not self.newline:
-            return ("lines: this model's vocabulary has no newline token, so lines are told apart by their "
-                    "syllable counts; set syllables or pattern")
+            return (
+                "lines: this model's vocabulary has no newline token, so lines are told apart by their "
+                "syllable counts; set syllables or pattern"
+            )
         for j, line in enumerate(self.lines):
             if line.key is not None and not self.bank.ends_in(line.key):
-                return (f"line {j + 1}: no token in the vocabulary ends in a syllable rhyming "
-                        f"{key_text(line.key)}")
+                return f"line {j + 1}: no token in the vocabulary ends in a syllable rhyming {key_text(line.key)}"
             if line.target is not None:
                 left = line.target - (row.count if j == 0 else 0)
                 if left < 0:
-                    return (f"line 1: the typed line already has {row.count} syllables, more than "
-                            f"the {line.target} asked")
+                    return (
+                        f"line 1: the typed line already has {row.count} syllables, more than the {line.target} asked"
+                    )
                 if left > 0 and not self.bank.feasible(line.key, left):
-                    return (f"line {j + 1}: the vocabulary has no tokens that make {left} syllables"
-                            + (f" ending on the rhyme {key_text(line.key)}" if line.key else ""))
+                    return f"line {j + 1}: the vocabulary has no tokens that make {left} syllables" + (
+                        f" ending on the rhyme {key_text(line.key)}" if line.key else ""
+                    )
         first = self.lines[0]
         if row.line == 0 and row.count and first.key and first.target is not None:
             typed_in_zone = row.count - (first.target - len(first.key))
@@ -234,7 +249,7 @@ class ConstraintState(WordEndRule):
     def _finish_line(self, row: Row) -> Row:
         line = self.lines[row.line]
         if line.group and line.key is None and line.group not in dict(row.keys) and row.tail:
-            learnt = tuple(class_of(m, f, self.spec.strict, self.spec.families) for m, f in row.tail[-self.n:])
+            learnt = tuple(class_of(m, f, self.spec.strict, self.spec.families) for m, f in row.tail[-self.n :])
             row = replace(row, keys=row.keys + ((line.group, learnt),))
         return row
 
@@ -248,8 +263,11 @@ class ConstraintState(WordEndRule):
         new = self._step(row, tid, pos, seq)
         if not self.counted or new is row or new.broken:
             return new
-        complete = len(self.lines) if new.done else \
-            max(0, new.line + (new.line >= 0 and new.count == self.lines[new.line].target))
+        complete = (
+            len(self.lines)
+            if new.done
+            else max(0, new.line + (new.line >= 0 and new.count == self.lines[new.line].target))
+        )
         if len(new.word_ends) < complete:  # lines whose count this token completed
             ends = list(new.word_ends)
             while len(ends) < complete:
@@ -287,8 +305,9 @@ class ConstraintState(WordEndRule):
                 return self._next_line(row, pos + 1)
             row = self._next_line(row, pos)  # a word boundary: the token starts the next line
             return replace(row, count=count, tail=token_tail, zero_run=zero)
-        row = replace(row, count=row.count + count, tail=(row.tail + token_tail)[-TAIL:],
-                      zero_run=row.zero_run + 1 if zero else 0)
+        row = replace(
+            row, count=row.count + count, tail=(row.tail + token_tail)[-TAIL:], zero_run=row.zero_run + 1 if zero else 0
+        )
         if lists["has_break"][tid]:
             return self._next_line(self._finish_line(row), pos + 1)
         return row
@@ -344,8 +363,13 @@ class ConstraintState(WordEndRule):
         if self.newline or i >= len(self._current):
             return False
         row, length = self._current[i], len(self._gens[i])
-        return (not row.broken and length > 0 and bool(row.starts) and row.starts[-1] == length - 1
-                and (row.line > 0 or self.root.line == -1))
+        return (
+            not row.broken
+            and length > 0
+            and bool(row.starts)
+            and row.starts[-1] == length - 1
+            and (row.line > 0 or self.root.line == -1)
+        )
 
     # -- explanations ------------------------------------------------------------------------------
     def _where(self, row: Row) -> str:
@@ -358,8 +382,10 @@ class ConstraintState(WordEndRule):
     def explain(self, row: Row, mask: torch.Tensor) -> str:
         """Why no token may follow ``row``."""
         if bool(mask.any()):
-            return (f"{self._where(row)}: every token that fits was ruled out by the other decoding controls "
-                    "(min_length, no_repeat_ngram_size …)")
+            return (
+                f"{self._where(row)}: every token that fits was ruled out by the other decoding controls "
+                "(min_length, no_repeat_ngram_size …)"
+            )
         j = row.line
         if j == -1 or (self.counted and row.count == self.lines[j].target and j + 1 < len(self.lines)):
             key = self._key(row, j + 1)  # the next line cannot start
@@ -374,12 +400,14 @@ class ConstraintState(WordEndRule):
         if found:
             return found
         text = self.profile.texts[tid] if 0 <= tid < self.profile.size else "?"
-        return (f"{self._where(row)}: token {text!r} breaks the constraint (forced, or kept by beam search "
-                "after every allowed continuation was ruled out)")
+        return (
+            f"{self._where(row)}: token {text!r} breaks the constraint (forced, or kept by beam search "
+            "after every allowed continuation was ruled out)"
+        )
 
     # -- the decoding loop's hooks -------------------------------------------------------------------
     def advance(self, seqs: torch.Tensor) -> None:
-        gens = [tuple(r) for r in seqs[:, self.prompt_len:].tolist()]
+        gens = [tuple(r) for r in seqs[:, self.prompt_len :].tolist()]
         rows = [self.state_for(g) for g in gens]
         self._current = rows
         self._gens = gens
@@ -412,13 +440,28 @@ class ConstraintState(WordEndRule):
             texts[0] = clean_output(self.prompt + joiner + parts[0], self.tokenizer.unk_token)
         complete = len(texts) if row.done else max(0, len(texts) - 1)
         keys = [key_text(line.key) for line in self.lines]
-        checked = check_lines(texts[:complete], [ln.target for ln in self.lines][:complete], keys[:complete],
-                              [ln.group for ln in self.lines][:complete], self.spec.rhyme_options)
+        checked = check_lines(
+            texts[:complete],
+            [ln.target for ln in self.lines][:complete],
+            keys[:complete],
+            [ln.group for ln in self.lines][:complete],
+            self.spec.rhyme_options,
+        )
         for j, line in enumerate(checked):
             self.check_word_end(line, row.word_ends[j] if j < len(row.word_ends) else -1, ids)
         for j in range(complete, len(texts)):
-            checked.append(LineReport(texts[j], count_syllables(texts[j]), self.lines[j].target, None, keys[j],
-                                      self.lines[j].group, False, "unfinished"))
+            checked.append(
+                LineReport(
+                    texts[j],
+                    count_syllables(texts[j]),
+                    self.lines[j].target,
+                    None,
+                    keys[j],
+                    self.lines[j].group,
+                    False,
+                    "unfinished",
+                )
+            )
         reasons = []
         if row.broken:
             reasons.append(row.broken)
@@ -426,8 +469,14 @@ class ConstraintState(WordEndRule):
             reasons.insert(0, f"stopped at {self._where(row)}: {self._stop_cause(len(ids))}")
         reasons += [f"line {j + 1}: {r.problem}" for j, r in enumerate(checked[:complete]) if not r.ok]
         satisfied = row.done and not row.broken and complete == len(self.lines) and all(r.ok for r in checked)
-        report = ConstraintReport(satisfied, self.spec.describe(), reasons, checked,
-                                  "newline" if self.newline else "word boundary", notes=list(self.notes))
+        report = ConstraintReport(
+            satisfied,
+            self.spec.describe(),
+            reasons,
+            checked,
+            "newline" if self.newline else "word boundary",
+            notes=list(self.notes),
+        )
         if texts and not row.broken:  # a broken row's lines are not tracked past the break
             report.text = "\n".join(parts)
             head = texts[0] if continuing else "\n".join(([self.prompt] if self.prompt else []) + texts[:1])
@@ -443,5 +492,4 @@ class ConstraintState(WordEndRule):
         return "generation stopped early (cancelled, or the end token was forced)"
 
 
-__all__ = ["FALLBACK_SCORE", "WORD_PENALTY", "ConstraintLogitsProcessor", "ConstraintState", "PlannedLine",
-           "Row"]
+__all__ = ["FALLBACK_SCORE", "WORD_PENALTY", "ConstraintLogitsProcessor", "ConstraintState", "PlannedLine", "Row"]

@@ -45,8 +45,10 @@ _BREAK_RE = re.compile(r"[\r\n]")
 # Characters a singer voices that the syllable count cannot see: digits and Latin letters
 # (whose reading depends on their neighbours), Han characters (八 is sung 팔), kana, and bare
 # jamo (ㅋㅋ). Under a count they would make the count a lie, so they are never chosen there.
-_NON_ADDITIVE_RE = re.compile(r"[0-9A-Za-z\uff10-\uff19\u3040-\u30ff\u3131-\u318e\u3400-\u4dbf\u4e00-\u9fff"
-                              r"\uf900-\ufaff\uff21-\uff3a\uff41-\uff5a]")
+_NON_ADDITIVE_RE = re.compile(
+    r"[0-9A-Za-z\uff10-\uff19\u3040-\u30ff\u3131-\u318e\u3400-\u4dbf\u4e00-\u9fff"
+    r"\uf900-\ufaff\uff21-\uff3a\uff41-\uff5a]"
+)
 # Brackets and symbols are neither sung nor counted: under a count they are glosses and
 # debris ("恨(한)", "≥", "_") that let a line reach its count without words.
 _UNSUNG_CATEGORIES = frozenset({"Ps", "Pe", "Pc", "Sm", "Sc", "Sk", "So"})
@@ -97,9 +99,13 @@ class VocabProfile:
     def lists(self) -> dict[str, list]:
         """The per-token values as Python lists, for the per-row bookkeeping (built once)."""
         if self._lists is None:
-            self._lists = {"count": self.count.tolist(), "hangul": self.hangul.tolist(),
-                           "medial": self.tail_medial.tolist(), "final": self.tail_final.tolist(),
-                           "has_break": self.has_break.tolist()}
+            self._lists = {
+                "count": self.count.tolist(),
+                "hangul": self.hangul.tolist(),
+                "medial": self.tail_medial.tolist(),
+                "final": self.tail_final.tolist(),
+                "has_break": self.has_break.tolist(),
+            }
         return self._lists
 
 
@@ -132,8 +138,7 @@ def token_texts(tokenizer: PreTrainedTokenizerBase) -> list[str]:
         ref = tokenizer.encode(ch, add_special_tokens=False)
         if len(ref) == 1 and tokenizer.decode(ref, **kwargs) == ch:
             pairs = decode_all([[ref[0], i] for i in range(n)])
-            return [p[len(ch):] if p.startswith(ch) else tokenizer.decode([i], **kwargs)
-                    for i, p in enumerate(pairs)]
+            return [p[len(ch) :] if p.startswith(ch) else tokenizer.decode([i], **kwargs) for i, p in enumerate(pairs)]
     return decode_all([[i] for i in range(n)])  # no reference token: each text alone
 
 
@@ -141,25 +146,35 @@ def build_profile(tokenizer: PreTrainedTokenizerBase, size: int) -> VocabProfile
     import torch
 
     texts = token_texts(tokenizer)[:size]
-    specials = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items()
-                                                  if getattr(t, "special", True)}
+    specials = set(tokenizer.all_special_ids) | {
+        i for i, t in tokenizer.added_tokens_decoder.items() if getattr(t, "special", True)
+    }
     rows = [_analyse(t) for t in texts]
     rows += [(0, 0, (-1,) * TAIL, (-1,) * TAIL, False, False, False, False, False)] * (size - len(rows))
     count, hangul, med, fin, exact, additive, brk, clean, space = zip(*rows)
     special = torch.zeros(size, dtype=torch.bool)
     special[[i for i in specials if i < size]] = True
-    special[len(texts):] = True  # padding rows of a model wider than its tokenizer
+    special[len(texts) :] = True  # padding rows of a model wider than its tokenizer
     eos = tokenizer.eos_token_id
     word_break = torch.tensor([_ends_word(t) for t in texts] + [False] * (size - len(texts))) & ~special
     if eos is not None and 0 <= eos < size:
         word_break[eos] = True
     return VocabProfile(
-        size=size, eos_id=int(eos) if eos is not None else -1, texts=texts + [""] * (size - len(texts)),
-        count=torch.tensor(count, dtype=torch.long), hangul=torch.tensor(hangul, dtype=torch.long),
-        tail_medial=torch.tensor(med, dtype=torch.long), tail_final=torch.tensor(fin, dtype=torch.long),
-        exact=torch.tensor(exact) & ~special, additive=torch.tensor(additive),
-        has_break=torch.tensor(brk), break_clean=torch.tensor(clean), starts_space=torch.tensor(space),
-        special=special, word_break=word_break)
+        size=size,
+        eos_id=int(eos) if eos is not None else -1,
+        texts=texts + [""] * (size - len(texts)),
+        count=torch.tensor(count, dtype=torch.long),
+        hangul=torch.tensor(hangul, dtype=torch.long),
+        tail_medial=torch.tensor(med, dtype=torch.long),
+        tail_final=torch.tensor(fin, dtype=torch.long),
+        exact=torch.tensor(exact) & ~special,
+        additive=torch.tensor(additive),
+        has_break=torch.tensor(brk),
+        break_clean=torch.tensor(clean),
+        starts_space=torch.tensor(space),
+        special=special,
+        word_break=word_break,
+    )
 
 
 def _ends_word(text: str) -> bool:
@@ -171,14 +186,18 @@ def _ends_word(text: str) -> bool:
 def _analyse(text: str) -> tuple:
     """(count, hangul, tail medials, tail finals, exact, additive, has_break, break_clean, starts_space)."""
     brk = _BREAK_RE.search(text)
-    before = text[:brk.start()] if brk else text
-    after = text[brk.end():] if brk else ""
+    before = text[: brk.start()] if brk else text
+    after = text[brk.end() :] if brk else ""
     if after.startswith("\n") and text[brk.start()] == "\r":
         after = after[1:]  # \r\n is one break
     # a line may end only with \n (or \r\n) followed by nothing but spaces: one line break. A
     # stanza break (\n\n) is not used inside constrained lines, so they come out one a line.
-    clean = brk is not None and (text[brk.start()] == "\n" or text[brk.start():brk.end() + 1] == "\r\n") \
-        and not _BREAK_RE.search(after) and not after.strip()
+    clean = (
+        brk is not None
+        and (text[brk.start()] == "\n" or text[brk.start() : brk.end() + 1] == "\r\n")
+        and not _BREAK_RE.search(after)
+        and not after.strip()
+    )
     if not unicodedata.is_normalized("NFC", before):
         before = unicodedata.normalize("NFC", before)
     syllables = [ord(c) - SYLLABLE_FIRST for c in before if SYLLABLE_FIRST <= ord(c) <= SYLLABLE_LAST]
@@ -187,7 +206,8 @@ def _analyse(text: str) -> tuple:
     fin = tuple(s % 28 for s in tail) + (-1,) * (TAIL - len(tail))
     exact = "\ufffd" not in text and not _CONJOINING_RE.search(text)
     additive = not _NON_ADDITIVE_RE.search(text) and not any(
-        unicodedata.category(c) in _UNSUNG_CATEGORIES for c in text)
+        unicodedata.category(c) in _UNSUNG_CATEGORIES for c in text
+    )
     count = len(syllables) if additive else count_syllables(before)  # no digits or Latin: Hangul only
     return (count, len(syllables), med, fin, exact, additive, brk is not None, clean, text[:1].isspace())
 
@@ -268,8 +288,12 @@ class MaskBank:
     def ends_in(self, key: Key) -> bool:
         """Whether any usable token ends in the key's last syllable (a quick impossibility check)."""
         m, f = key[-1]
-        return bool(self.memo(("ends_in", key[-1]), lambda: (
-            self.mid_free & (self.hangul > 0) & (self.med[:, 0] == m) & (self.fin[:, 0] == f)).any()))
+        return bool(
+            self.memo(
+                ("ends_in", key[-1]),
+                lambda: (self.mid_free & (self.hangul > 0) & (self.med[:, 0] == m) & (self.fin[:, 0] == f)).any(),
+            )
+        )
 
     # -- counted lines -------------------------------------------------------------------------
     def _avoided(self, avoid: frozenset) -> torch.Tensor:
@@ -331,6 +355,7 @@ class MaskBank:
     # -- line ends -------------------------------------------------------------------------------
     def enders(self, last: bool) -> torch.Tensor:
         """A finished line's end: a bare line break (and, after the last line, the end token)."""
+
         def build() -> torch.Tensor:
             out = self.pure_breaks if self.newline else self.eos.clone().fill_(False)
             return out | self.eos if last else out
@@ -342,8 +367,16 @@ class MaskBank:
         it (``first``, memoised under ``signature``)."""
         return self.memo(("boundary", signature), lambda: first & self.starts_space)
 
-    def free(self, key: Key | None, bits: tuple[bool, ...], need: int, tail_len: int, last: bool,
-             avoid: frozenset = frozenset(), row_last: tuple[int, int] | None = None) -> torch.Tensor:
+    def free(
+        self,
+        key: Key | None,
+        bits: tuple[bool, ...],
+        need: int,
+        tail_len: int,
+        last: bool,
+        avoid: frozenset = frozenset(),
+        row_last: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         """Tokens allowed on a line with no syllable target: any exact token, and a line end only
         where the line's last ``len(key)`` syllables rhyme (``bits[m]``: the line's last m
         syllables equal the key's first m; with no key, its last syllable ``row_last`` is none
@@ -371,8 +404,9 @@ class MaskBank:
                 out |= self.eos
             return out
 
-        return self.memo(("free", key, bits, need, min(tail_len, TAIL), last, avoid,
-                          row_last if avoid else None), build)
+        return self.memo(
+            ("free", key, bits, need, min(tail_len, TAIL), last, avoid, row_last if avoid else None), build
+        )
 
     def memo(self, key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
         with self._lock:

@@ -29,8 +29,14 @@ class WordEndRule:
     def awaiting_word_end(self, row: Row, length: int) -> bool:
         """Whether the last of ``length`` generated tokens completed the current line's count (and
         the rule applies): the next distribution decides whether that ends a word."""
-        return (self.whole_words and length > 0 and row.line >= 0 and not (row.done or row.broken or row.ended)
-                and len(row.word_ends) == row.line + 1 and row.word_ends[-1] == length - 1)
+        return (
+            self.whole_words
+            and length > 0
+            and row.line >= 0
+            and not (row.done or row.broken or row.ended)
+            and len(row.word_ends) == row.line + 1
+            and row.word_ends[-1] == length - 1
+        )
 
     def word_end_mass(self, probs: torch.Tensor) -> list[float]:
         """The word-break tokens' share of each row of ``probs`` (rows of next-token probabilities)."""
@@ -52,8 +58,12 @@ class WordEndRule:
 
     def line_open(self, row: Row) -> bool:
         """Whether a counted line is being written, its count not yet complete (the rule applies)."""
-        return (self.whole_words and row.line >= 0 and not (row.done or row.broken or row.ended)
-                and row.count < (self.lines[row.line].target or 0))
+        return (
+            self.whole_words
+            and row.line >= 0
+            and not (row.done or row.broken or row.ended)
+            and row.count < (self.lines[row.line].target or 0)
+        )
 
     def completes_after(self, gen: tuple[int, ...], row: Row, token_id: int) -> bool:
         """Whether ``token_id`` after ``gen`` (whose state is ``row``) completes the line's count."""
@@ -72,14 +82,16 @@ class WordEndRule:
         """The whole-word rule on a finished line, from the probability measured after its last token."""
         if pos < 0:
             return
-        mass = self.word_masses.get(tuple(ids[:pos + 1]))
+        mass = self.word_masses.get(tuple(ids[: pos + 1]))
         line.word_end = None if mass is None else round(mass, 4)
         if not self.whole_words or mass is None or mass >= WORD_END_MASS:
             return
         words = line.text.split()
         last = words[-1] if words else line.text
-        problem = (f"ends mid-word on {last!r}: after it the model gives a word break {mass:.0%}, under the "
-                   f"{WORD_END_MASS:.0%} the whole-word rule asks (no ending of this line that meets it was found)")
+        problem = (
+            f"ends mid-word on {last!r}: after it the model gives a word break {mass:.0%}, under the "
+            f"{WORD_END_MASS:.0%} the whole-word rule asks (no ending of this line that meets it was found)"
+        )
         line.ok = False
         line.problem = f"{line.problem}; {problem}" if line.problem else problem
 
