@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     from kolyric.engine.kv_cache import Past
-    from kolyric.engine.lyric.state import ConstraintState, Row
+    from kolyric.engine.lyric.plan import Row
+    from kolyric.engine.lyric.state import ConstraintState
     from kolyric.engine.results import TokenInfo
     from kolyric.engine.stream import Generator
 

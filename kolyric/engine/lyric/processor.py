@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import torch
 
     from kolyric.engine.lyric.lookahead import BeamLookAhead
-    from kolyric.engine.lyric.state import ConstraintState, Row
+    from kolyric.engine.lyric.plan import Row
+    from kolyric.engine.lyric.state import ConstraintState
 
 FALLBACK_SCORE = -1e4  # the end token's score when nothing else may follow: finite, but a last resort
 WORD_PENALTY = 1e3

@@ -1,4 +1,4 @@
-"""The running side of lyric constraints: per-row line state, the logits processor, the report.
+"""The running side of lyric constraints: each row's line state, its masks, and the report.
 
 A row's state (which line, syllables so far, its last syllables, the rhymes its finished lines
 set) is a pure function of the tokens generated so far, so it is keyed by that token sequence,
@@ -18,54 +18,21 @@ current line's count; the next step's distribution then gives the rule's measure
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from kolyric.engine.lyric.processor import FALLBACK_SCORE, WORD_PENALTY, ConstraintLogitsProcessor
+from kolyric.engine.lyric.plan import Row, plan_lines
+from kolyric.engine.lyric.processor import ConstraintLogitsProcessor
 from kolyric.engine.lyric.report import ConstraintReport, LineReport, check_lines, key_text
 from kolyric.engine.lyric.spec import MAX_ZERO_RUN, LyricConstraints
-from kolyric.engine.lyric.vocab_profile import TAIL, Key, class_of, key_parts, profile_for, raw_tail
+from kolyric.engine.lyric.vocab_profile import TAIL, Key, class_of, profile_for, raw_tail
 from kolyric.engine.lyric.word_ends import WordEndRule
 from kolyric.engine.prompt import clean_output
-from kolyric.korean.hangul import count_syllables, hangul_syllables
+from kolyric.korean.hangul import count_syllables
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
-
-
-@dataclass(frozen=True)
-class PlannedLine:
-    target: int | None
-    """Syllables, or None on uncounted lines."""
-    group: str | None
-    """Scheme letter, or None: no rhyme required."""
-    key: Key | None
-    """The rhyme it must end on, when known before generating (the rhyme target or a draft line)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    """One sequence's progress through the lines (immutable; each token makes a new one)."""
-
-    line: int = 0
-    """Index of the line being written; -1 while the prompt's line still has to be closed."""
-    count: int = 0
-    tail: tuple[tuple[int, int], ...] = ()
-    """Raw (medial, final) of the line's last Hangul syllables, oldest first (at most 3)."""
-    zero_run: int = 0
-    keys: tuple[tuple[str, Key], ...] = ()
-    """Rhymes set by this sequence's finished lines, per scheme letter."""
-    starts: tuple[int, ...] = ()
-    """Token index where each line begins."""
-    broken: str | None = None
-    done: bool = False
-    ended: bool = False
-    end_pos: int | None = None
-    word_ends: tuple[int, ...] = ()
-    """Per counted line whose count is complete: the position of the token that completed it, or
-    -1 when no generated token's word end is in question (the token's own text breaks the line,
-    or the typed line had the count)."""
 
 
 class ConstraintState(WordEndRule):
@@ -107,7 +74,7 @@ class ConstraintState(WordEndRule):
         self.max_length = max_length
         """The new-token limit the report names when it runs out (the loop updates it on a live change)."""
         self.notes: list[str] = []
-        self.lines = self._plan(context)
+        self.lines = plan_lines(spec, self.prompt, context, self.notes)
         self.root = self._initial(context)
         self._states: dict[tuple, Row] = {(): self.root}
         self._current: list[Row] = []
@@ -117,38 +84,6 @@ class ConstraintState(WordEndRule):
         """The whole-word measure after each line-completing token sequence that was looked at."""
         self._break_vectors: dict[tuple, torch.Tensor] = {}
         self.processor = ConstraintLogitsProcessor(self)
-
-    # -- the plan: each generated line's count, scheme letter and (known) rhyme ------------------
-    def _key_of(self, syllables: str) -> Key:
-        return key_parts(syllables, self.spec.strict, self.spec.families)
-
-    def _plan(self, context: list[str]) -> list[PlannedLine]:
-        spec, k = self.spec, self.spec.n_lines
-        targets = spec.targets or (None,) * k
-        letters = spec.scheme[-k:] if spec.scheme else ("A" if spec.rhyme else "x") * k
-        before = spec.scheme[:-k] if spec.scheme and len(spec.scheme) > k else ""
-        preceding = context + ([self.prompt] if spec.mode == "next" and self.prompt else [])
-        aligned = preceding[-len(before) :] if before else []
-        if len(aligned) < len(before):
-            self.notes.append(
-                f"scheme: {len(before)} letter(s) for draft lines, but only {len(aligned)} "
-                "draft line(s) precede; the first letters are not used"
-            )
-            before = before[len(before) - len(aligned) :]
-        fixed: dict[str, Key] = {}
-        for letter, text in zip(before, aligned):
-            syllables = hangul_syllables(text)
-            if letter == "x":
-                continue
-            if len(syllables) >= self.n:
-                fixed[letter] = self._key_of(syllables[-self.n :])
-            else:
-                self.notes.append(f"scheme: draft line {text!r} (letter {letter}) has no rhyme to match")
-        if spec.rhyme:
-            first = next((c for c in letters if c != "x"), None)
-            if first:
-                fixed[first] = self._key_of(hangul_syllables(spec.rhyme)[-self.n :])
-        return [PlannedLine(t, None if c == "x" else c, fixed.get(c)) for t, c in zip(targets, letters)]
 
     def _initial(self, context: list[str]) -> Row:
         spec = self.spec
@@ -492,4 +427,4 @@ class ConstraintState(WordEndRule):
         return "generation stopped early (cancelled, or the end token was forced)"
 
 
-__all__ = ["FALLBACK_SCORE", "WORD_PENALTY", "ConstraintLogitsProcessor", "ConstraintState", "PlannedLine", "Row"]
+__all__ = ["ConstraintState"]

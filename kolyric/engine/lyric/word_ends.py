@@ -19,7 +19,7 @@ from kolyric.engine.lyric.spec import WORD_END_MASS
 if TYPE_CHECKING:
     import torch
 
-    from kolyric.engine.lyric.state import Row
+    from kolyric.engine.lyric.plan import Row
 
 
 class WordEndRule:
