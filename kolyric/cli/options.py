@@ -7,7 +7,8 @@ import argparse
 
 from kolyric.engine import settings_lists
 from kolyric.engine.loading import PRECISIONS  # no torch: loading imports it when a model loads
-from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS
+from kolyric.engine.settings import DEFAULT_PRESET, PRESETS
+from kolyric.engine.settings_fields import FIELDS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, preset
+from kolyric.engine.settings import DEFAULT_PRESET, PRESETS, DecodingSettings, preset
+from kolyric.engine.settings_fields import FIELDS
 from kolyric.serve.schema import REQUEST_FIELDS, Limits
 
 _JSON_TYPES: dict[type, str] = {

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING
 from kolyric.engine.prompt import normalize_polarity
 from kolyric.engine.settings import (
     DEFAULT_PRESET,
-    FIELDS,
-    MAX_SEED,
     PRESETS,
     DecodingSettings,
     OversizedNumber,
@@ -38,6 +36,7 @@ from kolyric.engine.settings import (
     preset,
     shown,
 )
+from kolyric.engine.settings_fields import FIELDS, MAX_SEED
 
 if TYPE_CHECKING:
     from kolyric.engine.lyric.spec import ConstraintProblem, LyricConstraints

@@ -11,7 +11,8 @@ import pytest
 
 from kolyric.cli import build_parser
 from kolyric.cli.generate import build_request
-from kolyric.engine.settings import FIELDS, DecodingSettings, preset, text_form
+from kolyric.engine.settings import DecodingSettings, preset, text_form
+from kolyric.engine.settings_fields import FIELDS
 from kolyric.serve.schema import RequestError, parse_generation
 
 NEW_FIELDS = (

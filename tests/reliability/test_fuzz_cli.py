@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kolyric.engine.settings import FIELDS, PRESETS
+from kolyric.engine.settings import PRESETS
+from kolyric.engine.settings_fields import FIELDS
 
 from tests.reliability._util import count
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-from kolyric.engine.settings import FIELDS, PRESETS
+from kolyric.engine.settings import PRESETS
+from kolyric.engine.settings_fields import FIELDS
 from kolyric.serve.schema import REQUEST_FIELDS, Limits
 
 from tests.reliability._util import count

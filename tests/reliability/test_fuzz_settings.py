@@ -10,7 +10,8 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kolyric.engine.settings import FIELDS, PRESETS, DecodingSettings, SettingsError, check, preset
+from kolyric.engine.settings import PRESETS, DecodingSettings, SettingsError, check, preset
+from kolyric.engine.settings_fields import FIELDS
 
 from tests.reliability._util import count
 

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from kolyric.engine.settings import DEFAULT_PRESET, FIELDS, PRESETS, DecodingSettings, SettingsError, preset
+from kolyric.engine.settings import DEFAULT_PRESET, PRESETS, DecodingSettings, SettingsError, preset
+from kolyric.engine.settings_fields import FIELDS
 
 
 def problems_of(values, base=None):

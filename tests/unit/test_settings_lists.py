@@ -8,7 +8,8 @@ import json
 import pytest
 
 from kolyric.cli.options import add_decoding_arguments, decoding_overrides
-from kolyric.engine.settings import FIELDS, DecodingSettings, SettingsError, preset, text_form
+from kolyric.engine.settings import DecodingSettings, SettingsError, preset, text_form
+from kolyric.engine.settings_fields import FIELDS
 from kolyric.engine.settings_lists import split_text, to_text
 
 TEXTUAL = ("stop", "keep_stop", "ban", "bias", "alternatives")

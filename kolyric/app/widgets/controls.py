@@ -26,16 +26,8 @@ from kolyric.app.guard import Guarded
 from kolyric.app.messages import PresetChosen, SettingsChanged
 from kolyric.app.widgets.fields import FieldRow, ProblemsBox
 from kolyric.engine.lyric.spec import RANGES, ConstraintError, ConstraintProblem, LyricConstraints
-from kolyric.engine.settings import (
-    FIELDS,
-    PRESETS,
-    DecodingSettings,
-    FieldSpec,
-    Problem,
-    SettingsError,
-    preset,
-    text_form,
-)
+from kolyric.engine.settings import PRESETS, DecodingSettings, FieldSpec, Problem, SettingsError, preset, text_form
+from kolyric.engine.settings_fields import FIELDS
 from kolyric.korean import RhymeOptions
 
 CUSTOM = "custom"

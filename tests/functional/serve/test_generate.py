@@ -65,7 +65,8 @@ def test_stream_sends_tokens_then_done(server):
 
 
 def test_presets_and_schema(server):
-    from kolyric.engine.settings import FIELDS, PRESETS
+    from kolyric.engine.settings import PRESETS
+    from kolyric.engine.settings_fields import FIELDS
 
     presets = httpx.get(server.url + "/presets", timeout=5).json()
     assert set(presets["presets"]) == set(PRESETS) and presets["default"] in PRESETS
