@@ -18,8 +18,8 @@ from kolyric.evaluate import (
     ngrams,
     polarity_accuracy,
     sample_continuations,
-    score_texts,
 )
+from kolyric.evaluate_scores import score_texts
 from kolyric.training.corpora import Example
 
 REVIEWS = [
