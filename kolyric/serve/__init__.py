@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from kolyric.serve.schema import Limits, RequestError, parse_generation
+from kolyric.serve.problems import RequestError
+from kolyric.serve.schema import Limits, parse_generation
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -46,7 +46,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kolyric.serve.describe import presets_listing, settings_schema
 from kolyric.serve.guard import check_media_type
 from kolyric.serve.host import Busy, Job, ServerModel, _Failure
-from kolyric.serve.schema import Limits, ParsedRequest, RequestError, decode_body, parse_generation
+from kolyric.serve.problems import RequestError
+from kolyric.serve.schema import Limits, ParsedRequest, decode_body, parse_generation
 
 if TYPE_CHECKING:  # the engine (and torch) loads with the model, in the background
     from kolyric.engine.results import TokenEvent

@@ -32,7 +32,8 @@ from starlette.types import Receive, Scope, Send
 from uvicorn import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from kolyric.serve.schema import Limits, RequestError
+from kolyric.serve.problems import RequestError
+from kolyric.serve.schema import Limits
 
 JSON_MEDIA_TYPE = "application/json"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")

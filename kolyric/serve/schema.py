@@ -19,7 +19,6 @@ Nothing heavy is imported here: parsing runs before, and without, torch.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -30,18 +29,24 @@ from kolyric.engine.settings import (
     DEFAULT_PRESET,
     PRESETS,
     DecodingSettings,
-    OversizedNumber,
     SettingsError,
     json_int,
     preset,
     shown,
 )
 from kolyric.engine.settings_fields import FIELDS, MAX_SEED
+from kolyric.serve.problems import (
+    RequestError,
+    RequestProblem,
+    bad_unicode,
+    constraint_problem,
+    from_settings_problem,
+    json_type,
+)
 
 if TYPE_CHECKING:
-    from kolyric.engine.lyric.spec import ConstraintProblem, LyricConstraints
+    from kolyric.engine.lyric.spec import LyricConstraints
     from kolyric.engine.results import GenerationRequest
-    from kolyric.engine.settings import Problem
 
 # Top-level fields a body may carry besides the decoding controls (which are FIELDS' names).
 REQUEST_FIELDS: dict[str, str] = {
@@ -52,7 +57,6 @@ REQUEST_FIELDS: dict[str, str] = {
     "context": "earlier draft lines, oldest first (a list of strings, or one string of lines)",
     "constraints": "lyric constraints (syllables, rhyme, lines, pattern, scheme, strict …), or null",
 }
-_SHOWN_VALUE_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -114,85 +118,9 @@ class Limits:
 
 
 @dataclass
-class RequestProblem:
-    """One thing wrong with a request: the field, what was given, why, and what is valid."""
-
-    field: str
-    value: object
-    message: str
-    valid: str | None = None
-    limit: int | None = None
-    """Set for size problems (answered 413 when they are the only problems)."""
-
-    def to_dict(self) -> dict[str, object]:
-        out = {
-            "field": _safe(self.field),
-            "value": _shown(self.value),
-            "message": _safe(self.message),
-            "valid": self.valid,
-        }
-        if self.limit is not None:
-            out["limit"] = self.limit
-        return out
-
-
-class RequestError(Exception):
-    """A request the server will not run: an HTTP status and every problem found."""
-
-    def __init__(self, status: int, message: str, problems: list[RequestProblem] | None = None):
-        self.status = status
-        self.message = message
-        self.problems = list(problems or [])
-        super().__init__(message)
-
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"error": self.message}
-        if self.problems:
-            out["problems"] = [p.to_dict() for p in self.problems]
-        return out
-
-
-@dataclass
 class ParsedRequest:
     request: GenerationRequest
     notes: list[str] = field(default_factory=list)
-
-
-def _safe(text: str) -> str:
-    """Text that encodes as UTF-8 (JSON allows unpaired surrogates; a UTF-8 body cannot hold them)."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _shown(value: object) -> object:
-    """A value as it is echoed back: JSON scalars as they are, anything long or odd shortened."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, (bool, int, float, type(None))):
-        small = not isinstance(value, int) or isinstance(value, bool) or value.bit_length() < 50
-        return value if small else shown(value)
-    if isinstance(value, OversizedNumber):
-        return repr(value)
-    try:
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
-    except ValueError:  # a container holding a number too long to print
-        text = shown(value)
-    if len(text) > _SHOWN_VALUE_CHARS:
-        text = text[:_SHOWN_VALUE_CHARS] + f"… ({len(text)} characters)"
-    return _safe(text)
-
-
-def _bad_unicode(text: str) -> str | None:
-    """Why ``text`` cannot be generated from (an unpaired surrogate), or None."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"holds an unpaired surrogate (\\u{ord(text[exc.start]):04x}) at character {exc.start}"
-    return None
-
-
-def _from_settings_problem(problem: Problem) -> RequestProblem:
-    d = problem.to_dict()
-    return RequestProblem(d["field"], problem.value, d["message"], d.get("valid"))
 
 
 def decode_body(body: bytes) -> object:
@@ -226,7 +154,7 @@ def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
     from kolyric.engine.results import GenerationRequest
 
     if not isinstance(data, dict):
-        raise RequestError(400, f"malformed request: the body must be a JSON object, got {_json_type(data)}")
+        raise RequestError(400, f"malformed request: the body must be a JSON object, got {json_type(data)}")
     problems: list[RequestProblem] = []
     known = list(REQUEST_FIELDS) + list(FIELDS)
     for key in data:
@@ -234,9 +162,9 @@ def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
             problems.append(RequestProblem(str(key), data[key], "unknown field", "one of " + ", ".join(known)))
 
     prompt = _string(data, "prompt", "", problems)
-    if prompt is not None and _bad_unicode(prompt):
+    if prompt is not None and bad_unicode(prompt):
         problems.append(
-            RequestProblem("prompt", prompt, f"must be valid Unicode text: {_bad_unicode(prompt)}", "a string")
+            RequestProblem("prompt", prompt, f"must be valid Unicode text: {bad_unicode(prompt)}", "a string")
         )
         prompt = None
     if prompt is not None and len(prompt) > limits.max_prompt_chars:
@@ -255,7 +183,7 @@ def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
     if raw_polarity is not None and not isinstance(raw_polarity, str):
         problems.append(
             RequestProblem(
-                "polarity", raw_polarity, f"must be a string, got {_json_type(raw_polarity)}", "긍정, 부정 or none"
+                "polarity", raw_polarity, f"must be a string, got {json_type(raw_polarity)}", "긍정, 부정 or none"
             )
         )
     else:
@@ -290,22 +218,6 @@ def parse_generation(data: object, limits: Limits = Limits()) -> ParsedRequest:
     return ParsedRequest(request, settings.notes())
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float, OversizedNumber)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def _strip_field(message: str, name: str) -> str:
     prefix = f"{name}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
@@ -316,7 +228,7 @@ def _string(data: Mapping[str, object], name: str, default: str, problems: list[
     if value is None:
         return default
     if not isinstance(value, str):
-        problems.append(RequestProblem(name, value, f"must be a string, got {_json_type(value)}", "a string"))
+        problems.append(RequestProblem(name, value, f"must be a string, got {json_type(value)}", "a string"))
         return None
     return value
 
@@ -333,7 +245,7 @@ def _context(raw: object, limits: Limits, problems: list[RequestProblem]) -> tup
                 RequestProblem(
                     "context",
                     raw,
-                    f"every line must be a string; item {bad[0]} is {_json_type(raw[bad[0]])}",
+                    f"every line must be a string; item {bad[0]} is {json_type(raw[bad[0]])}",
                     "a list of strings, or one string of lines",
                 )
             )
@@ -344,13 +256,13 @@ def _context(raw: object, limits: Limits, problems: list[RequestProblem]) -> tup
             RequestProblem(
                 "context",
                 raw,
-                f"must be a list of strings or a string, got {_json_type(raw)}",
+                f"must be a list of strings or a string, got {json_type(raw)}",
                 "a list of strings, or one string of lines",
             )
         )
         return ()
     for i, line in enumerate(lines):
-        why = _bad_unicode(line)
+        why = bad_unicode(line)
         if why:
             problems.append(RequestProblem("context", raw, f"line {i} {why}", "a list of strings"))
             return ()
@@ -385,7 +297,7 @@ def _settings(data: Mapping[str, object], limits: Limits, problems: list[Request
     if nested is not None and not isinstance(nested, dict):
         problems.append(
             RequestProblem(
-                "settings", nested, f"must be an object, got {_json_type(nested)}", "an object of decoding controls"
+                "settings", nested, f"must be an object, got {json_type(nested)}", "an object of decoding controls"
             )
         )
     elif nested:
@@ -410,7 +322,7 @@ def _settings(data: Mapping[str, object], limits: Limits, problems: list[Request
     if not isinstance(raw_preset, str):
         problems.append(
             RequestProblem(
-                "preset", raw_preset, f"must be a string, got {_json_type(raw_preset)}", "one of " + ", ".join(PRESETS)
+                "preset", raw_preset, f"must be a string, got {json_type(raw_preset)}", "one of " + ", ".join(PRESETS)
             )
         )
         raw_preset = DEFAULT_PRESET
@@ -419,19 +331,19 @@ def _settings(data: Mapping[str, object], limits: Limits, problems: list[Request
         try:
             DecodingSettings.from_dict(unknown)
         except SettingsError as exc:
-            problems.extend(_from_settings_problem(p) for p in exc.problems)
+            problems.extend(from_settings_problem(p) for p in exc.problems)
         overrides = {k: v for k, v in overrides.items() if k in FIELDS}
     settings = None
     try:
         settings = preset(raw_preset, **overrides)
     except SettingsError as exc:
-        problems.extend(_from_settings_problem(p) for p in exc.problems)
+        problems.extend(from_settings_problem(p) for p in exc.problems)
         if any(p.field == "preset" for p in exc.problems) and overrides:
             # an unknown preset stops preset(); check the controls too, so every problem is listed
             try:
                 DecodingSettings.from_dict(overrides)
             except SettingsError as more:
-                problems.extend(_from_settings_problem(p) for p in more.problems)
+                problems.extend(from_settings_problem(p) for p in more.problems)
         return None
     if settings.n > limits.max_n:
         problems.append(
@@ -467,7 +379,7 @@ def _constraints(raw: object, problems: list[RequestProblem]) -> LyricConstraint
             RequestProblem(
                 "constraints",
                 raw,
-                f"must be an object or null, got {_json_type(raw)}",
+                f"must be an object or null, got {json_type(raw)}",
                 "an object of lyric constraints, or null",
             )
         )
@@ -477,27 +389,14 @@ def _constraints(raw: object, problems: list[RequestProblem]) -> LyricConstraint
     try:
         return LyricConstraints.from_dict(raw)
     except ConstraintError as exc:
-        problems.extend(_constraint_problem(item, raw) for item in exc.problems)
+        problems.extend(constraint_problem(item, raw) for item in exc.problems)
         return None
-
-
-def _constraint_problem(item: ConstraintProblem, raw: dict[str, object]) -> RequestProblem:
-    d = item.to_dict()
-    name = str(d.get("field", ""))
-    return RequestProblem(
-        f"constraints.{name}" if name else "constraints",
-        d.get("value", raw.get(name)),
-        str(d.get("message", item)),
-        d.get("valid"),
-    )
 
 
 __all__ = [
     "Limits",
     "ParsedRequest",
     "REQUEST_FIELDS",
-    "RequestError",
-    "RequestProblem",
     "decode_body",
     "parse_generation",
 ]

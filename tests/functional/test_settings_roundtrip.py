@@ -13,7 +13,8 @@ from kolyric.cli import build_parser
 from kolyric.cli.generate import build_request
 from kolyric.engine.settings import DecodingSettings, preset, text_form
 from kolyric.engine.settings_fields import FIELDS
-from kolyric.serve.schema import RequestError, parse_generation
+from kolyric.serve.problems import RequestError
+from kolyric.serve.schema import parse_generation
 
 NEW_FIELDS = (
     "min_p",
@@ -110,7 +111,7 @@ def test_bad_cli_values_name_the_range():
 
 
 def test_app_text_fields_and_draft_values(wanted):
-    from kolyric.app.widgets.controls import restore_settings
+    from kolyric.app.widgets.control_values import restore_settings
 
     typed = {name: text_form(name, value) for name, value in wanted.to_dict().items()}
     assert DecodingSettings.from_dict(typed) == wanted  # what the panel's fields read back
@@ -125,7 +126,7 @@ def test_app_text_fields_and_draft_values(wanted):
 
 def test_draft_file(wanted, tmp_path):
     from kolyric.app.drafts import Draft
-    from kolyric.app.widgets.controls import restore_settings
+    from kolyric.app.widgets.control_values import restore_settings
 
     text = Draft("가사", settings=tuple(wanted.to_dict().items())).to_json()
     draft, set_aside = Draft.read(text)
