@@ -286,13 +286,13 @@ def load_fast(spec: str, base: str | None, device: str, precision: str, network_
     and has one (``load_indexed``), else None."""
     if not runtime_available():
         return None
-    from kolyric.engine.loading import _describe, resolve_device
+    from kolyric.engine.placement import describe, resolve_device
 
     if device == "auto" and resolve_device("auto") != "cpu":
         return None
     loaded = load_indexed(spec, base, precision, torch_loader(spec, base, network_timeout))
     if loaded is not None:
-        _describe(loaded, "cpu", loaded.model.precision, loaded.n_params)
+        describe(loaded, "cpu", loaded.model.precision, loaded.n_params)
     return loaded
 
 
@@ -300,10 +300,11 @@ def torch_loader(spec: str, base: str | None, network_timeout: float) -> Callabl
     """Loads ``spec`` as a PyTorch model in fp32 or PyTorch int8 (what a graph falls back to)."""
 
     def load(precision: str) -> PreTrainedModel:
-        from kolyric.engine.loading import _load_any, _place
+        from kolyric.engine.loading import _load_any
+        from kolyric.engine.placement import place
 
         loaded = _load_any(spec, base=base, network_timeout=network_timeout)
-        _place(loaded, "cpu", precision, int8_backend="torch")
+        place(loaded, "cpu", precision, int8_backend="torch")
         return loaded.model
 
     return load
