@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-    from kolyric.engine.onnx_model import OnnxLM
+    from kolyric.engine.onnx_lm import OnnxLM
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
 # The tutorial (ratsnlp) checkpoints are fine-tunes of this model.
