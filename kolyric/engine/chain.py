@@ -59,7 +59,6 @@ def _numpy_view(scores: Tensor, cache: StepCache | None = None) -> Array | None:
     return view
 
 
-
 # -- the chain --------------------------------------------------------------------------------------
 class PoolWarper:
     """A sampling warper that works on candidate scores in NumPy: a ``(rows, width)`` array whose
@@ -166,8 +165,9 @@ class ProcessorChain(list):
         return _warp_pool(tail, input_ids, scores, pooled)
 
 
-def _warp_pool(warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor,
-               pooled: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor | None]:
+def _warp_pool(
+    warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor, pooled: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor | None]:
     """The pool warpers over a pool (or the whole row), in NumPy; torch tensors back."""
     import torch
 
@@ -193,7 +193,6 @@ def _warp_pool(warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor,
         return out, None
     found = torch.from_numpy(ids)
     return out, found if device.type == "cpu" else found.to(device=device)
-
 
 
 def host_array(tensor: Tensor) -> NDArray:

@@ -69,13 +69,17 @@ class DecodeRun:
         self.seqs = torch.tensor([prompt] * rows, dtype=torch.long, device=device)
         # One generator per candidate, seeded seed+i: candidate i is the same whether it is
         # sampled alone or in a batch, so a CLI, the app and the server agree.
-        self.rngs = [torch.Generator(device=device).manual_seed((int(self.settings.seed) + i) % 2**32)
-                     for i in range(rows)]
+        self.rngs = [
+            torch.Generator(device=device).manual_seed((int(self.settings.seed) + i) % 2**32) for i in range(rows)
+        ]
         self.constraints: ConstraintState | None = gen.constraints_for(request, self.prompt_len, self.max_new)
         self.procs = gen.processors(self.settings, self.prompt_len, self.constraints)
         self.bans = self._bans(self.settings)
-        self.search = (WordEndSearch(rows, self.constraints.completes_line, allowed=self._allowed)
-                       if self.constraints is not None and self.constraints.whole_words else None)
+        self.search = (
+            WordEndSearch(rows, self.constraints.completes_line, allowed=self._allowed)
+            if self.constraints is not None and self.constraints.whole_words
+            else None
+        )
         self.detok = [Detokenizer(gen.tokenizer, prompt, gen.unk_token) for _ in range(rows)]
         self.stops = [StopText(self.settings.stop, self.settings.keep_stop) for _ in range(rows)]
         self.pending: list[list[tuple[int, TokenInfo]]] = [[] for _ in range(rows)]
@@ -99,8 +103,9 @@ class DecodeRun:
         if controls.version == self.version:
             return
         new, old = controls.current, self.settings
-        self.settings = replace(new, seed=old.seed, n=old.n,
-                                strategy=new.strategy if new.strategy != "beam" else old.strategy)
+        self.settings = replace(
+            new, seed=old.seed, n=old.n, strategy=new.strategy if new.strategy != "beam" else old.strategy
+        )
         self.version = controls.version
         self.procs = self.gen.processors(self.settings, self.prompt_len, self.constraints)
         self.max_new = self.gen.max_new_tokens(self.request, self.settings)
@@ -113,8 +118,13 @@ class DecodeRun:
 
     def over(self, cancel: threading.Event) -> bool:
         """Whether every row ends here: the length limit, the model's window, or a cancel."""
-        reason = ("length" if self.step >= self.max_new or self.step >= self.window - self.prompt_len
-                  else "cancelled" if cancel.is_set() else "")
+        reason = (
+            "length"
+            if self.step >= self.max_new or self.step >= self.window - self.prompt_len
+            else "cancelled"
+            if cancel.is_set()
+            else ""
+        )
         if reason:
             self.finish = [f or reason for f in self.finish]
         return bool(reason) or all(self.finish)
@@ -129,8 +139,12 @@ class DecodeRun:
         self.attention = self.ones.narrow(1, 0, self.seqs.shape[1])
         # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
         self.model_forward = getattr(self.gen.model, "kolyric_decoder", None) or self.gen.model
-        out = self.model_forward(input_ids=self.step_input, attention_mask=self.attention, use_cache=True,
-                                 **self.gen.forward_kwargs(self.past))
+        out = self.model_forward(
+            input_ids=self.step_input,
+            attention_mask=self.attention,
+            use_cache=True,
+            **self.gen.forward_kwargs(self.past),
+        )
         self.past = getattr(out, self.gen.cache_name)
         logits = out.logits.select(1, -1)  # one call: indexing with slices parses each
         if logits.dtype != torch.float32:
@@ -142,8 +156,19 @@ class DecodeRun:
         that the distribution after it is known; then it is streamed."""
         if all(h is None for h in self.held):
             return
-        self.past = take_back(self.gen, self.search, self.constraints, self.seqs, logits, raw_probs, self.past,
-                              self.model_forward, self.attention, self.tokens, self.finish)
+        self.past = take_back(
+            self.gen,
+            self.search,
+            self.constraints,
+            self.seqs,
+            logits,
+            raw_probs,
+            self.past,
+            self.model_forward,
+            self.attention,
+            self.tokens,
+            self.finish,
+        )
         for i in range(self.rows):
             yield from self._release(i)
 
@@ -179,8 +204,9 @@ class DecodeRun:
             next_ids = self.gen.sample(procs, seqs, logits, settings, self.rngs)
         ids = next_ids.tolist()
         text = self.gen.token_text
-        alternatives = [tuple(Alternative(a, text(a), p) for a, p in zip(top_ids[i], top_ps[i]))
-                        for i in range(self.rows)]
+        alternatives = [
+            tuple(Alternative(a, text(a), p) for a, p in zip(top_ids[i], top_ps[i])) for i in range(self.rows)
+        ]
         choices: list[Choice | None] = [None] * self.rows
         for i in range(self.rows):
             if forced or not ranked:
@@ -199,8 +225,11 @@ class DecodeRun:
         cached = self.probs_view
         probs_view = cached.view if cached.scores is raw_probs else lean.numpy_view(raw_probs)
         cached.clear()
-        probs = ([float(probs_view[i, t]) for i, t in enumerate(ids)] if probs_view is not None
-                 else [float(raw_probs[i, t]) for i, t in enumerate(ids)])
+        probs = (
+            [float(probs_view[i, t]) for i, t in enumerate(ids)]
+            if probs_view is not None
+            else [float(raw_probs[i, t]) for i, t in enumerate(ids)]
+        )
         return Picked(ids, probs, alternatives, choices, forced)
 
     def append(self, picked: Picked) -> Iterator[TokenEvent]:
@@ -245,14 +274,16 @@ class DecodeRun:
         for i in range(self.rows):
             ids = [t.token_id for t in self.tokens[i] if t.token_id != gen.eos_id]
             state = self.constraints
-            report = state.report(i, self.seqs[i, self.prompt_len:].tolist()) if state is not None else None
-            candidate = gen.candidate(self.request, ids, self.tokens[i], self.finish[i] or "length", report,
-                                       self.settings)
+            report = state.report(i, self.seqs[i, self.prompt_len :].tolist()) if state is not None else None
+            candidate = gen.candidate(
+                self.request, ids, self.tokens[i], self.finish[i] or "length", report, self.settings
+            )
             candidate.note = self.notes[i]
             candidates.append(candidate)
         new_tokens = sum(len(t) for t in self.tokens)
-        yield DoneEvent(GenerationResult(candidates, self.settings, self.prompt_text, self.prompt_len, elapsed,
-                                         new_tokens))
+        yield DoneEvent(
+            GenerationResult(candidates, self.settings, self.prompt_text, self.prompt_len, elapsed, new_tokens)
+        )
 
     # -- helpers -----------------------------------------------------------------------------------
     def _bans(self, settings: DecodingSettings) -> PhraseBan | None:
@@ -261,13 +292,13 @@ class DecodeRun:
 
     def _allowed(self, i: int, token_id: int) -> bool:
         """Whether ``token_id`` may replace row ``i``'s last token (it completes no banned phrase)."""
-        return self.bans is None or self.bans.completes(self.seqs[i, self.prompt_len:-1].tolist(), token_id) is None
+        return self.bans is None or self.bans.completes(self.seqs[i, self.prompt_len : -1].tolist(), token_id) is None
 
     def _unbanned(self, i: int, token_id: int, choice: Choice | None) -> int:
         """Row ``i``'s token, or when it would complete a banned phrase the next one down its
         ranking that does not; the end token (the row ends "banned") when none is left."""
         bans = self.bans
-        generated = self.seqs[i, self.prompt_len:].tolist()
+        generated = self.seqs[i, self.prompt_len :].tolist()
         # no ranking (a sampled row with no token left) or a greedy pick among none: nothing to choose
         nothing = choice is None or (choice.ids is None and not float(choice.keys[token_id]) > -float("inf"))
         phrase = None if bans.empties or nothing else bans.completes(generated, token_id)
@@ -319,7 +350,7 @@ class DecodeRun:
         """Events for row ``i``'s first pending tokens, with these texts."""
         for (step, info), piece in zip(self.pending[i], pieces):
             yield TokenEvent(i, step, piece, info, "\n" in piece)
-        del self.pending[i][:len(pieces)]
+        del self.pending[i][: len(pieces)]
 
 
 __all__ = ["TOP_ALTERNATIVES", "DecodeRun", "Picked"]

@@ -128,8 +128,11 @@ class Dry:
                 length += 1
             if length > lengths.get(following, 0):
                 lengths[following] = length
-        return {token: self.multiplier * self.base ** (length - self.allowed_length)
-                for token, length in lengths.items() if length >= self.allowed_length}
+        return {
+            token: self.multiplier * self.base ** (length - self.allowed_length)
+            for token, length in lengths.items()
+            if length >= self.allowed_length
+        }
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         view = scores.numpy() if scores.device.type == "cpu" and not scores.requires_grad else None
@@ -166,7 +169,7 @@ class PhraseBias(Incremental):
         texts = self.texts.texts
         for r, tokens in enumerate(rows):
             tail = self._tails[r] + "".join(texts[t] for t in tokens if 0 <= t < len(texts))
-            self._tails[r] = tail[len(tail) - self._keep:] if self._keep else ""
+            self._tails[r] = tail[len(tail) - self._keep :] if self._keep else ""
 
     def targets(self, row: int) -> list[tuple[NDArray[np.int64], float]]:
         """(token ids, bias) for the next token of ``row``."""

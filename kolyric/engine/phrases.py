@@ -60,7 +60,7 @@ def cut_at_stop(text: str, stops: Sequence[str], keep: bool) -> str | None:
     if found is None:
         return None
     at, stop = found
-    return text[:at + len(stop)] if keep else text[:at]
+    return text[: at + len(stop)] if keep else text[:at]
 
 
 class StopText:
@@ -117,7 +117,7 @@ class StopText:
         """Every pending piece, cut so that together they hold ``text[sent:end]``."""
         out, left = [], end - self.sent
         for piece in self.pieces:
-            out.append(piece[:max(0, left)])
+            out.append(piece[: max(0, left)])
             left -= len(piece)
         self.pieces = []
         self.sent = len(self.text)
@@ -127,8 +127,9 @@ class StopText:
 class PhraseBan:
     """The banned phrases of one generation over one tokenizer (see the module's docstring)."""
 
-    def __init__(self, phrases: Sequence[str], tokenizer: PreTrainedTokenizerBase, vocab_size: int | None,
-                 eos_id: int | None):
+    def __init__(
+        self, phrases: Sequence[str], tokenizer: PreTrainedTokenizerBase, vocab_size: int | None, eos_id: int | None
+    ):
         self.phrases = tuple(dict.fromkeys(p for p in phrases if p))
         self.tokenizer = tokenizer
         self.eos_id = eos_id
@@ -141,8 +142,10 @@ class PhraseBan:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         # the Rust decoder directly where there is one: a step decodes twice per row
         self._decode: Callable[[list[int]], str] = (
-            (lambda ids: backend.decode(ids, skip_special_tokens=False)) if backend is not None
-            else (lambda ids: tokenizer.decode(ids, skip_special_tokens=False)))
+            (lambda ids: backend.decode(ids, skip_special_tokens=False))
+            if backend is not None
+            else (lambda ids: tokenizer.decode(ids, skip_special_tokens=False))
+        )
 
     def apply(self, scores: torch.Tensor) -> torch.Tensor:
         """``scores`` with the always-banned tokens at -inf (in place)."""
@@ -191,8 +194,7 @@ _CACHE: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, dict[tuple, tuple]] =
 _CACHE_LOCK = threading.Lock()
 
 
-def _holding(tokenizer: PreTrainedTokenizerBase, size: int | None,
-             phrases: tuple[str, ...]) -> tuple[list[int], bool]:
+def _holding(tokenizer: PreTrainedTokenizerBase, size: int | None, phrases: tuple[str, ...]) -> tuple[list[int], bool]:
     """The tokens whose text holds one of ``phrases``, and whether they are all the tokens that
     write any text; cached per tokenizer (its texts, and the last few ban lists)."""
     from kolyric.engine.lyric.vocab_profile import profile_for
@@ -206,8 +208,9 @@ def _holding(tokenizer: PreTrainedTokenizerBase, size: int | None,
         texts = per.get((profile.size,))
         if texts is None:
             special = profile.special.tolist()
-            texts = per[(profile.size,)] = tuple(clean_piece(text, tokenizer.unk_token) if not special[i] else ""
-                                                 for i, text in enumerate(profile.texts))
+            texts = per[(profile.size,)] = tuple(
+                clean_piece(text, tokenizer.unk_token) if not special[i] else "" for i, text in enumerate(profile.texts)
+            )
         ids = [i for i, text in enumerate(texts) if text and any(p in text for p in phrases)]
         if len(per) > 16:  # the texts and the last ban lists
             for key in [k for k in per if len(k) == 2]:
@@ -233,7 +236,7 @@ class BeamBan:
         ban = self.ban
         ban.apply(scores)
         width = min(self.width, scores.shape[-1])
-        for b, row in enumerate(input_ids[:, self.prompt_len:].tolist()):
+        for b, row in enumerate(input_ids[:, self.prompt_len :].tolist()):
             checked: set[int] = set()
             while len(checked) < BAN_TRIES:
                 values, ids = torch.topk(scores[b], width)

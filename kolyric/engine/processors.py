@@ -160,8 +160,12 @@ class Incremental:
             if step is not None and step.ids is input_ids:
                 step.ids_numpy = ids
         previous, self._previous = self._previous, ids
-        if (previous is not None and ids.shape[0] == previous.shape[0] and ids.shape[-1] == previous.shape[-1] + 1
-                and (ids[:, :-1] == previous).all()):
+        if (
+            previous is not None
+            and ids.shape[0] == previous.shape[0]
+            and ids.shape[-1] == previous.shape[-1] + 1
+            and (ids[:, :-1] == previous).all()
+        ):
             return False, ids[:, -1:].tolist()
         return True, ids.tolist()
 
@@ -216,7 +220,6 @@ class RepetitionPenalty(Incremental):
             return scores
         array = _numpy_view(scores, self.step)
         if array is not None:
-
             if self._flat is None:
                 self._flat = np.array(self._positions, dtype=np.int64)
             flat = array.reshape(-1)
@@ -274,7 +277,7 @@ class NoRepeatNGram(Incremental):
         vocab = scores.shape[-1]
         rows, banned = [], []
         for row, tail in enumerate(self._tails):
-            for token in self._followers[row].get(tuple(tail[len(tail) - n + 1:]) if n > 1 else (), ()):
+            for token in self._followers[row].get(tuple(tail[len(tail) - n + 1 :]) if n > 1 else (), ()):
                 if 0 <= token < vocab:
                     rows.append(row)
                     banned.append(token)
@@ -284,8 +287,10 @@ class NoRepeatNGram(Incremental):
                 array[rows, banned] = -float("inf")
                 return scores
             device = scores.device
-            scores.index_put_((torch.tensor(rows, device=device), torch.tensor(banned, device=device)),
-                              torch.tensor(-float("inf"), dtype=scores.dtype, device=device))
+            scores.index_put_(
+                (torch.tensor(rows, device=device), torch.tensor(banned, device=device)),
+                torch.tensor(-float("inf"), dtype=scores.dtype, device=device),
+            )
         return scores
 
 
@@ -413,8 +418,9 @@ class TopKThenTopP(TopK):
         # the rest in NumPy on a CPU: torch compares a float32 tensor with a number in float32 too
         cpu = kept.device.type == "cpu" and kept.dtype == torch.float32 and not kept.requires_grad
         threshold = 1 - self.top_p.top_p
-        removed = ((cumulative.numpy() <= np.float32(threshold)).sum(axis=-1) if cpu
-                   else (cumulative <= threshold).sum(dim=-1)).tolist()
+        removed = (
+            (cumulative.numpy() <= np.float32(threshold)).sum(axis=-1) if cpu else (cumulative <= threshold).sum(dim=-1)
+        ).tolist()
         if not any(removed):
             return kept
         keep_min = self.top_p.min_tokens_to_keep
@@ -428,7 +434,7 @@ class TopKThenTopP(TopK):
                 return None
             if out is None:
                 out = values.copy() if cpu else kept.clone()
-            out[row, k - count:] = self.top_p.filter_value
+            out[row, k - count :] = self.top_p.filter_value
         return kept if out is None else torch.from_numpy(out) if cpu else out
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
@@ -447,6 +453,19 @@ def _spread(scores: Tensor, values: Tensor, ids: Tensor) -> Tensor:
 
 numpy_view = _numpy_view
 
-__all__ = ["Incremental", "MinNewTokens", "NoRepeatNGram", "PoolWarper", "ProcessorChain", "RepetitionPenalty",
-           "StepCache", "TopK", "TopKThenTopP", "argmax", "numpy_view", "overflows_float32", "top_k",
-           "top_k_lists"]
+__all__ = [
+    "Incremental",
+    "MinNewTokens",
+    "NoRepeatNGram",
+    "PoolWarper",
+    "ProcessorChain",
+    "RepetitionPenalty",
+    "StepCache",
+    "TopK",
+    "TopKThenTopP",
+    "argmax",
+    "numpy_view",
+    "overflows_float32",
+    "top_k",
+    "top_k_lists",
+]

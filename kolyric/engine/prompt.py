@@ -21,9 +21,17 @@ if TYPE_CHECKING:
 
 POLARITIES = ("긍정", "부정")
 POLARITY_ALIASES = {
-    "긍정": "긍정", "positive": "긍정", "pos": "긍정", "+": "긍정",
-    "부정": "부정", "negative": "부정", "neg": "부정", "-": "부정",
-    "none": None, "": None, "없음": None,
+    "긍정": "긍정",
+    "positive": "긍정",
+    "pos": "긍정",
+    "+": "긍정",
+    "부정": "부정",
+    "negative": "부정",
+    "neg": "부정",
+    "-": "부정",
+    "none": None,
+    "": None,
+    "없음": None,
 }
 UNK_SHOWN = "⁇"
 
@@ -119,14 +127,14 @@ class Detokenizer:
     def push(self, token_id: int, new_line: bool = False) -> str:
         self.ids.append(token_id)
         decode = self._decode
-        prefix = decode(self.ids[self.prefix_offset:self.read_offset])
-        full = decode(self.ids[self.prefix_offset:])
+        prefix = decode(self.ids[self.prefix_offset : self.read_offset])
+        full = decode(self.ids[self.prefix_offset :])
         pending = len(self.ids) - self.read_offset
         # A UTF-8 character spans at most 4 byte tokens: past that the bytes are invalid, not
         # unfinished, and are released (as U+FFFD, as the final text shows them).
         if len(full) <= len(prefix) or (full.endswith("\ufffd") and pending < 4):
             return "\n" * self._break(1) if new_line else ""
-        piece = full[len(prefix):]
+        piece = full[len(prefix) :]
         self.prefix_offset = self.read_offset
         self.read_offset = len(self.ids)
         piece = clean_piece(piece, self.unk_token)
@@ -174,7 +182,11 @@ def _window_decoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[int]],
 
     backend = getattr(tokenizer, "_tokenizer", None)
     cls = type(tokenizer)
-    if (backend is not None and cls.decode is Base.decode and cls._decode is PreTrainedTokenizerFast._decode
-            and not getattr(tokenizer, "clean_up_tokenization_spaces", True)):
+    if (
+        backend is not None
+        and cls.decode is Base.decode
+        and cls._decode is PreTrainedTokenizerFast._decode
+        and not getattr(tokenizer, "clean_up_tokenization_spaces", True)
+    ):
         return lambda ids: backend.decode(ids, skip_special_tokens=False)
     return lambda ids: tokenizer.decode(ids, skip_special_tokens=False)

@@ -99,11 +99,17 @@ class GenerationResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "candidates": [{"text": c.text, "full_text": c.full_text, "finish_reason": c.finish_reason,
-                            "token_ids": c.token_ids,
-                            "constraints": c.constraint_report.to_dict() if c.constraint_report is not None else None,
-                            **({"note": c.note} if c.note else {})}
-                           for c in self.candidates],
+            "candidates": [
+                {
+                    "text": c.text,
+                    "full_text": c.full_text,
+                    "finish_reason": c.finish_reason,
+                    "token_ids": c.token_ids,
+                    "constraints": c.constraint_report.to_dict() if c.constraint_report is not None else None,
+                    **({"note": c.note} if c.note else {}),
+                }
+                for c in self.candidates
+            ],
             "settings": self.settings.to_dict(),
             "prompt_text": self.prompt_text,
             "prompt_tokens": self.prompt_tokens,

@@ -216,7 +216,7 @@ class SigmaCut(PoolWarper):
         self.temperature = temperature
 
     def warp(self, values: Scores, ids: Ids | None, input_ids: Tensor) -> Scores:
-        floors = np.array(self.floor.floors[:len(values)], dtype=np.float64)[:, None] / self.temperature
+        floors = np.array(self.floor.floors[: len(values)], dtype=np.float64)[:, None] / self.temperature
         if floors.shape[0] != len(values):
             return values
         return _keep_best(values, values < floors.astype(values.dtype))
@@ -260,7 +260,7 @@ class DynamicTemperature(PoolWarper):
             p = probs[r][probs[r] > 0]
             entropy = float(-(p * np.log(p)).sum())
             normalised = min(1.0, max(0.0, entropy / math.log(count)))
-            temperature = self.low + (self.high - self.low) * normalised ** self.exponent
+            temperature = self.low + (self.high - self.low) * normalised**self.exponent
             self.last.append(temperature)
             if temperature <= 1e-3:  # the limit of a temperature going to 0: the best token
                 best = row.argmax()
@@ -358,5 +358,18 @@ class MirostatV2(PoolWarper):
         return values
 
 
-__all__ = ["XTC", "DynamicTemperature", "EpsilonCutoff", "EtaCutoff", "MinP", "MirostatV2", "SigmaCut", "SigmaFloor",
-           "Temperature", "TopNSigma", "TopP", "TypicalP", "softmax"]
+__all__ = [
+    "XTC",
+    "DynamicTemperature",
+    "EpsilonCutoff",
+    "EtaCutoff",
+    "MinP",
+    "MirostatV2",
+    "SigmaCut",
+    "SigmaFloor",
+    "Temperature",
+    "TopNSigma",
+    "TopP",
+    "TypicalP",
+    "softmax",
+]

@@ -30,8 +30,13 @@ NUMPY_DRAWS = True
 """Draw CPU float32 rows in NumPy (False: torch's way everywhere, as on a GPU; the tests compare)."""
 
 
-def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_state: LogitsProcessor | None,
-                    eos_id: int | None, tokenizer: PreTrainedTokenizerBase | None = None) -> lean.ProcessorChain:
+def processor_chain(
+    settings: DecodingSettings,
+    prompt_len: int,
+    constraint_state: LogitsProcessor | None,
+    eos_id: int | None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> lean.ProcessorChain:
     """The logits processors of a decoding step, in the one order kolyric applies them (README,
     "Decoding"):
 
@@ -68,8 +73,9 @@ def processor_chain(settings: DecodingSettings, prompt_len: int, constraint_stat
     return procs
 
 
-def text_penalties(settings: DecodingSettings,
-                   tokenizer: PreTrainedTokenizerBase | None) -> list[penalties.Dry | penalties.PhraseBias]:
+def text_penalties(
+    settings: DecodingSettings, tokenizer: PreTrainedTokenizerBase | None
+) -> list[penalties.Dry | penalties.PhraseBias]:
     """DRY and phrase bias (3 and 4 of the chain) as the settings ask: they read token texts, so
     they need the tokenizer. Beam search adds them to ``model.generate``'s processors."""
     if settings.dry_multiplier <= 0 and not settings.bias:
@@ -79,15 +85,22 @@ def text_penalties(settings: DecodingSettings,
     texts = penalties.vocab_texts(tokenizer)
     out: list[penalties.Dry | penalties.PhraseBias] = []
     if settings.dry_multiplier > 0:
-        out.append(penalties.Dry(settings.dry_multiplier, settings.dry_base, settings.dry_allowed_length,
-                                 penalties.breaker_ids(texts, settings.dry_breakers)))
+        out.append(
+            penalties.Dry(
+                settings.dry_multiplier,
+                settings.dry_base,
+                settings.dry_allowed_length,
+                penalties.breaker_ids(texts, settings.dry_breakers),
+            )
+        )
     if settings.bias:
         out.append(penalties.PhraseBias(settings.bias, texts))
     return out
 
 
-def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature_warper: type,
-             top_p_warper: type) -> None:
+def _warpers(
+    procs: lean.ProcessorChain, settings: DecodingSettings, temperature_warper: type, top_p_warper: type
+) -> None:
     dynamic = settings.dynatemp_range > 0
     sigma = settings.top_n_sigma > 0
     temperature = 1.0 if dynamic else settings.temperature
@@ -112,8 +125,9 @@ def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature
         if top_p_inside:
             procs.append(top_p_warper(settings.top_p))
     if dynamic:
-        procs.append(samplers.DynamicTemperature(settings.temperature, settings.dynatemp_range,
-                                                 settings.dynatemp_exponent))
+        procs.append(
+            samplers.DynamicTemperature(settings.temperature, settings.dynatemp_range, settings.dynatemp_exponent)
+        )
     if settings.top_p < 1.0 and not top_p_inside:
         procs.append(samplers.TopP(settings.top_p))
     if settings.min_p > 0:
@@ -125,14 +139,21 @@ def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings, temperature
     if settings.eta > 0:
         procs.append(samplers.EtaCutoff(settings.eta))
     if settings.xtc_probability > 0:
-        procs.append(samplers.XTC(settings.xtc_probability, settings.xtc_threshold,
-                                  int(settings.seed or 0), rows=settings.n))
+        procs.append(
+            samplers.XTC(settings.xtc_probability, settings.xtc_threshold, int(settings.seed or 0), rows=settings.n)
+        )
     if settings.mirostat_tau > 0:
         procs.append(samplers.MirostatV2(settings.mirostat_tau, settings.mirostat_eta))
 
 
-def sample(procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor, rngs: list[torch.Generator],
-           eos_id: int, races: list | None = None) -> torch.Tensor:
+def sample(
+    procs: lean.ProcessorChain,
+    seqs: torch.Tensor,
+    logits: torch.Tensor,
+    rngs: list[torch.Generator],
+    eos_id: int,
+    races: list | None = None,
+) -> torch.Tensor:
     """One token per row, drawn from the processed scores with each row's generator.
 
     A row's draw depends on its own scores only, so candidate i is the same sampled alone or in
@@ -158,8 +179,9 @@ def sample(procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor,
     return torch.tensor(picks, dtype=torch.long, device=scores.device)
 
 
-def race_numpy(values: NDArray[np.float32], ids: NDArray[np.int64] | None,
-               rng: torch.Generator) -> tuple[NDArray[np.int64] | None, NDArray[np.float32] | None]:
+def race_numpy(
+    values: NDArray[np.float32], ids: NDArray[np.int64] | None, rng: torch.Generator
+) -> tuple[NDArray[np.int64] | None, NDArray[np.float32] | None]:
     """(pool ids, race keys) of a row of float32 scores (NumPy) over ``ids`` or the whole
     vocabulary, or (None, None) when every token is masked (e.g. by a constraint)."""
     import numpy as np
@@ -180,8 +202,9 @@ def race_numpy(values: NDArray[np.float32], ids: NDArray[np.int64] | None,
     return pool, weights / weights.sum() / noise
 
 
-def race_torch(scores: torch.Tensor, ids: torch.Tensor | None,
-               rng: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def race_torch(
+    scores: torch.Tensor, ids: torch.Tensor | None, rng: torch.Generator
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """``race_numpy`` in torch, for a GPU or another dtype."""
     import torch
 
@@ -211,5 +234,4 @@ def acts_greedy(settings: DecodingSettings, logits: torch.Tensor) -> bool:
     return lean.overflows_float32(magnitude, temperature)
 
 
-__all__ = ["NUMPY_DRAWS", "acts_greedy", "processor_chain", "race_numpy", "race_torch", "sample",
-           "text_penalties"]
+__all__ = ["NUMPY_DRAWS", "acts_greedy", "processor_chain", "race_numpy", "race_torch", "sample", "text_penalties"]

@@ -121,14 +121,15 @@ class Generator:
             context.pop(0)  # drop the oldest line first
         if len(ids) > budget:  # a single line longer than the window: keep its end
             prefix_ids = self.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
-            ids = prefix_ids + ids[len(prefix_ids):][-(budget - len(prefix_ids)):]
+            ids = prefix_ids + ids[len(prefix_ids) :][-(budget - len(prefix_ids)) :]
         if not ids:  # an empty prompt starts from the beginning-of-text token
             ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id]
         return ids, text
 
     # -- public API -------------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest, cancel: threading.Event | None = None,
-                 controls: LiveControls | None = None) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest, cancel: threading.Event | None = None, controls: LiveControls | None = None
+    ) -> GenerationResult:
         result = None
         for event in self.stream(request, cancel=cancel, controls=controls):
             if isinstance(event, DoneEvent):
@@ -136,8 +137,9 @@ class Generator:
         assert result is not None
         return result
 
-    def stream(self, request: GenerationRequest, cancel: threading.Event | None = None,
-               controls: LiveControls | None = None) -> Iterator[TokenEvent | DoneEvent]:
+    def stream(
+        self, request: GenerationRequest, cancel: threading.Event | None = None, controls: LiveControls | None = None
+    ) -> Iterator[TokenEvent | DoneEvent]:
         """Yield a TokenEvent per generated token (per candidate), then one DoneEvent."""
         normalize_polarity(request.polarity)  # fail early with the field's message
         cancel = cancel or threading.Event()
@@ -153,8 +155,9 @@ class Generator:
                 yield from self._loop(request, controls, cancel)
 
     # -- greedy and sampling ----------------------------------------------------------------------
-    def processors(self, settings: DecodingSettings, prompt_len: int,
-                   constraint_state: ConstraintState | None) -> lean.ProcessorChain:
+    def processors(
+        self, settings: DecodingSettings, prompt_len: int, constraint_state: ConstraintState | None
+    ) -> lean.ProcessorChain:
         """A step's logits processors (the int8 benchmark times them through this one door)."""
         return sampling.processor_chain(settings, prompt_len, constraint_state, self.eos_id, self.tokenizer)
 
@@ -171,8 +174,9 @@ class Generator:
         room = self.context_window - max(1, len(self.tokenizer.encode(line, add_special_tokens=False)))
         return max(settings.max_length, min(request.constraints.length_budget(), room, 1024))
 
-    def _loop(self, request: GenerationRequest, controls: LiveControls,
-              cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
+    def _loop(
+        self, request: GenerationRequest, controls: LiveControls, cancel: threading.Event
+    ) -> Iterator[TokenEvent | DoneEvent]:
         import torch
 
         # the prompt, each row's seeded generator, the constraint state, processors, bans and stops
@@ -196,8 +200,15 @@ class Generator:
         # what is still held is streamed as it is, then the candidates
         yield from run.done()
 
-    def sample(self, procs: lean.ProcessorChain, seqs: torch.Tensor, logits: torch.Tensor,
-               settings: DecodingSettings, rngs: list[torch.Generator], races: list | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        procs: lean.ProcessorChain,
+        seqs: torch.Tensor,
+        logits: torch.Tensor,
+        settings: DecodingSettings,
+        rngs: list[torch.Generator],
+        races: list | None = None,
+    ) -> torch.Tensor:
         """One token per row drawn from the processed scores (``sampling.sample``)."""
         return sampling.sample(procs, seqs, logits, rngs, self.eos_id, races)
 
@@ -219,8 +230,15 @@ class Generator:
             kwargs["logits_to_keep"] = 1
         return kwargs
 
-    def candidate(self, request: GenerationRequest, ids: list[int], infos: list[TokenInfo], reason: str,
-                  report: ConstraintReport | None, settings: DecodingSettings) -> Candidate:
+    def candidate(
+        self,
+        request: GenerationRequest,
+        ids: list[int],
+        infos: list[TokenInfo],
+        reason: str,
+        report: ConstraintReport | None,
+        settings: DecodingSettings,
+    ) -> Candidate:
         """A finished row as the caller sees it: display text, the prompt line with it, the report."""
         raw = self.tokenizer.decode(ids, skip_special_tokens=False)
         text = clean_output(raw, self.unk_token)
@@ -230,21 +248,31 @@ class Generator:
             text, full = report.display
         cut = cut_at_stop(text, settings.stop, settings.keep_stop) if reason == "stop" else None
         if cut is not None:  # the text ends at the stop string (through it with keep_stop)
-            head = full[:len(full) - len(text)] if full.endswith(text) else request.prompt.strip() + joiner
+            head = full[: len(full) - len(text)] if full.endswith(text) else request.prompt.strip() + joiner
             text = clean_output(cut, self.unk_token)
             full = clean_output(head + text, self.unk_token)
         return Candidate(text, ids, infos, reason, report, full)
 
-    def constraint_state(self, spec: LyricConstraints, prompt_len: int, request: GenerationRequest | None = None,
-                         max_new: int | None = None) -> ConstraintState:
+    def constraint_state(
+        self,
+        spec: LyricConstraints,
+        prompt_len: int,
+        request: GenerationRequest | None = None,
+        max_new: int | None = None,
+    ) -> ConstraintState:
         """The per-generation state of ``spec`` over this model, for a prompt of ``prompt_len``
         tokens (``request``: its line and draft lines; ``max_new``: the limit its report names)."""
-        return ConstraintState(spec, self.tokenizer, vocab_size=self.vocab_size, separator=self._separator,
-                               window=self.context_window, prompt_len=prompt_len,
-                               prompt=request.prompt if request is not None else "",
-                               context=request.context if request is not None else (),
-                               max_length=max_new if max_new is not None or request is None
-                               else request.settings.max_length)
+        return ConstraintState(
+            spec,
+            self.tokenizer,
+            vocab_size=self.vocab_size,
+            separator=self._separator,
+            window=self.context_window,
+            prompt_len=prompt_len,
+            prompt=request.prompt if request is not None else "",
+            context=request.context if request is not None else (),
+            max_length=max_new if max_new is not None or request is None else request.settings.max_length,
+        )
 
     def constraints_for(self, request: GenerationRequest, prompt_len: int, max_new: int) -> ConstraintState | None:
         """The request's constraint state, or None when it has no constraints."""
@@ -252,8 +280,9 @@ class Generator:
             return None
         return self.constraint_state(request.constraints, prompt_len, request, max_new)
 
-    def _beam(self, request: GenerationRequest, settings: DecodingSettings,
-              cancel: threading.Event) -> Iterator[TokenEvent | DoneEvent]:
+    def _beam(
+        self, request: GenerationRequest, settings: DecodingSettings, cancel: threading.Event
+    ) -> Iterator[TokenEvent | DoneEvent]:
         from kolyric.engine.beam import beam_stream
 
         return beam_stream(self, request, settings, cancel)
