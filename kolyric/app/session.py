@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kolyric.app.tree import Node, StoredReport, stored_tokens
+from kolyric.app.tree import Node
+from kolyric.app.tree_format import StoredReport, stored_tokens
 from kolyric.korean.sections import is_header
 
 

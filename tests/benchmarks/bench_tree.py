@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def make_tree(nodes: int, tokens: int, alternatives: int, vocab: int = 1200):
-    from kolyric.app.tree import Alt, Node, Token, VersionTree
+    from kolyric.app.tree import Node, VersionTree
+    from kolyric.app.tree_format import Alt, Token
 
     rng = random.Random(0)
     tree = VersionTree()

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from kolyric.app.drafts import Draft, DraftStore, journal_from_json, journal_to_json
-from kolyric.app.tree import FORMAT, Alt, Node, Token, VersionTree
+from kolyric.app.tree import Node, VersionTree
+from kolyric.app.tree_format import FORMAT, Alt, Token
 from kolyric.app.undo import UndoJournal
 
 
