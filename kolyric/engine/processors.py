@@ -1,17 +1,14 @@
-"""Logits processing for kolyric's decoding loop, lean enough to stay under 10% of a step.
+"""Logits processing for kolyric's decoding loop, lean enough to stay a small share of a step.
 
-On a CPU with int8 weights a decoding step of a KoGPT2-sized model takes ~6 ms, and everything
-the loop does beside the forward pass has to fit in ~0.6 ms. Measured per token (vocabulary
-51,200, one thread, ``bench_int8.py``), transformers' processors and a few plain torch calls were
-most of that: ``torch.topk`` 80-110 µs a call whatever k (three calls a sampled token), ``argmax``
-~70 µs, ``RepetitionPenaltyLogitsProcessor`` ~50 µs (it pads and copies the whole score row),
-``NoRepeatNGramLogitsProcessor`` ~40 µs (it compares every window of the sequence and builds a
-vocabulary-wide mask every step).
+On a CPU with int8 weights everything the loop does beside the forward pass competes with a
+step of a few milliseconds, and transformers' processors and a few plain torch calls (top-k,
+argmax, the repetition and n-gram processors, which rescan the sequence or build vocabulary-wide
+masks every step) were most of that time; ``tests/benchmarks/README.md`` has the figures.
 
 So this module holds, for exactly those, replacements that give the same scores:
 
 - ``top_k`` / ``argmax``: exact top-k and argmax over a CPU row through NumPy, pruned by group
-  maxima (~4x faster at 51,200); torch's elsewhere.
+  maxima; torch's elsewhere.
 - ``RepetitionPenalty`` and ``NoRepeatNGram``: transformers' processors kept incrementally.
   Each step adds the one new token (its seen-token set; its one new n-gram) instead of
   rescanning the sequence, and changes only the affected scores, in place.
