@@ -5,7 +5,7 @@ every weight once, and int8 weights are a quarter of the bytes. Three ways it ru
 
 1. **An ONNX Runtime graph alone, when ``onnxruntime`` is installed** (``pip install
    kolyric[int8]``) and the model is a GPT-2: ``load_model(..., precision="int8" | "int4")``
-   gives an ``onnx_model.OnnxLM``, the model's graph (``onnx_graph``: built once per weights,
+   gives an ``onnx_lm.OnnxLM``, the model's graph (``onnx_graph``: built once per weights,
    cached on disk) with no PyTorch model beside it. Prompt and decoding steps run on it;
    sampling, logits processors, constraints and top-5 stay in kolyric's loop. A cached graph
    loads in about a second, without building the fp32 model first.
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from kolyric.engine.loading import LoadedModel
 
     Model = torch.nn.Module
-    """A transformers model (or any torch module kolyric quantizes), or an ``onnx_model.OnnxLM``."""
+    """A transformers model (or any torch module kolyric quantizes), or an ``onnx_lm.OnnxLM``."""
 
 _ORIGINALS = "_kolyric_float_layers"
 """Model attribute holding {qualified name: float module} while the int8 layers are in."""
