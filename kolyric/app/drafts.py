@@ -263,7 +263,7 @@ def _constraint_fields(raw: object) -> tuple[tuple[tuple[str, str], ...], list[s
 def _settings_fields(raw: object) -> tuple[tuple[tuple[str, object], ...], list[str]]:
     """The decoding controls of a saved draft, and those left out (a number too long to read).
     Each is checked when the controls panel restores it, which keeps the valid ones only
-    (``kolyric.app.widgets.controls.restore_settings``); another shape is dropped silently."""
+    (``kolyric.app.widgets.control_values.restore_settings``); another shape is dropped silently."""
     if not isinstance(raw, dict):
         return (), []
     kept = tuple((k, v) for k, v in raw.items() if isinstance(k, str) and not isinstance(v, _LongNumber))

@@ -14,7 +14,7 @@ from kolyric.app.drafts import Draft
 from kolyric.app.screens.export import ExportScreen
 from kolyric.app.testing import wait_until
 from kolyric.app.training_form import TRAIN_FIELDS, parse_form
-from kolyric.app.widgets.controls import CONSTRAINT_FIELDS
+from kolyric.app.widgets.control_values import CONSTRAINT_FIELDS
 from kolyric.engine.settings_fields import FIELDS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]

@@ -111,7 +111,7 @@ def test_bad_cli_values_name_the_range():
 
 
 def test_app_text_fields_and_draft_values(wanted):
-    from kolyric.app.widgets.controls import restore_settings
+    from kolyric.app.widgets.control_values import restore_settings
 
     typed = {name: text_form(name, value) for name, value in wanted.to_dict().items()}
     assert DecodingSettings.from_dict(typed) == wanted  # what the panel's fields read back
@@ -126,7 +126,7 @@ def test_app_text_fields_and_draft_values(wanted):
 
 def test_draft_file(wanted, tmp_path):
     from kolyric.app.drafts import Draft
-    from kolyric.app.widgets.controls import restore_settings
+    from kolyric.app.widgets.control_values import restore_settings
 
     text = Draft("가사", settings=tuple(wanted.to_dict().items())).to_json()
     draft, set_aside = Draft.read(text)
