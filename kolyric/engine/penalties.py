@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from kolyric.engine.processors import Incremental
+from kolyric.engine.incremental import Incremental
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kolyric.engine import penalties, samplers
+from kolyric.engine import incremental, penalties, samplers
 from kolyric.engine import processors as lean
 
 if TYPE_CHECKING:
@@ -58,13 +58,13 @@ def processor_chain(
     # elsewhere. The chain is a LogitsProcessorList without its per-step signature checks.
     procs = lean.ProcessorChain()
     if settings.repetition_penalty != 1.0:
-        procs.append(lean.RepetitionPenalty(float(settings.repetition_penalty)))
+        procs.append(incremental.RepetitionPenalty(float(settings.repetition_penalty)))
     if settings.no_repeat_ngram_size > 0:
-        procs.append(lean.NoRepeatNGram(settings.no_repeat_ngram_size))
+        procs.append(incremental.NoRepeatNGram(settings.no_repeat_ngram_size))
     for processor in text_penalties(settings, tokenizer):
         procs.append(processor)
     if settings.min_length > 0 and eos_id is not None:
-        procs.append(lean.MinNewTokens(prompt_len, settings.min_length, eos_id))
+        procs.append(incremental.MinNewTokens(prompt_len, settings.min_length, eos_id))
     if constraint_state is not None:
         procs.append(constraint_state.processor)
     procs.warpers_from = len(procs)

@@ -17,6 +17,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from kolyric.engine import incremental
 from kolyric.engine import processors as lean
 
 
@@ -53,7 +54,7 @@ DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["
 def test_repetition_penalty_matches_transformers(penalty, rows, vocab, ties, dtype):
     rng = random.Random(f"{penalty}{rows}{vocab}{ties}")
     for prompt_len in (1, 4, 17):  # one instance over sequences of different lengths: it starts over
-        ours, theirs = lean.RepetitionPenalty(penalty), RepetitionPenaltyLogitsProcessor(penalty)
+        ours, theirs = incremental.RepetitionPenalty(penalty), RepetitionPenaltyLogitsProcessor(penalty)
         for seqs in grow(rng, rows, prompt_len, 25, alphabet=min(vocab, 30), vocab=vocab):
             scores = random_scores(rng, rows, vocab, ties).to(dtype)
             assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
@@ -64,7 +65,7 @@ def test_repetition_penalty_matches_transformers(penalty, rows, vocab, ties, dty
 @pytest.mark.parametrize("rows, vocab, ties", CASES)
 def test_no_repeat_ngram_matches_transformers(n, rows, vocab, ties, dtype):
     rng = random.Random(f"{n}{rows}{vocab}{ties}")
-    ours, theirs = lean.NoRepeatNGram(n), NoRepeatNGramLogitsProcessor(n)
+    ours, theirs = incremental.NoRepeatNGram(n), NoRepeatNGramLogitsProcessor(n)
     for prompt_len in (1, 3, 12):
         for seqs in grow(rng, rows, prompt_len, 40, alphabet=6, vocab=vocab):
             scores = random_scores(rng, rows, vocab, ties).to(dtype)
@@ -76,8 +77,8 @@ def test_incremental_processors_start_over_on_a_different_sequence():
     reordered batch), they rebuild from the whole input instead of trusting their state."""
     rng = random.Random(5)
     pairs = [
-        (lean.RepetitionPenalty(1.7), RepetitionPenaltyLogitsProcessor(1.7)),
-        (lean.NoRepeatNGram(2), NoRepeatNGramLogitsProcessor(2)),
+        (incremental.RepetitionPenalty(1.7), RepetitionPenaltyLogitsProcessor(1.7)),
+        (incremental.NoRepeatNGram(2), NoRepeatNGramLogitsProcessor(2)),
     ]
     for _ in range(200):
         rows = rng.choice((1, 2))
@@ -93,7 +94,7 @@ def test_incremental_processors_start_over_on_a_different_sequence():
 @pytest.mark.parametrize("eos", [0, 7, [3, 9]])
 def test_min_new_tokens_matches_transformers(eos, dtype):
     rng = random.Random(str(eos))
-    ours, theirs = lean.MinNewTokens(5, 4, eos), MinNewTokensLengthLogitsProcessor(5, 4, eos)
+    ours, theirs = incremental.MinNewTokens(5, 4, eos), MinNewTokensLengthLogitsProcessor(5, 4, eos)
     for seqs in grow(rng, 2, 5, 8, alphabet=20, vocab=20):
         scores = random_scores(rng, 2, 20, ties=False).to(dtype)
         assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
@@ -199,10 +200,10 @@ def _spread(like, values, ids):
 def test_the_chain_pools_only_behind_a_top_k():
     ids = torch.zeros(1, 3, dtype=torch.long)
     scores = torch.randn(1, 100)
-    chain = lean.ProcessorChain([lean.RepetitionPenalty(1.5), lean.TopK(10)])
+    chain = lean.ProcessorChain([incremental.RepetitionPenalty(1.5), lean.TopK(10)])
     values, pool_ids = chain.pool(ids, scores.clone())
     assert values.shape == (1, 10) and pool_ids.shape == (1, 10)
-    plain = lean.ProcessorChain([lean.RepetitionPenalty(1.5)])
+    plain = lean.ProcessorChain([incremental.RepetitionPenalty(1.5)])
     out, none = plain.pool(ids, scores.clone())
     assert none is None and out.shape == (1, 100)
 
@@ -212,9 +213,9 @@ def test_processors_on_cuda_match_transformers():
     """On a GPU the same processors run as torch operations (no NumPy): the same scores."""
     rng = random.Random(11)
     pairs = [
-        (lean.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)),
-        (lean.NoRepeatNGram(3), NoRepeatNGramLogitsProcessor(3)),
-        (lean.MinNewTokens(4, 20, 2), MinNewTokensLengthLogitsProcessor(4, 20, 2, device="cuda")),
+        (incremental.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)),
+        (incremental.NoRepeatNGram(3), NoRepeatNGramLogitsProcessor(3)),
+        (incremental.MinNewTokens(4, 20, 2), MinNewTokensLengthLogitsProcessor(4, 20, 2, device="cuda")),
         (lean.TopKThenTopP(50, 0.92), _Chain(TopKLogitsWarper(50), TopPLogitsWarper(0.92))),
     ]
     for seqs in grow(rng, 2, 4, 30, alphabet=8, vocab=51200):
@@ -236,7 +237,7 @@ class _Chain:
 
 
 def test_repetition_penalty_counts_every_token_again_when_the_width_changes():
-    ours, theirs = lean.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)
+    ours, theirs = incremental.RepetitionPenalty(1.5), RepetitionPenaltyLogitsProcessor(1.5)
     ids = torch.tensor([[3, 4, 5]])
     for width, token in ((20, 6), (20, 7), (24, 8)):  # a wider output row at the third step
         scores = torch.randn(1, width, generator=torch.Generator().manual_seed(width + token))
@@ -247,7 +248,7 @@ def test_repetition_penalty_counts_every_token_again_when_the_width_changes():
 def test_the_chain_shares_the_sequences_between_incremental_processors():
     """Both incremental processors in one chain read one conversion of input_ids, and the same
     scores come out as from transformers' processors in sequence."""
-    chain = lean.ProcessorChain([lean.RepetitionPenalty(1.3), lean.NoRepeatNGram(2)])
+    chain = lean.ProcessorChain([incremental.RepetitionPenalty(1.3), incremental.NoRepeatNGram(2)])
     theirs = [RepetitionPenaltyLogitsProcessor(1.3), NoRepeatNGramLogitsProcessor(2)]
     rng = random.Random(5)
     ids = torch.tensor([[rng.randrange(50) for _ in range(6)] for _ in range(2)])
