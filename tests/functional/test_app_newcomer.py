@@ -117,8 +117,8 @@ async def test_four_candidates_all_reachable_and_said_so(size):
         if len(shown) < 4:
             assert f"1–{len(shown)} of 4" in title and "Tab" in title, title
             cards[3].focus()  # Tab reaches a card out of view: it scrolls into view
-            await pilot.pause(0.3)
-            assert strip.region.contains_region(cards[3].region)
+            # the scroll is animated, so a loaded machine may take longer than a fixed pause
+            await wait_until(pilot, lambda: strip.region.contains_region(cards[3].region), timeout=10, what="card #4")
             assert "of 4" in str(screen.query_one("#candidates-title").render())
         else:
             assert "4" in title
