@@ -26,13 +26,9 @@ from kolyric.engine.results import GenerationRequest
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
 
+from tests.peaked_model import train_peaked
+
 ROOT = Path(__file__).resolve().parents[2]
-LINES = [
-    "영화 정말 재밌어요 최고의 영화",
-    "배우 연기가 너무 좋았어요",
-    "음악도 좋고 영상도 예뻐요",
-    "다시 보고 싶은 영화 입니다",
-]
 PROMPTS = ["영화 정말", "배우 연기가", "음악도 좋고", "다시 보고"]
 
 
@@ -40,23 +36,7 @@ PROMPTS = ["영화 정말", "배우 연기가", "음악도 좋고", "다시 보�
 def peaked_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model trained until it has memorised four lines: every greedy step has a large
     margin, so 8-bit or 4-bit rounding should not change a choice."""
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tiny_model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    torch.manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    enc = tokenizer([line + tokenizer.eos_token for line in LINES], return_tensors="pt", padding=True)
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-    model.train()
-    for _ in range(60):
-        model(**enc, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    out = tmp_path_factory.mktemp("peaked-graph")
-    model.eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return train_peaked(tiny_model_dir, tmp_path_factory.mktemp("peaked-graph"))
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +107,7 @@ from kolyric.engine.loading import load_model
 from kolyric.engine.results import GenerationRequest
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
+
 loaded = load_model(sys.argv[1], device="cpu", precision=sys.argv[2])
 import torch
 modules = [type(o).__name__ for o in gc.get_objects() if isinstance(o, torch.nn.Module)]

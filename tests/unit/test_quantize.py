@@ -19,38 +19,18 @@ from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator, LiveControls
 
+from tests.peaked_model import LINES, train_peaked
+
 HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime, onnx and onnxscript (kolyric[int8])")
 BACKENDS = ["torch", pytest.param("onnxruntime", marks=needs_onnx)]
-LINES = [
-    "영화 정말 재밌어요 최고의 영화",
-    "배우 연기가 너무 좋았어요",
-    "음악도 좋고 영상도 예뻐요",
-    "다시 보고 싶은 영화 입니다",
-]
 
 
 @pytest.fixture(scope="module")
 def peaked_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model trained until it has memorised four lines: every greedy step has a large
     margin, so int8 rounding cannot change a choice."""
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tiny_model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    torch.manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    enc = tokenizer([line + tokenizer.eos_token for line in LINES], return_tensors="pt", padding=True)
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-    model.train()
-    for _ in range(60):
-        model(**enc, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    out = tmp_path_factory.mktemp("peaked")
-    model.eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return train_peaked(tiny_model_dir, tmp_path_factory.mktemp("peaked"))
 
 
 @pytest.fixture(scope="module")
