@@ -14,53 +14,19 @@ from kolyric.engine.settings import SettingsError, preset
 NAMES = ["greedy", "top-p-0.92", "combined"]
 
 
-def single(capsys, model_dir, name: str, *flags: str) -> dict:
-    assert (
-        main(
-            [
-                "generate",
-                "바람이",
-                "--model",
-                str(model_dir),
-                "--device",
-                "cpu",
-                "--preset",
-                name,
-                "--seed",
-                "5",
-                "--max-length",
-                "8",
-                "--json",
-                *flags,
-            ]
-        )
-        == 0
-    )
-    return json.loads(capsys.readouterr().out)
+def generate(capsys, model_dir, *flags: str) -> str:
+    """What ``kolyric generate 바람이`` prints on the tiny model, seed 5, 8 tokens, with ``flags``."""
+    args = ["generate", "바람이", "--model", str(model_dir), "--device", "cpu", "--seed", "5", "--max-length", "8"]
+    assert main([*args, *flags]) == 0
+    return capsys.readouterr().out
+
+
+def single(capsys, model_dir, name: str) -> dict:
+    return json.loads(generate(capsys, model_dir, "--preset", name, "--json"))
 
 
 def test_compare_json_equals_single_runs(tiny_model_dir, capsys):
-    assert (
-        main(
-            [
-                "generate",
-                "바람이",
-                "--model",
-                str(tiny_model_dir),
-                "--device",
-                "cpu",
-                "--compare",
-                ",".join(NAMES),
-                "--seed",
-                "5",
-                "--max-length",
-                "8",
-                "--json",
-            ]
-        )
-        == 0
-    )
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(generate(capsys, tiny_model_dir, "--compare", ",".join(NAMES), "--json"))
     assert out["seed"] == 5 and [run["preset"] for run in out["compare"]] == NAMES
     for run in out["compare"]:
         alone = single(capsys, tiny_model_dir, run["preset"])
@@ -69,26 +35,7 @@ def test_compare_json_equals_single_runs(tiny_model_dir, capsys):
 
 
 def test_compare_in_the_terminal_titles_each_preset(tiny_model_dir, capsys):
-    assert (
-        main(
-            [
-                "generate",
-                "바람이",
-                "--model",
-                str(tiny_model_dir),
-                "--device",
-                "cpu",
-                "--compare",
-                "greedy,top-k-50",
-                "--seed",
-                "5",
-                "--max-length",
-                "8",
-            ]
-        )
-        == 0
-    )
-    shown = capsys.readouterr().out
+    shown = generate(capsys, tiny_model_dir, "--compare", "greedy,top-k-50")
     blocks = [b for b in shown.split("── ") if b.strip()]
     assert [b.split(" ·")[0] for b in blocks] == ["greedy", "top-k-50"]
     for block, name in zip(blocks, ["greedy", "top-k-50"]):
