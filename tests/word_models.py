@@ -83,7 +83,8 @@ def make_tokenizer(kind: str) -> Any:
     """A PreTrainedTokenizerFast: one token per syllable, one per syllable after a space, and
     (``newline``) the line and stanza breaks as ordinary tokens."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+
+    from kolyric.training.scratch import with_kogpt2_specials
 
     syllables = sorted({s for w in WORDS for s in w})
     vocab = {t: i for i, t in enumerate(SPECIALS)}
@@ -98,15 +99,7 @@ def make_tokenizer(kind: str) -> Any:
         ]
     )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="</s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-        clean_up_tokenization_spaces=False,
-    )
+    wrapped = with_kogpt2_specials(tok)
     if kind == "newline":
         wrapped.add_tokens([AddedToken(t, normalized=False, special=False) for t in ("\n\n", "\n")])
     return wrapped

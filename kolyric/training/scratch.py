@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tokenizers import Regex
+    from tokenizers import Regex, Tokenizer
     from tokenizers.pre_tokenizers import Split
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -43,7 +43,6 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train a BPE tokenizer on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"tokenizer kind: must be one of {', '.join(TOKENIZER_KINDS)}, got {kind!r}")
@@ -76,7 +75,18 @@ def train_tokenizer(
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
     tok.train_from_iterator(texts, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
+    wrapped = with_kogpt2_specials(tok)
+    add_line_tokens(wrapped)
+    return wrapped
+
+
+def with_kogpt2_specials(tok: Tokenizer) -> PreTrainedTokenizerFast:
+    """``tok`` as a transformers tokenizer with KoGPT2's special tokens (``</s>`` both begins and
+    ends a text), decoding without transformers' clean-up of spaces before punctuation, so a
+    text decodes back to itself."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="</s>",
         eos_token="</s>",
@@ -85,8 +95,6 @@ def train_tokenizer(
         mask_token="<mask>",
         clean_up_tokenization_spaces=False,
     )
-    add_line_tokens(wrapped)
-    return wrapped
 
 
 def _newline_split(pre_tokenizers: ModuleType, regex: type[Regex]) -> Split:

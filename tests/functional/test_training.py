@@ -22,27 +22,19 @@ from kolyric.engine.loading import CHECKPOINT_META_KEY, load_model
 from kolyric.training.events import CancelToken, EventWriter, ProgressCallback
 from kolyric.training.run import TrainConfig, train
 
-from tests.conftest import CORPUS_DIR, ROOT
+from tests.conftest import ROOT
+from tests.tiny_runs import TINY_RUN, TINY_TRAIN, flags
 
-TINY = dict(
-    corpus="nsmc",
-    corpus_dir=str(CORPUS_DIR),
-    from_scratch=True,
-    limit_train=640,
-    limit_val=128,
-    vocab_size=600,
-    n_layer=2,
-    n_embd=64,
-    n_head=2,
-    n_positions=64,
-    max_seq_length=32,
-    batch_size=32,
-    epochs=3,
-    num_workers=0,
-    accelerator="cpu",
-    lr=3e-3,
-    log_every_s=0,
-)
+TINY = {
+    **TINY_TRAIN,
+    "limit_train": 640,
+    "limit_val": 128,
+    "vocab_size": 600,
+    "n_layer": 2,
+    "n_embd": 64,
+    "epochs": 3,
+    "log_every_s": 0,
+}
 
 
 def steps_per_epoch(events) -> int:
@@ -52,29 +44,7 @@ def steps_per_epoch(events) -> int:
     return -(-rows // 32)
 
 
-CLI_TINY = [
-    "--from-scratch",
-    "--corpus",
-    "nsmc",
-    "--corpus-dir",
-    str(CORPUS_DIR),
-    "--limit-val",
-    "64",
-    "--vocab-size",
-    "400",
-    "--n-layer",
-    "1",
-    "--n-embd",
-    "32",
-    "--n-head",
-    "2",
-    "--n-positions",
-    "64",
-    "--num-workers",
-    "0",
-    "--accelerator",
-    "cpu",
-]
+CLI_TINY = flags(TINY_RUN)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

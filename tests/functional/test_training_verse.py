@@ -15,26 +15,21 @@ from kolyric.training.events import EventWriter
 from kolyric.training.run import TrainConfig, train
 from kolyric.training.scratch import keeps_line_breaks
 
-from tests.conftest import CORPUS_DIR, ROOT
+from tests.conftest import ROOT
+from tests.tiny_runs import TINY_TRAIN
 
 VERSE = ROOT / "tests" / "data" / "verse_sample.jsonl"
-TINY = dict(
-    corpus_dir=str(CORPUS_DIR),
-    limit_train=200,
-    limit_val=32,
-    vocab_size=500,
-    n_layer=1,
-    n_embd=32,
-    n_head=2,
-    n_positions=64,
-    max_seq_length=48,
-    batch_size=16,
-    epochs=1,
-    num_workers=0,
-    accelerator="cpu",
-    lr=3e-3,
-    log_every_s=0,
-)
+TINY = {
+    **TINY_TRAIN,
+    "from_scratch": False,
+    "limit_train": 200,
+    "limit_val": 32,
+    "vocab_size": 500,
+    "max_seq_length": 48,
+    "batch_size": 16,
+    "epochs": 1,
+    "log_every_s": 0,
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -28,41 +28,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.reliability._util import CORPUS_DIR, ROOT, print_report, quiet_env
+from tests.reliability._util import ROOT, print_report, quiet_env
+from tests.tiny_runs import TINY_TRAIN, flags
 
-TINY = [
-    "--from-scratch",
-    "--corpus",
-    "nsmc",
-    "--corpus-dir",
-    str(CORPUS_DIR),
-    "--limit-train",
-    "640",
-    "--limit-val",
-    "64",
-    "--vocab-size",
-    "400",
-    "--n-layer",
-    "1",
-    "--n-embd",
-    "32",
-    "--n-head",
-    "2",
-    "--n-positions",
-    "64",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "32",
-    "--num-workers",
-    "0",
-    "--accelerator",
-    "cpu",
-    "--val-check-interval",
-    "2",
-    "--lr",
-    "3e-3",
-]
+TINY = flags({**TINY_TRAIN, "limit_train": 640, "val_check_interval": 2})
 
 
 def read_events(path: Path) -> list[dict]:

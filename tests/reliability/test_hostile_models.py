@@ -57,29 +57,12 @@ def run_folder(tmp_path_factory):
     from kolyric.training.events import EventWriter
     from kolyric.training.run import TrainConfig, train
 
-    from tests.conftest import CORPUS_DIR
+    from tests.tiny_runs import TINY_TRAIN
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run") / "out"
     config = TrainConfig(
-        out=str(out),
-        corpus="nsmc",
-        corpus_dir=str(CORPUS_DIR),
-        from_scratch=True,
-        limit_train=96,
-        limit_val=32,
-        vocab_size=400,
-        n_layer=1,
-        n_embd=32,
-        n_head=2,
-        n_positions=64,
-        max_seq_length=32,
-        batch_size=32,
-        epochs=2,
-        num_workers=0,
-        accelerator="cpu",
-        lr=3e-3,
-        log_every_s=0,
+        out=str(out), **{**TINY_TRAIN, "limit_train": 96, "limit_val": 32, "epochs": 2, "log_every_s": 0}
     )
     result = train(config, EventWriter(io.StringIO(), None), None)
     assert result.best_ckpt is not None and (out / "last.ckpt").is_file()
