@@ -2,7 +2,10 @@
 
 One graph covers every call kolyric makes: ``input_ids`` of any number of rows and positions
 over a KV cache of any length, zero included, so the prompt and each decoding step run on it
-alike. It is exported from the fp32 model once (``torch.onnx.export``), then quantized by ONNX
+alike. It is exported from the fp32 model once (``torch.onnx.export``), fused into about ten
+operators a layer (``onnx_optimize``: ONNX Runtime's ``SkipLayerNormalization`` and ``FastGelu``,
+and each layer's attention as one ``MultiHeadAttention`` over the KV cache; checked against the
+exported graph, which is used as it is where the fusions do not match), then quantized by ONNX
 Runtime's own tools:
 
 - **int8**: ``quantize_dynamic``: int8 weights, one scale per output channel, 8-bit dynamic
@@ -165,6 +168,8 @@ def _build_lock(folder: Path) -> Iterator[None]:
 
 
 def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: int) -> None:
+    from kolyric.engine.onnx_optimize import fuse  # onnx is imported only to build a graph
+
     name = graph_name(precision)
     work = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
     try:
@@ -176,10 +181,12 @@ def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: 
         ):
             warnings.simplefilter("ignore")
             _export(model, work / "fp32.onnx")
+            heads, hidden = int(model.config.n_head), int(model.config.n_embd)
+            source = fuse(work / "fp32.onnx", work / "fused.onnx", heads, hidden)
             if precision == "int8":
-                _int8(work / "fp32.onnx", work / name)
+                _int8(source, work / name)
             else:
-                _int4(work / "fp32.onnx", work / name)
+                _int4(source, work / name)
         produced = sorted(work.glob(name + "*"))
         drop_graph(folder, precision)
         for path in sorted(produced, key=lambda p: p.name == name):  # the graph last: it names its data
