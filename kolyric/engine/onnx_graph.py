@@ -10,7 +10,7 @@ Runtime's own tools:
 
 - **int8**: ``quantize_dynamic``: int8 weights, one scale per output channel, 8-bit dynamic
   activations (``MatMulInteger``); the token embedding table is int8 too.
-- **int4**: ``MatMulNBitsQuantizer``: 4-bit weights in blocks of 32 along the input, one fp32
+- **int4**: ``MatMulNBitsQuantizer``: 4-bit weights in blocks of 128 along the input, one fp32
   scale a block, symmetric (``MatMulNBits``, activations quantized to int8 inside the kernel,
   ``accuracy_level=4``); the token embedding table 4-bit as well (``GatherBlockQuantized``).
 
@@ -46,10 +46,23 @@ if TYPE_CHECKING:
 FORMAT = "gpt2-any-v2"
 """Changes whenever the exported graph changes, so old cached graphs are not reused."""
 GRAPH_PRECISIONS = ("int8", "int4")
-INT4_BLOCK = 32
+INT4_BLOCK = 128
+"""Weights one 4-bit scale covers. Against blocks of 32, a KoGPT2-shaped decoding step is ~18%
+faster (fewer scales, longer int8 dot products in ``MatMulNBits``), and kolyric-mini's bits per
+character are no worse (+0.020 over fp32 with 32, -0.001 with 128). A narrower model gets the
+largest block that divides its width (``int4_block``), so no row is padded to a block."""
 BUILD_SECONDS = (20.0, 0.3)
 """Seconds a build takes: a fixed part (the exporter's tracing) and a part per million
 parameters; measured 21-24 s for kolyric-mini and 52-66 s for KoGPT2's 125M on a busy 2 cores."""
+
+
+def int4_block(width: int) -> int:
+    """The 4-bit block for a model ``width`` wide: ``INT4_BLOCK`` or the largest smaller power of
+    two (16 at least, what ``MatMulNBits`` takes) that divides it."""
+    block = INT4_BLOCK
+    while block > 16 and width % block:
+        block //= 2
+    return block
 
 
 def onnx_cache_dir() -> Path:
@@ -186,7 +199,7 @@ def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: 
             if precision == "int8":
                 _int8(source, work / name)
             else:
-                _int4(source, work / name)
+                _int4(source, work / name, int4_block(hidden))
         produced = sorted(work.glob(name + "*"))
         drop_graph(folder, precision)
         for path in sorted(produced, key=lambda p: p.name == name):  # the graph last: it names its data
@@ -347,14 +360,14 @@ def _int8(source: Path, out: Path) -> None:
     )
 
 
-def _int4(source: Path, out: Path) -> None:
+def _int4(source: Path, out: Path, block: int = INT4_BLOCK) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     quantizer = MatMulNBitsQuantizer(
         onnx.load(str(source)),
         bits=4,
-        block_size=INT4_BLOCK,
+        block_size=block,
         is_symmetric=True,
         accuracy_level=4,
         op_types_to_quantize=("MatMul", "Gather"),

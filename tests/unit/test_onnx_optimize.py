@@ -101,3 +101,8 @@ def test_a_graph_the_pass_does_not_recognise_is_used_as_it_is(tmp_path):
     source = tmp_path / "plain.onnx"
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
     assert onnx_optimize.fuse(source, tmp_path / "fused.onnx", 2, 4) == source
+
+
+def test_the_4_bit_block_divides_the_model_s_width():
+    assert onnx_graph.int4_block(768) == onnx_graph.INT4_BLOCK == 128  # KoGPT2
+    assert [onnx_graph.int4_block(w) for w in (64, 96, 1600, 100)] == [64, 32, 64, 16]
