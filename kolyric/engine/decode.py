@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy
+
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
 from kolyric.engine.lyric.lookahead import Choice, WordEndSearch, take_back
+from kolyric.engine.next_token import NextToken
 from kolyric.engine.phrases import BAN_TRIES, BANNED_NOTE, PhraseBan, StopText
 from kolyric.engine.prompt import Detokenizer
 from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
@@ -67,6 +70,11 @@ class DecodeRun:
         self.rows = rows = self.settings.n if self.settings.strategy == "sample" else 1
         self.prompt_len = len(prompt)
         self.seqs = torch.tensor([prompt] * rows, dtype=torch.long, device=device)
+        # on a CPU the sequences grow in a NumPy buffer the tensor views (no torch.cat a step)
+        self.buffer: np.ndarray | None = None
+        if device.type == "cpu":
+            self.buffer = numpy.empty((rows, 2 * len(prompt) + 64), dtype=numpy.int64)
+            self.buffer[:, : len(prompt)] = self.seqs.numpy()
         # One generator per candidate, seeded seed+i: candidate i is the same whether it is
         # sampled alone or in a batch, so a CLI, the app and the server agree.
         self.rngs = [
@@ -92,10 +100,9 @@ class DecodeRun:
         self.forced = list(request.forced_ids)
         self.past: Past | None = None
         self.ones = torch.ones((rows, 0), dtype=torch.long, device=device)
+        self.ones_view: np.ndarray | None = None
         self.step_input = self.seqs
         self.step = 0
-        self.probs_view = lean.StepCache()
-        """The NumPy view of a step's probabilities, made once for its two readers."""
 
     # -- the steps ---------------------------------------------------------------------------------
     def follow(self, controls: LiveControls) -> None:
@@ -129,14 +136,22 @@ class DecodeRun:
             self.finish = [f or reason for f in self.finish]
         return bool(reason) or all(self.finish)
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self) -> tuple[torch.Tensor, NextToken]:
         """One forward pass over the rows' last tokens on the KV cache: the next-token logits
-        (float32) and the model's probabilities."""
+        (float32) and the model's distribution (its full probabilities only where the whole-word
+        look-ahead reads them)."""
         import torch
 
-        if self.ones.shape[1] < self.seqs.shape[1]:  # one mask of ones, grown by doubling, sliced per step
-            self.ones = torch.ones((self.rows, 2 * self.seqs.shape[1]), dtype=torch.long, device=self.seqs.device)
-        self.attention = self.ones.narrow(1, 0, self.seqs.shape[1])
+        length = self.prompt_len + self.step
+        if self.ones.shape[1] < length:  # one mask of ones, grown by doubling, sliced per step
+            self.ones = torch.ones((self.rows, 2 * length), dtype=torch.long, device=self.seqs.device)
+            self.ones_view = self.ones.numpy() if self.buffer is not None else None
+        # a NumPy slice's view costs a step less than torch's ``narrow``
+        self.attention = (
+            torch.from_numpy(self.ones_view[:, :length])
+            if self.ones_view is not None
+            else self.ones.narrow(1, 0, length)
+        )
         # int8 on CPU may run decoding steps on ONNX Runtime (kolyric.engine.quantize)
         self.model_forward = getattr(self.gen.model, "kolyric_decoder", None) or self.gen.model
         out = self.model_forward(
@@ -146,12 +161,17 @@ class DecodeRun:
             **self.gen.forward_kwargs(self.past),
         )
         self.past = getattr(out, self.gen.cache_name)
+        top = getattr(out, "kolyric_next", None)
+        if top is not None and top.last is not None and top.last.shape[0] == self.rows:
+            # the graph's float32 output as it is: no torch call to select its last position
+            logits = torch.from_numpy(top.last)
+            return logits, NextToken(logits, top, full=self.search is not None, view=top.last)
         logits = out.logits.select(1, -1)  # one call: indexing with slices parses each
         if logits.dtype != torch.float32:
             logits = logits.float()
-        return logits, torch.softmax(logits, dim=-1)
+        return logits, NextToken(logits, top, full=self.search is not None)
 
-    def settle_held(self, logits: torch.Tensor, raw_probs: torch.Tensor) -> Iterator[TokenEvent]:
+    def settle_held(self, logits: torch.Tensor, dist: NextToken) -> Iterator[TokenEvent]:
         """Whole words: each held line-completing token is kept, or taken back and replaced, now
         that the distribution after it is known; then it is streamed."""
         if all(h is None for h in self.held):
@@ -162,7 +182,7 @@ class DecodeRun:
             self.constraints,
             self.seqs,
             logits,
-            raw_probs,
+            dist.probs,
             self.past,
             self.model_forward,
             self.attention,
@@ -172,27 +192,31 @@ class DecodeRun:
         for i in range(self.rows):
             yield from self._release(i)
 
-    def choose(self, logits: torch.Tensor, raw_probs: torch.Tensor) -> Picked:
+    def choose(self, logits: torch.Tensor, dist: NextToken) -> Picked:
         """Each row's next token: forced, greedy or drawn, none completing a banned phrase. The
         processors may change ``logits`` in place: it is not used after this."""
-        import torch
-
         settings, procs, seqs = self.settings, self.procs, self.seqs
-        # the inspector's k (1-20) as lists; the probabilities' NumPy view is kept for the pick's
-        top_ps, top_ids = lean.top_k_lists(raw_probs, settings.alternatives, self.probs_view)
+        # the inspector's k (1-20) as lists, read before the processors change the logits
+        top_ps, top_ids = dist.alternatives(settings.alternatives)
         ranked = self.search is not None or self.bans is not None  # keep each row's ranking
         keys: np.ndarray | torch.Tensor | None = None
         races: list | None = [] if ranked else None
         forced = self.step < len(self.forced)
+        plain = not len(procs) and self.bans is None  # nothing changes the logits
+        if not plain:
+            dist.keep()
         if self.bans is not None:
             self.bans.apply(logits)
         if forced:
-            next_ids = torch.full((self.rows,), self.forced[self.step], dtype=torch.long, device=seqs.device)
+            next_ids = [self.forced[self.step]] * self.rows
+        elif plain and settings.strategy == "greedy" and dist.top_ids() is not None:
+            next_ids = dist.top_ids()  # the graph's top logit is argmax's choice
         elif settings.strategy == "greedy" or sampling.acts_greedy(settings, logits):
-            scores = procs.base(seqs, logits)
-            next_ids = lean.argmax(scores)
+            scores = procs.base(seqs, logits) if len(procs) else logits
+            view = lean.numpy_view(scores)
+            # the first maximum of each row, as torch's argmax (NaN counts as the maximum)
+            next_ids = view.argmax(axis=-1).tolist() if view is not None else lean.argmax(scores)
             if ranked:
-                view = lean.numpy_view(scores)
                 keys = view if view is not None else scores
         elif ranked:  # the warpers leave the scores before them as they are
             base = procs.base(seqs, logits)
@@ -202,7 +226,7 @@ class DecodeRun:
             races = [(pool, race, base[i]) for i, (pool, race) in enumerate(races)]
         else:
             next_ids = self.gen.sample(procs, seqs, logits, settings, self.rngs)
-        ids = next_ids.tolist()
+        ids = next_ids if isinstance(next_ids, list) else next_ids.tolist()
         text = self.gen.token_text
         alternatives = [
             tuple(Alternative(a, text(a), p) for a, p in zip(top_ids[i], top_ps[i])) for i in range(self.rows)
@@ -212,35 +236,25 @@ class DecodeRun:
             if forced or not ranked:
                 continue
             if keys is not None:
-                choices[i] = Choice(self.step, keys[i], None, raw_probs[i], alternatives[i])
+                choices[i] = Choice(self.step, keys[i], None, dist.row(i), alternatives[i])
             else:
                 pool, race, fallback = races[i] if races else (None, None, None)
                 if pool is not None:
-                    choices[i] = Choice(self.step, race, pool, raw_probs[i], alternatives[i], fallback=fallback)
+                    choices[i] = Choice(self.step, race, pool, dist.row(i), alternatives[i], fallback=fallback)
         for i in range(self.rows):
             if self.finish[i]:
                 ids[i] = self.gen.pad_id
             elif self.bans is not None and not forced:
                 ids[i] = self._unbanned(i, ids[i], choices[i])
-        cached = self.probs_view
-        probs_view = cached.view if cached.scores is raw_probs else lean.numpy_view(raw_probs)
-        cached.clear()
-        probs = (
-            [float(probs_view[i, t]) for i, t in enumerate(ids)]
-            if probs_view is not None
-            else [float(raw_probs[i, t]) for i, t in enumerate(ids)]
-        )
+        probs = [dist.prob(i, t) for i, t in enumerate(ids)]
         return Picked(ids, probs, alternatives, choices, forced)
 
     def append(self, picked: Picked) -> Iterator[TokenEvent]:
         """The chosen tokens join the sequences (and the constraint state); each row streams
         what its token completes, or holds it for the whole-word rule."""
-        import torch
 
         gen, state, search = self.gen, self.constraints, self.search
-        column = torch.tensor([[t] for t in picked.ids], dtype=torch.long, device=self.seqs.device)
-        self.seqs = torch.cat([self.seqs, column], dim=1)
-        self.step_input = column
+        self._grow(picked.ids)
         if state is not None:
             state.advance(self.seqs)
         for i in range(self.rows):
@@ -286,6 +300,24 @@ class DecodeRun:
         )
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _grow(self, ids: list[int]) -> None:
+        """The rows' new tokens join the sequences (and are the next step's input)."""
+        import torch
+
+        buffer = self.buffer
+        if buffer is None:
+            column = torch.tensor([[t] for t in ids], dtype=torch.long, device=self.seqs.device)
+            self.seqs = torch.cat([self.seqs, column], dim=1)
+            self.step_input = column
+            return
+        length = self.seqs.shape[1]
+        if length == buffer.shape[1]:
+            self.buffer = buffer = numpy.concatenate([buffer, numpy.empty_like(buffer)], axis=1)
+        column = buffer[:, length]
+        column[:] = ids
+        self.seqs = torch.from_numpy(buffer[:, : length + 1])
+        self.step_input = torch.from_numpy(column.reshape(-1, 1).copy())
+
     def _bans(self, settings: DecodingSettings) -> PhraseBan | None:
         gen = self.gen
         return PhraseBan(settings.ban, gen.tokenizer, gen.vocab_size, gen.eos_id) if settings.ban else None

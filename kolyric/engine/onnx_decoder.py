@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import typing
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -112,7 +113,7 @@ class OnnxDecoder:
         rows, length = input_ids.shape[0], _seq_length(arrays[0]) + 1
         mask = attention_mask if attention_mask is not None else torch.ones(rows, length, dtype=torch.long)
         feeds = {
-            "input_ids": _ort_value(input_ids.cpu().numpy().astype(np.int64, copy=False)),
+            "input_ids": _ort_value(np.ascontiguousarray(input_ids.cpu().numpy(), dtype=np.int64)),
             "attention_mask": _ort_value(np.ascontiguousarray(mask.cpu().numpy(), dtype=np.int64)),
             **dict(zip(self.past_names, arrays)),
         }
@@ -121,7 +122,8 @@ class OnnxDecoder:
         # ~5 MB a step at 64 positions; a step measured ~4% faster).
         out = self.session.run_with_ort_values(self.output_names, feeds)
         logits = torch.from_numpy(out[0].numpy())
-        return types.SimpleNamespace(logits=logits, **{self.cache_name: _OnnxPast(list(out)[1:])})
+        past, top = split_outputs(out, 2 * self.n_layer)
+        return types.SimpleNamespace(logits=logits, kolyric_next=top, **{self.cache_name: past})
 
     def _arrays(self, past: object) -> list | None:
         """The cache as 2 x n_layer float32 arrays (rows, heads, positions, head size), or None."""
@@ -213,6 +215,32 @@ class _OnnxPast:
         return _OnnxPast([_ort_value(np.ascontiguousarray(value.numpy()[index, :, :length])) for value in self.arrays])
 
 
+def split_outputs(out: list, n_past: int) -> tuple[_OnnxPast, NextTop | None]:
+    """A step graph's outputs after the logits: the cache, and the last position's
+    (log-sum-exp, top logits, their ids) as NumPy arrays where the graph gives them
+    (``onnx_graph.NEXT_OUTPUTS``; a graph built before them has the cache alone)."""
+    import numpy as np
+
+    out = list(out)
+    past = _OnnxPast(out[1 : 1 + n_past])
+    if len(out) < n_past + 1 + len(onnx_graph.NEXT_OUTPUTS):
+        return past, None
+    lse, values, ids = (value.numpy() for value in out[1 + n_past : 1 + n_past + len(onnx_graph.NEXT_OUTPUTS)])
+    logits = out[0].numpy()
+    return past, NextTop(lse, values, ids, logits[:, -1, :] if logits.dtype == np.float32 else None)
+
+
+class NextTop(typing.NamedTuple):
+    """The last position's log-sum-exp of the logits (rows,) and its top logits and their ids
+    (rows, k), largest first, as a step graph gives them; ``last``: that position's logits
+    (rows, vocab), a view of the graph's float32 output."""
+
+    lse: np.ndarray
+    values: np.ndarray
+    ids: np.ndarray
+    last: np.ndarray | None = None
+
+
 def _ort_value(array: np.ndarray) -> onnxruntime.OrtValue:
     """An ONNX Runtime value sharing ``array``'s memory (it keeps a reference to the array)."""
     import onnxruntime as ort
@@ -272,4 +300,4 @@ def _load_decoder(model: PreTrainedModel, folder: Path) -> OnnxDecoder:
     return OnnxDecoder(model, session, onnx_graph.graph_weight_bytes(path))
 
 
-__all__ = ["DECODER", "OnnxDecoder", "decoder_for", "hold_cores", "onnx_cache_dir", "quiet"]
+__all__ = ["DECODER", "NextTop", "OnnxDecoder", "decoder_for", "hold_cores", "onnx_cache_dir", "quiet", "split_outputs"]

@@ -290,6 +290,13 @@ def _matmul_of(conv: torch.nn.Module) -> torch.nn.Module:
     return MatMulAdd(conv.weight.detach(), conv.bias.detach())
 
 
+NEXT_TOP_K = 20
+"""Top scores of the last position a step graph gives (the inspector shows at most 20)."""
+NEXT_OUTPUTS = ("next_logsumexp", "next_top_logits", "next_top_ids")
+"""A step graph's outputs after the cache: the last position's log-sum-exp of the logits, and its
+``NEXT_TOP_K`` largest logits with their ids (largest first, ties: the lower id first)."""
+
+
 def _export(model: PreTrainedModel, out: Path) -> None:
     import copy
 
@@ -330,7 +337,11 @@ def _export(model: PreTrainedModel, out: Path) -> None:
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{cache_name: cache})
             cache = getattr(out, cache_name, None)
             pairs = cache_pairs(cache if cache is not None else out.past_key_values)
-            return (out.logits, *[t for pair in pairs for t in pair])
+            # the last position's log-normaliser and top scores: the loop's probabilities and the
+            # inspector's alternatives without a pass over the vocabulary in Python
+            last = out.logits[:, -1, :].float()
+            top_values, top_ids = torch.topk(last, min(NEXT_TOP_K, last.shape[-1]), dim=-1)
+            return (out.logits, *[t for pair in pairs for t in pair], torch.logsumexp(last, -1), top_values, top_ids)
 
     rows, seq, positions = 2, 3, 4  # examples above 1, so no size is fixed into the graph
     example = (
@@ -348,7 +359,7 @@ def _export(model: PreTrainedModel, out: Path) -> None:
         dynamic_shapes=shapes,
         external_data=True,
         input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
-        output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)]],
+        output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)], *NEXT_OUTPUTS],
     )
 
 

@@ -106,7 +106,7 @@ class OnnxLM:
         import numpy as np
         import torch
 
-        from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value
+        from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value, split_outputs
 
         # only what changes the answer counts: labels, attentions or hidden states asked for, …
         others = {k: v for k, v in kwargs.items() if v is not None and v is not False and k != "return_dict"}
@@ -135,7 +135,8 @@ class OnnxLM:
         logits = torch.from_numpy(out[0].numpy())
         if logits_to_keep:
             logits = logits[:, -int(logits_to_keep) :]
-        return types.SimpleNamespace(logits=logits, past_key_values=_OnnxPast(list(out)[1:]))
+        past, top = split_outputs(out, len(self.past_names))
+        return types.SimpleNamespace(logits=logits, past_key_values=past, kolyric_next=top)
 
     __call__ = forward
 

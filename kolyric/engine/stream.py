@@ -189,12 +189,12 @@ class Generator:
                 if run.over(cancel):
                     break
                 # one forward pass over the rows' last tokens, on the KV cache
-                logits, probs = run.forward()
+                logits, dist = run.forward()
                 # whole words: a held line-ending token is kept, or taken back now that the
                 # distribution after it is known
-                yield from run.settle_held(logits, probs)
+                yield from run.settle_held(logits, dist)
                 # each row's next token: forced, greedy or drawn; none completes a banned phrase
-                picked = run.choose(logits, probs)
+                picked = run.choose(logits, dist)
                 # into the sequences and the constraint state; streamed, or held
                 yield from run.append(picked)
         # what is still held is streamed as it is, then the candidates

@@ -1,0 +1,132 @@
+"""The loop's next-token distribution without a softmax over the vocabulary (kolyric.engine.next_token):
+the alternatives and the chosen token's probability equal torch's softmax, from NumPy's log-sum-exp
+or from the step graph's own outputs (onnx_graph.NEXT_OUTPUTS), and a graph without those outputs,
+or a row NumPy cannot rank, falls back to the softmax with the same tokens."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from kolyric.engine import decode, onnx_decoder
+from kolyric.engine.next_token import NextToken
+from kolyric.engine.results import GenerationRequest
+from kolyric.engine.settings import preset
+from kolyric.engine.stream import Generator
+
+HAS_GRAPH = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript"))
+
+
+def _softmax_lists(logits: torch.Tensor, k: int):
+    probs = torch.softmax(logits, dim=-1)
+    values, ids = torch.topk(probs, k, dim=-1)
+    return probs, values.tolist(), ids.tolist()
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_alternatives_and_probabilities_equal_the_softmax(k):
+    gen = torch.Generator().manual_seed(k)
+    logits = torch.randn(3, 51200, generator=gen) * 4
+    probs, values, ids = _softmax_lists(logits, k)
+    dist = NextToken(logits.clone())
+    assert not dist.exact
+    ours, our_ids = dist.alternatives(k)
+    assert our_ids == ids
+    assert np.allclose(ours, values, rtol=1e-5, atol=1e-9)
+    dist.keep()
+    dist.logits[:, :100] = -float("inf")  # a processor changing the logits in place
+    for row in range(3):
+        for token in (ids[row][0], 7, 51199):
+            assert dist.prob(row, token) == pytest.approx(float(probs[row, token]), rel=1e-5, abs=1e-12)
+
+
+def test_rows_numpy_cannot_rank_take_the_softmax():
+    logits = torch.randn(2, 51200)
+    logits[1, 3] = float("nan")
+    dist = NextToken(logits.clone())
+    _, ids = dist.alternatives(5)
+    assert dist.exact and ids[0] == torch.topk(torch.softmax(logits[0], -1), 5).indices.tolist()
+    small = NextToken(torch.randn(2, 300))  # below NumPy's width torch's top-k is as fast
+    small.alternatives(5)
+    assert small.exact
+
+
+def test_the_graph_s_outputs_stand_in_for_the_row():
+    logits = torch.randn(2, 51200) * 3
+    top_values, top_ids = torch.topk(logits, 20, dim=-1)
+    top = onnx_decoder.NextTop(torch.logsumexp(logits, -1).numpy(), top_values.numpy(), top_ids.numpy(), logits.numpy())
+    _, values, ids = _softmax_lists(logits, 5)
+    dist = NextToken(logits, top, view=top.last)
+    ours, our_ids = dist.alternatives(5)
+    assert our_ids == ids and np.allclose(ours, values, rtol=1e-5)
+    assert dist.top_ids() == logits.argmax(-1).tolist()
+    bad = onnx_decoder.NextTop(np.array([np.nan, 0.0], np.float32), top.values, top.ids, top.last)
+    fallback = NextToken(logits, bad, view=top.last)
+    assert fallback.alternatives(5)[1] == ids and fallback.top_ids() is None
+
+
+def _stream(loaded, settings, prompt="영화 정말"):
+    result = Generator(loaded).generate(GenerationRequest(prompt, None, settings))
+    return [
+        (c.token_ids, [t.prob for t in c.tokens], [[(a.token_id, a.prob) for a in t.alternatives] for t in c.tokens])
+        for c in result.candidates
+    ]
+
+
+def _same(a, b):
+    for (ids_a, probs_a, alts_a), (ids_b, probs_b, alts_b) in zip(a, b, strict=True):
+        assert ids_a == ids_b
+        assert np.allclose(probs_a, probs_b, rtol=1e-4, atol=1e-7)
+        for x, y in zip(alts_a, alts_b, strict=True):
+            assert [t for t, _ in x] == [t for t, _ in y]
+            assert np.allclose([p for _, p in x], [p for _, p in y], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.skipif(not HAS_GRAPH, reason="needs onnxruntime, onnx and onnxscript (kolyric[int8])")
+def test_a_graph_with_and_without_its_next_outputs_gives_the_same_generation(tiny_model_dir, tmp_path, monkeypatch):
+    from kolyric.engine import onnx_graph
+    from kolyric.engine.loading import load_model
+    from kolyric.engine.onnx_model import is_graph_model
+
+    monkeypatch.setenv("KOLYRIC_ONNX_CACHE", str(tmp_path))
+    monkeypatch.delenv("KOLYRIC_INT8_BACKEND", raising=False)
+    loaded = load_model(str(tiny_model_dir), device="cpu", precision="int8")
+    assert is_graph_model(loaded.model), loaded.notices
+    assert loaded.model.output_names[-3:] == list(onnx_graph.NEXT_OUTPUTS)
+    ids = torch.tensor([[5, 9, 13]])
+    out = loaded.model(input_ids=ids)
+    last = out.logits[:, -1, :]
+    top = out.kolyric_next
+    assert np.allclose(top.lse, torch.logsumexp(last, -1).numpy(), rtol=1e-5)
+    assert top.ids.tolist() == torch.topk(last, onnx_graph.NEXT_TOP_K, dim=-1).indices.tolist()
+    assert np.array_equal(top.values, torch.topk(last, onnx_graph.NEXT_TOP_K, dim=-1).values.numpy())
+
+    settings = [
+        preset("greedy", max_length=12, alternatives=20),
+        preset("combined", max_length=12, n=2, seed=3, min_p=0.05, dry_multiplier=0.8),
+    ]
+    with_outputs = [_stream(loaded, s) for s in settings]
+    split = onnx_decoder.split_outputs
+    monkeypatch.setattr(onnx_decoder, "split_outputs", lambda out, n: (split(out, n)[0], None))
+    without = [_stream(loaded, s) for s in settings]  # a graph built before the outputs
+    for a, b in zip(with_outputs, without, strict=True):
+        _same(a, b)
+
+
+def test_the_sequences_grow_past_their_first_buffer_as_torch_cat_would(tiny_loaded, monkeypatch):
+    """Sampled rows longer than the NumPy buffer first made: the same tokens as the torch path."""
+    settings = preset("combined", max_length=90, min_length=90, n=2, seed=11)
+    grown = _stream(tiny_loaded, settings, prompt="봄")
+    init = decode.DecodeRun.__init__
+
+    def torch_path(self, *args):
+        init(self, *args)
+        self.buffer = None
+
+    monkeypatch.setattr(decode.DecodeRun, "__init__", torch_path)
+    _same(grown, _stream(tiny_loaded, settings, prompt="봄"))
+    assert all(len(ids) == 90 for ids, _, _ in grown)
