@@ -1,7 +1,7 @@
 """The model the app is using, and loading a new one (from a worker thread only).
 
-``ModelSlot.load`` imports torch and transformers on first use, so it must never run on
-the UI thread; it reports its phases through a callback so the app can show progress.
+``ModelSlot.load`` imports torch (and transformers, unless the model's graph is cached) on
+first use, so it must never run on the UI thread; it reports its phases through a callback so the app can show progress.
 The new model replaces the old one only once it has loaded: a failed load leaves the
 previous model in place.
 """
@@ -31,6 +31,23 @@ def default_specs() -> list[str]:
     return specs
 
 
+def _quiet_transformers() -> None:
+    """Progress bars written to the terminal would scribble over the app's screen. Set through
+    the environment, which transformers reads when it is imported, so that a model whose graph
+    is cached (which needs no transformers) does not import it for this."""
+    import sys
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:  # it read the environment already
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 class ModelSlot:
     """Holds the loaded model and its ``Generator``; thread-safe swaps."""
 
@@ -56,15 +73,10 @@ class ModelSlot:
         Raises ``ModelLoadError`` with a user-ready message when nothing could be loaded.
         """
         started = time.perf_counter()
-        progress("importing torch and transformers")
-        # Progress bars written to the terminal would scribble over the app's screen.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from transformers.utils import logging as hf_logging
-
+        progress("importing the engine")
+        _quiet_transformers()
         from kolyric.engine.loading import ModelLoadError, load_model
         from kolyric.engine.stream import Generator
-
-        hf_logging.disable_progress_bar()
 
         specs = [spec] if spec else default_specs()
         errors: list[str] = []

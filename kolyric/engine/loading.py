@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
     from kolyric.engine.onnx_lm import OnnxLM
+    from kolyric.engine.tokenizer_files import FastTokenizer
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
 # The tutorial (ratsnlp) checkpoints are fine-tunes of this model.
@@ -76,7 +77,7 @@ class LoadedModel:
     """A causal LM ready for generation, with its tokenizer and where it came from."""
 
     model: PreTrainedModel | OnnxLM
-    tokenizer: PreTrainedTokenizerFast
+    tokenizer: PreTrainedTokenizerFast | FastTokenizer  # FastTokenizer: a cached graph's (tokenizer_files)
     source: str  # what the user asked for
     kind: str  # mini | hub | directory | checkpoint
     description: str  # one line for status bars: "kolyric-mini · 4.1M params · cpu fp32"

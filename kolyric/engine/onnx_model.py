@@ -10,8 +10,10 @@ the weights. Once a model's graph is built, a load goes straight to it:
   library versions; an **index** entry under that name (``onnx_cache_dir()/index/``) points to
   the graph folder and keeps the model's config, its tokenizer files and the load's notices;
 - ``load_indexed`` reads the entry and the tokenizer and opens the graph: no ``transformers``
-  model module is imported and no fp32 weights are read (a KoGPT2-sized model is ready in about
-  a second, the graph holding its int8 weights once: ~165 MB);
+  at all is imported (the tokenizer is read with ``tokenizers``: ``tokenizer_files``) and no
+  fp32 weights are read; ONNX Runtime opens the graph in a thread while torch is imported (a
+  KoGPT2-sized model is ready in about two seconds, the graph holding its int8 weights once:
+  ~165 MB);
 - on a miss (a first load, a file changed, another library version) the model is loaded in
   PyTorch as before; a graph already built for the same weights (found by a digest of the
   weights themselves) is used as it is, else built once, and the index entry is written;
@@ -36,9 +38,11 @@ from kolyric.engine import onnx_graph
 from kolyric.engine.onnx_lm import GraphConfig, OnnxLM
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    import onnxruntime
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
     from kolyric.engine.loading import LoadedModel
+    from kolyric.engine.tokenizer_files import FastTokenizer
 
 INDEX = "index"
 ENTRY = "entry.json"
@@ -119,9 +123,9 @@ def load_fast(spec: str, base: str | None, device: str, precision: str, network_
     and has one (``load_indexed``), else None."""
     if not runtime_available():
         return None
-    from kolyric.engine.placement import describe, resolve_device
+    from kolyric.engine.placement import describe, resolve_device, surely_cpu
 
-    if device == "auto" and resolve_device("auto") != "cpu":
+    if device == "auto" and not surely_cpu() and resolve_device("auto") != "cpu":
         return None
     loaded = load_indexed(spec, base, precision, torch_loader(spec, base, network_timeout))
     if loaded is not None:
@@ -151,7 +155,7 @@ def load_indexed(
 ) -> LoadedModel | None:
     """The model from its index entry and graph, or None (not indexed, or damaged: load it the
     slow way, which builds what is missing)."""
-    from kolyric.engine.loading import LoadedModel, fill_special_tokens
+    from kolyric.engine.loading import LoadedModel
 
     if not runtime_available():
         return None
@@ -175,22 +179,69 @@ def load_indexed(
             return None
     if not onnx_graph.graph_ok(graph_dir, precision):
         return None
-    # ONNX Runtime reads and optimizes the graph in C++, without the GIL, while transformers is
-    # imported and the tokenizer read here (~0.2 s of a KoGPT2's second-long load)
+    # ONNX Runtime reads and optimizes the graph in C++, without the GIL, while torch (which the
+    # decoding loop needs) is imported and the tokenizer read here: ~0.3 s of a KoGPT2's start
     from concurrent.futures import ThreadPoolExecutor
 
+    threads = _session_threads()
     with ThreadPoolExecutor(1, thread_name_prefix="kolyric-graph") as pool:
-        opening = pool.submit(open_graph, graph_dir, precision, config, n_params, fallback)
-        try:
-            from transformers import PreTrainedTokenizerFast
+        opening = pool.submit(_open_session, graph_dir, precision, threads)
+        tokenizer = read_entry_tokenizer(folder)
+        import torch  # noqa: F401 - the graph's model (OnnxLM) steps through torch tensors
 
-            tokenizer = fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True))
-        except Exception:  # noqa: BLE001 - a damaged entry: the slow path writes it again
-            tokenizer = None
-        lm = opening.result()
-    if lm is None or tokenizer is None:
+        session = opening.result()
+    if tokenizer is None or session is None:
+        return None
+    lm = open_graph(graph_dir, precision, config, n_params, fallback, session if threads == _torch_threads() else None)
+    if lm is None:
         return None
     return LoadedModel(lm, tokenizer, source=spec, kind=kind, description="", notices=notices)
+
+
+def read_entry_tokenizer(folder: Path) -> PreTrainedTokenizerFast | FastTokenizer | None:
+    """The tokenizer an index entry keeps, read with the ``tokenizers`` library alone when its
+    files allow (``tokenizer_files``: no transformers import), else through transformers; None
+    when the entry is damaged (the slow path writes it again)."""
+    from kolyric.engine import tokenizer_files
+    from kolyric.engine.loading import fill_special_tokens
+
+    try:
+        direct = tokenizer_files.read(folder)
+        if direct is not None:
+            return direct
+        from transformers import PreTrainedTokenizerFast
+
+        return fill_special_tokens(PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True))
+    except Exception:  # noqa: BLE001 - a damaged entry
+        return None
+
+
+def _session_threads() -> int:
+    """The threads the graph's session gets: PyTorch's (``_cpu_threads``), known without importing
+    torch in a fresh process: $OMP_NUM_THREADS, else one a CPU. Checked against torch's own
+    count once torch is imported; a session opened with another count is opened again."""
+    import sys
+
+    if "torch" in sys.modules:
+        return _torch_threads()
+    try:
+        asked = int(os.environ.get("OMP_NUM_THREADS", "").strip())
+    except ValueError:
+        asked = 0
+    return asked if asked > 0 else max(1, os.cpu_count() or 1)
+
+
+def _torch_threads() -> int:
+    from kolyric.engine.onnx_decoder import _cpu_threads
+
+    return _cpu_threads()
+
+
+def _open_session(graph_dir: Path, precision: str, threads: int) -> onnxruntime.InferenceSession | None:
+    try:
+        return onnx_graph.open_session(graph_dir / onnx_graph.graph_name(precision), threads)
+    except Exception:  # noqa: BLE001 - torn files, a graph this runtime refuses: the slow path drops it
+        return None
 
 
 def open_graph(
@@ -199,13 +250,14 @@ def open_graph(
     config: GraphConfig,
     n_params: int,
     fallback: Callable[[str], PreTrainedModel] | None,
+    session: onnxruntime.InferenceSession | None = None,
 ) -> OnnxLM | None:
-    """The graph as an ``OnnxLM`` after a one-step check; a graph that fails it is dropped."""
-    from kolyric.engine.onnx_decoder import _cpu_threads
-
+    """The graph as an ``OnnxLM`` (on ``session`` when one is open already) after a one-step
+    check; a graph that fails it is dropped."""
     path = graph_dir / onnx_graph.graph_name(precision)
     try:
-        session = onnx_graph.open_session(path, _cpu_threads())
+        if session is None:
+            session = onnx_graph.open_session(path, _torch_threads())
         lm = OnnxLM(session, config, precision, n_params, _weight_bytes(graph_dir, precision), fallback)
         lm.check()
         return lm

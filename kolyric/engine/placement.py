@@ -33,6 +33,27 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def surely_cpu() -> bool:
+    """Whether ``resolve_device("auto")`` would say cpu, decided without importing torch where the
+    machine makes it certain: a CPU-only torch build, or no GPU device node (NVIDIA, ROCm, WSL).
+    False means: ask torch."""
+    import sys
+
+    if "torch" in sys.modules:
+        return resolve_device("auto") == "cpu"
+    if not any(os.path.exists(node) for node in _GPU_NODES):
+        return True
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch").endswith("+cpu")
+    except PackageNotFoundError:
+        return True
+
+
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
 def place(
     loaded: LoadedModel,
     device: str,
@@ -97,4 +118,4 @@ def describe(loaded: LoadedModel, device: str, precision: str, n_params: int) ->
     loaded.description = f"{name} · {human_count(n_params)} params · {device} {precision}"
 
 
-__all__ = ["RUNNABLE_DEVICES", "describe", "place", "resolve_device"]
+__all__ = ["RUNNABLE_DEVICES", "describe", "place", "resolve_device", "surely_cpu"]
