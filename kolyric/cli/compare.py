@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"── {done.title}", flush=True)
         candidates = done.result.candidates
         for i, cand in enumerate(candidates):
-            writer = CandidateWriter(sys.stdout, i + 1 if len(candidates) > 1 else None)
+            writer = CandidateWriter(sys.stdout, i + 1 if len(candidates) > 1 else None, sys.stderr)
             writer.write(cand.full_text)
-            writer.end(cand.constraint_report)
+            writer.end(cand.constraint_report, cand.finish_reason, empty=not cand.text.strip())
     if args.json:
         print(
             json.dumps(

@@ -138,10 +138,16 @@ def _quiet_transformers() -> None:
 
 class CandidateWriter:
     """Writes one candidate to the terminal as its text arrives: ``[2] `` before it when there
-    are several, its later lines indented under the first, its check mark at the end."""
+    are several, its later lines indented under the first.
 
-    def __init__(self, out: TextIO, number: int | None):
+    Its summary (the check mark, and why it ended when it added nothing to the prompt) goes to
+    ``marks``: standard error in the CLI, so that lyrics piped elsewhere are only lyrics. When
+    both streams are one terminal it still reads at the end of the candidate's last line."""
+
+    def __init__(self, out: TextIO, number: int | None, marks: TextIO | None = None):
         self.out = out
+        self.marks = marks if marks is not None else out
+        self.number = number
         self.indent = " " * len(f"[{number}] ") if number is not None else ""
         self.pending = 0  # line breaks not written yet: trailing ones are dropped
         if number is not None:
@@ -161,10 +167,38 @@ class CandidateWriter:
             self.out.write(part)
         self.out.flush()
 
-    def end(self, report: ConstraintReport | None = None) -> None:
-        mark = check_mark(report)
-        self.out.write(f"  {mark}\n" if mark else "\n")
+    def end(self, report: ConstraintReport | None = None, reason: str | None = None, empty: bool = False) -> None:
+        """The candidate's end: its summary (``reason``, its finish reason, shows when ``empty``:
+        it added nothing to the prompt), then its line's end."""
+        summary = candidate_summary(report, reason if empty else None)
+        if summary and (self.marks is self.out or _one_terminal(self.out, self.marks)):
+            self.marks.write(f"  {summary}")
+            self.marks.flush()
+        elif summary:
+            self.out.write("\n")
+            self.out.flush()
+            label = f"[{self.number}] " if self.number is not None else ""
+            self.marks.write(f"{label}{summary}\n")
+            self.marks.flush()
+            return
+        self.out.write("\n")
         self.out.flush()
+
+
+def _one_terminal(out: TextIO, marks: TextIO) -> bool:
+    try:
+        return out.isatty() and marks.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def candidate_summary(report: ConstraintReport | None, finish_reason: str | None = None) -> str:
+    """The check mark, and the finish reason of a candidate that added nothing to the prompt
+    (a stop string on its first token, an end-of-text at once): "✓ 8 ㅏ", "(stop: nothing added)"."""
+    parts = [check_mark(report)]
+    if finish_reason:
+        parts.append(f"({finish_reason}: nothing added)")
+    return " ".join(p for p in parts if p)
 
 
 def check_mark(report: ConstraintReport | None) -> str:
@@ -208,20 +242,25 @@ def run(args: argparse.Namespace) -> int:
         candidates = results[0].candidates
         if not args.json:
             for i, cand in enumerate(candidates):
-                writer = CandidateWriter(sys.stdout, i + 1 if len(candidates) > 1 else None)
+                writer = CandidateWriter(sys.stdout, i + 1 if len(candidates) > 1 else None, sys.stderr)
                 writer.write(cand.full_text)
-                writer.end(cand.constraint_report)
+                writer.end(cand.constraint_report, cand.finish_reason, empty=not cand.text.strip())
     else:
         for i in range(settings.n):  # one at a time, so each candidate streams on its own line
             one = replace(request, settings=replace(settings, n=1, seed=(settings.seed + i) % 2**32))
-            writer = CandidateWriter(sys.stdout, i + 1 if settings.n > 1 else None)
+            writer = CandidateWriter(sys.stdout, i + 1 if settings.n > 1 else None, sys.stderr)
             writer.write(request.prompt.strip())
+            done = None
             for event in generator.stream(one):
                 if isinstance(event, TokenEvent):
                     writer.write(event.text)
                 elif isinstance(event, DoneEvent):
                     results.append(event.result)
-            writer.end(results[-1].candidates[0].constraint_report if results else None)
+                    done = event.result.candidates[0]
+            if done is None:
+                writer.end()
+            else:
+                writer.end(done.constraint_report, done.finish_reason, empty=not done.text.strip())
     if args.json:
         out = results[0].to_dict()
         out["model"] = loaded.description

@@ -65,6 +65,38 @@ def test_the_check_mark_ends_the_candidate():
     assert check_mark(None) == ""
 
 
+def test_the_summary_goes_to_its_own_stream_and_names_why_an_empty_candidate_ended():
+    out, marks = io.StringIO(), io.StringIO()
+    met = ConstraintReport(True, "8 · 랑", lines=[line("가나다라마바사아", 8, "ㅏ")])
+    writer = CandidateWriter(out, 1, marks)
+    writer.write("가나다라마바사아\n")
+    writer.end(met, "eos")
+    assert (out.getvalue(), marks.getvalue()) == ("[1] 가나다라마바사아\n", "[1] ✓ 8 ㅏ\n")
+    out, marks = io.StringIO(), io.StringIO()
+    writer = CandidateWriter(out, None, marks)
+    writer.write("사랑해")
+    writer.end(None, "stop", empty=True)  # a stop string on the first token: the bare prompt, and why
+    assert (out.getvalue(), marks.getvalue()) == ("사랑해\n", "(stop: nothing added)\n")
+    assert written(None, ["사랑해"]) == "사랑해\n"  # nothing to say: nothing said
+
+
+def test_a_stop_string_on_the_first_token_says_stop(tiny_model_dir, capsys):
+    from kolyric.engine.loading import load_model
+    from kolyric.engine.results import GenerationRequest
+    from kolyric.engine.settings import preset
+    from kolyric.engine.stream import Generator
+
+    loaded = load_model(str(tiny_model_dir), device="cpu", precision="fp32")
+    first = Generator(loaded).generate(GenerationRequest("영화", None, preset("greedy", max_length=6)))
+    text = first.candidates[0].text.strip()
+    assert text
+    args = ["generate", "영화", "--model", str(tiny_model_dir), "--device", "cpu", "--precision", "fp32"]
+    assert main([*args, "--preset", "greedy", "--max-length", "6", "--stop", text[0]]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "영화\n"
+    assert "(stop: nothing added)" in captured.err
+
+
 def test_a_constrained_generate_prints_each_candidate_once(trained_tiny_dir, capsys):
     args = [
         "generate",
@@ -87,12 +119,14 @@ def test_a_constrained_generate_prints_each_candidate_once(trained_tiny_dir, cap
         "top-k-50",
     ]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert [m.group(1) for m in re.finditer(r"^\[(\d)\] ", out, re.M)] == ["1", "2"]
     for block in re.split(r"^\[\d\] ", out, flags=re.M)[1:]:
         _first, *rest = block.rstrip("\n").split("\n")
         assert all(text.startswith("    ") for text in rest), block
-        assert re.search(r"  (✓.*|✗)$", block.rstrip("\n")), block
+    assert "✓" not in out and "✗" not in out  # stdout holds the lyrics alone: the marks go to stderr
+    assert [m.group(1) for m in re.finditer(r"^\[(\d)\] (✓.*|✗)$", captured.err, re.M)] == ["1", "2"]
     assert main([*args, "--json"]) == 0
     import json
 
