@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from kolyric.app.tree import Node
 from kolyric.app.tree_format import StoredReport, stored_tokens
+from kolyric.korean.rhyme import own_vowels
 from kolyric.korean.sections import is_header
 
 
@@ -206,10 +207,12 @@ def report_badge(report: Any) -> str:
     if not report.satisfied:
         return "✗"
     lines = report.lines
+    # each line's own vowels: a line ending on 네 shows ㅔ, though its key (the ㅐ/ㅔ family's) is ㅐ
+    labels = [own_vowels(line.rhyme, line.text) for line in lines]
     if len(lines) > 2:  # a card title is short: the pattern, then one key per line
-        keys = "".join((line.rhyme or "·").split("-")[-1] for line in lines)
+        keys = "".join((label or "·").split("-")[-1] for label in labels)
         return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
-    return "✓ " + " / ".join(f"{line.syllables}" + (f" {line.rhyme}" if line.rhyme else "") for line in lines)
+    return "✓ " + " / ".join(f"{line.syllables}" + (f" {label}" if label else "") for line, label in zip(lines, labels))
 
 
 def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple[str, ...]:

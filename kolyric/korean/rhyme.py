@@ -8,7 +8,7 @@ syllables uses all it has; a line with none has no rhyme key (None).
 
 The key joins one part per syllable with "-": the vowel ("ㅏ-ㅗ"), or vowel + final
 consonant in strict mode ("ㅏㄴ-ㅗ").  With ``families`` on, alike sounds share one
-representative, which is what the key shows:
+representative, which is what the key shows (``rhyme_label`` shows the line's own vowels):
 
 * vowels ㅐ/ㅔ -> ㅐ, ㅒ/ㅖ -> ㅒ, ㅚ/ㅙ/ㅞ -> ㅚ (merged in everyday Seoul speech), and
   ㅢ -> ㅣ, because after a consonant ㅢ is pronounced [ㅣ] (희망 [히망], 무늬 [무니]);
@@ -125,6 +125,34 @@ def rhyme_key(line: str, options: RhymeOptions | None = None) -> str | None:
             part += FINALS[final_class(jamo.final_index, options.families)]
         parts.append(part)
     return "-".join(parts)
+
+
+def rhyme_label(line: str, options: RhymeOptions | None = None) -> str | None:
+    """A line's ending as shown to the writer: its ``rhyme_key`` with the line's own vowels
+    (``own_vowels``), so 네 shows ㅔ where its key is ㅐ."""
+    return own_vowels(rhyme_key(line, options), line)
+
+
+def own_vowels(key: str | None, line: str) -> str | None:
+    """``key``, a rhyme key of ``line``, with each syllable's own vowel in place of its
+    family's representative: a key compares, a label tells the writer what the line ends on
+    (네 shows ㅔ, not ㅐ; lines of one family then show their own vowels in one rhyme colour).
+    A final (strict mode) stays as the key compares it, its sound at a word's end (닭: ㄱ).
+    A key that is not the line's comes back unchanged."""
+    if not key:
+        return key
+    parts = key.split("-")
+    tail = last_syllables(line, len(parts))
+    if len(tail) != len(parts):
+        return key
+    out = []
+    for ch, part in zip(tail, parts):
+        jamo = decompose(ch)
+        assert jamo is not None  # last_syllables returns Hangul syllables only
+        if part[:1] not in (jamo.medial, MEDIALS[medial_class(jamo.medial_index)]):
+            return key
+        out.append(jamo.medial + part[1:])
+    return "-".join(out)
 
 
 def rhymes_with(a: str, b: str, options: RhymeOptions | None = None) -> bool:

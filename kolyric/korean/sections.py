@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kolyric.korean.hangul import count_syllables, split_lines
-from kolyric.korean.rhyme import RhymeOptions, group_keys, rhyme_key, scheme_letters
+from kolyric.korean.rhyme import RhymeOptions, group_keys, rhyme_key, rhyme_label, scheme_letters
 
 _HEADER_RE = re.compile(r"^\s*\[\s*([^\[\]]*?\S[^\[\]]*?)\s*\]\s*$")
 
@@ -101,6 +101,7 @@ class LineAnalysis:
     rhyme_key: str | None
     group: int | None  # rhyme group id across the whole draft
     letter: str  # scheme letter within its section ("x": no rhyme key)
+    rhyme_label: str | None = None  # the ending as shown: its own vowels (``rhyme_label``)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +109,7 @@ class LineAnalysis:
             "text": self.text,
             "syllables": self.syllables,
             "rhyme_key": self.rhyme_key,
+            "rhyme_label": self.rhyme_label,
             "group": self.group,
             "letter": self.letter,
         }
@@ -171,7 +173,7 @@ def analyse(draft_text: str, options: RhymeOptions | None = None) -> Analysis:
     for section, lines, section_keys in zip(sections, lyric, keys):
         letters = scheme_letters(section_keys)
         analysed = tuple(
-            LineAnalysis(n, t, count_syllables(t), key, next(groups), letter)
+            LineAnalysis(n, t, count_syllables(t), key, next(groups), letter, rhyme_label(t, options))
             for (n, t), key, letter in zip(lines, section_keys, letters)
         )
         out.append(SectionAnalysis(section.name, section.kind, section.start_line, analysed))

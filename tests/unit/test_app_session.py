@@ -37,11 +37,18 @@ def test_group_colours_skip_lines_that_rhyme_with_nothing():
 
 
 def test_report_badge_and_constrained_joiner():
-    line = SimpleNamespace(syllables=7, rhyme="ㅐ")
-    assert report_badge(SimpleNamespace(satisfied=True, lines=[line, line])) == "✓ 7 ㅐ / 7 ㅐ"
-    assert report_badge(SimpleNamespace(satisfied=False, lines=[line])) == "✗"
-    verse = [SimpleNamespace(syllables=n, rhyme=r) for n, r in ((8, "ㅏ"), (8, "ㅏ"), (7, "ㅜ-ㅓ"), (9, None))]
-    assert report_badge(SimpleNamespace(satisfied=True, lines=verse)) == "✓ 8-8-7-9 ㅏㅏㅓ·"
+    from kolyric.engine.lyric.report import check_lines
+    from kolyric.korean import RhymeOptions
+
+    one, two = RhymeOptions(), RhymeOptions(syllables=2)
+    lines = check_lines(["그대 곁에 있을래", "눈물이 흐르네"], [7, 6], ["ㅐ", "ㅐ"], [None, None], one)
+    # each line's own vowel: 네 is ㅔ, though it rhymes (and is checked) as the ㅐ/ㅔ family's ㅐ
+    assert [line.rhyme for line in lines] == ["ㅐ", "ㅐ"]
+    assert report_badge(SimpleNamespace(satisfied=True, lines=lines)) == "✓ 7 ㅐ / 6 ㅔ"
+    assert report_badge(SimpleNamespace(satisfied=False, lines=lines)) == "✗"
+    texts = ["하늘 위로 날아가", "구름 따라 흘러가", "넓은 이 세계", "hello world baby"]
+    verse = check_lines(texts, [None] * 4, [None] * 4, [None] * 4, two)
+    assert report_badge(SimpleNamespace(satisfied=True, lines=verse)) == "✓ 7-7-5-5 ㅏㅏㅖ·"
     state = CandidateState(0, "너를 사랑해", joiner="\n", pieces=["그대", " 곁에"])
     assert state.accepted_text() == "너를 사랑해\n그대 곁에"
     assert CandidateState(0, "너를", pieces=[" 사랑해"]).accepted_text() == "너를 사랑해"

@@ -18,7 +18,9 @@ from kolyric.korean.rhyme import (
     group_rhymes,
     last_syllables,
     medial_class,
+    own_vowels,
     rhyme_key,
+    rhyme_label,
     rhyme_scheme,
     rhymes_with,
     syllable_profile,
@@ -204,3 +206,30 @@ def test_trailing_punctuation_does_not_change_the_key(
 ) -> None:
     options = RhymeOptions(syllables=n, strict=strict, families=families)
     assert rhyme_key(line + tail, options) == rhyme_key(line, options)
+
+
+@pytest.mark.parametrize(
+    ("line", "options", "label", "key"),
+    [
+        ("눈물이 흐르네", DEFAULT, "ㅔ", "ㅐ"),  # its own vowel, though it rhymes with 내
+        ("너에게 줄래", DEFAULT, "ㅐ", "ㅐ"),
+        ("예", DEFAULT, "ㅖ", "ㅒ"),
+        ("웨", DEFAULT, "ㅞ", "ㅚ"),
+        ("희", DEFAULT, "ㅢ", "ㅣ"),
+        ("그대 곁에", RhymeOptions(syllables=2), "ㅕ-ㅔ", "ㅕ-ㅐ"),
+        ("닭", STRICT, "ㅏㄱ", "ㅏㄱ"),  # a final shows as it sounds, as it is compared
+        ("세상", RhymeOptions(syllables=2, strict=True), "ㅔ-ㅏㅇ", "ㅐ-ㅏㅇ"),
+        ("네", NO_FAMILIES, "ㅔ", "ㅔ"),
+        ("hello", DEFAULT, None, None),
+    ],
+)
+def test_rhyme_label_shows_the_lines_own_vowels(line: str, options: RhymeOptions, label: str | None, key) -> None:
+    assert rhyme_label(line, options) == label
+    assert rhyme_key(line, options) == key
+
+
+def test_own_vowels_leaves_a_key_of_another_line_alone() -> None:
+    assert own_vowels("ㅏ", "흐르네") == "ㅏ"
+    assert own_vowels("ㅐ-ㅐ", "네") == "ㅐ-ㅐ"
+    assert own_vowels(None, "네") is None
+    assert own_vowels("ㅐ", "흐르네") == "ㅔ"

@@ -156,6 +156,7 @@ def test_to_dict_is_json() -> None:
         "rhyme_key": "ㅏ",
         "group": 1,
         "letter": "A",
+        "rhyme_label": "ㅏ",
     }
 
 

@@ -57,8 +57,9 @@ def _rich_colour(css: str) -> str:
 
 
 class RhymeColumn:
-    """The rhyme key of each lyric line's ending ("ㅏ", "ㅏ-ㅗ", "ㅏㄴ" when strict), in its
-    group's colour when another line shares it. Its width follows the rhyme options."""
+    """The ending of each lyric line ("ㅏ", "ㅏ-ㅗ", "ㅏㄴ" when strict), in its group's colour
+    when another line shares its rhyme key. It shows the line's own vowels (``rhyme_label``:
+    네 shows ㅔ, in the colour of the lines ending on 내). Its width follows the rhyme options."""
 
     name = "rhyme"
     align = "left"
@@ -84,7 +85,7 @@ class RhymeColumn:
 
     def cell(self, line: str, index: int) -> str:
         known = self._analysed(line, index)
-        return (known.rhyme_key or "") if known is not None else ""
+        return (known.rhyme_label or "") if known is not None else ""
 
     def colour(self, index: int) -> int | None:
         """The colour number of draft line ``index``; None when it rhymes with no other line."""

@@ -116,6 +116,6 @@ class SectionsPanel(Guarded, Static):
     def _line_summary(self) -> str:
         for line in self.analysis.lines:
             if line.number - 1 == self.cursor_line:
-                key = f" · rhyme {line.rhyme_key} ({line.letter})" if line.rhyme_key else ""
+                key = f" · rhyme {line.rhyme_label} ({line.letter})" if line.rhyme_label else ""
                 return f"line {line.number}: {line.syllables} syl{key}"
         return ""
