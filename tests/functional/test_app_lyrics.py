@@ -9,7 +9,7 @@ from rich.style import Style
 from kolyric.app.app import KolyricApp
 from kolyric.app.testing import wait_for_model, wait_until
 from kolyric.app.widgets.rhyme import rhyme_palette
-from kolyric.korean import RhymeOptions, count_syllables, rhymes_with
+from kolyric.korean import RhymeOptions, count_syllables, rhyme_label, rhymes_with
 
 SIZE = (120, 36)
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dirs")]
@@ -56,7 +56,8 @@ async def test_gutter_shows_rhyme_keys_and_colours_groups():
         await pilot.pause()
         gutter = screen.editor.lyric_gutter
         assert [gutter.cells(i)[0] for i in range(10)] == ["", "5", "8", "7", "6", "", "", "7", "5", ""]
-        assert rhyme_cells(screen) == ["", "ㅏ", "ㅏ", "ㅐ", "ㅐ", "", "", "ㅏ", "ㅗ", ""]
+        # each line's own vowel: 네 shows ㅔ, in the colour it shares with 해 (the ㅐ/ㅔ family)
+        assert rhyme_cells(screen) == ["", "ㅏ", "ㅏ", "ㅐ", "ㅔ", "", "", "ㅏ", "ㅗ", ""]
         colours = rhyme_colours(screen)
         # the ㅏ group (lines 2, 3 and the chorus's first) shares one colour, ㅐ/ㅔ another;
         # the lone ㅗ line and the headers have none
@@ -89,7 +90,7 @@ async def test_rhyme_options_in_the_controls_change_the_keys():
         await pilot.pause()
         keys = rhyme_cells(screen)
         assert keys[1] == "ㅜㄴ-ㅏ"  # 분다: two syllables, finals compared
-        assert keys[2] == "ㅐ-ㅏ"  # 에 나: ㅔ shows as its family, ㅐ
+        assert keys[2] == "ㅔ-ㅏ"  # 에 나: ㅔ shows as itself, though it rhymes as the ㅐ/ㅔ family
         assert gutter.columns[1].width > width
         # strict two-syllable keys split the old ㅏ group: no line of the verse shares 분다's
         assert rhyme_colours(screen)[1] is None
@@ -117,6 +118,9 @@ async def test_sections_panel_shows_scheme_and_pattern_and_follows_the_cursor():
         rows = str(panel.render()).splitlines()
         assert rows[1].startswith("▸ 후렴") and not rows[0].startswith("▸")
         assert panel.border_subtitle == "line 9: 5 syl · rhyme ㅗ (B)"
+        screen.editor.area.move_cursor((4, 0))  # 눈물이 흐르네: rhymes with 말해 (B), ends on ㅔ
+        await pilot.pause()
+        assert panel.border_subtitle == "line 5: 6 syl · rhyme ㅔ (B)"
 
 
 def panel_rows(panel) -> list[str]:
@@ -243,7 +247,10 @@ async def test_target_line_then_constrained_generation_and_accept(trained_tiny_d
         new_line = card.state.accepted_text().split("\n")[-1]
         assert lines == before[:4] + [new_line] + before[4:]
         entry = next(h for h in screen.history if h.accepted)
-        assert entry.text == card.state.accepted_text() and "7 syllables · rhyme 해 ✓ 7 ㅐ" in entry.summary
+        # the badge shows the line's own vowel (ㅐ, or ㅔ of the same family)
+        label = rhyme_label(new_line)
+        assert label in ("ㅐ", "ㅔ")
+        assert entry.text == card.state.accepted_text() and f"7 syllables · rhyme 해 ✓ 7 {label}" in entry.summary
         # elsewhere in the draft, the prompt line comes with it
         screen.editor.area.move_cursor((len(lines) - 1, 0))
         screen.accept(card.slot)
@@ -348,3 +355,53 @@ async def test_export_writes_how_each_accepted_line_was_made(tiny_model_dir, dir
         )
     )
     assert again.candidates[line["candidate"]].full_text == line["text"]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_whole_words_is_a_lyric_constraint_saved_with_the_draft(size):
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=size) as pilot:
+        screen = await controls_ready(pilot)
+        controls = screen.controls
+        row = controls.constraint_rows["whole_words"]
+        # with the other lyric constraints, on by default, as the CLI and the server have it
+        assert list(controls.constraint_rows).index("whole_words") > list(controls.constraint_rows).index("syllables")
+        assert row.raw_value == "on" and row.label_text == "whole words"
+        controls.set_values(syllables="5")
+        await pilot.pause()
+        assert controls.constraints.whole_words is True
+        select = row.control
+        select.focus()  # the field scrolls into view, and the keys choose "off"
+        await pilot.pause()
+        await pilot.press("enter", "down", "enter")
+        await wait_until(pilot, lambda: row.raw_value == "off", what="whole words off")
+        assert controls.constraints.whole_words is False and not controls.problems
+        region = controls.content_region
+        assert region.y <= select.region.y < region.bottom  # visible, not scrolled away
+        assert screen.current_draft().constraints == (("syllables", "5"), ("whole_words", "off"))
+        assert app.is_running and not app.errors.reported
+    again = new_app(load_on_start=False)
+    async with again.run_test(size=size) as pilot:
+        screen = await controls_ready(pilot)
+        assert screen.controls.constraint_rows["whole_words"].raw_value == "off"
+        assert screen.controls.constraints.whole_words is False
+
+
+async def test_whole_words_off_reaches_generation(tiny_model_dir):
+    # random weights never end a word by their own choice: with the rule on, counted lines say
+    # they end mid-word; with it off, the count alone decides and no line says so
+    app = new_app(model=str(tiny_model_dir), device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_model(pilot)
+        screen = await controls_ready(pilot)
+        screen.prompt_input.value = "바람이 분다"
+        problems = {}
+        for value in ("on", "off"):
+            screen.controls.set_values(strategy="greedy", max_length=24, syllables="4", whole_words=value)
+            await pilot.press("ctrl+g")
+            await wait_until(pilot, lambda: not screen.streaming, what="the constrained stream")
+            [card] = screen.query_one("#candidates").cards()
+            assert screen.stream.last_request.constraints.whole_words is (value == "on")
+            problems[value] = [line.problem or "" for line in card.state.report.lines]
+        assert any("mid-word" in p for p in problems["on"]), problems
+        assert not any("mid-word" in p for p in problems["off"]), problems

@@ -79,6 +79,14 @@ CONSTRAINT_FIELDS = (
         choices=("next", "continue"),
         default="next",
     ),
+    ConstraintField(
+        "whole_words",
+        "whole words",
+        "a counted line ends where the model itself would end a word; off: the count alone decides,"
+        " and a line may end mid-word",
+        choices=SWITCH,
+        default="on",
+    ),
 )
 
 
