@@ -55,6 +55,20 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     return _inside_confinement(chosen, "data")
 
 
+def export_dir() -> Path:
+    """Where an export goes unless the user names another folder: the confined folder of a
+    browser session, else ``kolyric/`` in the platform's documents folder (platformdirs;
+    ``$XDG_DOCUMENTS_DIR`` on Linux). A writer's songs belong with their documents: the current
+    folder is wherever the terminal happened to start, and the draft's own folder is kolyric's
+    hidden data folder."""
+    root = confined_dir()
+    if root is not None:
+        return root
+    import platformdirs
+
+    return Path(platformdirs.user_documents_dir()).expanduser() / APP_NAME
+
+
 # -- confinement (browser sessions) -------------------------------------------------------------
 def confined_dir() -> Path | None:
     """The one folder this session may write in (``$KOLYRIC_CONFINED_DIR``, resolved), or None."""

@@ -1,7 +1,8 @@
 """The draft on disk: autosave target, restore on the next launch, quarantine of bad files.
 
 The draft is one JSON file (``draft.json`` in the data directory) holding the lyrics, the
-prompt line, the constraint fields and the undo journal; its tree of versions
+prompt line, the constraint fields, the undo journal and where the writer was (the cursor, and
+the first line in view); its tree of versions
 (``kolyric.app.tree``) is ``tree.json`` beside it, written first and only when it changed.
 Saves are atomic (temp file + fsync + ``os.replace``), so a killed process leaves either the
 previous draft or the new one, never a torn file. Saves may come from several worker threads;
@@ -37,6 +38,7 @@ VERSION = 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_NUMBER_DIGITS = 64  # no number a draft holds is longer; longer ones are never given to int()
 MAX_FIELD_CHARS = 500  # a constraint field as typed (a rhyme may be a whole line)
+MAX_PLACE = 10**9  # a cursor row or column, or a line number, beyond any draft's
 
 
 class _LongNumber(str):
@@ -58,6 +60,8 @@ class Draft:
     undo: tuple[str, ...] = ()  # the undo journal's states of the lyrics, oldest first (kolyric.app.undo)
     undo_at: int = -1  # the state the lyrics are in; later ones are redo
     settings: tuple[tuple[str, object], ...] = ()  # the decoding controls (DecodingSettings.to_dict() items)
+    cursor: tuple[int, int] = (0, 0)  # the editor's cursor: (line, column), 0-based
+    top: int = 0  # the draft line at the top of the editor's view (a line, not a row: wrapping differs by size)
 
     def to_json(self) -> str:
         data = {
@@ -105,6 +109,8 @@ class Draft:
         ):
             undo, undo_at = (), -1  # a journal out of step with the lyrics (a hand edit): started afresh
         settings, bad_settings = _settings_fields(data.get("settings"))
+        cursor = data.get("cursor")
+        top = data.get("top")
         return cls(
             text=text,
             prompt=prompt,
@@ -113,6 +119,11 @@ class Draft:
             undo=undo,
             undo_at=undo_at,
             settings=settings,
+            # where the writer was: a draft from before it was saved, or a bad value, starts at the top
+            cursor=(cursor[0], cursor[1])
+            if isinstance(cursor, list) and len(cursor) == 2 and all(map(_place, cursor))
+            else (0, 0),
+            top=top if _place(top) else 0,
         ), set_aside + bad + bad_settings
 
 
@@ -269,6 +280,11 @@ def _settings_fields(raw: object) -> tuple[tuple[tuple[str, object], ...], list[
     kept = tuple((k, v) for k, v in raw.items() if isinstance(k, str) and not isinstance(v, _LongNumber))
     bad = [f"settings.{k[:40]}: {_describe(v)}" for k, v in raw.items() if isinstance(v, _LongNumber)]
     return kept, bad
+
+
+def _place(value: object) -> bool:
+    """Whether ``value`` can be a cursor row or column or a line number (clamped to the text later)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_PLACE
 
 
 def _describe(value: object) -> str:

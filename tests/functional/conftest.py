@@ -12,7 +12,9 @@ def anyio_backend():
 
 @pytest.fixture
 def dirs(tmp_path, monkeypatch):
-    """KOLYRIC_CONFIG_DIR and KOLYRIC_DATA_DIR under tmp_path: no test touches the user's files."""
+    """KOLYRIC_CONFIG_DIR, KOLYRIC_DATA_DIR and the documents folder exports go to (on Linux) under
+    tmp_path: no test touches the user's files."""
     monkeypatch.setenv("KOLYRIC_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("KOLYRIC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_DOCUMENTS_DIR", str(tmp_path / "documents"))
     return tmp_path

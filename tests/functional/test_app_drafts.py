@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import tomllib
 
 import pytest
@@ -183,3 +184,114 @@ async def test_unwritable_data_dir_is_reported_and_editing_goes_on(dirs):
         assert "NOT saved" in app.status_draft
         await pilot.press(*"!")
         assert app.screen.editor.text == "그래도 쓴다!"
+
+
+LONG_DRAFT = "\n".join(f"{n}번째 줄 바람이 분다 너를 보낸 날" for n in range(1, 61))
+
+
+def in_view(area, row: int) -> bool:
+    y = area.wrapped_document.location_to_offset((row, 0)).y
+    return area.scroll_y <= y < area.scroll_y + area.scrollable_content_region.height
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_restored_draft_opens_where_the_cursor_was(dirs, monkeypatch, size):
+    app = new_app()
+    with monkeypatch.context() as patch:
+        async with app.run_test(size=size) as pilot:
+            screen = app.screen
+            await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+            # a killed process never flushes: the place must reach the disk with the autosave
+            patch.setattr(PlaygroundScreen, "flush_draft", lambda self: None)
+            screen.editor.load(LONG_DRAFT)
+            screen.editor.area.move_cursor((44, 3))
+            await pilot.pause()
+            top = screen.editor.top_line
+            assert top > 0 and in_view(screen.editor.area, 44)
+            await wait_until(
+                pilot, lambda: (saved_draft(dirs) or {}).get("cursor") == [44, 3], timeout=10, what="the autosave"
+            )
+    assert saved_draft(dirs)["top"] == top
+    again = new_app()
+    async with again.run_test(size=size) as pilot:
+        screen = again.screen
+        area = screen.editor.area
+        await wait_until(pilot, lambda: screen.editor.top_line == top, what="the view scrolled back")
+        assert area.cursor_location == (44, 3) and area.has_focus
+        assert in_view(area, 44)
+        await pilot.press(*"가")  # typing goes on where the writer left off
+        assert screen.editor.lines()[44].startswith("45번가")
+        assert not again.errors.reported
+
+
+async def test_a_place_saved_in_a_larger_window_keeps_the_cursor_in_view(dirs):
+    app = new_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+        screen.editor.load(LONG_DRAFT)
+        area = screen.editor.area
+        area.move_cursor((59, 0))
+        await pilot.pause()
+        top = screen.editor.top_line
+        row = max(r for r in range(top, 60) if in_view(area, r))  # the last line in view
+        area.move_cursor((row, 2))
+        await pilot.pause()
+        assert screen.editor.top_line == top
+    saved = saved_draft(dirs)
+    assert saved["cursor"] == [row, 2] and saved["top"] == top < row
+    again = new_app()
+    async with again.run_test(size=(80, 24)) as pilot:
+        area = again.screen.editor.area
+        await wait_until(pilot, lambda: area.cursor_location == (row, 2) and in_view(area, row), what="the cursor")
+        assert again.screen.editor.top_line > top  # scrolled on: the smaller window shows fewer lines
+
+
+async def test_a_draft_without_a_place_or_with_a_bad_one_opens_at_the_top(dirs):
+    (dirs / "data").mkdir()
+    draft = {"format": "kolyric-draft", "version": 1, "text": LONG_DRAFT, "cursor": [999, -4], "top": "x"}
+    (dirs / "data" / "draft.json").write_text(json.dumps(draft, ensure_ascii=False), encoding="utf-8")
+    app = new_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+        await pilot.pause()
+        assert screen.editor.text == LONG_DRAFT and screen.editor.area.cursor_location == (0, 0)
+        assert screen.editor.top_line == 0 and not app.errors.reported
+    draft = {"format": "kolyric-draft", "version": 1, "text": "가\n나", "cursor": [7, 99], "top": 50}
+    (dirs / "data" / "draft.json").write_text(json.dumps(draft, ensure_ascii=False), encoding="utf-8")
+    again = new_app()
+    async with again.run_test(size=(80, 24)) as pilot:  # a place past the end is the end
+        area = again.screen.editor.area
+        await wait_until(pilot, lambda: area.cursor_location == (1, 1), what="the cursor at the end")
+        assert not again.errors.reported
+
+
+async def test_export_defaults_to_the_documents_folder_and_says_where(dirs, monkeypatch):
+    elsewhere = dirs / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # wherever the terminal happened to start
+    folder = dirs / "documents" / "kolyric"
+    app = new_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"바람이 분다", "enter", *"너를 보낸 날")
+        app.screen.prompt_input.value = "다시 만날"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ExportScreen)
+        offered = app.screen.query_one("#export-path").value
+        assert offered.startswith(str(folder) + "/") and offered.endswith(".txt")
+        app.screen.query_one("#export-path").value = "봄노래"  # a name alone goes in that folder too
+        await pilot.press("enter")
+        assert isinstance(app.screen, PlaygroundScreen)
+        told = " ".join(str(n.message) for n in app._notifications)
+        assert str(folder / "봄노래.txt") in told and "봄노래.kolyric.json" in told
+        await pilot.press("ctrl+s")  # the next export is offered the same folder
+        assert app.screen.query_one("#export-path").value.startswith(str(folder) + "/")
+        await pilot.press("escape")
+    assert (folder / "봄노래.txt").read_text(encoding="utf-8") == "바람이 분다\n너를 보낸 날\n"
+    assert not list(elsewhere.iterdir())
+    raw = (folder / "봄노래.kolyric.json").read_text(encoding="utf-8")
+    # readable as it is: Hangul written as UTF-8, not as \uXXXX escapes
+    assert '"prompt": "다시 만날"' in raw
+    assert not [m for m in re.findall(r"\\u([0-9a-fA-F]{4})", raw) if int(m, 16) >= 0x80]
+    assert json.loads(raw)["format"] == "kolyric-export"

@@ -65,3 +65,37 @@ async def test_random_edits_accepts_and_undos_never_crash(size):
         assert screen.editor.text == states[-2] if len(states) > 1 else states[0]
         assert not again.errors.reported
     assert final in seen
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_undo_and_redo_work_while_a_card_is_focused(size):
+    from kolyric.app.widgets.candidates import CandidateStrip
+
+    app = KolyricApp(load_on_start=False, cursor_blink=False)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+        await pilot.press(*"바람이 분다")
+        state = CandidateState(0, "", pieces=["너를 보낸 날"], finish_reason="eos")
+        state.full_text = "너를 보낸 날"
+        screen.stream.show([state], {})
+        await pilot.pause()
+        card = screen.query_one(CandidateStrip).card(0)
+        card.focus()
+        await pilot.pause()
+        await pilot.press("enter")  # accepted from the card, which keeps the focus
+        both = "바람이 분다\n너를 보낸 날"
+        assert screen.editor.text == both and app.focused is card
+        await pilot.press("ctrl+z")
+        assert screen.editor.text == "바람이 분다" and app.focused is card
+        await pilot.press("ctrl+y")
+        assert screen.editor.text == both
+        screen.query_one("#generate").focus()  # a button: the draft's undo too
+        await pilot.press("ctrl+z")
+        assert screen.editor.text == "바람이 분다"
+        await pilot.press("ctrl+y")
+        # in a one-line field Ctrl+Z is that field's: the draft elsewhere is left alone
+        screen.prompt_input.focus()
+        await pilot.press("ctrl+z")
+        assert screen.editor.text == both
+        assert app.is_running and not app.errors.reported

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
@@ -42,11 +44,18 @@ class DraftScreen(Guarded, CalmFocus, Screen):
     # classes for small terminals (app.tcss): a narrower right column, shorter panels
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+    # Undo and redo of the draft wherever the focus is (a card, a button); the draft's own area
+    # takes the keys first, and a one-line field keeps them (``check_action``).
+    BINDINGS = [
+        Binding("ctrl+z", "undo_draft", "Undo", show=False),
+        Binding("ctrl+y", "redo_draft", "Redo", show=False),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self.history: list[HistoryEntry] = []
         self.slot_nodes: dict[int, int] = {}  # card slot -> the tree node it shows
+        self.export_folder: Path | None = None  # the folder of this session's last export
 
     def recorded(self, done: Finished) -> None:
         """A candidate finished streaming (``PlaygroundScreen`` puts it in the history and the tree)."""
@@ -60,6 +69,7 @@ class DraftScreen(Guarded, CalmFocus, Screen):
         self._restore_notices = notices + tree_notices
         self._restored = restored
         draft = draft or Draft()
+        self._place = (draft.cursor, draft.top)
         self.versions: VersionTree = tree
         self.journal = UndoJournal(draft.undo, draft.undo_at, draft.text)
         states, at = self.journal.snapshot()  # as written: a start with nothing changed writes nothing
@@ -112,16 +122,24 @@ class DraftScreen(Guarded, CalmFocus, Screen):
             self.notify(notice, severity="warning" if warn else "information", timeout=12 if warn else 8, markup=False)
         self.app.settle_cursors(self)
         self.editor.area.focus()
+        if self._restored:  # back where the writer left off
+            self.editor.restore_place(*self._place)
         if self.versions.current:  # the candidates shown when the app closed, with every alternative
             self.show_nodes([self.versions.nodes[i] for i in self.versions.current])
         written = self.autosave.last_written
         if written is not None and not written.settings:
             # a new draft (or one saved before drafts kept the controls): the controls' first values are no edit
             current = self.current_draft()
-            if dataclasses.replace(current, settings=()) == written:
-                self.autosave.last_written = current
+            # (the place is compared as saved: the view scrolls back to it after the first frame)
+            if dataclasses.replace(current, settings=(), cursor=written.cursor, top=written.top) == written:
+                self.autosave.last_written = dataclasses.replace(current, cursor=written.cursor, top=written.top)
         # cursor_location is a property over the ``selection`` reactive: watch that
-        self.watch(self.editor.area, "selection", lambda selection: self.sections.set_cursor(selection.end[0]))
+        self.watch(self.editor.area, "selection", self._cursor_moved, init=False)
+        self.watch(self.editor.area, "scroll_y", lambda _: self.draft_changed(), init=False)
+
+    def _cursor_moved(self, selection: object) -> None:
+        self.sections.set_cursor(self.editor.cursor_line)
+        self.draft_changed()  # the place is saved with the draft: a restart opens there
 
     def on_resize(self) -> None:
         # narrow screens hide the "prompt" label (app.tcss): the empty box says what it is for
@@ -146,6 +164,8 @@ class DraftScreen(Guarded, CalmFocus, Screen):
             undo=states,
             undo_at=at,
             settings=tuple(self.controls.settings_values().items()),
+            cursor=self.editor.area.cursor_location,
+            top=self.editor.top_line,
         )
 
     def draft_changed(self) -> None:
@@ -172,6 +192,18 @@ class DraftScreen(Guarded, CalmFocus, Screen):
     @on(Select.Changed, "#polarity")
     def _edited(self) -> None:
         self.draft_changed()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("undo_draft", "redo_draft"):
+            # in a one-line field Ctrl+Z means that field: the draft elsewhere is not undone unseen
+            return not isinstance(self.focused, Input)
+        return True
+
+    def action_undo_draft(self) -> None:
+        self.on_undo_requested(UndoRequested(redo=False))
+
+    def action_redo_draft(self) -> None:
+        self.on_undo_requested(UndoRequested(redo=True))
 
     def on_undo_requested(self, message: UndoRequested) -> None:
         if message.reset is not None:
@@ -264,7 +296,12 @@ class DraftScreen(Guarded, CalmFocus, Screen):
     def action_export(self) -> None:
         from kolyric.app.screens.export import ExportScreen
 
-        self.app.push_screen(ExportScreen(self.editor.text, record=self.export_record()))
+        def exported(path: str | None) -> None:
+            if path:  # the next export this session is offered the same folder
+                self.export_folder = Path(path).parent
+
+        screen = ExportScreen(self.editor.text, record=self.export_record(), folder=self.export_folder)
+        self.app.push_screen(screen, exported)
 
     def export_record(self) -> dict:
         """How the draft was made, written beside an export: the model, the current controls,

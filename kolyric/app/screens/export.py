@@ -1,7 +1,11 @@
 """Export the draft to a plain .txt file, with how it was made in a ``.kolyric.json`` beside it
 (model, controls, and each accepted line's settings and seed). A failure is shown in the
-dialog, which stays open. A browser session (``KOLYRIC_CONFINED_DIR``) may export only inside
-its folder; a relative name is taken there."""
+dialog, which stays open.
+
+The dialog offers a dated name in the folder of the last export this session, else in
+``config.export_dir()`` (the documents folder's ``kolyric/``, made on the first export); a
+name without a folder goes there too, and the notice names both files written. A browser
+session (``KOLYRIC_CONFINED_DIR``) may export only inside its folder."""
 
 from __future__ import annotations
 
@@ -16,14 +20,22 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from kolyric.app.config import confined_dir, outside_confinement, user_path
+from kolyric.app.config import export_dir, outside_confinement, user_path
 from kolyric.app.drafts import export_record, export_text
 from kolyric.app.file_safety import describe_os_error
 from kolyric.app.guard import Guarded
 
 
-def default_export_path() -> str:
-    return str((confined_dir() or Path.cwd()) / f"kolyric-{time.strftime('%Y%m%d-%H%M')}.txt")
+def default_export_path(folder: Path | None = None) -> str:
+    return str((folder or export_dir()) / f"kolyric-{time.strftime('%Y%m%d-%H%M')}.txt")
+
+
+def export_target(raw: str, folder: Path | None = None) -> Path:
+    """The file a typed name means: ``~`` expanded, a name without a folder in the export
+    folder, ``.txt`` added when it has no suffix."""
+    typed = Path(raw).expanduser()
+    path = user_path(typed if typed.is_absolute() else (folder or export_dir()) / typed)
+    return path if path.suffix else path.with_suffix(".txt")
 
 
 class ExportScreen(Guarded, ModalScreen[str | None]):
@@ -31,10 +43,13 @@ class ExportScreen(Guarded, ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, text: str, path: str | None = None, record: dict | None = None) -> None:
+    def __init__(
+        self, text: str, path: str | None = None, record: dict | None = None, folder: Path | None = None
+    ) -> None:
         super().__init__()
         self.text = text
-        self.path = path or default_export_path()
+        self.folder = folder or export_dir()  # where a name without a folder goes
+        self.path = path or default_export_path(self.folder)
         self.record = record
 
     def compose(self) -> ComposeResult:
@@ -61,9 +76,7 @@ class ExportScreen(Guarded, ModalScreen[str | None]):
         if not raw:
             error.update("Give a file name.")
             return
-        path = user_path(raw)
-        if path.suffix == "":
-            path = path.with_suffix(".txt")
+        path = export_target(raw, self.folder)
         refusal = outside_confinement(path)
         if refusal:
             error.update(Text(f"Not exported: {refusal}."))
@@ -76,7 +89,7 @@ class ExportScreen(Guarded, ModalScreen[str | None]):
         also = ""
         if self.record is not None:
             try:
-                also = f"; how it was made: {export_record(written, self.record).name}"
+                also = f", and how it was made to {export_record(written, self.record).name} beside it"
             except OSError as exc:  # the lyrics are out: say what is missing, do not undo that
                 self.notify(
                     f"The settings record beside it could not be written: {describe_os_error(exc)}",

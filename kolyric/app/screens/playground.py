@@ -59,7 +59,7 @@ class PlaygroundScreen(GeneratingScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             return True if self.streaming or self.steps.active else None
-        return True
+        return super().check_action(action, parameters)
 
     def action_compare(self) -> None:
         """F7: the prompt under the tutorial's presets, one seed (the controls' or a fresh one),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.geometry import Offset
 from textual.widgets import TextArea
 
 from kolyric.app.guard import Guarded
@@ -79,6 +80,7 @@ class LyricsEditor(Guarded, Horizontal):
         # The rhyme options have one home, the controls panel's lyric fields; the editor asks for them.
         self.options_source: Callable[[], RhymeOptions] = rhyme_options or RhymeOptions
         self.analysis: Analysis | None = None
+        self._place_top: int | None = None  # a restored view's first line, until the cursor moves
 
     def compose(self) -> ComposeResult:
         yield self.area
@@ -86,6 +88,8 @@ class LyricsEditor(Guarded, Horizontal):
 
     def on_mount(self) -> None:
         self.reanalyse()
+        self.watch(self.area, "virtual_size", lambda _: self._scroll_to_place(), init=False)
+        self.watch(self.area, "selection", self._left_place, init=False)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         self.reanalyse()  # the event bubbles on to the screen for autosave
@@ -137,6 +141,44 @@ class LyricsEditor(Guarded, Horizontal):
     @property
     def cursor_line(self) -> int:
         return self.area.cursor_location[0]
+
+    @property
+    def top_line(self) -> int:
+        """The draft line shown at the top of the view (where a restart scrolls back to)."""
+        area = self.area
+        wrapped = area.wrapped_document
+        row = int(area.scroll_y)
+        if row >= wrapped.height:
+            return 0
+        return min(wrapped.offset_to_location(Offset(0, row))[0], area.document.line_count - 1)
+
+    def restore_place(self, cursor: tuple[int, int], top: int) -> None:
+        """Put the cursor at ``cursor`` and line ``top`` at the top of the view, both kept inside
+        the draft (a saved place past its end is its end), then scroll on only as far as the
+        cursor needs to be in view: the window may be smaller than when the place was saved.
+        The view goes back there each time the editor is resized or its lines wrap anew (the
+        first frames lay the screen out more than once), until the cursor moves."""
+        area, document = self.area, self.area.document
+        last = document.line_count - 1
+        row = min(cursor[0], last)
+        area.move_cursor((row, min(cursor[1], len(document.get_line(row)))))
+        self._place_top = min(top, last)  # after the move: the selection watcher clears it
+        self._scroll_to_place()
+
+    def _scroll_to_place(self) -> None:
+        if self._place_top is None:
+            return
+        area = self.area
+        y = area.wrapped_document.location_to_offset((self._place_top, 0)).y
+        area.scroll_to(y=y, animate=False, immediate=True)
+        area.scroll_cursor_visible()
+
+    def on_resize(self) -> None:
+        if self._place_top is not None:  # a taller view scrolls differently; wrapping is watched above
+            self.call_after_refresh(self._scroll_to_place)
+
+    def _left_place(self, _selection: object) -> None:
+        self._place_top = None
 
     def replace_line(self, row: int, text: str) -> None:
         """Put ``text`` in place of line ``row`` (one undo step), the cursor at its end."""
