@@ -29,6 +29,12 @@ class StepCache:
     ids_numpy: NDArray[np.int64] | None = None
     scores: Tensor | None = None
     view: Array | None = None
+    bound: tuple[Array, NDArray[np.int64]] | None = None
+    """The step's raw logits' top entries (values largest first, ids), set by the loop when every
+    processor before the warpers only lowers scores (``lowers_only``): no token outside them can
+    then score above their smallest value, so a top-k or argmax that beats it is found among
+    them without a pass over the row (``top_within``). Kept across ``clear``: the loop sets it
+    each step."""
 
     def clear(self) -> None:
         self.ids = self.ids_numpy = self.scores = self.view = None
@@ -57,6 +63,24 @@ def _numpy_view(scores: Tensor, cache: StepCache | None = None) -> Array | None:
     if cache is not None:
         cache.scores, cache.view = scores, view
     return view
+
+
+def top_within(view: Array, bound: tuple[Array, NDArray[np.int64]], k: int) -> tuple[Array, NDArray[np.int64]] | None:
+    """The ``k`` largest of each row of ``view`` (values, ids; ties: the lower id first), found
+    among ``bound``'s ids (``StepCache.bound``), or None when they may not all be there: the
+    k-th must beat the smallest raw value of the bound, which every other token's score is at
+    most, and no score may be NaN."""
+    values, ids = bound
+    if k > ids.shape[-1] or ids.shape[0] != view.shape[0]:
+        return None
+    gathered = np.take_along_axis(view, ids, axis=-1)
+    if np.isnan(gathered).any():  # argmax and torch's top-k rank NaN first
+        return None
+    order = np.lexsort((ids, -gathered), axis=-1)[:, :k]
+    top = np.take_along_axis(gathered, order, axis=-1)
+    if not (top[:, -1] > values[:, -1]).all():
+        return None
+    return top, np.take_along_axis(ids, order, axis=-1)
 
 
 # -- the chain --------------------------------------------------------------------------------------
@@ -141,12 +165,13 @@ class ProcessorChain(list):
             self.cache.clear()
         return scores
 
-    def pool(self, input_ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor | None]:
+    def pool(self, input_ids: Tensor, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor | None]:
         """(scores, None) as ``__call__`` gives them, or, when a top-k that can say so comes
         before the trailing pool warpers, (pool scores, pool token ids): the only tokens left
         with a finite score, all others -inf. Sampling from the pool is sampling from the full
         scores. Pool warpers behind no top-k run on the whole row, which is then cut down to its
-        finite entries (a pool) once it is mostly -inf."""
+        finite entries (a pool) once it is mostly -inf. ``arrays``: a pool may come as NumPy
+        arrays (no torch calls after a top-k found in NumPy; the full row stays a tensor)."""
         end = len(self)
         while end and isinstance(self[end - 1], PoolWarper):
             end -= 1
@@ -155,23 +180,37 @@ class ProcessorChain(list):
         pooled = None
         if hasattr(last, "pool"):
             scores = self._part(None, end - 1)(input_ids, scores)
-            pooled = last.pool(input_ids, scores)
+            if self.cache.bound is not None and not all(getattr(p, "lowers_only", False) for p in self[: end - 1]):
+                self.cache.bound = None  # something before the top-k may raise a score
+            pooled = last.pool(input_ids, scores, arrays=True) if arrays else last.pool(input_ids, scores)
             if pooled is None:
                 scores = last(input_ids, scores)
         else:
             scores = self._part(None, end)(input_ids, scores)
         if not tail:
             return pooled if pooled is not None else (scores, None)
-        return _warp_pool(tail, input_ids, scores, pooled)
+        return _warp_pool(tail, input_ids, scores, pooled, arrays)
 
 
 def _warp_pool(
-    warpers: list[PoolWarper], input_ids: Tensor, scores: Tensor, pooled: tuple[Tensor, Tensor] | None
+    warpers: list[PoolWarper],
+    input_ids: Tensor,
+    scores: Tensor,
+    pooled: tuple[Tensor, Tensor] | tuple[Array, NDArray[np.int64]] | None,
+    arrays: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """The pool warpers over a pool (or the whole row), in NumPy; torch tensors back."""
+    """The pool warpers over a pool (or the whole row), in NumPy; torch tensors back (a pool
+    found as NumPy arrays stays so with ``arrays``)."""
     import torch
 
     device, dtype = scores.device, scores.dtype
+    if pooled is not None and isinstance(pooled[0], np.ndarray):  # the top-k's own arrays
+        values, ids = pooled
+        for warper in warpers:
+            values = warper.warp(values, ids, input_ids)
+        if arrays:
+            return values, ids
+        return torch.from_numpy(values), torch.from_numpy(ids)
     if pooled is not None:
         values = host_array(pooled[0]).copy()
         ids: NDArray[np.int64] | None = host_array(pooled[1])
@@ -205,4 +244,4 @@ def host_array(tensor: Tensor) -> NDArray:
 
 numpy_view = _numpy_view
 
-__all__ = ["PoolWarper", "ProcessorChain", "StepCache", "host_array", "numpy_view"]
+__all__ = ["PoolWarper", "ProcessorChain", "StepCache", "host_array", "numpy_view", "top_within"]

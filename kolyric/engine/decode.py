@@ -19,6 +19,7 @@ import numpy
 
 from kolyric.engine import processors as lean
 from kolyric.engine import sampling
+from kolyric.engine.chain import top_within
 from kolyric.engine.lyric.lookahead import Choice, WordEndSearch, take_back
 from kolyric.engine.next_token import NextToken
 from kolyric.engine.phrases import BAN_TRIES, BANNED_NOTE, PhraseBan, StopText
@@ -82,6 +83,7 @@ class DecodeRun:
         ]
         self.constraints: ConstraintState | None = gen.constraints_for(request, self.prompt_len, self.max_new)
         self.procs = gen.processors(self.settings, self.prompt_len, self.constraints)
+        self.lowers = _lowers_only(self.procs)
         self.bans = self._bans(self.settings)
         self.search = (
             WordEndSearch(rows, self.constraints.completes_line, allowed=self._allowed)
@@ -115,6 +117,7 @@ class DecodeRun:
         )
         self.version = controls.version
         self.procs = self.gen.processors(self.settings, self.prompt_len, self.constraints)
+        self.lowers = _lowers_only(self.procs)
         self.max_new = self.gen.max_new_tokens(self.request, self.settings)
         if self.constraints is not None:
             self.constraints.max_length = self.max_new
@@ -205,6 +208,8 @@ class DecodeRun:
         plain = not len(procs) and self.bans is None  # nothing changes the logits
         if not plain:
             dist.keep()
+        # the raw top entries bound the processed scores' top-k while no processor raises a score
+        procs.cache.bound = bound = dist.bound() if self.lowers else None
         if self.bans is not None:
             self.bans.apply(logits)
         if forced:
@@ -215,7 +220,11 @@ class DecodeRun:
             scores = procs.base(seqs, logits) if len(procs) else logits
             view = lean.numpy_view(scores)
             # the first maximum of each row, as torch's argmax (NaN counts as the maximum)
-            next_ids = view.argmax(axis=-1).tolist() if view is not None else lean.argmax(scores)
+            found = top_within(view, bound, 1) if bound is not None and view is not None else None
+            if found is not None:
+                next_ids = found[1][:, 0].tolist()
+            else:
+                next_ids = view.argmax(axis=-1).tolist() if view is not None else lean.argmax(scores)
             if ranked:
                 keys = view if view is not None else scores
         elif ranked:  # the warpers leave the scores before them as they are
@@ -383,6 +392,15 @@ class DecodeRun:
         for (step, info), piece in zip(self.pending[i], pieces):
             yield TokenEvent(i, step, piece, info, "\n" in piece)
         del self.pending[i][: len(pieces)]
+
+
+def _lowers_only(procs: lean.ProcessorChain) -> bool:
+    """Whether no processor before sampling's top-k (or greedy's argmax) raises a score, so
+    the raw logits' top entries bound what they look for (``chain.StepCache.bound``)."""
+    warpers = procs.warpers
+    return all(getattr(p, "lowers_only", False) for p in procs.base) and (
+        not len(warpers) or isinstance(warpers[0], lean.TopK)
+    )
 
 
 __all__ = ["TOP_ALTERNATIVES", "DecodeRun", "Picked"]

@@ -69,6 +69,8 @@ class RepetitionPenalty(Incremental):
             raise ValueError(f"`penalty` has to be a strictly positive float, but is {penalty}")
         super().__init__()
         self.penalty = penalty
+        self.lowers_only = penalty >= 1.0
+        """No score rises (``chain.StepCache.bound``): a penalty of 1 or more."""
         self._seen: list[set[int]] = []
         self._positions: list[int] = []
         self._index: Tensor | None = None
@@ -136,6 +138,7 @@ class NoRepeatNGram(Incremental):
             raise ValueError(f"`ngram_size` has to be a strictly positive integer, but is {ngram_size}")
         super().__init__()
         self.ngram_size = ngram_size
+        self.lowers_only = True  # scores only become -inf (chain.StepCache.bound)
         self._followers: list[dict[tuple[int, ...], set[int]]] = []
         self._tails: list[list[int]] = []
 
@@ -185,6 +188,7 @@ class MinNewTokens:
     def __init__(self, prompt_length: int, min_new_tokens: int, eos_token_id: int | list[int]):
         self.prompt_length = prompt_length
         self.min_new_tokens = min_new_tokens
+        self.lowers_only = True  # scores only become -inf (chain.StepCache.bound)
         self.step: StepCache | None = None
         self.eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
 

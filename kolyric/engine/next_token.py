@@ -96,6 +96,10 @@ class NextToken:
         id of equal logits), or None where the graph gave none."""
         return self.top.ids[:, 0].tolist() if self.top is not None else None
 
+    def bound(self) -> tuple[NDArray[np.float32], NDArray[np.int64]] | None:
+        """The graph's top logits and their ids (``chain.StepCache.bound``), where it gave them."""
+        return (self.top.values, self.top.ids) if self.top is not None else None
+
     def keep(self) -> None:
         """Keep the logits as they are now, for ``prob``: processors change them in place next."""
         if self.probs is None and self.original is None:

@@ -291,8 +291,10 @@ def _matmul_of(conv: torch.nn.Module) -> torch.nn.Module:
     return MatMulAdd(conv.weight.detach(), conv.bias.detach())
 
 
-NEXT_TOP_K = 20
-"""Top scores of the last position a step graph gives (the inspector shows at most 20)."""
+NEXT_TOP_K = 64
+"""Top scores of the last position a step graph gives: the inspector shows at most 20, and a
+sampling top-k up to 63 or greedy finds its token among them (``chain.StepCache.bound``); ONNX
+Runtime's TopK costs the step a few µs."""
 NEXT_OUTPUTS = ("next_logsumexp", "next_top_logits", "next_top_ids")
 """A step graph's outputs after the cache: the last position's log-sum-exp of the logits, and its
 ``NEXT_TOP_K`` largest logits with their ids (largest first, ties: the lower id first)."""

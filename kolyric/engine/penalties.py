@@ -102,6 +102,8 @@ class Dry:
     def __init__(self, multiplier: float, base: float, allowed_length: int, breakers: frozenset[int]):
         self.multiplier = multiplier
         self.base = base
+        self.lowers_only = multiplier >= 0 and base > 0
+        """Penalties are subtracted, never added (``chain.StepCache.bound``)."""
         self.allowed_length = allowed_length
         self.breakers = breakers
 

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 # the chain and its step cache live in kolyric.engine.chain; re-exported here
-from kolyric.engine.chain import PoolWarper, ProcessorChain, StepCache, _numpy_view
+from kolyric.engine.chain import PoolWarper, ProcessorChain, StepCache, _numpy_view, top_within
 
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
     from torch import Tensor
@@ -149,17 +149,25 @@ class TopK:
 
         self.inner = TopKLogitsWarper(k)
         self.k = self.inner.top_k
+        self.step: StepCache | None = None  # the chain's: the scores' NumPy view made once a step
         self.temperature = TemperatureLogitsWarper(temperature) if temperature != 1.0 else None
 
-    def _survivors(self, scores: Tensor) -> tuple[Tensor, Tensor] | None:
+    def _survivors(self, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
         """The k best (scores, ids), largest first, the temperature applied, or None when the
-        k-th score is tied with the next (top-k then keeps more than k) or k covers the vocabulary."""
+        k-th score is tied with the next (top-k then keeps more than k) or k covers the vocabulary.
+        ``arrays``: NumPy arrays where NumPy found them (no torch call)."""
         import torch
 
         k = min(self.k, scores.shape[-1])
         if k >= scores.shape[-1]:
             return None
-        found = _top_k_numpy(scores, k + 1)
+        step = self.step
+        found = None
+        if step is not None and step.bound is not None:  # among the raw top entries (no pass over the row)
+            view = _numpy_view(scores, step)
+            found = top_within(view, step.bound, k + 1) if view is not None else None
+        if found is None:
+            found = _top_k_numpy(scores, k + 1, step)
         if found is not None:  # the division and the tie check in NumPy: no torch call
             kept, ids = found
             if self.temperature is not None:  # float32 / float32, rounded as torch's ``scores / t``
@@ -167,6 +175,8 @@ class TopK:
                     kept = kept / np.float32(self.temperature.temperature)
             if (kept[:, k] == kept[:, k - 1]).any():
                 return None
+            if arrays:
+                return kept[:, :k], ids[:, :k]
             return torch.from_numpy(kept[:, :k]), torch.from_numpy(ids[:, :k])
         kept, ids = torch.topk(scores, k + 1, dim=-1)
         if self.temperature is not None:
@@ -181,8 +191,10 @@ class TopK:
             scores = self.temperature(None, scores)
         return self.inner(None, scores)
 
-    def pool(self, input_ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor] | None:
-        return self._survivors(scores)
+    def pool(self, input_ids: Tensor, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
+        """The survivors (scores, ids), or None: the caller runs the warper on the whole row.
+        ``arrays``: as NumPy arrays where NumPy found them."""
+        return self._survivors(scores, arrays)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         survivors = self._survivors(scores)
@@ -204,13 +216,54 @@ class TopKThenTopP(TopK):
         super().__init__(k, temperature)
         self.top_p = TopPLogitsWarper(p)
 
-    def pool(self, input_ids: Tensor, scores: Tensor) -> tuple[Tensor, Tensor] | None:
-        survivors = self._survivors(scores)
+    def pool(self, input_ids: Tensor, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
+        import torch
+
+        survivors = self._survivors(scores, arrays=True)
         if survivors is None:
             return None
         kept, ids = survivors
+        if isinstance(kept, np.ndarray):
+            filtered = self._top_p_numpy(kept)
+            if filtered is None:
+                return None
+            return (filtered, ids) if arrays else (torch.from_numpy(filtered), torch.from_numpy(ids))
         filtered = self._top_p(kept)
         return (filtered, ids) if filtered is not None else None
+
+    def _top_p_numpy(self, kept: Array) -> Array | None:
+        """``_top_p`` over NumPy survivors. The cumulative probabilities come from NumPy, which
+        rounds a little differently from torch (float32 sums, another ``exp``): where one lands
+        within ``_TOP_P_MARGIN`` of 1 - p, torch's own arithmetic decides, as in ``_top_p``."""
+        import torch
+
+        top = kept[:, :1]
+        if not np.isfinite(top).all():
+            return self._numpy_of(self._top_p(torch.from_numpy(kept)))
+        weights = np.exp(kept[:, ::-1] - top)
+        cumulative = np.cumsum(weights, axis=-1) / weights.sum(axis=-1, keepdims=True)
+        threshold = np.float32(1 - self.top_p.top_p)
+        if (np.abs(cumulative - threshold) <= _TOP_P_MARGIN).any():
+            return self._numpy_of(self._top_p(torch.from_numpy(kept)))
+        removed = (cumulative <= threshold).sum(axis=-1).tolist()
+        if not any(removed):
+            return kept
+        k, keep_min = kept.shape[-1], self.top_p.min_tokens_to_keep
+        out = None
+        for row, count in enumerate(removed):
+            count = min(count, k - keep_min)
+            if count <= 0:
+                continue
+            if kept[row, k - count] == kept[row, k - count - 1]:  # a tie at the boundary
+                return None
+            if out is None:
+                out = kept.copy()
+            out[row, k - count :] = self.top_p.filter_value
+        return kept if out is None else out
+
+    @staticmethod
+    def _numpy_of(values: Tensor | None) -> Array | None:
+        return None if values is None else values.numpy()
 
     def _top_p(self, kept: Tensor) -> Tensor | None:
         """``TopPLogitsWarper`` over the survivors (largest first): the same arithmetic, or None
@@ -257,6 +310,11 @@ class TopKThenTopP(TopK):
         if pooled is None:
             return self.top_p(input_ids, self._full_row(scores))
         return _spread(scores, *pooled)
+
+
+_TOP_P_MARGIN = 1e-5
+"""How near 1 - p NumPy's cumulative probability may come before torch's decides (the two
+differ by a few float32 units, ~1e-7)."""
 
 
 def _spread(scores: Tensor, values: Tensor, ids: Tensor) -> Tensor:

@@ -153,8 +153,9 @@ def sample(
     rngs: list[torch.Generator],
     eos_id: int,
     races: list | None = None,
-) -> torch.Tensor:
-    """One token per row, drawn from the processed scores with each row's generator.
+) -> list[int] | torch.Tensor:
+    """One token per row, drawn from the processed scores with each row's generator (a list on
+    a CPU, where the draw runs in NumPy).
 
     A row's draw depends on its own scores only, so candidate i is the same sampled alone or in
     a batch: another row's tie at the k-th score, or a row a constraint has closed, changes
@@ -162,12 +163,17 @@ def sample(
     processors' pool of k survivors when they can give one, else the full row), and a row with
     none ends with the end token. ``races`` gets each row's (pool ids, race keys).
     """
+    import numpy as np
     import torch
 
-    scores, pool_ids = procs.pool(seqs, logits)  # pool_ids None: full-vocabulary rows
+    # pool_ids None: full-vocabulary rows; a pool top-k found in NumPy comes as NumPy arrays
+    scores, pool_ids = procs.pool(seqs, logits, arrays=NUMPY_DRAWS)
     picks = []
-    on_cpu = NUMPY_DRAWS and scores.device.type == "cpu" and scores.dtype == torch.float32
-    values, ids = (scores.numpy(), None if pool_ids is None else pool_ids.numpy()) if on_cpu else (None, None)
+    if isinstance(scores, np.ndarray):
+        on_cpu, values, ids = True, scores, pool_ids
+    else:
+        on_cpu = NUMPY_DRAWS and scores.device.type == "cpu" and scores.dtype == torch.float32
+        values, ids = (scores.numpy(), None if pool_ids is None else pool_ids.numpy()) if on_cpu else (None, None)
     for i, rng in enumerate(rngs):
         if on_cpu:
             pool, keys = race_numpy(values[i], None if ids is None else ids[i], rng)
@@ -176,7 +182,7 @@ def sample(
         picks.append(eos_id if pool is None else int(pool[int(keys.argmax())]))
         if races is not None:
             races.append((pool, keys))
-    return torch.tensor(picks, dtype=torch.long, device=scores.device)
+    return picks if on_cpu else torch.tensor(picks, dtype=torch.long, device=scores.device)
 
 
 def race_numpy(

@@ -208,7 +208,7 @@ class Generator:
         settings: DecodingSettings,
         rngs: list[torch.Generator],
         races: list | None = None,
-    ) -> torch.Tensor:
+    ) -> list[int] | torch.Tensor:
         """One token per row drawn from the processed scores (``sampling.sample``)."""
         return sampling.sample(procs, seqs, logits, rngs, self.eos_id, races)
 

@@ -60,10 +60,10 @@ def _timed_class(cls: type, timer: Timer, methods: tuple[str, ...]) -> type:
     def wrap(name: str) -> Callable:
         inner = getattr(cls, name)
 
-        def timed(self: object, *args: object) -> object:
+        def timed(self: object, *args: object, **kwargs: object) -> object:
             t = bg.clock()
             try:
-                return inner(self, *args)
+                return inner(self, *args, **kwargs)
             finally:
                 timer.total += bg.clock() - t
 
@@ -194,7 +194,7 @@ def micro(args: argparse.Namespace, report: dict) -> None:
 
                     token = lean.argmax(procs.base(seqs, logits))
                 else:
-                    token = sampling.sample(procs, seqs, logits, rngs, gen.eos_id)
+                    token = torch.as_tensor(sampling.sample(procs, seqs, logits, rngs, gen.eos_id), dtype=torch.long)
                 times.append(time.thread_time() - t)
                 seqs = torch.cat([seqs, token[:, None]], dim=1)
         table[name] = statistics.median(times) * 1e6

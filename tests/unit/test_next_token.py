@@ -130,3 +130,72 @@ def test_the_sequences_grow_past_their_first_buffer_as_torch_cat_would(tiny_load
     monkeypatch.setattr(decode.DecodeRun, "__init__", torch_path)
     _same(grown, _stream(tiny_loaded, settings, prompt="봄"))
     assert all(len(ids) == 90 for ids, _, _ in grown)
+
+
+class _Raises:
+    """A processor that may raise scores (no ``lowers_only``)."""
+
+    def __call__(self, input_ids, scores):
+        scores[:, 12345] += 100.0
+        return scores
+
+
+@pytest.mark.parametrize("case", ["penalised", "emptied", "raised"])
+def test_a_top_k_within_the_raw_top_entries_equals_one_over_the_row(case):
+    """``StepCache.bound``: the raw logits' top 64 bound the processed scores' top-k while every
+    processor before it only lowers scores; where they cannot (the k-th falls below the bound,
+    or a processor may raise a score) the row is searched as before. The scores equal
+    transformers' temperature, top-k and top-p either way."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from kolyric.engine import incremental
+    from kolyric.engine import processors as lean
+
+    gen = torch.Generator().manual_seed(len(case))
+    seqs = torch.randint(0, 51200, (2, 40), generator=gen)
+    for _ in range(5):
+        logits = torch.randn(2, 51200, generator=gen) * 3
+        raw_values, raw_ids = torch.topk(logits, 64, dim=-1)
+        seqs[:, -30:] = raw_ids[:, :30]  # the penalty lowers most of the top entries
+        first = incremental.RepetitionPenalty(1.5) if case != "raised" else _Raises()
+        chain = lean.ProcessorChain([first, incremental.NoRepeatNGram(3), lean.TopKThenTopP(50, 0.92, 0.9)])
+        chain.warpers_from = 2
+        expected = logits.clone()
+        for processor in chain[:2]:
+            expected = processor(seqs, expected)
+        if case == "emptied":
+            expected[:, raw_ids[:, 8]] = -float("inf")
+        for warper in (TemperatureLogitsWarper(0.9), TopKLogitsWarper(50), TopPLogitsWarper(0.92)):
+            expected = warper(seqs, expected)
+        for bound in ((raw_values.numpy(), raw_ids.numpy()), None):
+            chain = lean.ProcessorChain([type(first)(1.5) if case != "raised" else first, incremental.NoRepeatNGram(3)])
+            chain.append(lean.TopKThenTopP(50, 0.92, 0.9))
+            chain.warpers_from = 2
+            scores = logits.clone()
+            if case == "emptied":
+                scores[:, raw_ids[:, 8]] = -float("inf")
+            chain.cache.bound = bound
+            values, ids = chain.pool(seqs, scores, arrays=True)
+            spread = torch.full_like(logits, -float("inf"))
+            spread.scatter_(-1, torch.as_tensor(ids), torch.as_tensor(values))
+            assert torch.equal(spread, expected)
+            if case == "raised" and bound is not None:
+                assert chain.cache.bound is None  # the raising processor voids the bound
+
+
+def test_top_within_refuses_what_may_lie_outside():
+    from kolyric.engine.chain import top_within
+
+    view = np.array([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]], dtype=np.float32)
+    bound = (np.array([[5.0, 4.0, 3.0]], np.float32), np.array([[0, 1, 2]]))
+    values, ids = top_within(view, bound, 2)
+    assert ids.tolist() == [[0, 1]] and values.tolist() == [[5.0, 4.0]]
+    lowered = view.copy()
+    lowered[0, 1] = 2.5  # the 2nd best inside (3) no longer beats the bound's smallest raw value (3)
+    assert top_within(lowered, bound, 2) is None
+    tied = np.array([[4.0, 4.0, 3.0, 2.0, 1.0, 0.0]], dtype=np.float32)
+    assert top_within(tied, (np.array([[4.0, 4.0, 1.0]], np.float32), np.array([[1, 0, 4]])), 2)[1].tolist() == [[0, 1]]
+    nan = view.copy()
+    nan[0, 0] = np.nan
+    assert top_within(nan, bound, 1) is None
+    assert top_within(view, bound, 4) is None  # more than the bound holds
