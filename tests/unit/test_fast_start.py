@@ -206,3 +206,35 @@ def test_a_cached_graph_starts_without_transformers_and_generates_the_same_text(
     assert got["modules"] == []  # no torch.nn.Module: no PyTorch weights
     assert got["direct"] == got["transformers"]  # text and token ids, greedy and sampled, candidate by candidate
     assert len(got["direct"]) == 12 and all(text for text, _ in got["direct"])
+
+
+_APP_CHILD = r"""
+import json, sys
+from kolyric.app.model_slot import ModelSlot
+
+slot = ModelSlot()
+phases = []
+spec, notices, seconds = slot.load(sys.argv[1], precision=sys.argv[2], progress=phases.append)
+print(json.dumps({"ready": slot.ready, "tokenizer": type(slot.loaded.tokenizer).__name__, "phases": phases,
+                  "transformers": sorted(m for m in sys.modules if m.split(".")[0] == "transformers"),
+                  "description": slot.description}))
+"""
+
+
+@needs_ort
+def test_the_app_is_ready_on_a_cached_graph_without_transformers(tiny_model_dir, graph_cache):
+    env = {**os.environ, "KOLYRIC_ONNX_CACHE": str(graph_cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("KOLYRIC_INT8_BACKEND", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _APP_CHILD, str(tiny_model_dir), "int8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["ready"] and got["description"].endswith("cpu int8")
+    assert got["tokenizer"] == "FastTokenizer" and got["transformers"] == []
+    assert not any("transformers" in phase for phase in got["phases"]), got["phases"]
