@@ -238,3 +238,24 @@ def test_the_app_is_ready_on_a_cached_graph_without_transformers(tiny_model_dir,
     assert got["ready"] and got["description"].endswith("cpu int8")
     assert got["tokenizer"] == "FastTokenizer" and got["transformers"] == []
     assert not any("transformers" in phase for phase in got["phases"]), got["phases"]
+
+
+@needs_ort
+def test_a_damaged_tokenizer_in_the_index_is_written_again(tiny_model_dir, graph_cache, tmp_path, monkeypatch):
+    from kolyric.engine import onnx_graph, onnx_model
+    from kolyric.engine.loading import load_model
+
+    monkeypatch.setenv("KOLYRIC_ONNX_CACHE", str(graph_cache))
+    monkeypatch.delenv("KOLYRIC_INT8_BACKEND", raising=False)
+    model_dir = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, model_dir)
+    first = load_model(str(model_dir), device="cpu", precision="int8")  # indexes the copy
+    assert onnx_model.is_graph_model(first.model)
+    entry = onnx_graph.onnx_cache_dir() / onnx_model.INDEX / onnx_model.weights_identity(str(model_dir), None)
+    (entry / "tokenizer.json").write_text('{"version": "1.0", "model": ')  # torn
+    assert onnx_model.load_indexed(str(model_dir), None, "int8", lambda p: None) is None
+    again = load_model(str(model_dir), device="cpu", precision="int8")  # the slow path writes the entry anew
+    assert onnx_model.is_graph_model(again.model) and not again.notices
+    fast = onnx_model.load_indexed(str(model_dir), None, "int8", lambda p: None)
+    assert fast is not None and type(fast.tokenizer).__name__ == "FastTokenizer"
+    assert fast.tokenizer.encode("영화 정말") == again.tokenizer.encode("영화 정말")
