@@ -218,17 +218,37 @@ def read_entry_tokenizer(folder: Path) -> PreTrainedTokenizerFast | FastTokenize
 
 def _session_threads() -> int:
     """The threads the graph's session gets: PyTorch's (``_cpu_threads``), known without importing
-    torch in a fresh process: $OMP_NUM_THREADS, else one a CPU. Checked against torch's own
-    count once torch is imported; a session opened with another count is opened again."""
+    torch in a fresh process as PyTorch finds them: $OMP_NUM_THREADS up to the physical cores,
+    else the physical cores. Checked against torch's own count once torch is imported; a
+    session opened with another count is opened again."""
     import sys
 
     if "torch" in sys.modules:
         return _torch_threads()
+    cores = _physical_cores()
     try:
         asked = int(os.environ.get("OMP_NUM_THREADS", "").strip())
     except ValueError:
         asked = 0
-    return asked if asked > 0 else max(1, os.cpu_count() or 1)
+    return min(asked, cores) if asked > 0 else cores
+
+
+def _physical_cores() -> int:
+    """Cores, not hardware threads (PyTorch's default count), from /proc/cpuinfo; else CPUs."""
+    logical = max(1, os.cpu_count() or 1)
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return logical
+    cores, package = set(), None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            package = value.strip()
+        elif key == "core id":
+            cores.add((package, value.strip()))
+    return len(cores) if 0 < len(cores) < logical else logical
 
 
 def _torch_threads() -> int:

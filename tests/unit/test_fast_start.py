@@ -259,3 +259,22 @@ def test_a_damaged_tokenizer_in_the_index_is_written_again(tiny_model_dir, graph
     fast = onnx_model.load_indexed(str(model_dir), None, "int8", lambda p: None)
     assert fast is not None and type(fast.tokenizer).__name__ == "FastTokenizer"
     assert fast.tokenizer.encode("영화 정말") == again.tokenizer.encode("영화 정말")
+
+
+@pytest.mark.parametrize("threads", [None, "1", "2", "64"])
+def test_the_session_s_threads_are_known_before_torch_as_torch_finds_them(threads):
+    """The graph opens before torch is imported, with the thread count torch will report (a
+    wrong guess costs a second opening, not a wrong count)."""
+    code = (
+        "import sys\nfrom kolyric.engine import onnx_model\nguess = onnx_model._session_threads()\n"
+        "assert 'torch' not in sys.modules\nimport torch\nprint(guess, torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = threads
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    guess, torch_threads = done.stdout.split()
+    assert guess == torch_threads
