@@ -20,6 +20,7 @@ from kolyric.korean.rhyme import (
     rhyme_key,
     rhyme_label,
     rhyme_scheme,
+    rhyme_syllables,
     rhymes_with,
     syllable_profile,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "rhyme_key",
     "rhyme_label",
     "rhyme_scheme",
+    "rhyme_syllables",
     "rhymes_with",
     "syllable_profile",
 ]

@@ -1,10 +1,19 @@
 """Rhyme analysis on the vowels (and optionally final consonants) of line endings.
 
 A line's rhyme is read from its last N Hangul syllables.  Punctuation, spaces, Latin
-words, digits and everything else that is not a Hangul syllable are skipped, wherever
+words, digits, emoji and everything else that is not a Hangul syllable are skipped, wherever
 they are: "너를 사랑해 baby!" rhymes on 해, and with N = 2 on 랑-해.  The N syllables
 may span words ("사랑 너" with N = 2 reads 랑-너).  A line with fewer than N Hangul
 syllables uses all it has; a line with none has no rhyme key (None).
+
+A line ends on its last word, and Korean writes a space after clause punctuation
+(, . ! ? ; : … and their full-width forms).  So in the last word holding Hangul, Hangul
+glued on after a clause mark that follows a syllable is a stray fragment, not the end of
+the line: "가려,-에" rhymes on 려, "지!.에" on 지, "한낱….에" on 낱.  "가려, 에" (with the
+space) ends on the word 에.  A mark inside a number or an abbreviation is no clause mark
+("3,000원" rhymes on 원, "A.I.가" on 가), nor is a hyphen, a tilde or a bracket
+("사랑-해", "사랑해~요" and "사랑해(요)" end on their last syllable).  ``rhyme_syllables``
+gives the syllables a line's rhyme is read from.
 
 The key joins one part per syllable with "-": the vowel ("ㅏ-ㅗ"), or vowel + final
 consonant in strict mode ("ㅏㄴ-ㅗ").  With ``families`` on, alike sounds share one
@@ -103,11 +112,57 @@ def final_class(index: int, families: bool = True) -> int:
     return FINAL_SOUND[index] if families else index
 
 
+# Clause punctuation, after which Korean writes a space (see the module docstring).
+CLAUSE_MARKS = ",.!?;:\u2026\u2025\u22ef\u3001\u3002\uff0c\uff0e\uff01\uff1f\uff1b\uff1a"
+# A run of punctuation or symbols right after a syllable, holding a clause mark, with Hangul
+# later in the same word: where a stray fragment starts. [^\w\s] leaves letters and digits out,
+# so a mark inside "3,000" or "A.I." never starts one.
+_STRAY_RE = re.compile(rf"(?<=[\uac00-\ud7a3])[^\w\s]*[{re.escape(CLAUSE_MARKS)}][^\w\s]*(?=\S*[\uac00-\ud7a3])")
+
+
+# How Hangul would join the last word of a line so far ("glue" states, for generating a line
+# token by token): 0 a fresh word or one that no stray fragment can start in, 1 after a syllable
+# (and punctuation without a clause mark), 2 after a clause mark that follows a syllable. One
+# representative text per state, so a token's effect can be tabled once per state.
+GLUE_PREFIXES = ("", "가", "가,")
+_GLUE_AFTER_MARK = re.compile(rf"[\uac00-\ud7a3][^\w\s]*[{re.escape(CLAUSE_MARKS)}][^\w\s]*[^\s\uac00-\ud7a3]*\Z")
+_GLUE_AFTER_SYLLABLE = re.compile(r"[\uac00-\ud7a3][^\w\s]*\Z")
+
+
+def glue_state(text: str) -> int:
+    """The glue state (0, 1 or 2, see ``GLUE_PREFIXES``) of a line so far."""
+    text = unicodedata.normalize("NFC", text)
+    word = re.split(r"\s", text)[-1]
+    if _GLUE_AFTER_MARK.search(word):
+        return 2
+    return 1 if _GLUE_AFTER_SYLLABLE.search(word) else 0
+
+
+def glue_step(state: int, text: str) -> tuple[int, bool]:
+    """The glue state after ``text`` follows a line in ``state``, and whether ``text`` glues a
+    stray fragment on (Hangul right after clause punctuation, in any word: a later word with no
+    Hangul would leave that one the line's ending)."""
+    joined = unicodedata.normalize("NFC", GLUE_PREFIXES[state] + text)
+    return glue_state(joined), _STRAY_RE.search(joined) is not None
+
+
+def rhyme_syllables(line: str) -> str:
+    """The Hangul syllables a line's rhyme is read from, in order: all of them but a stray
+    fragment glued after clause punctuation in the last word that holds Hangul (module doc)."""
+    words = unicodedata.normalize("NFC", line).split()
+    for i in range(len(words) - 1, -1, -1):
+        if hangul_syllables(words[i]):
+            stray = _STRAY_RE.search(words[i])
+            last = words[i][: stray.start()] if stray else words[i]
+            return hangul_syllables("".join(words[:i])) + hangul_syllables(last)
+    return ""
+
+
 def last_syllables(line: str, n: int) -> str:
-    """The last ``n`` Hangul syllables of ``line`` (fewer if it has fewer), see module doc."""
+    """The last ``n`` syllables of ``rhyme_syllables(line)`` (fewer if it has fewer)."""
     if n < 1:
         return ""
-    return hangul_syllables(line)[-n:]
+    return rhyme_syllables(line)[-n:]
 
 
 def rhyme_key(line: str, options: RhymeOptions | None = None) -> str | None:

@@ -551,6 +551,20 @@ def test_failures_are_reported_with_their_reason():
     assert not report.satisfied and "no newline token" in str(report)
 
 
+def test_a_syllable_glued_after_clause_punctuation_never_meets_a_rhyme():
+    gen = fake_generator(True)
+    ids = gen.tokenizer.ids
+    c = LyricConstraints(syllables=3, rhyme="해")
+    glued = start_state(c, gen, 1).report(0, [ids["하늘"], ids["!"], ids["해"], 0])
+    assert not glued.satisfied  # 하늘!해 ends on 늘: the 해 glued after "!" is a stray fragment
+    spaced = start_state(c, gen, 1).report(0, [ids["하늘"], ids["!"], ids[" 해"], 0])
+    assert spaced.satisfied and spaced.lines[0].rhyme == "ㅐ"
+    for seed in range(20):  # and decoding never glues one on: a space follows the mark
+        reports, _ = drive(c, True, seed)
+        for line in reports[0].text.split("\n") if reports[0].satisfied else ():
+            assert rhyme_key(line) == "ㅐ", line
+
+
 def test_a_disallowed_token_breaks_the_report():
     gen = fake_generator(True)
     c = LyricConstraints(syllables=3)

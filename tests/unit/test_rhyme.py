@@ -209,6 +209,55 @@ def test_trailing_punctuation_does_not_change_the_key(
 
 
 @pytest.mark.parametrize(
+    ("line", "n", "tail"),
+    [
+        # Hangul glued on after clause punctuation is a stray fragment, not the line's end
+        ("가슴으로 가려,-에", 1, "려"),
+        ("가슴으로 가려,-에", 2, "가려"),
+        ("꽃도 입가에 지!.에", 1, "지"),
+        ("당신은 꽃이 나!…해", 1, "나"),
+        ("사랑이라 한낱….에", 1, "낱"),
+        ("그렇게 보신지,.에", 1, "지"),
+        ("불에 기름은, 꾀!'네", 1, "꾀"),
+        ("가려，에", 1, "려"),  # full-width comma
+        ("가려;에 baby!", 1, "려"),  # the last word holding Hangul, Latin after it skipped
+        ("가려,에 💕 2024", 1, "려"),
+        # a space after the mark starts a word of its own
+        ("가려, 에", 1, "에"),
+        ("그래. 너", 2, "래너"),
+        # a mark inside a number or an abbreviation, and hyphens, tildes, brackets, emoji
+        ("가격은 3,000원", 1, "원"),
+        ("총3,000원", 1, "원"),
+        ("나의 A.I.가", 1, "가"),
+        ("사랑-해", 1, "해"),
+        ("사랑해~요", 1, "요"),
+        ("사랑해(요)", 1, "요"),
+        ("사랑해💕해", 1, "해"),
+        ("가려,", 1, "려"),
+        ("…에", 1, "에"),  # nothing before the mark: 에 is the line's only word
+        (",에", 1, "에"),
+        ("사랑해,baby", 1, "해"),
+    ],
+)
+def test_stray_fragments_after_clause_punctuation_are_not_the_ending(line: str, n: int, tail: str) -> None:
+    assert last_syllables(line, n) == tail
+
+
+def test_a_stray_fragment_does_not_make_a_rhyme() -> None:
+    assert not rhymes_with("가슴으로 가려,-에", "너에게")
+    assert rhymes_with("가슴으로 가려,-에", "멀리 떠나가려")
+    assert rhyme_scheme(["가슴으로 가려,-에", "꽃도 입가에 지!.에", "그렇게 보신지,.에"]) == "ABB"
+
+
+@given(st.text(), st.text(alphabet=",.!?…;:", min_size=1, max_size=3), st.text(alphabet="에해네가", max_size=3))
+def test_a_glued_fragment_never_changes_a_hangul_ending(word: str, marks: str, fragment: str) -> None:
+    line = "바람이 분다" + word.replace(" ", "").replace("\n", "")
+    if not line[-1:] or not "\uac00" <= line[-1] <= "\ud7a3":
+        line += "다"
+    assert rhyme_key(line + marks + fragment) == rhyme_key(line)
+
+
+@pytest.mark.parametrize(
     ("line", "options", "label", "key"),
     [
         ("눈물이 흐르네", DEFAULT, "ㅔ", "ㅐ"),  # its own vowel, though it rhymes with 내

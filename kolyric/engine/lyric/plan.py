@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.engine.lyric.vocab_profile import Key, key_parts
-from kolyric.korean.hangul import hangul_syllables
+from kolyric.korean.rhyme import rhyme_syllables
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class Row:
     tail: tuple[tuple[int, int], ...] = ()
     """Raw (medial, final) of the line's last Hangul syllables, oldest first (at most 3)."""
     zero_run: int = 0
+    glue: int = 0
+    """How Hangul would join the line's last word (``kolyric.korean.rhyme.glue_state``): after a
+    clause mark glued to a syllable, Hangul would be a stray fragment, never the line's end."""
     keys: tuple[tuple[str, Key], ...] = ()
     """Rhymes set by this sequence's finished lines, per scheme letter."""
     starts: tuple[int, ...] = ()
@@ -68,7 +71,7 @@ def plan_lines(spec: LyricConstraints, prompt: str, context: Sequence[str], note
         before = before[len(before) - len(aligned) :]
     fixed: dict[str, Key] = {}
     for letter, text in zip(before, aligned):
-        syllables = hangul_syllables(text)
+        syllables = rhyme_syllables(text)  # a stray fragment glued after punctuation is no ending
         if letter == "x":
             continue
         if len(syllables) >= n:
@@ -78,7 +81,7 @@ def plan_lines(spec: LyricConstraints, prompt: str, context: Sequence[str], note
     if spec.rhyme:
         first = next((c for c in letters if c != "x"), None)
         if first:
-            fixed[first] = key_parts(hangul_syllables(spec.rhyme)[-n:], spec.strict, spec.families)
+            fixed[first] = key_parts(rhyme_syllables(spec.rhyme)[-n:], spec.strict, spec.families)
     return [PlannedLine(t, None if c == "x" else c, fixed.get(c)) for t, c in zip(targets, letters)]
 
 

@@ -61,8 +61,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kolyric.engine.settings import shown
-from kolyric.korean.hangul import hangul_syllables
-from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions
+from kolyric.korean.rhyme import MAX_RHYME_SYLLABLES, RhymeOptions, rhyme_syllables
 
 MAX_SYLLABLES = 40
 MAX_LINES = 16
@@ -225,7 +224,7 @@ class LyricConstraints:
         if self.mode not in MODES:
             bad("mode", f"must be {RANGES['mode']}, got {shown(self.mode)}")
         if self.rhyme is not None:
-            syl = hangul_syllables(self.rhyme) if isinstance(self.rhyme, str) else ""
+            syl = rhyme_syllables(self.rhyme) if isinstance(self.rhyme, str) else ""
             if not syl:
                 bad("rhyme", f"must be {RANGES['rhyme']}, got {shown(self.rhyme)}")
             elif len(syl) < n:

@@ -30,6 +30,7 @@ from kolyric.engine.lyric.vocab_profile import TAIL, Key, class_of, profile_for,
 from kolyric.engine.lyric.word_ends import WordEndRule
 from kolyric.engine.prompt import clean_output
 from kolyric.korean.hangul import count_syllables
+from kolyric.korean.rhyme import glue_state
 
 if TYPE_CHECKING:
     import torch
@@ -89,7 +90,13 @@ class ConstraintState(WordEndRule, ConstraintExplanations):
     def _initial(self, context: list[str]) -> Row:
         spec = self.spec
         if spec.mode == "continue" and self.prompt:
-            row = Row(line=0, count=count_syllables(self.prompt), tail=raw_tail(self.prompt), starts=(0,))
+            row = Row(
+                line=0,
+                count=count_syllables(self.prompt),
+                tail=raw_tail(self.prompt),
+                glue=glue_state(self.prompt),
+                starts=(0,),
+            )
         elif self.prompt or context:
             row = Row(line=-1)  # the line before is closed first (continue mode with nothing typed: the draft's)
         else:
@@ -162,24 +169,29 @@ class ConstraintState(WordEndRule, ConstraintExplanations):
         return self.bank.boundary(first, ("f", key, avoid, need, last))
 
     def mask_of(self, row: Row) -> torch.Tensor:
-        """The tokens allowed next (a bool tensor over the vocabulary; cached, never modified)."""
+        """The tokens allowed next (a bool tensor over the vocabulary; cached, never modified).
+        No token may glue a stray fragment on (Hangul right after clause punctuation): a line's
+        rhyme is never read from one (``kolyric.korean.rhyme``), so it could meet nothing."""
         bank = self.bank
         if row.broken or row.done or row.ended:
             return bank.eos
         j = row.line
         if j == -1:
-            return bank.enders(False) if self.newline else self._first(row, 0)
+            return bank.unglued(bank.enders(False) if self.newline else self._first(row, 0), 0)
         line, key, avoid = self.lines[j], self._key(row, j), self._avoid(row, j)
         last = j == len(self.lines) - 1
         if self.counted:
             left = line.target - row.count
             if left > 0:
-                return bank.counted(key, left, row.zero_run < MAX_ZERO_RUN, avoid)
+                if row.glue == 2 and row.zero_run >= MAX_ZERO_RUN:  # a space may always follow a clause mark
+                    return bank.unglued(bank.spaced(key, left, avoid), 2)
+                return bank.unglued(bank.counted(key, left, row.zero_run < MAX_ZERO_RUN, avoid), row.glue)
             if self.newline:
-                return bank.enders(last)
-            return bank.eos if last else self._first(row, j + 1)
+                return bank.unglued(bank.enders(last), row.glue)
+            return bank.eos if last else bank.unglued(self._first(row, j + 1), 0)
         row_last = class_of(*row.tail[-1], self.spec.strict, self.spec.families) if row.tail else None
-        return bank.free(key, self._bits(row.tail, key), self._need(j), len(row.tail), last, avoid, row_last)
+        free = bank.free(key, self._bits(row.tail, key), self._need(j), len(row.tail), last, avoid, row_last)
+        return bank.unglued(free, row.glue)
 
     # -- transitions -------------------------------------------------------------------------------
     def _finish_line(self, row: Row) -> Row:
@@ -192,7 +204,7 @@ class ConstraintState(WordEndRule, ConstraintExplanations):
     def _next_line(self, row: Row, start: int) -> Row:
         if row.line + 1 >= len(self.lines):
             return replace(row, done=True, end_pos=start)
-        return replace(row, line=row.line + 1, count=0, tail=(), zero_run=0, starts=row.starts + (start,))
+        return replace(row, line=row.line + 1, count=0, tail=(), zero_run=0, glue=0, starts=row.starts + (start,))
 
     def step(self, row: Row, tid: int, pos: int, seq: Sequence[int]) -> Row:
         """The state after token ``tid`` at position ``pos`` of ``seq`` (the generated ids)."""
@@ -230,19 +242,24 @@ class ConstraintState(WordEndRule, ConstraintExplanations):
         med, fin = lists["medial"][tid], lists["final"][tid]
         token_tail = tuple((med[k], fin[k]) for k in reversed(range(min(hangul, TAIL))))
         zero = 0 if count else 1
+        glue = lists["glue"][tid]
         if row.line == -1:
             if self.newline:
                 return replace(row, line=0, starts=(pos + 1,))
-            return replace(row, line=0, count=count, tail=token_tail, zero_run=zero, starts=(pos,))
+            return replace(row, line=0, count=count, tail=token_tail, zero_run=zero, starts=(pos,), glue=glue[0])
         line = self.lines[row.line]
         if self.counted and row.count == line.target:  # the line is complete: this token ends it
             row = self._finish_line(row)
             if self.newline:
                 return self._next_line(row, pos + 1)
             row = self._next_line(row, pos)  # a word boundary: the token starts the next line
-            return replace(row, count=count, tail=token_tail, zero_run=zero)
+            return replace(row, count=count, tail=token_tail, zero_run=zero, glue=glue[0])
         row = replace(
-            row, count=row.count + count, tail=(row.tail + token_tail)[-TAIL:], zero_run=row.zero_run + 1 if zero else 0
+            row,
+            count=row.count + count,
+            tail=(row.tail + token_tail)[-TAIL:],
+            zero_run=row.zero_run + 1 if zero else 0,
+            glue=glue[row.glue],
         )
         if lists["has_break"][tid]:
             return self._next_line(self._finish_line(row), pos + 1)

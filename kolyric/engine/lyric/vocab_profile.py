@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kolyric.korean.hangul import SYLLABLE_FIRST, SYLLABLE_LAST, count_syllables, hangul_syllables
-from kolyric.korean.rhyme import FINAL_SOUND, MEDIAL_FAMILY
+from kolyric.korean.hangul import SYLLABLE_FIRST, SYLLABLE_LAST, count_syllables
+from kolyric.korean.rhyme import FINAL_SOUND, GLUE_PREFIXES, MEDIAL_FAMILY, glue_step, rhyme_syllables
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +76,8 @@ class VocabProfile:
     starts_space: torch.Tensor
     special: torch.Tensor
     word_break: torch.Tensor
+    glue_next: torch.Tensor  # int64 [V, 3]: the line's glue state after the token, per state before
+    stray: torch.Tensor  # bool [3, V]: the token glues a stray fragment on (``kolyric.korean.rhyme``)
     _banks: dict = field(default_factory=dict, repr=False)
     _lists: dict | None = field(default=None, repr=False)
 
@@ -105,6 +107,7 @@ class VocabProfile:
                 "medial": self.tail_medial.tolist(),
                 "final": self.tail_final.tolist(),
                 "has_break": self.has_break.tolist(),
+                "glue": self.glue_next.tolist(),
             }
         return self._lists
 
@@ -159,6 +162,8 @@ def build_profile(tokenizer: PreTrainedTokenizerBase, size: int) -> VocabProfile
     word_break = torch.tensor([_ends_word(t) for t in texts] + [False] * (size - len(texts))) & ~special
     if eos is not None and 0 <= eos < size:
         word_break[eos] = True
+    glue = [[glue_step(s, _BREAK_RE.split(t, maxsplit=1)[0]) for s in range(len(GLUE_PREFIXES))] for t in texts]
+    glue += [[(0, False)] * len(GLUE_PREFIXES)] * (size - len(texts))
     return VocabProfile(
         size=size,
         eos_id=int(eos) if eos is not None else -1,
@@ -174,6 +179,8 @@ def build_profile(tokenizer: PreTrainedTokenizerBase, size: int) -> VocabProfile
         starts_space=torch.tensor(space),
         special=special,
         word_break=word_break,
+        glue_next=torch.tensor([[s for s, _ in row] for row in glue], dtype=torch.long),
+        stray=torch.tensor([[row[s][1] for row in glue] for s in range(len(GLUE_PREFIXES))]) & ~special,
     )
 
 
@@ -222,9 +229,9 @@ def key_parts(syllables: str, strict: bool, families: bool) -> Key:
 
 
 def raw_tail(text: str) -> tuple[tuple[int, int], ...]:
-    """Raw (medial, final) of the text's last ``TAIL`` Hangul syllables, oldest first."""
+    """Raw (medial, final) of the text's last ``TAIL`` rhyme syllables (``rhyme_syllables``), oldest first."""
     out = []
-    for ch in hangul_syllables(text)[-TAIL:]:
+    for ch in rhyme_syllables(text)[-TAIL:]:
         index = ord(ch) - SYLLABLE_FIRST
         out.append(((index % 588) // 28, index % 28))
     return tuple(out)
@@ -266,6 +273,9 @@ class MaskBank:
         self.mid_free = (usable & ~profile.has_break).to(to)
         self.break_free = (usable & profile.has_break & profile.break_clean).to(to)
         self.pure_breaks = profile.pure_breaks().to(to)
+        self.unstray = (~profile.stray).to(to)  # [3, V]
+        self.unglues = (profile.glue_next[:, 2] != 2).to(to)  # a space after a clause mark
+        self._unglued: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.eos = torch.zeros(profile.size, dtype=torch.bool, device=to)
         if 0 <= profile.eos_id < profile.size:
             self.eos[profile.eos_id] = True
@@ -348,6 +358,12 @@ class MaskBank:
             return masks[r]
         return self.memo(("nozero", key, avoid, r), lambda: masks[r] & (self.cnt > 0))
 
+    def spaced(self, key: Key | None, r: int, avoid: frozenset = frozenset()) -> torch.Tensor:
+        """``counted`` past the zero-syllable run's limit, right after a clause mark: a token with
+        syllables, or one that starts the next word (Hangul may not be glued on there)."""
+        masks, _ = self._counted_bank(key, avoid, r)
+        return self.memo(("spaced", key, avoid, r), lambda: masks[r] & ((self.cnt > 0) | self.unglues))
+
     def feasible(self, key: Key | None, r: int, avoid: frozenset = frozenset()) -> bool:
         """Whether ``r`` syllables ending in ``key`` can be written with this vocabulary."""
         return 0 <= r <= MAX_LINE_SYLLABLES and self._counted_bank(key, avoid, r)[1][r]
@@ -407,6 +423,19 @@ class MaskBank:
         return self.memo(
             ("free", key, bits, need, min(tail_len, TAIL), last, avoid, row_last if avoid else None), build
         )
+
+    def unglued(self, mask: torch.Tensor, glue: int) -> torch.Tensor:
+        """``mask`` without the tokens that would glue a stray fragment onto a line in glue state
+        ``glue`` (memoised; the entry holds the mask itself, so its id stays unique)."""
+        with self._lock:
+            found = self._unglued.get((id(mask), glue))
+        if found is None or found[0] is not mask:
+            found = (mask, mask & self.unstray[glue])
+            with self._lock:
+                if len(self._unglued) > 4096:
+                    self._unglued.clear()
+                self._unglued[(id(mask), glue)] = found
+        return found[1]
 
     def memo(self, key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
         with self._lock:
