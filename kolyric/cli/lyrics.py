@@ -104,7 +104,7 @@ def _print_section(section: SectionAnalysis, out: TextIO) -> None:
     if not section.lines:
         print("  (no lyric lines)", file=out)
         return
-    keys = [line.rhyme_key or "-" for line in section.lines]
+    keys = [line.rhyme_label or "-" for line in section.lines]  # the line's own vowels; grp groups
     key_width = max(5, *(_width(k) for k in keys))
     num_width = max(4, *(len(str(line.number)) for line in section.lines))
     print(f"  {'line':>{num_width}}  syl  {_pad('rhyme', key_width)}  grp  text", file=out)

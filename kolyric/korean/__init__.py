@@ -14,6 +14,7 @@ from kolyric.korean.hangul import (
 )
 from kolyric.korean.rhyme import (
     RhymeOptions,
+    family_label,
     group_rhymes,
     last_syllables,
     own_vowels,
@@ -34,6 +35,7 @@ __all__ = [
     "analyse",
     "count_syllables",
     "decompose",
+    "family_label",
     "group_rhymes",
     "is_hangul_syllable",
     "is_header",

@@ -210,6 +210,23 @@ def own_vowels(key: str | None, line: str) -> str | None:
     return "-".join(out)
 
 
+def family_label(key: str | None, families: bool = True) -> str | None:
+    """``key`` as the endings that meet it, for a message about a rhyme to reach: with
+    ``families`` each part lists its family's vowels ("ㅐ" -> "ㅐ/ㅔ", "ㅐㄴ-ㅏ" -> "ㅐㄴ/ㅔㄴ-ㅏ"),
+    since a representative alone reads as if 네 would not do. Finals stay as compared."""
+    if not key or not families:
+        return key
+    out = []
+    for part in key.split("-"):
+        head, rest = part[:1], part[1:]
+        if head not in MEDIALS:
+            return key
+        rep = MEDIAL_FAMILY[MEDIALS.index(head)]
+        members = [MEDIALS[rep]] + [m for i, m in enumerate(MEDIALS) if MEDIAL_FAMILY[i] == rep and i != rep]
+        out.append("/".join(m + rest for m in members))
+    return "-".join(out)
+
+
 def rhymes_with(a: str, b: str, options: RhymeOptions | None = None) -> bool:
     """True when both lines have a rhyme key and the keys are equal."""
     key_a = rhyme_key(a, options)

@@ -7,16 +7,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kolyric.engine.lyric.report import key_text
+from kolyric.korean.rhyme import family_label
 
 if TYPE_CHECKING:
     import torch
 
     from kolyric.engine.lyric.plan import Row
+    from kolyric.engine.lyric.vocab_profile import Key
 
 
 class ConstraintExplanations:
     """Mixed into ``ConstraintState``: it provides ``lines``, ``counted``, ``profile``, ``failures``,
-    ``max_length``, ``window``, ``prompt_len`` and ``_key``."""
+    ``max_length``, ``window``, ``prompt_len``, ``spec`` and ``_key``."""
 
     def _where(self, row: Row) -> str:
         if row.line == -1:
@@ -24,6 +26,10 @@ class ConstraintExplanations:
         line = self.lines[row.line]
         have = f", {row.count} of {line.target} syllables" if line.target is not None else ""
         return f"line {row.line + 1} of {len(self.lines)}{have}"
+
+    def _rhyme(self, key: Key) -> str | None:
+        """A rhyme to reach as the writer reads it: every vowel of its family (ㅐ/ㅔ)."""
+        return family_label(key_text(key), self.spec.families)
 
     def explain(self, row: Row, mask: torch.Tensor) -> str:
         """Why no token may follow ``row``."""
@@ -35,10 +41,10 @@ class ConstraintExplanations:
         j = row.line
         if j == -1 or (self.counted and row.count == self.lines[j].target and j + 1 < len(self.lines)):
             key = self._key(row, j + 1)  # the next line cannot start
-            rhyme = f" (it must end on the rhyme {key_text(key)})" if key else ""
+            rhyme = f" (it must end on the rhyme {self._rhyme(key)})" if key else ""
             return f"{self._where(row)}: no token in the vocabulary can start line {j + 2}{rhyme}"
         key = self._key(row, j)
-        rhyme = f" ending on the rhyme {key_text(key)}" if key else ""
+        rhyme = f" ending on the rhyme {self._rhyme(key)}" if key else ""
         return f"{self._where(row)}: no token in the vocabulary can continue the line{rhyme}"
 
     def _why(self, row: Row, tid: int, pos: int, seq: Sequence[int]) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from kolyric.korean.hangul import FINALS, MEDIALS, count_syllables
-from kolyric.korean.rhyme import RhymeOptions, rhyme_key
+from kolyric.korean.rhyme import RhymeOptions, family_label, own_vowels, rhyme_key
 
 
 @dataclass
@@ -91,7 +91,8 @@ def check_lines(
         if target is not None and syllables != target:
             problems.append(f"{syllables} syllables, not {target}")
         if want is not None and actual != want:
-            problems.append(f"ends on rhyme {actual}, not {want}")
+            # The line's own vowels, and every ending that would have met the rhyme (네 is ㅐ's key).
+            problems.append(f"ends on rhyme {own_vowels(actual, text)}, not {family_label(want, options.families)}")
         out.append(LineReport(text, syllables, target, actual, want, group, not problems, "; ".join(problems) or None))
     return out
 
