@@ -241,7 +241,7 @@ class TopKThenTopP(TopK):
         if not np.isfinite(top).all():
             return self._numpy_of(self._top_p(torch.from_numpy(kept)))
         weights = np.exp(kept[:, ::-1] - top)
-        cumulative = np.cumsum(weights, axis=-1) / weights.sum(axis=-1, keepdims=True)
+        cumulative = weights.cumsum(axis=-1) / weights.sum(axis=-1, keepdims=True)
         threshold = np.float32(1 - self.top_p.top_p)
         if (np.abs(cumulative - threshold) <= _TOP_P_MARGIN).any():
             return self._numpy_of(self._top_p(torch.from_numpy(kept)))

@@ -199,7 +199,7 @@ def race_numpy(
     else:
         keep = np.isfinite(values)
         pool, values = ids[keep], values[keep]
-        order = np.argsort(pool, kind="stable")
+        order = pool.argsort(kind="stable")
         pool, values = pool[order], values[order]
     if not len(pool):
         return None, None
