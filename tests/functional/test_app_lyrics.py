@@ -397,11 +397,53 @@ async def test_whole_words_off_reaches_generation(tiny_model_dir):
         screen.prompt_input.value = "바람이 분다"
         problems = {}
         for value in ("on", "off"):
-            screen.controls.set_values(strategy="greedy", max_length=24, syllables="4", whole_words=value)
+            screen.controls.set_values(
+                strategy="greedy", max_length=24, syllables="4", whole_words=value, families=value
+            )
             await pilot.press("ctrl+g")
             await wait_until(pilot, lambda: not screen.streaming, what="the constrained stream")
             [card] = screen.query_one("#candidates").cards()
             assert screen.stream.last_request.constraints.whole_words is (value == "on")
+            assert screen.stream.last_request.constraints.families is (value == "on")
             problems[value] = [line.problem or "" for line in card.state.report.lines]
         assert any("mid-word" in p for p in problems["on"]), problems
         assert not any("mid-word" in p for p in problems["off"]), problems
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_vowel_families_is_a_rhyme_option_saved_with_the_draft(size):
+    app = new_app(load_on_start=False)
+    async with app.run_test(size=size) as pilot:
+        screen = await controls_ready(pilot)
+        screen.editor.load(DRAFT)
+        controls = screen.controls
+        row = controls.constraint_rows["families"]
+        # beside strict rhyme, on by default, as the CLI's --no-families and the server's families
+        names = list(controls.constraint_rows)
+        assert names.index("families") == names.index("strict") + 1
+        assert row.raw_value == "on" and row.label_text == "vowel families"
+        await pilot.pause()
+        assert rhyme_colours(screen)[3] == rhyme_colours(screen)[4] is not None  # 말해 and 흐르네: ㅐ/ㅔ
+        controls.set_values(syllables="5")
+        await pilot.pause()
+        assert controls.constraints.families is True
+        select = row.control
+        select.focus()  # the field scrolls into view, and the keys choose "off"
+        await pilot.pause()
+        await pilot.press("enter", "up", "enter")
+        await wait_until(pilot, lambda: row.raw_value == "off", what="vowel families off")
+        assert controls.constraints.families is False and not controls.problems
+        region = controls.content_region
+        assert region.y <= select.region.y < region.bottom  # visible, not scrolled away
+        # the gutter follows: ㅐ and ㅔ no longer rhyme, each is alone in the verse
+        await pilot.pause()
+        assert rhyme_cells(screen)[3:5] == ["ㅐ", "ㅔ"]
+        assert rhyme_colours(screen)[3] is None and rhyme_colours(screen)[4] is None
+        assert screen.current_draft().constraints == (("syllables", "5"), ("families", "off"))
+        assert app.is_running and not app.errors.reported
+    again = new_app(load_on_start=False)
+    async with again.run_test(size=size) as pilot:
+        screen = await controls_ready(pilot)
+        assert screen.controls.constraint_rows["families"].raw_value == "off"
+        assert screen.controls.constraints.families is False
+        assert screen.controls.rhyme_options.families is False

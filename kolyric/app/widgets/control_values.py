@@ -57,6 +57,14 @@ CONSTRAINT_FIELDS = (
     ConstraintField("lines", "lines", f"how many lines to generate ({RANGES['lines']})", "1 · 1–16"),
     ConstraintField("strict", "strict rhyme", "also match the final consonant (받침)", choices=SWITCH, default="off"),
     ConstraintField(
+        "families",
+        "vowel families",
+        "alike vowels rhyme (ㅐ/ㅔ, ㅒ/ㅖ, ㅚ/ㅙ/ㅞ, ㅢ with ㅣ; strict: finals by their sound); off: each vowel"
+        " rhymes only with itself; also what the gutter groups",
+        choices=SWITCH,
+        default="on",
+    ),
+    ConstraintField(
         "rhyme_syllables",
         "rhyming syllables",
         f"how many trailing syllables must rhyme ({RANGES['rhyme_syllables']}); also what the gutter shows",

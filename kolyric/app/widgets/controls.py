@@ -231,10 +231,10 @@ class ControlsPanel(Guarded, VerticalScroll):
             self._show_notes()
 
     def _rhyme_options(self, constraints: dict[str, object]) -> RhymeOptions | None:
-        """The rhyme options the gutter shows, from their two fields alone: a mistake in any
-        other field must not freeze the gutter. None while one of the two is invalid (or was
-        too long to check, and so is not in ``constraints``)."""
-        names = ("rhyme_syllables", "strict")
+        """The rhyme options the gutter shows, from their own fields alone: a mistake in any
+        other field must not freeze the gutter. None while one of them is invalid (or was too
+        long to check, and so is not in ``constraints``)."""
+        names = ("rhyme_syllables", "strict", "families")
         if any(name not in constraints for name in names):
             return None
         try:
