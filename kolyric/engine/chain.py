@@ -36,6 +36,12 @@ class StepCache:
     them without a pass over the row (``top_within``). Kept across ``clear``: the loop sets it
     each step."""
 
+    given: tuple[Tensor, NDArray[np.int64], bool] | None = None
+    """The loop's sequences this step: (the tensor, a NumPy copy, whether they are the previous
+    step's plus one column, the rest unchanged), so incremental processors need neither convert
+    nor compare them (``incremental.Incremental``). Kept across ``clear``: the loop sets it each
+    step."""
+
     def clear(self) -> None:
         self.ids = self.ids_numpy = self.scores = self.view = None
 

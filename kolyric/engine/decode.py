@@ -105,6 +105,8 @@ class DecodeRun:
         self.ones_view: np.ndarray | None = None
         self.step_input = self.seqs
         self.step = 0
+        self.redone = False
+        """Whether this step's look-ahead may have replaced a token (``chain.StepCache.given``)."""
 
     # -- the steps ---------------------------------------------------------------------------------
     def follow(self, controls: LiveControls) -> None:
@@ -179,6 +181,7 @@ class DecodeRun:
         that the distribution after it is known; then it is streamed."""
         if all(h is None for h in self.held):
             return
+        self.redone = True  # a token may be replaced: the processors compare the sequences again
         self.past = take_back(
             self.gen,
             self.search,
@@ -210,6 +213,10 @@ class DecodeRun:
             dist.keep()
         # the raw top entries bound the processed scores' top-k while no processor raises a score
         procs.cache.bound = bound = dist.bound() if self.lowers else None
+        # the sequences as NumPy, and whether they only grew by the last step's tokens
+        length = self.prompt_len + self.step
+        grown, self.redone = not self.redone and self.step > 0, False
+        procs.cache.given = (seqs, self.buffer[:, :length].copy(), grown) if self.buffer is not None else None
         if self.bans is not None:
             self.bans.apply(logits)
         if forced:

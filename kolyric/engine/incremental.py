@@ -37,7 +37,12 @@ class Incremental:
 
     def _advance(self, input_ids: Tensor) -> tuple[bool, list[list[int]]]:
         step = self.step
-        ids = step.ids_numpy if step is not None and step.ids is input_ids else None
+        given = step.given if step is not None else None
+        grown = False
+        if given is not None and given[0] is input_ids:  # the loop's own copy, and whether it grew
+            ids, grown = given[1], given[2]
+        else:
+            ids = step.ids_numpy if step is not None and step.ids is input_ids else None
         if ids is None:
             ids = host_array(input_ids).copy()  # a copy: kept as the next call's previous
             if step is not None and step.ids is input_ids:
@@ -47,7 +52,7 @@ class Incremental:
             previous is not None
             and ids.shape[0] == previous.shape[0]
             and ids.shape[-1] == previous.shape[-1] + 1
-            and (ids[:, :-1] == previous).all()
+            and (grown or (ids[:, :-1] == previous).all())
         ):
             return False, ids[:, -1:].tolist()
         return True, ids.tolist()
