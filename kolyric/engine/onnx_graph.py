@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -375,20 +376,33 @@ def _int8(source: Path, out: Path) -> None:
 
 
 def _int4(source: Path, out: Path, block: int = INT4_BLOCK) -> None:
+    """4-bit matrix multiplies in blocks of ``block``, but the output head 8-bit (as llama.cpp's
+    Q4_K_M keeps its output at 6 bits: the logits' error is most of 4-bit's), and the token
+    embedding table 4-bit in blocks of 32 (a step gathers one row: its size is what counts)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(source)),
-        bits=4,
-        block_size=block,
-        is_symmetric=True,
-        accuracy_level=4,
-        op_types_to_quantize=("MatMul", "Gather"),
-    )
-    quantizer.process()
+    model = onnx.load(str(source))
+    nodes = model.graph.node
+    head = [n.name for n in nodes if n.op_type == "MatMul" and "logits" in n.output]
+    sizes = {init.name: math.prod(init.dims) for init in model.graph.initializer}
+    tables = [n for n in nodes if n.op_type == "Gather" and n.input[0] in sizes]
+    tokens = max(tables, key=lambda n: sizes[n.input[0]], default=None)  # the largest: tokens'
+    others = [n.name for n in tables if n is not tokens]  # positions', kept fp32 (see the docstring)
+    passes = [
+        {"bits": 4, "block_size": block, "nodes_to_exclude": head, "op_types_to_quantize": ("MatMul",)},
+        {"bits": 8, "block_size": block, "nodes_to_include": head, "op_types_to_quantize": ("MatMul",)},
+    ]
+    if tokens is not None:  # the quantizer takes Gathers to leave out, not ones to take
+        passes.append({"bits": 4, "block_size": 32, "nodes_to_exclude": others, "op_types_to_quantize": ("Gather",)})
+    for settings in passes:
+        if settings.get("nodes_to_include") == []:  # no such node: an empty list means "all"
+            continue
+        quantizer = MatMulNBitsQuantizer(model, is_symmetric=True, accuracy_level=4, **settings)
+        quantizer.process()
+        model = quantizer.model.model
     onnx.save_model(
-        quantizer.model.model,
+        model,
         str(out),
         save_as_external_data=True,
         all_tensors_to_one_file=True,

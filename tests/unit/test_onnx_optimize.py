@@ -106,3 +106,24 @@ def test_a_graph_the_pass_does_not_recognise_is_used_as_it_is(tmp_path):
 def test_the_4_bit_block_divides_the_model_s_width():
     assert onnx_graph.int4_block(768) == onnx_graph.INT4_BLOCK == 128  # KoGPT2
     assert [onnx_graph.int4_block(w) for w in (64, 96, 1600, 100)] == [64, 32, 64, 16]
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_log_sum_exp_written_out_gives_the_same_values(keepdims):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", 5000])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    axes = onnx.numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes")
+    node = helper.make_node("ReduceLogSumExp", ["x", "axes"], ["y"], keepdims=keepdims)
+    graph = helper.make_graph([node], "lse", [x], [y], initializer=[axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert onnx_optimize.split_log_sum_exp(model) == 1
+    assert "ReduceLogSumExp" not in {n.op_type for n in model.graph.node}
+    logits = np.random.default_rng(0).normal(0, 8, (3, 5000)).astype(np.float32)
+    logits[1] += 300  # large logits: exp alone would overflow
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": logits})[0]
+    peak = logits.astype(np.float64).max(-1, keepdims=True)
+    want = peak + np.log(np.exp(logits - peak).sum(-1, keepdims=True))
+    np.testing.assert_allclose(got, want if keepdims else want[:, 0], rtol=1e-6)
