@@ -12,7 +12,8 @@ Runtime's own tools:
   activations (``MatMulInteger``); the token embedding table is int8 too.
 - **int4**: ``MatMulNBitsQuantizer``: 4-bit weights in blocks of 128 along the input, one fp32
   scale a block, symmetric (``MatMulNBits``, activations quantized to int8 inside the kernel,
-  ``accuracy_level=4``); the token embedding table 4-bit as well (``GatherBlockQuantized``).
+  ``accuracy_level=4``), but the output head 8-bit; the token embedding table 4-bit in blocks
+  of 32 (``GatherBlockQuantized``).
 
 Embeddings' positions, layer norms, attention and the logits stay fp32.
 
