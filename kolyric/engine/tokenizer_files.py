@@ -210,7 +210,7 @@ def read(folder: Path) -> FastTokenizer | None:
     merged = {**specials, **config}
     roles = {role: token for role in ROLES if (token := _token_text(merged.get(role))) is not None}
     backend = Tokenizer.from_file(str(path))
-    if _would_add_tokens(roles, backend):
+    if _would_add_tokens(roles, backend) or not _added_tokens_match(merged, backend):
         return None
     if "pad_token" not in roles and "eos_token" in roles:  # as fill_special_tokens sets it
         roles["pad_token"] = roles["eos_token"]
@@ -230,6 +230,22 @@ def _would_add_tokens(roles: dict[str, str], backend: Tokenizer) -> bool:
     return any(
         role not in roles and backend.token_to_id(token) is not None for role, token in KOGPT2_SPECIAL_TOKENS.items()
     )
+
+
+def _added_tokens_match(config: dict, backend: Tokenizer) -> bool:
+    """Whether the tokens the config lists (``added_tokens_decoder``, the extra special tokens)
+    are all in the Rust tokenizer already, as they are: else transformers would add them."""
+    present = backend.get_added_tokens_decoder()
+    listed = config.get("added_tokens_decoder") or {}
+    if not isinstance(listed, dict):
+        return False
+    for key, token in listed.items():
+        content = _token_text(token)
+        if content is None or not str(key).isdigit() or getattr(present.get(int(key)), "content", None) != content:
+            return False
+    contents = {t.content for t in present.values() if t.special}
+    extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+    return isinstance(extra, list) and all(_token_text(t) in contents for t in extra)
 
 
 def _json(path: Path) -> dict | None:

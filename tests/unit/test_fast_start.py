@@ -278,3 +278,15 @@ def test_the_session_s_threads_are_known_before_torch_as_torch_finds_them(thread
     assert done.returncode == 0, done.stderr[-2000:]
     guess, torch_threads = done.stdout.split()
     assert guess == torch_threads
+
+
+def test_tokens_the_config_lists_but_the_tokenizer_lacks_are_left_to_transformers(tiny_model_dir, tmp_path):
+    folder = _entry_like(tiny_model_dir, tmp_path / "entry")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert tokenizer_files.read(folder) is not None
+    extra = {**config, "extra_special_tokens": ["<새특수>"]}  # transformers would add it to the vocabulary
+    (folder / "tokenizer_config.json").write_text(json.dumps(extra))
+    assert tokenizer_files.read(folder) is None
+    listed = {**config, "added_tokens_decoder": {"99999": {"content": "<없음>", "special": True}}}
+    (folder / "tokenizer_config.json").write_text(json.dumps(listed))
+    assert tokenizer_files.read(folder) is None
