@@ -89,6 +89,7 @@ class KolyricApp(Guarded, App[None]):
         self.errors = ErrorGuard(self.data_dir, self._notify_error, self._save_draft_for_report)
         self._guarding = False  # until mounted, an error is Textual's to handle (it exits)
         self._remember = False
+        self._announce: str | None = None  # a path open_in_playground loads (see on_model_loaded)
         self._config_lock = threading.Lock()
         # Themes are set before the first style pass: setting one later restyles every widget.
         themes, theme_notices = load_themes()
@@ -163,6 +164,7 @@ class KolyricApp(Guarded, App[None]):
         self.status_busy = True
         self.status_activity = f"loading {spec or 'the default model'}…"  # the old model serves until then
         self._remember = remember
+        self._announce = None  # only open_in_playground says that the start-up model changed
         self._load_worker(spec, self.device, self.precision)
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
@@ -190,9 +192,20 @@ class KolyricApp(Guarded, App[None]):
         for notice in message.notices:
             self.notify(notice, timeout=6)
         if self._remember:
+            before = self.config.model
             self.config.remember_model(message.spec)
             self.config.precision = self.precision
             self.save_config()
+            if self._announce is not None and message.spec != before:
+                # said once it is true (a load that fails changes nothing), with the way back
+                self.notify(
+                    f"kolyric now starts with {message.spec} (saved in settings.toml). It started with "
+                    f"{before or 'the default model'}: F4 picks that again from the recent models.",
+                    title="Start-up model changed",
+                    markup=False,
+                    timeout=12,
+                )
+            self._announce = None
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         self.load_error = message.message
@@ -219,9 +232,12 @@ class KolyricApp(Guarded, App[None]):
             self.load_model(spec, precision, remember=True)
 
     def open_in_playground(self, path: str) -> None:
-        """Load a training result and show the playground."""
+        """Load a training result and show the playground. Like a model picked with F4, it becomes
+        the model kolyric starts with (the last model chosen is the one to go on with), and the
+        app says so once it has loaded, naming the model it replaces."""
         self.switch_mode("playground")
         self.load_model(path, remember=True)
+        self._announce = path
 
     # -- settings ------------------------------------------------------------------------------
     def save_config(self) -> None:

@@ -95,9 +95,9 @@ async def test_tiny_training_run_from_the_screen_then_open_it(dirs):
         assert not screen.query_one("#train-open").disabled
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, PlaygroundScreen)
+        await wait_for_model(pilot)
         # Opening the run makes it the model kolyric starts with, and the app says so.
         assert any("starts with" in str(n.message) and str(out / "model") in str(n.message) for n in app._notifications)
-        await wait_for_model(pilot)
         assert app.host.spec == str(out / "model")
         assert str(out / "model") in app.status_model
 
@@ -314,3 +314,32 @@ def test_extra_flags_kolyric_train_takes_pass(tmp_path):
     )
     assert problems == [] and request.argv()[-2:] == ["--events", "-"]
     assert request.argv()[request.argv().index("--out") + 1].startswith(str(tmp_path / "runs"))
+
+
+def start_up_notices(app: KolyricApp) -> list[str]:
+    return [str(n.message) for n in app._notifications if n.title == "Start-up model changed"]
+
+
+async def test_opening_a_result_says_it_becomes_the_start_up_model_once_it_has_loaded(tiny_model_dir, dirs):
+    # A run opened in the playground is the model to go on with, as one picked with F4 is: it
+    # becomes the start-up model, and the notice names it, the one it replaces and the way back.
+    app = KolyricApp(load_on_start=False, cursor_blink=False, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        app.config.remember_model("skt/kogpt2-base-v2")
+        screen = await open_training(pilot)
+        screen.result_path = str(dirs / "no-such-run" / "model")  # a result gone since: nothing changes
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: app.load_error is not None, what="the failed load")
+        assert not any("starts with" in str(n.message) for n in app._notifications)
+        assert app.config.model == "skt/kogpt2-base-v2"
+        await pilot.press("escape")  # the picker the failure opened
+        await pilot.press("f3")
+        screen.result_path = str(tiny_model_dir)
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, PlaygroundScreen)
+        await wait_until(pilot, lambda: start_up_notices(app), timeout=60, what="the start-up notice")
+        assert app.host.spec == str(tiny_model_dir) and app.load_error is None
+        [notice] = start_up_notices(app)
+        assert str(tiny_model_dir) in notice and "skt/kogpt2-base-v2" in notice and "F4" in notice
+        assert app.config.model == str(tiny_model_dir)
+        assert app.is_running and not app.errors.reported

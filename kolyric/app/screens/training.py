@@ -410,13 +410,7 @@ class TrainingScreen(Guarded, CalmFocus, Screen):
 
     def action_open_result(self) -> None:
         if self.result_path and self.process is None:
-            # Opening a result also makes it the model kolyric starts with: say so, once, plainly.
-            self.app.notify(
-                f"{self.result_path} is now the model kolyric starts with (saved in settings.toml); F4 picks another.",
-                title="Opened the trained model",
-                markup=False,
-                timeout=10,
-            )
+            # it becomes the model kolyric starts with: the app says so once it has loaded
             self.app.open_in_playground(self.result_path)
 
     def _set_running(self, running: bool) -> None:
