@@ -11,9 +11,10 @@ mark the first token. Runs alternate between precisions (and, with ``--against``
 tree and another checkout's ``kolyric`` package on the same interpreter), ``--reps`` rounds;
 the table shows medians with the load average at the start and end beside them.
 
-Then one ``-X importtime`` run per precision: where the first token's imports go (the slowest
-top-level modules, cumulative), and whether transformers, its model modules and torch were
-imported at all. Not part of the test suite.
+Then the app (``KolyricApp`` under Textual's test driver, ``--app-reps`` rounds): seconds to its
+first paint and until its model is ready. Then one ``-X importtime`` run per precision: where the
+first token's imports go (the slowest top-level modules, cumulative), and whether transformers,
+its model modules and torch were imported at all. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -69,6 +70,44 @@ def first_token_seconds(tree: Path, model: str, precision: str, tokens: int = 8)
     return first, cpu, total
 
 
+_APP = """
+import asyncio, json, sys, time
+started = time.perf_counter()
+from kolyric.app.app import KolyricApp
+app = KolyricApp(model=sys.argv[1], precision=sys.argv[2])
+async def main():
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        painted = time.perf_counter() - started
+        while app.status_busy:
+            await asyncio.sleep(0.02)
+        ready = time.perf_counter() - started
+        print(json.dumps({"painted": painted, "ready": ready, "error": app.load_error,
+                          "transformers": "transformers" in sys.modules}))
+asyncio.run(main())
+"""
+
+
+def app_ready_seconds(tree: Path, model: str, precision: str) -> tuple[float, float]:
+    """(seconds to the app's first paint, seconds until its model is ready) in a fresh process,
+    counted from the script's first line (the interpreter's own start, ~0.05 s, left out)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        env |= {"KOLYRIC_CONFIG_DIR": f"{home}/c", "KOLYRIC_DATA_DIR": f"{home}/d", "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run(
+            [sys.executable, "-c", _APP, model, precision], cwd=tree, env=env, capture_output=True, text=True
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{tree} app {precision}: {done.stderr[-400:]}")
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    if got["error"]:
+        raise RuntimeError(f"{tree} app {precision}: {got['error']}")
+    return got["painted"], got["ready"]
+
+
 def import_breakdown(model: str, precision: str, top: int = 12) -> tuple[list[tuple[str, float]], dict[str, bool]]:
     """The slowest top-level imports of one run (name, seconds) and which heavy packages it imported."""
     argv = [sys.executable, "-X", "importtime", "-m", "kolyric", "generate", PROMPT, "--model", model]
@@ -105,6 +144,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a GPT-2 folder (default: the KoGPT2-shaped one)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--precisions", default="int8,int4")
+    parser.add_argument("--app-reps", type=int, default=3, help="rounds of the app's start (0: none)")
     parser.add_argument(
         "--against",
         type=Path,
@@ -140,6 +180,14 @@ def main() -> None:
         best = min(r[0] for r in runs)  # the quietest moment: what an idle machine gives
         shown = " ".join(f"{r[0]:.2f}" for r in runs)
         print(f"{tree:<28} {precision:<9} {first:>10.2f}s {best:>5.2f}s {cpu:>10.2f}s {total:>6.2f}s   {shown}")
+    if args.app_reps:
+        print(f"\nthe app, to its first paint and to its model ready ({args.app_reps} rounds, medians):")
+        for precision in precisions:
+            for tree, where in trees.items():
+                runs = [app_ready_seconds(where, args.model, precision) for _ in range(args.app_reps)]
+                paint, ready = (statistics.median(r[i] for r in runs) for i in range(2))
+                best = min(r[1] for r in runs)
+                print(f"  {tree:<26} {precision:<5} paint {paint:5.2f}s  ready {ready:5.2f}s (best {best:.2f}s)")
     for precision in precisions:
         rows, flags = import_breakdown(args.model, precision)
         print(f"\nimports of one {precision} run (cumulative seconds, top level):")
