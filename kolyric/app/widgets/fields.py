@@ -116,6 +116,11 @@ class ProblemsBox(Guarded, Static):
         self.lines = lines
         self.update(Text("\n".join(lines)))
         self.set_class(bool(lines), "-shown")
+        # Docked over the form's foot, the box would cover the field being typed in, the very one
+        # it speaks of: once it is laid out, the form scrolls that field back into view.
+        focused = self.screen.focused if self.is_attached else None
+        if focused is not None and self.parent is not None and self.parent in focused.ancestors:
+            self.call_after_refresh(focused.scroll_visible, animate=False)
 
 
 class CalmFocus:
