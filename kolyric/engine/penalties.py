@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from kolyric.engine.chain import StepCache, _numpy_view
 from kolyric.engine.incremental import Incremental
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class Dry:
         """Penalties are subtracted, never added (``chain.StepCache.bound``)."""
         self.allowed_length = allowed_length
         self.breakers = breakers
+        self.step: StepCache | None = None  # the chain's: the scores' view and the loop's sequences
 
     def penalties(self, seq: list[int]) -> dict[int, float]:
         """token -> penalty for the next token after ``seq`` (the reference algorithm)."""
@@ -137,9 +139,15 @@ class Dry:
         }
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        view = scores.numpy() if scores.device.type == "cpu" and not scores.requires_grad else None
+        step = self.step
+        # the chain's NumPy view and the loop's NumPy sequences where it has them: no torch call
+        view = _numpy_view(scores, step)
+        if view is None and scores.device.type == "cpu" and not scores.requires_grad:
+            view = scores.numpy()
+        given = step.given if step is not None else None
+        seqs = given[1].tolist() if given is not None and given[0] is input_ids else input_ids.tolist()
         width = scores.shape[-1]
-        for row, seq in enumerate(input_ids.tolist()):
+        for row, seq in enumerate(seqs):
             for token, penalty in self.penalties(seq).items():
                 if 0 <= token < width:
                     if view is not None:
