@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-FORMAT = "gpt2-any-v2"
+FORMAT = "gpt2-fused-v3"
 """Changes whenever the exported graph changes, so old cached graphs are not reused."""
 GRAPH_PRECISIONS = ("int8", "int4")
 INT4_BLOCK = 128
@@ -165,20 +165,42 @@ def build(model: PreTrainedModel, folder: Path, precision: str, progress: Callab
         for leftover in folder.glob(".build-*"):  # a build killed midway (the lock is ours now)
             shutil.rmtree(leftover, ignore_errors=True)
         _build_into(model, folder, precision, n_params)
+    prune_stale(folder.parent)
     return folder / name
 
 
+def prune_stale(cache: Path) -> list[Path]:
+    """Remove the graph folders of older formats (``FORMAT``) under ``cache``: a new version
+    never reads them, and a KoGPT2-sized folder holds ~270 MB. A folder whose build holds its
+    lock, or without a ``meta.json`` (a build not finished), is left alone. The folders removed."""
+    removed = []
+    for folder in sorted(cache.iterdir()) if cache.is_dir() else []:
+        meta = read_meta(folder) if folder.is_dir() else {}
+        if not meta or meta.get("format") == FORMAT:
+            continue
+        with contextlib.suppress(OSError), _build_lock(folder, wait=False) as held:
+            if held:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
 @contextlib.contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
+def _build_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+    """The folder's build lock; whether it is held (without ``wait``, False when another holds it)."""
     try:
         import fcntl
     except ImportError:  # Windows: builds are rare and the last one to finish wins
-        yield
+        yield wait
         return
     with open(folder / ".lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

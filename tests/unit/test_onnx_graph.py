@@ -259,3 +259,30 @@ def test_a_checkpoint_over_its_base_is_indexed_by_both(int8_built, cache, tmp_pa
     assert onnx_model.load_indexed(str(ckpt), str(base), "int8", lambda p: None) is None
     assert onnx_model.is_graph_model(load_model(str(ckpt), base=str(base), device="cpu", precision="int8").model)
     assert builds == []  # the same weights: the graph built for the first load serves
+
+
+def test_graph_folders_of_older_formats_are_pruned_after_a_build(int8_built, cache, tmp_path):
+    import fcntl
+
+    root = tmp_path / "onnx"
+    folders = {name: root / name for name in ("old", "v1", "current", "unfinished", "building")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "decoder-int8.onnx.data").write_bytes(b"x" * 16)
+    formats = {"old": "gpt2-any-v2", "current": onnx_graph.FORMAT, "building": "gpt2-any-v2"}
+    for name, fmt in formats.items():
+        (folders[name] / "meta.json").write_text(json.dumps({"format": fmt, "files": {}}))
+    (folders["v1"] / "meta.json").write_text(json.dumps({"files": {"int8": {}}}))  # before formats were written
+    (root / "index").mkdir()
+    with open(folders["building"] / ".lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # an older kolyric building there now
+        removed = onnx_graph.prune_stale(root)
+    assert sorted(p.name for p in removed) == ["old", "v1"]
+    assert sorted(p.name for p in root.iterdir()) == ["building", "current", "index", "unfinished"]
+    assert onnx_graph.prune_stale(root / "missing") == []
+    # a real build prunes its cache's stale folders and keeps its own
+    stale = cache / "stale-folder"
+    stale.mkdir()
+    (stale / "meta.json").write_text(json.dumps({"format": "gpt2-step-v1"}))
+    graph = onnx_graph.build(load_model(str(int8_built), device="cpu", precision="fp32").model, cache / "fresh", "int8")
+    assert graph.is_file() and not stale.exists()
