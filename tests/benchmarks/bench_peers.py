@@ -1,6 +1,7 @@
 """kolyric against llama.cpp and CTranslate2 on one model: decode speed, first token, start-up, memory.
 
     .venv/bin/python tests/benchmarks/bench_peers.py [--model DIR] [--tokens 128] [--reps 3]
+                                                    [--threads 1 2] [--modes greedy sample]
 
 The model is the KoGPT2-shaped GPT-2 of ``_kogpt2_shape`` (125M parameters, vocab 51,200,
 random weights) unless ``--model`` names a GPT-2 folder. Each peer is converted from the same
@@ -17,9 +18,11 @@ weights once (cached beside the model):
 
 A peer that is not installed is skipped, and the table says so. Every measurement is a fresh
 process (so import and load are cold but for the OS's file cache), one engine after another in
-turn, at 1 and 2 threads, ``--reps`` rounds; the table shows medians. All generate exactly
-``--tokens`` tokens after the same 32-token prompt. Greedy agreement: the mean number of leading
-tokens equal to fp32's greedy continuation (PyTorch fp32, ``model.generate``), of ``--tokens``.
+turn, at 1 and 2 threads, greedy and sampling (``--modes``: top-k 50, top-p 0.92, temperature
+0.9 in every engine, llama.cpp's default min-p of 0.05 turned off), ``--reps`` rounds; the table
+shows medians. All generate exactly ``--tokens`` tokens after the same 32-token prompt. Greedy
+agreement: the median number of leading tokens equal to fp32's greedy continuation (PyTorch
+fp32, ``model.generate``), of ``--tokens``.
 Not part of the test suite.
 """
 
@@ -38,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 ENGINES = ("kolyric int8", "kolyric int4", "llama.cpp Q8_0", "llama.cpp Q4_K_M", "CTranslate2 int8")
+MODES = ("greedy", "sample")
+"""Greedy, and sampling with top-k 50, top-p 0.92 and temperature 0.9 in every engine."""
 NEEDS = {"llama.cpp": ("llama_cpp", "gguf"), "CTranslate2": ("ctranslate2",)}
 
 
@@ -153,6 +158,7 @@ import json, os, sys, time
 t0 = time.perf_counter()
 engine, model, threads, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 text, prompt = json.loads(sys.argv[5])
+sample = sys.argv[6] == "sample"  # top-k 50, top-p 0.92, temperature 0.9 alike in every engine
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
@@ -170,6 +176,8 @@ if engine.startswith("kolyric"):
     gen = Generator(loaded)
     t2 = time.perf_counter(); mem = rss()
     settings = preset("greedy", min_length=n, max_length=n, seed=0)
+    if sample:
+        settings = settings.replace(strategy="sample", top_k=50, top_p=0.92, temperature=0.9)
     start = time.perf_counter()
     for event in gen.stream(GenerationRequest(text, settings=settings)):
         if hasattr(event, "token"):
@@ -181,7 +189,8 @@ elif engine.startswith("llama.cpp"):
                           verbose=False)
     t2 = time.perf_counter(); mem = rss()
     start = time.perf_counter()
-    for tid in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+    knobs = dict(top_k=50, top_p=0.92, temp=0.9) if sample else dict(top_k=1, top_p=1.0, temp=0.0)
+    for tid in llm.generate(prompt, **knobs, min_p=0.0, repeat_penalty=1.0):  # min_p defaults to 0.05
         ids.append(int(tid)); stamps.append(time.perf_counter())
         if len(ids) == n:
             break
@@ -192,7 +201,8 @@ else:
     vocab = json.load(open(os.path.join(model, "vocabulary.json")))
     t2 = time.perf_counter(); mem = rss()
     start = time.perf_counter()
-    for step in gen.generate_tokens([vocab[i] for i in prompt], max_length=n, min_length=n, sampling_topk=1):
+    knobs = dict(sampling_topk=50, sampling_topp=0.92, sampling_temperature=0.9) if sample else dict(sampling_topk=1)
+    for step in gen.generate_tokens([vocab[i] for i in prompt], max_length=n, min_length=n, **knobs):
         ids.append(int(step.token_id)); stamps.append(time.perf_counter())
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "rss_mb": mem, "ttft_s": stamps[0] - start,
                   "decode_tok_s": (len(stamps) - 1) / (stamps[-1] - stamps[0]), "ids": ids[:n],
@@ -201,11 +211,11 @@ os._exit(0)  # CTranslate2's threads can abort the interpreter's teardown; the f
 """
 
 
-def measure(engine: str, model: str, threads: int, tokens: int, prompt: tuple[str, list[int]]) -> dict:
+def measure(engine: str, model: str, threads: int, tokens: int, prompt: tuple[str, list[int]], mode: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     spawned = time.time()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, engine, model, str(threads), str(tokens), json.dumps(prompt)],
+        [sys.executable, "-c", CHILD, engine, model, str(threads), str(tokens), json.dumps(prompt), mode],
         env=env,
         capture_output=True,
         text=True,
@@ -251,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -284,37 +295,39 @@ def main(argv: list[str] | None = None) -> int:
     for engine, why in skipped.items():
         print(f"skipped {engine}: {why}")
     reference = fp32_greedy(model_dir, prompt, args.tokens)
-    runs: dict[tuple[str, int], list[dict]] = {}
+    runs: dict[tuple[str, int, str], list[dict]] = {}
     for _ in range(args.reps):
         for threads in args.threads:
-            for engine, target in targets.items():
-                try:
-                    runs.setdefault((engine, threads), []).append(
-                        measure(engine, target, threads, args.tokens, (text, prompt))
-                    )
-                except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    print(f"  {engine} at {threads} threads failed: {exc}")
+            for mode in args.modes:
+                for engine, target in targets.items():
+                    try:
+                        runs.setdefault((engine, threads, mode), []).append(
+                            measure(engine, target, threads, args.tokens, (text, prompt), mode)
+                        )
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        print(f"  {engine} {mode} at {threads} threads failed: {exc}")
     print(f"after: {load_line()}\n")
     rows = []
-    for (engine, threads), samples in runs.items():
+    for (engine, threads, mode), samples in runs.items():
         med = {k: statistics.median(s[k] for s in samples) for k in samples[0] if k != "ids"}
-        med["agree"] = statistics.median(agreeing(s["ids"], reference) for s in samples)
-        rows.append({"engine": engine, "threads": threads, **med})
+        med["agree"] = statistics.median(agreeing(s["ids"], reference) for s in samples) if mode == "greedy" else None
+        rows.append({"engine": engine, "threads": threads, "mode": mode, **med})
     header = (
-        "| engine | threads | decode tok/s | first token | import + load | start to first token "
+        "| engine | threads | mode | decode tok/s | first token | import + load | start to first token "
         f"| RSS after load | greedy = fp32 (of {args.tokens}) |"
     )
     print(header)
-    print("|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["threads"], ENGINES.index(r["engine"]))):
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["threads"], MODES.index(r["mode"]), ENGINES.index(r["engine"]))):
+        agree = "–" if r["agree"] is None else f"{r['agree']:.0f}"
         print(
-            f"| {r['engine']} | {r['threads']} | {r['decode_tok_s']:.1f} | {r['ttft_s'] * 1e3:.0f} ms "
+            f"| {r['engine']} | {r['threads']} | {r['mode']} | {r['decode_tok_s']:.1f} | {r['ttft_s'] * 1e3:.0f} ms "
             f"| {r['import_s']:.2f} + {r['load_s']:.2f} s | {r['start_to_first_token_s']:.2f} s "
             f"| {r['rss_mb']:.0f} MB "
-            f"| {r['agree']:.0f} |"
+            f"| {agree} |"
         )
     for engine, why in skipped.items():
-        print(f"| {engine} | – | skipped: {why} | | | | | |")
+        print(f"| {engine} | – | – | skipped: {why} | | | | | |")
     if args.json:
         args.json.write_text(
             json.dumps(
