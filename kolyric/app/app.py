@@ -15,6 +15,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.screen import Screen
 
@@ -27,6 +28,10 @@ from kolyric.app.model_slot import ModelSlot
 from kolyric.app.screens.playground import PlaygroundScreen
 from kolyric.app.screens.training import TrainingScreen
 from kolyric.app.themes import load_themes
+from kolyric.app.widgets.fit import fold_long_words
+
+TOAST_CELLS = 60  # Textual's Toast: width 60, max-width 50%
+TOAST_EDGE_CELLS = 5  # its left edge, a cell of padding each side and two of slack (its rack takes one)
 
 
 class KolyricApp(Guarded, App[None]):
@@ -137,6 +142,20 @@ class KolyricApp(Guarded, App[None]):
         if screen is None:
             return "no draft was open"
         return "the draft is saved" if screen.flush_draft() else "the draft could NOT be saved (it is still open)"  # type: ignore[attr-defined]
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        # A toast is Textual's: 60 cells, at most half the screen, less its edge and padding.
+        room = min(TOAST_CELLS, self.size.width // 2) - TOAST_EDGE_CELLS
+        message = fold_long_words(str(message), room, markup=markup)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def settle_cursors(self, node: object) -> None:
         """Stop the text cursors under ``node`` blinking when the app was started with

@@ -22,7 +22,8 @@ class HistoryScreen(Guarded, ModalScreen[int | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
     DEFAULT_CSS = """
-    HistoryScreen OptionList { height: auto; max-height: 24; border: none; }
+    /* the dialog (90% of the screen) keeps its title and help line: the list scrolls within */
+    HistoryScreen OptionList { height: auto; max-height: 50vh; border: none; }
     """
 
     def __init__(self, entries: list[HistoryEntry]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 
 from kolyric.app.guard import Guarded
 from kolyric.app.messages import AlternativeChosen
+from kolyric.app.widgets.fit import ellipsize, pad_cells
 
 BAR_WIDTH = 10
 TEXT_CELLS = 10  # a token's text, cut or padded to this many cells
@@ -40,10 +41,9 @@ def shown(text: str) -> str:
 
 
 def fit_cells(text: str, cells: int = TEXT_CELLS) -> str:
-    """``text`` in exactly ``cells`` terminal cells: cut with … when longer, padded when shorter."""
-    if cell_len(text) > cells:
-        return set_cell_size(text, cells - 1) + "…"
-    return set_cell_size(text, cells)
+    """``text`` in exactly ``cells`` terminal cells: cut with … after a whole syllable when
+    longer, padded when shorter."""
+    return pad_cells(text, cells)
 
 
 def alternative_label(k: int, alt: Any, chosen: bool, excluded: bool = False) -> Text:
@@ -91,9 +91,11 @@ class TokenInspector(Guarded, Vertical):
         title = self.query_one("#inspector-title", Static)
         alternatives = token.alternatives
         rest = max(0.0, 1.0 - sum(alt.prob for alt in alternatives))
-        title.update(
-            Text.assemble(f"#{slot + 1} token {index + 1}: ", (shown(token.text), "bold"), f"  p {token.prob:.1%}")
-        )
+        # the numbers first, then the token's text in the cells left (cut on a whole syllable)
+        head = f"#{slot + 1} token {index + 1} · p {token.prob:.1%}: "
+        room = title.content_size.width - cell_len(head)
+        text = shown(token.text)
+        title.update(Text.assemble(head, (ellipsize(text, room) if room > 0 else text, "bold"), no_wrap=True))
         self.border_title = f"Token · top {len(alternatives)}"
         self.border_subtitle = f"the rest {rest:.1%}"  # the mass of every token not listed
         options = self.query_one("#alternatives", OptionList)
