@@ -99,7 +99,8 @@ async def test_the_status_bar_fits_its_three_parts(size):
         assert shown.startswith("…") and shown.endswith("/model · 1.2M params · cpu"), shown
 
 
-async def test_the_inspector_rows_and_title_fit_at_80x24():
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_inspector_rows_and_title_fit(size):
     from rich.cells import cell_len
     from textual.widgets import OptionList
 
@@ -107,7 +108,7 @@ async def test_the_inspector_rows_and_title_fit_at_80x24():
     from kolyric.engine.results import Alternative, TokenInfo
 
     app = new_app()
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await wait_until(pilot, lambda: app.screen.controls.ready, what="the controls")
         words = [" 사랑해요요", "그리움이여", "가나다라마바", "abc", "\n"]
         alts = tuple(Alternative(i, w, p) for i, (w, p) in enumerate(zip(words, (0.452, 0.2, 0.1, 0.05, 0.01))))
@@ -124,12 +125,13 @@ async def test_the_inspector_rows_and_title_fit_at_80x24():
         assert "가나다라…" in prompts[2] and "45.2%" in prompts[0]
 
 
-async def test_the_history_keeps_its_help_line_at_80x24():
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_history_keeps_its_help_line(size):
     from kolyric.app.screens.history import HistoryScreen
     from kolyric.app.session import HistoryEntry
 
     app = new_app()
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await wait_until(pilot, lambda: app.screen.controls.ready, what="the controls")
         entry = HistoryEntry(
             "그대 곁에 있을래 " * 5 + "\n눈물이 흐르네", "바람이 분다", "긍정", "sample · seed 7 · eos"
