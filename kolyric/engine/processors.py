@@ -38,6 +38,7 @@ from kolyric.engine.chain import PoolWarper, ProcessorChain, StepCache, _numpy_v
 
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
     from torch import Tensor
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 Array = NDArray[np.floating]
 
@@ -145,12 +146,31 @@ class TopK:
     both), the whole row is divided and handed to transformers' warper instead."""
 
     def __init__(self, k: int, temperature: float = 1.0):
-        from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper
-
-        self.inner = TopKLogitsWarper(k)
-        self.k = self.inner.top_k
+        self.k = max(int(k), 1)
         self.step: StepCache | None = None  # the chain's: the scores' NumPy view made once a step
-        self.temperature = TemperatureLogitsWarper(temperature) if temperature != 1.0 else None
+        self._temperature = float(temperature)
+        # transformers' warpers, for the rows NumPy does not take: built on first use, so the
+        # decoding loop does not import transformers' generation package (~0.4-0.9 s) before its
+        # first token
+        self._warpers: tuple[TopKLogitsWarper, TemperatureLogitsWarper | None] | None = None
+
+    @property
+    def inner(self) -> TopKLogitsWarper:
+        return self._transformers()[0]
+
+    @property
+    def temperature(self) -> TemperatureLogitsWarper | None:
+        return self._transformers()[1] if self._temperature != 1.0 else None
+
+    def _transformers(self) -> tuple[TopKLogitsWarper, TemperatureLogitsWarper | None]:
+        if self._warpers is None:
+            from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper
+
+            self._warpers = (
+                TopKLogitsWarper(self.k),
+                TemperatureLogitsWarper(self._temperature) if self._temperature != 1.0 else None,
+            )
+        return self._warpers
 
     def _survivors(self, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
         """The k best (scores, ids), largest first, the temperature applied, or None when the
@@ -170,9 +190,9 @@ class TopK:
             found = _top_k_numpy(scores, k + 1, step)
         if found is not None:  # the division and the tie check in NumPy: no torch call
             kept, ids = found
-            if self.temperature is not None:  # float32 / float32, rounded as torch's ``scores / t``
+            if self._temperature != 1.0:  # float32 / float32, rounded as torch's ``scores / t``
                 with np.errstate(over="ignore"):  # a tiny temperature overflows to inf, as torch's does
-                    kept = kept / np.float32(self.temperature.temperature)
+                    kept = kept / np.float32(self._temperature)
             if (kept[:, k] == kept[:, k - 1]).any():
                 return None
             if arrays:
@@ -203,6 +223,24 @@ class TopK:
         return _spread(scores, *survivors)
 
 
+class _LazyTopP:
+    """transformers' ``TopPLogitsWarper(p)``: its settings now (read by the NumPy pool), the
+    warper itself built on the first call that needs it (a row NumPy does not take)."""
+
+    def __init__(self, p: float):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"top_p: must be between 0 and 1, got {p}")
+        self.top_p, self.min_tokens_to_keep, self.filter_value = p, 1, -float("inf")
+        self._warper: TopPLogitsWarper | None = None
+
+    def __call__(self, input_ids: Tensor | None, scores: Tensor) -> Tensor:
+        if self._warper is None:
+            from transformers.generation.logits_process import TopPLogitsWarper
+
+            self._warper = TopPLogitsWarper(self.top_p)
+        return self._warper(input_ids, scores)
+
+
 class TopKThenTopP(TopK):
     """transformers' ``TemperatureLogitsWarper`` (when not 1), ``TopKLogitsWarper`` then
     ``TopPLogitsWarper``. The same scores (up to one rounding unit at the top-p boundary: see
@@ -211,10 +249,8 @@ class TopKThenTopP(TopK):
     left in) and a pool form."""
 
     def __init__(self, k: int, p: float, temperature: float = 1.0):
-        from transformers.generation.logits_process import TopPLogitsWarper
-
         super().__init__(k, temperature)
-        self.top_p = TopPLogitsWarper(p)
+        self.top_p = _LazyTopP(float(p))
 
     def pool(self, input_ids: Tensor, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
         import torch

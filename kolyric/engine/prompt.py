@@ -177,11 +177,13 @@ def _window_decoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[int]],
     """``tokenizer.decode(ids, skip_special_tokens=False)``. For a fast tokenizer that neither
     overrides decoding nor cleans up spaces that is its Rust decoder's answer, asked directly:
     the Python layers around it cost ~20 µs a call in the decoding loop, two calls a token."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    cls = type(tokenizer)
+    if not cls.__module__.startswith("transformers"):
+        return lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
     from transformers import PreTrainedTokenizerFast
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase as Base
 
-    backend = getattr(tokenizer, "_tokenizer", None)
-    cls = type(tokenizer)
     if (
         backend is not None
         and cls.decode is Base.decode

@@ -51,8 +51,6 @@ def processor_chain(
     scores above a line, so top-nσ is applied as a cut of top-k's pool at its whole-row floor.
     DRY and phrase bias read token texts: they need the ``tokenizer``.
     """
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
-
     # kolyric.engine.processors' exact equivalents of transformers' processors where those
     # were measured to cost a step 40-100 µs each (see that module); transformers' own
     # elsewhere. The chain is a LogitsProcessorList without its per-step signature checks.
@@ -69,7 +67,7 @@ def processor_chain(
         procs.append(constraint_state.processor)
     procs.warpers_from = len(procs)
     if settings.strategy == "sample":
-        _warpers(procs, settings, TemperatureLogitsWarper, TopPLogitsWarper)
+        _warpers(procs, settings)
     return procs
 
 
@@ -98,9 +96,7 @@ def text_penalties(
     return out
 
 
-def _warpers(
-    procs: lean.ProcessorChain, settings: DecodingSettings, temperature_warper: type, top_p_warper: type
-) -> None:
+def _warpers(procs: lean.ProcessorChain, settings: DecodingSettings) -> None:
     dynamic = settings.dynatemp_range > 0
     sigma = settings.top_n_sigma > 0
     temperature = 1.0 if dynamic else settings.temperature
@@ -120,10 +116,12 @@ def _warpers(
     elif settings.top_k > 0:  # the temperature divides only the survivors
         procs.append(lean.TopK(settings.top_k, temperature))
     else:
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
         if temperature != 1.0:
-            procs.append(temperature_warper(temperature))
+            procs.append(TemperatureLogitsWarper(temperature))
         if top_p_inside:
-            procs.append(top_p_warper(settings.top_p))
+            procs.append(TopPLogitsWarper(settings.top_p))
     if dynamic:
         procs.append(
             samplers.DynamicTemperature(settings.temperature, settings.dynatemp_range, settings.dynatemp_exponent)

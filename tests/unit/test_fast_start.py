@@ -158,12 +158,16 @@ def texts(loaded):
             request = GenerationRequest(prompt, None, settings, constraints=constraints)
             out += [[c.full_text, c.token_ids] for c in gen.generate(request).candidates]
     return out
+for name, n in (("greedy", 1), ("combined", 2)):  # unconstrained (the lyric constraints' processor needs transformers)
+    Generator(loaded).generate(GenerationRequest(prompts[0], None, preset(name, max_length=24, seed=3, n=n)))
+after_generate = sorted(m for m in sys.modules if m == "transformers" or m.startswith("transformers."))
 direct = texts(loaded)
 kind = type(loaded.tokenizer).__name__
 upgraded = loaded.tokenizer._real is not None
 folder = loaded.tokenizer.name_or_path
 loaded.tokenizer = load_tokenizer(folder)
 print(json.dumps({"tokenizer": kind, "upgraded": upgraded, "after_load": after_load, "modules": modules,
+                  "after_generate": after_generate,
                   "direct": direct, "transformers": texts(loaded), "model": type(loaded.model).__name__}))
 """
 
@@ -203,6 +207,7 @@ def test_a_cached_graph_starts_without_transformers_and_generates_the_same_text(
     assert got["model"] == "OnnxLM" and got["tokenizer"] == "FastTokenizer"
     assert not got["upgraded"]  # generating, constraints included, asked nothing of transformers' tokenizer
     assert got["after_load"] == []  # neither transformers' tokenizer nor any model module: nothing of it
+    assert got["after_generate"] == []  # nor does an unconstrained generation's loop
     assert got["modules"] == []  # no torch.nn.Module: no PyTorch weights
     assert got["direct"] == got["transformers"]  # text and token ids, greedy and sampled, candidate by candidate
     assert len(got["direct"]) == 12 and all(text for text, _ in got["direct"])
