@@ -68,6 +68,7 @@ def test_ellipsize_and_fold_count_cells_and_keep_whole_syllables():
     assert fold_long_words("[b]" + LONG + "[/b]", 36, markup=True) == "[b]" + LONG + "[/b]"
     path = "/tmp/" + "a" * 80 + "/model"  # narrow text: Textual folds it, whole
     assert fold_long_words(path, 36) == path
+    assert fold_long_words("/tmp/" + LONG + ".txt", 36) == "/tmp/" + LONG + ".txt"  # a path stays copyable
 
 
 @pytest.mark.parametrize("size", SIZES)

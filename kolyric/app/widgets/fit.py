@@ -60,15 +60,18 @@ class FittedText(Widget):
 def fold_long_words(text: str, cells: int, *, markup: bool = False) -> str:
     """``text`` with each word of wide characters (Hangul) wider than ``cells`` broken into
     lines of whole characters at most ``cells`` wide. Textual wraps at spaces well, but folding
-    such a word drops the syllable at the fold; a word holding markup (``[b]``) is left whole."""
+    such a word drops the syllable at the fold; a path or a word holding markup (``[b]``) is
+    left whole."""
     if cells < 2:
         return text
     lines = []
     for line in text.split("\n"):
         words = []
         for word in line.split(" "):
-            # Textual folds narrow text well: only a word holding wide characters is broken here
-            if cell_len(word) <= cells or cell_len(word) == len(word) or (markup and "[" in word):
+            # Textual folds narrow text well: only a word holding wide characters is broken here,
+            # and never a path, which stays one piece to be copied
+            whole = cell_len(word) == len(word) or "/" in word or "\\" in word or (markup and "[" in word)
+            if whole or cell_len(word) <= cells:
                 words.append(word)
                 continue
             chunks, chunk, used = [], "", 0
