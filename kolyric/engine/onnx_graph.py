@@ -405,6 +405,8 @@ def _int4(source: Path, out: Path, block: int = INT4_BLOCK) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    from kolyric.engine.onnx_optimize import save
+
     model = onnx.load(str(source))
     nodes = model.graph.node
     head = [n.name for n in nodes if n.op_type == "MatMul" and "logits" in n.output]
@@ -424,11 +426,4 @@ def _int4(source: Path, out: Path, block: int = INT4_BLOCK) -> None:
         quantizer = MatMulNBitsQuantizer(model, is_symmetric=True, accuracy_level=4, **settings)
         quantizer.process()
         model = quantizer.model.model
-    onnx.save_model(
-        model,
-        str(out),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=out.name + ".data",
-        size_threshold=1024,
-    )
+    save(model, out)

@@ -39,19 +39,25 @@ TOLERANCE = 2e-3
 """Largest difference, relative to the largest logit, the fused fp32 graph may show."""
 
 
+def save(model: onnx.ModelProto, out: Path) -> None:
+    """Write ``model`` to ``out`` with its weights in one file beside it (``NAME.data``), as
+    every kolyric graph is stored (a graph over 2 GB cannot hold its weights inside)."""
+    onnx.save_model(
+        model,
+        str(out),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=out.name + ".data",
+        size_threshold=1024,
+    )
+
+
 def fuse(source: Path, out: Path, num_heads: int, hidden_size: int) -> Path:
     """Write ``source``'s fused graph to ``out`` (weights beside it) and return ``out``; return
     ``source`` itself when the fusions fail or change what the graph computes."""
     try:
         model = _fused(source, num_heads, hidden_size)
-        onnx.save_model(
-            model,
-            str(out),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=out.name + ".data",
-            size_threshold=1024,
-        )
+        save(model, out)
         difference = compare(source, out)
     except Exception as error:  # noqa: BLE001 - a failure costs only speed: the exported graph runs
         log.warning("graph fusion skipped: %s", error)

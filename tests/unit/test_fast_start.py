@@ -18,6 +18,8 @@ import pytest
 from kolyric.engine import tokenizer_files
 from kolyric.engine.loading import MINI_PATH, fill_special_tokens, load_tokenizer
 
+from tests.child import run_child
+
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = [
     "",
@@ -173,18 +175,7 @@ print(json.dumps({"tokenizer": kind, "upgraded": upgraded, "after_load": after_l
 
 
 def _child(model_dir: Path, precision: str, cache: Path) -> dict:
-    env = {**os.environ, "KOLYRIC_ONNX_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("KOLYRIC_INT8_BACKEND", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(model_dir), precision],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(_CHILD, str(model_dir), precision, cache=cache)
 
 
 @pytest.fixture(scope="module")
@@ -228,18 +219,7 @@ print(json.dumps({"ready": slot.ready, "tokenizer": type(slot.loaded.tokenizer).
 
 @needs_ort
 def test_the_app_is_ready_on_a_cached_graph_without_transformers(tiny_model_dir, graph_cache):
-    env = {**os.environ, "KOLYRIC_ONNX_CACHE": str(graph_cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("KOLYRIC_INT8_BACKEND", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _APP_CHILD, str(tiny_model_dir), "int8"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = run_child(_APP_CHILD, str(tiny_model_dir), "int8", cache=graph_cache)
     assert got["ready"] and got["description"].endswith("cpu int8")
     assert got["tokenizer"] == "FastTokenizer" and got["transformers"] == []
     assert not any("transformers" in phase for phase in got["phases"]), got["phases"]

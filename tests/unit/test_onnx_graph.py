@@ -10,8 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from kolyric.engine.results import GenerationRequest
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
 
+from tests.child import run_child
 from tests.peaked_model import train_peaked
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,17 +121,7 @@ print(json.dumps({"model": type(loaded.model).__name__, "modules": modules, "big
 
 
 def _child(model_dir: Path, precision: str, prompt: str, cache: Path) -> dict:
-    env = {**os.environ, "KOLYRIC_ONNX_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(model_dir), precision, prompt],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(_CHILD, str(model_dir), precision, prompt, cache=cache)
 
 
 def test_a_cached_graph_loads_without_the_pytorch_model(int8_built, cache, fp32_greedy):
