@@ -76,6 +76,19 @@ def test_the_explanation_of_a_rhyme_no_token_reaches_lists_its_family() -> None:
     assert holder.explain(Row(line=0, count=2), torch.zeros(4, dtype=torch.bool)).endswith("the rhyme ㅐ")
 
 
+def test_a_rhyme_the_vocabulary_cannot_end_on_is_named_with_its_family() -> None:
+    from kolyric.engine.lyric.state import ConstraintState
+
+    state = ConstraintState.__new__(ConstraintState)  # only what the check before generating reads
+    state.lines = [PlannedLine(None, "A", ((MEDIALS.index("ㅐ"), -1),))]
+    state.counted, state.newline = False, True
+    state.bank = SimpleNamespace(ends_in=lambda key: False)
+    state.spec = SimpleNamespace(families=True)
+    assert state._impossible(Row(line=-1)) == "line 1: no token in the vocabulary ends in a syllable rhyming ㅐ/ㅔ"
+    state.spec = SimpleNamespace(families=False)
+    assert state._impossible(Row(line=-1)).endswith("rhyming ㅐ")
+
+
 def test_the_lyrics_check_table_shows_the_line_own_vowels_and_groups_by_family() -> None:
     out = io.StringIO()
     print_analysis(analyse("[Verse]\n그대 곁에 있을래\n눈물이 흐르네\n"), out)

@@ -112,7 +112,7 @@ class ConstraintState(WordEndRule, ConstraintExplanations):
             )
         for j, line in enumerate(self.lines):
             if line.key is not None and not self.bank.ends_in(line.key):
-                return f"line {j + 1}: no token in the vocabulary ends in a syllable rhyming {key_text(line.key)}"
+                return f"line {j + 1}: no token in the vocabulary ends in a syllable rhyming {self._rhyme(line.key)}"
             if line.target is not None:
                 left = line.target - (row.count if j == 0 else 0)
                 if left < 0:
@@ -121,13 +121,13 @@ class ConstraintState(WordEndRule, ConstraintExplanations):
                     )
                 if left > 0 and not self.bank.feasible(line.key, left):
                     return f"line {j + 1}: the vocabulary has no tokens that make {left} syllables" + (
-                        f" ending on the rhyme {key_text(line.key)}" if line.key else ""
+                        f" ending on the rhyme {self._rhyme(line.key)}" if line.key else ""
                     )
         first = self.lines[0]
         if row.line == 0 and row.count and first.key and first.target is not None:
             typed_in_zone = row.count - (first.target - len(first.key))
             if typed_in_zone > 0 and not self._bits(row.tail, first.key)[min(typed_in_zone, len(first.key))]:
-                return f"line 1: the typed syllables cannot end on the rhyme {key_text(first.key)}"
+                return f"line 1: the typed syllables cannot end on the rhyme {self._rhyme(first.key)}"
         return None
 
     # -- masks -------------------------------------------------------------------------------------
