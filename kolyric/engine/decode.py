@@ -213,6 +213,7 @@ class DecodeRun:
             dist.keep()
         # the raw top entries bound the processed scores' top-k while no processor raises a score
         procs.cache.bound = bound = dist.bound() if self.lowers else None
+        procs.cache.seed_view(logits, dist.view)
         # the sequences as NumPy, and whether they only grew by the last step's tokens
         length = self.prompt_len + self.step
         grown, self.redone = not self.redone and self.step > 0, False

@@ -106,7 +106,7 @@ class OnnxLM:
         import numpy as np
         import torch
 
-        from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value, split_outputs
+        from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value, run_graph, split_outputs
 
         # only what changes the answer counts: labels, attentions or hidden states asked for, …
         others = {k: v for k, v in kwargs.items() if v is not None and v is not False and k != "return_dict"}
@@ -131,7 +131,7 @@ class OnnxLM:
             "attention_mask": _ort_value(mask),
             **dict(zip(self.past_names, arrays)),
         }
-        out = self.session.run_with_ort_values(self.output_names, feeds)
+        out = run_graph(self.session, self.output_names, feeds)
         logits = torch.from_numpy(out[0].numpy())
         if logits_to_keep:
             logits = logits[:, -int(logits_to_keep) :]

@@ -332,3 +332,25 @@ def test_numpy_fast_paths_give_the_same_text_as_torch_paths(gen, monkeypatch, na
         monkeypatch.setattr(lean, "_NUMPY_MIN_VOCAB", 0)
         numpy_paths = [[c.token_ids for c in gen.generate(r).candidates] for r in requests]
         assert numpy_paths == torch_paths
+
+
+def test_a_draw_outside_inference_mode_after_one_inside_it():
+    """The draw's noise buffer is reused across calls: one made under inference mode (as the
+    decoding loop runs) must still take the next draw outside it, with the same noise."""
+    import numpy as np
+    import torch
+
+    from kolyric.engine import sampling
+
+    values = np.array([0.5, -1.0, 2.0, 0.25, 1.5, -0.5, 3.0, 0.0, 1.0, -2.0, 0.75], dtype=np.float32)
+    ids = np.arange(len(values), dtype=np.int64)[::-1].copy()
+    keys = []
+    for mode in (True, False, True):
+        with torch.inference_mode(mode):
+            rng = torch.Generator().manual_seed(11)
+            keys.append(sampling.race_numpy(values, ids, rng)[1])
+    assert np.array_equal(keys[0], keys[1]) and np.array_equal(keys[1], keys[2])
+    noise = torch.empty(len(values)).exponential_(1, generator=torch.Generator().manual_seed(11)).numpy()
+    order = ids.argsort(kind="stable")
+    weights = np.exp(values[order] - values.max())
+    assert np.array_equal(keys[0], weights / weights.sum() / noise)
