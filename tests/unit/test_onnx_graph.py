@@ -275,3 +275,13 @@ def test_graph_folders_of_older_formats_are_pruned_after_a_build(int8_built, cac
     (stale / "meta.json").write_text(json.dumps({"format": "gpt2-step-v1"}))
     graph = onnx_graph.build(load_model(str(int8_built), device="cpu", precision="fp32").model, cache / "fresh", "int8")
     assert graph.is_file() and not stale.exists()
+
+
+def test_worker_threads_spin_only_with_a_core_to_spare(int8_built, cache, monkeypatch):
+    graph = next(cache.glob("*/decoder-int8.onnx"))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    spinning = {}
+    for threads in (1, 2, 4):
+        options = onnx_graph.open_session(graph, threads).get_session_options()
+        spinning[threads] = options.get_session_config_entry("session.intra_op.allow_spinning")
+    assert spinning == {1: "1", 2: "0", 4: "0"}
