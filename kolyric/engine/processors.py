@@ -268,20 +268,24 @@ class TopKThenTopP(TopK):
         return (filtered, ids) if filtered is not None else None
 
     def _top_p_numpy(self, kept: Array) -> Array | None:
-        """``_top_p`` over NumPy survivors. The cumulative probabilities come from NumPy, which
-        rounds a little differently from torch (float32 sums, another ``exp``): where one lands
+        """``_top_p`` over NumPy survivors. The cumulative probabilities come from NumPy (Python
+        floats for a single row), which rounds a little differently from torch: where one lands
         within ``_TOP_P_MARGIN`` of 1 - p, torch's own arithmetic decides, as in ``_top_p``."""
         import torch
 
-        top = kept[:, :1]
-        if not np.isfinite(top).all():
-            return self._numpy_of(self._top_p(torch.from_numpy(kept)))
-        weights = np.exp(kept[:, ::-1] - top)
-        cumulative = weights.cumsum(axis=-1) / weights.sum(axis=-1, keepdims=True)
         threshold = np.float32(1 - self.top_p.top_p)
-        if (np.abs(cumulative - threshold) <= _TOP_P_MARGIN).any():
+        removed = _removed_one_row(kept, float(threshold)) if kept.shape[0] == 1 else None
+        if removed is None:
+            top = kept[:, :1]
+            if not np.isfinite(top).all():
+                return self._numpy_of(self._top_p(torch.from_numpy(kept)))
+            weights = np.exp(kept[:, ::-1] - top)
+            cumulative = weights.cumsum(axis=-1) / weights.sum(axis=-1, keepdims=True)
+            if (np.abs(cumulative - threshold) <= _TOP_P_MARGIN).any():
+                return self._numpy_of(self._top_p(torch.from_numpy(kept)))
+            removed = (cumulative <= threshold).sum(axis=-1).tolist()
+        elif removed == -1:  # near the boundary: torch's arithmetic decides
             return self._numpy_of(self._top_p(torch.from_numpy(kept)))
-        removed = (cumulative <= threshold).sum(axis=-1).tolist()
         if not any(removed):
             return kept
         k, keep_min = kept.shape[-1], self.top_p.min_tokens_to_keep
@@ -351,6 +355,37 @@ class TopKThenTopP(TopK):
 _TOP_P_MARGIN = 1e-5
 """How near 1 - p NumPy's cumulative probability may come before torch's decides (the two
 differ by a few float32 units, ~1e-7)."""
+
+
+def _removed_one_row(kept: Array, threshold: float) -> list[int] | None:
+    """``_top_p_numpy``'s count of removed tokens for a single row of survivors (largest first)
+    in Python floats: [count], -1 when a cumulative probability lands within ``_TOP_P_MARGIN``
+    of ``threshold`` (torch decides), or None when the row is not all finite numbers (NumPy's
+    way). On ~50 entries right after a forward pass one pass in Python costs a fraction of
+    NumPy's ten calls, each cold; float64 sums stay well within the margin of torch's."""
+    import math
+
+    row = kept[0].tolist()
+    top = row[0]
+    if not math.isfinite(top):
+        return None
+    exp = math.exp
+    weights = [exp(v - top) for v in reversed(row)]
+    total = sum(weights)
+    if not math.isfinite(total):  # a NaN among the survivors
+        return None
+    high = threshold + _TOP_P_MARGIN
+    low = threshold - _TOP_P_MARGIN
+    cumulative, count = 0.0, 0
+    for weight in weights:  # ascending: the cumulative probabilities only grow
+        cumulative += weight
+        share = cumulative / total
+        if share > high:
+            break
+        if share >= low:
+            return -1
+        count += 1
+    return [count]
 
 
 def _spread(scores: Tensor, values: Tensor, ids: Tensor) -> Tensor:

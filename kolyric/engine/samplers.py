@@ -55,6 +55,11 @@ def _keep_best(values: Scores, remove: NDArray[np.bool_]) -> Scores:
     return values
 
 
+_PYTHON_WIDTH = 256
+"""A single row of a pool at most this wide is cut in Python floats: one pass over ~50 entries
+right after a forward pass costs less than NumPy's half a dozen calls, each cold."""
+
+
 class MinP(PoolWarper):
     """transformers' ``MinPLogitsWarper(min_p)`` (Nguyen et al. 2024, "Turning Up the Heat:
     Min-p Sampling for Creative and Coherent LLM Outputs", arXiv:2407.01082): a token whose
@@ -71,6 +76,17 @@ class MinP(PoolWarper):
         if self.min_p <= 0:
             return values
         # p < min_p * p_max  <=>  score < best + log(min_p): no softmax over a whole row
+        if values.shape[0] == 1 and values.shape[-1] <= _PYTHON_WIDTH:
+            row = values[0].tolist()
+            best = max(row)
+            if all(v == v for v in row):  # no NaN (argmax's choice of best then differs from max's)
+                # the same float32 (or float64) sum as NumPy's below; comparing it is exact in Python
+                floor = float(values.dtype.type(best) + values.dtype.type(math.log(self.min_p)))
+                first = row.index(best)
+                drop = [j for j, v in enumerate(row) if v < floor and j != first]
+                if drop:
+                    values[0, drop] = -np.inf
+                return values
         floor = values.max(axis=-1, keepdims=True) + values.dtype.type(math.log(self.min_p))
         with np.errstate(invalid="ignore"):  # a row of -inf only
             return _keep_best(values, values < floor)

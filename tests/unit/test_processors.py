@@ -260,3 +260,27 @@ def test_the_chain_shares_the_sequences_between_incremental_processors():
         assert torch.equal(chain(ids, scores.clone()), expected)
         assert chain.cache.ids is None and chain.cache.view is None  # emptied once the step is done
         ids = torch.cat([ids, torch.tensor([[rng.randrange(50)], [rng.randrange(50)]])], dim=1)
+
+
+def test_top_p_of_one_row_in_python_floats_removes_what_numpy_removes():
+    """A single row's top-p count runs in Python floats; two rows run in NumPy: the same
+    survivors either way, and torch decides near the boundary in both."""
+    import numpy as np
+
+    from kolyric.engine import processors as lean
+
+    rng = np.random.default_rng(3)
+    compared = 0
+    for trial in range(300):
+        k = int(rng.choice([2, 7, 50]))
+        kept = np.sort(rng.normal(0, float(rng.choice([0.3, 2.0, 6.0])), k).astype(np.float32))[::-1].copy()
+        if trial % 7 == 0:
+            kept[-2:] = -np.inf
+        warper = lean.TopKThenTopP(k, float(rng.choice([0.3, 0.6, 0.9, 0.95, 0.99])))
+        one = warper._top_p_numpy(kept[None, :].copy())
+        two = warper._top_p_numpy(np.stack([kept, kept]))
+        assert (one is None) == (two is None)
+        if one is not None:
+            assert np.array_equal(one[0], two[0]) and np.array_equal(one[0], two[1])
+            compared += int(np.isinf(one[0]).sum() > np.isinf(kept).sum())
+    assert compared > 50  # top-p removed tokens in many of them

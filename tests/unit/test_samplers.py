@@ -278,3 +278,20 @@ def test_temperature_on_a_pool_is_transformers_division():
     assert torch.equal(
         samplers.Temperature(0.7)(NO_IDS, scores.clone()), TemperatureLogitsWarper(0.7)(NO_IDS, scores.clone())
     )
+
+
+def test_min_p_of_one_row_in_python_floats_cuts_what_numpy_cuts():
+    """A single pool row is cut in Python floats, more rows in NumPy: the same survivors, the
+    best token kept (the first of equal bests), -inf entries and ties included."""
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        width = int(rng.choice([1, 3, 50, 64]))
+        row = (rng.normal(0, float(rng.choice([0.5, 2.0, 5.0])), width)).astype(np.float32)
+        if trial % 5 == 0:
+            row[rng.integers(0, width, size=max(1, width // 4))] = -np.inf
+        if trial % 9 == 0:
+            row[: width // 2] = np.round(row[: width // 2])  # ties, at the best too
+        warper = samplers.MinP(float(rng.choice([0.01, 0.05, 0.2, 0.5, 1.0])))
+        one = warper.warp(row[None, :].copy(), None, NO_IDS)
+        two = warper.warp(np.stack([row, row]), None, NO_IDS)
+        assert np.array_equal(one[0], two[0]) and np.array_equal(one[0], two[1])
