@@ -73,6 +73,8 @@ class DecodeRun:
         self.seqs = torch.tensor([prompt] * rows, dtype=torch.long, device=device)
         # on a CPU the sequences grow in a NumPy buffer the tensor views (no torch.cat a step)
         self.buffer: np.ndarray | None = None
+        self.kept: np.ndarray | None = None
+        """The step's logits before the processors (``NextToken.keep``), reused every step."""
         if device.type == "cpu":
             self.buffer = numpy.empty((rows, 2 * len(prompt) + 64), dtype=numpy.int64)
             self.buffer[:, : len(prompt)] = self.seqs.numpy()
@@ -210,7 +212,10 @@ class DecodeRun:
         forced = self.step < len(self.forced)
         plain = not len(procs) and self.bans is None  # nothing changes the logits
         if not plain:
-            dist.keep()
+            view = dist.view
+            if view is not None and (self.kept is None or self.kept.shape != view.shape):
+                self.kept = numpy.empty_like(view)
+            dist.keep(self.kept)
         # the raw top entries bound the processed scores' top-k while no processor raises a score
         procs.cache.bound = bound = dist.bound() if self.lowers else None
         procs.cache.seed_view(logits, dist.view)

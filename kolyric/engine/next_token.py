@@ -100,10 +100,17 @@ class NextToken:
         """The graph's top logits and their ids (``chain.StepCache.bound``), where it gave them."""
         return (self.top.values, self.top.ids) if self.top is not None else None
 
-    def keep(self) -> None:
-        """Keep the logits as they are now, for ``prob``: processors change them in place next."""
+    def keep(self, into: NDArray[np.float32] | None = None) -> None:
+        """Keep the logits as they are now, for ``prob``: processors change them in place next.
+        ``into``: an array of the logits' shape to copy them to (the loop's own, reused every
+        step: no fresh 200 KB a step to allocate and fault in)."""
         if self.probs is None and self.original is None:
-            self.original = self.view.copy()
+            view = self.view
+            if into is not None and into.shape == view.shape and into.dtype == view.dtype:
+                np.copyto(into, view)
+                self.original = into
+            else:
+                self.original = view.copy()
 
     def prob(self, row: int, token_id: int) -> float:
         """The model's probability of ``token_id`` in ``row`` (before any processor)."""
