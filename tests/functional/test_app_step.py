@@ -68,3 +68,20 @@ async def test_step_mode_picks_tokens_and_keeps_the_syllable_count(tiny_model_di
         assert count_syllables(state.accepted_text()) == 4, state.accepted_text()
         node = screen.versions.nodes[screen.slot_nodes[0]]
         assert node.kind == "step" and node.tokens[0].token_id == chosen
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_step_mode_takes_its_keys_on_the_card_whatever_had_the_focus(tiny_model_dir, size):
+    app = KolyricApp(model=str(tiny_model_dir), device="cpu", cursor_blink=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_for_model(pilot)
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
+        screen.editor.load("바람이 분다")
+        screen.editor.focus()
+        await pilot.press("f8")
+        step = await pending(pilot, screen)
+        assert app.focused is screen.query_one(CandidateStrip).cards()[0]
+        await pilot.press("space", "1")  # the model's pick, then the first alternative
+        step = await pending(pilot, screen)
+        assert len(step.chosen) >= 1 and screen.editor.text == "바람이 분다"

@@ -111,6 +111,9 @@ class StepSession:
         else:
             step.pending, step.finished = None, candidate.finish_reason or "eos"
         self._paint()
+        card = self.stream.strip.card(0)
+        if n == 0 and card is not None:  # the keys step mode names (1-9, 0, Space) are the card's
+            card.focus()
 
     def _paint(self) -> None:
         step, state = self.step, self.card_state
