@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,11 +28,19 @@ class CLIError(Exception):
     """A problem the user can fix; printed as one message, exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake is told in one line and a pointer to ``--help``: the
+    usage block argparse prints first runs to some forty lines for ``generate`` and buries it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen sub-command's module is imported (startup stays fast)."""
     from kolyric import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kolyric",
         description="Write Korean song lyrics with a Korean GPT-2. With no command, the app starts.",
     )

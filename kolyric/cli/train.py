@@ -139,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m kolyric.cli.train …``: the same command without the other sub-commands'
     imports (handy on a bare GPU machine)."""
-    parser = argparse.ArgumentParser(prog="kolyric train", description="Fine-tune or train from scratch.")
+    from kolyric.cli import Parser
+
+    parser = Parser(prog="kolyric train", description="Fine-tune or train from scratch.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -217,26 +217,29 @@ def test_a_reader_that_leaves_ends_it_quietly(tiny_model_dir, song, tmp_path, ar
 
 # -- a mistyped flag ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "argv, usage, hint",
+    "argv, prog, hint",
     [
-        (["generate", "사랑", "--polarty", "긍정"], "usage: kolyric generate", "did you mean --polarity?"),
-        (["generate", "--max-lenght", "3"], "usage: kolyric generate", "did you mean --max-length?"),
-        (["lyrics", "check", "f.txt", "--strct"], "usage: kolyric lyrics check", "did you mean --strict?"),
-        (["serve", "--max-sesions", "3"], "usage: kolyric serve", "did you mean --max-sessions?"),
-        (["generat", "x"], "usage: kolyric [-h]", "did you mean generate?"),
+        (["generate", "사랑", "--polarty", "긍정"], "kolyric generate", "did you mean --polarity?"),
+        (["generate", "--max-lenght", "3"], "kolyric generate", "did you mean --max-length?"),
+        (["lyrics", "check", "f.txt", "--strct"], "kolyric lyrics check", "did you mean --strict?"),
+        (["serve", "--max-sesions", "3"], "kolyric serve", "did you mean --max-sessions?"),
+        (["generat", "x"], "kolyric", "did you mean generate?"),
+        (["generate", "x", "--precision", "int3"], "kolyric generate", "invalid choice: 'int3'"),
     ],
 )
-def test_a_mistyped_flag_gets_the_closest_under_its_command(argv, usage, hint, capsys):
+def test_a_mistyped_flag_gets_the_closest_under_its_command(argv, prog, hint, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(usage) and hint in err, err
+    # one line naming the mistake, one pointing to --help: not argparse's usage block first
+    assert err.splitlines() == [err.splitlines()[0], f"(see `{prog} --help`)"], err
+    assert err.startswith(f"{prog}: error: ") and hint in err.splitlines()[0], err
 
 
 def test_an_unknown_flag_with_nothing_close_is_still_named(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--zzzzzz"])
     err = capsys.readouterr().err
-    assert err.startswith("usage: kolyric generate") and "unrecognized arguments: --zzzzzz" in err
+    assert err.startswith("kolyric generate: error: unrecognized arguments: --zzzzzz")
     assert "did you mean" not in err
