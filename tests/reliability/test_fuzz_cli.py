@@ -3,7 +3,7 @@ where valid, so each run that gets past validation finishes in well under a seco
 `kolyric train` (the training itself is replaced by a recorder: only validation is fuzzed).
 
 Every run ends in a result (exit 0) or a message naming the flag, field, file or model
-(exit 2: ours, or argparse's usage line) — never a traceback."""
+(exit 2: ours, or argparse's one line) — never a traceback."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_generate_flags(isolated_config, context_files, tiny_model_dir, case):
     assert code == 2, (code, err[-2000:])
     lines = [line for line in err.splitlines() if line.strip()]
     if "error: argument" in err or "error: unrecognized" in err:
-        return  # argparse: usage + the flag by name
+        return  # argparse: the flag by name, in one line
     assert lines[0].startswith("kolyric generate: "), err
     if "invalid settings:" in lines[0]:
         for line in lines[1:]:

@@ -115,7 +115,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(argv)
-        except SystemExit as exc:  # argparse: usage and one line naming the flag
+        except SystemExit as exc:  # argparse: one line naming the flag (kolyric.cli.Parser)
             code = exc.code
     out.seek(0)
     return code, out.read(), err.getvalue()
