@@ -8,7 +8,8 @@ as one token, or ``사`` + ``랑``, or byte tokens), so ids alone would miss mos
   that could be the start of a stop string is held back until the next tokens tell, so a stop
   string that spans tokens is never half-streamed. When one appears the row ends
   (``finish_reason`` "stop"), its text cut before the stop string, or after it with
-  ``keep_stop``. transformers' ``StopStringCriteria`` does this for beam search
+  ``keep_stop``; the text's leading whitespace is not searched (``find_stop``).
+  transformers' ``StopStringCriteria`` does this for beam search
   (``kolyric.engine.beam``); this is the same check, incremental, on the text the stream shows.
 * **Banned phrases** (``PhraseBan``): a phrase never appears in a row's generated text. A token
   whose own text holds a phrase is masked every step (one cached mask). A token that completes
@@ -45,10 +46,17 @@ BAN_TRIES = 4096
 
 def find_stop(text: str, stops: Sequence[str], start: int = 0) -> tuple[int, str] | None:
     """The earliest stop string in ``text`` at or after ``start`` (the longest at a tie), as
-    (index, string), or None."""
+    (index, string), or None.
+
+    A match lying wholly in the text's leading whitespace does not count: a continuation of the
+    next line begins with the line break that opens it, and ``--stop '\n'`` means "end this
+    line", not "end before anything is written"."""
+    lead = len(text) - len(text.lstrip())
     best: tuple[int, str] | None = None
     for stop in stops:
         at = text.find(stop, start)
+        while at >= 0 and at + len(stop) <= lead:
+            at = text.find(stop, at + 1)
         if at >= 0 and (best is None or at < best[0] or (at == best[0] and len(stop) > len(best[1]))):
             best = (at, stop)
     return best

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kolyric.engine.lyric.spec import LyricConstraints
-from kolyric.engine.phrases import PhraseBan, StopText, cut_at_stop
+from kolyric.engine.phrases import PhraseBan, StopText, cut_at_stop, find_stop
 from kolyric.engine.results import DoneEvent, GenerationRequest, TokenEvent
 from kolyric.engine.settings import preset
 from kolyric.engine.stream import Generator
@@ -233,6 +233,17 @@ def test_stop_text_holds_back_what_could_begin_a_stop_string():
     assert tail.push("봄 후") == [] and tail.flush() == ["봄 후"]  # the row ended: all of it
     assert cut_at_stop("가나다", ("나", "가나"), keep=False) == "" and cut_at_stop("가나다", ("다",), True) == "가나다"
     assert cut_at_stop("가나", ("라",), False) is None
+
+
+def test_a_stop_string_in_the_leading_whitespace_does_not_end_the_line_before_it():
+    # a continuation of the next line opens with its line break: --stop '\n' means "this line only"
+    line = StopText(("\n",), keep=False)
+    assert line.push("\n") == ["\n"] and not line.stopped
+    assert line.push("그대") == ["그대"]
+    assert line.push("여\n다음") == ["여"] and line.stopped
+    assert find_stop("\n\n그대\n", ("\n",)) == (4, "\n")
+    assert find_stop("\n 그대", ("\n 그",)) == (0, "\n 그")  # reaching past the whitespace, it counts
+    assert find_stop(" \n ", ("\n",)) is None and cut_at_stop("\n그대\n끝", ("\n",), keep=False) == "\n그대"
 
 
 def test_a_phrase_spelled_in_byte_tokens_is_found_where_its_last_byte_lands(tiny_bytelevel_dir):
