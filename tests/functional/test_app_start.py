@@ -83,8 +83,9 @@ async def test_status_bar_names_model_size_and_device(tiny_model_dir):
         await wait_for_model(pilot)
         assert str(tiny_model_dir) in app.status_model
         assert "params" in app.status_model and "cpu" in app.status_model
-        shown = str(app.screen.query_one("#status-model").render())
-        assert "params" in shown
+        # its width is laid out on the next refresh after the name arrives
+        shown = app.screen.query_one("#status-model")
+        await wait_until(pilot, lambda: "params" in str(shown.render()), what="the model's size in the status bar")
 
 
 async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir, dirs):

@@ -14,6 +14,7 @@ from textual.widgets import Input
 from kolyric.app.app import KolyricApp
 from kolyric.app.screens.model_picker import ModelPickerScreen
 from kolyric.app.testing import wait_until
+from kolyric.app.widgets.fields import FieldRow
 
 SIZE = (120, 36)
 THEMES = ["kolyric-night", "kolyric-paper"]
@@ -48,8 +49,14 @@ class TestPlayground:
         async def run_before(pilot) -> None:
             screen = pilot.app.screen
             await wait_until(pilot, lambda: screen.controls.ready, what="the controls")
-            screen.query_one("#ctl-top_p").focus()
-            screen.query_one("#ctl-top_p").value = "1.5"
+            field = screen.query_one("#ctl-top_p")
+            field.focus()
+            field.value = "1.5"
+            # the row is marked invalid and the problem shown, then the form scrolls the field
+            # back into view above it: the picture is of the settled screen
+            row = next(a for a in field.ancestors if isinstance(a, FieldRow))
+            await wait_until(pilot, lambda: row.invalid and screen.controls.problems, what="the problem")
+            await pilot.wait_for_scheduled_animations()
             await pilot.pause()
 
         assert snap_compare(make_app(theme), terminal_size=SIZE, run_before=run_before)
