@@ -46,7 +46,8 @@ class Alternative:
 
 @dataclass(frozen=True)
 class TokenInfo:
-    """One generated token, its probability under the model and the model's top-5 there."""
+    """One generated token, its probability under the model and the model's k likeliest tokens there
+    (the *alternatives* setting, 5 by default)."""
 
     token_id: int
     text: str
