@@ -83,11 +83,13 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         raise CLIError("invalid settings:\n  " + "\n  ".join(problems))
     context: tuple[str, ...] = ()
     if args.context_file:
+        from kolyric.cli.lyrics import read_text  # its messages: no such file, not UTF-8 at byte …
+
         try:
-            with open(args.context_file, encoding="utf-8-sig") as f:
-                context = tuple(line.rstrip("\n") for line in f if line.strip())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CLIError(f"--context-file {args.context_file}: {exc}") from exc
+            text = read_text(args.context_file)
+        except CLIError as exc:
+            raise CLIError(f"--context-file {exc}") from None
+        context = tuple(line for line in text.splitlines() if line.strip())
     return GenerationRequest(
         args.prompt,
         polarity,

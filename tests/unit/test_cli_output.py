@@ -243,3 +243,15 @@ def test_an_unknown_flag_with_nothing_close_is_still_named(capsys):
     err = capsys.readouterr().err
     assert err.startswith("kolyric generate: error: unrecognized arguments: --zzzzzz")
     assert "did you mean" not in err
+
+
+def test_context_file_problems_are_one_line_naming_flag_and_path(tmp_path, capsys):
+    from kolyric.cli import main
+
+    bad = tmp_path / "draft.txt"
+    bad.write_bytes(b"\xff\xfe\xfa")
+    for path, why in ((tmp_path / "missing.txt", "no such file"), (bad, "not valid UTF-8")):
+        assert main(["generate", "사랑", "--context-file", str(path), "-m", "mini"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Errno" not in err
+        assert err.startswith(f"kolyric generate: --context-file {path}: {why}")
