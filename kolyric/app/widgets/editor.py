@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.geometry import Offset
 from textual.widgets import TextArea
@@ -28,6 +29,21 @@ class DraftArea(Guarded, TextArea):
     """The TextArea of the draft (its own type so CSS and tests can find it). Undo and redo go
     to the screen's journal (``kolyric.app.undo``), which outlives the app; TextArea's own is
     in memory only."""
+
+    # TextArea binds Home/End to the line only; a draft is long, and editors go to its ends here.
+    BINDINGS = [
+        Binding("ctrl+home", "cursor_document_start", "Start of draft", show=False),
+        Binding("ctrl+end", "cursor_document_end", "End of draft", show=False),
+        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to start", show=False),
+        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to end", show=False),
+    ]
+
+    def action_cursor_document_start(self, select: bool = False) -> None:
+        self.move_cursor((0, 0), select=select)
+
+    def action_cursor_document_end(self, select: bool = False) -> None:
+        last = self.document.line_count - 1
+        self.move_cursor((last, len(self.document.get_line(last))), select=select)
 
     def action_undo(self) -> None:
         self.post_message(UndoRequested(redo=False))
