@@ -39,11 +39,10 @@ class DraftArea(Guarded, TextArea):
     ]
 
     def action_cursor_document_start(self, select: bool = False) -> None:
-        self.move_cursor((0, 0), select=select)
+        self.move_cursor(self.document.start, select=select)
 
     def action_cursor_document_end(self, select: bool = False) -> None:
-        last = self.document.line_count - 1
-        self.move_cursor((last, len(self.document.get_line(last))), select=select)
+        self.move_cursor(self.document.end, select=select)
 
     def action_undo(self) -> None:
         self.post_message(UndoRequested(redo=False))
