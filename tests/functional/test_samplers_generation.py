@@ -9,6 +9,7 @@ from kolyric.engine.lyric.spec import LyricConstraints
 from kolyric.engine.results import GenerationRequest
 from kolyric.engine.settings import PRESETS, preset
 from kolyric.engine.stream import Generator
+from kolyric.korean.hangul import count_syllables
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,11 @@ def test_samplers_compose_with_the_lyric_constraints(gen):
     constraints = LyricConstraints.from_dict({"syllables": 6, "lines": 2})
     result = run(gen, seed=5, n=2, prompt="", constraints=constraints, max_length=60, **EVERYTHING)
     for cand in result.candidates:
-        assert cand.constraint_report.satisfied, cand.constraint_report
+        report = cand.constraint_report
+        # counts are exact on every line; a barely trained model often offers no word break to end
+        # a line on, which the report names (the one failure accepted)
+        assert report.satisfied or all("ends mid-word" in r for r in report.reasons), report
+        assert [count_syllables(line) for line in cand.text.split("\n")] == [6, 6], cand.text
 
 
 def test_dry_cuts_repetition_in_greedy_text(gen):
