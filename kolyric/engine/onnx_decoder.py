@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
+_GRAPH_KWARGS = frozenset({"use_cache", "return_dict", "logits_to_keep", "past_key_values", "cache"})
+"""Keyword arguments of a model call that the graph answers as PyTorch would."""
 DECODER = "kolyric_decoder"
 """Model attribute holding the ONNX Runtime decoding step, when there is one."""
 _CORES = {"holders": 0, "torch_threads": 0}
@@ -41,15 +43,19 @@ def first_line(exc: BaseException) -> str:
 class OnnxDecoder:
     """One decoding step of a GPT-2 (one new token per row, over a KV cache) in ONNX Runtime.
 
-    Called like the model's forward. A call it does not cover (a prompt of several tokens, no
-    cache yet) goes to the PyTorch model; its cache is taken over at the next step. The cache it
-    returns holds ONNX Runtime's arrays and is only for passing back to this decoder.
+    Called like the model's forward. The prompt runs on the same graph (an empty cache), so a
+    model switched to int8 here gives the same tokens as one loaded in int8, whose graph runs
+    alone (``onnx_lm.OnnxLM``); PyTorch's int8 layers round differently (logits ~0.08 apart on
+    a tiny model, enough to change a sampled token). A call the graph does not cover (hidden
+    states or labels asked for, a PyTorch cache of several positions continued by several
+    tokens) goes to the PyTorch model; a PyTorch cache is taken over at the next one-token step.
+    The cache it returns holds ONNX Runtime's arrays and is only for passing back to this decoder.
 
     While it is attached, ONNX Runtime has the CPU threads PyTorch had and PyTorch runs on one
     (restored when the last decoder goes): PyTorch's work between steps is small operations,
     and its idle OpenMP threads spinning beside ONNX Runtime's made each step ~40% slower on
-    2 cores. The prompt, passed through here, gets every thread back while it runs; beam
-    search (``model.generate`` on PyTorch int8) runs on one.
+    2 cores. A call that goes to PyTorch gets every thread back while it runs; beam search
+    (``model.generate`` on PyTorch int8) runs on one.
     """
 
     def __init__(self, model: PreTrainedModel, session: onnxruntime.InferenceSession | None, weight_bytes: int):
@@ -104,13 +110,20 @@ class OnnxDecoder:
         import torch
 
         past = kwargs.get(self.cache_name)
-        arrays = self._arrays(past) if input_ids is not None and input_ids.shape[-1] == 1 else None
+        # only what changes the answer counts: hidden states or labels asked for, …
+        others = [k for k, v in kwargs.items() if v is not None and v is not False and k not in _GRAPH_KWARGS]
+        arrays = None
+        if input_ids is not None and not others and self.session is not None:
+            if past is None:
+                arrays = self._empty(int(input_ids.shape[0]))
+            elif isinstance(past, _OnnxPast) or input_ids.shape[-1] == 1:
+                arrays = self._arrays(past)
         if arrays is None:
             if isinstance(past, _OnnxPast):
-                raise ValueError("an ONNX Runtime cache can only continue one token at a time")
-            with self._all_threads():  # the prompt: many tokens at once, worth every thread
+                raise ValueError(f"an ONNX Runtime cache cannot be continued with {', '.join(others) or 'this call'}")
+            with self._all_threads():  # PyTorch's turn: worth every thread
                 return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        rows, length = input_ids.shape[0], _seq_length(arrays[0]) + 1
+        rows, length = input_ids.shape[0], _seq_length(arrays[0]) + input_ids.shape[-1]
         mask = attention_mask if attention_mask is not None else torch.ones(rows, length, dtype=torch.long)
         feeds = {
             "input_ids": _ort_value(np.ascontiguousarray(input_ids.cpu().numpy(), dtype=np.int64)),
@@ -122,8 +135,20 @@ class OnnxDecoder:
         # ~5 MB a step at 64 positions; a step measured ~4% faster).
         out = run_graph(self.session, self.output_names, feeds)
         logits = torch.from_numpy(out[0].numpy())
+        keep = kwargs.get("logits_to_keep")
+        if keep:
+            logits = logits[:, -int(keep) :]
         past, top = split_outputs(out, 2 * self.n_layer)
         return types.SimpleNamespace(logits=logits, kolyric_next=top, **{self.cache_name: past})
+
+    def _empty(self, rows: int) -> list:
+        """An empty cache (no positions) for a prompt's first call."""
+        import numpy as np
+
+        config = self.model.config
+        heads = int(config.n_head)
+        empty = np.zeros((rows, heads, 0, int(config.n_embd) // heads), dtype=np.float32)
+        return [_ort_value(empty) for _ in self.past_names]
 
     def _arrays(self, past: object) -> list | None:
         """The cache as 2 x n_layer float32 arrays (rows, heads, positions, head size), or None."""
