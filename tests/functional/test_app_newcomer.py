@@ -111,7 +111,10 @@ async def test_four_candidates_all_reachable_and_said_so(size):
         await pilot.pause(0.2)
         cards = strip.cards()
         assert [str(c.border_title).split(" · ")[0] for c in cards] == [f"#{n} of 4" for n in range(1, 5)]
-        title = str(screen.query_one("#candidates-title").render())
+        # the title follows the layout, which a loaded machine may not have finished in the pause
+        heading = screen.query_one("#candidates-title")
+        await wait_until(pilot, lambda: "4" in str(heading.render()), timeout=10, what="the candidates' title")
+        title = str(heading.render())
         shown = [c for c in cards if strip.region.contains_region(c.region)]
         assert len(shown) >= 2 and all(c.region.width >= 20 for c in shown)
         if len(shown) < 4:
