@@ -73,10 +73,13 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
     except UnicodeEncodeError as exc:
         problems.append(f"prompt: not valid UTF-8 text at character {exc.start + 1} (is the terminal set to UTF-8?)")
     from kolyric.cli.lyric_flags import from_arguments
+    from kolyric.engine.lyric.spec import ConstraintError
 
     constraints = None
     try:
         constraints = from_arguments(args)
+    except ConstraintError as exc:  # one line for each field, as the settings' problems
+        problems += [str(p) for p in exc.problems]
     except ValueError as exc:
         problems.append(str(exc))
     if problems:

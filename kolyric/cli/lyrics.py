@@ -29,7 +29,7 @@ def _rhyme_syllables(value: str) -> int:
         return parse_int(value, 1, MAX_RHYME_SYLLABLES)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {shown(value)}"
+            f"must be an integer in [1, {MAX_RHYME_SYLLABLES}], got {shown(value)}"
         ) from None
 
 

@@ -96,7 +96,7 @@ class RhymeOptions:
     def __post_init__(self) -> None:
         n = self.syllables
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RHYME_SYLLABLES:
-            raise ValueError(f"RhymeOptions.syllables must be an integer from 1 to {MAX_RHYME_SYLLABLES}, got {n!r}")
+            raise ValueError(f"RhymeOptions.syllables must be an integer in [1, {MAX_RHYME_SYLLABLES}], got {n!r}")
 
     def to_dict(self) -> dict[str, object]:
         return {"syllables": self.syllables, "strict": self.strict, "families": self.families}

@@ -104,9 +104,9 @@ class ConstraintError(ValueError):
 
 
 RANGES = {
-    "syllables": f"an integer from 1 to {MAX_SYLLABLES}",
-    "lines": f"an integer from 1 to {MAX_LINES}",
-    "rhyme_syllables": f"an integer from 1 to {MAX_RHYME_SYLLABLES}",
+    "syllables": f"an integer in [1, {MAX_SYLLABLES}]",
+    "lines": f"an integer in [1, {MAX_LINES}]",
+    "rhyme_syllables": f"an integer in [1, {MAX_RHYME_SYLLABLES}]",
     "pattern": f"syllable counts 1..{MAX_SYLLABLES} joined by '-', e.g. 8-8-7-9",
     "scheme": f"letters, one per line (x or - for no rhyme), e.g. AABB; at most {MAX_SCHEME}",
     "rhyme": "text ending in Hangul syllables, e.g. 랑 or a whole line",
