@@ -192,7 +192,7 @@ async def test_constraint_fields_are_validated_and_block_generation():
         screen.controls.set_values(syllables="99", rhyme="abc")
         await pilot.pause()
         rows = screen.controls.constraint_rows
-        assert rows["syllables"].invalid and "1 to 40" in rows["syllables"].message
+        assert rows["syllables"].invalid and "[1, 40]" in rows["syllables"].message
         assert rows["rhyme"].invalid and "Hangul" in rows["rhyme"].message
         problems = str(screen.query_one("#ctl-problems").render())  # each message shown by its field's name
         assert "syllables/line: " in problems and "rhyme with: " in problems

@@ -84,7 +84,7 @@ def test_bad_rhyme_syllables(draft: Path, value: str, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as exc:
         main(["lyrics", "check", str(draft), "--rhyme-syllables", value])
     assert exc.value.code == 2
-    assert "1 to 3" in capsys.readouterr().err
+    assert "[1, 3]" in capsys.readouterr().err
 
 
 def test_action_is_required(capsys: pytest.CaptureFixture[str]) -> None:
