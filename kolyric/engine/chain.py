@@ -93,6 +93,8 @@ def top_within(view: Array, bound: tuple[Array, NDArray[np.int64]], k: int) -> t
     rows = ids.shape[0]
     if k > ids.shape[-1] or rows != view.shape[0]:
         return None
+    if rows == 1:
+        return _top_within_one_row(view, values, ids, k)
     # plain fancy indexing: take_along_axis builds its index in Python (~10 calls a use)
     index = _ROW_INDEX.get(rows)
     if index is None:
@@ -105,6 +107,25 @@ def top_within(view: Array, bound: tuple[Array, NDArray[np.int64]], k: int) -> t
     if not (top[:, -1] > values[:, -1]).all():
         return None
     return top, ids[index, order]
+
+
+def _top_within_one_row(
+    view: Array, values: Array, ids: NDArray[np.int64], k: int
+) -> tuple[Array, NDArray[np.int64]] | None:
+    """``top_within`` for a single row, ranked in Python floats: right after a forward pass each
+    NumPy call runs cold (~15 µs), and sorting ~64 (score, id) pairs in Python costs less than
+    the ~10 calls of the NumPy way. float32 values convert to Python floats exactly, so the
+    order and the values returned are the same."""
+    candidates = ids[0].tolist()
+    gathered = view[0, ids[0]].tolist()
+    if any(v != v for v in gathered):  # NaN: argmax and torch's top-k rank it first
+        return None
+    # largest score first, the lower id first among equal scores
+    ranked = sorted(zip([-v for v in gathered], candidates))[:k]
+    if not -ranked[-1][0] > float(values[0, -1]):
+        return None
+    top = np.array([[-v for v, _ in ranked]], dtype=np.float32)
+    return top, np.array([[t for _, t in ranked]], dtype=np.int64)
 
 
 _ROW_INDEX: dict[int, NDArray[np.int64]] = {}

@@ -201,3 +201,28 @@ def test_top_within_refuses_what_may_lie_outside():
     nan[0, 0] = np.nan
     assert top_within(nan, bound, 1) is None
     assert top_within(view, bound, 4) is None  # more than the bound holds
+
+
+def test_top_within_one_row_ranks_as_the_rows_way():
+    """The single-row path (Python floats) gives the values and ids the NumPy path gives, ties and
+    refusals included: each row checked alone and as part of a two-row batch."""
+    from kolyric.engine.chain import top_within
+
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        width, size = 200, int(rng.integers(2, 65))
+        view = rng.integers(-8, 8, size=(1, width)).astype(np.float32)  # small integers: many ties
+        if trial % 7 == 0:
+            view[0, rng.integers(0, width, size=5)] = -np.inf
+        raw = view + rng.integers(0, 3, size=view.shape).astype(np.float32)  # processors only lowered
+        ids = np.argsort(-raw[0], kind="stable")[:size][None, :].astype(np.int64)
+        bound = (raw[0, ids[0]][None, :], ids)
+        k = int(rng.integers(1, size + 1))
+        alone = top_within(view, bound, k)
+        pair = top_within(
+            np.concatenate([view, view]), (np.concatenate([bound[0]] * 2), np.concatenate([bound[1]] * 2)), k
+        )
+        assert (alone is None) == (pair is None), trial
+        if alone is not None:
+            assert alone[0].dtype == np.float32 and alone[1].dtype == np.int64
+            assert alone[0].tolist() == pair[0][:1].tolist() and alone[1].tolist() == pair[1][:1].tolist(), trial
