@@ -110,12 +110,13 @@ class OnnxDecoder:
         import torch
 
         past = kwargs.get(self.cache_name)
-        # only what changes the answer counts: hidden states or labels asked for, …
-        others = [k for k, v in kwargs.items() if v is not None and v is not False and k not in _GRAPH_KWARGS]
+        others = beyond_graph(kwargs)
         arrays = None
         if input_ids is not None and not others and self.session is not None:
             if past is None:
-                arrays = self._empty(int(input_ids.shape[0]))
+                config = self.model.config
+                heads = int(config.n_head)
+                arrays = empty_cache(int(input_ids.shape[0]), heads, int(config.n_embd) // heads, len(self.past_names))
             elif isinstance(past, _OnnxPast) or input_ids.shape[-1] == 1:
                 arrays = self._arrays(past)
         if arrays is None:
@@ -140,15 +141,6 @@ class OnnxDecoder:
             logits = logits[:, -int(keep) :]
         past, top = split_outputs(out, 2 * self.n_layer)
         return types.SimpleNamespace(logits=logits, kolyric_next=top, **{self.cache_name: past})
-
-    def _empty(self, rows: int) -> list:
-        """An empty cache (no positions) for a prompt's first call."""
-        import numpy as np
-
-        config = self.model.config
-        heads = int(config.n_head)
-        empty = np.zeros((rows, heads, 0, int(config.n_embd) // heads), dtype=np.float32)
-        return [_ort_value(empty) for _ in self.past_names]
 
     def _arrays(self, past: object) -> list | None:
         """The cache as 2 x n_layer float32 arrays (rows, heads, positions, head size), or None."""
@@ -265,6 +257,21 @@ class NextTop(typing.NamedTuple):
     last: np.ndarray | None = None
 
 
+def beyond_graph(kwargs: dict[str, object]) -> list[str]:
+    """The model-call arguments that ask for what a step graph does not give (hidden states,
+    attentions, labels …): those set to anything but None or False, beside ``_GRAPH_KWARGS``."""
+    return [k for k, v in kwargs.items() if v is not None and v is not False and k not in _GRAPH_KWARGS]
+
+
+def empty_cache(rows: int, heads: int, head_size: int, count: int) -> list:
+    """A cache of no positions, ``count`` values (keys and values of each layer), for a prompt's
+    first call to a step graph."""
+    import numpy as np
+
+    empty = np.zeros((rows, heads, 0, head_size), dtype=np.float32)
+    return [_ort_value(empty) for _ in range(count)]
+
+
 def _ort_value(array: np.ndarray) -> onnxruntime.OrtValue:
     """An ONNX Runtime value sharing ``array``'s memory (it keeps a reference to the array)."""
     import onnxruntime as ort
@@ -339,4 +346,15 @@ def _load_decoder(model: PreTrainedModel, folder: Path) -> OnnxDecoder:
     return OnnxDecoder(model, session, onnx_graph.graph_weight_bytes(path))
 
 
-__all__ = ["DECODER", "NextTop", "OnnxDecoder", "decoder_for", "hold_cores", "onnx_cache_dir", "quiet", "split_outputs"]
+__all__ = [
+    "DECODER",
+    "NextTop",
+    "OnnxDecoder",
+    "beyond_graph",
+    "decoder_for",
+    "empty_cache",
+    "hold_cores",
+    "onnx_cache_dir",
+    "quiet",
+    "split_outputs",
+]

@@ -106,11 +106,17 @@ class OnnxLM:
         import numpy as np
         import torch
 
-        from kolyric.engine.onnx_decoder import _OnnxPast, _ort_value, run_graph, split_outputs
+        from kolyric.engine.onnx_decoder import (
+            _OnnxPast,
+            _ort_value,
+            beyond_graph,
+            empty_cache,
+            run_graph,
+            split_outputs,
+        )
 
-        # only what changes the answer counts: labels, attentions or hidden states asked for, …
-        others = {k: v for k, v in kwargs.items() if v is not None and v is not False and k != "return_dict"}
-        if input_ids is None or others or (past_key_values is not None and not isinstance(past_key_values, _OnnxPast)):
+        foreign_cache = past_key_values is not None and not isinstance(past_key_values, _OnnxPast)
+        if input_ids is None or beyond_graph(kwargs) or foreign_cache:
             model = self.torch_model()
             import inspect
 
@@ -119,7 +125,11 @@ class OnnxLM:
                 kwargs[name] = past_key_values
             return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, **kwargs)
         rows, length = int(input_ids.shape[0]), int(input_ids.shape[1])
-        arrays = past_key_values.arrays if past_key_values is not None else self._empty(rows)
+        arrays = (
+            past_key_values.arrays
+            if past_key_values is not None
+            else empty_cache(rows, self._heads, self._head_size, len(self.past_names))
+        )
         total = int(arrays[0].shape()[2]) + length
         mask = (
             np.ascontiguousarray(attention_mask.cpu().numpy(), dtype=np.int64)
@@ -139,14 +149,6 @@ class OnnxLM:
         return types.SimpleNamespace(logits=logits, past_key_values=past, kolyric_next=top)
 
     __call__ = forward
-
-    def _empty(self, rows: int) -> list:
-        import numpy as np
-
-        from kolyric.engine.onnx_decoder import _ort_value
-
-        empty = np.zeros((rows, self._heads, 0, self._head_size), dtype=np.float32)
-        return [_ort_value(empty) for _ in self.past_names]
 
     def torch_model(self) -> PreTrainedModel:
         """The same model in PyTorch int8, loaded on first use (beam search, scoring)."""
