@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kolyric.engine import onnx_graph
+from kolyric.engine import onnx_graph, onnx_session
 from kolyric.engine.onnx_graph import onnx_cache_dir, quiet
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ def decoder_for(
 
 def _load_decoder(model: PreTrainedModel, folder: Path) -> OnnxDecoder:
     path = folder / onnx_graph.graph_name("int8")
-    session = onnx_graph.open_session(path, _cpu_threads())
+    session = onnx_session.open_session(path, _cpu_threads())
     return OnnxDecoder(model, session, onnx_graph.graph_weight_bytes(path))
 
 

@@ -6,17 +6,8 @@ alike. It is exported from the fp32 model once (``torch.onnx.export``), fused in
 operators a layer (``onnx_optimize``: ONNX Runtime's ``SkipLayerNormalization`` and ``FastGelu``,
 and each layer's attention as one ``MultiHeadAttention`` over the KV cache; checked against the
 exported graph, which is used as it is where the fusions do not match), then quantized by ONNX
-Runtime's own tools:
-
-- **int8**: ``quantize_dynamic``: int8 weights in 7-bit range (``reduce_range``: AVX2 CPUs without
-  VNNI saturate u8×s8 products, which cost 0.09 in probability here), one scale per output channel, 8-bit dynamic
-  activations (``MatMulInteger``); the token embedding table is int8 too.
-- **int4**: ``MatMulNBitsQuantizer``: 4-bit weights in blocks of 128 along the input, one fp32
-  scale a block, symmetric (``MatMulNBits``, activations quantized to int8 inside the kernel,
-  ``accuracy_level=4``), but the output head 8-bit; the token embedding table 4-bit in blocks
-  of 32 (``GatherBlockQuantized``).
-
-Embeddings' positions, layer norms, attention and the logits stay fp32.
+Runtime's own tools (``onnx_quantize``: int8 and int4 through ``MatMulNBits``). ``onnx_session``
+opens it.
 
 A model's graphs live in one folder under ``onnx_cache_dir()``, named by a digest of its weights,
 config and the library versions (``content_digest``), beside ``meta.json`` (the files' sizes and
@@ -32,7 +23,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -42,31 +32,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import onnxruntime
     import torch
     from transformers import PreTrainedModel
 
-FORMAT = "gpt2-fused-v4"
+FORMAT = "gpt2-fused-v5"
 """Changes whenever the exported graph changes, so old cached graphs are not reused."""
 GRAPH_PRECISIONS = ("int8", "int4")
-INT4_BLOCK = 128
-"""Weights one 4-bit scale covers. Against blocks of 32, a KoGPT2-shaped decoding step is ~18%
-faster (fewer scales, longer int8 dot products in ``MatMulNBits``), and kolyric-mini's bits per
-character are no worse (+0.020 over fp32 with 32, -0.001 with 128). A narrower model gets the
-largest block that divides its width (``int4_block``), so no row is padded to a block."""
 BUILD_SECONDS = (25.0, 0.45)
 """Seconds a build takes: a fixed part (the exporter's tracing) and a part per million
 parameters; measured 21-29 s for kolyric-mini and 58-109 s for KoGPT2's 125M (int4, int8) on
 2 cores under a load of 4, the fusions (``onnx_optimize``) ~7 s of it."""
-
-
-def int4_block(width: int) -> int:
-    """The 4-bit block for a model ``width`` wide: ``INT4_BLOCK`` or the largest smaller power of
-    two (16 at least, what ``MatMulNBits`` takes) that divides it."""
-    block = INT4_BLOCK
-    while block > 16 and width % block:
-        block //= 2
-    return block
 
 
 def onnx_cache_dir() -> Path:
@@ -207,7 +182,8 @@ def _build_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
 
 
 def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: int) -> None:
-    from kolyric.engine.onnx_optimize import fuse  # onnx is imported only to build a graph
+    from kolyric.engine import onnx_quantize  # onnx is imported only to build a graph
+    from kolyric.engine.onnx_optimize import fuse
 
     name = graph_name(precision)
     work = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
@@ -223,9 +199,9 @@ def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: 
             heads, hidden = int(model.config.n_head), int(model.config.n_embd)
             source = fuse(work / "fp32.onnx", work / "fused.onnx", heads, hidden)
             if precision == "int8":
-                _int8(source, work / name)
+                onnx_quantize.int8(source, work / name, onnx_quantize.block_for(hidden))
             else:
-                _int4(source, work / name, int4_block(hidden))
+                onnx_quantize.int4(source, work / name, onnx_quantize.block_for(hidden))
         produced = sorted(work.glob(name + "*"))
         drop_graph(folder, precision)
         for path in sorted(produced, key=lambda p: p.name == name):  # the graph last: it names its data
@@ -233,22 +209,6 @@ def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: 
         _write_meta(folder, precision, {p.name: _stamp(folder / p.name) for p in produced}, n_params)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def open_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    # Worker threads spin between runs. With a core to spare that wins (a 2-thread int4 step on
-    # 2 idle cores: 4.5 ms spinning, 7.7 not); on every core they take the one the loop, the
-    # app's UI or anything else needs between steps (20-24 ms against 9-11 with one core busy).
-    spare = max(1, threads) < (os.cpu_count() or 1)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spare else "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def graph_weight_bytes(path: Path) -> int:
@@ -394,47 +354,3 @@ def _export(model: PreTrainedModel, out: Path) -> None:
         input_names=["input_ids", "attention_mask", *[f"past_{i}" for i in range(2 * n_layer)]],
         output_names=["logits", *[f"present_{i}" for i in range(2 * n_layer)], *NEXT_OUTPUTS],
     )
-
-
-def _int8(source: Path, out: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(source),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        reduce_range=True,
-        use_external_data_format=True,
-    )
-
-
-def _int4(source: Path, out: Path, block: int = INT4_BLOCK) -> None:
-    """4-bit matrix multiplies in blocks of ``block``, but the output head 8-bit (as llama.cpp's
-    Q4_K_M keeps its output at 6 bits: the logits' error is most of 4-bit's), and the token
-    embedding table 4-bit in blocks of 32 (a step gathers one row: its size is what counts)."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    from kolyric.engine.onnx_optimize import save
-
-    model = onnx.load(str(source))
-    nodes = model.graph.node
-    head = [n.name for n in nodes if n.op_type == "MatMul" and "logits" in n.output]
-    sizes = {init.name: math.prod(init.dims) for init in model.graph.initializer}
-    tables = [n for n in nodes if n.op_type == "Gather" and n.input[0] in sizes]
-    tokens = max(tables, key=lambda n: sizes[n.input[0]], default=None)  # the largest: tokens'
-    others = [n.name for n in tables if n is not tokens]  # positions', kept fp32 (see the docstring)
-    passes = [
-        {"bits": 4, "block_size": block, "nodes_to_exclude": head, "op_types_to_quantize": ("MatMul",)},
-        {"bits": 8, "block_size": block, "nodes_to_include": head, "op_types_to_quantize": ("MatMul",)},
-    ]
-    if tokens is not None:  # the quantizer takes Gathers to leave out, not ones to take
-        passes.append({"bits": 4, "block_size": 32, "nodes_to_exclude": others, "op_types_to_quantize": ("Gather",)})
-    for settings in passes:
-        if settings.get("nodes_to_include") == []:  # no such node: an empty list means "all"
-            continue
-        quantizer = MatMulNBitsQuantizer(model, is_symmetric=True, accuracy_level=4, **settings)
-        quantizer.process()
-        model = quantizer.model.model
-    save(model, out)

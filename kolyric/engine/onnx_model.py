@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kolyric.engine import onnx_graph
+from kolyric.engine import onnx_graph, onnx_session
 from kolyric.engine.onnx_lm import GraphConfig, OnnxLM
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ def _torch_threads() -> int:
 
 def _open_session(graph_dir: Path, precision: str, threads: int) -> onnxruntime.InferenceSession | None:
     try:
-        return onnx_graph.open_session(graph_dir / onnx_graph.graph_name(precision), threads)
+        return onnx_session.open_session(graph_dir / onnx_graph.graph_name(precision), threads)
     except Exception:  # noqa: BLE001 - torn files, a graph this runtime refuses: the slow path drops it
         return None
 
@@ -277,7 +277,7 @@ def open_graph(
     path = graph_dir / onnx_graph.graph_name(precision)
     try:
         if session is None:
-            session = onnx_graph.open_session(path, _torch_threads())
+            session = onnx_session.open_session(path, _torch_threads())
         lm = OnnxLM(session, config, precision, n_params, _weight_bytes(graph_dir, precision), fallback)
         lm.check()
         return lm

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 if not all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "onnxscript")):
     pytest.skip("needs onnxruntime, onnx and onnxscript (kolyric[int8])", allow_module_level=True)
 
-from kolyric.engine import onnx_graph, onnx_model, quantize
+from kolyric.engine import onnx_graph, onnx_model, onnx_session, quantize
 from kolyric.engine.loading import load_model
 from kolyric.engine.results import GenerationRequest
 from kolyric.engine.settings import preset
@@ -277,11 +277,45 @@ def test_graph_folders_of_older_formats_are_pruned_after_a_build(int8_built, cac
     assert graph.is_file() and not stale.exists()
 
 
-def test_worker_threads_spin_only_with_a_core_to_spare(int8_built, cache, monkeypatch):
+def test_worker_threads_spin_only_where_the_cores_are_free(int8_built, cache, monkeypatch):
     graph = next(cache.glob("*/decoder-int8.onnx"))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    spinning = {}
-    for threads in (1, 2, 4):
-        options = onnx_graph.open_session(graph, threads).get_session_options()
-        spinning[threads] = options.get_session_config_entry("session.intra_op.allow_spinning")
-    assert spinning == {1: "1", 2: "0", 4: "0"}
+    monkeypatch.delenv(onnx_session.SPIN_ENV, raising=False)
+
+    def spinning(threads: int) -> str:
+        options = onnx_session.open_session(graph, threads).get_session_options()
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+    # a core to spare: spin; as many threads as cores: only while no other process needs one
+    for busy, expected in ((1.0, {1: "1", 2: "0", 4: "0"}), (0.1, {1: "1", 2: "1", 4: "0"}), (None, {2: "0"})):
+        monkeypatch.setattr(onnx_session, "busy_elsewhere", lambda busy=busy: busy)
+        assert {threads: spinning(threads) for threads in expected} == expected, busy
+    monkeypatch.setenv(onnx_session.SPIN_ENV, "0")
+    assert spinning(1) == "0"
+    monkeypatch.setenv(onnx_session.SPIN_ENV, "1")
+    monkeypatch.setattr(onnx_session, "busy_elsewhere", lambda: 2.0)
+    assert spinning(2) == "1"
+
+
+def test_busy_elsewhere_leaves_out_this_process_s_own_work():
+    import threading
+    import time
+
+    before = onnx_session.busy_elsewhere(0.2)  # the rest of the machine, quiet or not
+    if before is None:
+        pytest.skip("no /proc/stat here")
+    stop = threading.Event()
+
+    def spin() -> None:  # this process keeps a core busy: not another process's work
+        while not stop.is_set():
+            sum(range(1000))
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        time.sleep(0.05)
+        readings = [onnx_session.busy_elsewhere(0.2) for _ in range(3)]
+    finally:
+        stop.set()
+        worker.join()
+    assert min(readings) < before + 0.5, (before, readings)  # the busy core here is not counted

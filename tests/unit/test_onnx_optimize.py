@@ -19,7 +19,7 @@ if not all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onn
 import onnx
 import onnxruntime as ort
 
-from kolyric.engine import onnx_graph, onnx_optimize
+from kolyric.engine import onnx_graph, onnx_optimize, onnx_quantize
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def test_a_graph_the_pass_does_not_recognise_is_used_as_it_is(tmp_path):
 
 
 def test_the_4_bit_block_divides_the_model_s_width():
-    assert onnx_graph.int4_block(768) == onnx_graph.INT4_BLOCK == 128  # KoGPT2
-    assert [onnx_graph.int4_block(w) for w in (64, 96, 1600, 100)] == [64, 32, 64, 16]
+    assert onnx_quantize.block_for(768) == onnx_quantize.BLOCK == 128  # KoGPT2
+    assert [onnx_quantize.block_for(w) for w in (64, 96, 1600, 100)] == [64, 32, 64, 16]
 
 
 @pytest.mark.parametrize("keepdims", [0, 1])
