@@ -60,6 +60,24 @@ def test_repetition_penalty_matches_transformers(penalty, rows, vocab, ties, dty
             assert torch.equal(ours(seqs, scores.clone()), theirs(seqs, scores.clone()))
 
 
+@pytest.mark.parametrize("penalty", [0.7, 1.1, 1.5, 3.0])
+@pytest.mark.parametrize("seen", [5, 600, 3000])
+def test_repetition_penalty_gives_transformers_scores_on_extreme_values(penalty, seen):
+    # many seen tokens at once, and extreme scores among them: infinities, NaN, the largest and
+    # smallest floats (a hostile model may give any)
+    rng = random.Random(f"{penalty}{seen}")
+    vocab = 8000
+    extremes = [float("inf"), -float("inf"), float("nan"), 3.4e38, -3.4e38, 1e-45, -1e-45, 0.0, -0.0]
+    ours, theirs = incremental.RepetitionPenalty(penalty), RepetitionPenaltyLogitsProcessor(penalty)
+    tokens = torch.tensor([rng.sample(range(vocab), seen)])
+    for _ in range(3):
+        scores = torch.randn(1, vocab, generator=torch.Generator().manual_seed(rng.randrange(2**31))) * 40
+        scores[0, tokens[0, : len(extremes)]] = torch.tensor(extremes[: min(seen, len(extremes))])
+        mine, reference = ours(tokens, scores.clone()), theirs(tokens, scores.clone())
+        assert torch.equal(mine.isnan(), reference.isnan())
+        assert torch.equal(mine.nan_to_num(0.0), reference.nan_to_num(0.0))
+
+
 @DTYPES
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("rows, vocab, ties", CASES)
