@@ -32,7 +32,7 @@ def spins(threads: int, others: float | None = None) -> bool:
 
     Spinning wins where the cores are free: a worker that waits for the next step on a core of
     its own wakes at once (a 2-thread step on 2 idle cores: int4 4.5 ms spinning, 7.7 not; int8
-    8.6 against 10.2). Where another process needs the core it takes, it costs twice that (20-24
+    6.1 against 8.3). Where another process needs the core it takes, it costs twice that (20-24
     ms against 9-11 with one core busy). So the workers spin when a core is left over beside
     them, or when the other processes use less than half a core (``others``: cores in use by
     them, measured now by ``busy_elsewhere`` unless given; None where it cannot be). The
