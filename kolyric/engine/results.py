@@ -93,6 +93,8 @@ class GenerationResult:
     prompt_tokens: int
     elapsed_s: float
     new_tokens: int
+    """Tokens the model generated, over all candidates: a candidate's end token counts (it took a
+    decoding step, so ``tokens_per_s`` counts it), though its ``token_ids`` leave it out."""
 
     @property
     def tokens_per_s(self) -> float:
