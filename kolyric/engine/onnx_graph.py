@@ -35,13 +35,14 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-FORMAT = "gpt2-fused-v5"
+FORMAT = "gpt2-fused-v6"
 """Changes whenever the exported graph changes, so old cached graphs are not reused."""
 GRAPH_PRECISIONS = ("int8", "int4")
 BUILD_SECONDS = (25.0, 0.45)
 """Seconds a build takes: a fixed part (the exporter's tracing) and a part per million
-parameters; measured 21-29 s for kolyric-mini and 58-109 s for KoGPT2's 125M (int4, int8) on
-2 cores under a load of 4, the fusions (``onnx_optimize``) ~7 s of it."""
+parameters; measured 21-29 s for kolyric-mini on 2 cores under a load of 4, and 50-62 s for
+KoGPT2's 125M (int8 and int4 alike, both block-quantized) under a load of 1-2, the fusions
+(``onnx_optimize``) ~7 s of it."""
 
 
 def onnx_cache_dir() -> Path:
@@ -147,7 +148,7 @@ def build(model: PreTrainedModel, folder: Path, precision: str, progress: Callab
 
 def prune_stale(cache: Path) -> list[Path]:
     """Remove the graph folders of older formats (``FORMAT``) under ``cache``: a new version
-    never reads them, and a KoGPT2-sized folder holds ~270 MB. A folder whose build holds its
+    never reads them, and a KoGPT2-sized folder holds ~280 MB. A folder whose build holds its
     lock, or without a ``meta.json`` (a build not finished), is left alone. The folders removed."""
     removed = []
     for folder in sorted(cache.iterdir()) if cache.is_dir() else []:

@@ -3,7 +3,8 @@ and caches the graphs; this module holds what each precision does to the weights
 
 - **int8**: ``MatMulNBits`` with 8-bit weights in blocks of ``BLOCK`` along the input, one fp32
   scale a block, symmetric, activations quantized to int8 a block at a time inside the kernel
-  (``accuracy_level=4``); the token embedding table int8 through ``quantize_dynamic``.
+  (``accuracy_level=4``); the token embedding table 8-bit through ``quantize_dynamic`` (one
+  scale for the table).
 - **int4**: the same with 4-bit weights, but the output head 8-bit; the token embedding table
   4-bit in blocks of 32 (``GatherBlockQuantized``).
 
@@ -40,24 +41,33 @@ def int8(source: Path, out: Path, block: int = BLOCK) -> None:
     """8-bit matrix multiplies in blocks of ``block`` (``MatMulNBits``: its int8 products read
     the weights faster than ``quantize_dynamic``'s ``MatMulInteger``, and a scale a block and
     activations quantized a block at a time lose less than one scale a channel and a tensor),
-    then the token embedding table int8 through ``quantize_dynamic`` (the block quantizer's
-    ``Gather`` takes 4 bits only)."""
+    then the token embedding table 8-bit through ``quantize_dynamic`` (the block quantizer takes
+    a table at 4 bits only); the position table stays fp32, as in int4."""
+    import tempfile
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from kolyric.engine.onnx_optimize import save
 
+    model = onnx.load(str(source))
+    tokens = _token_table(model)
     matmuls = {"bits": 8, "block_size": block, "op_types_to_quantize": ("MatMul",)}
-    model = _block_quantized(onnx.load(str(source)), [matmuls])
-    staged = out.parent / "matmul-int8.onnx"  # not named after ``out``: the build moves what is
-    save(model, staged)
-    quantize_dynamic(
-        str(staged),
-        str(out),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["Gather"],
-        use_external_data_format=True,
-    )
+    model = _block_quantized(model, [matmuls])
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".int8-") as staging:
+        staged = Path(staging) / "matmuls.onnx"
+        save(model, staged)
+        if tokens is None:
+            save(onnx.load(str(staged)), out)
+            return
+        quantize_dynamic(
+            str(staged),
+            str(out),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Gather"],
+            nodes_to_quantize=[tokens.name] if tokens.name else None,  # unnamed: every table
+            use_external_data_format=True,
+        )
 
 
 def int4(source: Path, out: Path, block: int = BLOCK) -> None:
@@ -69,11 +79,9 @@ def int4(source: Path, out: Path, block: int = BLOCK) -> None:
     from kolyric.engine.onnx_optimize import save
 
     model = onnx.load(str(source))
-    nodes = model.graph.node
-    head = [n.name for n in nodes if n.op_type == "MatMul" and "logits" in n.output]
-    sizes = {init.name: math.prod(init.dims) for init in model.graph.initializer}
-    tables = [n for n in nodes if n.op_type == "Gather" and n.input[0] in sizes]
-    tokens = max(tables, key=lambda n: sizes[n.input[0]], default=None)  # the largest: tokens'
+    head = [n.name for n in model.graph.node if n.op_type == "MatMul" and "logits" in n.output]
+    tokens = _token_table(model)
+    tables = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in _sizes(model)]
     others = [n.name for n in tables if n is not tokens]  # positions', kept fp32 (see the docstring)
     passes = [
         {"bits": 4, "block_size": block, "nodes_to_exclude": head, "op_types_to_quantize": ("MatMul",)},
@@ -82,6 +90,18 @@ def int4(source: Path, out: Path, block: int = BLOCK) -> None:
     if tokens is not None:  # the quantizer takes Gathers to leave out, not ones to take
         passes.append({"bits": 4, "block_size": 32, "nodes_to_exclude": others, "op_types_to_quantize": ("Gather",)})
     save(_block_quantized(model, passes), out)
+
+
+def _sizes(model: onnx.ModelProto) -> dict[str, int]:
+    return {init.name: math.prod(init.dims) for init in model.graph.initializer}
+
+
+def _token_table(model: onnx.ModelProto) -> onnx.NodeProto | None:
+    """The ``Gather`` of the token embedding table: the largest table the graph gathers from
+    (the position table is the other)."""
+    sizes = _sizes(model)
+    tables = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in sizes]
+    return max(tables, key=lambda n: sizes[n.input[0]], default=None)
 
 
 def _block_quantized(model: onnx.ModelProto, passes: list[dict]) -> onnx.ModelProto:

@@ -53,29 +53,32 @@ def spins(threads: int, others: float | None = None) -> bool:
 
 def busy_elsewhere(window: float = 0.1) -> float | None:
     """Cores the machine's other processes keep busy over ``window`` seconds: the busy time of
-    every CPU (``/proc/stat``) less this process's own, or None where ``/proc/stat`` is not."""
+    every CPU (``/proc/stat``) less this process's own, or None where that cannot be read."""
     import time
 
-    def busy() -> float | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as stat:
-                fields = [int(v) for v in stat.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        if len(fields) < 5:
-            return None
-        idle = fields[3] + fields[4]  # idle and iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    start, own, wall = busy(), time.process_time(), time.perf_counter()
+    start, own, wall = machine_busy_seconds(), time.process_time(), time.perf_counter()
     if start is None:
         return None
     time.sleep(window)
-    end = busy()
+    end = machine_busy_seconds()
     if end is None:
         return None
     elapsed = time.perf_counter() - wall
     return max(0.0, (end - start) - (time.process_time() - own)) / elapsed
 
 
-__all__ = ["SPIN_ENV", "busy_elsewhere", "open_session", "spins"]
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every CPU has spent busy since boot (``/proc/stat``'s first line, less idle
+    and iowait), or None where it cannot be read (no ``/proc``, an unexpected format)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if len(fields) < 5 or ticks <= 0:
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / ticks
+
+
+__all__ = ["SPIN_ENV", "busy_elsewhere", "machine_busy_seconds", "open_session", "spins"]
