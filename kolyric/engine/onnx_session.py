@@ -41,7 +41,7 @@ def spins(threads: int, others: float | None = None) -> bool:
     forced = os.environ.get(SPIN_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    threads, cores = max(1, threads), os.cpu_count() or 1
+    threads, cores = max(1, threads), available_cpus()
     if threads < cores:
         return True
     if threads == 1 or threads > cores:  # no worker to spin, or more of them than cores
@@ -49,6 +49,15 @@ def spins(threads: int, others: float | None = None) -> bool:
     if others is None:
         others = busy_elsewhere()
     return others is not None and others < 0.5
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or ``taskset``'s share),
+    else all the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity call on this system
+        return os.cpu_count() or 1
 
 
 def busy_elsewhere(window: float = 0.1) -> float | None:
@@ -81,4 +90,4 @@ def machine_busy_seconds() -> float | None:
     return (sum(fields[:8]) - fields[3] - fields[4]) / ticks
 
 
-__all__ = ["SPIN_ENV", "busy_elsewhere", "machine_busy_seconds", "open_session", "spins"]
+__all__ = ["SPIN_ENV", "available_cpus", "busy_elsewhere", "machine_busy_seconds", "open_session", "spins"]

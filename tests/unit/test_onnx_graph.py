@@ -300,7 +300,7 @@ def test_graph_folders_of_older_formats_are_pruned_after_a_build(int8_built, cac
 
 def test_worker_threads_spin_only_where_the_cores_are_free(int8_built, cache, monkeypatch):
     graph = next(cache.glob("*/decoder-int8.onnx"))
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(onnx_session, "available_cpus", lambda: 2)
     monkeypatch.delenv(onnx_session.SPIN_ENV, raising=False)
 
     def spinning(threads: int) -> str:
