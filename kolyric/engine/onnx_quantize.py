@@ -51,15 +51,15 @@ def int8(source: Path, out: Path, block: int = BLOCK) -> None:
     from kolyric.engine.onnx_optimize import save
 
     model = onnx.load(str(source))
-    tokens = _token_table(model)
+    tokens, _ = _tables(model)
     matmuls = {"bits": 8, "block_size": block, "op_types_to_quantize": ("MatMul",)}
     model = _block_quantized(model, [matmuls])
+    if tokens is None:
+        save(model, out)
+        return
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".int8-") as staging:
         staged = Path(staging) / "matmuls.onnx"
         save(model, staged)
-        if tokens is None:
-            save(onnx.load(str(staged)), out)
-            return
         quantize_dynamic(
             str(staged),
             str(out),
@@ -80,9 +80,7 @@ def int4(source: Path, out: Path, block: int = BLOCK) -> None:
 
     model = onnx.load(str(source))
     head = [n.name for n in model.graph.node if n.op_type == "MatMul" and "logits" in n.output]
-    tokens = _token_table(model)
-    tables = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in _sizes(model)]
-    others = [n.name for n in tables if n is not tokens]  # positions', kept fp32 (see the docstring)
+    tokens, others = _tables(model)  # others: positions', kept fp32 (see the docstring)
     passes = [
         {"bits": 4, "block_size": block, "nodes_to_exclude": head, "op_types_to_quantize": ("MatMul",)},
         {"bits": 8, "block_size": block, "nodes_to_include": head, "op_types_to_quantize": ("MatMul",)},
@@ -92,16 +90,13 @@ def int4(source: Path, out: Path, block: int = BLOCK) -> None:
     save(_block_quantized(model, passes), out)
 
 
-def _sizes(model: onnx.ModelProto) -> dict[str, int]:
-    return {init.name: math.prod(init.dims) for init in model.graph.initializer}
-
-
-def _token_table(model: onnx.ModelProto) -> onnx.NodeProto | None:
-    """The ``Gather`` of the token embedding table: the largest table the graph gathers from
-    (the position table is the other)."""
-    sizes = _sizes(model)
+def _tables(model: onnx.ModelProto) -> tuple[onnx.NodeProto | None, list[str]]:
+    """The ``Gather`` of the token embedding table (the largest table the graph gathers from),
+    and the names of the other tables' (the position table's)."""
+    sizes = {init.name: math.prod(init.dims) for init in model.graph.initializer}
     tables = [n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in sizes]
-    return max(tables, key=lambda n: sizes[n.input[0]], default=None)
+    tokens = max(tables, key=lambda n: sizes[n.input[0]], default=None)
+    return tokens, [n.name for n in tables if n is not tokens]
 
 
 def _block_quantized(model: onnx.ModelProto, passes: list[dict]) -> onnx.ModelProto:
