@@ -2,13 +2,19 @@
 without its per-step signature checks), the ``StepCache`` its processors share within a step,
 and ``PoolWarper``, the NumPy warpers that run on the pool a top-k left.
 
+Where the step graph gives each row's top logits (``StepCache.bound``) and every processor before
+the top-k only lowers scores (a ``Lowering``: repetition penalty, no-repeat n-grams, DRY, minimum
+length), the chain lowers and ranks those ~64 candidates alone (``ProcessorChain.lowered_top``)
+instead of changing the 51,200-entry row: the row is then left as it is (the loop keeps no copy
+of it) and each processor's cost is a few Python operations on the candidates it touches.
+
 ``kolyric.engine.processors`` re-exports all of it; the processors themselves live there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,38 +100,47 @@ def top_within(view: Array, bound: tuple[Array, NDArray[np.int64]], k: int) -> t
     if k > ids.shape[-1] or rows != view.shape[0]:
         return None
     if rows == 1:
-        return _top_within_one_row(view, values, ids, k)
+        return _rank_one_row(view[0, ids[0]].tolist(), ids[0].tolist(), float(values[0, -1]), k)
     # plain fancy indexing: take_along_axis builds its index in Python (~10 calls a use)
-    index = _ROW_INDEX.get(rows)
-    if index is None:
-        index = _ROW_INDEX[rows] = np.arange(rows)[:, None]
-    gathered = view[index, ids]
+    return _rank_rows(view[_row_index(rows), ids], ids, values[:, -1], k)
+
+
+def _rank_rows(gathered: Array, ids: NDArray[np.int64], floor: Array, k: int) -> tuple[Array, NDArray[np.int64]] | None:
+    """The ``k`` best of each row of candidates (``gathered[r, j]``: the score of ``ids[r, j]``),
+    or None unless the k-th beats ``floor`` (no NaN allowed)."""
     if np.isnan(gathered).any():  # argmax and torch's top-k rank NaN first
         return None
+    index = _row_index(ids.shape[0])
     order = np.lexsort((ids, -gathered))[:, :k]
     top = gathered[index, order]
-    if not (top[:, -1] > values[:, -1]).all():
+    if not (top[:, -1] > floor).all():
         return None
     return top, ids[index, order]
 
 
-def _top_within_one_row(
-    view: Array, values: Array, ids: NDArray[np.int64], k: int
+def _rank_one_row(
+    gathered: list[float], candidates: list[int], floor: float, k: int
 ) -> tuple[Array, NDArray[np.int64]] | None:
-    """``top_within`` for a single row, ranked in Python floats: right after a forward pass each
+    """``_rank_rows`` for a single row, ranked in Python floats: right after a forward pass each
     NumPy call runs cold (~15 µs), and sorting ~64 (score, id) pairs in Python costs less than
     the ~10 calls of the NumPy way. float32 values convert to Python floats exactly, so the
     order and the values returned are the same."""
-    candidates = ids[0].tolist()
-    gathered = view[0, ids[0]].tolist()
-    if any(v != v for v in gathered):  # NaN: argmax and torch's top-k rank it first
+    total = sum(gathered)  # NaN if any is (or +inf meets -inf: then look)
+    if total != total and any(v != v for v in gathered):  # NaN: argmax and torch's top-k rank it first
         return None
     # largest score first, the lower id first among equal scores
     ranked = sorted(zip([-v for v in gathered], candidates))[:k]
-    if not -ranked[-1][0] > float(values[0, -1]):
+    if not -ranked[-1][0] > floor:
         return None
     top = np.array([[-v for v, _ in ranked]], dtype=np.float32)
     return top, np.array([[t for _, t in ranked]], dtype=np.int64)
+
+
+def _row_index(rows: int) -> NDArray[np.int64]:
+    index = _ROW_INDEX.get(rows)
+    if index is None:
+        index = _ROW_INDEX[rows] = np.arange(rows)[:, None]
+    return index
 
 
 _ROW_INDEX: dict[int, NDArray[np.int64]] = {}
@@ -133,6 +148,27 @@ _ROW_INDEX: dict[int, NDArray[np.int64]] = {}
 
 
 # -- the chain --------------------------------------------------------------------------------------
+class Lowering(Protocol):
+    """A base processor that only lowers scores, and can lower the candidates' alone: ``follow``
+    takes the step's sequences into its state (once a step: a second call with the loop's same
+    sequences does nothing), then ``lower_pool`` changes the scores of candidate tokens, in
+    place, by the same float32 arithmetic as ``lower_row`` changes them in whole rows. A chain
+    of these ranks the step's bound (``StepCache.bound``) without a pass over the row, and
+    without changing it (``ProcessorChain.lowered_top``)."""
+
+    lowers_only: bool
+
+    def follow(self, input_ids: Tensor, width: int) -> None: ...
+
+    def lower_row(self, scores: Tensor) -> Tensor: ...
+
+    def lower_pool(self, values: Array, ids: list[list[int]]) -> None: ...
+
+
+def _lowering(processor: object) -> bool:
+    return getattr(processor, "lowers_only", False) is True and callable(getattr(processor, "lower_pool", None))
+
+
 class PoolWarper:
     """A sampling warper that works on candidate scores in NumPy: a ``(rows, width)`` array whose
     columns are the vocabulary (``ids`` None) or the pool's token ids, -inf for a removed token.
@@ -204,6 +240,53 @@ class ProcessorChain(list):
     def warpers(self) -> ProcessorChain:
         return ProcessorChain(cache=self.cache) if self.warpers_from is None else self._part(self.warpers_from, None)
 
+    @property
+    def lowers_on_pool(self) -> bool:
+        """Whether every processor is a ``Lowering`` (an empty chain is not)."""
+        return bool(len(self)) and all(map(_lowering, self))
+
+    def lowered_top(self, input_ids: Tensor, scores: Tensor, k: int) -> tuple[Array, NDArray[np.int64]] | None:
+        """The ``k`` best scores after the chain (values, ids; ties: the lower id first), found
+        among the step's bound alone, with ``scores`` left as they are, when every processor is a
+        ``Lowering``. None where they may lie outside the bound (the chain must then run on the
+        row, and its state, moved already, does not move again) or the chain cannot say."""
+        bound = self.cache.bound
+        if bound is None or not self.lowers_on_pool:
+            return None
+        values, ids = bound
+        if k > ids.shape[-1] or ids.shape[0] != scores.shape[0]:
+            return None
+        width = scores.shape[-1]
+        self.cache.clear()
+        self.cache.ids = input_ids
+        try:
+            for processor in self:
+                processor.follow(input_ids, width)
+            lowered = values.copy()
+            candidates = ids.tolist()
+            for processor in self:
+                processor.lower_pool(lowered, candidates)
+        finally:
+            self.cache.clear()
+        if ids.shape[0] == 1:
+            return _rank_one_row(lowered[0].tolist(), candidates[0], float(values[0, -1]), k)
+        return _rank_rows(lowered, ids, values[:, -1], k)
+
+    def leaves_scores(self) -> bool:
+        """Whether ``pool`` leaves the scores it is given as they are this step: its processors
+        before the top-k rank the bound (``lowered_top``), and where the row is needed after all
+        they run on a copy of it."""
+        end = self._pool_end()
+        last = self[end - 1] if end else None
+        return self.cache.bound is not None and hasattr(last, "k") and self._part(None, end - 1).lowers_on_pool
+
+    def _pool_end(self) -> int:
+        """Where the trailing pool warpers begin."""
+        end = len(self)
+        while end and isinstance(self[end - 1], PoolWarper):
+            end -= 1
+        return end
+
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         self.cache.clear()
         self.cache.ids = input_ids  # converted once, by the first processor that needs it
@@ -221,19 +304,28 @@ class ProcessorChain(list):
         scores. Pool warpers behind no top-k run on the whole row, which is then cut down to its
         finite entries (a pool) once it is mostly -inf. ``arrays``: a pool may come as NumPy
         arrays (no torch calls after a top-k found in NumPy; the full row stays a tensor)."""
-        end = len(self)
-        while end and isinstance(self[end - 1], PoolWarper):
-            end -= 1
+        end = self._pool_end()
         tail = list(self[end:])
         last = self[end - 1] if end else None
         pooled = None
         if hasattr(last, "pool"):
-            scores = self._part(None, end - 1)(input_ids, scores)
-            if self.cache.bound is not None and not all(getattr(p, "lowers_only", False) for p in self[: end - 1]):
-                self.cache.bound = None  # something before the top-k may raise a score
-            pooled = last.pool(input_ids, scores, arrays=True) if arrays else last.pool(input_ids, scores)
+            before = self._part(None, end - 1)
+            found = None
+            if self.leaves_scores():  # the top-k's k + 1 candidates from the bound (no pass over the row)
+                k = min(last.k, scores.shape[-1])
+                found = before.lowered_top(input_ids, scores, k + 1) if k < scores.shape[-1] else None
+                if found is not None:
+                    pooled = last.pool(input_ids, scores, arrays=arrays, found=found)
+                if pooled is None:
+                    scores = scores.clone()  # the row after all, on a copy: the caller's stays
             if pooled is None:
-                scores = last(input_ids, scores)
+                scores = before(input_ids, scores)
+                if self.cache.bound is not None and not all(getattr(p, "lowers_only", False) for p in before):
+                    self.cache.bound = None  # something before the top-k may raise a score
+                if found is None:
+                    pooled = last.pool(input_ids, scores, arrays=arrays)
+                if pooled is None:
+                    scores = last(input_ids, scores)
         else:
             scores = self._part(None, end)(input_ids, scores)
         if not tail:

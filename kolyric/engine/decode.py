@@ -211,13 +211,21 @@ class DecodeRun:
         races: list | None = [] if ranked else None
         forced = self.step < len(self.forced)
         plain = not len(procs) and self.bans is None  # nothing changes the logits
-        if not plain:
+        # the raw top entries bound the processed scores' top-k while no processor raises a score
+        procs.cache.bound = bound = dist.bound() if self.lowers else None
+        greedy = settings.strategy == "greedy" or sampling.acts_greedy(settings, logits)
+        # a chain that ranks the bound alone leaves the logits as they are: nothing to keep
+        untouched = (
+            bound is not None
+            and not ranked
+            and not forced
+            and (procs.base.lowers_on_pool if greedy else procs.leaves_scores())
+        )
+        if not plain and not untouched:
             view = dist.view
             if view is not None and (self.kept is None or self.kept.shape != view.shape):
                 self.kept = numpy.empty_like(view)
             dist.keep(self.kept)
-        # the raw top entries bound the processed scores' top-k while no processor raises a score
-        procs.cache.bound = bound = dist.bound() if self.lowers else None
         procs.cache.seed_view(logits, dist.view)
         # the sequences as NumPy, and whether they only grew by the last step's tokens
         length = self.prompt_len + self.step
@@ -229,11 +237,14 @@ class DecodeRun:
             next_ids = [self.forced[self.step]] * self.rows
         elif plain and settings.strategy == "greedy" and dist.top_ids() is not None:
             next_ids = dist.top_ids()  # the graph's top logit is argmax's choice
-        elif settings.strategy == "greedy" or sampling.acts_greedy(settings, logits):
-            scores = procs.base(seqs, logits) if len(procs) else logits
-            view = lean.numpy_view(scores)
-            # the first maximum of each row, as torch's argmax (NaN counts as the maximum)
-            found = top_within(view, bound, 1) if bound is not None and view is not None else None
+        elif greedy:
+            # the first maximum of each row, as torch's argmax (NaN counts as the maximum): from
+            # the bound alone where it can be, else over the row (a copy, where nothing was kept)
+            found = procs.base.lowered_top(seqs, logits, 1) if untouched else None
+            if found is None:
+                scores = procs.base(seqs, logits.clone() if untouched else logits) if len(procs) else logits
+                view = lean.numpy_view(scores)
+                found = top_within(view, bound, 1) if bound is not None and view is not None else None
             if found is not None:
                 next_ids = found[1][:, 0].tolist()
             else:

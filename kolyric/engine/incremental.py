@@ -33,7 +33,33 @@ class Incremental:
 
     def __init__(self) -> None:
         self._previous: NDArray[np.int64] | None = None
+        self._followed: object | None = None
         self.step: StepCache | None = None
+
+    def follow(self, input_ids: Tensor, width: int) -> None:
+        """Take this call's sequences into the state (``width``: the scores' vocabulary). In the
+        loop, a second call with the step's same sequences (``StepCache.given``) does nothing: a
+        chain that ranked the candidates first (``ProcessorChain.pool``) may still need the
+        whole row, and the state must move one token a step."""
+        step = self.step
+        given = step.given if step is not None else None
+        if given is not None and given[0] is input_ids:
+            if self._followed is given:
+                return
+            self._followed = given
+        self._update(input_ids, width)
+
+    def _update(self, input_ids: Tensor, width: int) -> None:
+        raise NotImplementedError
+
+    def lower_row(self, scores: Tensor) -> Tensor:
+        """The state's effect on whole rows of scores (after ``follow``). Those that only lower
+        scores also have ``lower_pool``, the same on candidates only (``chain.Lowering``)."""
+        raise NotImplementedError
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        self.follow(input_ids, scores.shape[-1])
+        return self.lower_row(scores)
 
     def _advance(self, input_ids: Tensor) -> tuple[bool, list[list[int]]]:
         step = self.step
@@ -82,11 +108,8 @@ class RepetitionPenalty(Incremental):
         self._flat: NDArray[np.int64] | None = None
         self._vocab = 0
 
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        import torch
-
+    def _update(self, input_ids: Tensor, vocab: int) -> None:
         rebuilt, new = self._advance(input_ids)
-        vocab = scores.shape[-1]
         if not rebuilt and self._vocab != vocab:  # positions depend on the width: count every token again
             rebuilt, new = True, input_ids.detach().cpu().tolist()
         if rebuilt:
@@ -94,8 +117,6 @@ class RepetitionPenalty(Incremental):
             self._positions = []  # row * vocab + token for every (row, seen token)
             self._index = self._flat = None  # the positions as a torch index / a NumPy array
             self._vocab = vocab
-        elif self._index is not None and self._index.device != scores.device:
-            self._index = None  # the positions hold; only the torch index moves
         added = []
         for row, tokens in enumerate(new):
             seen = self._seen[row]
@@ -105,9 +126,27 @@ class RepetitionPenalty(Incremental):
                     added.append(row * vocab + token)
         if added:
             self._positions += added
-            self._index = self._flat = None  # rebuilt below, for the path that runs
+            self._index = self._flat = None  # rebuilt on use, for the path that runs
+
+    def lower_pool(self, values: NDArray[np.float32], ids: list[list[int]]) -> None:
+        # Python floats, each result rounded to float32 as it is stored: a product or quotient of
+        # two float32 numbers computed in float64 and rounded once is the float32 operation's
+        # result exactly, and a few scalar stores cost less than NumPy's gather and scatter cold
+        penalty = float(np.float32(self.penalty))
+        for row, seen in enumerate(self._seen):
+            hit = [j for j, token in enumerate(ids[row]) if token in seen]
+            if hit:
+                line = values[row]
+                for j, v in zip(hit, line[hit].tolist()):
+                    line[j] = v * penalty if v < 0 else v / penalty
+
+    def lower_row(self, scores: Tensor) -> Tensor:
+        import torch
+
         if not self._positions:
             return scores
+        if self._index is not None and self._index.device != scores.device:
+            self._index = None  # the positions hold; only the torch index moves
         array = _numpy_view(scores, self.step)
         if array is not None:
             if self._flat is None:
@@ -146,10 +185,10 @@ class NoRepeatNGram(Incremental):
         self.lowers_only = True  # scores only become -inf (chain.StepCache.bound)
         self._followers: list[dict[tuple[int, ...], set[int]]] = []
         self._tails: list[list[int]] = []
+        self._banned: list[set[int]] = []
+        """Each row's tokens that would complete a seen n-gram now."""
 
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        import torch
-
+    def _update(self, input_ids: Tensor, vocab: int) -> None:
         n = self.ngram_size
         rebuilt, new = self._advance(input_ids)
         if rebuilt:
@@ -163,15 +202,27 @@ class NoRepeatNGram(Incremental):
                     del tail[0]
                 if len(tail) == n:
                     followers.setdefault(tuple(tail[:-1]), set()).add(token)
+        self._banned = [set() for _ in self._tails]
         if input_ids.shape[-1] < n:  # no complete n-gram yet
-            return scores
-        vocab = scores.shape[-1]
-        rows, banned = [], []
+            return
         for row, tail in enumerate(self._tails):
-            for token in self._followers[row].get(tuple(tail[len(tail) - n + 1 :]) if n > 1 else (), ()):
-                if 0 <= token < vocab:
-                    rows.append(row)
-                    banned.append(token)
+            found = self._followers[row].get(tuple(tail[len(tail) - n + 1 :]) if n > 1 else (), ())
+            self._banned[row] = {token for token in found if 0 <= token < vocab}
+
+    def lower_pool(self, values: NDArray[np.float32], ids: list[list[int]]) -> None:
+        for row, banned in enumerate(self._banned):
+            if banned:
+                hit = [j for j, token in enumerate(ids[row]) if token in banned]
+                values[row, hit] = -np.inf
+
+    def lower_row(self, scores: Tensor) -> Tensor:
+        import torch
+
+        rows, banned = [], []
+        for row, tokens in enumerate(self._banned):
+            for token in sorted(tokens):
+                rows.append(row)
+                banned.append(token)
         if banned:
             array = _numpy_view(scores, self.step)
             if array is not None:
@@ -196,9 +247,24 @@ class MinNewTokens:
         self.lowers_only = True  # scores only become -inf (chain.StepCache.bound)
         self.step: StepCache | None = None
         self.eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self._active = False
+
+    def follow(self, input_ids: Tensor, width: int) -> None:
+        self._active = input_ids.shape[-1] - self.prompt_length < self.min_new_tokens
+
+    def lower_pool(self, values: NDArray[np.float32], ids: list[list[int]]) -> None:
+        if self._active:
+            for row, tokens in enumerate(ids):
+                for j, token in enumerate(tokens):
+                    if token in self.eos_ids:
+                        values[row, j] = -np.inf
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if input_ids.shape[-1] - self.prompt_length < self.min_new_tokens:
+        self.follow(input_ids, scores.shape[-1])
+        return self.lower_row(scores)
+
+    def lower_row(self, scores: Tensor) -> Tensor:
+        if self._active:
             vocab = scores.shape[-1]
             array = _numpy_view(scores, self.step)
             for eos in self.eos_ids:

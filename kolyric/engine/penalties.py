@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from kolyric.engine.chain import StepCache, _numpy_view
+from kolyric.engine.chain import _numpy_view
 from kolyric.engine.incremental import Incremental
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def breaker_ids(texts: VocabTexts, breakers: Iterable[str]) -> frozenset[int]:
     return frozenset(found)
 
 
-class Dry:
+class Dry(Incremental):
     """DRY, "Don't Repeat Yourself" (p-e-w, text-generation-webui PR #5677; llama.cpp's ``dry``):
     a token that would extend the end of the text into a repeat of an earlier sequence is
     penalised by ``multiplier * base ** (match length - allowed_length)``, where the match length
@@ -107,17 +107,21 @@ class Dry:
         """Penalties are subtracted, never added (``chain.StepCache.bound``)."""
         self.allowed_length = allowed_length
         self.breakers = breakers
-        self.step: StepCache | None = None  # the chain's: the scores' view and the loop's sequences
+        super().__init__()  # the chain's step cache: the scores' view and the loop's sequences
+        self._now: list[dict[int, float]] = []
+        """Each row's penalties for its next token (``follow``)."""
 
-    def penalties(self, seq: list[int]) -> dict[int, float]:
-        """token -> penalty for the next token after ``seq`` (the reference algorithm)."""
+    def penalties(self, seq: list[int], array: NDArray[np.int64] | None = None) -> dict[int, float]:
+        """token -> penalty for the next token after ``seq`` (the reference algorithm);
+        ``array``: the same sequence as NumPy, where the caller has it."""
         if len(seq) < 2 or seq[-1] in self.breakers:
             return {}
         breakers = self.breakers
         last = seq[-1]
         n = len(seq)
         lengths: dict[int, int] = {}
-        for i in np.flatnonzero(np.asarray(seq[:-1]) == last).tolist():
+        earlier = array[:-1] if array is not None else np.asarray(seq[:-1])
+        for i in np.flatnonzero(earlier == last).tolist():
             following = seq[i + 1]
             if following in breakers:
                 continue
@@ -138,22 +142,35 @@ class Dry:
             if length >= self.allowed_length
         }
 
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        step = self.step
-        # the chain's NumPy view and the loop's NumPy sequences where it has them: no torch call
-        view = _numpy_view(scores, step)
+    def _update(self, input_ids: Tensor, width: int) -> None:
+        # the loop's NumPy sequences where it has them: no torch call
+        given = self.step.given if self.step is not None else None
+        arrays = given[1] if given is not None and given[0] is input_ids else None
+        seqs = arrays.tolist() if arrays is not None else input_ids.tolist()
+        self._now = []
+        for row, seq in enumerate(seqs):
+            found = self.penalties(seq, arrays[row] if arrays is not None else None)
+            self._now.append({t: p for t, p in found.items() if 0 <= t < width} if found else found)
+
+    def lower_pool(self, values: NDArray[np.float32], ids: list[list[int]]) -> None:
+        for row, penalties in enumerate(self._now):
+            if penalties:
+                for j, token in enumerate(ids[row]):
+                    penalty = penalties.get(token)
+                    if penalty is not None:
+                        values[row, j] -= penalty
+
+    def lower_row(self, scores: Tensor) -> Tensor:
+        # the chain's NumPy view where it has it: no torch call
+        view = _numpy_view(scores, self.step)
         if view is None and scores.device.type == "cpu" and not scores.requires_grad:
             view = scores.numpy()
-        given = step.given if step is not None else None
-        seqs = given[1].tolist() if given is not None and given[0] is input_ids else input_ids.tolist()
-        width = scores.shape[-1]
-        for row, seq in enumerate(seqs):
-            for token, penalty in self.penalties(seq).items():
-                if 0 <= token < width:
-                    if view is not None:
-                        view[row, token] -= penalty
-                    else:
-                        scores[row, token] -= penalty
+        for row, penalties in enumerate(self._now):
+            for token, penalty in penalties.items():
+                if view is not None:
+                    view[row, token] -= penalty
+                else:
+                    scores[row, token] -= penalty
         return scores
 
 

@@ -172,18 +172,20 @@ class TopK:
             )
         return self._warpers
 
-    def _survivors(self, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
+    def _survivors(
+        self, scores: Tensor, arrays: bool = False, found: tuple[Array, NDArray[np.int64]] | None = None
+    ) -> tuple[Tensor, Tensor] | None:
         """The k best (scores, ids), largest first, the temperature applied, or None when the
         k-th score is tied with the next (top-k then keeps more than k) or k covers the vocabulary.
-        ``arrays``: NumPy arrays where NumPy found them (no torch call)."""
+        ``arrays``: NumPy arrays where NumPy found them (no torch call). ``found``: the k + 1
+        best scores of ``scores`` (values, ids; ties: the lower id first), already known."""
         import torch
 
         k = min(self.k, scores.shape[-1])
         if k >= scores.shape[-1]:
             return None
         step = self.step
-        found = None
-        if step is not None and step.bound is not None:  # among the raw top entries (no pass over the row)
+        if found is None and step is not None and step.bound is not None:  # among the raw top entries
             view = _numpy_view(scores, step)
             found = top_within(view, step.bound, k + 1) if view is not None else None
         if found is None:
@@ -211,10 +213,16 @@ class TopK:
             scores = self.temperature(None, scores)
         return self.inner(None, scores)
 
-    def pool(self, input_ids: Tensor, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
+    def pool(
+        self,
+        input_ids: Tensor,
+        scores: Tensor,
+        arrays: bool = False,
+        found: tuple[Array, NDArray[np.int64]] | None = None,
+    ) -> tuple[Tensor, Tensor] | None:
         """The survivors (scores, ids), or None: the caller runs the warper on the whole row.
-        ``arrays``: as NumPy arrays where NumPy found them."""
-        return self._survivors(scores, arrays)
+        ``arrays``: as NumPy arrays where NumPy found them. ``found``: as ``_survivors``."""
+        return self._survivors(scores, arrays, found)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         survivors = self._survivors(scores)
@@ -252,10 +260,16 @@ class TopKThenTopP(TopK):
         super().__init__(k, temperature)
         self.top_p = _LazyTopP(float(p))
 
-    def pool(self, input_ids: Tensor, scores: Tensor, arrays: bool = False) -> tuple[Tensor, Tensor] | None:
+    def pool(
+        self,
+        input_ids: Tensor,
+        scores: Tensor,
+        arrays: bool = False,
+        found: tuple[Array, NDArray[np.int64]] | None = None,
+    ) -> tuple[Tensor, Tensor] | None:
         import torch
 
-        survivors = self._survivors(scores, arrays=True)
+        survivors = self._survivors(scores, arrays=True, found=found)
         if survivors is None:
             return None
         kept, ids = survivors

@@ -99,6 +99,8 @@ def breakdown(generator: object, text: str, settings: object) -> dict:
             timer = timers.setdefault(cls.__name__, Timer())
             if isinstance(processor, lean.PoolWarper):
                 methods = ("warp",)
+            elif callable(getattr(processor, "lower_pool", None)):  # a Lowering: its __call__ is these
+                methods = ("follow", "lower_pool", "lower_row")
             else:
                 methods = ("__call__", "pool") if hasattr(cls, "pool") else ("__call__",)
             processor.__class__ = _timed_class(cls, timer, methods)

@@ -189,6 +189,38 @@ def test_onnx_runtime_runs_the_prompt_and_every_step(peaked_dir, monkeypatch):
 
 
 @needs_onnx
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("combined", {"min_p": 0.05, "dry_multiplier": 0.8, "temperature": 1.5}),
+        ("combined", {"n": 3, "temperature": 1.5}),
+        ("greedy", {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "min_length": 12}),
+    ],
+)
+def test_ranking_the_graphs_top_logits_alone_changes_no_token(peaked_dir, monkeypatch, name, extra):
+    """The step graph gives each row's top logits; a chain that only lowers scores ranks those
+    alone (``ProcessorChain.lowered_top``) and leaves the row as it is. The tokens, and each
+    token's probability, are those of the same chain over the whole row."""
+    from kolyric.engine import decode
+    from kolyric.engine.chain import ProcessorChain
+
+    monkeypatch.setenv("KOLYRIC_INT8_BACKEND", "onnxruntime")
+    gen = Generator(load_model(str(peaked_dir), device="cpu", precision="int8"))
+    found = []
+    lowered_top = ProcessorChain.lowered_top
+    monkeypatch.setattr(ProcessorChain, "lowered_top", lambda *a: found.append(lowered_top(*a)) or found[-1])
+    ranked = [run(gen, name, prompt=prompt, seed=seed, max_length=20, **extra) for prompt in LINES for seed in (1, 2)]
+    assert any(f is not None for f in found), "the bound was never ranked"
+    monkeypatch.setattr(decode, "_lowers_only", lambda procs: False)  # no bound: the whole row
+    found.clear()
+    whole = [run(gen, name, prompt=prompt, seed=seed, max_length=20, **extra) for prompt in LINES for seed in (1, 2)]
+    assert not found
+    for a, b in zip(ranked, whole):
+        assert [c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates]
+        assert [[t.prob for t in c.tokens] for c in a.candidates] == [[t.prob for t in c.tokens] for c in b.candidates]
+
+
+@needs_onnx
 def test_onnx_runtime_has_the_cpu_threads_while_it_decodes(peaked_dir):
     import gc
 
