@@ -276,9 +276,15 @@ class ProcessorChain(list):
         """Whether ``pool`` leaves the scores it is given as they are this step: its processors
         before the top-k rank the bound (``lowered_top``), and where the row is needed after all
         they run on a copy of it."""
-        end = self._pool_end()
-        last = self[end - 1] if end else None
-        return self.cache.bound is not None and hasattr(last, "k") and self._part(None, end - 1).lowers_on_pool
+        if self.cache.bound is None:
+            return False
+        key = tuple(map(id, self))  # the chain's processors as they are (each step asks twice)
+        known = self.__dict__.get("_leaves")
+        if known is None or known[0] != key:
+            end = self._pool_end()
+            last = self[end - 1] if end else None
+            known = self.__dict__["_leaves"] = (key, hasattr(last, "k") and self._part(None, end - 1).lowers_on_pool)
+        return known[1]
 
     def _pool_end(self) -> int:
         """Where the trailing pool warpers begin."""
