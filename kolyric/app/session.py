@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from kolyric.app.tree import Node
 from kolyric.app.tree_format import StoredReport, stored_tokens
-from kolyric.korean.rhyme import own_vowels
+from kolyric.engine.lyric.report import badge
 from kolyric.korean.sections import is_header
 
 
@@ -197,22 +197,8 @@ def settings_summary(settings: Any, finish_reason: str | None, report: Any = Non
     if finish_reason:
         parts.append(finish_reason)
     if report is not None:
-        parts.append(f"{report.constraints} {report_badge(report)}")
+        parts.append(f"{report.constraints} {badge(report)}")
     return " · ".join(parts)
-
-
-def report_badge(report: Any) -> str:
-    """A constraint report in a few cells: "✓ 7 ㅏ", "✓ 6 ㅣ / 6 ㅣ", for more lines the
-    pattern and the endings ("✓ 8-8-7-9 ㅏㅏㅓㅓ"), or "✗" when unmet."""
-    if not report.satisfied:
-        return "✗"
-    lines = report.lines
-    # each line's own vowels: a line ending on 네 shows ㅔ, though its key (the ㅐ/ㅔ family's) is ㅐ
-    labels = [own_vowels(line.rhyme, line.text) for line in lines]
-    if len(lines) > 2:  # a card title is short: the pattern, then one key per line
-        keys = "".join((label or "·").split("-")[-1] for label in labels)
-        return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
-    return "✓ " + " / ".join(f"{line.syllables}" + (f" {label}" if label else "") for line, label in zip(lines, labels))
 
 
 def draft_context(lines: list[str], before_line: int, prompt: str = "") -> tuple[str, ...]:

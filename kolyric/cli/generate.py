@@ -21,6 +21,7 @@ from kolyric.cli.options import (
     decoding_overrides,
     user_config,
 )
+from kolyric.engine.lyric.report import badge
 
 if TYPE_CHECKING:
     from kolyric.engine.loading import LoadedModel
@@ -200,27 +201,10 @@ def _one_terminal(out: TextIO, marks: TextIO) -> bool:
 def candidate_summary(report: ConstraintReport | None, finish_reason: str | None = None) -> str:
     """The check mark, and the finish reason of a candidate that added nothing to the prompt
     (a stop string on its first token, an end-of-text at once): "✓ 8 ㅏ", "(stop: nothing added)"."""
-    parts = [check_mark(report)]
+    parts = [badge(report)]
     if finish_reason:
         parts.append(f"({finish_reason}: nothing added)")
     return " ".join(p for p in parts if p)
-
-
-def check_mark(report: ConstraintReport | None) -> str:
-    """A constraint report in a few characters: "✓ 8 ㅏ", "✓ 8-8-7-9 ㅏㅏㅓㅓ", "✗"; "" without constraints."""
-    if report is None:
-        return ""
-    if not getattr(report, "satisfied", True):
-        return "✗"
-    lines = list(getattr(report, "lines", []) or [])
-    if not lines:
-        return "✓"
-    if len(lines) > 2:
-        keys = "".join((getattr(line, "rhyme", None) or "·").split("-")[-1] for line in lines)
-        return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
-    return "✓ " + " / ".join(
-        f"{line.syllables}" + (f" {line.rhyme}" if getattr(line, "rhyme", None) else "") for line in lines
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from kolyric.app.session import CandidateState, draft_context, report_badge
+from kolyric.app.session import CandidateState, draft_context
 from kolyric.app.widgets.rhyme import group_colours
+from kolyric.engine.lyric.report import badge as report_badge
 from kolyric.korean import RhymeOptions, analyse
 
 

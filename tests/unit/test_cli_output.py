@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from kolyric.cli import main
-from kolyric.cli.generate import CandidateWriter, check_mark
+from kolyric.cli.generate import CandidateWriter
 from kolyric.engine.lyric.report import ConstraintReport, LineReport
+from kolyric.engine.lyric.report import badge as check_mark
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +64,9 @@ def test_the_check_mark_ends_the_candidate():
     assert check_mark(four) == "✓ 8-8-7-9 ㅏㅏㅓㅓ"
     assert check_mark(ConstraintReport(False, "x", reasons=["too long"])) == "✗"
     assert check_mark(None) == ""
+    # each line's own vowel, as the app's cards show it: 네 is ㅔ (its rhyme key, shared with ㅐ, is ㅐ)
+    own = ConstraintReport(True, "x", lines=[line("그대 없는 밤 향에", 7, "ㅐ"), line("바람 부는 밤엔", 7, "ㅐ")])
+    assert check_mark(own) == "✓ 7 ㅔ / 7 ㅔ"
 
 
 def test_the_summary_goes_to_its_own_stream_and_names_why_an_empty_candidate_ended():

@@ -34,7 +34,8 @@ from kolyric.app.messages import (
     ModelPick,
     TokenSelected,
 )
-from kolyric.app.session import CandidateState, report_badge
+from kolyric.app.session import CandidateState
+from kolyric.engine.lyric.report import badge as report_badge
 
 MIN_CARD_WIDTH = 22  # cells, borders included: room for a line of about eight syllables
 

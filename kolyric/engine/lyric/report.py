@@ -67,6 +67,25 @@ class ConstraintReport:
         }
 
 
+def badge(report: ConstraintReport | None) -> str:
+    """A constraint report in a few cells, as a card's title and the command line end a
+    candidate: "✓ 7 ㅏ", "✓ 6 ㅣ / 6 ㅣ", for more lines the pattern and the endings
+    ("✓ 8-8-7-9 ㅏㅏㅓㅓ"), "✓" with no lines, "✗" when unmet, "" without constraints."""
+    if report is None:
+        return ""
+    if not report.satisfied:
+        return "✗"
+    lines = list(report.lines or [])
+    if not lines:
+        return "✓"
+    # each line's own vowels: a line ending on 네 shows ㅔ, though its key (the ㅐ/ㅔ family's) is ㅐ
+    labels = [own_vowels(line.rhyme, line.text) for line in lines]
+    if len(lines) > 2:  # short: the pattern, then one ending per line
+        keys = "".join((label or "·").split("-")[-1] for label in labels)
+        return f"✓ {'-'.join(str(line.syllables) for line in lines)} {keys}"
+    return "✓ " + " / ".join(f"{line.syllables}" + (f" {label}" if label else "") for line, label in zip(lines, labels))
+
+
 def key_text(key: tuple[tuple[int, int], ...] | None) -> str | None:
     """A comparison key written as ``rhyme_key`` writes it ("ㅏ", "ㅏㅇ-ㅗ")."""
     if not key:
@@ -97,4 +116,4 @@ def check_lines(
     return out
 
 
-__all__ = ["ConstraintReport", "LineReport", "check_lines", "key_text"]
+__all__ = ["ConstraintReport", "LineReport", "badge", "check_lines", "key_text"]
