@@ -230,7 +230,10 @@ class KolyricApp(Guarded, App[None]):
         self.load_error = message.message
         self.status_busy = False
         self.status_model = self.host.description
-        self.status_activity = "model not loaded: F4 chooses another"
+        if self.host.ready:  # the model loaded before still serves
+            self.status_activity = f"{message.spec or 'the default model'} not loaded; this one still serves"
+        else:
+            self.status_activity = "model not loaded: F4 chooses another"
         self.notify(message.message, title="Could not load the model", severity="error", timeout=12)
         self.action_pick_model()
 

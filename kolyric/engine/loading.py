@@ -214,7 +214,7 @@ def _load_hub(repo_id: str, *, network_timeout: float) -> LoadedModel:
     if reason:
         raise ModelLoadError(
             f"{repo_id}: not in the local Hugging Face cache, and the hub cannot be reached ({reason}). "
-            f"Use a local model directory, a .ckpt checkpoint, or --model mini."
+            f"Use a local model directory, a .ckpt checkpoint, or the shipped model, mini."
         )
     model = _model_from_pretrained(repo_id, source=repo_id, local_files_only=False)
     tokenizer = load_tokenizer(repo_id, local_files_only=False)

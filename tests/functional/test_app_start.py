@@ -88,6 +88,17 @@ async def test_status_bar_names_model_size_and_device(tiny_model_dir):
         await wait_until(pilot, lambda: "params" in str(shown.render()), what="the model's size in the status bar")
 
 
+async def test_a_failed_load_says_the_model_loaded_before_still_serves(tiny_model_dir, dirs):
+    app = KolyricApp(model=str(tiny_model_dir), precision="fp32", device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_model(pilot)
+        app.load_model(str(dirs / "no-such-model"))
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), what="the model picker")
+        assert app.host.ready and str(tiny_model_dir) in app.status_model
+        assert "not loaded; this one still serves" in app.status_activity
+        assert "no-such-model" in app.status_activity
+
+
 async def test_failed_load_keeps_app_up_and_picker_loads_another(tiny_model_dir, dirs):
     missing = str(dirs / "no-such-model")
     app = KolyricApp(model=missing, device="cpu")
