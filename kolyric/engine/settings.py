@@ -222,6 +222,30 @@ SAMPLING_ONLY = (
 """Controls that only the sampling strategy reads (the penalties, bias, stop and ban apply to all)."""
 
 
+def summary(values: Mapping[str, object]) -> str:
+    """The settings a candidate was made with, as a preview line: the strategy, then every
+    control set away from its default that the strategy reads ("strategy sample, temperature
+    0.9, min_p 0.1, dry_multiplier 0.8, ban 밤"). ``values``: a stored settings mapping (older
+    files may lack fields)."""
+    defaults = _defaults()
+    strategy = values.get("strategy", defaults["strategy"])
+    core = {"sample": ("temperature", "top_k", "top_p"), "beam": ("num_beams",)}.get(str(strategy), ())
+    shown = [f"strategy {strategy}"]
+    for name, default in defaults.items():
+        if name in ("strategy", "seed", "n", "alternatives") or name not in values or name not in FIELDS:
+            continue
+        if (name in SAMPLING_ONLY and strategy != "sample") or (name == "num_beams" and strategy != "beam"):
+            continue
+        value = values[name]
+        if isinstance(value, list) and isinstance(default, tuple):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        unchanged = value == default or (isinstance(value, Mapping) and tuple(value.items()) == default)
+        if unchanged and name not in core:  # the strategy's own knobs are always shown
+            continue
+        shown.append(f"{name} {text_form(name, value) if FIELDS[name].textual else value}")
+    return ", ".join(shown)
+
+
 def _defaults() -> dict[str, object]:
     return {f.name: f.default for f in dataclasses.fields(DecodingSettings)}
 
@@ -380,5 +404,6 @@ __all__ = [
     "parse_int",
     "preset",
     "shown",
+    "summary",
     "text_form",
 ]

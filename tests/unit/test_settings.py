@@ -117,3 +117,22 @@ def test_unknown_preset_lists_the_known_ones():
 def test_notes_say_which_controls_do_nothing():
     assert any("temperature" in n for n in preset("greedy", temperature=0.5).notes())
     assert preset("combined").notes() == []
+
+
+def test_the_settings_summary_names_every_control_the_strategy_reads():
+    """The tree's preview line: the strategy's own knobs, then whatever was set away from its
+    default (min-p, DRY, bans, bias …), read from a stored (JSON) settings mapping."""
+    import json
+
+    from kolyric.engine.settings import summary
+
+    made = preset("combined", min_p=0.1, dry_multiplier=0.8, ban=("밤",), bias={"사랑": -2.0}, seed=7)
+    line = summary(json.loads(json.dumps(made.to_dict())))
+    assert line.startswith("strategy sample, top_k 50")
+    for part in ("min_p 0.1", "dry_multiplier 0.8", "ban 밤", "bias 사랑=-2", "temperature 0.9"):
+        assert part in line, (part, line)
+    assert "num_beams" not in line and "seed" not in line
+    greedy = summary(preset("greedy", min_p=0.2, repetition_penalty=1.3).to_dict())
+    assert greedy == "strategy greedy, repetition_penalty 1.3"  # min-p does nothing under greedy
+    assert summary(preset("beam-3").to_dict()) == "strategy beam, num_beams 3"
+    assert summary({"strategy": "sample", "temperature": 1.2}) == "strategy sample, temperature 1.2"  # an older file

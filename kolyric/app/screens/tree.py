@@ -24,6 +24,7 @@ from textual.widgets.tree import TreeNode
 
 from kolyric.app.guard import Guarded
 from kolyric.app.tree import Node, VersionTree, common_prefix
+from kolyric.engine.settings import summary as settings_summary
 
 KIND_MARK = {"generate": "●", "branch": "├", "edit": "✎", "continue": "→", "step": "⋯", "compare": "≡"}
 PREVIEW_CHARS = 36  # of a row's text
@@ -79,9 +80,7 @@ def describe(node: Node) -> Text:
         style="dim",
     )
     for start, settings in node.stretches:
-        keys = ("strategy", "temperature", "top_k", "top_p", "repetition_penalty", "num_beams")
-        shown = ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
-        out.append(f"from token {start + 1}: {shown}\n", style="dim")
+        out.append(f"from token {start + 1}: {settings_summary(settings)}\n", style="dim")
     return out
 
 
