@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -222,6 +223,8 @@ def measure(engine: str, model: str, threads: int, tokens: int, prompt: tuple[st
         timeout=600,
         cwd=ROOT,
     )
+    if done.returncode < 0:  # a crash in the engine's own code (llama.cpp's quantized kernels on some CPUs)
+        raise RuntimeError(f"{engine}: crashed ({signal.Signals(-done.returncode).name})")
     if done.returncode != 0:
         raise RuntimeError(f"{engine}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
     got = json.loads(done.stdout.strip().splitlines()[-1])
@@ -296,16 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {engine}: {why}")
     reference = fp32_greedy(model_dir, prompt, args.tokens)
     runs: dict[tuple[str, int, str], list[dict]] = {}
+    failed: dict[str, str] = {}
+    """An engine's first failure, for the table's rows of engines that never ran."""
     for _ in range(args.reps):
         for threads in args.threads:
             for mode in args.modes:
                 for engine, target in targets.items():
                     try:
-                        runs.setdefault((engine, threads, mode), []).append(
-                            measure(engine, target, threads, args.tokens, (text, prompt), mode)
-                        )
+                        got = measure(engine, target, threads, args.tokens, (text, prompt), mode)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         print(f"  {engine} {mode} at {threads} threads failed: {exc}")
+                        failed.setdefault(engine, str(exc))
+                        continue
+                    runs.setdefault((engine, threads, mode), []).append(got)
     print(f"after: {load_line()}\n")
     rows = []
     for (engine, threads, mode), samples in runs.items():
@@ -328,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     for engine, why in skipped.items():
         print(f"| {engine} | – | – | skipped: {why} | | | | | |")
+    ran = {r["engine"] for r in rows}
+    for engine, why in failed.items():
+        if engine not in ran:
+            print(f"| {engine} | – | – | failed every run: {why} | | | | | |")
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"rows": rows, "skipped": skipped, "load": load_line(), "when": time.strftime("%Y-%m-%d %H:%M")},
+                {"rows": rows, "skipped": skipped, "failed": failed, "load": load_line(), "when": time.strftime("%Y-%m-%d %H:%M")},
                 indent=1,
             )
         )
