@@ -341,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"rows": rows, "skipped": skipped, "failed": failed, "load": load_line(), "when": time.strftime("%Y-%m-%d %H:%M")},
+                {
+                    "rows": rows,
+                    "skipped": skipped,
+                    "failed": failed,
+                    "load": load_line(),
+                    "when": time.strftime("%Y-%m-%d %H:%M"),
+                },
                 indent=1,
             )
         )
