@@ -166,7 +166,8 @@ class DecodingSettings:
             if spec.textual:
                 value, why = _coerce_textual(spec, raw)
                 if value is None:
-                    problems.append(Problem(key, raw, f"must be {spec.describe_range()}; {why}"))
+                    # what is wrong first: a narrow panel shows the message's start
+                    problems.append(Problem(key, raw, f"{why}; must be {spec.describe_range()}"))
                     continue
                 merged[key] = value
                 continue

@@ -106,8 +106,10 @@ def test_bad_cli_values_name_the_range():
     with pytest.raises(CLIError) as info:
         build_request(args)
     message = str(info.value)
+    lines = {line.strip().split(":", 1)[0]: line.strip() for line in message.splitlines()[1:]}
     for name in ("min_p", "bias", "dry_allowed_length"):
-        assert f"{name}: must be {FIELDS[name].describe_range()}" in message
+        assert f"must be {FIELDS[name].describe_range()}" in lines[name]
+    assert lines["bias"].startswith("bias: the bias of '사랑' is 'lots'; must be")  # what is wrong, first
 
 
 def test_app_text_fields_and_draft_values(wanted):
