@@ -141,6 +141,12 @@ async def test_choosing_an_alternative_rewrites_the_candidate(tiny_model_dir):
         await wait_until(pilot, lambda: not screen.streaming and card.state.tokens, what="the rewrite")
         after = [t.token_id for t in card.state.tokens]
         assert after[:2] == before[:2] and after[2] == chosen.token_id
+        # the inspector shows the token chosen, as the rewritten card has it
+        await wait_until(pilot, lambda: inspector.index == 2, what="the chosen token in the inspector")
+        assert inspector.slot == 0 and inspector.token.token_id == chosen.token_id
+        assert inspector.border_title.startswith("Token · top")
+        inspector.clear()
+        assert inspector.border_title == "Token · alternatives"  # no stale "top 5" over an empty list
 
 
 async def test_history_can_be_browsed_and_reaccepted(tiny_model_dir):

@@ -194,6 +194,7 @@ class PlaygroundScreen(GeneratingScreen):
         if self.start(
             request.prompt, request.polarity, request.context, slot=message.slot, forced=forced, origin=origin
         ):
+            self.stream.select_when_done[message.slot] = message.index
             card = self.query_one(CandidateStrip).card(message.slot)
             if card is not None:
                 card.focus()

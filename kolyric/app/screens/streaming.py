@@ -69,6 +69,8 @@ class StreamController:
         self.on_recorded = on_recorded
         self.run: StreamRun | None = None
         self.states: dict[int, CandidateState] = {}
+        self.select_when_done: dict[int, int] = {}
+        """Slot -> token index its card selects when its stream ends (a branch's chosen token)."""
         self.slot_requests: dict[int, GenerationRequest] = {}
         self.last_request: GenerationRequest | None = None
         self._dirty_slots: set[int] = set()
@@ -186,6 +188,11 @@ class StreamController:
         window = self.screen.app.model_window
         for i, candidate in enumerate(result.candidates):
             finish_state(self.states[run.slots[i]], candidate, result, window)
+        for slot in run.slots:  # a branch: its card selects the token chosen (the inspector shows it)
+            index = self.select_when_done.pop(slot, None)
+            card = self.strip.card(slot) if index is not None else None
+            if card is not None and index < len(self.states[slot].tokens):
+                card.select_token(index)
         self._record(run, result.settings)
         self.run = None
         self._set_streaming(False)

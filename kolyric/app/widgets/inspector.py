@@ -59,6 +59,9 @@ def alternative_label(k: int, alt: Any, chosen: bool, excluded: bool = False) ->
     return label
 
 
+TITLE = "Token · alternatives"
+
+
 class TokenInspector(Guarded, Vertical):
     """Shows one token (slot, index, TokenInfo) at a time."""
 
@@ -75,7 +78,7 @@ class TokenInspector(Guarded, Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.border_title = "Token · alternatives"
+        self.border_title = TITLE
         self.slot: int | None = None
         self.index: int | None = None
         self.token: Any = None
@@ -111,7 +114,7 @@ class TokenInspector(Guarded, Vertical):
 
     def clear(self, hint: str = HINT) -> None:
         self.slot = self.index = self.token = None
-        self.border_subtitle = ""
+        self.border_title, self.border_subtitle = TITLE, ""  # no "top 5" over an empty list
         self.query_one("#inspector-title", Static).update(hint)
         self.query_one("#alternatives", OptionList).clear_options()
 
