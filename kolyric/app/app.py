@@ -46,6 +46,7 @@ class KolyricApp(Guarded, App[None]):
     MODES = {"playground": PlaygroundScreen, "training": TrainingScreen}
     DEFAULT_MODE = "playground"
     BINDINGS = [
+        Binding("f1", "help", "Help", tooltip="Every key, by where it works", show=False),
         Binding("f2", "switch_mode('playground')", "Playground"),
         Binding("f3", "switch_mode('training')", "Training"),
         Binding("f4", "pick_model", "Model"),
@@ -236,6 +237,12 @@ class KolyricApp(Guarded, App[None]):
             self.status_activity = "model not loaded: F4 chooses another"
         self.notify(message.message, title="Could not load the model", severity="error", timeout=12)
         self.action_pick_model()
+
+    def action_help(self) -> None:
+        from kolyric.app.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
 
     def action_pick_model(self) -> None:
         from kolyric.app.screens.model_picker import ModelPickerScreen

@@ -381,3 +381,23 @@ async def test_the_candidates_title_follows_a_resize():
                 assert f"1–{len(shown)} of 4" in title, (size, title)
             else:
                 assert "of 4" not in title, (size, title)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE])
+async def test_f1_lists_the_keys_of_the_screen_its_cards_and_the_draft(size):
+    """F1 opens the keys, read from the bindings themselves (the hidden ones too: 1-9/0 on a
+    card, Ctrl+Z in the draft); the list scrolls within the dialog at 80x24; Esc closes it."""
+    from kolyric.app.screens.help import HelpScreen
+
+    app = new_app()
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        send_key(pilot, "f1")
+        help_screen = await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, what="help")
+        text = str(help_screen.query_one("#help-keys").render())
+        for shown in ("Everywhere", "This screen", "On a candidate card", "In the draft", "1-9, 0", "Generate"):
+            assert shown in text, shown
+        assert "Ctrl+Z" in text and "F8" in text and "Esc" in text
+        assert help_screen.query_one(".dialog").region.bottom <= size[1]  # the dialog fits; the list scrolls
+        send_key(pilot, "escape")
+        await wait_until(pilot, lambda: app.screen is screen, what="help closed")
