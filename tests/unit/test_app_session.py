@@ -176,3 +176,22 @@ def test_a_draft_field_that_cannot_be_read_is_left_out_not_the_draft():
         Draft.from_json(raw.replace('"7"', huge))  # the strict reading names the field
     with pytest.raises(ValueError, match="5,000 digits"):
         Draft.read(raw.replace('"\\uac00\\uc0ac"', huge))  # no lyrics: not a draft to restore
+
+
+def test_a_card_shows_one_space_where_pieces_bring_two():
+    """A card's text reads as the final text does: a run of spaces across (or within) streamed
+    pieces is one space, and a line's first word loses the tokenizer's space before it."""
+    from rich.style import Style
+    from rich.text import Text
+
+    from kolyric.app.widgets.candidates import _append_lines
+
+    def shown(pieces):
+        text, line_start = Text(), True
+        for piece in pieces:
+            line_start = _append_lines(text, piece, Style(), line_start)
+        return text.plain
+
+    assert shown(["사랑도", " 사랑을 ", " 뗄"]) == "사랑도 사랑을 뗄"
+    assert shown([" 그대", "   없는", " 밤\n", " 바람"]) == "그대 없는 밤\n바람"
+    assert shown(["a ", "", " ", "b"]) == "a b"

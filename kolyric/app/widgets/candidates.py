@@ -14,6 +14,7 @@ Tab moving to the next.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rich.style import Style
@@ -120,7 +121,7 @@ class CandidateCard(Guarded, Widget, can_focus=True):
         focus_at = len(text)
         breaks = state.line_breaks()  # constrained lines the stream joined with spaces
         offset = 0
-        line_start = not text.plain or text.plain.endswith("\n")
+        line_start: bool | None = not text.plain or text.plain.endswith("\n")
         for i, piece in enumerate(state.pieces):
             style = Style(meta={"token": i})
             if i == highlight:
@@ -241,19 +242,25 @@ class CandidateCard(Guarded, Widget, can_focus=True):
             self.post_message(CardFocused(self.slot))
 
 
-def _append_lines(text: Text, piece: str, style: Style, line_start: bool) -> bool:
-    """Append ``piece``; a line's first piece loses the space the tokenizer put before its word.
-    ``line_start``: whether ``text`` ends where a line begins; returns the same after ``piece``."""
+def _append_lines(text: Text, piece: str, style: Style, line_start: bool | None) -> bool | None:
+    """Append ``piece`` as the final text shows it: a line's first piece loses the space the
+    tokenizer put before its word, and a run of spaces across pieces shows as one.
+    ``line_start``: True where ``text`` ends where a line begins, None where it ends in a space,
+    False elsewhere; returns the same after ``piece``."""
     for n, part in enumerate(piece.split("\n")):
         if n and text.plain:  # a break before anything is shown would only be a blank first row
             text.append("\n")
             line_start = True
-        if line_start:
+        if line_start or line_start is None:
             part = part.lstrip(" ")
+        part = _SPACES.sub(" ", part)
         if part:
             text.append(part, style=style)
-            line_start = False
+            line_start = None if part.endswith(" ") else False
     return line_start
+
+
+_SPACES = re.compile(r" {2,}")
 
 
 class CandidateStrip(Guarded, HorizontalScroll):
