@@ -169,6 +169,27 @@ async def test_a_long_reason_leaves_room_for_the_lyrics_and_no_blank_first_row()
         assert any(line.startswith("✗") for line in shown) and shown[-1].endswith("…")
 
 
+async def test_a_short_candidates_reason_takes_the_rows_its_text_leaves():
+    """A card whose text is short shows the whole reason in the rows below it, not two."""
+    app = new_app()
+    async with app.run_test(size=LARGE) as pilot:
+        screen = await ready(pilot)
+        strip = screen.query_one(CandidateStrip)
+        reason = (
+            "the break after the prompt line: every token that fits was ruled out by the other decoding "
+            "controls (min_length, no_repeat_ngram_size); loosen them, or the constraints, and try again"
+        )
+        unmet = SimpleNamespace(satisfied=False, reasons=[reason], lines=[], constraints="7 · 네")
+        state = states(1, [" 그대"], report=unmet)[0]
+        state.prompt = ""
+        strip.show([state])
+        await pilot.pause(0.2)
+        card = strip.cards()[0]
+        shown = card.render().plain.split("\n")
+        assert len(shown) <= card.content_size.height and shown[0] == "그대"
+        assert "".join(shown[1:]).replace(" ", "") == f"✗ {reason}".replace(" ", ""), shown
+
+
 async def test_accepting_does_not_write_the_prompt_line_twice():
     app = new_app()
     async with app.run_test(size=LARGE) as pilot:

@@ -170,13 +170,14 @@ class CandidateCard(Guarded, Widget, can_focus=True):
             return text if footer is None else Text("\n").join([text, footer])
         console = self.app.console
         tail = list(footer.wrap(console, width, overflow="fold")) if footer is not None else []
-        # The reason keeps two rows, or a third of a taller card (its first rows, ending in …): the lyrics
-        # are what the card is for; the whole reason is in the history (F5) and the export.
-        cap = max(2, height // 3)
+        lines = text.wrap(console, width, overflow="fold")
+        # The reason keeps two rows, a third of a taller card, or every row the text leaves empty
+        # (its first rows, ending in …): the lyrics are what the card is for; the whole reason is
+        # in the history (F5) and the export.
+        cap = max(2, height // 3, height - len(lines))
         if len(tail) > cap:
             tail = [*tail[: cap - 1], Text(tail[cap - 1].plain[: max(0, width - 1)] + "…", style=tail[0].style)]
         room = height - len(tail)
-        lines = text.wrap(console, width, overflow="fold")
         if len(lines) <= room:
             return Text("\n").join([*lines, *tail]) if tail else text
         # the wrapped row holding ``offset`` (the last row when it lies past the end)
