@@ -41,6 +41,12 @@ async def test_step_mode_picks_tokens_and_keeps_the_syllable_count(tiny_model_di
         card.focus()
         inspector = screen.query_one("#inspector")
         assert inspector.token is step.pending and len(step.pending.alternatives) == 20
+        await pilot.pause()
+        # the first pick's alternatives the constraints rule out are marked, after the card's focus too
+        assert step.excluded, "4 syllables rule some of the first token's 20 alternatives out"
+        for k, alternative in enumerate(step.pending.alternatives):
+            label = str(inspector.query_one("#alternatives").get_option_at_index(k).prompt)
+            assert ("✗" in label) == (alternative.token_id in step.excluded), (k, label)
         # an alternative the constraints allow, other than the model's pick, by its key
         k = next(
             k

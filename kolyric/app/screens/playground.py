@@ -168,7 +168,8 @@ class PlaygroundScreen(GeneratingScreen):
         self.current_slot = message.slot
         state = self.states.get(message.slot)
         if state is not None and message.index < len(state.tokens):
-            self.query_one(TokenInspector).show(message.slot, message.index, state.tokens[message.index])
+            excluded = self.steps.excluded_at(message.slot, message.index)  # step mode's ✗ marks stay
+            self.query_one(TokenInspector).show(message.slot, message.index, state.tokens[message.index], excluded)
 
     def on_card_focused(self, message: CardFocused) -> None:
         inspector = self.query_one(TokenInspector)

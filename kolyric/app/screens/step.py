@@ -132,6 +132,14 @@ class StepSession:
                 card.refresh()
                 self.stream.inspector.show(0, len(step.chosen), step.pending, excluded=step.excluded)
 
+    def excluded_at(self, slot: int, index: int) -> frozenset[int]:
+        """The alternatives marked ✗ where card ``slot``'s token ``index`` is shown: the pick's,
+        while step mode waits on it; none elsewhere."""
+        step = self.step
+        if step is None or slot != 0 or step.pending is None or index != len(step.chosen):
+            return frozenset()
+        return step.excluded
+
     def pick(self, token_id: int | None) -> str | None:
         """Take ``token_id`` (an alternative of the pick) or, None, the model's pick; a refusal, or None."""
         step = self.step
