@@ -343,7 +343,7 @@ def decoder_for(
 def _load_decoder(model: PreTrainedModel, folder: Path) -> OnnxDecoder:
     path = folder / onnx_graph.graph_name("int8")
     session = onnx_session.open_session(path, _cpu_threads())
-    return OnnxDecoder(model, session, onnx_graph.graph_weight_bytes(path))
+    return OnnxDecoder(model, session, onnx_graph.weight_bytes(folder, "int8"))
 
 
 __all__ = [

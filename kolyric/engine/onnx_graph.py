@@ -212,6 +212,29 @@ def _build_into(model: PreTrainedModel, folder: Path, precision: str, n_params: 
         shutil.rmtree(work, ignore_errors=True)
 
 
+def weight_bytes(folder: Path, precision: str) -> int:
+    """``graph_weight_bytes`` of ``folder``'s graph in ``precision``, from meta.json where it was
+    noted (reading the graph's header imports ``onnx``, ~0.7 s of a start); noted there once
+    measured, whichever path built the graph."""
+    meta = read_meta(folder)
+    noted = meta.get("weight_bytes") if isinstance(meta.get("weight_bytes"), dict) else {}
+    value = noted.get(precision)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    size = graph_weight_bytes(folder / graph_name(precision))
+    try:
+        meta = read_meta(folder)  # again: another process may have written it meanwhile
+        if not isinstance(meta.get("weight_bytes"), dict):
+            meta["weight_bytes"] = {}
+        meta["weight_bytes"][precision] = size
+        tmp = folder / f".meta-{os.getpid()}.json"
+        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, folder / "meta.json")
+    except OSError:  # a read-only cache: measured again next time
+        pass
+    return size
+
+
 def graph_weight_bytes(path: Path) -> int:
     """Bytes of the graph's weights one step reads: all initializers but the embedding tables,
     of which a step gathers one row. Read from the graph's header (``onnx`` when installed)."""
@@ -258,6 +281,8 @@ def quiet() -> Iterator[None]:
 def _write_meta(folder: Path, precision: str, stamps: dict[str, list[int]], n_params: int) -> None:
     meta = read_meta(folder)
     meta.setdefault("files", {})[precision] = stamps
+    if isinstance(meta.get("weight_bytes"), dict):
+        meta["weight_bytes"].pop(precision, None)  # of the graph this one replaces: measured anew
     meta["n_params"] = n_params
     meta["format"] = FORMAT
     tmp = folder / f".meta-{os.getpid()}.json"

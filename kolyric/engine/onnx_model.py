@@ -278,21 +278,12 @@ def open_graph(
     try:
         if session is None:
             session = onnx_session.open_session(path, _torch_threads())
-        lm = OnnxLM(session, config, precision, n_params, _weight_bytes(graph_dir, precision), fallback)
+        lm = OnnxLM(session, config, precision, n_params, onnx_graph.weight_bytes(graph_dir, precision), fallback)
         lm.check()
         return lm
     except Exception:  # noqa: BLE001 - torn files, a graph this runtime refuses
         onnx_graph.drop_graph(graph_dir, precision)
         return None
-
-
-def _weight_bytes(graph_dir: Path, precision: str) -> int:
-    """From meta.json (written at build time), so that opening a graph needs no ``onnx`` import."""
-    meta = onnx_graph.read_meta(graph_dir)
-    value = meta.get("weight_bytes", {}).get(precision) if isinstance(meta.get("weight_bytes"), dict) else None
-    if isinstance(value, int):
-        return value
-    return onnx_graph.graph_weight_bytes(graph_dir / onnx_graph.graph_name(precision))
 
 
 def graph_for(
@@ -323,8 +314,7 @@ def graph_for(
             else None
         )
         if lm is None:
-            path = onnx_graph.build(model, graph_dir, precision, progress)
-            _remember_weight_bytes(graph_dir, precision, onnx_graph.graph_weight_bytes(path))
+            onnx_graph.build(model, graph_dir, precision, progress)
             lm = open_graph(graph_dir, precision, config, n_params, fallback)
             if lm is None:
                 raise RuntimeError("the graph just built does not run")
@@ -339,16 +329,6 @@ def graph_for(
 def _plain(config: dict) -> dict:
     """The config's JSON-safe values (the index entry keeps them)."""
     return json.loads(json.dumps(config, default=str))
-
-
-def _remember_weight_bytes(graph_dir: Path, precision: str, size: int) -> None:
-    meta = onnx_graph.read_meta(graph_dir)
-    if not isinstance(meta.get("weight_bytes"), dict):
-        meta["weight_bytes"] = {}
-    meta["weight_bytes"][precision] = size
-    tmp = graph_dir / f".meta-{os.getpid()}.json"
-    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    os.replace(tmp, graph_dir / "meta.json")
 
 
 def _write_entry(key: str, digest: str, loaded: LoadedModel, n_params: int, config: GraphConfig) -> None:

@@ -246,6 +246,37 @@ def test_a_damaged_tokenizer_in_the_index_is_written_again(tiny_model_dir, graph
     assert fast.tokenizer.encode("영화 정말") == again.tokenizer.encode("영화 정말")
 
 
+_ONNX_CHILD = r"""
+import json, sys
+from kolyric.engine.loading import load_model
+
+loaded = load_model(sys.argv[1], device="cpu", precision=sys.argv[2])
+print(json.dumps({"onnx": "onnx" in sys.modules, "bytes": loaded.model.weight_bytes}))
+"""
+
+
+@needs_ort
+def test_a_cached_graph_opens_without_onnx_once_its_weight_bytes_are_noted(tiny_model_dir, graph_cache, tmp_path):
+    """Opening a cached graph reads its weight bytes from meta.json, not the graph's header
+    (``onnx``'s import is ~0.7 s of a start). A graph whose meta lacks them (one the PyTorch int8
+    path built) is measured once and noted, so the next start imports no ``onnx`` either."""
+    import json
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(graph_cache, cache)
+    first = run_child(_ONNX_CHILD, str(tiny_model_dir), "int8", cache=cache)
+    assert not first["onnx"] and first["bytes"] > 0
+    for meta_path in cache.glob("*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        meta.pop("weight_bytes", None)
+        meta_path.write_text(json.dumps(meta))
+    measured = run_child(_ONNX_CHILD, str(tiny_model_dir), "int8", cache=cache)
+    again = run_child(_ONNX_CHILD, str(tiny_model_dir), "int8", cache=cache)
+    assert measured["onnx"] and not again["onnx"]
+    assert measured["bytes"] == again["bytes"] == first["bytes"]
+
+
 @pytest.mark.parametrize("threads", [None, "1", "2", "64"])
 def test_the_session_s_threads_are_known_before_torch_as_torch_finds_them(threads):
     """The graph opens before torch is imported, with the thread count torch will report (a
