@@ -122,6 +122,8 @@ class Detokenizer:
         self.unk_token = unk_token
         self.newlines = 0
         """Newlines at the end of the text released so far."""
+        self.spaced = False
+        """Whether the text released so far ends in a space (a run of spaces shows as one)."""
         self._decode = _window_decoder(tokenizer)
 
     def push(self, token_id: int, new_line: bool = False) -> str:
@@ -133,7 +135,10 @@ class Detokenizer:
         # A UTF-8 character spans at most 4 byte tokens: past that the bytes are invalid, not
         # unfinished, and are released (as U+FFFD, as the final text shows them).
         if len(full) <= len(prefix) or (full.endswith("\ufffd") and pending < 4):
-            return "\n" * self._break(1) if new_line else ""
+            if not new_line:
+                return ""
+            self.spaced = False
+            return "\n" * self._break(1)
         piece = full[len(prefix) :]
         self.prefix_offset = self.read_offset
         self.read_offset = len(self.ids)
@@ -150,10 +155,12 @@ class Detokenizer:
 
     def _lines(self, piece: str) -> str:
         if "\n" not in piece:  # most tokens: no split into lines
-            if self.newlines:
+            piece = _SPACE_RUN.sub(" ", piece)
+            if self.newlines or self.spaced:  # a line's start, or a space already shown
                 piece = piece.lstrip(" \t\u00a0")
             if piece:
                 self.newlines = 0
+                self.spaced = piece[-1] in " \t\u00a0"
             return piece
         out = []
         for part in re.split(r"(\n+)", piece):
@@ -163,14 +170,21 @@ class Detokenizer:
                 if out:  # spaces before a break end a line: not shown
                     out[-1] = out[-1].rstrip(" \t\u00a0")
                 out.append("\n" * self._break(len(part)))
+                self.spaced = False
                 continue
-            if self.newlines:
+            part = _SPACE_RUN.sub(" ", part)
+            if self.newlines or self.spaced:
                 part = part.lstrip(" \t\u00a0")
                 if not part:
                     continue
             self.newlines = 0
+            self.spaced = part[-1] in " \t\u00a0"
             out.append(part)
         return "".join(out)
+
+
+_SPACE_RUN = re.compile(r"[ \t\u00a0]{2,}")
+"""Spaces in a row: the final text (``clean_output``) shows them as one."""
 
 
 def _window_decoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[int]], str]:

@@ -54,6 +54,19 @@ def test_a_line_the_constraint_starts_is_streamed_as_a_line(tok):
     assert pieces == ["좋", "다", "\n꿈", " 별"]
 
 
+def test_a_run_of_spaces_streams_as_one_space(tok):
+    """A lone space token before a spaced word (the model's "▁", "▁별") streams as the final text
+    shows it, one space; so do spaces inside a piece. A line still starts with no space."""
+    detok = Detokenizer(tok, [], tok.unk_token)
+    pieces = [detok.push(t) for t in ids_of(tok, "좋", "▁", "▁별", "▁", "▁", "▁꿈", "\n", "▁", "▁봄")]
+    assert (
+        "".join(pieces)
+        == "좋 별 꿈\n봄"
+        == clean_output(tok.decode(ids_of(tok, "좋", "▁", "▁별", "▁", "▁", "▁꿈", "\n", "▁", "▁봄")))
+    )
+    assert pieces[1] == " " and pieces[2] == "별"
+
+
 def test_the_profile_tells_line_ends_from_word_breaks(tok):
     from kolyric.engine.lyric.vocab_profile import profile_for
 
