@@ -177,11 +177,13 @@ class NoRepeatNGram(Incremental):
     and bans the current prefix's followers with one ``index_put_``.
     """
 
-    def __init__(self, ngram_size: int):
+    def __init__(self, ngram_size: int, exempt: frozenset[int] = frozenset()):
         if not isinstance(ngram_size, int) or ngram_size <= 0:
             raise ValueError(f"`ngram_size` has to be a strictly positive integer, but is {ngram_size}")
         super().__init__()
         self.ngram_size = ngram_size
+        self.exempt = exempt
+        """Tokens never banned (the loop's line breaks: a line may end as another line ended)."""
         self.lowers_only = True  # scores only become -inf (chain.StepCache.bound)
         self._followers: list[dict[tuple[int, ...], set[int]]] = []
         self._tails: list[list[int]] = []
@@ -207,7 +209,7 @@ class NoRepeatNGram(Incremental):
             return
         for row, tail in enumerate(self._tails):
             found = self._followers[row].get(tuple(tail[len(tail) - n + 1 :]) if n > 1 else (), ())
-            self._banned[row] = {token for token in found if 0 <= token < vocab}
+            self._banned[row] = {token for token in found if 0 <= token < vocab and token not in self.exempt}
 
     def lower_pool(self, values: NDArray[np.float32], ids: list[list[int]]) -> None:
         for row, banned in enumerate(self._banned):

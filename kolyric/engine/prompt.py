@@ -63,6 +63,21 @@ def line_separator(tokenizer: PreTrainedTokenizerBase) -> str:
     return "\n" if known and "\n" in tokenizer.decode(ids, skip_special_tokens=False) else " "
 
 
+def line_break_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """The vocabulary's tokens for one, two or three newlines alone (``\n``, ``\n\n`` …; a
+    byte-level ``Ċ``): where a line may end. Found by encoding, not by a pass over the vocabulary."""
+    found = set()
+    for text in ("\n", "\n\n", "\n\n\n"):
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        if (
+            len(ids) == 1
+            and ids[0] != tokenizer.unk_token_id
+            and tokenizer.decode(ids, skip_special_tokens=False) == text
+        ):
+            found.add(int(ids[0]))
+    return frozenset(found)
+
+
 def prompt_body(line: str, context: Sequence[str] = (), separator: str = "\n") -> str:
     """The draft lines before the prompt line (oldest first), then the line itself. With no line
     typed, a line break ends the text (where the vocabulary has one), so the model starts the

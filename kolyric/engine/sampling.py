@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kolyric.engine import incremental, penalties, samplers
 from kolyric.engine import processors as lean
+from kolyric.engine.prompt import line_break_ids
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +60,10 @@ def processor_chain(
     if settings.repetition_penalty != 1.0:
         procs.append(incremental.RepetitionPenalty(float(settings.repetition_penalty)))
     if settings.no_repeat_ngram_size > 0:
-        procs.append(incremental.NoRepeatNGram(settings.no_repeat_ngram_size))
+        # a line ending as another line ended is a refrain or a rhyme, not a loop: line breaks
+        # stay allowed (a constrained line must be able to end where the draft's did)
+        breaks = line_break_ids(tokenizer) if tokenizer is not None else frozenset()
+        procs.append(incremental.NoRepeatNGram(settings.no_repeat_ngram_size, exempt=breaks))
     for processor in text_penalties(settings, tokenizer):
         procs.append(processor)
     if settings.min_length > 0 and eos_id is not None:

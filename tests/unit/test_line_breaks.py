@@ -67,6 +67,26 @@ def test_a_run_of_spaces_streams_as_one_space(tok):
     assert pieces[1] == " " and pieces[2] == "별"
 
 
+def test_no_repeat_n_grams_let_a_line_end_as_another_line_ended(tok):
+    """A line ending on the same two tokens as an earlier line (a refrain, a rhyme) may still
+    end there: the n-gram rule never bans a line break (a constrained line whose break it banned
+    had no token left). Other repeats stay banned."""
+    import torch
+
+    from kolyric.engine import sampling
+    from kolyric.engine.prompt import line_break_ids
+    from kolyric.engine.settings import preset
+
+    breaks = line_break_ids(tok)
+    assert breaks == set(ids_of(tok, "\n", "\n\n"))
+    assert line_break_ids(word_models.make_tokenizer("plain")) == frozenset()  # no newline token
+    seq = ids_of(tok, "▁꿈", "좋", "아", "\n", "▁별", "▁꿈", "좋", "아", "▁꿈", "좋", "아")
+    procs = sampling.processor_chain(preset("greedy", no_repeat_ngram_size=3), 1, None, tok.eos_token_id, tok)
+    scores = procs(torch.tensor([seq]), torch.zeros(1, len(tok)))
+    assert scores[0, ids_of(tok, "\n")[0]] == 0  # "좋 아 \n" was seen: the break stays allowed
+    assert scores[0, ids_of(tok, "▁꿈")[0]] == -float("inf")  # "좋 아 꿈" was seen: banned
+
+
 def test_the_profile_tells_line_ends_from_word_breaks(tok):
     from kolyric.engine.lyric.vocab_profile import profile_for
 
