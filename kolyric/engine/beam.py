@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from kolyric.engine import sampling
+from kolyric.engine import incremental, sampling
 from kolyric.engine.decode import TOP_ALTERNATIVES
 from kolyric.engine.lyric.lookahead import BeamLookAhead
 from kolyric.engine.phrases import BANNED_NOTE, BeamBan, PhraseBan, StopText, find_stop
-from kolyric.engine.prompt import Detokenizer
+from kolyric.engine.prompt import Detokenizer, line_break_ids
 from kolyric.engine.results import Alternative, DoneEvent, GenerationRequest, GenerationResult, TokenEvent, TokenInfo
 from kolyric.engine.settings import DecodingSettings
 from kolyric.engine.stream import Generator
@@ -59,13 +59,15 @@ def beam_stream(
         max_new_tokens=max(1, max_new - len(request.forced_ids)),
         min_new_tokens=settings.min_length or None,
         repetition_penalty=settings.repetition_penalty,
-        no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
         eos_token_id=gen.eos_id,
         pad_token_id=gen.pad_id,
         bos_token_id=gen.tokenizer.bos_token_id,
     )
     constraint_state = gen.constraints_for(request, prompt_len, max_new)
     extra: list = sampling.text_penalties(settings, gen.tokenizer)  # DRY and phrase bias, before the constraints
+    if settings.no_repeat_ngram_size > 0:  # kolyric's: a line break stays allowed, as in the other strategies
+        breaks = line_break_ids(gen.tokenizer)
+        extra.insert(0, incremental.NoRepeatNGram(settings.no_repeat_ngram_size, exempt=breaks))
     look_ahead = None
     if constraint_state is not None:
         # no step can be taken back inside model.generate: the endings a hypothesis may
