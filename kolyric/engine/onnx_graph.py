@@ -227,9 +227,7 @@ def weight_bytes(folder: Path, precision: str) -> int:
         if not isinstance(meta.get("weight_bytes"), dict):
             meta["weight_bytes"] = {}
         meta["weight_bytes"][precision] = size
-        tmp = folder / f".meta-{os.getpid()}.json"
-        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(tmp, folder / "meta.json")
+        _save_meta(folder, meta)
     except OSError:  # a read-only cache: measured again next time
         pass
     return size
@@ -285,6 +283,11 @@ def _write_meta(folder: Path, precision: str, stamps: dict[str, list[int]], n_pa
         meta["weight_bytes"].pop(precision, None)  # of the graph this one replaces: measured anew
     meta["n_params"] = n_params
     meta["format"] = FORMAT
+    _save_meta(folder, meta)
+
+
+def _save_meta(folder: Path, meta: dict) -> None:
+    """meta.json written whole beside itself and moved into place (a reader never sees half)."""
     tmp = folder / f".meta-{os.getpid()}.json"
     tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     os.replace(tmp, folder / "meta.json")

@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # annotations only: importing this module must not import tor
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 Array = NDArray[np.floating]
+Ranked = tuple[Array, NDArray[np.int64]]
+"""The best scores of each row and their token ids, largest first (ties: the lower id first)."""
 
 _NUMPY_MIN_VOCAB = 4096
 """Below this many entries torch's own top-k and argmax are as fast."""
@@ -173,7 +175,7 @@ class TopK:
         return self._warpers
 
     def _survivors(
-        self, scores: Tensor, arrays: bool = False, found: tuple[Array, NDArray[np.int64]] | None = None
+        self, scores: Tensor, arrays: bool = False, found: Ranked | None = None
     ) -> tuple[Tensor, Tensor] | None:
         """The k best (scores, ids), largest first, the temperature applied, or None when the
         k-th score is tied with the next (top-k then keeps more than k) or k covers the vocabulary.
@@ -218,7 +220,7 @@ class TopK:
         input_ids: Tensor,
         scores: Tensor,
         arrays: bool = False,
-        found: tuple[Array, NDArray[np.int64]] | None = None,
+        found: Ranked | None = None,
     ) -> tuple[Tensor, Tensor] | None:
         """The survivors (scores, ids), or None: the caller runs the warper on the whole row.
         ``arrays``: as NumPy arrays where NumPy found them. ``found``: as ``_survivors``."""
@@ -265,7 +267,7 @@ class TopKThenTopP(TopK):
         input_ids: Tensor,
         scores: Tensor,
         arrays: bool = False,
-        found: tuple[Array, NDArray[np.int64]] | None = None,
+        found: Ranked | None = None,
     ) -> tuple[Tensor, Tensor] | None:
         import torch
 
